@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,9 @@ TRAINING_KEYS = (
     "dropout",
     "batch_size",
     "precision",
+    "optimizer",
+    "weight_decay",
+    "train_sampling",
 )
 
 
@@ -131,6 +135,49 @@ def _plain(value: Any, key: str, words: Mapping[Any, str] | None = None) -> str:
     return _each(value, lambda x: said[x] if x in said else f"{x:g}" if isinstance(x, float) else f"{x:,}")
 
 
+def _num(x: float) -> str:
+    """A number as the source writes it: ``1e-5``, not Python's ``1e-05``."""
+    return re.sub(r"e([+-])0(\d)", r"e\1\2", f"{x:g}")
+
+
+def _l2(v: Mapping[str, Any]) -> str:
+    """The entry's weight decay as its optimizer applies it (:class:`repeval.probes.stacked.StackedOptimizer`): an L2
+    term added to the gradient (``adam``, ``sgd``), decoupled from it (``adamw``)."""
+    if v["weight_decay"] is SPACE or v["optimizer"] is SPACE:
+        return "weight_decay from the search space"
+    kinds = v["optimizer"] if isinstance(v["optimizer"], list) else [v["optimizer"]]
+    decays = v["weight_decay"] if isinstance(v["weight_decay"], list) else [v["weight_decay"]]
+    said = [
+        "no L2"
+        if wd == 0
+        else f"AdamW's decoupled weight decay {_num(wd)}"
+        if kind == "adamw"
+        else f"L2 {_num(wd)} as PyTorch weight_decay"
+        for kind in kinds
+        for wd in decays
+    ]
+    return " or ".join(dict.fromkeys(said))
+
+
+def _optimizer(v: Mapping[str, Any]) -> str:
+    """The entry's optimizer, said against Adam's (the source's): its ε where it has one."""
+    words = {
+        "adam": "Adam ε 1e-8 (Keras 1e-7)",
+        "adamw": "AdamW ε 1e-8 (MULE: Adam, Keras ε 1e-7)",
+        "sgd": "SGD (MULE: Adam)",
+    }
+    return _plain(v["optimizer"], "optimizer", words)
+
+
+def _sampling(v: Mapping[str, Any]) -> str:
+    """How the entry's batches are drawn (:func:`repeval.probes.data.training_weights`)."""
+    words = {
+        "random": "batches are epoch permutations",
+        "balanced": "batches are drawn class-balanced, with replacement",
+    }
+    return _plain(v["train_sampling"], "train_sampling", words)
+
+
 def _epochs(v: Mapping[str, Any]) -> str:
     if v["epochs"] is not SPACE:
         return _counts(v["epochs"], "epoch")
@@ -160,4 +207,12 @@ SAID: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "precision": lambda v: _plain(v["precision"], "precision", {"fp32": "float32", "bf16": "bfloat16 products"}),
     "lr_decay": _lr_decay,
     "length": _length,
+    "l2": _l2,
+    "l2_as": lambda v: _plain(
+        v["optimizer"],
+        "optimizer",
+        dict.fromkeys(("adam", "sgd"), "L2 as weight_decay 2λ") | {"adamw": "AdamW's decoupled weight decay, not L2"},
+    ),
+    "optimizer": _optimizer,
+    "sampling": _sampling,
 }

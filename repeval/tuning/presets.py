@@ -139,9 +139,7 @@ def preset_words(
     mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
     search = p.search or {}
     grid, space = search.get("grid") or {}, search.get("space") or {}
-    here = [f"{k}={getattr(p, k)!r}" for k in mine]
-    here += [f"search grid {k}={list(values)!r}" for k, values in grid.items()]
-    here += [f"search space {k}={spec['type']}{list(spec['args'])!r}" for k, spec in space.items()]
+    here = [f"{k}={getattr(p, k)!r}" for k in mine] + _search_here(search)
     if here:
         what += ", set here: " + ", ".join(here)
     if preset.differs:
@@ -153,6 +151,26 @@ def preset_words(
         values.update({k: SPACE for k in space if k in TRAINING_KEYS})
         what += f"; differs from the source: {preset.departures(trained, why, task_type, values, max_epochs)}"
     return what
+
+
+def _search_here(search: Mapping[str, Any]) -> list[str]:
+    """The ``search`` set next to a preset, as ``set here`` lists it: its grid and space, and its ``num_samples``,
+    ``scheduler`` (its settings that are not ASHA's defaults) and ``select`` where written: ``search num_samples=8``,
+    ``search scheduler=asha(grace_period=5)``."""
+    from repeval.tuning.search import ASHA_DEFAULTS
+
+    here = [f"search grid {k}={list(values)!r}" for k, values in (search.get("grid") or {}).items()]
+    here += [f"search space {k}={s['type']}{list(s['args'])!r}" for k, s in (search.get("space") or {}).items()]
+    if search.get("num_samples", 1) != 1:
+        here.append(f"search num_samples={search['num_samples']!r}")
+    if search.get("scheduler"):  # its settings where not ASHA's defaults
+        args = ", ".join(
+            f"{k}={v:g}" for k, v in search["scheduler"].items() if v not in (ASHA_DEFAULTS.get(k), "asha")
+        )
+        here.append(f"search scheduler=asha{f'({args})' if args else ''}")
+    if search.get("select"):
+        here.append(f"search select={search['select']!r}")
+    return here
 
 
 def entry_words(
@@ -222,7 +240,7 @@ register_preset(
         bare_names=True,
         source="Plachouras 2023, the mir_ref thesis, §3.1.5 and Appendix A; chrispla/mir_ref mir_ref/train.py",
         differs=(
-            "{stopping}; L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5); infer sizes rounded "
+            "{stopping}; {l2} (Keras' l2(1e-5) is weight_decay 2e-5); infer sizes rounded "
             "up to even (mir_ref truncates, then makes an odd size even: M5 on 512 dimensions and 10 classes is "
             "[346, 178] here, [344, 178] in mir_ref)"
         ),
@@ -279,7 +297,7 @@ register_preset(
         source="Castellon et al. 2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID",
         differs=(
             "{validated}, {patience}, at most {epochs} (Jukemir: every 8 steps, "
-            "patience 256 validations = 2,048 steps, no epoch limit); batches are epoch permutations (Jukemir draws "
+            "patience 256 validations = 2,048 steps, no epoch limit); {sampling} (Jukemir draws "
             "each batch at random)"
         ),
     )
@@ -399,8 +417,8 @@ register_preset(
             "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {length} "
             "(MULE: 10,000-40,000 by task, 300,000-800,000 for NSynth, whose warm-up is 5,000); {dropout} "
             "everywhere; batch size is not published (here {batch_size}); {validated} and the best checkpoint "
-            "kept, {early_stopping} (MULE's trainer is not published); L2 as weight_decay 2λ, on biases too (Keras: "
-            "kernels only); Adam ε 1e-8 (Keras 1e-7); softmax cross-entropy and accuracy for single-label tasks (some "
+            "kept, {early_stopping} (MULE's trainer is not published); {l2_as}, on biases too (Keras: "
+            "kernels only); {optimizer}; softmax cross-entropy and accuracy for single-label tasks (some "
             "GTZAN/NSynth selections trained sigmoid outputs and compiled PR-AUC)"
         ),
     )

@@ -53,6 +53,8 @@ SPACE_TYPES = {
     "choice": None,
 }
 ASHA_KEYS = ("type", "grace_period", "reduction_factor", "max_t", "brackets")
+#: the ASHA settings a ``scheduler`` takes where it does not set them
+ASHA_DEFAULTS: dict[str, Any] = {"grace_period": 10, "reduction_factor": 3, "max_t": None, "brackets": 1}
 #: keys of a probe spec that are not configuration values
 SPEC_KEYS = ("name", "preset", "search")
 
@@ -189,12 +191,13 @@ def validate_search(v: Any) -> dict[str, Any]:
         if scheduler.get("type", "asha") != "asha":
             raise ValueError(f"scheduler.type: only 'asha' is supported, got {scheduler.get('type')!r}")
         normalised: dict[str, Any] = {"type": "asha"}
-        for key, default, cast, least in (
-            ("grace_period", 10, int, "≥ 1 (epochs)"),
-            ("reduction_factor", 3, float, "> 1"),
-            ("max_t", None, int, "≥ 1 (epochs), or left out for the probes' epochs"),
-            ("brackets", 1, int, "≥ 1"),
+        for key, cast, least in (
+            ("grace_period", int, "≥ 1 (epochs)"),
+            ("reduction_factor", float, "> 1"),
+            ("max_t", int, "≥ 1 (epochs), or left out for the probes' epochs"),
+            ("brackets", int, "≥ 1"),
         ):
+            default = ASHA_DEFAULTS[key]
             value = scheduler.get(key, default)
             if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
                 value = float(value)  # grace_period: 1e1 (YAML 1.1's string), read as in the search space

@@ -1014,6 +1014,48 @@ def test_preset_departures_say_what_training_does_with_the_keys_set_next_to_it()
     assert f"30,000 steps or {most} epochs, whichever ends first" in line, line
 
 
+def test_preset_departures_say_the_sampling_weight_decay_optimizer_and_search_set_next_to_it():
+    """jukemir said "batches are epoch permutations" under `train_sampling: balanced` (repeval/probes/data.py draws
+    class-balanced rows with replacement); mir_ref_thesis said "L2 1e-5" whatever weight_decay was set, and L2 under
+    `optimizer: adamw` (decoupled); mule said "Adam ε 1e-8" under `optimizer: sgd`; `set here` left out
+    search.num_samples, scheduler and select."""
+    from repeval.tuning.presets import entry_words
+
+    def said(entry: dict) -> str:
+        words = entry_words(entry)
+        assert words is not None
+        return words
+
+    balanced = said({"preset": "jukemir", "train_sampling": "balanced"})
+    assert (
+        "; batches are drawn class-balanced, with replacement (Jukemir" in balanced and "permutations" not in balanced
+    )
+    assert "; batches are epoch permutations (Jukemir" in said({"preset": "jukemir"})
+
+    assert "; L2 1e-5 as PyTorch weight_decay (Keras'" in said({"preset": "mir_ref_thesis"})
+    assert "; L2 2e-5 as PyTorch weight_decay (Keras'" in said({"preset": "mir_ref_thesis", "weight_decay": 2e-5})
+    assert "; no L2 (Keras'" in said({"preset": "mir_ref_thesis", "weight_decay": 0.0})
+    adamw = said({"preset": "mir_ref_thesis", "optimizer": "adamw"})
+    assert "; AdamW's decoupled weight decay 1e-5 (Keras'" in adamw and "L2 1e-5" not in adamw
+
+    sgd = said({"preset": "mule", "optimizer": "sgd"})
+    assert "; SGD (MULE: Adam); softmax" in sgd and "Adam ε" not in sgd
+    adamw = said({"preset": "mule", "optimizer": "adamw"})
+    assert "; AdamW's decoupled weight decay, not L2, on biases too (Keras: kernels only); AdamW ε 1e-8 (" in adamw
+    assert "; Adam ε 1e-8 (Keras 1e-7); softmax" in said({"preset": "mule"})
+
+    search = {
+        "space": {"dropout": {"uniform": [0.1, 0.5]}},
+        "num_samples": 4,
+        "scheduler": {"type": "asha", "grace_period": 5},
+        "select": "best",
+    }
+    assert (
+        ", set here: search space dropout=uniform[0.1, 0.5], search num_samples=4, "
+        "search scheduler=asha(grace_period=5), search select='best'; differs from the source: "
+    ) in said({"preset": "mule", "search": search})
+
+
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:
     """The config of one experiment training ``probe`` under ``run.max_epochs``, and its plan's line for the probe.
     ``repeval validate`` refuses such a file (:func:`_capped_refused`): the plan and the run see such a configuration
