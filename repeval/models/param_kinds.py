@@ -4,6 +4,7 @@ in every embedding actor."""
 
 from __future__ import annotations
 
+import inspect
 import types
 import typing
 from typing import Any
@@ -15,8 +16,9 @@ _PLURALS = {bool: "true or false", int: "integers", float: "numbers", str: "stri
 def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     """Why ``value`` cannot stand for ``cls.__init__``'s parameter ``key`` as annotated (None when it can, or when the
     annotation is missing or of a kind not checked here: a path, a mapping, ``Any``, a class of the model's own)."""
-    try:
-        hint = typing.get_type_hints(cls.__init__).get(key)  # type: ignore[misc]
+    init = next((i for k in cls.__mro__ if key in _params(i := vars(k).get("__init__"))), None)
+    try:  # the constructor that names ``key`` (a base's, as model_parameters reads it: essentia's graph_path)
+        hint = typing.get_type_hints(init).get(key) if init is not None else None
     except Exception:  # an annotation that does not resolve here: not ours to judge
         return None
     said = _kinds(hint)
@@ -25,6 +27,14 @@ def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     names = [_said(kind) for kind in said if kind is not type(None)] + ["null"] * (type(None) in said)
     among = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
     return f"expected {among}, got {value!r}"
+
+
+def _params(init: Any) -> Any:
+    """The parameters ``init`` (a class' own ``__init__``, or None) names."""
+    try:
+        return inspect.signature(init).parameters if init is not None else {}
+    except (TypeError, ValueError):  # a builtin's, without a signature
+        return {}
 
 
 def _kinds(hint: Any) -> list[Any] | None:

@@ -55,6 +55,18 @@ def test_a_param_that_defaults_to_none_is_checked_against_its_annotation() -> No
         check_params(EmbeddingModelConfig(id="hf-audio", params={"layers": good, "normalize": True}))
 
 
+def test_a_param_a_base_constructor_names_is_checked_against_its_annotation() -> None:
+    """essentia's ``embedding_dim: int | None = None`` and ``graph_path: str | None = None`` are its base class'
+    constructor's (maest's own ``__init__`` does not name them): their annotations were read from the family's own
+    constructor only, so ``embedding_dim: '512'`` was valid and reached the model. The constructor that names the
+    parameter is read, as the parameters are."""
+    with pytest.raises(ValueError, match=r"params\.embedding_dim\n  expected an integer or null, got '512'"):
+        EmbeddingModelConfig(id="maest", params={"embedding_dim": "512"})
+    with pytest.raises(ValueError, match=r"params\.graph_path\n  expected a string or null, got 3"):
+        EmbeddingModelConfig(id="effnet-discogs", params={"graph_path": 3})
+    check_params(EmbeddingModelConfig(id="maest", params={"embedding_dim": 512, "graph_path": "m.pb"}))
+
+
 def _with_default(cls: type[EmbeddingModel], key: str, value: Any) -> type[EmbeddingModel]:
     """A subclass of ``cls`` whose constructor's ``key`` defaults to ``value`` (a plugin's own default)."""
 
