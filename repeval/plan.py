@@ -12,7 +12,7 @@ from repeval.datasets.load import dataset_folds
 from repeval.pipeline.stages import CLEAN
 from repeval.plan_probes import _names, criteria_note, probe_lines, thesis_names_note
 from repeval.plan_progress import _progress, _retest, _reused, _trained, _written
-from repeval.words import counted
+from repeval.words import counted, named
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Plan:
         if self.resources:
             head.append("resources:")
             head += [f"  {k + ':':<17} {v}" for k, v in self.resources.items()]  # a long model id: still a space
-        conflicts = [f"conflict: {msg}" for msg in self.conflicts.values()]
+        conflicts = _conflict_lines(self.conflicts)
         notes = [f"note: {msg}" for msg in self.notes]
         retests = [_retest_line(what, grids) for what, grids in self.retests.items()]
         retrained = [f"train again: {why}" for why in self.retrained]
@@ -337,3 +337,26 @@ def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = Fa
     if mode == "always":
         return f" + {amount:g} GPU{what} (none up yet: waits for the autoscaler to add GPU nodes)"
     return "" if known else f" (+ {amount:g} GPU{what} when Ray reports GPUs)"
+
+
+def _conflict_lines(conflicts: dict[str, str]) -> list[str]:
+    """One line per conflicting partition — but one per model whose every scenario differs alike (its parameters
+    changed): the first scenario's, naming the others, not the same conflict and fix once per scenario."""
+    from repeval.store.partition_stamp import MODEL_DIFFERS
+
+    alike: dict[str, list[str]] = {}  # dataset/model → the scenarios of a changed model
+    lines: dict[str, str] = {}
+    for name, msg in conflicts.items():
+        model, scenario = name.rsplit("/", 1)
+        if MODEL_DIFFERS not in msg:
+            lines[name] = f"conflict: {msg}"
+        elif model not in alike:
+            alike[model] = []
+            lines[name] = f"conflict: {msg}"
+        else:
+            alike[model].append(scenario)
+    for name in list(lines):
+        others = alike.get(name.rsplit("/", 1)[0])
+        if others and MODEL_DIFFERS in lines[name]:
+            lines[name] += f" (the same at {named('scenario', others)})"
+    return list(lines.values())

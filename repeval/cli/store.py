@@ -164,7 +164,9 @@ def validate_model_cmd(
         cfg: Any = {"type": name, "params": params} if params else name
         report = validate_model(cfg, dummy_weights=dummy_weights, plugins=plugin or ())
         typer.echo(report.summary())
-        if report.unavailable and dummy_weights is None and name in DUMMIES:
+        why = report.unavailable or ""  # stand-in weights do not help a param's problem (layers: 7 of 2 hidden states)
+        weights = bool(why) and (not why.startswith("params.") or why.startswith("params.model"))
+        if weights and dummy_weights is None and name in DUMMIES:
             typer.echo(
                 f"to check its code without its weights: `repeval validate-model {name} --dummy-weights DIR` (stand-in "
                 "weights, written into DIR)"

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 
 from repeval.json_keys import sorted_json
+from repeval.models.param_kinds import annotated_kind_error, with_number_hint
 from repeval.registry import ParamProblems, Registry, did_you_mean, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
@@ -370,8 +371,6 @@ def _type_error(cls: type, key: str, value: Any, default: Any) -> str | None:
     """Why ``value`` cannot stand where the constructor's default is ``default`` (None when it can); a default of
     None (or none) says nothing of the kind: then its annotation does (``list[int] | int | None``)."""
     if default is None or default is inspect.Parameter.empty:  # (a param of a few values: its choices say it)
-        from repeval.models.param_kinds import annotated_kind_error
-
         return None if key in getattr(cls, "param_choices", {}) else annotated_kind_error(cls, key, value)
     if isinstance(default, bool):
         return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
@@ -410,7 +409,7 @@ def check_params(cfg: Any) -> None:
             continue
         problem = _type_error(fam.cls, key, value, default) or choice_problem(fam.cls, key, value)
         if problem:
-            problems.append((key, problem))
+            problems.append((key, with_number_hint(problem, value)))
     if problems:
         raise ParamProblems(problems)
     if fam.cls.light:

@@ -22,6 +22,9 @@ from repeval.store.fingerprint import (
 from repeval.store.layout import MANIFEST, STAMP, _atomic_write_bytes
 from repeval.store.partition_files import PartitionFiles
 
+#: what a conflict of a changed model says of its other scenarios (``repeval plan`` says their conflicts once)
+MODEL_DIFFERS = "every scenario of this model differs alike"
+
 
 @dataclass
 class PartitionStamp(PartitionFiles):
@@ -86,8 +89,8 @@ class PartitionStamp(PartitionFiles):
         every = f"{self.name.rsplit('/', 1)[0]}/*"
         return (
             f"give the model a new id (in embedding_models, `id: {self.model}-2`{f' with `type: {family}`' * bool(family)}"
-            f"), point run.store elsewhere, or delete the partition to recompute it (`{self.rm_command()}`) — every "
-            f"scenario of this model differs alike: `repeval store rm {shlex.quote(self.store.uri)} "
+            f"), point run.store elsewhere, or delete the partition to recompute it (`{self.rm_command()}`) — "
+            f"{MODEL_DIFFERS}: `repeval store rm {shlex.quote(self.store.uri)} "
             f"{shlex.quote(every)} --yes` deletes them all"
         )
 

@@ -244,6 +244,14 @@ def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
     said = HFAudioEncoder.availability({"model": directory, "layers": [1, 9, -5]})
     assert said == f"params.layers [9, -5] out of range: {directory} has hidden states 0..3 (or -1..-4)"
     assert HFAudioEncoder.availability({"model": directory, "layers": [3, -4]}) is None
+    # `repeval validate-model` says so, and not that stand-in weights would check it: they have the same problem
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    r = CliRunner().invoke(app, ["validate-model", "hf-audio", "--param", f"model={directory}", "--param", "layers=9"])
+    assert r.exit_code == 1 and "UNAVAILABLE — params.layers [9] out of range" in r.output, r.output
+    assert "--dummy-weights" not in r.output, r.output
 
 
 @_needs("torch", "transformers")

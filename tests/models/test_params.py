@@ -52,9 +52,39 @@ def test_a_param_that_defaults_to_none_is_checked_against_its_annotation() -> No
         EmbeddingModelConfig(id="hf-audio", params={"layers": "last", "normalize": "yes"})
     said = str(refused.value)
     assert "expected a list of integers, an integer or null, got 'last'" in said
-    assert "params.normalize\n  expected true or false or null, got 'yes'" in said
+    assert "params.normalize\n  expected true, false or null, got 'yes'" in said
     for good in ([4, 5], 6, -1, None):
         check_params(EmbeddingModelConfig(id="hf-audio", params={"layers": good, "normalize": True}))
+
+
+def test_a_param_a_base_constructor_names_is_checked_against_its_annotation() -> None:
+    """essentia's ``embedding_dim: int | None = None`` and ``graph_path: str | None = None`` are its base class'
+    constructor's (maest's own ``__init__`` does not name them): their annotations were read from the family's own
+    constructor only, so ``embedding_dim: '512'`` was valid and reached the model. The constructor that names the
+    parameter is read, as the parameters are."""
+    with pytest.raises(ValueError, match=r"params\.embedding_dim\n  expected an integer or null, got '512'"):
+        EmbeddingModelConfig(id="maest", params={"embedding_dim": "512"})
+    with pytest.raises(ValueError, match=r"params\.graph_path\n  expected a string or null, got 3"):
+        EmbeddingModelConfig(id="effnet-discogs", params={"graph_path": 3})
+    check_params(EmbeddingModelConfig(id="maest", params={"embedding_dim": 512, "graph_path": "m.pb"}))
+
+
+def test_a_number_yaml_read_as_text_is_refused_naming_how_to_write_it() -> None:
+    """YAML reads ``hop_s: 1e-1`` (exponent notation without a dot and a signed exponent) as the text '1e-1': the
+    check said "expected a number, got '1e-1'" — a number, to whoever wrote it. It now says how to write it."""
+    import yaml
+
+    from repeval.models.param_kinds import with_number_hint
+
+    params = yaml.safe_load("{hop_s: 1e-1, n_mfcc: 2e1}")
+    with pytest.raises(ValueError) as refused:
+        EmbeddingModelConfig(id="mfcc-stats", params=params)
+    said = str(refused.value)
+    assert "expected a number, got '1e-1' (YAML reads this exponent notation as text: write 0.1)" in said
+    assert "expected an integer, got '2e1' (YAML reads this exponent notation as text: write 20)" in said
+    with pytest.raises(ValueError, match=r"got '1e1' \(YAML reads this exponent notation as text: write 10\)"):
+        EmbeddingModelConfig(id="hf-audio", params={"layers": "1e1"})  # (a None default: its annotation's kinds)
+    assert with_number_hint("expected true, false or null, got '1e1'", "1e1").endswith("got '1e1'")
 
 
 def _with_default(cls: type[EmbeddingModel], key: str, value: Any) -> type[EmbeddingModel]:
