@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from repeval.run.files import may_not_read
 from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, read_parquet
-from repeval.store.rewrite import REWRITE, visible
+from repeval.store.rewrite import REWRITE, denied, visible
 
 log = logging.getLogger("repeval.store")
 #: the partition files :meth:`PartitionFiles._read_json` has said are unreadable (once each per process)
@@ -78,12 +78,16 @@ class PartitionFiles:
     def _read_json(self, name: str) -> dict[str, Any] | None:
         """The partition's small JSON file ``name`` (its manifest, its stamp); ``None`` when it is missing — or cut
         short or corrupted (repeval writes them whole: a copy, a bad disk), said once per file in a warning: the
-        partition then counts as incomplete, and the next run completes it from its part files."""
+        partition then counts as incomplete, and the next run completes it from its part files. One this user may not
+        read (another user's, or in a folder it may not list) raises, with the fix: a complete partition must not be
+        taken as incomplete, and computed again."""
         where = f"{self.path}/{name}"
         try:
             with self.fs.open_input_stream(where) as fh:
                 body = json.loads(fh.read().decode())
-        except (FileNotFoundError, OSError):
+        except PermissionError as exc:
+            raise denied(self.fs, self.path, where, exc) from None
+        except OSError:
             return None
         except ValueError as exc:  # JSON cut short, or bytes that are not UTF-8
             body, why = None, str(exc)

@@ -52,7 +52,7 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     try:
         raw = read_if_there(fs, path)
     except PermissionError as exc:  # another user's folder (or journal): its permissions are the fix, not deleting it
-        raise _denied(fs, directory, path, exc) from None
+        raise denied(fs, directory, path, exc) from None
     except OSError as exc:
         raise _unreadable(path, exc, rm_command) from None
     if raw is None:
@@ -66,8 +66,8 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     return journal
 
 
-def _denied(fs: pafs.FileSystem, directory: str, path: str, exc: PermissionError) -> PermissionError:
-    """The error for a journal this user may not read: the folder named when it is the one that cannot be listed
+def denied(fs: pafs.FileSystem, directory: str, path: str, exc: PermissionError) -> PermissionError:
+    """The error for a file of a partition (its journal, its manifest) this user may not read: the folder named when it is the one that cannot be listed
     (then the journal may not even be there), with its owner and permissions as the fix."""
     from repeval.run.files import may_not_read
 

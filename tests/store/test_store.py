@@ -612,6 +612,29 @@ def test_store_ls_lists_every_partition_it_can_read_and_says_each_it_cannot_with
             folder.chmod(0o755)
 
 
+def test_a_complete_partition_whose_manifest_this_user_may_not_read_is_unreadable_not_incomplete(tmp_path):
+    """A complete partition's _manifest.json this user may not read (another user's) was read as missing: `repeval
+    store ls` listed the partition as incomplete and a run took it as one to complete. It is now listed as unreadable
+    with the file named and its fix, `repeval store show` stops on it, and the manifest is left as it was."""
+    root = tmp_path / "s"
+    part = _write(EmbeddingStore(str(root)), ["a", "b"])
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    manifest = root / "ds" / "m" / "clean" / "_manifest.json"
+    body = manifest.read_bytes()
+    manifest.chmod(0)
+    try:
+        ls, as_json, show = _as_unprivileged(
+            ["store", "ls", str(root)], ["store", "ls", str(root), "--json"], ["store", "show", str(root), "ds/m/clean"]
+        )
+    finally:
+        manifest.chmod(0o644)
+    said = f"{manifest}: permission denied — this user may not read it: check its owner and permissions (`ls -l`)"
+    assert ls["code"] == 1 and re.search(r"ds/m/clean\s+unreadable", ls["out"]) and said in ls["err"], ls
+    assert [i["state"] for i in json.loads(as_json["out"])] == ["unreadable"], as_json
+    assert show["code"] == 1 and show["err"] == f"error: {said}\n", show
+    assert manifest.read_bytes() == body
+
+
 def test_store_ls_flags_a_complete_partition_whose_rows_differ_from_its_manifest(tmp_path):
     """A part file copied into a complete partition by hand (120 rows read, the manifest says 60) was listed by
     `repeval store ls` as complete with the files' count, unflagged; probes read each track once and warn. It is now
