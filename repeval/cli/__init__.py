@@ -1,7 +1,7 @@
 """The ``repeval`` command line: the Typer apps, the global options and the entry point. The commands live in
 :mod:`repeval.cli.experiment` (validate, plan, run … report), :mod:`repeval.cli.data` (``repeval data``) and
-:mod:`repeval.cli.store` (``repeval store`` and the listings: runs, schema, datasets, models, validate-model); what
-they share in :mod:`repeval.cli.common`."""
+:mod:`repeval.cli.listings` (runs, schema, datasets, models, validate-model) and :mod:`repeval.cli.store` (``repeval
+store``); what they share in :mod:`repeval.cli.common`."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def _format_warning(
 
 # the commands register on the apps above as their modules are imported (after the apps exist): `repeval --help`
 # lists them in that order, the experiment commands before the listings of `store`
-from repeval.cli import data, experiment, store  # noqa: E402, F401
+from repeval.cli import data, experiment, listings, store  # noqa: E402, F401
 
 
 def _one_line_listings(*apps: typer.Typer) -> None:
