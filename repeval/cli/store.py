@@ -234,7 +234,11 @@ def store_settle(
     def go() -> None:
         store, chosen = _store_and_partitions(list(target or []), root, alone=True)
         command = shlex.join(["repeval", "store", "settle", *(target or []), *(["--store", root] if root else [])])
-        settle_partitions(store, list(chosen.values()) if chosen else store.partitions(), command)
+        unlisted: list[tuple[str, OSError]] = []  # another user's folder: said with its fix, before anything is done
+        parts = list(chosen.values()) if chosen else store.partitions(unlisted)
+        for folder, exc in unlisted[:1]:
+            raise store.unlisted_error(folder, exc, "its partitions are not looked at; nothing was settled")
+        settle_partitions(store, parts, command)
 
     _guard(go)
 

@@ -119,7 +119,12 @@ class PartitionFiles:
 
     def _files(self, sub: str = "") -> list[str]:
         sel = pafs.FileSelector(f"{self.path}{sub}", allow_not_found=True)
-        infos = self.fs.get_file_info(sel)
+        try:
+            infos = self.fs.get_file_info(sel)
+        except PermissionError as exc:  # another user's folder (its own, or its _errors/): named, with the fix
+            raise denied(
+                self.fs, self.path, sel.base_dir, exc, f"store partition {self.name} in {self.store.uri}: "
+            ) from None
         files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-"))
         if any(i.base_name == REWRITE for i in infos):  # a track removal stopped midway: its old files or its new
             files = visible(self.fs, f"{self.path}{sub}", files, self.rm_command())
@@ -168,13 +173,6 @@ class PartitionFiles:
         so, with the fix."""
         try:
             return self._files(f"/{ERRORS_DIR}")
-        except PermissionError as exc:
-            said = PermissionError(
-                f"store partition {self.name} in {self.store.uri}: {self.path}/{ERRORS_DIR}: permission denied — "
-                + may_not_read()
-            )
-            said.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
-            raise said from None
         except NotADirectoryError as exc:  # a file in its place: pyarrow's "[Errno 20] Cannot list directory …"
             from repeval.report.run_files import unlisted  # one rule for a folder that cannot be listed
 
