@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.deformations import CLEAN
-from repeval.store.layout import AUDIO_NOTE, STAMP, DamagedPartFile, read_parquet
+from repeval.store.layout import AUDIO_NOTE, STAMP, DamagedPartFile, PartFileDenied, read_parquet
 from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
@@ -137,6 +137,8 @@ def partition_info(part: Partition) -> dict[str, Any]:
             schema = pq.read_schema(files[0], filesystem=part.fs)
             dim = getattr(schema.field("embedding").type, "list_size", None)
             frames = "frames" in schema.names
+    except PartFileDenied as exc:  # another user's part file: perhaps whole, listed as unreadable (not damaged)
+        return {**_unknown(part, UNREADABLE, size), "damage": str(exc)}
     except DamagedPartFile as exc:  # one damaged partition must not hide the others: it is listed as damaged
         rows = errors = None
         damage = str(exc)

@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.run.files import may_not_read
-from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, read_parquet
+from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, PartFileDenied, read_parquet
 from repeval.store.rewrite import REWRITE, denied, visible
 
 log = logging.getLogger("repeval.store")
@@ -188,7 +188,7 @@ class PartitionFiles:
         """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one
         this user may not read (another user's) may be whole: its permissions are the fix, not deleting it."""
         if isinstance(exc, PermissionError):
-            return DamagedPartFile(
+            return PartFileDenied(
                 f"store partition {self.name} in {self.store.uri}: {path}: permission denied — {may_not_read()}"
             )
         why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -653,25 +654,31 @@ def test_store_commands_name_a_folder_this_user_may_not_list_and_are_not_stopped
     assert (root / "ds" / "m" / "clean" / "_manifest.json").is_file()
 
 
-def test_a_complete_partition_whose_manifest_this_user_may_not_read_is_unreadable_not_incomplete(tmp_path):
+def test_a_partition_whose_manifest_or_part_file_this_user_may_not_read_is_unreadable_not_incomplete(tmp_path):
     """A complete partition's _manifest.json this user may not read (another user's) was read as missing: `repeval
     store ls` listed the partition as incomplete and a run took it as one to complete. It is now listed as unreadable
-    with the file named and its fix, `repeval store show` stops on it, and the manifest is left as it was."""
+    with the file named and its fix, `repeval store show` stops on it, and the manifest is left as it was. So is one
+    whose part file this user may not read: it was listed as damaged (its fix its permissions, not deleting it)."""
     root = tmp_path / "s"
     part = _write(EmbeddingStore(str(root)), ["a", "b"])
     part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    shutil.copytree(root / "ds" / "m" / "clean", root / "ds" / "m" / "noise")
     manifest = root / "ds" / "m" / "clean" / "_manifest.json"
     body = manifest.read_bytes()
-    manifest.chmod(0)
+    denied = [manifest, *(root / "ds" / "m" / "noise").glob("part-*.parquet")]
     try:
+        for path in denied:
+            path.chmod(0)
         ls, as_json, show = _as_unprivileged(
             ["store", "ls", str(root)], ["store", "ls", str(root), "--json"], ["store", "show", str(root), "ds/m/clean"]
         )
     finally:
-        manifest.chmod(0o644)
+        for path in denied:
+            path.chmod(0o644)
     said = f"{manifest}: permission denied — this user may not read it: check its owner and permissions (`ls -l`)"
     assert ls["code"] == 1 and re.search(r"ds/m/clean\s+unreadable", ls["out"]) and said in ls["err"], ls
-    assert [i["state"] for i in json.loads(as_json["out"])] == ["unreadable"], as_json
+    assert f"{denied[1]}: permission denied — this user may not read it" in ls["err"], ls
+    assert [i["state"] for i in json.loads(as_json["out"])] == ["unreadable", "unreadable"], as_json
     assert show["code"] == 1 and show["err"] == f"error: {said}\n", show
     assert manifest.read_bytes() == body
 
