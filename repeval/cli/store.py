@@ -331,15 +331,18 @@ def _track_ids(given: list[str], path: str | None) -> list[str]:
 
 def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, command: str) -> None:
     """``store rm PARTITION...`` without tracks: list the partitions, or delete them with ``--yes``."""
-    from repeval.store.layout import DamagedPartFile
+    from repeval.store.layout import DamagedPartFile, PartFileDenied
 
     for n, part in chosen.items():
-        state = "complete" if part.complete else "incomplete"
-        try:
+        try:  # a partition whose file is damaged, or another user's, is deleted all the same
+            state = "complete" if part.complete else "incomplete"
             rows, errors = part.counts()
-            typer.echo(f"{n}  ({state}, {counted(rows, 'row')}, {counted(errors, 'error record')})")
+        except (PermissionError, PartFileDenied):
+            typer.echo(f"{n}  (unreadable: this user may not read all of its files)")
         except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
             typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
+        else:
+            typer.echo(f"{n}  ({state}, {counted(rows, 'row')}, {counted(errors, 'error record')})")
     if not yes:
         typer.echo(
             f"{counted(len(chosen), 'partition')} would be deleted from {store.uri}; rerun with --yes to delete "

@@ -669,8 +669,11 @@ def test_a_partition_whose_manifest_or_part_file_this_user_may_not_read_is_unrea
     try:
         for path in denied:
             path.chmod(0)
-        ls, as_json, show = _as_unprivileged(
-            ["store", "ls", str(root)], ["store", "ls", str(root), "--json"], ["store", "show", str(root), "ds/m/clean"]
+        ls, as_json, show, rm = _as_unprivileged(
+            ["store", "ls", str(root)],
+            ["store", "ls", str(root), "--json"],
+            ["store", "show", str(root), "ds/m/clean"],
+            ["store", "rm", str(root), "ds/m/*"],
         )
     finally:
         for path in denied:
@@ -679,6 +682,8 @@ def test_a_partition_whose_manifest_or_part_file_this_user_may_not_read_is_unrea
     assert ls["code"] == 1 and re.search(r"ds/m/clean\s+unreadable", ls["out"]) and said in ls["err"], ls
     assert f"{denied[1]}: permission denied — this user may not read it" in ls["err"], ls
     assert [i["state"] for i in json.loads(as_json["out"])] == ["unreadable", "unreadable"], as_json
+    unread = "(unreadable: this user may not read all of its files)"
+    assert rm["code"] == 0 and rm["out"].splitlines()[:2] == [f"ds/m/clean  {unread}", f"ds/m/noise  {unread}"], rm
     assert show["code"] == 1 and show["err"] == f"error: {said}\n", show
     assert manifest.read_bytes() == body
 
