@@ -1,7 +1,7 @@
 """The ``repeval`` command line: the Typer apps, the global options and the entry point. The commands live in
 :mod:`repeval.cli.planning` (validate, plan), :mod:`repeval.cli.experiment` (run … report), :mod:`repeval.cli.data`
-(``repeval data``) and :mod:`repeval.cli.store` (``repeval store`` and the listings: runs, schema, datasets, models,
-validate-model); what they share in :mod:`repeval.cli.common`."""
+(``repeval data``), :mod:`repeval.cli.listings` (runs, schema, datasets, models, validate-model) and
+:mod:`repeval.cli.store` (``repeval store``); what they share in :mod:`repeval.cli.common`."""
 
 from __future__ import annotations
 
@@ -130,8 +130,8 @@ def _format_warning(
 
 
 # the commands register on the apps above as their modules are imported (after the apps exist): `repeval --help`
-# lists them in that order, validate and plan, then the experiment commands, before the listings of `store`
-from repeval.cli import data, planning, experiment, store  # noqa: E402, F401, I001
+# lists them in that order, validate and plan, then the experiment commands, before the listings
+from repeval.cli import data, planning, experiment, listings, store  # noqa: E402, F401, I001
 
 
 def _one_line_listings(*apps: typer.Typer) -> None:

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.deformations import CLEAN
-from repeval.store.layout import AUDIO_NOTE, DamagedPartFile, read_parquet
+from repeval.store.layout import AUDIO_NOTE, STAMP, DamagedPartFile, PartFileDenied, read_parquet
 from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
@@ -117,11 +117,14 @@ def partition_info(part: Partition) -> dict[str, Any]:
         listing = _listing(part)
     except OSError as exc:  # its folder cannot be listed (another user's): listed as such, with the fix
         return {**_unknown(part, UNREADABLE, None), "damage": unlisted_partition(part, exc)}
-    m = part.manifest()
     size = sum(i.size or 0 for i in listing)
-    if m is None and part.foreign():  # not a partition (a runs directory given as the store): nothing to read
-        return _unknown(part, NOT_A_PARTITION, size)
-    stamp = m or part._read_json("_stamp.json") or {}
+    try:
+        m = part.manifest()
+        if m is None and part.foreign():  # not a partition (a runs directory given as the store): nothing to read
+            return _unknown(part, NOT_A_PARTITION, size)
+        stamp = m or part._read_json(STAMP) or {}
+    except PermissionError as exc:  # its manifest or stamp another user's: unreadable, not taken as incomplete
+        return {**_unknown(part, UNREADABLE, size), "damage": str(exc)}
     dim, frames, damage, left = None, None, None, None
     rows: int | None
     errors: int | None
@@ -134,6 +137,8 @@ def partition_info(part: Partition) -> dict[str, Any]:
             schema = pq.read_schema(files[0], filesystem=part.fs)
             dim = getattr(schema.field("embedding").type, "list_size", None)
             frames = "frames" in schema.names
+    except PartFileDenied as exc:  # another user's part file: perhaps whole, listed as unreadable (not damaged)
+        return {**_unknown(part, UNREADABLE, size), "damage": str(exc)}
     except DamagedPartFile as exc:  # one damaged partition must not hide the others: it is listed as damaged
         rows = errors = None
         damage = str(exc)

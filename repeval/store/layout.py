@@ -29,6 +29,10 @@ class DamagedPartFile(RuntimeError):
     """A partition's part file (rows or error records) is not a readable Parquet file."""
 
 
+class PartFileDenied(DamagedPartFile):
+    """A partition's part file this user may not read (another user's): perhaps whole, its permissions are the fix."""
+
+
 def embedding_schema(dim: int, keep_frames: bool = False) -> pa.Schema:
     """The fixed row schema of a partition (``frames`` only when frame-level embeddings are kept)."""
     fields = [

@@ -18,8 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.run.files import may_not_read
-from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, read_parquet
-from repeval.store.rewrite import REWRITE, visible
+from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, PartFileDenied, read_parquet
+from repeval.store.rewrite import REWRITE, denied, visible
 
 log = logging.getLogger("repeval.store")
 #: the partition files :meth:`PartitionFiles._read_json` has said are unreadable (once each per process)
@@ -78,12 +78,16 @@ class PartitionFiles:
     def _read_json(self, name: str) -> dict[str, Any] | None:
         """The partition's small JSON file ``name`` (its manifest, its stamp); ``None`` when it is missing — or cut
         short or corrupted (repeval writes them whole: a copy, a bad disk), said once per file in a warning: the
-        partition then counts as incomplete, and the next run completes it from its part files."""
+        partition then counts as incomplete, and the next run completes it from its part files. One this user may not
+        read (another user's, or in a folder it may not list) raises, with the fix: a complete partition must not be
+        taken as incomplete, and computed again."""
         where = f"{self.path}/{name}"
         try:
             with self.fs.open_input_stream(where) as fh:
                 body = json.loads(fh.read().decode())
-        except (FileNotFoundError, OSError):
+        except PermissionError as exc:
+            raise denied(self.fs, self.path, where, exc) from None
+        except OSError:
             return None
         except ValueError as exc:  # JSON cut short, or bytes that are not UTF-8
             body, why = None, str(exc)
@@ -115,7 +119,12 @@ class PartitionFiles:
 
     def _files(self, sub: str = "") -> list[str]:
         sel = pafs.FileSelector(f"{self.path}{sub}", allow_not_found=True)
-        infos = self.fs.get_file_info(sel)
+        try:
+            infos = self.fs.get_file_info(sel)
+        except PermissionError as exc:  # another user's folder (its own, or its _errors/): named, with the fix
+            raise denied(
+                self.fs, self.path, sel.base_dir, exc, f"store partition {self.name} in {self.store.uri}: "
+            ) from None
         files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-"))
         if any(i.base_name == REWRITE for i in infos):  # a track removal stopped midway: its old files or its new
             files = visible(self.fs, f"{self.path}{sub}", files, self.rm_command())
@@ -164,13 +173,6 @@ class PartitionFiles:
         so, with the fix."""
         try:
             return self._files(f"/{ERRORS_DIR}")
-        except PermissionError as exc:
-            said = PermissionError(
-                f"store partition {self.name} in {self.store.uri}: {self.path}/{ERRORS_DIR}: permission denied — "
-                + may_not_read()
-            )
-            said.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
-            raise said from None
         except NotADirectoryError as exc:  # a file in its place: pyarrow's "[Errno 20] Cannot list directory …"
             from repeval.report.run_files import unlisted  # one rule for a folder that cannot be listed
 
@@ -186,7 +188,7 @@ class PartitionFiles:
         """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one
         this user may not read (another user's) may be whole: its permissions are the fix, not deleting it."""
         if isinstance(exc, PermissionError):
-            return DamagedPartFile(
+            return PartFileDenied(
                 f"store partition {self.name} in {self.store.uri}: {path}: permission denied — {may_not_read()}"
             )
         why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again

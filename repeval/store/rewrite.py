@@ -52,7 +52,7 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     try:
         raw = read_if_there(fs, path)
     except PermissionError as exc:  # another user's folder (or journal): its permissions are the fix, not deleting it
-        raise _denied(fs, directory, path, exc) from None
+        raise denied(fs, directory, path, exc) from None
     except OSError as exc:
         raise _unreadable(path, exc, rm_command) from None
     if raw is None:
@@ -66,16 +66,17 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     return journal
 
 
-def _denied(fs: pafs.FileSystem, directory: str, path: str, exc: PermissionError) -> PermissionError:
-    """The error for a journal this user may not read: the folder named when it is the one that cannot be listed
-    (then the journal may not even be there), with its owner and permissions as the fix."""
+def denied(fs: pafs.FileSystem, directory: str, path: str, exc: PermissionError, prefix: str = "") -> PermissionError:
+    """The error for a file or folder ``path`` of a partition (its journal, its manifest, its _errors/) this user may
+    not read, after ``prefix``: its folder ``directory`` named when it is the one that cannot be listed (then the file
+    may not even be there), with its owner and permissions as the fix."""
     from repeval.run.files import may_not_read
 
     try:
         fs.get_file_info(pafs.FileSelector(directory))
     except OSError:
         path = directory
-    said = PermissionError(f"{path}: permission denied — {may_not_read()}")
+    said = PermissionError(f"{prefix}{path}: permission denied — {may_not_read()}")
     said.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
     return said
 

@@ -105,11 +105,16 @@ class EmbeddingStore:
                 f"give a partition as dataset/model/scenario, not {name!r} (`repeval store ls` lists them)"
             )
         part = self.partition(*parts)
-        if self.fs.get_file_info(part.path).type == pafs.FileType.Directory:
-            return part
+        try:
+            if self.fs.get_file_info(part.path).type == pafs.FileType.Directory:
+                return part
+        except PermissionError as exc:  # in a folder this user may not list: named, with the fix
+            from repeval.store.rewrite import denied
+
+            raise denied(self.fs, part.path, part.path, exc) from None
         import difflib
 
-        names = [p.name for p in self.partitions()]
+        names = [p.name for p in self.partitions([])]  # the closest of those it may list
         close = difflib.get_close_matches(part.name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else f" ({counted(len(names), 'partition')} there)"
         raise FileNotFoundError(f"no partition {part.name} in {self.uri}{hint}")
@@ -121,9 +126,26 @@ class EmbeddingStore:
 
         pattern = pattern.strip("/")
         stored = "/".join(stored_name(p, keep="*?[]!") for p in pattern.split("/"))  # the glob's characters kept
-        return [
-            p for p in self.partitions() if fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(p.name, stored)
+        unlisted: list[tuple[str, OSError]] = []  # another user's folder elsewhere in the store does not stop it
+        found = [
+            p
+            for p in self.partitions(unlisted)
+            if fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(p.name, stored)
         ]
+        for folder, exc in unlisted:  # one that may hold a partition it names: said, with the fix
+            depth = folder.count("/") + 1
+            if any(fnmatch.fnmatchcase(folder, "/".join(p.split("/")[:depth])) for p in (pattern, stored)):
+                raise self.unlisted_error(folder, exc, f"{pattern} is not looked for under it") from None
+        return found
+
+    def unlisted_error(self, folder: str, exc: OSError, what: str) -> OSError:
+        """The error for ``folder`` of the store (relative to its root, as :meth:`partitions` adds it to ``unlisted``)
+        that cannot be listed: why, ``what`` that leaves out, and the fix."""
+        from repeval.report.run_files import unlisted
+
+        raised = type(exc)(unlisted(f"{self.root}/{folder}", what, exc))
+        raised.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
+        return raised
 
     def refuse_foreign(self, parts: list[Partition]) -> None:
         """A ``ValueError`` naming the folders among ``parts`` that are not partitions (:meth:`Partition.foreign`):

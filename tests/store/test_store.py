@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -610,6 +611,81 @@ def test_store_ls_lists_every_partition_it_can_read_and_says_each_it_cannot_with
     finally:
         for folder in denied:
             folder.chmod(0o755)
+
+
+def test_store_commands_name_a_folder_this_user_may_not_list_and_are_not_stopped_by_one_elsewhere(tmp_path):
+    """Another user's folder anywhere in the store stopped `repeval store rm` and `store settle` of any partition with
+    pyarrow's raw "[Errno 13] Cannot list directory …" and a write's fix ("writable directories with free space");
+    `store show` of a partition in it said "Failed stat()ing path", `store show --errors` of one "Cannot list
+    directory". Now a partition elsewhere is removed as usual, and a folder that may hold one named is said with a
+    read's fix; nothing is deleted."""
+    root = tmp_path / "s"
+    part = _write(EmbeddingStore(str(root)), ["a", "b"])
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    (root / "ds" / "m" / "D5").mkdir()
+    (root / "other" / "m" / "clean").mkdir(parents=True)
+    denied = [root / "ds" / "m" / "D5", root / "other"]
+    try:
+        for folder in denied:
+            folder.chmod(0)
+        rm, rm_other, show, errors, settle = _as_unprivileged(
+            ["store", "rm", str(root), "ds/m/clean"],
+            ["store", "rm", str(root), "*/m/clean", "--yes"],
+            ["store", "show", str(root), "other/m/clean"],
+            ["store", "show", str(root), "ds/m/D5", "--errors"],
+            ["store", "settle", str(root)],
+        )
+    finally:
+        for folder in denied:
+            folder.chmod(0o755)
+    fix = "this user may not read it: check its owner and permissions (`ls -l`)"
+    assert rm["code"] == 0 and "1 partition would be deleted" in rm["out"], rm
+    assert rm_other["code"] == 1 and rm_other["err"] == (
+        f"error: {root}/other cannot be listed (permission denied): */m/clean is not looked for under it; {fix}\n"
+    ), rm_other
+    assert show["code"] == 1 and show["err"] == f"error: {root}/other/m/clean: permission denied — {fix}\n", show
+    assert errors["code"] == 1 and errors["err"] == (
+        f"error: store partition ds/m/D5 in {root}: {denied[0]}: permission denied — {fix}\n"
+    ), errors
+    assert settle["code"] == 1 and settle["err"] == (
+        f"error: {root}/other cannot be listed (permission denied): its partitions are not looked at; nothing was "
+        f"settled; {fix}\n"
+    ), settle
+    assert (root / "ds" / "m" / "clean" / "_manifest.json").is_file()
+
+
+def test_a_partition_whose_manifest_or_part_file_this_user_may_not_read_is_unreadable_not_incomplete(tmp_path):
+    """A complete partition's _manifest.json this user may not read (another user's) was read as missing: `repeval
+    store ls` listed the partition as incomplete and a run took it as one to complete. It is now listed as unreadable
+    with the file named and its fix, `repeval store show` stops on it, and the manifest is left as it was. So is one
+    whose part file this user may not read: it was listed as damaged (its fix its permissions, not deleting it)."""
+    root = tmp_path / "s"
+    part = _write(EmbeddingStore(str(root)), ["a", "b"])
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    shutil.copytree(root / "ds" / "m" / "clean", root / "ds" / "m" / "noise")
+    manifest = root / "ds" / "m" / "clean" / "_manifest.json"
+    body = manifest.read_bytes()
+    denied = [manifest, *(root / "ds" / "m" / "noise").glob("part-*.parquet")]
+    try:
+        for path in denied:
+            path.chmod(0)
+        ls, as_json, show, rm = _as_unprivileged(
+            ["store", "ls", str(root)],
+            ["store", "ls", str(root), "--json"],
+            ["store", "show", str(root), "ds/m/clean"],
+            ["store", "rm", str(root), "ds/m/*"],
+        )
+    finally:
+        for path in denied:
+            path.chmod(0o644)
+    said = f"{manifest}: permission denied — this user may not read it: check its owner and permissions (`ls -l`)"
+    assert ls["code"] == 1 and re.search(r"ds/m/clean\s+unreadable", ls["out"]) and said in ls["err"], ls
+    assert f"{denied[1]}: permission denied — this user may not read it" in ls["err"], ls
+    assert [i["state"] for i in json.loads(as_json["out"])] == ["unreadable", "unreadable"], as_json
+    unread = "(unreadable: this user may not read all of its files)"
+    assert rm["code"] == 0 and rm["out"].splitlines()[:2] == [f"ds/m/clean  {unread}", f"ds/m/noise  {unread}"], rm
+    assert show["code"] == 1 and show["err"] == f"error: {said}\n", show
+    assert manifest.read_bytes() == body
 
 
 def test_store_ls_flags_a_complete_partition_whose_rows_differ_from_its_manifest(tmp_path):
