@@ -288,9 +288,8 @@ def test_a_job_stopped_by_sigterm_is_resumed_by_submitting_it_again(tmp_path, mo
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray_signals._sigterms.clear()
-    submit = (
-        "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- "
-        f"python jobs/run.py {shlex.quote(str(cfg))}"
+    submit = (  # submitted with --working-dir alone, from a folder without cluster/runtime_env.yaml: again so
+        f"RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 ray job submit --working-dir . -- python jobs/run.py {shlex.quote(str(cfg))}"
     )
     resume = f"repeval run {shlex.quote(str(cfg))}"
     hint = f"submit the job again to resume it: `{submit}`, or run `{resume}` from the checkout"
