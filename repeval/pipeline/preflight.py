@@ -5,7 +5,6 @@ go to — ``repeval validate`` runs the latter too."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shlex
@@ -16,6 +15,7 @@ from typing import Any
 from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
 from repeval.exc_chain import exception_chain
+from repeval.json_keys import sorted_json
 from repeval.models import ModelUnavailable, resolve_model, unavailable_reason
 from repeval.models.plugins import Plugin, PluginError, first_line, load_plugins, plugins_of
 from repeval.pipeline.embedder import model_config_for_build
@@ -43,7 +43,7 @@ def check_scenarios_at_model_rates(cfg: Config, experiments: Sequence[Experiment
                 rate = ModelSpec.of(cfg, mcfg).sample_rate_hz
                 for sid, sc in scenarios.items():
                     steps = scenario_steps(sc)
-                    seen = (json.dumps([sid, steps], sort_keys=True, default=str), rate)
+                    seen = (sorted_json([sid, steps]), rate)  # keys of any kind a transform's params hold
                     if seen in checked:
                         continue
                     checked.add(seen)
