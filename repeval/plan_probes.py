@@ -52,7 +52,7 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
         smoke, cap = None, max_epochs
         if full is not None:  # the smoke test's few epochs, not the full entry's
             smoke, cap = "a smoke test trains one", min(p.epochs, max_epochs or p.epochs)
-        words = preset_words(entry, s.size, smoke, task_type=ttype, max_epochs=cap)
+        words = preset_words(entry, s.size, smoke, task_type=ttype, max_epochs=cap, aggregation=exp.task.aggregation)
         what += f"; {words}" if words else ""
         if full is not None and len(full.downstream_models) > 1:
             left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]

@@ -25,13 +25,20 @@ def _experiments(run: Run, task: str) -> Iterator[dict[str, Any]]:
             yield exp
 
 
+def _aggregation(task: dict[str, Any]) -> str:
+    """A task's ``embedding_aggregation`` as its config writes it (mir_ref's spelling ``aggregation`` too): ``mean``,
+    ``prediction`` or ``attention``."""
+    written = task.get("embedding_aggregation") or task.get("aggregation") or "mean"
+    return "mean" if written == "embedding_mean" else str(written)
+
+
 def task_notes(runs: list[Run], task: str) -> list[str]:
     """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation or attention pooling
     (mir_ref's spelling ``aggregation`` too), and augmentation."""
     notes: list[str] = []
     for run in runs:
         for exp in _experiments(run, task):
-            aggregation = exp["task"].get("embedding_aggregation") or exp["task"].get("aggregation")
+            aggregation = _aggregation(exp["task"])
             if aggregation == "prediction":
                 notes.append("probes trained on frames, each track scored by its frames' mean prediction")
             elif aggregation == "attention":
@@ -53,9 +60,9 @@ def preset_notes(runs: list[Run], task: str) -> list[str]:
         cap = settings.get("max_epochs") if isinstance(settings, dict) else None  # what its probes trained at most
         cap = cap if isinstance(cap, int) else None
         for exp in _experiments(run, task):
-            ttype = given_task_type(exp["task"])
+            ttype, aggregation = given_task_type(exp["task"]), _aggregation(exp["task"])
             for i, probe in enumerate(exp.get("downstream_models") or exp.get("probes") or []):
-                words = entry_words(probe, i, ttype, cap) if isinstance(probe, dict) else None
+                words = entry_words(probe, i, ttype, cap, aggregation) if isinstance(probe, dict) else None
                 if words and run.run_id not in said.setdefault(words, []):
                     said[words].append(run.run_id)
     ids = {r.run_id for r in runs}

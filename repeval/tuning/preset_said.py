@@ -41,14 +41,24 @@ TRAINING_KEYS = (
 )
 
 
-def trained_with(base: Mapping[str, Any], values: Mapping[str, Any], max_epochs: int | None) -> dict[str, Any]:
-    """The :data:`TRAINING_KEYS` an entry trains with: ``values`` (set next to the preset), else the preset's
-    ``base``, else the probe's default; the epochs capped by ``max_epochs`` (a grid's values that the cap makes alike
-    said once), and ``preset_epochs``, ``max_epochs``, to say a length that is not the preset's."""
+def trained_with(
+    base: Mapping[str, Any],
+    values: Mapping[str, Any],
+    max_epochs: int | None,
+    grid: Mapping[str, list[Any]] | None = None,
+    aggregation: str | None = None,
+) -> dict[str, Any]:
+    """The :data:`TRAINING_KEYS` an entry trains with: ``values`` (set next to the preset), else the preset's ``grid``
+    (its axes, and the values its named points take: each value trained, a list said ``a or b``), else its ``base``,
+    else the probe's default; the epochs capped by ``max_epochs`` (a grid's values that the cap makes alike said
+    once), ``preset_epochs``, ``max_epochs``, to say a length that is not the preset's, and ``aggregation``, the task's
+    ``embedding_aggregation`` (``prediction``: the rows trained on are frames; ``None``: not known)."""
     from repeval.config.probe import ProbeConfig
 
-    v = {k: values.get(k, base.get(k, ProbeConfig.model_fields[k].default)) for k in TRAINING_KEYS}
-    v["preset_epochs"], v["max_epochs"] = base.get("epochs", ProbeConfig.model_fields["epochs"].default), max_epochs
+    preset = {**base, **{k: _one(list(g)) for k, g in (grid or {}).items()}}
+    v = {k: values.get(k, preset.get(k, ProbeConfig.model_fields[k].default)) for k in TRAINING_KEYS}
+    v["preset_epochs"], v["max_epochs"] = preset.get("epochs", ProbeConfig.model_fields["epochs"].default), max_epochs
+    v["aggregation"] = aggregation
     if max_epochs and v["epochs"] is not SPACE:
         v["epochs"] = (
             min(v["epochs"], max_epochs)
@@ -56,6 +66,12 @@ def trained_with(base: Mapping[str, Any], values: Mapping[str, Any], max_epochs:
             else list(dict.fromkeys(min(e, max_epochs) for e in v["epochs"]))
         )
     return v
+
+
+def _one(values: list[Any]) -> Any:
+    """A grid axis's values, each once: the one value where they are alike (a list otherwise)."""
+    once = [x for i, x in enumerate(values) if x not in values[:i]]
+    return once[0] if len(once) == 1 else once
 
 
 def _each(value: Any, words: Callable[[Any], str]) -> str:
@@ -170,11 +186,21 @@ def _optimizer(v: Mapping[str, Any]) -> str:
 
 
 def _sampling(v: Mapping[str, Any]) -> str:
-    """How the entry's batches are drawn (:func:`repeval.probes.data.training_weights`)."""
+    """How the entry's batches are drawn (:func:`repeval.probes.data.training_weights`): with ``embedding_aggregation:
+    prediction`` the rows are frames, and on tracks of unequal numbers of frames (known when the data is read, not
+    here) each is drawn with replacement, its track's weight shared among its frames — not an epoch permutation."""
     words = {
         "random": "batches are epoch permutations",
         "balanced": "batches are drawn class-balanced, with replacement",
     }
+    if v["aggregation"] == "prediction":
+        words = {
+            "random": (
+                "batches are epoch permutations of the frames, or, where tracks have unequal numbers of frames, "
+                "frames drawn with replacement, each track weighing alike"
+            ),
+            "balanced": "batches are drawn class-balanced, with replacement, each track's weight shared among its frames",
+        }
     return _plain(v["train_sampling"], "train_sampling", words)
 
 

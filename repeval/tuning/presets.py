@@ -68,6 +68,7 @@ class Preset:
         task_type: str | None = None,
         values: Mapping[str, Any] | None = None,
         max_epochs: int | None = None,
+        aggregation: str | None = None,
     ) -> str:
         """:attr:`differs` for an entry that trains ``trained`` configurations: ``all N points are trained`` for the
         preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points, and its
@@ -76,7 +77,9 @@ class Preset:
         of). ``values``: the entry's :data:`~repeval.tuning.preset_said.TRAINING_KEYS` where they are not the
         preset's (a key set next to it, a grid's list of values, :data:`~repeval.tuning.preset_said.SPACE` for a
         search space's key), the epochs capped by ``max_epochs`` (the run's ``run.max_epochs``), so that the text says
-        what is trained, not the preset's defaults (:data:`~repeval.tuning.preset_said.SAID`)."""
+        what is trained, not the preset's defaults (:data:`~repeval.tuning.preset_said.SAID`) — nor its ``base``
+        where its grid or points train other values (:meth:`trained_grid`); ``aggregation``: the task's
+        ``embedding_aggregation`` (``None``: not known), which says whether the rows trained on are frames."""
         said = (
             f"all {self.size} points are trained"
             if why is None
@@ -90,11 +93,24 @@ class Preset:
         ]
         stopping = self.stopping.get(task_type or "", self.stopping.get("", ""))
         text = self.differs.replace("{trained}", said).replace("{stopping}", stopping)
-        v = trained_with(self.base, values or {}, max_epochs)
+        v = trained_with(self.base, values or {}, max_epochs, self.trained_grid(), aggregation)
         for key, words in SAID.items():
             if "{" + key + "}" in text:
                 text = text.replace("{" + key + "}", words(v))
         return "; ".join([text, *typed])
+
+    def trained_grid(self) -> dict[str, list[Any]]:
+        """The :data:`~repeval.tuning.preset_said.TRAINING_KEYS` the preset's grid or points train several values of
+        (or another value than its ``base``): each one's values, a point without the key at the base's value (else
+        the probe's default)."""
+        from repeval.config.probe import ProbeConfig
+
+        out = {k: list(g) for k, g in self.grid.items() if k in TRAINING_KEYS}
+        for k in TRAINING_KEYS:
+            if any(k in point for _, point in self.points):
+                default = self.base.get(k, ProbeConfig.model_fields[k].default)
+                out[k] = [point.get(k, default) for _, point in self.points]
+        return out
 
     def criterion(self, task_type: str | None) -> str | None:
         """The source's validation criterion for ``task_type`` (``None``: repeval's default for the type)."""
@@ -120,13 +136,14 @@ def preset_words(
     doc: bool = False,
     task_type: str | None = None,
     max_epochs: int | None = None,
+    aggregation: str | None = None,
 ) -> str:
     """What ``repeval plan`` and the report say of the preset the probe entry ``p`` (a ``ProbeConfig``) names, empty
     if it names none: the preset (``doc``: with its description), its source, the keys set next to it and where it
     departs from the source — with the ``trained`` configurations the entry trains (:meth:`Preset.departures`;
     ``why``: why they are not the preset's points, found here when the keys set next to it change its grid; those
     that apply to a task of ``task_type`` alone; its epochs and patiences as set next to it, the epochs capped by
-    ``max_epochs``, the run's ``run.max_epochs``):
+    ``max_epochs``, the run's ``run.max_epochs``; how its batches are drawn on the task's ``aggregation``):
     ``preset hear [Turian et al. …], set here: learning_rate=0.001, search grid patience=[5, 20]; differs from the
     source: 4 configurations are trained, not the preset's 16 points (the keys set next to it change its grid); …``
     (the search grid and space set next to it are among the keys set here)."""
@@ -149,7 +166,8 @@ def preset_words(
         values: dict[str, Any] = {k: getattr(p, k) for k in TRAINING_KEYS if k in p.model_fields_set}
         values.update({k: list(g) for k, g in grid.items() if k in TRAINING_KEYS})  # a grid trains each value
         values.update({k: SPACE for k in space if k in TRAINING_KEYS})
-        what += f"; differs from the source: {preset.departures(trained, why, task_type, values, max_epochs)}"
+        said = preset.departures(trained, why, task_type, values, max_epochs, aggregation)
+        what += f"; differs from the source: {said}"
     return what
 
 
@@ -174,14 +192,18 @@ def _search_here(search: Mapping[str, Any]) -> list[str]:
 
 
 def entry_words(
-    entry: Mapping[str, Any], index: int = 0, task_type: str | None = None, max_epochs: int | None = None
+    entry: Mapping[str, Any],
+    index: int = 0,
+    task_type: str | None = None,
+    max_epochs: int | None = None,
+    aggregation: str | None = None,
 ) -> str | None:
     """What the report says of probe entry ``index`` of a run's ``downstream_models`` as its ``config.yaml`` writes it
     (the keys set: :func:`repeval.run.context.config_yaml`), ``None`` when it names no preset: ``probe preset hear:
     <its description> [source], set here: …; differs from the source: …`` — :func:`preset_words`, what ``repeval
     plan`` says of it, with the configurations the entry trained (an entry named otherwise than its preset: ``probe
     hear-lr, preset hear: …``) and the departures for a task of ``task_type`` (its epochs capped by the run's
-    ``max_epochs``). An entry this repeval no longer reads (an older run's) is said by its preset's
+    ``max_epochs``, its batches as drawn on the task's ``aggregation``). An entry this repeval no longer reads (an older run's) is said by its preset's
     description, without what it trained."""
     from pydantic import ValidationError
 
@@ -195,7 +217,8 @@ def entry_words(
         return f"probe preset {name}"
     try:
         p = ProbeConfig.model_validate(dict(entry))
-        said = preset_words(p, expand_probe(p, index).size, doc=True, task_type=task_type, max_epochs=max_epochs)
+        size = expand_probe(p, index).size
+        said = preset_words(p, size, doc=True, task_type=task_type, max_epochs=max_epochs, aggregation=aggregation)
     except (ValidationError, ValueError) as exc:
         log.debug("probe entry %s read without what it trained: %s", dict(entry), exc)
         preset = get_preset(str(name))

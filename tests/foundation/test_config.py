@@ -1056,6 +1056,72 @@ def test_preset_departures_say_the_sampling_weight_decay_optimizer_and_search_se
     ) in said({"preset": "mule", "search": search})
 
 
+def test_jukemir_says_frames_drawn_with_replacement_under_prediction_aggregation():
+    """jukemir said "batches are epoch permutations" of a task with `embedding_aggregation: prediction`, whose frames
+    on tracks of unequal numbers of them are drawn with replacement, each track weighing alike
+    (repeval/probes/data.py training_weights): the plan now says it of such a task, and the mean-aggregated one's as
+    before."""
+    from repeval.tuning.presets import entry_words
+
+    def line(aggregation: str, **probe: object) -> str:
+        d = {
+            "experiments": [
+                {
+                    "task": {
+                        "name": "genre",
+                        "type": "multiclass_classification",
+                        "embedding_aggregation": aggregation,
+                    },
+                    "datasets": [{"name": "gtzan", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"preset": "jukemir", **probe}],
+                }
+            ]
+        }
+        [said] = [ln for ln in make_plan(parse_config(d)).text().splitlines() if ln.startswith("  - probe ")]
+        return said
+
+    frames = (
+        "; batches are epoch permutations of the frames, or, where tracks have unequal numbers of frames, frames drawn "
+        "with replacement, each track weighing alike (Jukemir draws each batch at random)"
+    )
+    assert frames in line("prediction")
+    assert frames in (entry_words({"preset": "jukemir"}, 0, "multiclass_classification", None, "prediction") or "")
+    balanced = line("prediction", train_sampling="balanced")
+    assert (
+        "; batches are drawn class-balanced, with replacement, each track's weight shared among its frames ("
+        in balanced
+    )
+    mean = line("mean")
+    assert "; batches are epoch permutations (Jukemir draws each batch at random)" in mean and "frames" not in mean
+
+
+def test_preset_departures_say_the_values_its_grid_and_points_train():
+    """A preset's grid and points were not read by what its departures say of training (preset_said.trained_with
+    read the base alone): a grid over dropout and batch size was said as the probe's default dropout and batch; an
+    entry's own value, set next to it (which fixes that axis), is said in its place."""
+    from repeval.config.probe import ProbeConfig
+    from repeval.tuning.presets import Preset, get_preset
+    from repeval.tuning.search import expand_probe
+
+    grid = Preset(
+        name="g", doc="", base={"dropout": 0.1}, grid={"dropout": [0.25, 0.5], "batch_size": [64, 256]},
+        select="best", differs="{dropout}; batch {batch_size}",
+    )  # fmt: skip
+    assert grid.departures(4) == "dropout 0.25 or 0.5; batch 64 or 256"
+    assert grid.departures(2, "set next to it", values={"dropout": 0.3}) == "dropout 0.3; batch 64 or 256"
+    points = Preset(
+        name="p", doc="", base={"weight_decay": 1e-5}, points=(("A", {}), ("B", {"weight_decay": 0.0})),
+        differs="{l2}",
+    )  # fmt: skip
+    assert points.departures(2) == "L2 1e-5 as PyTorch weight_decay or no L2"
+    # what a registered preset's grid trains is what its words read
+    juke = get_preset("jukemir")
+    trained = expand_probe(ProbeConfig(preset="jukemir"), 0).points
+    for key, values in juke.trained_grid().items():
+        assert sorted({getattr(pt.config, key) for pt in trained}) == sorted(values)
+
+
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:
     """The config of one experiment training ``probe`` under ``run.max_epochs``, and its plan's line for the probe.
     ``repeval validate`` refuses such a file (:func:`_capped_refused`): the plan and the run see such a configuration

@@ -121,6 +121,12 @@ def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(r
         "once per epoch, "
     )
     assert "patience 10 validations, at most 100 epochs (Jukemir" in note
+    assert "; batches are epoch permutations (Jukemir draws" in note
+    # on frames (prediction aggregation) of tracks of unequal lengths, frames are drawn with replacement: said so
+    frames = run({"name": "tags", "aggregation": "prediction"}, downstream_models=[{"preset": "jukemir"}])
+    [note_frames] = preset_notes([frames], "tags")
+    drawn = "epoch permutations of the frames, or, where tracks have unequal numbers of frames, frames drawn with"
+    assert f"; batches are {drawn} replacement, each track weighing alike (Jukemir" in note_frames
     # the run's max_epochs caps what the probes trained: the note says the cap, not the preset's 100
     capped = Run("r", Path(tmp_path), pd.DataFrame(), config_text=yaml.safe_dump({**yaml.safe_load(juke.config_text),
                                                                                  "run": {"max_epochs": 4}}))  # fmt: skip
