@@ -50,6 +50,43 @@ _GCS = (
 )
 
 
+#: what an object store's client (pyarrow raises a plain ``OSError``) says of a request this user may not make: AWS's
+#: ACCESS_DENIED (an S3-compatible server's 403 without a body: "HTTP status 403"), google-cloud-cpp's PERMISSION_DENIED,
+#: Azure's AuthorizationPermissionMismatch — by what the error says, not by the filesystem's type
+_DENIED_MARKS = (
+    "ACCESS_DENIED", "AccessDenied", "PERMISSION_DENIED", "AuthorizationPermissionMismatch", "AuthorizationFailure",
+    "HTTP status 403", "status code 403", "403 Forbidden",
+)  # fmt: skip
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` says this user may not read (or list) the file: a ``PermissionError`` (the local disk), or any
+    pyarrow filesystem's error saying so in its own words (:data:`_DENIED_MARKS`) — not that the file is missing."""
+    if isinstance(exc, PermissionError):
+        return True
+    return isinstance(exc, OSError) and any(mark in str(exc) for mark in _DENIED_MARKS)
+
+
+def may_not_read_here(exc: BaseException) -> str:
+    """The fix of a file or folder this user may not read, for the error ``exc`` :func:`refused` said so of: on the
+    local disk its owner and permissions; on a bucket the credentials this machine uses for it."""
+    from repeval.run.files import may_not_read
+
+    if isinstance(exc, PermissionError):
+        return may_not_read()
+    text = str(exc)
+    if "AWS Error" in text:
+        creds = "the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role)"
+    elif "google::cloud" in text:
+        creds = "the Google credentials (GOOGLE_APPLICATION_CREDENTIALS, or the node's service account)"
+    else:
+        creds = "the storage's credentials"
+    return (
+        f"this user may not read it: check {creds} on this machine (on a cluster, every node's) and that they may "
+        "list and read the bucket (docs/cluster.md)"
+    )
+
+
 def bucket_error(text: str) -> tuple[str, str]:
     """``(what to say, what to check)`` for pyarrow's error ``text`` when it is a bucket's (``s3://``, ``gs://``):
     "AWS Error NETWORK_CONNECTION …" or google-cloud-cpp's "Status(UNAVAILABLE: Retry policy exhausted …" named no

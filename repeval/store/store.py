@@ -108,9 +108,12 @@ class EmbeddingStore:
         try:
             if self.fs.get_file_info(part.path).type == pafs.FileType.Directory:
                 return part
-        except PermissionError as exc:  # in a folder this user may not list: named, with the fix
+        except OSError as exc:  # in a folder this user may not list: named, with the fix
+            from repeval.cloud_reach import refused
             from repeval.store.rewrite import denied
 
+            if not refused(exc):
+                raise
             raise denied(self.fs, part.path, part.path, exc) from None
         import difflib
 
