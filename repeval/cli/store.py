@@ -236,9 +236,8 @@ def store_settle(
         command = shlex.join(["repeval", "store", "settle", *(target or []), *(["--store", root] if root else [])])
         unlisted: list[tuple[str, OSError]] = []  # another user's folder: said with its fix, before anything is done
         parts = list(chosen.values()) if chosen else store.partitions(unlisted)
-        for folder, exc in unlisted[:1]:
-            raise store.unlisted_error(folder, exc, "its partitions are not looked at; nothing was settled")
-        settle_partitions(store, parts, command)
+        unread = [str(store.unlisted_error(f, e, "its partitions are not looked at")) for f, e in unlisted]
+        settle_partitions(store, parts, command, unread)  # every one it can read settled, each other one said
 
     _guard(go)
 

@@ -618,10 +618,14 @@ def test_store_commands_name_a_folder_this_user_may_not_list_and_are_not_stopped
     pyarrow's raw "[Errno 13] Cannot list directory …" and a write's fix ("writable directories with free space");
     `store show` of a partition in it said "Failed stat()ing path", `store show --errors` of one "Cannot list
     directory". Now a partition elsewhere is removed as usual, and a folder that may hold one named is said with a
-    read's fix; nothing is deleted."""
+    read's fix; nothing is deleted. `store settle` stopped at the first such folder, settling nothing: it now settles
+    every partition it can read and says each folder it cannot, exit 1."""
     root = tmp_path / "s"
     part = _write(EmbeddingStore(str(root)), ["a", "b"])
     part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    replaced = Path(part.path) / "part-0-replaced.parquet"  # a stopped track removal's, committed: to be deleted
+    shutil.copy(part.part_files()[0], replaced)
+    (Path(part.path) / "_rewrite.json").write_text(json.dumps({"old": [replaced.name], "new": [], "committed": True}))
     (root / "ds" / "m" / "D5").mkdir()
     (root / "other" / "m" / "clean").mkdir(parents=True)
     denied = [root / "ds" / "m" / "D5", root / "other"]
@@ -648,9 +652,14 @@ def test_store_commands_name_a_folder_this_user_may_not_list_and_are_not_stopped
         f"error: store partition ds/m/D5 in {root}: {denied[0]}: permission denied — {fix}\n"
     ), errors
     assert settle["code"] == 1 and settle["err"] == (
-        f"error: {root}/other cannot be listed (permission denied): its partitions are not looked at; nothing was "
-        f"settled; {fix}\n"
+        f"{root}/other cannot be listed (permission denied): its partitions are not looked at; {fix}\n"
+        f"store partition ds/m/D5: {root}/ds/m/D5: permission denied — {fix}\n"
     ), settle
+    assert settle["out"] == (
+        f"ds/m/clean: finished a stopped track removal: deleted 1 replaced file\nsettled 1 folder in 1 partition of "
+        f"{root}\n"
+    ), settle
+    assert not replaced.exists() and not (Path(part.path) / "_rewrite.json").exists()
     assert (root / "ds" / "m" / "clean" / "_manifest.json").is_file()
 
 

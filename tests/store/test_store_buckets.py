@@ -79,7 +79,7 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
     store = EmbeddingStore(uri)
     for scenario in ("clean", "noise", "pitch"):
         _complete(store, scenario, ["a", "b"])
-    for k, v in _user_denied(s3, "denied/ds/m/clean/_manifest.json", "denied/ds/m/noise/part-*").items():
+    for k, v in _user_denied(s3, "denied/ds/m/clean/_*", "denied/ds/m/noise/part-*").items():
         monkeypatch.setenv(k, v)  # the user's keys, for this test alone
     with enable_iam_authentication():
         part = EmbeddingStore(uri, create=False).partition("ds", "m", "clean")
@@ -87,6 +87,7 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
             part.complete  # noqa: B018 (read as missing, it was False: the run computed the partition again)
         ls = CliRunner().invoke(app, ["store", "ls", uri])
         show = CliRunner().invoke(app, ["store", "show", uri, "ds/m/clean"])
+        settle = CliRunner().invoke(app, ["store", "settle", uri])
     fix = (
         "this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
         "AWS_PROFILE, or the instance role) on this machine (on a cluster, every node's) and that they may list and "
@@ -103,3 +104,9 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
         ls.stderr.splitlines()[1],
     ), ls.stderr
     assert show.exit_code == 1 and show.stderr == f"error: {said.value}\n", show.output
+    # `store settle` stopped at the first partition it could not read: the others are settled now, that one said
+    assert settle.exit_code == 1, settle.output
+    assert settle.stderr == (
+        f"store partition ds/m/clean: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
+    ), settle.stderr
+    assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
