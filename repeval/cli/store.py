@@ -112,6 +112,7 @@ def store_show(
     ] = False,
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
+    from repeval.rundir import is_uri
     from repeval.store.inspect import errors_text, show_text, store_alone
 
     def go() -> None:
@@ -124,6 +125,13 @@ def store_show(
         )
         if alone is not None:  # the store, read as a partition of the default store `store`
             raise ValueError(alone)
+        if len(target) == 1 and root is None and (target[0].startswith(("/", "~")) or is_uri(target[0])):
+            open_store(target[0], None)  # a store root, not a partition: none there is said naming it, not `store`
+            quoted = shlex.quote(target[0])
+            raise ValueError(
+                f"{target[0]} is not a partition: name the partition after it (`repeval store show {quoted} "
+                f"DATASET/MODEL/SCENARIO`); `repeval store ls {quoted}` lists them"
+            )
         store = open_store(target[0] if len(target) == 2 else None, root)
         part = store.find(target[-1])
         typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
@@ -189,17 +197,21 @@ def store_rm(
     _guard(go)
 
 
+def _looks_like_root(first: str) -> bool:
+    """Whether a command's first argument is a store root rather than a partition (``dataset/model/scenario``, a
+    pattern of one: relative, exactly two slashes): a URI, an absolute, ./-relative, ~ or $VAR path (refused), or
+    anything else (relative roots with two slashes: ./a/b/c)."""
+    from repeval.rundir import is_uri
+
+    return is_uri(first) or first.startswith(("/", "~", ".", "$")) or first.strip("/").count("/") != 2
+
+
 def _store_and_partitions(args: list[str], root: str | None, alone: bool) -> tuple[Any, dict[str, Any]]:
     """The store and the partitions (name → partition) of ``[STORE] PARTITION...`` (``store rm``, ``store settle``);
     ``alone``: a lone argument that looks like a store root is the store (``settle STORE``: every partition)."""
-    from repeval.rundir import is_uri
-
     args = list(args)
     first = args[0] if args else ""
-    # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
-    # absolute, ./-relative, ~ or $VAR path (refused), or anything else (relative roots with two slashes: ./a/b/c)
-    looks_like_root = is_uri(first) or first.startswith(("/", "~", ".", "$")) or first.strip("/").count("/") != 2
-    given = args.pop(0) if args and (len(args) > 1 or alone) and root is None and looks_like_root else None
+    given = args.pop(0) if args and (len(args) > 1 or alone) and root is None and _looks_like_root(first) else None
     store = open_store(given, root)
     chosen: dict[str, Any] = {}
     for pattern in args:

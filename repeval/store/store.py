@@ -67,9 +67,11 @@ class EmbeddingStore:
         elif (kind := self.fs.get_file_info(self.root).type) == pafs.FileType.File:
             raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
         elif must_exist and kind != pafs.FileType.Directory:
+            what = "URI" if "://" in root else "path"
             raise FileNotFoundError(
-                f"no embedding store at {root} ({self.root}): check the path (a configuration's run.store, relative to "
-                f"the current directory), or embed into it with `repeval embed CONFIG --store {root}`"
+                f"no embedding store at {root} ({self.root}): check the {what} (a configuration's run.store"
+                f"{'' if '://' in root else ', relative to the current directory'}), or embed into it with `repeval "
+                f"embed CONFIG --store {root}`"
             )
 
     def __repr__(self) -> str:

@@ -110,3 +110,23 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
         f"store partition ds/m/clean: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
     ), settle.stderr
     assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
+
+
+def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
+    """`repeval store show s3://bucket/nope` (a store URI, no partition) read it as a partition of the default store
+    and said "no embedding store at store (…)", naming neither the URI nor the fix; a URI with no store is now named,
+    and one that is a folder but no store is said to need the partition after it."""
+    nope = f"s3://repeval/nope{s3['query']}"
+    res = CliRunner().invoke(app, ["store", "show", nope])
+    assert res.exit_code == 1 and res.stderr == (
+        f"error: no embedding store at {nope} (repeval/nope): check the URI (a configuration's run.store), or embed "
+        f"into it with `repeval embed CONFIG --store {nope}`\n"
+    ), res.output
+    with s3["fs"].open_output_stream("repeval/notes/readme.txt") as fh:
+        fh.write(b"x")
+    notes = f"s3://repeval/notes{s3['query']}"
+    res = CliRunner().invoke(app, ["store", "show", notes])
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 1 and said.startswith(f"error: {notes} is not a partition: name the partition after it"), (
+        said
+    )
