@@ -6,6 +6,8 @@ to say and to check when a bucket's client fails (:func:`bucket_error`)."""
 
 from __future__ import annotations
 
+import pyarrow.fs as pafs
+
 #: how long a run lets the client retry one request for a manifest or an audio file (``repeval validate`` waits less:
 #: :data:`repeval.datasets.manifest_check.REACH_RETRY_SECONDS`)
 GCS_RETRY_SECONDS = 60
@@ -22,6 +24,12 @@ def bounded(uri: str, seconds: float | None = None) -> str:
         return uri
     limit = GCS_RETRY_SECONDS if seconds is None else seconds
     return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={limit:g}"
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``pafs.FileSystem.from_uri`` of ``uri`` :func:`bounded`: a store or runs directory on ``gs://`` gives up after
+    :data:`GCS_RETRY_SECONDS` of retries, not the client's 15 minutes."""
+    return pafs.FileSystem.from_uri(bounded(uri))
 
 
 def error_line(exc: BaseException, uri: str | None = None, seconds: float | None = None) -> str:
@@ -46,7 +54,8 @@ _S3_REFUSED = (
 _GCS = (
     " — check this machine's network (on a cluster, every node's) and its Google credentials (`gcloud auth "
     "application-default login`, GOOGLE_APPLICATION_CREDENTIALS, or the node's service account) (docs/cluster.md); "
-    "gs:// retries for up to 15 minutes before it fails: add ?retry_limit_seconds=60 to the URI to fail sooner"
+    "repeval lets gs:// retry a request for {seconds:g} s before it fails: ?retry_limit_seconds=N on the URI "
+    "sets another limit"
 )
 
 
@@ -101,5 +110,5 @@ def bucket_error(text: str) -> tuple[str, str]:
             return text, _S3_REFUSED
         return text, ""
     if text.startswith("google::cloud::Status("):
-        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS
+        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS.format(seconds=GCS_RETRY_SECONDS)
     return text, ""

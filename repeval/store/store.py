@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 
+from repeval import cloud_reach
 from repeval.store.layout import _safe, stored_name
 from repeval.store.partition import Partition
 from repeval.words import counted
@@ -59,7 +60,7 @@ class EmbeddingStore:
         if filesystem is not None:
             self.fs, self.root = filesystem, root.rstrip("/") or "/"
         elif "://" in root:
-            self.fs, self.root = pafs.FileSystem.from_uri(root)
+            self.fs, self.root = cloud_reach.filesystem(root)  # gs://: retried a minute, not 15
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
         if create:

@@ -130,3 +130,25 @@ def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
     assert res.exit_code == 1 and said.startswith(f"error: {notes} is not a partition: name the partition after it"), (
         said
     )
+
+
+def test_a_gs_store_or_runs_directory_out_of_reach_is_given_up_on_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``gs://`` store or runs directory on a machine without the network (or the credentials) used Google Cloud
+    Storage's own 15 minutes of retries, deaf to Ctrl-C, before `repeval store ls` (or a run) said so — a catalog's
+    manifest was bounded to a minute. Stores and runs directories are bounded alike now (a second here), and the
+    error says how long it retried and how to change it."""
+    from repeval.rundir import RunLocation, TuneStorage
+
+    monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
+    query = "?endpoint_override=127.0.0.1:1&scheme=http"
+    res = CliRunner().invoke(app, ["store", "ls", f"gs://repeval/store{query}"])
+    assert res.exit_code == 1, res.output
+    (line,) = res.output.splitlines()
+    assert line.startswith("error: google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), line
+    assert line.endswith(
+        "repeval lets gs:// retry a request for 1 s before it fails: ?retry_limit_seconds=N on the URI sets another limit"
+    ), line
+    with pytest.raises(OSError, match="UNAVAILABLE"):
+        RunLocation.open(f"gs://repeval/runs{query}", "r1")
+    with pytest.raises(OSError, match="UNAVAILABLE"):
+        TuneStorage(f"gs://repeval/runs/r1/tune{query}").exists("exp")
