@@ -67,17 +67,31 @@ def store_ls(
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
     completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it),
     one this user cannot read `unreadable` (its fix on stderr, as a damaged one's)."""
-    from repeval.store.inspect import ls_text, partition_info, unlisted_folder, unsettled_note
+    from repeval.store.inspect import (
+        NOT_A_PARTITION,
+        ls_text,
+        partition_info,
+        stray,
+        stray_note,
+        unlisted_folder,
+        unsettled_note,
+    )
 
     def go() -> None:
         st = open_store(root, store)
         unlisted: list[tuple[str, OSError]] = []  # folders it may not list: said, the others listed
-        parts = st.partitions(unlisted)
+        files: list[str] = []
+        parts = st.partitions(unlisted, files)
         infos = [partition_info(p) for p in parts]
         typer.echo(ls_text(st, as_json, infos))
         for part, info in zip(parts, infos, strict=True):  # readable by repeval: a note, not a failure
             if info["unsettled"] is not None:
                 typer.echo(unsettled_note(part, info["unsettled"]), err=True)
+        foreign = {i["partition"] for i in infos if i["state"] == NOT_A_PARTITION}  # each listed as such already
+        if not infos or len(foreign) < len(infos):  # not a runs directory given as the store: said as that
+            strays = [f for f in files if stray(f) and "/".join(f.split("/")[:3]) not in foreign]
+            if strays:
+                typer.echo(stray_note(st.uri, sorted(strays)), err=True)
         damaged = [i["damage"] for i in infos if i["damage"]] + [unlisted_folder(st, f, e) for f, e in unlisted]
         for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
             typer.echo(message, err=True)
@@ -113,7 +127,7 @@ def store_show(
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
     from repeval.rundir import is_uri
-    from repeval.store.inspect import errors_text, show_text, store_alone
+    from repeval.store.inspect import errors_text, partition_strays, show_text, store_alone, stray_note
 
     def go() -> None:
         if rows is not None and rows < 0:
@@ -135,6 +149,9 @@ def store_show(
         store = open_store(target[0] if len(target) == 2 else None, root)
         part = store.find(target[-1])
         typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
+        strays = partition_strays(part)
+        if strays:
+            typer.echo(stray_note(f"{part.name} of {store.uri}", strays), err=True)
 
     _guard(go, writes=False)  # reads only: a storage error gets a read fix
 

@@ -165,11 +165,15 @@ class EmbeddingStore:
                 "`repeval store ls` lists its partitions"
             )
 
-    def partitions(self, unlisted: list[tuple[str, OSError]] | None = None) -> list[Partition]:
+    def partitions(
+        self, unlisted: list[tuple[str, OSError]] | None = None, files: list[str] | None = None
+    ) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path. A folder of the store that cannot
         be listed (another user's) stops the listing — unless ``unlisted`` is given: then the store is listed folder
         by folder and each such folder is added to it (its path relative to the root, its error), the others listed.
-        A partition's own folder is listed as a partition (what it holds is read later)."""
+        A partition's own folder is listed as a partition (what it holds is read later). ``files``: given, the path
+        (relative to the root) of every file of the store is added to it from the same listing (none when the store
+        had to be listed folder by folder)."""
         try:
             sel = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
             infos = self.fs.get_file_info(sel)
@@ -179,6 +183,8 @@ class EmbeddingStore:
             infos = self._walk(unlisted)
         out = []
         for info in infos:
+            if files is not None and info.type == pafs.FileType.File:
+                files.append(info.path[len(self.root) :].strip("/"))
             if info.type == pafs.FileType.Directory:
                 rel = info.path[len(self.root) :].strip("/").split("/")
                 if len(rel) == 3 and not any(r.startswith(("_", ".")) for r in rel):

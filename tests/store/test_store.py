@@ -1149,3 +1149,34 @@ def test_a_manifest_cut_short_counts_as_incomplete_and_is_completed_from_the_par
     assert part.done_track_ids() == {"a", "b", "bad", "c"}  # what the next run does not compute
     part.finish({"dataset": "ds"})
     assert part.complete and part.manifest()["rows"] == 3
+
+
+def test_store_ls_and_show_warn_of_a_stray_file_at_any_depth(tmp_path):
+    """A file that is none of the store's was said at no depth: `ds/m/stray.txt` beside the partitions, or one in a
+    partition's folder — which a plain Parquet reader of the partition (pq.read_table, duckdb) stops on — or deeper.
+    `repeval store ls` now names each with one rule at every depth, `store show` those of its partition; the store's
+    own files (lock, manifest, journal, hidden and temporary names) are not named, and the exit status stays 0."""
+    from repeval.cli import app
+
+    root = tmp_path / "s"
+    part = _write(EmbeddingStore(str(root)), ["a", "b"])
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    strays = ["notes.txt", "ds/notes.txt", "ds/m/stray.txt", "ds/m/clean/stray.txt", "ds/m/clean/x/y/stray.txt"]
+    own = ["_lock.json", "ds/m/clean/.DS_Store", "ds/m/clean/_errors/.tmp-part-1.parquet", "_old/a/b/c/d.txt"]
+    for rel in strays + own:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    ls = CliRunner().invoke(app, ["store", "ls", str(root)])
+    show = CliRunner().invoke(app, ["store", "show", str(root), "ds/m/clean", "--rows", "0"])
+    assert ls.exit_code == 0 and re.search(r"ds/m/clean\s+complete\s+2", ls.stdout), ls.output
+    said = ls.stderr.replace("\n", " ")
+    assert said.startswith(
+        f"warning: 5 files in {root} are none of the store's (repeval neither writes nor reads them): ds/m/clean/stray"
+        ".txt, ds/m/clean/x/y/stray.txt, ds/m/stray.txt, … — a plain Parquet reader of a partition (pq.read_table, "
+        "duckdb) stops on one in the partition's folder: move them out of the store"
+    ), said
+    assert show.exit_code == 0 and show.stderr == (
+        f"warning: 2 files in ds/m/clean of {root} are none of the store's (repeval neither writes nor reads them): "
+        "stray.txt, x/y/stray.txt — a plain Parquet reader of a partition (pq.read_table, duckdb) stops on one in the "
+        "partition's folder: move them out of the store\n"
+    ), show.stderr
