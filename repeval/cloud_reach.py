@@ -1,8 +1,10 @@
 """Reaching a manifest or an audio file on a cloud bucket: how long Google Cloud Storage's client retries a request
 before it fails — its own default is 15 minutes, deaf to Ctrl-C, so a machine without the network or the
 credentials waited that long for a ``gs://`` manifest or audio file before the error: :func:`bounded` gives a URI a
-shorter limit unless it sets its own ``retry_limit_seconds`` — and the first line of the error (:func:`error_line`); what
-to say and to check when a bucket's client fails (:func:`bucket_error`)."""
+shorter limit unless it sets its own ``retry_limit_seconds`` (a store or runs directory's filesystem: :func:`filesystem`)
+— and the first line of the error (:func:`error_line`); what to say and to check when a bucket's client fails
+(:func:`bucket_error`); whether an error says the file may not be read rather than that it is missing, on any
+filesystem (:func:`refused`), and its fix (:func:`may_not_read_here`)."""
 
 from __future__ import annotations
 
