@@ -1,10 +1,14 @@
 """Reaching a manifest or an audio file on a cloud bucket: how long Google Cloud Storage's client retries a request
 before it fails — its own default is 15 minutes, deaf to Ctrl-C, so a machine without the network or the
 credentials waited that long for a ``gs://`` manifest or audio file before the error: :func:`bounded` gives a URI a
-shorter limit unless it sets its own ``retry_limit_seconds`` — and the first line of the error (:func:`error_line`); what
-to say and to check when a bucket's client fails (:func:`bucket_error`)."""
+shorter limit unless it sets its own ``retry_limit_seconds`` (a store or runs directory's filesystem: :func:`filesystem`)
+— and the first line of the error (:func:`error_line`); what to say and to check when a bucket's client fails
+(:func:`bucket_error`); whether an error says the file may not be read rather than that it is missing, on any
+filesystem (:func:`refused`), and its fix (:func:`may_not_read_here`)."""
 
 from __future__ import annotations
+
+import pyarrow.fs as pafs
 
 #: how long a run lets the client retry one request for a manifest or an audio file (``repeval validate`` waits less:
 #: :data:`repeval.datasets.manifest_check.REACH_RETRY_SECONDS`)
@@ -22,6 +26,12 @@ def bounded(uri: str, seconds: float | None = None) -> str:
         return uri
     limit = GCS_RETRY_SECONDS if seconds is None else seconds
     return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={limit:g}"
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``pafs.FileSystem.from_uri`` of ``uri`` :func:`bounded`: a store or runs directory on ``gs://`` gives up after
+    :data:`GCS_RETRY_SECONDS` of retries, not the client's 15 minutes."""
+    return pafs.FileSystem.from_uri(bounded(uri))
 
 
 def error_line(exc: BaseException, uri: str | None = None, seconds: float | None = None) -> str:
@@ -46,8 +56,46 @@ _S3_REFUSED = (
 _GCS = (
     " — check this machine's network (on a cluster, every node's) and its Google credentials (`gcloud auth "
     "application-default login`, GOOGLE_APPLICATION_CREDENTIALS, or the node's service account) (docs/cluster.md); "
-    "gs:// retries for up to 15 minutes before it fails: add ?retry_limit_seconds=60 to the URI to fail sooner"
+    "repeval lets gs:// retry a request for {seconds:g} s before it fails: ?retry_limit_seconds=N on the URI "
+    "sets another limit"
 )
+
+
+#: what an object store's client (pyarrow raises a plain ``OSError``) says of a request this user may not make: AWS's
+#: ACCESS_DENIED (an S3-compatible server's 403 without a body: "HTTP status 403"), google-cloud-cpp's PERMISSION_DENIED,
+#: Azure's AuthorizationPermissionMismatch — by what the error says, not by the filesystem's type
+_DENIED_MARKS = (
+    "ACCESS_DENIED", "AccessDenied", "PERMISSION_DENIED", "AuthorizationPermissionMismatch", "AuthorizationFailure",
+    "HTTP status 403", "status code 403", "403 Forbidden",
+)  # fmt: skip
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` says this user may not read (or list) the file: a ``PermissionError`` (the local disk), or any
+    pyarrow filesystem's error saying so in its own words (:data:`_DENIED_MARKS`) — not that the file is missing."""
+    if isinstance(exc, PermissionError):
+        return True
+    return isinstance(exc, OSError) and any(mark in str(exc) for mark in _DENIED_MARKS)
+
+
+def may_not_read_here(exc: BaseException) -> str:
+    """The fix of a file or folder this user may not read, for the error ``exc`` :func:`refused` said so of: on the
+    local disk its owner and permissions; on a bucket the credentials this machine uses for it."""
+    from repeval.run.files import may_not_read
+
+    if isinstance(exc, PermissionError):
+        return may_not_read()
+    text = str(exc)
+    if "AWS Error" in text:
+        creds = "the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role)"
+    elif "google::cloud" in text:
+        creds = "the Google credentials (GOOGLE_APPLICATION_CREDENTIALS, or the node's service account)"
+    else:
+        creds = "the storage's credentials"
+    return (
+        f"this user may not read it: check {creds} on this machine (on a cluster, every node's) and that they may "
+        "list and read the bucket (docs/cluster.md)"
+    )
 
 
 def bucket_error(text: str) -> tuple[str, str]:
@@ -64,5 +112,5 @@ def bucket_error(text: str) -> tuple[str, str]:
             return text, _S3_REFUSED
         return text, ""
     if text.startswith("google::cloud::Status("):
-        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS
+        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS.format(seconds=GCS_RETRY_SECONDS)
     return text, ""

@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from repeval.cloud_reach import filesystem
 from repeval.run.files import damaged, parquet_error
 from repeval.run.status import STATUS, command_line
 from repeval.words import counted
@@ -178,7 +179,7 @@ def is_uri(location: str) -> bool:
 def filesystem_of(location: str) -> tuple[pafs.FileSystem, str]:
     """``(pyarrow filesystem, path)`` of a local path (made absolute) or a filesystem URI."""
     if is_uri(location):
-        fs, path = pafs.FileSystem.from_uri(location)
+        fs, path = filesystem(location)
         return fs, path.rstrip("/") or "/"
     return pafs.LocalFileSystem(), os.path.abspath(location)
 
@@ -221,7 +222,7 @@ class RunLocation:
             local = Path(runs_dir).resolve() / run_id
             return cls(str(local), pafs.LocalFileSystem(), str(local), local, staged=False)
         uri = join_uri(runs_dir, run_id)
-        fs, path = pafs.FileSystem.from_uri(uri)
+        fs, path = filesystem(uri)
         path = path.rstrip("/")
         if isinstance(fs, pafs.LocalFileSystem):
             return cls(uri, fs, path, Path(path), staged=False)
@@ -363,7 +364,7 @@ class TuneStorage:
     def __init__(self, storage_path: str) -> None:
         self.storage_path = str(storage_path)
         if is_uri(self.storage_path):
-            self.fs, base = pafs.FileSystem.from_uri(self.storage_path)
+            self.fs, base = filesystem(self.storage_path)
             self.base = base.rstrip("/")
         else:
             self.fs, self.base = pafs.LocalFileSystem(), str(Path(self.storage_path).resolve())

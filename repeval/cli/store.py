@@ -67,17 +67,31 @@ def store_ls(
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
     completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it),
     one this user cannot read `unreadable` (its fix on stderr, as a damaged one's)."""
-    from repeval.store.inspect import ls_text, partition_info, unlisted_folder, unsettled_note
+    from repeval.store.inspect import (
+        NOT_A_PARTITION,
+        ls_text,
+        partition_info,
+        stray,
+        stray_note,
+        unlisted_folder,
+        unsettled_note,
+    )
 
     def go() -> None:
         st = open_store(root, store)
         unlisted: list[tuple[str, OSError]] = []  # folders it may not list: said, the others listed
-        parts = st.partitions(unlisted)
+        files: list[str] = []
+        parts = st.partitions(unlisted, files)
         infos = [partition_info(p) for p in parts]
         typer.echo(ls_text(st, as_json, infos))
         for part, info in zip(parts, infos, strict=True):  # readable by repeval: a note, not a failure
             if info["unsettled"] is not None:
                 typer.echo(unsettled_note(part, info["unsettled"]), err=True)
+        foreign = {i["partition"] for i in infos if i["state"] == NOT_A_PARTITION}  # each listed as such already
+        if not infos or len(foreign) < len(infos):  # not a runs directory given as the store: said as that
+            strays = [f for f in files if stray(f) and "/".join(f.split("/")[:3]) not in foreign]
+            if strays:
+                typer.echo(stray_note(st.uri, sorted(strays)), err=True)
         damaged = [i["damage"] for i in infos if i["damage"]] + [unlisted_folder(st, f, e) for f, e in unlisted]
         for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
             typer.echo(message, err=True)
@@ -112,7 +126,8 @@ def store_show(
     ] = False,
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
-    from repeval.store.inspect import errors_text, show_text, store_alone
+    from repeval.rundir import is_uri
+    from repeval.store.inspect import errors_text, partition_strays, show_text, store_alone, stray_note
 
     def go() -> None:
         if rows is not None and rows < 0:
@@ -124,9 +139,19 @@ def store_show(
         )
         if alone is not None:  # the store, read as a partition of the default store `store`
             raise ValueError(alone)
+        if len(target) == 1 and root is None and (target[0].startswith(("/", "~")) or is_uri(target[0])):
+            open_store(target[0], None)  # a store root, not a partition: none there is said naming it, not `store`
+            quoted = shlex.quote(target[0])
+            raise ValueError(
+                f"{target[0]} is not a partition: name the partition after it (`repeval store show {quoted} "
+                f"DATASET/MODEL/SCENARIO`); `repeval store ls {quoted}` lists them"
+            )
         store = open_store(target[0] if len(target) == 2 else None, root)
         part = store.find(target[-1])
         typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
+        strays = partition_strays(part)
+        if strays:
+            typer.echo(stray_note(f"{part.name} of {store.uri}", strays), err=True)
 
     _guard(go, writes=False)  # reads only: a storage error gets a read fix
 
@@ -189,17 +214,21 @@ def store_rm(
     _guard(go)
 
 
+def _looks_like_root(first: str) -> bool:
+    """Whether a command's first argument is a store root rather than a partition (``dataset/model/scenario``, a
+    pattern of one: relative, exactly two slashes): a URI, an absolute, ./-relative, ~ or $VAR path (refused), or
+    anything else (relative roots with two slashes: ./a/b/c)."""
+    from repeval.rundir import is_uri
+
+    return is_uri(first) or first.startswith(("/", "~", ".", "$")) or first.strip("/").count("/") != 2
+
+
 def _store_and_partitions(args: list[str], root: str | None, alone: bool) -> tuple[Any, dict[str, Any]]:
     """The store and the partitions (name → partition) of ``[STORE] PARTITION...`` (``store rm``, ``store settle``);
     ``alone``: a lone argument that looks like a store root is the store (``settle STORE``: every partition)."""
-    from repeval.rundir import is_uri
-
     args = list(args)
     first = args[0] if args else ""
-    # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
-    # absolute, ./-relative, ~ or $VAR path (refused), or anything else (relative roots with two slashes: ./a/b/c)
-    looks_like_root = is_uri(first) or first.startswith(("/", "~", ".", "$")) or first.strip("/").count("/") != 2
-    given = args.pop(0) if args and (len(args) > 1 or alone) and root is None and looks_like_root else None
+    given = args.pop(0) if args and (len(args) > 1 or alone) and root is None and _looks_like_root(first) else None
     store = open_store(given, root)
     chosen: dict[str, Any] = {}
     for pattern in args:
@@ -236,9 +265,8 @@ def store_settle(
         command = shlex.join(["repeval", "store", "settle", *(target or []), *(["--store", root] if root else [])])
         unlisted: list[tuple[str, OSError]] = []  # another user's folder: said with its fix, before anything is done
         parts = list(chosen.values()) if chosen else store.partitions(unlisted)
-        for folder, exc in unlisted[:1]:
-            raise store.unlisted_error(folder, exc, "its partitions are not looked at; nothing was settled")
-        settle_partitions(store, parts, command)
+        unread = [str(store.unlisted_error(f, e, "its partitions are not looked at")) for f, e in unlisted]
+        settle_partitions(store, parts, command, unread)  # every one it can read settled, each other one said
 
     _guard(go)
 

@@ -81,19 +81,31 @@ def remove_tracks(
         typer.echo(f"warning: {stuck_text(files, settle_command(store.uri, *left))}", err=True)
 
 
-def settle_partitions(store: EmbeddingStore, parts: list[Any], command: str | None = None) -> None:
+def settle_partitions(
+    store: EmbeddingStore, parts: list[Any], command: str | None = None, unread: list[str] | None = None
+) -> None:
     """``repeval store settle``: finish, under the store's lock, the track removals of ``parts`` that were stopped
     (:meth:`repeval.store.partition.Partition.settle`), saying what each did; a file that cannot be deleted is an
-    error naming it and the command that settles those partitions (the rest is settled). ``command``: this ``store
-    settle``, quoted for a shell, which a refusal for a store in use says to run again."""
+    error naming it and the command that settles those partitions (the rest is settled). A partition it cannot read
+    (another user's, a journal the storage refuses) does not stop the others: each is said on stderr with its fix, after
+    ``unread`` (what the caller could not list), and the exit status is 1 — as ``store ls`` says them. ``command``:
+    this ``store settle``, quoted for a shell, which a refusal for a store in use says to run again."""
+    from repeval.store.layout import DamagedPartFile
     from repeval.store.lock import StoreLock
 
     stuck: dict[str, str] = {}
     stuck_parts: list[str] = []
+    unread = list(unread or [])
     settled = 0
     with StoreLock(store, run_id="repeval store settle", command=command):
         for part in parts:
-            for done in part.settle(say=False):  # said once, here (a log line would repeat it)
+            try:
+                done_all = part.settle(say=False)  # said once, here (a log line would repeat it)
+            except (OSError, DamagedPartFile) as exc:  # one it cannot read: said below, the others settled
+                said = str(exc)
+                unread.append(said if said.startswith("store partition ") else f"store partition {part.name}: {said}")
+                continue
+            for done in done_all:
                 sub = done.directory[len(part.path) :].strip("/")
                 where = f"{part.name}{'/' + sub if sub else ''}"
                 stuck.update((f"{where}/{n}", why) for n, why in done.stuck.items())
@@ -111,7 +123,12 @@ def settle_partitions(store: EmbeddingStore, parts: list[Any], command: str | No
                         f"{counted(len(done.deleted), 'new file')} it had written; the rows are as before — run that "
                         "`repeval store rm … --track` again to remove the tracks"
                     )
+    for message in unread:
+        typer.echo(message, err=True)
     if stuck:
         raise RuntimeError(f"{store.uri}: {stuck_text(stuck, settle_command(store.uri, *stuck_parts))}")
     said = f"settled {counted(settled, 'folder')}" if settled else "nothing to settle: no stopped track removal"
-    typer.echo(f"{said} in {counted(len(parts), 'partition')} of {store.uri}")
+    looked = len(parts) - sum(m.startswith("store partition ") for m in unread)
+    typer.echo(f"{said} in {counted(looked, 'partition')} of {store.uri}")
+    if unread:
+        raise typer.Exit(1)

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.deformations import CLEAN
-from repeval.store.layout import AUDIO_NOTE, STAMP, DamagedPartFile, PartFileDenied, read_parquet
+from repeval.store.layout import AUDIO_NOTE, ERRORS_DIR, STAMP, DamagedPartFile, PartFileDenied, read_parquet
 from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
@@ -109,6 +109,38 @@ def unlisted_folder(store: EmbeddingStore, folder: str, exc: OSError) -> str:
     from repeval.report.run_files import unlisted
 
     return unlisted(f"{store.root}/{folder}", "the store's partitions under it are not listed", exc)
+
+
+def stray(rel: str) -> bool:
+    """Whether the file ``rel`` (its path under the store's root) is none of the store's — one rule at every depth:
+    a partition's folder (``DATASET/MODEL/SCENARIO``) and its ``_errors/`` hold part files, ``_``-named files (its
+    manifest, stamp, journal) and a write's ``.tmp-`` names; the root its ``_lock.json`` and ``_lease.json``; any
+    other file is stray, however deep. Hidden files, and what lies under a folder the store skips (``_``-named above
+    the partitions), are not looked at."""
+    *folders, name = rel.split("/")
+    if any(p.startswith(".") for p in rel.split("/")) or any(f.startswith("_") for f in folders[:3]):
+        return False  # a write's temporary .tmp- names among them
+    if len(folders) == 3 or (len(folders) == 4 and folders[3] == ERRORS_DIR):
+        return not name.startswith(("part-", "_"))
+    return not (not folders and name.startswith("_"))
+
+
+def stray_note(where: str, found: list[str]) -> str:
+    """What ``store ls`` and ``store show`` say of the stray files ``found`` (:func:`stray`) in ``where``."""
+    shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+    return (
+        f"warning: {counted(len(found), 'file')} in {where} {'is' if len(found) == 1 else 'are'} none of the store's "
+        f"(repeval neither writes nor reads {'it' if len(found) == 1 else 'them'}): {shown} — a plain Parquet reader "
+        "of a partition (pq.read_table, duckdb) stops on one in the partition's folder: move "
+        f"{'it' if len(found) == 1 else 'them'} out of the store"
+    )
+
+
+def partition_strays(part: Partition) -> list[str]:
+    """The stray files (:func:`stray`) in ``part``'s folder, relative to it (one recursive listing)."""
+    root = part.store.root
+    found = [i.path[len(root) :].strip("/") for i in _listing(part)]
+    return sorted(f[len(part.name) + 1 :] for f in found if stray(f))
 
 
 def partition_info(part: Partition) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.run.files import may_not_read
+from repeval.cloud_reach import may_not_read_here, refused
 from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, PartFileDenied, read_parquet
 from repeval.store.rewrite import REWRITE, denied, visible
 
@@ -85,9 +85,9 @@ class PartitionFiles:
         try:
             with self.fs.open_input_stream(where) as fh:
                 body = json.loads(fh.read().decode())
-        except PermissionError as exc:
-            raise denied(self.fs, self.path, where, exc) from None
-        except OSError:
+        except OSError as exc:  # missing — or refused, in a bucket's words too (a plain OSError): not missing
+            if refused(exc):
+                raise denied(self.fs, self.path, where, exc) from None
             return None
         except ValueError as exc:  # JSON cut short, or bytes that are not UTF-8
             body, why = None, str(exc)
@@ -121,7 +121,9 @@ class PartitionFiles:
         sel = pafs.FileSelector(f"{self.path}{sub}", allow_not_found=True)
         try:
             infos = self.fs.get_file_info(sel)
-        except PermissionError as exc:  # another user's folder (its own, or its _errors/): named, with the fix
+        except OSError as exc:  # another user's folder (its own, or its _errors/): named, with the fix
+            if not refused(exc):
+                raise
             raise denied(
                 self.fs, self.path, sel.base_dir, exc, f"store partition {self.name} in {self.store.uri}: "
             ) from None
@@ -187,9 +189,10 @@ class PartitionFiles:
     def damaged(self, path: str, exc: Exception) -> DamagedPartFile:
         """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one
         this user may not read (another user's) may be whole: its permissions are the fix, not deleting it."""
-        if isinstance(exc, PermissionError):
+        if refused(exc):
+            why = "permission denied" if isinstance(exc, PermissionError) else "access denied"
             return PartFileDenied(
-                f"store partition {self.name} in {self.store.uri}: {path}: permission denied — {may_not_read()}"
+                f"store partition {self.name} in {self.store.uri}: {path}: {why} — {may_not_read_here(exc)}"
             )
         why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again
         return DamagedPartFile(

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.cloud_reach import refused
 from repeval.store.layout import (
     DamagedPartFile,
     _atomic_write_bytes,
@@ -51,9 +52,9 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     path = f"{directory}/{REWRITE}"
     try:
         raw = read_if_there(fs, path)
-    except PermissionError as exc:  # another user's folder (or journal): its permissions are the fix, not deleting it
-        raise denied(fs, directory, path, exc) from None
     except OSError as exc:
+        if refused(exc):  # another user's folder (or journal): its permissions are the fix, not deleting it
+            raise denied(fs, directory, path, exc) from None
         raise _unreadable(path, exc, rm_command) from None
     if raw is None:
         return None
@@ -66,18 +67,22 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     return journal
 
 
-def denied(fs: pafs.FileSystem, directory: str, path: str, exc: PermissionError, prefix: str = "") -> PermissionError:
+def denied(fs: pafs.FileSystem, directory: str, path: str, exc: OSError, prefix: str = "") -> PermissionError:
     """The error for a file or folder ``path`` of a partition (its journal, its manifest, its _errors/) this user may
-    not read, after ``prefix``: its folder ``directory`` named when it is the one that cannot be listed (then the file
-    may not even be there), with its owner and permissions as the fix."""
-    from repeval.run.files import may_not_read
+    not read (``exc``: a ``PermissionError``, or a bucket's access denied: :func:`repeval.cloud_reach.refused`), after
+    ``prefix``: its folder ``directory`` named when it is the one that cannot be listed (then the file may not even be
+    there), with the fix — its owner and permissions, or a bucket's credentials."""
+    import errno
+
+    from repeval.cloud_reach import may_not_read_here
 
     try:
         fs.get_file_info(pafs.FileSelector(directory))
     except OSError:
         path = directory
-    said = PermissionError(f"{prefix}{path}: permission denied — {may_not_read()}")
-    said.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
+    why = "permission denied" if isinstance(exc, PermissionError) else "access denied"
+    said = PermissionError(f"{prefix}{path}: {why} — {may_not_read_here(exc)}")
+    said.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
     return said
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 
+from repeval import cloud_reach
 from repeval.store.layout import _safe, stored_name
 from repeval.store.partition import Partition
 from repeval.words import counted
@@ -59,7 +60,7 @@ class EmbeddingStore:
         if filesystem is not None:
             self.fs, self.root = filesystem, root.rstrip("/") or "/"
         elif "://" in root:
-            self.fs, self.root = pafs.FileSystem.from_uri(root)
+            self.fs, self.root = cloud_reach.filesystem(root)  # gs://: retried a minute, not 15
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
         if create:
@@ -67,9 +68,11 @@ class EmbeddingStore:
         elif (kind := self.fs.get_file_info(self.root).type) == pafs.FileType.File:
             raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
         elif must_exist and kind != pafs.FileType.Directory:
+            what = "URI" if "://" in root else "path"
             raise FileNotFoundError(
-                f"no embedding store at {root} ({self.root}): check the path (a configuration's run.store, relative to "
-                f"the current directory), or embed into it with `repeval embed CONFIG --store {root}`"
+                f"no embedding store at {root} ({self.root}): check the {what} (a configuration's run.store"
+                f"{'' if '://' in root else ', relative to the current directory'}), or embed into it with `repeval "
+                f"embed CONFIG --store {root}`"
             )
 
     def __repr__(self) -> str:
@@ -108,9 +111,12 @@ class EmbeddingStore:
         try:
             if self.fs.get_file_info(part.path).type == pafs.FileType.Directory:
                 return part
-        except PermissionError as exc:  # in a folder this user may not list: named, with the fix
+        except OSError as exc:  # in a folder this user may not list: named, with the fix
+            from repeval.cloud_reach import refused
             from repeval.store.rewrite import denied
 
+            if not refused(exc):
+                raise
             raise denied(self.fs, part.path, part.path, exc) from None
         import difflib
 
@@ -159,11 +165,15 @@ class EmbeddingStore:
                 "`repeval store ls` lists its partitions"
             )
 
-    def partitions(self, unlisted: list[tuple[str, OSError]] | None = None) -> list[Partition]:
+    def partitions(
+        self, unlisted: list[tuple[str, OSError]] | None = None, files: list[str] | None = None
+    ) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path. A folder of the store that cannot
         be listed (another user's) stops the listing — unless ``unlisted`` is given: then the store is listed folder
         by folder and each such folder is added to it (its path relative to the root, its error), the others listed.
-        A partition's own folder is listed as a partition (what it holds is read later)."""
+        A partition's own folder is listed as a partition (what it holds is read later). ``files``: given, the path
+        (relative to the root) of every file of the store is added to it from the same listing (none when the store
+        had to be listed folder by folder)."""
         try:
             sel = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
             infos = self.fs.get_file_info(sel)
@@ -173,6 +183,8 @@ class EmbeddingStore:
             infos = self._walk(unlisted)
         out = []
         for info in infos:
+            if files is not None and info.type == pafs.FileType.File:
+                files.append(info.path[len(self.root) :].strip("/"))
             if info.type == pafs.FileType.Directory:
                 rel = info.path[len(self.root) :].strip("/").split("/")
                 if len(rel) == 3 and not any(r.startswith(("_", ".")) for r in rel):

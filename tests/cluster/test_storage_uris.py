@@ -441,7 +441,9 @@ def test_a_bucket_out_of_reach_is_one_error_line_naming_what_to_check(tmp_path: 
     (line,) = [ln for ln in res.output.splitlines() if ln.strip()]
     assert line.startswith("error: google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), line
     assert "error_info" not in line and "GOOGLE_APPLICATION_CREDENTIALS" in line, line
-    assert line.endswith("add ?retry_limit_seconds=60 to the URI to fail sooner"), line
+    assert line.endswith(
+        "retry a request for 60 s before it fails: ?retry_limit_seconds=N on the URI sets another limit"
+    ), line
     # an S3 server out of reach (the AWS SDK's own retries make the CLI take ~12 s: its error, asked once)
     from repeval.cloud_reach import bucket_error
 

@@ -618,10 +618,14 @@ def test_store_commands_name_a_folder_this_user_may_not_list_and_are_not_stopped
     pyarrow's raw "[Errno 13] Cannot list directory …" and a write's fix ("writable directories with free space");
     `store show` of a partition in it said "Failed stat()ing path", `store show --errors` of one "Cannot list
     directory". Now a partition elsewhere is removed as usual, and a folder that may hold one named is said with a
-    read's fix; nothing is deleted."""
+    read's fix; nothing is deleted. `store settle` stopped at the first such folder, settling nothing: it now settles
+    every partition it can read and says each folder it cannot, exit 1."""
     root = tmp_path / "s"
     part = _write(EmbeddingStore(str(root)), ["a", "b"])
     part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    replaced = Path(part.path) / "part-0-replaced.parquet"  # a stopped track removal's, committed: to be deleted
+    shutil.copy(part.part_files()[0], replaced)
+    (Path(part.path) / "_rewrite.json").write_text(json.dumps({"old": [replaced.name], "new": [], "committed": True}))
     (root / "ds" / "m" / "D5").mkdir()
     (root / "other" / "m" / "clean").mkdir(parents=True)
     denied = [root / "ds" / "m" / "D5", root / "other"]
@@ -648,9 +652,14 @@ def test_store_commands_name_a_folder_this_user_may_not_list_and_are_not_stopped
         f"error: store partition ds/m/D5 in {root}: {denied[0]}: permission denied — {fix}\n"
     ), errors
     assert settle["code"] == 1 and settle["err"] == (
-        f"error: {root}/other cannot be listed (permission denied): its partitions are not looked at; nothing was "
-        f"settled; {fix}\n"
+        f"{root}/other cannot be listed (permission denied): its partitions are not looked at; {fix}\n"
+        f"store partition ds/m/D5: {root}/ds/m/D5: permission denied — {fix}\n"
     ), settle
+    assert settle["out"] == (
+        f"ds/m/clean: finished a stopped track removal: deleted 1 replaced file\nsettled 1 folder in 1 partition of "
+        f"{root}\n"
+    ), settle
+    assert not replaced.exists() and not (Path(part.path) / "_rewrite.json").exists()
     assert (root / "ds" / "m" / "clean" / "_manifest.json").is_file()
 
 
@@ -1140,3 +1149,34 @@ def test_a_manifest_cut_short_counts_as_incomplete_and_is_completed_from_the_par
     assert part.done_track_ids() == {"a", "b", "bad", "c"}  # what the next run does not compute
     part.finish({"dataset": "ds"})
     assert part.complete and part.manifest()["rows"] == 3
+
+
+def test_store_ls_and_show_warn_of_a_stray_file_at_any_depth(tmp_path):
+    """A file that is none of the store's was said at no depth: `ds/m/stray.txt` beside the partitions, or one in a
+    partition's folder — which a plain Parquet reader of the partition (pq.read_table, duckdb) stops on — or deeper.
+    `repeval store ls` now names each with one rule at every depth, `store show` those of its partition; the store's
+    own files (lock, manifest, journal, hidden and temporary names) are not named, and the exit status stays 0."""
+    from repeval.cli import app
+
+    root = tmp_path / "s"
+    part = _write(EmbeddingStore(str(root)), ["a", "b"])
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    strays = ["notes.txt", "ds/notes.txt", "ds/m/stray.txt", "ds/m/clean/stray.txt", "ds/m/clean/x/y/stray.txt"]
+    own = ["_lock.json", "ds/m/clean/.DS_Store", "ds/m/clean/_errors/.tmp-part-1.parquet", "_old/a/b/c/d.txt"]
+    for rel in strays + own:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    ls = CliRunner().invoke(app, ["store", "ls", str(root)])
+    show = CliRunner().invoke(app, ["store", "show", str(root), "ds/m/clean", "--rows", "0"])
+    assert ls.exit_code == 0 and re.search(r"ds/m/clean\s+complete\s+2", ls.stdout), ls.output
+    said = ls.stderr.replace("\n", " ")
+    assert said.startswith(
+        f"warning: 5 files in {root} are none of the store's (repeval neither writes nor reads them): ds/m/clean/stray"
+        ".txt, ds/m/clean/x/y/stray.txt, ds/m/stray.txt, … — a plain Parquet reader of a partition (pq.read_table, "
+        "duckdb) stops on one in the partition's folder: move them out of the store"
+    ), said
+    assert show.exit_code == 0 and show.stderr == (
+        f"warning: 2 files in ds/m/clean of {root} are none of the store's (repeval neither writes nor reads them): "
+        "stray.txt, x/y/stray.txt — a plain Parquet reader of a partition (pq.read_table, duckdb) stops on one in the "
+        "partition's folder: move them out of the store\n"
+    ), show.stderr

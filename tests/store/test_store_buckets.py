@@ -1,0 +1,154 @@
+"""The embedding store in a bucket (a moto S3 server on 127.0.0.1, :func:`repeval.testing.s3.moto_s3`) and on
+``gs://``: a file this user may not read is told from a missing one, and a server out of reach is given up on soon."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from repeval.cli import app
+from repeval.pipeline.assemble import RowBlock, rows_table
+from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store.layout import embedding_schema
+from repeval.testing.s3 import moto_s3
+
+DIM = 4
+PROV = {"model": "m", "config_hash": "abc123", "repeval_version": "0.1.0", "created_at": np.datetime64(0, "ms")}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, Any]]:
+    """A moto S3 server with a bucket ``repeval`` (:func:`~repeval.testing.s3.moto_s3`)."""
+    with moto_s3() as bucket:
+        yield bucket
+
+
+def _complete(store: EmbeddingStore, scenario: str, ids: list[str]) -> None:
+    """A complete partition ``ds/m/SCENARIO`` of ``store`` holding a row for each of ``ids`` (real Parquet)."""
+    n = len(ids)
+    block = RowBlock(
+        track_id=np.array(ids), split=np.array(["train"] * n), scenario=np.array([scenario] * n),
+        embedding=np.ones((n, DIM), np.float32), n_frames=np.ones(n, np.int32), n_chunks=np.ones(n, np.int32),
+        audio_seconds=np.ones(n, np.float32), deformation_params=np.array([""] * n), model_version=np.array(["1"] * n),
+    )  # fmt: skip
+    part = store.partition("ds", "m", scenario)
+    part.stamp({"fp": 1}, {"config_hash": "abc123"})
+    w = PartitionWriter(part, embedding_schema(DIM), 10)
+    w.add_table(rows_table(block, embedding_schema(DIM), PROV))
+    w.flush()
+    part.finish({"dataset": "ds", "model": "m", "scenario": scenario})
+
+
+def _user_denied(s3: dict[str, Any], *denied: str) -> dict[str, str]:
+    """The credentials of a new IAM user of the moto server that may do anything in S3 but read the keys ``denied``
+    (patterns of the bucket ``repeval``), as the environment gives them."""
+    import boto3
+
+    port = re.search(r"127\.0\.0\.1:(\d+)", s3["query"]).group(1)  # type: ignore[union-attr]
+    iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    name = f"u{len(iam.list_users()['Users'])}"
+    iam.create_user(UserName=name)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]},
+        ],
+    }
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unreadable_not_incomplete(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On S3 a manifest this user may not read (AWS's ACCESS_DENIED: a plain OSError, not a PermissionError) was read
+    as missing: `repeval store ls` listed a complete partition as incomplete and a run would have computed it again;
+    a part file it may not read was "not a readable Parquet file", to be deleted. As on the local disk, both are now
+    unreadable, named, with the bucket's credentials as the fix; the partition is not taken as incomplete."""
+    from moto.core.authorization import enable_iam_authentication
+
+    uri = f"s3://repeval/denied{s3['query']}"
+    store = EmbeddingStore(uri)
+    for scenario in ("clean", "noise", "pitch"):
+        _complete(store, scenario, ["a", "b"])
+    for k, v in _user_denied(s3, "denied/ds/m/clean/_*", "denied/ds/m/noise/part-*").items():
+        monkeypatch.setenv(k, v)  # the user's keys, for this test alone
+    with enable_iam_authentication():
+        part = EmbeddingStore(uri, create=False).partition("ds", "m", "clean")
+        with pytest.raises(PermissionError) as said:
+            part.complete  # noqa: B018 (read as missing, it was False: the run computed the partition again)
+        ls = CliRunner().invoke(app, ["store", "ls", uri])
+        show = CliRunner().invoke(app, ["store", "show", uri, "ds/m/clean"])
+        settle = CliRunner().invoke(app, ["store", "settle", uri])
+    fix = (
+        "this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "AWS_PROFILE, or the instance role) on this machine (on a cluster, every node's) and that they may list and "
+        "read the bucket (docs/cluster.md)"
+    )
+    assert str(said.value) == f"repeval/denied/ds/m/clean/_manifest.json: access denied — {fix}"
+    assert ls.exit_code == 1, ls.output
+    states = dict(re.findall(r"^(ds/m/\w+)\s+(\w+)", ls.stdout, re.M))
+    assert states == {"ds/m/clean": "unreadable", "ds/m/noise": "unreadable", "ds/m/pitch": "complete"}, ls.stdout
+    assert ls.stderr.splitlines()[0] == str(said.value), ls.stderr
+    assert re.fullmatch(
+        rf"store partition ds/m/noise in {re.escape(uri)}: repeval/denied/ds/m/noise/part-\S+\.parquet: access denied "
+        f"— {re.escape(fix)}",
+        ls.stderr.splitlines()[1],
+    ), ls.stderr
+    assert show.exit_code == 1 and show.stderr == f"error: {said.value}\n", show.output
+    # `store settle` stopped at the first partition it could not read: the others are settled now, that one said
+    assert settle.exit_code == 1, settle.output
+    assert settle.stderr == (
+        f"store partition ds/m/clean: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
+    ), settle.stderr
+    assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
+
+
+def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
+    """`repeval store show s3://bucket/nope` (a store URI, no partition) read it as a partition of the default store
+    and said "no embedding store at store (…)", naming neither the URI nor the fix; a URI with no store is now named,
+    and one that is a folder but no store is said to need the partition after it."""
+    nope = f"s3://repeval/nope{s3['query']}"
+    res = CliRunner().invoke(app, ["store", "show", nope])
+    assert res.exit_code == 1 and res.stderr == (
+        f"error: no embedding store at {nope} (repeval/nope): check the URI (a configuration's run.store), or embed "
+        f"into it with `repeval embed CONFIG --store {nope}`\n"
+    ), res.output
+    with s3["fs"].open_output_stream("repeval/notes/readme.txt") as fh:
+        fh.write(b"x")
+    notes = f"s3://repeval/notes{s3['query']}"
+    res = CliRunner().invoke(app, ["store", "show", notes])
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 1 and said.startswith(f"error: {notes} is not a partition: name the partition after it"), (
+        said
+    )
+
+
+def test_a_gs_store_or_runs_directory_out_of_reach_is_given_up_on_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``gs://`` store or runs directory on a machine without the network (or the credentials) used Google Cloud
+    Storage's own 15 minutes of retries, deaf to Ctrl-C, before `repeval store ls` (or a run) said so — a catalog's
+    manifest was bounded to a minute. Stores and runs directories are bounded alike now (a second here), and the
+    error says how long it retried and how to change it."""
+    from repeval.rundir import RunLocation, TuneStorage
+
+    monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
+    query = "?endpoint_override=127.0.0.1:1&scheme=http"
+    res = CliRunner().invoke(app, ["store", "ls", f"gs://repeval/store{query}"])
+    assert res.exit_code == 1, res.output
+    (line,) = res.output.splitlines()
+    assert line.startswith("error: google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), line
+    assert line.endswith(
+        "repeval lets gs:// retry a request for 1 s before it fails: ?retry_limit_seconds=N on the URI sets another limit"
+    ), line
+    with pytest.raises(OSError, match="UNAVAILABLE"):
+        RunLocation.open(f"gs://repeval/runs{query}", "r1")
+    with pytest.raises(OSError, match="UNAVAILABLE"):
+        TuneStorage(f"gs://repeval/runs/r1/tune{query}").exists("exp")
