@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from repeval.config.schema import Config
 from repeval.config.yaml_keys import Loader
-from repeval.json_keys import sorted_json
+from repeval.json_keys import other_keys, sorted_json
 from repeval.registry import did_you_mean
 
 
@@ -203,9 +203,12 @@ def _yaml_hint(problem: str, before: str = "") -> str:
 
 
 def config_hash(obj: Any) -> str:
-    """A stable short hash of any JSON-serialisable configuration fragment."""
+    """A stable short hash of any JSON-serialisable configuration fragment: a model's as its JSON dump, unless a
+    mapping in it has a key that is not a string (``{1: x}``, which the dump writes as ``{'1': x}``: :func:`sorted_json`
+    tells the two apart)."""
     if hasattr(obj, "model_dump"):
-        obj = obj.model_dump(mode="json")
+        raw = obj.model_dump()
+        obj = raw if other_keys(raw) else obj.model_dump(mode="json")
     return hashlib.sha256(sorted_json(obj).encode()).hexdigest()[:16]
 
 
