@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from repeval.config.base import Fault, Strict, raise_faults
 from repeval.config.data import DatasetConfig, TaskConfig
@@ -285,12 +285,14 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
-    def _asha_stops_some(self) -> Config:
+    def _asha_stops_some(self, info: ValidationInfo) -> Config:
         """An ASHA scheduler (``search.scheduler``: Tune's, or the halving of a grid's stacks) that the run settings
-        leave nothing to stop is refused (:meth:`asha_idle_problems`) — unless ``run.smoke_test``: the smoke test trains
-        an entry's first configuration without its scheduler, so it runs (``repeval validate`` notes what a full run
-        would refuse: :meth:`smoke_asha_notes`)."""
-        if not self.run.smoke_test and (faults := self.asha_idle_problems()):
+        leave nothing to stop is refused (:meth:`asha_idle_problems`) — unless ``run.smoke_test`` (or the command's
+        ``--smoke-test``: the validation context's ``smoke_test``): the smoke test trains an entry's first
+        configuration without its scheduler, so it runs (``repeval validate`` notes what a full run would refuse:
+        :meth:`smoke_asha_notes`)."""
+        smoke = self.run.smoke_test or bool((info.context or {}).get("smoke_test"))
+        if not smoke and (faults := self.asha_idle_problems()):
             raise_faults(type(self).__name__, [Fault("asha_idle", text) for text in faults])
         return self
 

@@ -1196,6 +1196,11 @@ def test_a_smoke_test_runs_where_a_full_run_would_leave_asha_nothing_to_stop(tmp
     d["run"] = {"smoke_test": True, "vectorize": 1}  # a grid's halving on one configuration a trial: alike
     assert parse_config(d).smoke_asha_notes()[0].startswith("experiments[0].downstream_models[1] (g): search.scheduler")
     assert _capped_refused(grid, 3) == [why] and parse_config(_capped(grid, 100)).smoke_asha_notes() == []
+    # `repeval run --smoke-test` (plan, embed, …) of the configuration without run.smoke_test: its smoke test alike
+    (path := tmp_path / "full.yaml").write_text(yaml.safe_dump(_capped(grid, 3)))
+    assert load_config(path, smoke_test=True).run.max_epochs == 3
+    with pytest.raises(ConfigError, match="grace_period"):
+        load_config(path)
 
 
 def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
