@@ -2,8 +2,11 @@
 
 The keys of a value a model's or a transform's parameter takes are its data, as YAML read them (``{0: 0.5}``,
 ``{null: none, 1: one}``, a date): ``json.dumps`` cannot sort keys of several kinds in one mapping, nor write a date
-key. These write such keys as JSON writes a key (``null``, ``1``) or as their text (a date), and leave the text of
-every mapping ``json.dumps`` takes as it was (so a fingerprint made of it keeps its value).
+key, and it writes the key ``1`` as the key ``'1'``. :func:`json_text` writes such keys as JSON writes a key (``null``,
+``1``) or as their text (a date), for people to read; :func:`sorted_json` — a fingerprint's and a cache's — tells
+them apart (``{1: x}`` and ``{'1': x}`` are different YAML keys, and different params to a plugin). Both leave the
+text of every value whose keys are all strings as ``json.dumps`` writes it (so a fingerprint made of it keeps its
+value).
 """
 
 from __future__ import annotations
@@ -11,10 +14,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+#: what :func:`sorted_json` writes before a key that is not a string (``1`` is ``"\\u00001"``, ``'1'`` is ``"1"``): a
+#: character no YAML key holds unless escaped into a double-quoted one
+OTHER_KEY = "\x00"
+
 
 def sorted_json(obj: Any) -> str:
-    """``obj`` as JSON, its keys sorted (values JSON does not take as their text; keys as the module says)."""
-    return json_text(obj, sort_keys=True)
+    """``obj`` as JSON, its keys sorted (values JSON does not take as their text), a key that is not a string written
+    after :data:`OTHER_KEY` (as the module says) — the same text as ``json.dumps`` when every key is a string."""
+    if not other_keys(obj):
+        return json.dumps(obj, sort_keys=True, default=str)
+    return json.dumps(_text_keys(obj, OTHER_KEY), sort_keys=True, default=str)
 
 
 def json_text(obj: Any, sort_keys: bool = False) -> str:
@@ -25,11 +35,20 @@ def json_text(obj: Any, sort_keys: bool = False) -> str:
         return json.dumps(_text_keys(obj), sort_keys=sort_keys, default=str)
 
 
-def _text_keys(obj: Any) -> Any:
+def other_keys(obj: Any) -> bool:
+    """Whether a mapping in ``obj`` (in its lists and mappings, all through) has a key that is not a string."""
     if isinstance(obj, dict):
-        return {k if isinstance(k, str) else _key_text(k): _text_keys(v) for k, v in obj.items()}
+        return any(not isinstance(k, str) or other_keys(v) for k, v in obj.items())
     if isinstance(obj, list | tuple):
-        return [_text_keys(v) for v in obj]
+        return any(other_keys(v) for v in obj)
+    return False
+
+
+def _text_keys(obj: Any, mark: str = "") -> Any:
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else mark + _key_text(k): _text_keys(v, mark) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_text_keys(v, mark) for v in obj]
     return obj
 
 

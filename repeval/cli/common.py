@@ -101,9 +101,11 @@ def _with_root(exc: BaseException, line: str) -> str:
     return f"{line} ({how} {type(root).__name__}{': ' + said if said else ''})"
 
 
-def _load(path: Path, check_data: bool = False, unreached_fix: str | None = None) -> Any:
+def _load(path: Path, check_data: bool = False, unreached_fix: str | None = None, smoke_test: bool = False) -> Any:
+    """The configuration at ``path`` (``smoke_test``: validated as its smoke test's, ``--smoke-test``), its data paths
+    checked when ``check_data``; a problem said with its fix, exit status 2."""
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, smoke_test)
     except ConfigError as exc:
         _fail(exc)
     if check_data:  # reliability (issue 9): a missing manifest/data dir fails before anything runs
@@ -169,7 +171,7 @@ def _ctx(
     from repeval.ray_cluster import check_job_output_paths
     from repeval.runner import make_context
 
-    cfg, rid = with_smoke_test(_with_runs_dir(_load(config, True, RUN_FIX), runs_dir), smoke_test, run_id)
+    cfg, rid = with_smoke_test(_with_runs_dir(_load(config, True, RUN_FIX, smoke_test), runs_dir), smoke_test, run_id)
     check_job_output_paths(store or cfg.run.store, cfg.run.runs_dir)  # not inside a `ray job submit` job's copy
     return make_context(cfg, rid, store, lock=lock, read_only=not lock)
 

@@ -64,6 +64,8 @@ def validate(
     checked = not skip_data_check
     for line in fold_split_warnings(cfg, data_checked=checked) + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+    for line in cfg.smoke_asha_notes():  # a smoke test runs without them: a full run would be refused
+        typer.echo(f"note: {line}")
     if problems:
         raise typer.Exit(1)
     if said:
@@ -141,7 +143,7 @@ def plan(
     from repeval.runner import check_run_id
     from repeval.store import EmbeddingStore
 
-    given_cfg = _with_runs_dir(_load(config), runs_dir)
+    given_cfg = _with_runs_dir(_load(config, smoke_test=smoke_test), runs_dir)
     cfg, rid = with_smoke_test(given_cfg, smoke_test, run_id)
     smoke_of = given_cfg if cfg is not given_cfg else None  # its probe entries: what the smoke test's probe is of
     rid = rid or cfg.run.run_id

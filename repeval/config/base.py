@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from repeval.config.yaml_keys import Twice, as_fault, key_fault, plain_key_faults
 from repeval.registry import ParamProblems, did_you_mean_any, suggestions
+from repeval.uri_text import parseable
 
 
 # --- reliability (issue 9): names end up in store and run-directory paths ---------------------------
@@ -41,10 +42,12 @@ def _local_path(v: str) -> str:
     expanded it, and the loaders and the store took it as a folder named ``~`` —; an environment variable refused
     (neither expands it: the run would make a folder named ``$HOME``), with the path it stands for here, unless a file
     or folder of that name exists (``a$b``: the path is its name); ``~user`` of no user here refused likewise (a
-    mistyped ``~/data`` made a folder named ``~data``); a URI as written. The ``--store`` and ``--runs-dir`` options
-    take the same (:func:`repeval.cli.common.cli_path`)."""
+    mistyped ``~/data`` made a folder named ``~data``); a URI as pyarrow parses it (:func:`repeval.uri_text.parseable`:
+    ``file://localhost/p`` as ``file:///p``, a space in its path percent-encoded, ``s3://b/my%20folder/m.csv``, as an
+    audio path joined to it is). The ``--store`` and ``--runs-dir`` options take the same
+    (:func:`repeval.cli.common.cli_path`)."""
     if "://" in v:
-        return v
+        return parseable(v)
     path = os.path.expanduser(v) if v.startswith("~") else v
     if path.startswith("~") and not os.path.lexists(path):  # ``~data/x``: no user ``data`` here
         user = v[1:].partition("/")[0]

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from repeval.config.schema import Config
 from repeval.config.yaml_keys import Loader
-from repeval.json_keys import sorted_json
+from repeval.json_keys import other_keys, sorted_json
 from repeval.registry import did_you_mean
 
 
@@ -136,18 +136,19 @@ def _not_a_list(value: Any) -> str:
     return f"expected a list (e.g. [{value!s}]), got {type(value).__name__} {shown}"
 
 
-def parse_config(data: Any, source: str | None = None) -> Config:
-    """Validate an already-parsed mapping. Raises :class:`ConfigError`."""
+def parse_config(data: Any, source: str | None = None, smoke_test: bool = False) -> Config:
+    """Validate an already-parsed mapping — as a smoke test's (``--smoke-test``: as ``run.smoke_test`` validates it)
+    when ``smoke_test``. Raises :class:`ConfigError`."""
     if not isinstance(data, dict):
         raise ConfigError(["the file must be a mapping with an 'experiments:' list"], source)
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"smoke_test": True} if smoke_test else None)
     except ValidationError as exc:
         raise ConfigError(_format(exc), source) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a YAML file safely and validate all of it before anything runs."""
+def load_config(path: str | Path, smoke_test: bool = False) -> Config:
+    """Read a YAML file safely and validate all of it before anything runs (``smoke_test``: :func:`parse_config`)."""
     p = Path(path)
     if p.is_dir():
         found = sorted(q.name for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
@@ -168,7 +169,7 @@ def load_config(path: str | Path) -> Config:
             shown = f" (line {mark.line + 1}: {_shown_line(line, mark.column)})"
         before = line[: mark.column] if mark is not None else ""
         raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem, before)}"], str(p)) from None
-    return parse_config(data, str(p))
+    return parse_config(data, str(p), smoke_test)
 
 
 def _shown_line(line: str, column: int = 0) -> str:
@@ -203,9 +204,12 @@ def _yaml_hint(problem: str, before: str = "") -> str:
 
 
 def config_hash(obj: Any) -> str:
-    """A stable short hash of any JSON-serialisable configuration fragment."""
+    """A stable short hash of any JSON-serialisable configuration fragment: a model's as its JSON dump, unless a
+    mapping in it has a key that is not a string (``{1: x}``, which the dump writes as ``{'1': x}``: :func:`sorted_json`
+    tells the two apart)."""
     if hasattr(obj, "model_dump"):
-        obj = obj.model_dump(mode="json")
+        raw = obj.model_dump()
+        obj = raw if other_keys(raw) else obj.model_dump(mode="json")
     return hashlib.sha256(sorted_json(obj).encode()).hexdigest()[:16]
 
 

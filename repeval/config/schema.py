@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from repeval.config.base import Fault, Strict, raise_faults
 from repeval.config.data import DatasetConfig, TaskConfig
@@ -285,13 +285,23 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
-    def _asha_stops_some(self) -> Config:
+    def _asha_stops_some(self, info: ValidationInfo) -> Config:
         """An ASHA scheduler (``search.scheduler``: Tune's, or the halving of a grid's stacks) that the run settings
-        leave nothing to stop is refused: ``run.max_epochs`` capping training at or before its first rung, or its rung
-        judged only at the last validation, by the rule the plan and the run apply
-        (:func:`~repeval.tuning.space_checks.asha_idle`; a probe entry, read alone, is checked against its own
-        epochs); and a grid's halving when ``run.vectorize`` over ``run.seeds`` trains one configuration a trial (the
-        halving ranks those a trial trains)."""
+        leave nothing to stop is refused (:meth:`asha_idle_problems`) — unless ``run.smoke_test`` (or the command's
+        ``--smoke-test``: the validation context's ``smoke_test``): the smoke test trains an entry's first
+        configuration without its scheduler, so it runs (``repeval validate`` notes what a full run would refuse:
+        :meth:`smoke_asha_notes`)."""
+        smoke = self.run.smoke_test or bool((info.context or {}).get("smoke_test"))
+        if not smoke and (faults := self.asha_idle_problems()):
+            raise_faults(type(self).__name__, [Fault("asha_idle", text) for text in faults])
+        return self
+
+    def asha_idle_problems(self) -> list[str]:
+        """Each entry whose ASHA scheduler the run settings leave nothing to stop: ``run.max_epochs`` capping training
+        at or before its first rung, or its rung judged only at the last validation, by the rule the plan and the
+        run apply (:func:`~repeval.tuning.space_checks.asha_idle`; a probe entry, read alone, is checked against its
+        own epochs); and a grid's halving when ``run.vectorize`` over ``run.seeds`` trains one configuration a trial
+        (the halving ranks those a trial trains) — where, why and the fix."""
         from repeval.tuning.search import expand_probe
         from repeval.tuning.space_checks import asha_idle
 
@@ -311,11 +321,19 @@ class Config(Strict):
                         f"raise run.vectorize to {2 * run.seeds} or more, or remove the scheduler",
                     )
                 if idle is not None:
-                    where = f"experiments[{ei}].downstream_models[{pi}] ({spec.name})"
-                    faults.append(Fault("asha_idle", f"{where}: {idle[0]} — {idle[1]}"))
-        if faults:
-            raise_faults(type(self).__name__, faults)
-        return self
+                    faults.append(f"experiments[{ei}].downstream_models[{pi}] ({spec.name}): {idle[0]} — {idle[1]}")
+        return faults
+
+    def smoke_asha_notes(self) -> list[str]:
+        """Under ``run.smoke_test``, what a full run of this configuration would refuse of its ASHA schedulers
+        (:meth:`asha_idle_problems`), each said as a note: the smoke test runs without them."""
+        if not self.run.smoke_test:
+            return []
+        return [
+            f"{problem}; a full run (without run.smoke_test) is refused for it — the smoke test trains the entry's "
+            "first configuration without the scheduler, so it runs"
+            for problem in self.asha_idle_problems()
+        ]
 
     def keeps_frames(self, dataset: str, model: str) -> bool:
         """Whether the run stores frame-level embeddings in the partitions of ``dataset`` embedded by ``model`` (id):

@@ -8,12 +8,11 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +21,7 @@ import pyarrow.fs as pafs
 
 from repeval.cloud_reach import bounded, error_line
 from repeval.datasets import missing
+from repeval.uri_text import DOT_STEP, NOT_IN_URI, UNPARSED, dot_steps, encoded, parseable
 
 
 def _base_dir(manifest: str, dir_: str | None) -> str:
@@ -45,7 +45,7 @@ def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str
     symlinked folder ``link/..`` is the link's target's parent, so such a path is opened as written (``real``: the
     folders' ``os.path.realpath``, cached by the caller)."""
     if "://" in path:
-        path, sep, query = path.partition("?")
+        path, sep, query = dot_steps(path).partition("?")  # 's3://b/x/%2E%2E/a.wav': the step '..'
         scheme, rest = path.split("://", 1)
         if scheme.lower() == "file" and rest.startswith("/"):  # the folders as the system finds them: decoded
             local = unquote(rest)
@@ -61,22 +61,24 @@ def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str
     return norm if real(os.path.dirname(norm)) == real(folder) else path
 
 
-#: a character a relative audio path joined to a base URI must have percent-encoded (``%``: unless it starts one)
-_NOT_IN_URI = r"[^A-Za-z0-9/._~!$&'()*+,;=:@-]"
-
-
 def _in_uri(paths: pa.Array, absolute: pa.Array) -> pa.Array:
     """``paths`` with each relative one that holds a character a URI's path cannot (a space, ``?``, ``#``, a letter
     beyond ASCII) percent-encoded — ``%XX`` kept, written so already — for the few rows that do."""
-    need = pc.and_not(pc.match_substring_regex(paths, _NOT_IN_URI), absolute).to_numpy(zero_copy_only=False)
+    need = pc.and_not(pc.match_substring_regex(paths, NOT_IN_URI), absolute).to_numpy(zero_copy_only=False)
     if not need.any():
         return paths
     idx = np.flatnonzero(need)
-    encoded = [
-        re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", quote(p, safe="/!$&'()*+,;=:@~%"))
-        for p in paths.take(pa.array(idx)).to_pylist()
-    ]
-    return _with_rows(paths, idx, encoded)
+    return _with_rows(paths, idx, [encoded(p) for p in paths.take(pa.array(idx)).to_pylist()])
+
+
+def _parseable(paths: pa.Array, whole: pa.Array) -> pa.Array:
+    """``paths`` with each whole URI pyarrow would not parse as written made one it parses (:func:`parseable`: a space
+    percent-encoded, ``file://localhost/`` as ``file:///``) — for the few rows that need it."""
+    need = pc.and_(pc.match_substring_regex(paths, UNPARSED), whole).to_numpy(zero_copy_only=False)
+    if not need.any():
+        return paths
+    idx = np.flatnonzero(need)
+    return _with_rows(paths, idx, [parseable(p) for p in paths.take(pa.array(idx)).to_pylist()])
 
 
 def _with_rows(values: pa.Array, idx: np.ndarray, new: Sequence[str | None]) -> pa.Array:
@@ -149,11 +151,12 @@ class AudioPaths:
         paths = paths.fill_null("")
         whole = pc.match_substring(paths, "://")
         absolute = pc.or_(pc.starts_with(paths, "/"), whole)
+        paths = _parseable(paths, whole)  # 's3://b/my song.wav', as a relative path joined to a URI is read
         root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
         if "://" in root:  # a file's name joined into a URI: percent-encoded ('my song.wav': pyarrow parses no space)
             paths = _in_uri(paths, absolute)
         joined = pc.if_else(absolute, paths, pc.binary_join_element_wise(root.rstrip("/"), paths, "/"))
-        steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$|\?)").to_numpy(zero_copy_only=False)
+        steps = pc.match_substring_regex(joined, DOT_STEP).to_numpy(zero_copy_only=False)
         above = np.zeros(len(joined), dtype=bool)
         if steps.any():  # '../audio/a.wav': a few rows, if any
             idx = np.flatnonzero(steps)
@@ -232,7 +235,7 @@ class _FileKeys:
         """The file's name with its folder resolved: ``link/../b.wav`` as the system opens it (the link's target's
         parent's ``b.wav``), a ``file://`` URI as its local path."""
         if "://" in path:
-            scheme, rest = path.split("://", 1)
+            scheme, rest = parseable(path).split("://", 1)  # file://localhost/d is file:///d
             if scheme.lower() != "file" or not rest.startswith("/") or "?" in rest:
                 return _uri_key(path)
             path = unquote(rest)

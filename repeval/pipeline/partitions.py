@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.deformations import scenario_steps, track_level_steps
-from repeval.json_keys import sorted_json
+from repeval.json_keys import json_text
 from repeval.models import resolve_model
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
@@ -137,8 +137,8 @@ def _fingerprinted(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json(value: Any) -> Any:
-    """``value`` as plain JSON (what a stamp can hold)."""
-    return json.loads(sorted_json(value))
+    """``value`` as plain JSON (what a stamp can hold; a key that is not a string as its text, to read)."""
+    return json.loads(json_text(value, sort_keys=True))
 
 
 def model_settings(fam: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -279,3 +279,46 @@ def test_audio_files_of_one_bucket_name_on_two_servers_are_each_checked_on_their
         match=r"^audio files at s3://repeval \(e\.g\. s3://repeval/audio/a0\.wav\?endpoint_override=127\.0\.0\.1:1&",
     ):
         load_dataset(ds, load_config(tmp_path / "c.yaml").experiments[0].task)
+
+
+def test_uris_written_with_localhost_a_space_or_encoded_dot_dot_steps_are_read_as_they_mean(tmp_path, s3):
+    """Three URIs that mean one file were not read as it: ``file://localhost/…`` (RFC 8089's local host: pyarrow
+    refused it, "Unsupported hostname"), a raw space in an S3 URI (``s3://b/my folder/m.csv``: "Cannot parse URI",
+    while a relative path with a space was percent-encoded and read), and ``%2E%2E`` (RFC 3986's ``..``: kept as a
+    name, so a path climbing out of its bucket was read). A manifest and its audio paths are read as they mean —
+    ``..`` steps resolved, or the row left out when they climb out of the bucket, one rule written either way."""
+    from repeval.audio.decode import decode
+
+    write_good(tmp_path / "g.wav", 1.0, 300.0)
+    q = s3["query"]
+    for key in ("repeval/audio/a0.wav", "repeval/my folder/a1.wav"):
+        with s3["fs"].open_output_stream(key) as fh:
+            fh.write((tmp_path / "g.wav").read_bytes())
+    with s3["fs"].open_output_stream("repeval/my folder/m.csv") as fh:
+        fh.write(b"track_id,audio_path,label\nt0,a1.wav,a\n")
+    cfg = _config(tmp_path, f"s3://repeval/my folder/m.csv{q}")
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    assert ds.manifest == f"s3://repeval/my%20folder/m.csv{q}"
+    check_data_paths(cfg)
+    table, report = load_dataset(ds, cfg.experiments[0].task)
+    assert table.column("audio_path").to_pylist() == [f"s3://repeval/my%20folder/a1.wav{q}"] and report.lines() == []
+    rows = (f"t0,s3://repeval/lists/%2E%2E/audio/a0.wav{q},a\nt1,s3://repeval/%2e%2e/x/a.wav{q},b\n"
+            f"t2,file://localhost{tmp_path}/g.wav,a\nt3,s3://repeval/my folder/a1.wav{q},b\nt4,file://{tmp_path}/g.wav,a\n")  # fmt: skip
+    (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\n{rows}")
+    cfg = _config(tmp_path, f"file://localhost{tmp_path}/m.csv")
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    assert ds.manifest == f"file://{tmp_path}/m.csv"
+    check_data_paths(cfg)
+    table, report = load_dataset(ds, cfg.experiments[0].task)
+    paths = table.column("audio_path").to_pylist()
+    assert paths == [
+        f"s3://repeval/audio/a0.wav{q}",
+        f"file://{tmp_path}/g.wav",
+        f"s3://repeval/my%20folder/a1.wav{q}",
+        f"file://{tmp_path}/g.wav",
+    ]
+    assert report.other == [
+        f"t1 (row 3: audio path 's3://repeval/%2e%2e/x/a.wav{q}' climbs out of its bucket s3://repeval — correct its "
+        "'..' steps)"
+    ]
+    assert [decode(p, 8000).shape for p in paths[1:3]] == [(8000,), (8000,)]

@@ -1234,6 +1234,41 @@ def test_a_grids_halving_that_trains_one_configuration_a_trial_is_refused():
     assert parse_config(d).run.vectorize == 1  # Tune's ASHA: one configuration a trial, ranked across trials
 
 
+def test_a_smoke_test_runs_where_a_full_run_would_leave_asha_nothing_to_stop(tmp_path):
+    """``run.smoke_test: true`` trains each experiment's first configuration without its scheduler, yet a grid's ASHA
+    that ``run.max_epochs`` (or ``run.vectorize``) left nothing to stop was refused at validate: the smoke test, which
+    has no ASHA, never ran. It runs; ``repeval validate`` notes what a full run would refuse, which the same
+    configuration without ``run.smoke_test`` still is."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    grid = {"name": "g", "search": {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": "asha"}}
+    why = (
+        "experiments[0].downstream_models[1] (g): scheduler.grace_period (10) is not below run.max_epochs (3): ASHA's "
+        "first rung would come after training ends, so it would stop nothing — set grace_period below 3, raise "
+        "run.max_epochs, or remove the scheduler"
+    )
+    assert _capped_refused(grid, 3) == [why]
+    d = _capped(grid, 3)
+    d["run"]["smoke_test"] = True
+    assert parse_config(d).smoke_asha_notes() == [
+        f"{why}; a full run (without run.smoke_test) is refused for it — the smoke test trains the entry's first "
+        "configuration without the scheduler, so it runs"
+    ]
+    (path := tmp_path / "c.yaml").write_text(yaml.safe_dump(d))
+    res = CliRunner().invoke(app, ["validate", "--skip-data-check", "--skip-model-check", str(path)])
+    assert res.exit_code == 0 and f"\nnote: {why}; a full run" in res.output, res.output
+    d["run"] = {"smoke_test": True, "vectorize": 1}  # a grid's halving on one configuration a trial: alike
+    assert parse_config(d).smoke_asha_notes()[0].startswith("experiments[0].downstream_models[1] (g): search.scheduler")
+    assert _capped_refused(grid, 3) == [why] and parse_config(_capped(grid, 100)).smoke_asha_notes() == []
+    # `repeval run --smoke-test` (plan, embed, …) of the configuration without run.smoke_test: its smoke test alike
+    (path := tmp_path / "full.yaml").write_text(yaml.safe_dump(_capped(grid, 3)))
+    assert load_config(path, smoke_test=True).run.max_epochs == 3
+    with pytest.raises(ConfigError, match="grace_period"):
+        load_config(path)
+
+
 def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
     """The mir_ref_thesis preset's departures spoke of mir_ref's multilabel val_auc for every task, key estimation
     and multiclass too: the plan and the report say it of a multilabel task alone."""

@@ -144,6 +144,39 @@ def test_a_runs_config_yaml_keeps_the_keys_of_a_parameters_value_as_the_run_used
     assert model_settings(*resolve_model(used))["labels"] == {"2024-01-01": "day", "null": "none", "true": "one"}
 
 
+def test_a_number_key_and_its_text_are_two_fingerprints(tmp_path, label_map_plugin):
+    """``labels: {1: one}`` and ``labels: {'1': one}`` are different YAML keys, and different params to the plugin:
+    the fingerprint wrote both as ``{"1": "one"}``, so a partition embedded with one was taken for the other's (a
+    deformation's scenario alike). They now differ; a configuration of string keys keeps its fingerprints (the
+    quickstart's, as commit c9407e4 computed them)."""
+    from repeval.config.embed import DeformationScenario, DeformationStep
+    from repeval.config.loader import config_hash
+    from repeval.pipeline.partitions import model_fingerprint, scenario_fingerprint
+
+    def model(labels: str) -> dict[str, str]:
+        text = f"{{id: label-map-model, params: {{labels: {labels}}}}}"
+        cfg = load_config(_write(tmp_path, f"plugins: [{label_map_plugin}]", model=text))
+        return model_fingerprint(cfg.experiments[0].embedding_models[0])
+
+    assert model("{1: one}") != model("{'1': one}") and model("{1: one}") == model("{1: one}")
+    assert model("{null: one}") != model("{'null': one}") != model("{'None': one}")
+
+    def scenario(params: dict) -> str:  # a plugin transform's params, as the config holds them once validated
+        step = DeformationStep.model_construct(type="Plugin", params=params)
+        return config_hash(DeformationScenario.model_construct(name="s", steps=(step,)))
+
+    assert scenario({"table": {1: 0.5}}) != scenario({"table": {"1": 0.5}}) != scenario({"table": {None: 0.5}})
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "quickstart.yaml")
+    exp = cfg.experiments[0]
+    assert config_hash(cfg) == "459301ff8c188b59"
+    assert [model_fingerprint(m)["params"] for m in exp.embedding_models] == ["44136fa355b3678a"] * 2
+    [ds] = exp.datasets
+    assert [scenario_fingerprint(exp, sid, ds, 0)["scenario"] for sid in exp.scenarios_for(ds)] == [
+        "e14afdd89a139ec6",
+        "4da2f68a7301d9ae",
+    ]
+
+
 #: a light model of a plugin (tried on noise while the configuration is validated) whose layer weights are keyed by
 #: layer number, or null for the rest
 LIGHT_WEIGHTS_MODEL = """
