@@ -337,8 +337,9 @@ class Scenario:
         with _seeded(seed):
             for i, ((type_, _), t) in enumerate(zip(self.steps, self.transforms, strict=True)):
                 n = len(audio)
+                before = audio.astype(np.float32, copy=False)
                 try:
-                    audio = t(samples=audio.astype(np.float32, copy=False), sample_rate=sample_rate_hz)
+                    audio = t(samples=before, sample_rate=sample_rate_hz)
                 except Exception as exc:
                     short = (
                         f" — the configuration was checked on 0.5 s of noise: a clip this short may be too short for "
@@ -357,8 +358,35 @@ class Scenario:
                 # a step its p skipped: audiomentations keeps there the values it drew for the clip before (or, for
                 # some, drew for this one anyway), which this clip did not hear
                 skipped = t.parameters.get("should_apply") is False
-                sampled.append({"type": type_, **({"should_apply": False} if skipped else _jsonable(t.parameters))})
+                sampled.append({"type": type_, **({"should_apply": False} if skipped else _recorded(t, before))})
         return np.asarray(audio, dtype=np.float32), sampled
+
+
+def _recorded(transform: Any, samples: np.ndarray) -> dict[str, Any]:
+    """What a step applied to ``samples`` records: the parameters audiomentations sampled, plus what they stand for
+    in the configuration's own units where audiomentations keeps something else — ``snr_db`` beside the noise level
+    of ``AddGaussianSNR`` (``noise_std``) and ``AddColorNoise`` (``desired_noise_rms``), worked back from the
+    step's input RMS as audiomentations set it (to 0.001 dB; none for a silent input), ``gain_db`` beside ``Gain``'s
+    ``amplitude_ratio`` — and, for ``SevenBandParametricEQ``, its seven bands (``bands``: each one's
+    ``center_freq``, ``gain_db``, ``q_factor``, lowest first), which audiomentations keeps in its sub-filters."""
+    out = _jsonable(transform.parameters)
+    name = type(transform).__name__
+    level = {"AddGaussianSNR": "noise_std", "AddColorNoise": "desired_noise_rms"}.get(name)
+    if level is not None and out.get(level):
+        from audiomentations.core.utils import calculate_rms
+
+        clean_rms = float(calculate_rms(samples))
+        if clean_rms > 0:
+            out["snr_db"] = round(20 * float(np.log10(clean_rms / out[level])), 3)
+    if name == "Gain" and out.get("amplitude_ratio"):
+        out["gain_db"] = round(20 * float(np.log10(out["amplitude_ratio"])), 3)
+    if name == "SevenBandParametricEQ":
+        bands = [transform.low_shelf_filter, *transform.peaking_filters, transform.high_shelf_filter]
+        out["bands"] = [
+            {"type": type(b).__name__, **{k: v for k, v in _jsonable(b.parameters).items() if k != "should_apply"}}
+            for b in bands
+        ]
+    return out
 
 
 def _resample_back(audio: np.ndarray, from_hz: int, to_hz: int, n: int) -> np.ndarray:
