@@ -149,7 +149,7 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     for key in params:
         if key not in valid and not accepts_kwargs:
             problems.append(unknown_param(type_, key, valid))
-    problems += _number_problems(type_, sig, params)
+    problems += _number_problems(type_, sig, params) + _missing_problems(type_, sig, params)
     if problems:
         raise ParamProblems(problems)
     _check_paths(type_, params)
@@ -176,6 +176,35 @@ def _number_problems(type_: str, sig: inspect.Signature, params: dict[str, Any])
                     f"(e.g. {key}: {default!r}, its default)",
                 )
             )
+    return out
+
+
+#: what a transform's parameter without a default is, and how to give it (``AdjustDuration``: one of two lengths)
+REQUIRED_PARAMS = {
+    "sounds_path": "the sounds to mix in: a folder of audio files, one file or a list of them (e.g. sounds_path: "
+    "data/noise/)",
+    "ir_path": "the impulse responses to convolve with (room or device recordings): a folder of audio files, one file "
+    "or a list of them (e.g. ir_path: data/irs/)",
+}
+
+
+def _missing_problems(type_: str, sig: inspect.Signature, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """A parameter the transform cannot do without, not given: audiomentations' own error was Python's ``__init__()
+    missing 1 required positional argument`` or, for ``AdjustDuration``'s length, a bare assert. One ``(key,
+    message)`` per missing parameter, saying what it is and how to write it."""
+    out = []
+    for key, par in sig.parameters.items():
+        if par.default is par.empty and par.kind in (par.POSITIONAL_OR_KEYWORD, par.KEYWORD_ONLY) and key not in params:
+            what = REQUIRED_PARAMS.get(key, "a value it has no default for")
+            out.append((key, f"{type_} needs {key}: {what}"))
+    if type_ == "AdjustDuration" and params.get("duration_seconds") is None and params.get("duration_samples") is None:
+        out.append(
+            (
+                "duration_seconds",
+                "AdjustDuration needs the length to set: duration_seconds (e.g. duration_seconds: 10.0) or "
+                "duration_samples",
+            )
+        )
     return out
 
 

@@ -287,6 +287,22 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0]["deformations"][0][0]["params"].update(min_gain=1),
             "Gain has no parameter 'min_gain'",
         ),
+        # a parameter a transform cannot do without: Python's "__init__() missing 1 required positional argument" or,
+        # for AdjustDuration's length, a bare assert, naming neither what it is nor how to write it
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="AddBackgroundNoise", params={"p": 1}),
+            "deformations[0].steps[0].params.sounds_path: AddBackgroundNoise needs sounds_path: the sounds to mix in: "
+            "a folder of audio files, one file or a list of them (e.g. sounds_path: data/noise/)",
+        ),
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="ApplyImpulseResponse", params={}),
+            "params.ir_path: ApplyImpulseResponse needs ir_path: the impulse responses to convolve with",
+        ),
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="AdjustDuration", params={"p": 1}),
+            "params.duration_seconds: AdjustDuration needs the length to set: duration_seconds (e.g. "
+            "duration_seconds: 10.0) or duration_samples",
+        ),
         (lambda d: d["experiments"][0].update(metrics=["r2"]), "does not apply to a multiclass_classification task"),
         (lambda d: d["experiments"][0].update(metrics=["f1_makro"]), "did you mean 'f1_macro'?"),
         # a name in the wrong case suggested the nearest by letters ('AddGaussianNoise'), not the name itself
