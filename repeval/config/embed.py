@@ -64,6 +64,38 @@ def scenario_ids(scenarios: tuple[DeformationScenario, ...]) -> list[str]:
     return [sc.name or f"D{i + 1}" for i, sc in enumerate(scenarios)]
 
 
+def default_p_warnings(experiments: Any) -> list[str]:
+    """A warning for each deformation step written without ``p``: every audiomentations transform defaults to ``p``
+    0.5, so such a scenario deforms about half of the tracks and the others are scored clean under its name — a
+    robustness study's Δ then measures half a deformation. Said once per scenario name and step, wherever the
+    experiments (or datasets) define it; ``repeval validate`` prints them and the embed stage logs them."""
+    import inspect
+
+    from repeval.deformations import waveform_transforms
+
+    out: dict[tuple[str, int], str] = {}
+    for ei, exp in enumerate(experiments):
+        places = [("deformations", exp.deformations)]
+        places += [(f"datasets[{j}].deformations", ds.deformations or ()) for j, ds in enumerate(exp.datasets)]
+        for where, scenarios in places:
+            for k, (sid, sc) in enumerate(zip(scenario_ids(scenarios), scenarios, strict=True)):
+                for i, step in enumerate(sc.steps):
+                    cls = waveform_transforms().get(step.type)
+                    if "p" in step.params or cls is None:
+                        continue
+                    default = inspect.signature(cls).parameters["p"].default
+                    if not isinstance(default, int | float) or default >= 1:
+                        continue
+                    out.setdefault(
+                        (sid, i),
+                        f"experiments[{ei}].{where}[{k}].steps[{i}]: scenario {sid!r} gives {step.type} no p — "
+                        f"audiomentations' default p {default:g} deforms only about {default:.0%} of the tracks, the "
+                        f"others scored as they are under {sid!r}: write p: 1 to deform every track (or p: {default:g}"
+                        " to keep it so)",
+                    )
+    return list(out.values())
+
+
 # ------------------------------------------------------------------------ models
 
 

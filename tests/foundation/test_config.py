@@ -1689,3 +1689,31 @@ def test_a_fold_beyond_a_data_sets_official_folds_is_a_config_error():
             parse_config(d)
         exp["datasets"] = [{**ds, "fold": 4}]
         parse_config(d)
+
+
+def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
+    """Every audiomentations transform defaults to p 0.5: ``{type: Mp3Compression, params: {min_bitrate: 32,
+    max_bitrate: 32}}`` compressed about half of the test tracks and scored the others clean under the scenario's
+    name, and nothing said so — a robustness table's Δ measured half a deformation. `repeval validate` warns of each
+    such step once (a scenario the experiments share, through a YAML anchor, too), and says nothing of a step with p."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    d = base()
+    mp3 = {"name": "mp3", "steps": [{"type": "Mp3Compression", "params": {"min_bitrate": 32, "max_bitrate": 32}}]}
+    d["experiments"][0]["deformations"] = [[{"type": "Gain", "params": {"p": 1}}, {"type": "Clip"}], mp3]
+    d["experiments"].append({**d["experiments"][0], "task": {"name": "other", "type": "multiclass_classification"}})
+    Path("c.yaml").write_text(yaml.safe_dump(d))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "--skip-data-check", "c.yaml"])
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.splitlines() if "no p" in line]
+    assert warned == [
+        "warning: experiments[0].deformations[0].steps[1]: scenario 'D1' gives Clip no p — audiomentations' default "
+        "p 0.5 deforms only about 50% of the tracks, the others scored as they are under 'D1': write p: 1 to deform "
+        "every track (or p: 0.5 to keep it so)",
+        "warning: experiments[0].deformations[1].steps[0]: scenario 'mp3' gives Mp3Compression no p — "
+        "audiomentations' default p 0.5 deforms only about 50% of the tracks, the others scored as they are under "
+        "'mp3': write p: 1 to deform every track (or p: 0.5 to keep it so)",
+    ], res.output
