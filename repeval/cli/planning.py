@@ -46,7 +46,7 @@ def validate(
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
     cannot run (the first line says how many, each is an error line with the reason and the fix). A regression catalog whose first target cells read as two
     whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
-    from repeval.config.embed import default_p_warnings
+    from repeval.config.embed import default_p_warnings, deform_splits_warnings
     from repeval.config.loader import decimal_warnings, fold_split_warnings
 
     cfg = _load(config, check_data=not skip_data_check)
@@ -63,7 +63,8 @@ def validate(
 
         typer.echo(plugins_line(cfg.plugins))
     checked = not skip_data_check
-    warnings = default_p_warnings(cfg.experiments) + fold_split_warnings(cfg, data_checked=checked)
+    warnings = default_p_warnings(cfg.experiments) + deform_splits_warnings(cfg)
+    warnings += fold_split_warnings(cfg, data_checked=checked)
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
     if problems:

@@ -96,6 +96,35 @@ def default_p_warnings(experiments: Any) -> list[str]:
     return list(out.values())
 
 
+def deform_splits_warnings(cfg: Any) -> list[str]:
+    """A warning when ``run.deform_splits`` deforms tracks no probe reads: the validation tracks (probes are chosen on
+    clean audio) and the training tracks of the scenarios no experiment's ``augment`` lists (probes train on clean
+    audio plus the augmenting scenarios' training tracks) — embedded into the store, at the cost of embedding them,
+    and changing no result. k-fold datasets (every track tested in some fold) are left out."""
+    splits = set(cfg.run.deform_splits)
+    unused_validation, unused_train = False, {}
+    for exp in cfg.experiments:
+        for ds in exp.datasets:
+            if ds.split_type != "single":
+                continue
+            scenarios = list(exp.scenarios_for(ds))
+            unused_validation |= bool(scenarios) and "validation" in splits
+            if "train" in splits:
+                augmented = set(exp.augment_for(ds))
+                unused_train.update(dict.fromkeys(s for s in scenarios if s not in augmented))
+    if not unused_validation and not unused_train:
+        return []
+    what = ["validation tracks"] if unused_validation else []
+    if unused_train:
+        what.append(f"training tracks under {', '.join(unused_train)}")
+    return [
+        f"run.deform_splits: {list(cfg.run.deform_splits)} deforms the {' and the '.join(what)} into the store, "
+        "where no probe reads them: probes train and are chosen on clean audio, plus the deformed training tracks "
+        "of the scenarios an experiment's augment lists — the results are those of [test], for more embedding work; "
+        "keep deform_splits: [test] (the default) unless you read those rows yourself"
+    ]
+
+
 # ------------------------------------------------------------------------ models
 
 

@@ -1717,3 +1717,32 @@ def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
         "audiomentations' default p 0.5 deforms only about 50% of the tracks, the others scored as they are under "
         "'mp3': write p: 1 to deform every track (or p: 0.5 to keep it so)",
     ], res.output
+
+
+def test_validate_warns_when_deform_splits_deforms_tracks_no_probe_reads(tmp_path, monkeypatch):
+    """``run.deform_splits: [train, validation, test]`` embedded every split under every scenario — 8 times the rows
+    of [test] on the Medley-solos-DB slice — and changed no result: probes train and are chosen on clean audio (plus
+    the training tracks of the scenarios ``augment`` lists). Nothing said so; `repeval validate` now warns, naming
+    what no probe reads."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.config.embed import deform_splits_warnings
+
+    monkeypatch.chdir(tmp_path)
+    d = base()
+    d["run"] = {"deform_splits": ["train", "validation", "test"]}
+    Path("c.yaml").write_text(yaml.safe_dump(d))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "--skip-data-check", "c.yaml"])
+    assert res.exit_code == 0, res.output
+    assert (
+        "warning: run.deform_splits: ['train', 'validation', 'test'] deforms the validation tracks and the training "
+        "tracks under D1 into the store, where no probe reads them"
+    ) in res.output, res.output
+    d["experiments"][0]["augment"] = ["D1"]  # its deformed training tracks are trained on: only validation is unread
+    assert "deforms the validation tracks into the store" in deform_splits_warnings(parse_config(d))[0]
+    d["run"]["deform_splits"] = ["train", "test"]
+    assert deform_splits_warnings(parse_config(d)) == []
+    d["run"]["deform_splits"] = ["test"]
+    del d["experiments"][0]["augment"]
+    assert deform_splits_warnings(parse_config(d)) == []
