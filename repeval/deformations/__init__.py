@@ -138,6 +138,12 @@ def _defaults(cls: type, params: dict[str, Any]) -> dict[str, Any]:
 
 def build_transform(type_: str, params: dict[str, Any]) -> Any:
     transforms = waveform_transforms()
+    if type_ in FORBIDDEN:
+        raise ValueError(
+            f"{type_} cannot be a deformation step: the function it calls cannot be written in a configuration file "
+            "— every other audiomentations waveform transform can (a transform of your own belongs in "
+            "audiomentations, CONTRIBUTING.md)"
+        )
     if type_ not in transforms:
         raise ValueError(unknown_name_message("deformation", type_, set(transforms)))
     cls = transforms[type_]

@@ -287,6 +287,11 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0]["deformations"][0][0]["params"].update(min_gain=1),
             "Gain has no parameter 'min_gain'",
         ),
+        # Lambda was "unknown deformation 'Lambda'", though audiomentations has it: it is refused, and why
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="Lambda", params={"p": 1}),
+            "Lambda cannot be a deformation step: the function it calls cannot be written in a configuration file",
+        ),
         # a parameter a transform cannot do without: Python's "__init__() missing 1 required positional argument" or,
         # for AdjustDuration's length, a bare assert, naming neither what it is nor how to write it
         (
