@@ -46,6 +46,7 @@ def validate(
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
     cannot run (the first line says how many, each is an error line with the reason and the fix). A regression catalog whose first target cells read as two
     whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
+    from repeval.config.embed import default_p_warnings, deform_splits_warnings
     from repeval.config.loader import decimal_warnings, fold_split_warnings
 
     cfg = _load(config, check_data=not skip_data_check)
@@ -62,7 +63,9 @@ def validate(
 
         typer.echo(plugins_line(cfg.plugins))
     checked = not skip_data_check
-    for line in fold_split_warnings(cfg, data_checked=checked) + decimal_warnings(cfg, data_checked=checked):
+    warnings = default_p_warnings(cfg.experiments) + deform_splits_warnings(cfg)
+    warnings += fold_split_warnings(cfg, data_checked=checked)
+    for line in warnings + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
     for line in cfg.smoke_asha_notes():  # a smoke test runs without them: a full run would be refused
         typer.echo(f"note: {line}")

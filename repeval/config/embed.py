@@ -64,6 +64,67 @@ def scenario_ids(scenarios: tuple[DeformationScenario, ...]) -> list[str]:
     return [sc.name or f"D{i + 1}" for i, sc in enumerate(scenarios)]
 
 
+def default_p_warnings(experiments: Any) -> list[str]:
+    """A warning for each deformation step written without ``p``: every audiomentations transform defaults to ``p``
+    0.5, so such a scenario deforms about half of the tracks and the others are scored clean under its name — a
+    robustness study's Δ then measures half a deformation. Said once per scenario name and step, wherever the
+    experiments (or datasets) define it; ``repeval validate`` prints them and the embed stage logs them."""
+    import inspect
+
+    from repeval.deformations import waveform_transforms
+
+    out: dict[tuple[str, int], str] = {}
+    for ei, exp in enumerate(experiments):
+        places = [("deformations", exp.deformations)]
+        places += [(f"datasets[{j}].deformations", ds.deformations or ()) for j, ds in enumerate(exp.datasets)]
+        for where, scenarios in places:
+            for k, (sid, sc) in enumerate(zip(scenario_ids(scenarios), scenarios, strict=True)):
+                for i, step in enumerate(sc.steps):
+                    cls = waveform_transforms().get(step.type)
+                    if "p" in step.params or cls is None:
+                        continue
+                    default = inspect.signature(cls).parameters["p"].default
+                    if not isinstance(default, int | float) or default >= 1:
+                        continue
+                    out.setdefault(
+                        (sid, i),
+                        f"experiments[{ei}].{where}[{k}].steps[{i}]: scenario {sid!r} gives {step.type} no p — "
+                        f"audiomentations' default p {default:g} deforms only about {default:.0%} of the tracks, the "
+                        f"others scored as they are under {sid!r}: write p: 1 to deform every track (or p: {default:g}"
+                        " to keep it so)",
+                    )
+    return list(out.values())
+
+
+def deform_splits_warnings(cfg: Any) -> list[str]:
+    """A warning when ``run.deform_splits`` deforms tracks no probe reads: the validation tracks (probes are chosen on
+    clean audio) and the training tracks of the scenarios no experiment's ``augment`` lists (probes train on clean
+    audio plus the augmenting scenarios' training tracks) — embedded into the store, at the cost of embedding them,
+    and changing no result. k-fold datasets (every track tested in some fold) are left out."""
+    splits = set(cfg.run.deform_splits)
+    unused_validation, unused_train = False, {}
+    for exp in cfg.experiments:
+        for ds in exp.datasets:
+            if ds.split_type != "single":
+                continue
+            scenarios = list(exp.scenarios_for(ds))
+            unused_validation |= bool(scenarios) and "validation" in splits
+            if "train" in splits:
+                augmented = set(exp.augment_for(ds))
+                unused_train.update(dict.fromkeys(s for s in scenarios if s not in augmented))
+    if not unused_validation and not unused_train:
+        return []
+    what = ["validation tracks"] if unused_validation else []
+    if unused_train:
+        what.append(f"training tracks under {', '.join(unused_train)}")
+    return [
+        f"run.deform_splits: {list(cfg.run.deform_splits)} deforms the {' and the '.join(what)} into the store, "
+        "where no probe reads them: probes train and are chosen on clean audio, plus the deformed training tracks "
+        "of the scenarios an experiment's augment lists — the results are those of [test], for more embedding work; "
+        "keep deform_splits: [test] (the default) unless you read those rows yourself"
+    ]
+
+
 # ------------------------------------------------------------------------ models
 
 

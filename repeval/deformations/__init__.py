@@ -138,6 +138,12 @@ def _defaults(cls: type, params: dict[str, Any]) -> dict[str, Any]:
 
 def build_transform(type_: str, params: dict[str, Any]) -> Any:
     transforms = waveform_transforms()
+    if type_ in FORBIDDEN:
+        raise ValueError(
+            f"{type_} cannot be a deformation step: the function it calls cannot be written in a configuration file "
+            "— every other audiomentations waveform transform can (a transform of your own belongs in "
+            "audiomentations, CONTRIBUTING.md)"
+        )
     if type_ not in transforms:
         raise ValueError(unknown_name_message("deformation", type_, set(transforms)))
     cls = transforms[type_]
@@ -149,7 +155,7 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     for key in params:
         if key not in valid and not accepts_kwargs:
             problems.append(unknown_param(type_, key, valid))
-    problems += _number_problems(type_, sig, params)
+    problems += _number_problems(type_, sig, params) + _missing_problems(type_, sig, params)
     if problems:
         raise ParamProblems(problems)
     _check_paths(type_, params)
@@ -176,6 +182,35 @@ def _number_problems(type_: str, sig: inspect.Signature, params: dict[str, Any])
                     f"(e.g. {key}: {default!r}, its default)",
                 )
             )
+    return out
+
+
+#: what a transform's parameter without a default is, and how to give it (``AdjustDuration``: one of two lengths)
+REQUIRED_PARAMS = {
+    "sounds_path": "the sounds to mix in: a folder of audio files, one file or a list of them (e.g. sounds_path: "
+    "data/noise/)",
+    "ir_path": "the impulse responses to convolve with (room or device recordings): a folder of audio files, one file "
+    "or a list of them (e.g. ir_path: data/irs/)",
+}
+
+
+def _missing_problems(type_: str, sig: inspect.Signature, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """A parameter the transform cannot do without, not given: audiomentations' own error was Python's ``__init__()
+    missing 1 required positional argument`` or, for ``AdjustDuration``'s length, a bare assert. One ``(key,
+    message)`` per missing parameter, saying what it is and how to write it."""
+    out = []
+    for key, par in sig.parameters.items():
+        if par.default is par.empty and par.kind in (par.POSITIONAL_OR_KEYWORD, par.KEYWORD_ONLY) and key not in params:
+            what = REQUIRED_PARAMS.get(key, "a value it has no default for")
+            out.append((key, f"{type_} needs {key}: {what}"))
+    if type_ == "AdjustDuration" and params.get("duration_seconds") is None and params.get("duration_samples") is None:
+        out.append(
+            (
+                "duration_seconds",
+                "AdjustDuration needs the length to set: duration_seconds (e.g. duration_seconds: 10.0) or "
+                "duration_samples",
+            )
+        )
     return out
 
 
@@ -337,8 +372,9 @@ class Scenario:
         with _seeded(seed):
             for i, ((type_, _), t) in enumerate(zip(self.steps, self.transforms, strict=True)):
                 n = len(audio)
+                before = audio.astype(np.float32, copy=False)
                 try:
-                    audio = t(samples=audio.astype(np.float32, copy=False), sample_rate=sample_rate_hz)
+                    audio = t(samples=before, sample_rate=sample_rate_hz)
                 except Exception as exc:
                     short = (
                         f" — the configuration was checked on 0.5 s of noise: a clip this short may be too short for "
@@ -357,8 +393,35 @@ class Scenario:
                 # a step its p skipped: audiomentations keeps there the values it drew for the clip before (or, for
                 # some, drew for this one anyway), which this clip did not hear
                 skipped = t.parameters.get("should_apply") is False
-                sampled.append({"type": type_, **({"should_apply": False} if skipped else _jsonable(t.parameters))})
+                sampled.append({"type": type_, **({"should_apply": False} if skipped else _recorded(t, before))})
         return np.asarray(audio, dtype=np.float32), sampled
+
+
+def _recorded(transform: Any, samples: np.ndarray) -> dict[str, Any]:
+    """What a step applied to ``samples`` records: the parameters audiomentations sampled, plus what they stand for
+    in the configuration's own units where audiomentations keeps something else — ``snr_db`` beside the noise level
+    of ``AddGaussianSNR`` (``noise_std``) and ``AddColorNoise`` (``desired_noise_rms``), worked back from the
+    step's input RMS as audiomentations set it (to 0.001 dB; none for a silent input), ``gain_db`` beside ``Gain``'s
+    ``amplitude_ratio`` — and, for ``SevenBandParametricEQ``, its seven bands (``bands``: each one's
+    ``center_freq``, ``gain_db``, ``q_factor``, lowest first), which audiomentations keeps in its sub-filters."""
+    out = _jsonable(transform.parameters)
+    name = type(transform).__name__
+    level = {"AddGaussianSNR": "noise_std", "AddColorNoise": "desired_noise_rms"}.get(name)
+    if level is not None and out.get(level):
+        from audiomentations.core.utils import calculate_rms
+
+        clean_rms = float(calculate_rms(samples))
+        if clean_rms > 0:
+            out["snr_db"] = round(20 * float(np.log10(clean_rms / out[level])), 3)
+    if name == "Gain" and out.get("amplitude_ratio"):
+        out["gain_db"] = round(20 * float(np.log10(out["amplitude_ratio"])), 3)
+    if name == "SevenBandParametricEQ":
+        bands = [transform.low_shelf_filter, *transform.peaking_filters, transform.high_shelf_filter]
+        out["bands"] = [
+            {"type": type(b).__name__, **{k: v for k, v in _jsonable(b.parameters).items() if k != "should_apply"}}
+            for b in bands
+        ]
+    return out
 
 
 def _resample_back(audio: np.ndarray, from_hz: int, to_hz: int, n: int) -> np.ndarray:

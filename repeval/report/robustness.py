@@ -53,11 +53,12 @@ class Standing:
     def mean_deformed(self) -> float:
         return sum(self.deformed.values()) / len(self.deformed)
 
-    def worst(self, higher: bool) -> tuple[str, float]:
-        """The scenario with the largest loss from clean and its Δ (the first in scenario order when tied)."""
+    def worst(self, higher: bool) -> tuple[list[str], float]:
+        """The scenarios with the largest loss from clean (several when tied, in scenario order) and their Δ."""
         sign = 1.0 if higher else -1.0
-        scenario = min(self.deltas, key=lambda s: sign * self.deltas[s])
-        return scenario, self.deltas[scenario]
+        low = min(sign * d for d in self.deltas.values())
+        tied = [s for s, d in self.deltas.items() if abs(sign * d - low) <= TIE_TOLERANCE]
+        return tied, self.deltas[tied[0]]
 
 
 @dataclass(frozen=True)
@@ -181,11 +182,13 @@ def standing_names(standings: Sequence[Standing]) -> str:
 
 
 def worst_words(r: Robustness, standings: Sequence[Standing]) -> str:
-    """``worst D1 −0.031`` (tied models: each one's, named)."""
+    """``worst D1 −0.031`` (tied models: each one's, named; scenarios tied for the worst: ``D1 = D3 −0.031 (tied)``,
+    not the first of them alone, which read as worse than the others)."""
     parts = []
     for s in standings:
-        scenario, d = s.worst(r.higher)
-        parts.append((f"{s.model} " if len(standings) > 1 else "") + f"{scenario} {signed(d)}")
+        scenarios, d = s.worst(r.higher)
+        tied = " (tied)" if len(scenarios) > 1 else ""
+        parts.append((f"{s.model} " if len(standings) > 1 else "") + f"{' = '.join(scenarios)} {signed(d)}{tied}")
     return "worst " + ", ".join(parts)
 
 

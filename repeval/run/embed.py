@@ -38,10 +38,13 @@ def stage_embed(
 def _stage_embed(
     ctx: RunContext, deformed_only: bool, progress: bool | None, retry_errors: bool, trainable: bool
 ) -> EmbedSummary:
+    from repeval.config.embed import default_p_warnings, deform_splits_warnings
     from repeval.ray_cluster import check_trials_fit
     from repeval.ray_utils import init_ray
     from repeval.run.split_check import check_splits_assigned
 
+    for line in default_p_warnings(ctx.cfg.experiments) + deform_splits_warnings(ctx.cfg):
+        log.warning(line)
     # before Ray starts and the catalogs load (and only here: embed_experiments is told they ran)
     preflight.check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)
     preflight.check_store_partitions(ctx.cfg, ctx.cfg.experiments, ctx.store, deformed_only)  # every conflict

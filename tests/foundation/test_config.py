@@ -287,6 +287,27 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0]["deformations"][0][0]["params"].update(min_gain=1),
             "Gain has no parameter 'min_gain'",
         ),
+        # Lambda was "unknown deformation 'Lambda'", though audiomentations has it: it is refused, and why
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="Lambda", params={"p": 1}),
+            "Lambda cannot be a deformation step: the function it calls cannot be written in a configuration file",
+        ),
+        # a parameter a transform cannot do without: Python's "__init__() missing 1 required positional argument" or,
+        # for AdjustDuration's length, a bare assert, naming neither what it is nor how to write it
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="AddBackgroundNoise", params={"p": 1}),
+            "deformations[0].steps[0].params.sounds_path: AddBackgroundNoise needs sounds_path: the sounds to mix in: "
+            "a folder of audio files, one file or a list of them (e.g. sounds_path: data/noise/)",
+        ),
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="ApplyImpulseResponse", params={}),
+            "params.ir_path: ApplyImpulseResponse needs ir_path: the impulse responses to convolve with",
+        ),
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="AdjustDuration", params={"p": 1}),
+            "params.duration_seconds: AdjustDuration needs the length to set: duration_seconds (e.g. "
+            "duration_seconds: 10.0) or duration_samples",
+        ),
         (lambda d: d["experiments"][0].update(metrics=["r2"]), "does not apply to a multiclass_classification task"),
         (lambda d: d["experiments"][0].update(metrics=["f1_makro"]), "did you mean 'f1_macro'?"),
         # a name in the wrong case suggested the nearest by letters ('AddGaussianNoise'), not the name itself
@@ -1774,3 +1795,60 @@ def test_a_fold_beyond_a_data_sets_official_folds_is_a_config_error():
             parse_config(d)
         exp["datasets"] = [{**ds, "fold": 4}]
         parse_config(d)
+
+
+def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
+    """Every audiomentations transform defaults to p 0.5: ``{type: Mp3Compression, params: {min_bitrate: 32,
+    max_bitrate: 32}}`` compressed about half of the test tracks and scored the others clean under the scenario's
+    name, and nothing said so — a robustness table's Δ measured half a deformation. `repeval validate` warns of each
+    such step once (a scenario the experiments share, through a YAML anchor, too), and says nothing of a step with p."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    d = base()
+    mp3 = {"name": "mp3", "steps": [{"type": "Mp3Compression", "params": {"min_bitrate": 32, "max_bitrate": 32}}]}
+    d["experiments"][0]["deformations"] = [[{"type": "Gain", "params": {"p": 1}}, {"type": "Clip"}], mp3]
+    d["experiments"].append({**d["experiments"][0], "task": {"name": "other", "type": "multiclass_classification"}})
+    Path("c.yaml").write_text(yaml.safe_dump(d))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "--skip-data-check", "c.yaml"])
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.splitlines() if "no p" in line]
+    assert warned == [
+        "warning: experiments[0].deformations[0].steps[1]: scenario 'D1' gives Clip no p — audiomentations' default "
+        "p 0.5 deforms only about 50% of the tracks, the others scored as they are under 'D1': write p: 1 to deform "
+        "every track (or p: 0.5 to keep it so)",
+        "warning: experiments[0].deformations[1].steps[0]: scenario 'mp3' gives Mp3Compression no p — "
+        "audiomentations' default p 0.5 deforms only about 50% of the tracks, the others scored as they are under "
+        "'mp3': write p: 1 to deform every track (or p: 0.5 to keep it so)",
+    ], res.output
+
+
+def test_validate_warns_when_deform_splits_deforms_tracks_no_probe_reads(tmp_path, monkeypatch):
+    """``run.deform_splits: [train, validation, test]`` embedded every split under every scenario — 8 times the rows
+    of [test] on the Medley-solos-DB slice — and changed no result: probes train and are chosen on clean audio (plus
+    the training tracks of the scenarios ``augment`` lists). Nothing said so; `repeval validate` now warns, naming
+    what no probe reads."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.config.embed import deform_splits_warnings
+
+    monkeypatch.chdir(tmp_path)
+    d = base()
+    d["run"] = {"deform_splits": ["train", "validation", "test"]}
+    Path("c.yaml").write_text(yaml.safe_dump(d))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "--skip-data-check", "c.yaml"])
+    assert res.exit_code == 0, res.output
+    assert (
+        "warning: run.deform_splits: ['train', 'validation', 'test'] deforms the validation tracks and the training "
+        "tracks under D1 into the store, where no probe reads them"
+    ) in res.output, res.output
+    d["experiments"][0]["augment"] = ["D1"]  # its deformed training tracks are trained on: only validation is unread
+    assert "deforms the validation tracks into the store" in deform_splits_warnings(parse_config(d))[0]
+    d["run"]["deform_splits"] = ["train", "test"]
+    assert deform_splits_warnings(parse_config(d)) == []
+    d["run"]["deform_splits"] = ["test"]
+    del d["experiments"][0]["augment"]
+    assert deform_splits_warnings(parse_config(d)) == []

@@ -195,3 +195,29 @@ def test_what_a_clip_records_does_not_depend_on_the_clips_deformed_before(files)
                 skipped += 1
                 assert sampled == [{"type": name, "should_apply": False}], name
         assert skipped == 1, name  # both kinds of clip seen
+
+
+def test_recorded_params_say_what_the_track_heard_in_the_configurations_units():
+    """A sweep over a range (``min_snr_db: 5, max_snr_db: 25``) stored only audiomentations' noise level
+    (``noise_std``), a ``Gain`` only its ``amplitude_ratio``, and ``SevenBandParametricEQ`` none of its seven gains
+    (they live in its sub-filters): which SNR, gain or EQ curve a track was embedded under could not be read from its
+    row. Each now records it, in the units the configuration uses."""
+    rng = np.random.default_rng(3)
+    audio = rng.uniform(-0.3, 0.3, 22050).astype(np.float32)
+    snr = Scenario("D1", [("AddGaussianSNR", {"min_snr_db": 5, "max_snr_db": 25, "p": 1.0})])
+    for seed in (1, 2, 3):
+        out, sampled = snr(audio.copy(), 22050, seed=seed)
+        heard = 20 * np.log10(np.sqrt(np.mean(audio**2)) / np.sqrt(np.mean((out - audio) ** 2)))
+        assert 5 <= sampled[0]["snr_db"] <= 25 and abs(sampled[0]["snr_db"] - heard) < 0.2, (sampled, heard)
+    steps = [
+        ("Gain", {"min_gain_db": -12, "max_gain_db": -12, "p": 1.0}),
+        ("AddColorNoise", {"min_snr_db": 10, "max_snr_db": 10, "p": 1.0}),
+        ("SevenBandParametricEQ", {"min_gain_db": -6, "max_gain_db": 6, "p": 1.0}),
+    ]
+    _, sampled = Scenario("D1", steps)(audio.copy(), 22050, seed=5)
+    assert sampled[0]["gain_db"] == -12.0 and sampled[1]["snr_db"] == 10.0  # the SNR of the step's own (quieter) input
+    bands = sampled[2]["bands"]
+    assert [b["type"] for b in bands] == ["LowShelfFilter", *["PeakingFilter"] * 5, "HighShelfFilter"]
+    assert all(-6 <= b["gain_db"] <= 6 for b in bands) and len({b["gain_db"] for b in bands}) == 7
+    assert [b["center_freq"] for b in bands] == sorted(b["center_freq"] for b in bands)
+    json.dumps(sampled)

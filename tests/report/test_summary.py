@@ -148,6 +148,13 @@ def test_folds_seeds_failed_cells_ties_and_a_single_model(results):
     assert h is not None and summary_lines(h)[1] == (
         f"  under deformation: {A} · M2 (mean Δ −0.120 over 2 scenarios, worst D2 −0.140)"
     )
+    # scenarios tied for the worst are all named: "worst D1" alone read as worse than D2, which lost as much
+    even = _set(alone, {(A, "M2"): {"D1": [0.82, 0.80]}}, PAIRED)
+    h = headline(even, TASK, DATASET)
+    assert h is not None and summary_lines(h)[1] == (
+        f"  under deformation: {A} · M2 (mean Δ −0.140 over 2 scenarios, worst D1 = D2 −0.140 (tied))"
+    )
+    assert "worst D1 = D2 −0.140 (tied)" in _card(summary_cards(even, TASK, DATASET), "under deformation")
 
 
 def test_a_group_without_deformations_has_no_robustness_card_nor_line(results):
