@@ -202,10 +202,10 @@ class PackedPool:
         now = time.monotonic()
         if lost_at is None:
             log.warning(
-                "the node of %s's embedding actors (%s) is gone: waiting up to %s for Ray to place them again on "
-                "one node",
-                self.model,
+                "node %s, where the embedding actors of %s ran, is gone: waiting up to %s for Ray to place them "
+                "again on one node",
                 self._name(self.node),
+                self.model,
                 counted(int(PACK_WAIT_S), "second"),
             )
             return now

@@ -146,8 +146,8 @@ def run_pipeline(
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
-    held = HeldFailureLines()
     pool = None if res.fused else res.packed_pool(mcfg.id)  # removed once the stream ends (the finally below)
+    held = HeldFailureLines()
     try:
         # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
         # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
@@ -300,9 +300,10 @@ def _stop_stream(ds: Any, exc: BaseException) -> None:
 
 
 def halt_stream(ds: Any, exc: BaseException | None) -> bool:
-    """Stop a running stream from another thread (a packed pool's watch: :class:`~repeval.pipeline.placement.
-    PackedPool`): its loop over the batches then ends, and the caller raises ``exc``. ``True`` once stopped; ``False``
-    while the stream has not started. Private in Ray 2.60 (pinned), like :func:`_stop_stream`."""
+    """Stop a running stream from another thread (a packed pool's watch:
+    :class:`~repeval.pipeline.placement.PackedPool`): its loop over the batches then ends, and the caller raises
+    ``exc``. ``True`` once stopped; ``False`` while the stream has not started. Private in Ray 2.60 (pinned), like
+    :func:`_stop_stream`."""
     executor = getattr(ds, "_current_executor", None)
     if executor is None:
         return False
