@@ -9,20 +9,25 @@ node leave 2 CPUs on each, and a decode task of 3 CPUs never started (the stream
 - when no placement of the pool can take that room from every node (:func:`starvable` is false), Ray places it as
   it likes (spread, as before);
 - else, when one node holds the whole pool and a decode task still fits (beside the pool or on another node), the
-  actors are asked for on that node (:func:`pack_node`: ``NodeAffinitySchedulingStrategy(soft=True)``, which waits
-  for that node while it lives and goes elsewhere once it is gone, so a crashed node's actors still restart — where
-  Ray's default scheduling puts them, which may leave no node the room again: docs/cluster.md);
+  actors are asked for on that node (:func:`pack_node`), as one placement group that Ray places again whole when the
+  node dies, watched while the stream runs so that a pool that cannot be placed again stops it (:class:`PackedPool`);
 - else no request Ray takes can guarantee a placement that leaves the room, and the stream is refused
   (:func:`spread_misfit`), naming the settings that fit.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from repeval.ray_cluster import _amounts, _count
 from repeval.words import counted
+
+log = logging.getLogger("repeval.pipeline.embed")
 
 _EPS = 1e-9
 
@@ -54,15 +59,9 @@ def pack_node(
 ) -> int | None:
     """The index in ``nodes`` of a node that holds all ``n_actors`` actors with a decode task's CPUs still free on
     it or on another node — the smallest such node, keeping the large ones for the decode tasks — or ``None``."""
-    a = float(actor.get("CPU", 0.0))
-    fit = []
-    for j, node in enumerate(nodes):
-        if _count(node, actor) < n_actors:
-            continue
-        cpus = float(node.get("CPU", 0.0))
-        beside = cpus - n_actors * a + _EPS >= task_cpus
-        if beside or any(float(m.get("CPU", 0.0)) + _EPS >= task_cpus for i, m in enumerate(nodes) if i != j):
-            fit.append((cpus, j))
+    fit = [
+        (float(node.get("CPU", 0.0)), j) for j, node in enumerate(nodes) if _holds(actor, n_actors, task_cpus, nodes, j)
+    ]
     return min(fit)[1] if fit else None
 
 
@@ -104,3 +103,152 @@ def safe_room(actor: Mapping[str, float], n_actors: int, nodes: Sequence[Mapping
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if not starvable(actor, n_actors, mid / 1000, nodes) else (lo, mid - 1)
     return lo / 1000
+
+
+#: how long a packed pool whose node died may wait for Ray to place it whole on another node (an autoscaler's
+#: replacement takes minutes to start) before its stream stops
+PACK_WAIT_S = 300.0
+#: how long a packed pool placed again where no node keeps a decode task's CPUs may go without a batch reaching the
+#: driver before its stream stops (the blocks decoded before the node died are embedded and written first)
+PACK_STALL_S = 60.0
+#: how often a packed pool's placement is looked at while its stream runs (one query of the GCS)
+PACK_POLL_S = 1.0
+
+
+class PoolNodeLost(RuntimeError):
+    """A packed pool's node died and the pool could not be placed again so that a decode task still starts."""
+
+
+class PackedPool:
+    """A packed embedding actor pool's Ray placement group, and a watch on it while its stream runs.
+
+    The pool is one ``STRICT_PACK`` group of a bundle per actor, hinted at the chosen node
+    (``_soft_target_node_id``: private in Ray 2.60, pinned, what Ray Serve places its replicas with — "if the target
+    node … died, bundles can be placed elsewhere"). When that node dies, Ray places the whole group again on a node
+    that holds it and restarts the actors there (Ray Data's pool actors restart without end), so the pool stays on
+    one node — where actors asked for with ``NodeAffinitySchedulingStrategy(soft=True)`` came back wherever Ray's
+    default scheduling put them, which on nodes of 4, 6 and 6 CPUs with decode tasks of 5 left no node the room and
+    the stream stood still. The watch (:meth:`watch`) stops the stream with :class:`PoolNodeLost` when the group,
+    once lost, is not placed again within :data:`PACK_WAIT_S`, or is placed where no node keeps a decode task's
+    CPUs and no batch came for :data:`PACK_STALL_S`. :meth:`close` removes the group (and any actor still in it)."""
+
+    def __init__(self, model: str, actor: Mapping[str, float], n_actors: int, task_cpus: float, node: str) -> None:
+        from ray.util.placement_group import placement_group
+
+        from repeval.ray_cluster import alive_nodes
+
+        self.model, self.n_actors, self.task_cpus, self.node = model, n_actors, task_cpus, node
+        self.actor = {k: float(v) for k, v in actor.items() if float(v) > 0}
+        self.addresses = {str(n["NodeID"]): str(n.get("NodeManagerAddress", "")) for n in alive_nodes()}
+        self.group = placement_group([dict(self.actor)] * n_actors, strategy="STRICT_PACK", _soft_target_node_id=node)
+        self.error: PoolNodeLost | None = None
+        self.last_batch = time.monotonic()  # the stream's: :meth:`beat`
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+
+    def strategy(self) -> Any:
+        """The ``scheduling_strategy`` of the pool's actors: any bundle of the group."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        return PlacementGroupSchedulingStrategy(self.group)
+
+    def beat(self) -> None:
+        """A batch of the stream reached the driver."""
+        self.last_batch = time.monotonic()
+
+    def watch(self, stop: Callable[[], bool]) -> None:
+        """Look at the group every :data:`PACK_POLL_S` in a thread of its own until :meth:`close`; on a lost pool set
+        :attr:`error` and call ``stop`` (the stream's: ``True`` once stopped) until it returns ``True``."""
+
+        def run() -> None:
+            lost_at: float | None = None
+            while not self._done.wait(PACK_POLL_S):
+                try:
+                    if self.error is None:
+                        lost_at = self._look(lost_at)
+                    if self.error is not None and stop():
+                        return
+                except Exception as exc:  # a GCS that does not answer for a moment: look again
+                    log.debug("could not look at the embedding pool's placement group: %s", exc)
+
+        self._thread = threading.Thread(target=run, name="repeval-packed-pool", daemon=True)
+        self._thread.start()
+
+    def _look(self, lost_at: float | None) -> float | None:
+        """One look (:meth:`watch`): when the group was first seen away from a live node (``None``: it is not)."""
+        import ray
+
+        from repeval.ray_cluster import alive_nodes
+
+        table = ray.util.placement_group_table(self.group)
+        where = {str(n) for n in table.get("bundles_to_node_id", {}).values()}
+        alive = {str(n["NodeID"]): n for n in alive_nodes()}
+        self.addresses.update({k: str(n.get("NodeManagerAddress", "")) for k, n in alive.items()})
+        if table.get("state") == "CREATED" and len(where) == 1 and where <= alive.keys():
+            (at,) = where
+            nodes = [dict(n.get("Resources") or {}) for n in alive.values()]
+            j = list(alive).index(at)
+            quiet = time.monotonic() - self.last_batch
+            if quiet >= PACK_STALL_S and not _holds(self.actor, self.n_actors, self.task_cpus, nodes, j):
+                self.error = PoolNodeLost(
+                    self._message(
+                        f"Ray placed {{pool}} again on node {self._name(at)}, which leaves no node a decode task's {{task}} "
+                        f"(run.resources.decode_num_cpus): no batch for {counted(int(quiet), 'second')}"
+                    )
+                )
+            return None
+        if self.node in alive and lost_at is None:
+            return None  # not placed yet on a live node (the first placement waits like any request)
+        now = time.monotonic()
+        if lost_at is None:
+            log.warning(
+                "node %s, where the embedding actors of %s ran, is gone: waiting up to %s for Ray to place them "
+                "again on one node",
+                self._name(self.node),
+                self.model,
+                counted(int(PACK_WAIT_S), "second"),
+            )
+            return now
+        if now - lost_at >= PACK_WAIT_S:
+            self.error = PoolNodeLost(
+                self._message(f"no live node took {{pool}} whole within {counted(int(PACK_WAIT_S), 'second')}")
+            )
+        return lost_at
+
+    def _name(self, node: str) -> str:
+        address = self.addresses.get(node)
+        return f"{address} ({node[:12]})" if address else node[:12]
+
+    def _message(self, what: str) -> str:
+        whole = _amounts({k: v * self.n_actors for k, v in self.actor.items()})
+        return (
+            f"node {self._name(self.node)}, where the {counted(self.n_actors, 'embedding actor')} of {self.model} ran, "
+            f"died, and {what.format(pool=f'the pool ({whole})', task=_amounts({'CPU': self.task_cpus}))}: stopped, "
+            "everything written so far is kept — run the command again to resume (it places the pool on the nodes "
+            "up then)"
+        )
+
+    def close(self) -> None:
+        """Stop the watch and remove the group (its actors with it). Best effort: the stream's own error comes first."""
+        from ray.util.placement_group import remove_placement_group
+
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10 * PACK_POLL_S)
+        try:
+            remove_placement_group(self.group)
+        except Exception as exc:
+            log.debug("could not remove the embedding pool's placement group: %s", exc)
+
+
+def _holds(
+    actor: Mapping[str, float], n_actors: int, task_cpus: float, nodes: Sequence[Mapping[str, float]], j: int
+) -> bool:
+    """Whether node ``j`` of ``nodes`` holds the ``n_actors`` actors with a decode task's CPUs still free on it or on
+    another node (:func:`pack_node`)."""
+    if _count(nodes[j], actor) < n_actors:
+        return False
+    cpus = float(nodes[j].get("CPU", 0.0))
+    if cpus - n_actors * float(actor.get("CPU", 0.0)) + _EPS >= task_cpus:
+        return True
+    return any(float(m.get("CPU", 0.0)) + _EPS >= task_cpus for i, m in enumerate(nodes) if i != j)

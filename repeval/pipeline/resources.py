@@ -44,7 +44,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repeval.cpu import model_process_env
 from repeval.models import resolve_model
@@ -53,6 +53,9 @@ from repeval.models import resolve_model
 #: one table shared with the models' own subprocess validation
 from repeval.models._common import PROCESS_GROUP_ENV
 from repeval.words import counted
+
+if TYPE_CHECKING:
+    from repeval.pipeline.placement import PackedPool
 
 #: the share of the cluster's CPUs kept for decode tasks (at least ``decode_num_cpus``)
 DECODE_SHARE = 1 / 8
@@ -82,8 +85,9 @@ class EmbedResources:
             return None
         return {"env_vars": {"REPEVAL_PROCESS_GROUP": self.process_group, **self.env_vars}}
 
-    def actor_kwargs(self, batch_size: int) -> dict[str, Any]:
-        """``map_batches`` keyword arguments of the embedding stage (besides the UDF and its args)."""
+    def actor_kwargs(self, batch_size: int, pool: PackedPool | None = None) -> dict[str, Any]:
+        """``map_batches`` keyword arguments of the embedding stage (besides the UDF and its args); ``pool``: the
+        placement group of a packed pool (``pack_node``: :meth:`packed_pool`), which its actors are asked for in."""
         import ray.data
 
         kw: dict[str, Any] = {
@@ -98,10 +102,21 @@ class EmbedResources:
         if self.runtime_env is not None:
             kw["runtime_env"] = self.runtime_env
         if self.pack_node is not None:  # Ray Data would SPREAD them (repeval.pipeline.placement)
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            kw["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.pack_node, soft=True)
+            if pool is None:
+                raise ValueError(
+                    "a packed embedding actor pool is asked for in its placement group: pass packed_pool()"
+                )
+            kw["scheduling_strategy"] = pool.strategy()
         return kw
+
+    def packed_pool(self, model: str) -> PackedPool | None:
+        """A packed pool's placement group (:class:`~repeval.pipeline.placement.PackedPool`: the caller closes it once
+        the stream ends), else ``None``."""
+        if self.pack_node is None:
+            return None
+        from repeval.pipeline.placement import PackedPool
+
+        return PackedPool(model, _actor(self), self.n_actors, self.decode_num_cpus, self.pack_node)
 
     def decode_kwargs(self, n_blocks: int | None = None) -> dict[str, Any]:
         """``map_batches`` keyword arguments of the decode stage (a stateless task pool). ``n_blocks``, the stream's

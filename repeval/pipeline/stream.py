@@ -131,20 +131,6 @@ def run_pipeline(
     # a worker's model is built under by repeval before this stream (a benchmark's warm-up) and kept for it
     keep = frozenset(st.frames)
     frames: KeepFrames = bool(keep) if keep in (frozenset(), frozenset(st.keys)) else keep
-    # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
-    # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
-    if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
-        fused = DecodeEmbed(decode, mcfg, frames, res.threads, batch_size, plugins_of(cfg.plugins))
-        ds = ds.map_batches(fused, batch_size=None, **decode_kw)
-    else:
-        ds = ds.map_batches(decode, batch_size=None, **decode_kw)
-        ds = ds.map_batches(
-            Embed,
-            fn_constructor_args=(mcfg, frames, res.threads, st.sample_rate, plugins_of(cfg.plugins)),
-            batch_format="pyarrow",
-            **res.actor_kwargs(batch_size),
-        )
-
     bar = Progress(n_expected, f"write {label}", progress)
     assembler = TrackAssembler(bool(frames))
     writers: dict[str, PartitionWriter] = {}
@@ -160,12 +146,30 @@ def run_pipeline(
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
+    pool = None if res.fused else res.packed_pool(mcfg.id)  # removed once the stream ends (the finally below)
     held = HeldFailureLines()
     try:
+        # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
+        # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
+        if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
+            fused = DecodeEmbed(decode, mcfg, frames, res.threads, batch_size, plugins_of(cfg.plugins))
+            ds = ds.map_batches(fused, batch_size=None, **decode_kw)
+        else:
+            ds = ds.map_batches(decode, batch_size=None, **decode_kw)
+            ds = ds.map_batches(
+                Embed,
+                fn_constructor_args=(mcfg, frames, res.threads, st.sample_rate, plugins_of(cfg.plugins)),
+                batch_format="pyarrow",
+                **res.actor_kwargs(batch_size, pool),
+            )
+        if pool is not None:  # a packed pool whose node died and cannot be placed again stops the stream (never a hang)
+            pool.watch(lambda: halt_stream(ds, pool.error))
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             if first:
                 summary.startup_s += time.perf_counter() - t_start
                 first = False
+            if pool is not None:
+                pool.beat()
             for a in _embed_actors(ds):  # an actor restarted or added since the last batch
                 actors.setdefault(a._actor_id.hex(), a)
             block, errors = assembler.add(batch)
@@ -193,6 +197,8 @@ def run_pipeline(
                 summary.computed += len(block)
                 summary.audio_seconds += float(block.audio_seconds.sum())
             bar.update((len(block) if block is not None else 0) + len(errors))
+        if pool is not None and pool.error is not None:  # the stream was stopped, not finished
+            raise pool.error
         summary.operators = _operators(ds)
         if os.environ.get("REPEVAL_DATA_STATS") == "1":  # Ray Data's per-operator timing breakdown
             log.warning("%s", ds.stats())
@@ -207,6 +213,8 @@ def run_pipeline(
             raise unavailable from None
         raise
     finally:
+        if pool is not None:
+            pool.close()
         held.release()
         # everything finished so far is kept, even when the stream fails part-way
         summary.abandoned += assembler.abandon()
@@ -289,6 +297,18 @@ def _stop_stream(ds: Any, exc: BaseException) -> None:
             executor.join(timeout=STREAM_STOP_S)
     except Exception as err:  # the original error is what the caller needs
         log.debug("could not stop the broken-off stream's executor: %s", err)
+
+
+def halt_stream(ds: Any, exc: BaseException | None) -> bool:
+    """Stop a running stream from another thread (a packed pool's watch:
+    :class:`~repeval.pipeline.placement.PackedPool`): its loop over the batches then ends, and the caller raises
+    ``exc``. ``True`` once stopped; ``False`` while the stream has not started. Private in Ray 2.60 (pinned), like
+    :func:`_stop_stream`."""
+    executor = getattr(ds, "_current_executor", None)
+    if executor is None:
+        return False
+    executor.shutdown(force=True, exception=exc)
+    return True
 
 
 def _release_actors(actors: dict[str, Any]) -> None:
