@@ -20,6 +20,10 @@ class Plan:
     experiments: int = 0
     partitions: int = 0
     partitions_done: int = 0
+    #: store rows (track × model × scenario) the run's partitions want, and of those the rows no partition holds yet:
+    #: what the embedding stage computes (known with a store whose rows could be read)
+    rows: int = 0
+    rows_to_embed: int = 0
     #: store partitions the embedding stage would stop at: partition name → the error it would stop with
     conflicts: dict[str, str] = field(default_factory=dict)
     #: what the embedding stage would say of reused partitions computed from audio elsewhere (one note for them all)
@@ -97,6 +101,7 @@ class Plan:
             "scenarios)",
             f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete"
             + (f", {len(self.conflicts):,} conflicting" if self.conflicts else "")
+            + (f"; {self.rows_to_embed:,} of {counted(self.rows, 'row')} to embed" if self.rows else "")
             + ")",
         ]
         if self.resources:

@@ -9,6 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from repeval.config import Config
 from repeval.pipeline.stages import CLEAN
 from repeval.words import counted, named
@@ -52,6 +55,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     read: dict[tuple[str, str, str], StoredIds] = {}  # partition → its stored ids (the plan writes nothing)
     code_notes: dict[str, str] = {}  # model → the plugin code or weights changed since its reused rows
     cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
+    wanted_ids: dict[tuple[str, str, str], list[pa.Array]] = {}  # partition → the ids each experiment wants
+    todo_ids: dict[tuple[str, str, str], list[pa.Array]] = {}  # … and, of those, the ids it holds no row of
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)
         for ds in exp.datasets:
@@ -72,6 +77,9 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                     )
                     if key not in states or rank[state] > rank[states[key][0]]:
                         states[key] = (state, what)
+                    if done is not None:  # the store rows it wants and those still to embed (tasks sharing it: both)
+                        wanted_ids.setdefault(key, []).append(ids.filter(pa.array(wanted)))
+                        todo_ids.setdefault(key, []).append(ids.filter(pa.array(wanted & ~done)))
                     if done is not None:  # the error records --retry-errors deletes, and the run's tracks they name
                         records, tracks = error_tracks(part, ids, wanted, stored)
                         if records:
@@ -89,6 +97,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                         reused = int((wanted & done).sum())
                         if reused:
                             by_model.setdefault(m.id, {})[sid] = (recorded, reused)
+    p.rows = sum(_distinct(arrays) for arrays in wanted_ids.values())
+    p.rows_to_embed = sum(_distinct(arrays) for arrays in todo_ids.values())
     p.notes += list(code_notes.values())
     p.notes += _failed_split_notes(ctx, store, states)
     said = plan_notes(store.uri, moved, sources)
@@ -99,6 +109,11 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
 
         p.notes.append(cut_reused_note(store.uri, cut.counts(), run=False))
     return (ctx if run_dir is not None else None), states
+
+
+def _distinct(arrays: list[pa.Array]) -> int:
+    """How many distinct ids ``arrays`` hold together."""
+    return len(pc.unique(pa.chunked_array([a.cast(pa.string()) for a in arrays]).combine_chunks())) if arrays else 0
 
 
 def _failed_split_notes(ctx: Any, store: Any, states: dict[tuple[str, str, str], tuple[str, str]]) -> list[str]:

@@ -245,7 +245,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             f"decimal {ds.decimal!r} has no effect on label_column {label_col!r}: a Parquet column of numbers "
             f"({validate.numeric_label}), read as they are{fix}"
         )
-    log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
+    log.info("catalog %s: %s of %s usable", ds.manifest, f"{table.num_rows:,}", counted(n_read, "row"))
     return table, report
 
 

@@ -74,7 +74,7 @@ def stream_settings(ds: Any, progress: bool | None) -> Any:
     """``ds`` with a stream's Ray Data settings, on its own context (the copy of ``DataContext.get_current()`` Ray
     Data took when the dataset was made, shared by the datasets derived from it — the process' context, which a
     user's own Ray Data work in the same process reads, is left as it is): progress bars (``progress``; by default
-    on a terminal only — without one Ray Data logs a progress line every few seconds instead) and blocks of at most
+    on a terminal only — without one, :class:`~repeval.pipeline.summary.Progress` logs a line a minute instead) and blocks of at most
     :data:`STREAM_BLOCK_BYTES` (each decode batch a block of its own)."""
     ctx = ds.context
     ctx.enable_progress_bars = bool(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from repeval.words import counted
 
+log = logging.getLogger(__name__)
+
+#: a progress line every so many seconds when stderr is not a terminal (:class:`Progress`)
+PROGRESS_EVERY_S = 60.0
 #: failed tracks the summary names (the rest: ``repeval store show --errors``)
 SHOWN_FAILURES = 5
 #: characters of a failure's reason the summary keeps (its first line)
@@ -110,32 +116,35 @@ class EmbedSummary:
         """What the stage did, in one line: the store rows it wrote (one per track, model and scenario) and the
         tracks it decoded for them (once per model), or that there was nothing to embed."""
         if not (self.tracks or self.computed or self.errors or self.retried):
-            marked = f"; {len(self.partitions_completed)} marked complete" if self.partitions_completed else ""
+            marked = f"; {len(self.partitions_completed):,} marked complete" if self.partitions_completed else ""
             return (
                 f"nothing to embed: {counted(len(self.partitions_already_complete), 'partition')} already complete "
                 f"({counted(self.skipped, 'row')} already in store){marked}"
             )
         wall = self.wall_s or 0.0
-        rate = self.audio_seconds / wall if wall else 0.0
-        rows_rate = self.computed / wall if wall else 0.0
+        # the rates once the rows flow: a catalog ten times the size takes ten times this, plus the same start-up
+        busy = wall - self.startup_s if 0 < self.startup_s < wall else wall
+        rate = self.audio_seconds / busy if busy else 0.0
+        rows_rate = self.computed / busy if busy else 0.0
         errs = counted(self.errors, "error")
         if self.errors_by_stage:
-            errs += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_stage.items())) + ")"
+            errs += " (" + ", ".join(f"{k} {v:,}" for k, v in sorted(self.errors_by_stage.items())) + ")"
         scen = ""
         if len(self.rows_by_scenario) > 1:
-            scen = " [" + ", ".join(f"{k} {self.rows_by_scenario[k]}" for k in self.scenarios()) + "]"
+            scen = " [" + ", ".join(f"{k} {self.rows_by_scenario[k]:,}" for k in self.scenarios()) + "]"
         retried = f" (retried {counted(self.retried, 'earlier error record')})" if self.retried else ""
-        partly = f" ({self.partial} decoded partly)" if self.partial else ""
+        partly = f" ({self.partial:,} decoded partly)" if self.partial else ""
         decoded = (
             counted(self.tracks, "track")
             if self.streams <= 1
-            else f"{self.tracks} tracks×models ({self.streams} models)"
+            else f"{self.tracks:,} tracks×models ({self.streams} models)"
         )
         # "0 errors, in 4.9s": the time is the stage's, not the errors'
         return (
             f"embedded {counted(self.computed, 'row')}{scen}{partly} from {decoded}, {counted(self.skipped, 'row')} "
             f"already in store, {errs}{retried}, in {figure(wall, 1)}s ({figure(self.startup_s, 1)}s start-up) — "
             f"{figure(rows_rate, 1)} rows/s, {figure(rate, 0)} s of audio per second"
+            + (" after start-up" if busy < wall else "")
         )
 
     def scenarios(self) -> list[str]:
@@ -226,12 +235,27 @@ def cut_reused_note(store_uri: str, counts: dict[str, int], run: bool = True) ->
 
 class Progress:
     """A tqdm bar (on a terminal) of store rows written (Ray Data draws one bar per stage besides it), or of clips
-    rendered."""
+    rendered. Without a terminal (a log file, ``nohup``, ``ray job submit``'s logs) and not turned off
+    (``enabled=None``), a line every :data:`PROGRESS_EVERY_S` seconds instead: done of total, the rate since the
+    first update (model loading and worker start-up left out) and the time left at that rate."""
 
-    def __init__(self, total: int, desc: str, enabled: bool | None = None, unit: str = "row") -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        enabled: bool | None = None,
+        unit: str = "row",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bar: Any = None
+        self.total, self.desc, self.unit, self.clock = total, desc, unit, clock
+        self.done = 0
+        #: (time, done) at the first update, the rate's origin; the time of the last line logged
+        self.first: tuple[float, int] | None = None
+        self.logged_at = 0.0
+        self.log_lines = enabled is None and not sys.stderr.isatty() and total > 0
         if enabled is None:
             enabled = sys.stderr.isatty()
-        self.bar: Any = None
         if enabled and total:
             from tqdm.auto import tqdm
 
@@ -240,7 +264,36 @@ class Progress:
     def update(self, n: int) -> None:
         if self.bar is not None and n:
             self.bar.update(n)
+        if not self.log_lines or not n:
+            return
+        now = self.clock()
+        self.done += n
+        if self.first is None:  # the rate counts from here: the wait for the first rows is start-up
+            self.first, self.logged_at = (now, self.done), now
+        if now - self.logged_at >= PROGRESS_EVERY_S and self.done < self.total:
+            self.logged_at = now
+            log.info("%s", self.line(now))
+
+    def line(self, now: float) -> str:
+        """``write catalog/msd-musicnn: 1,536 of 3,600 rows (43%), 8.2 rows/s, about 4 min left``."""
+        assert self.first is not None
+        t0, d0 = self.first
+        rate = (self.done - d0) / (now - t0) if now > t0 else 0.0
+        left = f", about {duration(math.ceil((self.total - self.done) / rate))} left" if rate > 0 else ""
+        shown = f"{rate:.1f}" if rate < 100 else f"{rate:,.0f}"
+        return (
+            f"{self.desc}: {self.done:,} of {counted(self.total, self.unit)} ({100 * self.done // self.total}%), "
+            f"{shown} {self.unit}s/s{left}"
+        )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def duration(seconds: int) -> str:
+    """``45 s``, ``12 min``, ``3 h 05 min``: a time left, to the second under a minute, else to the minute."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

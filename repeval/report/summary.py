@@ -306,20 +306,18 @@ def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     lo, hi = int(per.min()), int(per.max())
     where = f"over the {n_folds} folds ({fold_tracks(agg)})" if n_folds > 1 else "per evaluation"
     if lo == hi:
-        return f'<div class="rv-card"><span>test tracks scored</span><b>{hi}</b><span>{where}</span></div>'
+        return f'<div class="rv-card"><span>test tracks scored</span><b>{hi:,}</b><span>{where}</span></div>'
     top = per.groupby(level="run_id", sort=False).max()
     notes = [where]
     if top.nunique() > 1:
-        notes.append("the runs' test sets differ: " + ", ".join(f"{r} {int(n)}" for r, n in top.items()))
+        notes.append("the runs' test sets differ: " + ", ".join(f"{r} {int(n):,}" for r, n in top.items()))
     order = {s: i for i, s in enumerate(ordered_scenarios(per.index.get_level_values("scenario").unique()))}
     short = sorted(((m, s, int(n)) for (r, m, s), n in per.items() if n < top[r]), key=lambda x: (order[x[1]], x[2]))
     if short:
-        shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4])
+        shown = ", ".join(f"{m} on {s} {n:,}" for m, s, n in short[:4])
         more = f" and {len(short) - 4} more" if len(short) > 4 else ""
         notes.append(f"fewer where tracks were left out of evaluation: {shown}{more}")
-    return (
-        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{e("; ".join(notes))}</span></div>'
-    )
+    return f'<div class="rv-card"><span>test tracks scored</span><b>{lo:,}–{hi:,}</b><span>{e("; ".join(notes))}</span></div>'
 
 
 def summary_lines(h: Headline, within: str = "") -> list[str]:

@@ -79,3 +79,19 @@ def test_a_row_with_another_number_of_targets_is_named_by_its_row(audio_dir, mon
     counts.add(np.arange(4), pa.array(list("abcd")), pa.array([["1"], ["2", "3"], ["4"], ["5", "6"]]))
     _same_target_count(table, small, "label", ",", "csv", counts)
     assert small.count("unknown_labels") == 2 and small.unknown_labels[0].startswith("b (row 3: 2 regression targets")
+
+
+def test_the_rows_usable_line_reads_at_catalog_scale(audio_dir, caplog):
+    """A 12,000-row catalog's load said "catalog catalog.csv: 11292 of 12000 rows usable" beside a report of "706
+    missing audio files": its counts now have thousands separators, and one row is said in the singular."""
+    import logging
+
+    task = task_cfg("genre", "multiclass_classification")
+    rows = [f"t{i},audio/a{i % 3}.wav,rock" for i in range(1100)] + ["gone,audio/gone.wav,rock"]
+    big = _manifest(audio_dir / "big.csv", rows)
+    caplog.set_level(logging.INFO, logger="repeval.datasets.catalog")
+    load_dataset(ds_cfg("cat", "catalog", manifest=big, label_column="label"), task)
+    assert f"catalog {big}: 1,100 of 1,101 rows usable" in caplog.messages, caplog.messages
+    one = _manifest(audio_dir / "one.csv", ["a,audio/a0.wav,rock"])
+    load_dataset(ds_cfg("cat", "catalog", manifest=one, label_column="label"), task)
+    assert f"catalog {one}: 1 of 1 row usable" in caplog.messages, caplog.messages

@@ -77,6 +77,12 @@ def test_plan_after_a_smoke_run_counts_what_the_full_run_redoes(smoke_then_full)
     assert (plans["after embed"].partitions_done, plans["after embed"].trainings_done) == (2, 0)
     assert (plans["after train"].partitions_done, plans["after train"].trainings_done) == (2, 1)
     assert not plans["after train"].conflicts
+    # the store rows (track × scenario) the run wants, and those the full run then embedded: said beside the
+    # partitions (a catalog's interrupted run read "0 complete" with 3,098 of its 3,596 rows in the store)
+    after_embed = plans["after embed"]
+    assert (smoke.rows, smoke.rows_to_embed) == (after_embed.rows, embedded.computed)
+    assert after_embed.rows == embedded.computed + embedded.skipped and after_embed.rows_to_embed == 0
+    assert f"; {embedded.computed:,} of {smoke.rows:,} rows to embed)" in smoke.text(), smoke.text()
 
 
 def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reuses_them(

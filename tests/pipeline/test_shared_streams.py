@@ -90,9 +90,11 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
     ]
     with caplog.at_level(logging.INFO, logger="repeval.pipeline.embed"):
         ctx, s = embed(tmp_path, "both", both)
-    assert re.search(rf"{MODEL['id']} \(2 datasets\): \d+ tracks to embed \(low \d+, high \d+\); ", caplog.text)
     assert s.streams == 1 and s.errors == 0
     assert s.tracks == 12 and s.computed == 14  # 6 + 6 clean, one test track deformed per dataset
+    # the line before the stream counts its rows too, which its progress and summary count ("12 tracks" said alone)
+    said = rf"{MODEL['id']} \(2 datasets\): 12 tracks to embed \(low 6, high 6\), 14 rows in all scenarios; "
+    assert re.search(said, caplog.text), caplog.text
     # the summary lists its scenarios and partitions in the configuration's order (low before high, clean first)
     assert s.line().startswith("embedded 14 rows [clean 12, D1 2] from 12 tracks"), s.line()
     assert list(s.partition_order) == [f"{d}/{MODEL['id']}/{sid}" for d in ("low", "high") for sid in ("clean", "D1")]

@@ -544,9 +544,11 @@ def test_the_summary_line_gives_its_figures_a_size_at_any_scale():
     from repeval.pipeline.summary import EmbedSummary
 
     tiny = EmbedSummary(tracks=1, computed=1, audio_seconds=0.25, wall_s=40.0, startup_s=0.04)
-    assert tiny.line().endswith("in 40.0s (0.04s start-up) — 0.025 rows/s, 0.0063 s of audio per second"), tiny.line()
+    assert tiny.line().endswith(
+        "in 40.0s (0.04s start-up) — 0.025 rows/s, 0.0063 s of audio per second after start-up"
+    ), tiny.line()
     big = EmbedSummary(tracks=9, computed=900, audio_seconds=27_000.0, wall_s=12.5, startup_s=3.0)
-    assert big.line().endswith("in 12.5s (3.0s start-up) — 72.0 rows/s, 2160 s of audio per second"), big.line()
+    assert big.line().endswith("in 12.5s (3.0s start-up) — 94.7 rows/s, 2842 s of audio per second after start-up")
 
 
 def test_a_model_that_cannot_run_is_said_at_the_first_batch_and_named_by_the_driver(files, tmp_path):

@@ -183,6 +183,12 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     assert "<span>1 seed, clean + 2 deformation scenarios</span>" in summary_cards(
         one_seed, "autotagging", "magnatagatune"
     )
+    # a catalog's test set, in thousands as every count the report says ("1196 per evaluation" before)
+    big = df.assign(n_test=1196)
+    big.loc[(big["model"] == "msd-musicnn") & (big["scenario"] == "D1"), "n_test"] = 1194
+    assert "<b>1,194–1,196</b><span>per evaluation; fewer where tracks were left out of evaluation: msd-musicnn on " \
+        "D1 1,194</span>" in summary_cards(big, "instrument_recognition", "tinysol")  # fmt: skip
+    assert "<b>1,196</b><span>per evaluation" in summary_cards(df.assign(n_test=1196), "autotagging", "magnatagatune")
     clean_only = summary_cards(df[df["scenario"] == "clean"], "autotagging", "magnatagatune")
     assert "<span>2 seeds, clean audio only</span>" in clean_only
     # k folds: every track is tested in one fold, so the tracks of all folds (not the largest fold's)
