@@ -114,12 +114,20 @@ def unlisted(folder: str | Path, what: str, exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         fix = may_not_read()
     elif isinstance(exc, NotADirectoryError):
-        fix = "it is a file, not a folder: move it aside"
+        fix = f"{_file_there(folder)} is there in its place, not a folder: move it aside"
     elif exc.errno == errno.ELOOP:
         fix = "a symbolic link on its path leads round in a loop: point it at a folder (`ls -l` shows where it leads)"
     else:
         fix = "check the disk it is on"
     return f"{folder} cannot be listed ({why[:1].lower() + why[1:]}): {what}; {fix}"
+
+
+def _file_there(path: str | Path) -> str:
+    """What is at ``path`` where a folder belongs: ``a file of 12 bytes`` (``a file`` when its size cannot be read)."""
+    try:
+        return f"a file of {counted(os.stat(path).st_size, 'byte')}"
+    except OSError:
+        return "a file"
 
 
 def unread_files(failures: list[tuple[Path, BaseException]], what: str, fix: str) -> str:
@@ -143,9 +151,11 @@ def listed(
     added to ``failures``), when it cannot be listed (another user's folder)."""
     try:
         return sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return []
     except OSError as exc:
+        if isinstance(exc, NotADirectoryError) and not folder.is_file():  # a file on the path above it: absent
+            return []
         if failures is not None:
             failures.append((folder, exc))
         if isinstance(exc, PermissionError):
