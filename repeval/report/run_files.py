@@ -114,21 +114,12 @@ def unlisted(folder: str | Path, what: str, exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         fix = may_not_read()
     elif isinstance(exc, NotADirectoryError):
-        fix = f"{_file_there(folder)}, not a folder: move it aside"
+        fix = "it is a file, not a folder: move it aside"
     elif exc.errno == errno.ELOOP:
         fix = "a symbolic link on its path leads round in a loop: point it at a folder (`ls -l` shows where it leads)"
     else:
         fix = "check the disk it is on"
     return f"{folder} cannot be listed ({why[:1].lower() + why[1:]}): {what}; {fix}"
-
-
-def _file_there(path: str | Path) -> str:
-    """What is at ``path`` where a folder belongs: ``it is a file of 12 bytes`` (``it is a file`` when its size cannot be
-    read: a store's path)."""
-    try:
-        return f"it is a file of {counted(os.stat(path).st_size, 'byte')}"
-    except OSError:
-        return "it is a file"
 
 
 def unread_files(failures: list[tuple[Path, BaseException]], what: str, fix: str) -> str:

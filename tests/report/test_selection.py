@@ -236,7 +236,7 @@ def test_a_file_in_place_of_the_probes_folder_is_said_with_the_fix(tmp_path):
     loaded = load_run(run)
     said = [n for n in loaded.unread if str(run / "probes") in n]
     assert len(said) == 1, loaded.unread
-    assert "it is a file of 12 bytes, not a folder: move it aside" in said[0], said[0]
+    assert "it is a file, not a folder: move it aside" in said[0], said[0]
     assert "chosen on clean test" in said[0]
     t = make_table(loaded.results, "model_comparison", task=TASK, validation=combine_validation([loaded]))
     assert "no validation record" not in t.caption, t.caption
