@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 
 from repeval.json_keys import sorted_json
-from repeval.models.param_kinds import annotated_kind_error, with_number_hint
+from repeval.models.param_kinds import annotated_kind_error, literal_error, with_number_hint
 from repeval.registry import ParamProblems, Registry, did_you_mean, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
@@ -381,7 +381,8 @@ def _type_error(cls: type, key: str, value: Any, default: Any) -> str | None:
         return None if ok else f"expected a number, got {value!r}"
     if isinstance(default, str):
         return None if isinstance(value, str) else f"expected a string, got {value!r}"
-    return None
+    # a list's default says it is a list, not of what: its annotation does (``scales: list[float] = [1.0]``)
+    return annotated_kind_error(cls, key, value) if isinstance(default, list | tuple) else None
 
 
 def check_params(cfg: Any) -> None:
@@ -407,7 +408,8 @@ def check_params(cfg: Any) -> None:
         default = known[key].default
         if value is None and default is None:  # null: the constructor's default (musicnn's layer, its checkpoint's)
             continue
-        problem = _type_error(fam.cls, key, value, default) or choice_problem(fam.cls, key, value)
+        problem = literal_error(fam.cls, name, key, value) or _type_error(fam.cls, key, value, default)
+        problem = problem or choice_problem(fam.cls, key, value)
         if problem:
             problems.append((key, with_number_hint(problem, value)))
     if problems:

@@ -10,6 +10,8 @@ import types
 import typing
 from typing import Any
 
+from repeval.registry import did_you_mean
+
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
 _PLURALS = {bool: "true or false values", int: "integers", float: "numbers", str: "strings"}
 
@@ -17,17 +19,42 @@ _PLURALS = {bool: "true or false values", int: "integers", float: "numbers", str
 def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     """Why ``value`` cannot stand for ``cls.__init__``'s parameter ``key`` as annotated (None when it can, or when the
     annotation is missing or of a kind not checked here: a path, a mapping, ``Any``, a class of the model's own)."""
-    init = next((i for k in cls.__mro__ if key in _params(i := vars(k).get("__init__"))), None)
-    try:  # the constructor that names ``key`` (a base's, as model_parameters reads it: essentia's graph_path)
-        hint = typing.get_type_hints(init).get(key) if init is not None else None
-    except Exception:  # an annotation that does not resolve here: not ours to judge
-        return None
-    said = _kinds(hint)
+    said = _kinds(_hint(cls, key))
     if said is None or any(_fits(value, kind) for kind in said):
         return None
     names = [n for kind in said if kind is not type(None) for n in _said(kind)] + ["null"] * (type(None) in said)
     among = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
     return f"expected {among}, got {value!r}"
+
+
+def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
+    """Why ``value`` is not one of the values ``cls.__init__``'s parameter ``key`` is annotated ``Literal[...]`` with
+    (``Literal['mean', 'max'] | None`` takes null too), naming the model ``name``: a plugin's ``pooling: 'median'`` was
+    refused by its constructor in every embedding actor, not by ``repeval validate``; None when it is one (or the
+    annotation is no ``Literal``)."""
+    hint = _hint(cls, key)
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    allowed = [v for p in parts if typing.get_origin(p) is typing.Literal for v in typing.get_args(p)]
+    if not allowed:
+        return None
+    allowed += [None] * any(p is type(None) for p in parts)
+    if any(value == v and type(value) is type(v) for v in allowed):
+        return None
+    said = ["null" if v is None else repr(v) for v in allowed]
+    among = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} or {said[-1]}"
+    words = [v for v in allowed if isinstance(v, str)]
+    close = did_you_mean(value, words) if isinstance(value, str) and words else ""
+    return f"{name}'s {key} takes {among}, got {value!r}{close}"
+
+
+def _hint(cls: type, key: str) -> Any:
+    """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
+    essentia's graph_path); None without one, or when it does not resolve here (not ours to judge)."""
+    init = next((i for k in cls.__mro__ if key in _params(i := vars(k).get("__init__"))), None)
+    try:
+        return typing.get_type_hints(init).get(key) if init is not None else None
+    except Exception:
+        return None
 
 
 def _params(init: Any) -> Any:
@@ -70,11 +97,27 @@ def _said(kind: Any) -> list[str]:
 
 def with_number_hint(problem: str, value: Any) -> str:
     """``problem`` (a number expected), and the fix when ``value`` is a number YAML read as text: exponent notation
-    without a dot and a signed exponent (``hop_s: 1e-1``, ``n_fft: 2e3``; YAML 1.1 reads ``1.0e-1`` as a number)."""
-    if not (isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]*\.?[0-9]+[eE][+-]?[0-9]+", value.strip())):
+    without a dot and a signed exponent (``hop_s: 1e-1``, ``n_fft: 2e3``; YAML 1.1 reads ``1.0e-1`` as a number) — or a
+    list holding such numbers (``rates: [1e-3, 1e-4]``), said as the list to write."""
+    if isinstance(value, list | tuple):
+        if not any(_exponent(v) for v in value) or not (
+            "a list of integers" in problem or "a list of numbers" in problem
+        ):
+            return problem
+        integers = "a list of numbers" not in problem
+        written = ", ".join(str(_written(v, integers)) if _exponent(v) else str(v) for v in value)
+        return f"{problem} (YAML reads exponent notation as text: write [{written}])"
+    if not _exponent(value) or ("an integer" not in problem and "a number" not in problem):
         return problem
-    if "an integer" not in problem and "a number" not in problem:
-        return problem
+    return f"{problem} (YAML reads this exponent notation as text: write {_written(value, 'a number' not in problem)})"
+
+
+def _exponent(value: Any) -> bool:
+    """Whether ``value`` is exponent notation YAML 1.1 reads as text (``1e-1``: no dot, or no sign to the exponent)."""
+    return isinstance(value, str) and bool(re.fullmatch(r"[+-]?[0-9]*\.?[0-9]+[eE][+-]?[0-9]+", value.strip()))
+
+
+def _written(value: str, integer: bool) -> int | float:
+    """``value`` (exponent notation) as the number to write: a whole one as an integer where one is ``integer``."""
     number = float(value)
-    written = int(number) if number.is_integer() and "a number" not in problem else number
-    return f"{problem} (YAML reads this exponent notation as text: write {written})"
+    return int(number) if integer and number.is_integer() else number

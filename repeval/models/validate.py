@@ -175,6 +175,7 @@ def _run_checks(
     )
     audios = [_noise(s, r, sr, seed + i) for i, (s, r) in enumerate(clips)] + [_noise(10 / sr, sr, sr, seed + 99)]
     outs: list[np.ndarray | None] = []
+    wide: list[str] = []  # the dtype of each clip's frames other than float32 (a run casts them: said once, below)
     for audio in audios:
         label = f"{len(audio)} samples"
         try:
@@ -185,8 +186,10 @@ def _run_checks(
             continue
         if not isinstance(out, np.ndarray):
             problem: str | None = f"model returned a {type(out).__name__}, not a numpy array: make embed return one"
-        elif (problem := frames_problem(out, dim)) is None and out.dtype != np.float32:
-            problem = f"model returned {out.dtype} frames, not float32: make embed return frames.astype(np.float32)"
+        else:
+            problem = frames_problem(out, dim)
+            if problem is None and out.dtype != np.float32:
+                wide.append(str(out.dtype))
         ok = problem is None
         detail = (
             f"shape {out.shape} dtype {out.dtype} finite {bool(np.isfinite(out).all())}"
@@ -196,6 +199,13 @@ def _run_checks(
         detail = " — ".join(s for s in (detail, problem) if s)
         report.add(f"embed {label}", ok, detail)
         outs.append(out if ok else None)
+    if wide:  # one line for every clip, not one per clip
+        report.add(
+            "float32 frames",
+            False,
+            f"model returned {wide[0]} frames (for {len(wide)} of {counted(len(audios), 'clip')}), not float32: a run "
+            "stores them as float32, the store's precision, and notes it — make embed return frames.astype(np.float32)",
+        )
     try:
         model.embed(np.zeros(0, dtype=np.float32))
         report.add("empty input raises ValueError", False, "no error raised")

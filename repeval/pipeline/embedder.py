@@ -204,10 +204,13 @@ class Embed:
         # (a window's frames from where the model starts them: those on its context before, then those in it)
         wanted = [int(skip[i]) + int(keep[i]) if keep[i] >= 0 else -1 for i in todo]
         results = self._embed_all(audios, [int(offset[i]) for i in todo], wanted)
+        cast = ""  # the dtype of frames the model returned other than float32, cast to it (the store's precision)
         for i, r in zip(todo, results, strict=True):
             if isinstance(r, Exception):
                 errors[i], stages[i] = f"{type(r).__name__}: {r}", "embed"
                 continue
+            if isinstance(r, np.ndarray) and r.dtype != np.float32 and np.issubdtype(r.dtype, np.floating):
+                cast = cast or str(r.dtype)
             r = np.asarray(r, dtype=np.float32)
             problem = frames_problem(r, dim)
             if problem:
@@ -237,6 +240,7 @@ class Embed:
             model_version=np.array([self.model_version] * n),
             error=np.array(errors),
             stage=np.array(stages),
+            cast_from=np.array([cast] * n),  # said once per model by the driver (EmbedSummary.note_cast)
         )
         if self.keep_frames:
             out["frames"] = _object_array(frames_out)

@@ -173,6 +173,9 @@ def run_pipeline(
             for a in _embed_actors(ds):  # an actor restarted or added since the last batch
                 actors.setdefault(a._actor_id.hex(), a)
             block, errors = assembler.add(batch)
+            cast = summary.note_cast(mcfg.id, batch)
+            if cast:  # once per model, in the log as it happens (the summary says it again at the end)
+                log.info("%s", cast)
             now = np.datetime64(int(time.time() * 1000), "ms")
             if len(errors):
                 err_keys = np.array(errors.scenario)

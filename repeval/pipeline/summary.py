@@ -76,6 +76,28 @@ class EmbedSummary:
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: the store's root, for the ``repeval store show`` commands the summary names
     store_uri: str = ""
+    #: model id → the dtype of the frames it returned (float64, float16) that were cast to float32, the store's precision
+    cast: dict[str, str] = field(default_factory=dict)
+
+    def note_cast(self, model_id: str, batch: dict[str, Any]) -> str | None:
+        """Note that ``model_id``'s frames in ``batch`` (an embedding actor's output, its ``cast_from`` column) were
+        cast to float32, once per model; returns the note the first time (:meth:`cast_notes`), else None."""
+        if model_id in self.cast or "cast_from" not in batch:
+            return None
+        kinds = sorted({str(k) for k in batch["cast_from"]} - {""})
+        if not kinds:
+            return None
+        self.cast[model_id] = kinds[0]
+        return self.cast_notes([model_id])[0]
+
+    def cast_notes(self, model_ids: Iterable[str] | None = None) -> list[str]:
+        """One line per model whose frames were cast to float32 (:attr:`cast`), with the fix."""
+        return [
+            f"note: embedding model {m} returned {self.cast[m]} frames, stored as float32 (the store's precision) — "
+            "make its embed return frames.astype(np.float32) to store what it computes (`repeval validate-model` "
+            "checks it)"
+            for m in (self.cast if model_ids is None else model_ids)
+        ]
 
     def add_failures(self, partition: str, track_ids: list[str], stages: list[str], reasons: list[str]) -> None:
         """Count one partition's new error records (a track id, stage and reason each), keeping the first few."""
@@ -111,6 +133,7 @@ class EmbedSummary:
         self.partition_order.update(other.partition_order)
         self.failures += other.failures[: max(SHOWN_FAILURES - len(self.failures), 0)]
         self.store_uri = self.store_uri or other.store_uri
+        self.cast = {**other.cast, **self.cast}
 
     def line(self) -> str:
         """What the stage did, in one line: the store rows it wrote (one per track, model and scenario) and the
@@ -203,8 +226,9 @@ class EmbedSummary:
         return out
 
     def text(self) -> str:
-        """:meth:`line`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding stage."""
-        return "\n".join([self.line(), *self.failure_lines()])
+        """:meth:`line`, :meth:`cast_notes`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding
+        stage."""
+        return "\n".join([self.line(), *self.cast_notes(), *self.failure_lines()])
 
 
 def figure(x: float, decimals: int) -> str:

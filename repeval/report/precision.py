@@ -7,12 +7,14 @@ The decimals come from the column's values (:func:`column_decimals`):
 - a column whose means lie within ±1 (accuracy, F1, ROC-AUC, R² — and their changes under deformation) keeps
   three decimals, ``0.912 ± 0.021`` — or, where its largest mean would read ``0.00x`` or ``0.000`` (changes too
   small to see, an error of a target in [0, 1]), the decimals that show the largest's first two significant digits,
-  six at most (a column smaller still reads ``0.000``): ``+0.00042``, ``−0.00120``;
+  six at most (a column smaller still keeps three, its values said in scientific notation: ``3.0e−09``):
+  ``+0.00042``, ``−0.00120``;
 - a column with larger means (an error in the target's units) shows the largest with four significant digits,
   ``1164608 ± 1373710``, ``12.35 ± 0.81`` — up to two more decimals where two different means would read alike.
 
 The decimals follow a column's largest mean, not its smallest: a failed model's score of 0.00001 beside others' 0.9
-reads ``0.000``, not every cell of its column ``0.90000``. But a mean beyond ±1 a hundred times the column's median
+reads ``1.0e−05`` (a value other than zero that would read zero at its column's decimals is said in scientific
+notation, :func:`repeval.report.render.fmt_number` — a std too), not every cell of its column ``0.90000``. But a mean beyond ±1 a hundred times the column's median
 magnitude or more (a diverged probe's R² of −49.82 beside others' 0.392, an MSE of 1e9 beside others' 12.35) does not
 set them: it reads at the others' decimals, ``−49.820``, not every cell of its column ``0.39``.
 """

@@ -51,16 +51,25 @@ def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
     return f"n={counted(n, 'replicate')} ({counted(n_seeds, 'seed')}{folds})"
 
 
+#: a value smaller than this is zero, written ``0.000``: floating-point noise (``0.1 + 0.2 - 0.3``), not a value
+NOISE = 1e-12
+
+
 def fmt_number(x: float, *, scale: float = 1.0, decimals: int | None = None, signed: bool = False) -> str:
     """A value for display with ``decimals`` (None: as a column of it alone would show it, :func:`repeval.report.
     precision.column_decimals`); ``–`` for a missing one; a true minus sign for negatives, and with ``signed`` (a
-    difference) a plus sign for positives. A value that rounds to zero is ``0.000``, never ``−0.000`` or ``+0.000``."""
+    difference) a plus sign for positives. Zero (or floating-point noise about it, :data:`NOISE`) is ``0.000``, never
+    ``−0.000`` or ``+0.000``; any other value that would read zero at ``decimals`` (``1e-5`` beside ``0.9``, a column
+    of values below ``5e-7``) is said in scientific notation with two significant digits, ``1.0e−05``, not as zero."""
     if x is None or not math.isfinite(x):
         return "–"
     if decimals is None:
         decimals = column_decimals([x], scale=scale)
-    text = f"{x * scale:z.{decimals}f}"  # ``z``: a negative value rounded to zero loses its sign
-    if signed and float(text) > 0:
+    value = x * scale
+    text = f"{value:z.{decimals}f}"  # ``z``: a negative value rounded to zero loses its sign
+    if float(text) == 0 and abs(value) >= NOISE:
+        text = f"{value:.1e}"
+    if signed and value >= NOISE and not text.startswith("-"):
         text = "+" + text
     return text.replace("-", "−")
 

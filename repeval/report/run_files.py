@@ -143,9 +143,11 @@ def listed(
     added to ``failures``), when it cannot be listed (another user's folder)."""
     try:
         return sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return []
     except OSError as exc:
+        if isinstance(exc, NotADirectoryError) and not folder.is_file():  # a file on the path above it: absent
+            return []
         if failures is not None:
             failures.append((folder, exc))
         if isinstance(exc, PermissionError):

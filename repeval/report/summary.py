@@ -76,6 +76,10 @@ class Headline:
     #: define it alike: their models over every scenario those runs define alike, that column among them — the
     #: ranking of all the runs (:attr:`robustness`) leaves the scenario out, its mean over the same scenarios for all
     shared: list[Robustness] = field(default_factory=list)
+    #: the decimals of the tables' clean column — its models' chosen probes' means, and every probe's — at which the
+    #: headline says its best (a value said alone read at its own: an MSE of 12.35 beside the table's 12 and 1235)
+    decimals: int | None = None
+    every_decimals: int | None = None
 
 
 def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> Headline | None:
@@ -105,7 +109,8 @@ def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame
     passed_over = bool(cells) and not set(cells) & set(best)
     return Headline(task, dataset, metric, higher, choice, best, float(rec["mean"]), float(rec["std"]),
                     int(rec["count"]), rob, cells if passed_over else [],
-                    float(flagged.iloc[0]) if passed_over else math.nan, shared)  # fmt: skip
+                    float(flagged.iloc[0]) if passed_over else math.nan, shared, column_decimals(per["mean"]),
+                    column_decimals(every))  # fmt: skip
 
 
 def _direction(h: Headline) -> str:
@@ -114,11 +119,11 @@ def _direction(h: Headline) -> str:
 
 def _clean_value(h: Headline) -> str:
     """``0.950 ± 0.014`` (tied models: ``0.950 each``)."""
+    digits = h.decimals  # the mean and its std at the table column's decimals
     if len(h.best) > 1:
-        return f"{fmt_number(h.clean_mean)} each"
+        return f"{fmt_number(h.clean_mean, decimals=digits)} each"
     if h.clean_n < 2:
-        return fmt_number(h.clean_mean)
-    digits = column_decimals([h.clean_mean])  # the std at the mean's decimals, as in the tables
+        return fmt_number(h.clean_mean, decimals=digits)
     return f"{fmt_number(h.clean_mean, decimals=digits)} ± {fmt_number(h.clean_std, decimals=digits)}"
 
 
@@ -153,7 +158,7 @@ def passed_over_note(h: Headline) -> str:
     names = tied_names([f"{m} · {p}" for m, p in h.test_best])
     whose = "its model" if len(h.test_best) == 1 else "their models"
     return (
-        f"the tables' best clean {h.metric}, {names} {fmt_number(h.test_best_mean)}, is a probe not chosen on "
+        f"the tables' best clean {h.metric}, {names} {fmt_number(h.test_best_mean, decimals=h.every_decimals)}, is a probe not chosen on "
         f"validation for {whose}: naming it best would choose the probe on the test set"
     )
 

@@ -91,8 +91,14 @@ def test_validator_flags_a_broken_model() -> None:
     Broken.embed = lambda self, audio: np.ones((1, 7))  # type: ignore[method-assign]
     report = ValidationReport("broken", "broken", "default")
     _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
-    said = next(c.detail for c in report.failures() if c.name.startswith("embed"))
-    assert said.endswith("model returned float64 frames, not float32: make embed return frames.astype(np.float32)")
+    # float64 frames, which a run casts to float32 noting it once per model: one failure for every clip, not one each
+    assert [(c.name, c.detail) for c in report.failures() if c.name.startswith(("embed ", "float32"))] == [
+        (
+            "float32 frames",
+            "model returned float64 frames (for 2 of 2 clips), not float32: a run stores them as float32, the store's "
+            "precision, and notes it — make embed return frames.astype(np.float32)",
+        )
+    ]
 
 
 class _Session:

@@ -240,3 +240,83 @@ def test_musicnn_layers_and_basic_pitch_outputs_are_refused_by_the_config_check(
     nulls = [None] if key != "backend" else []  # layer and outputs: null is the model's default
     for good in [*nulls, *([list(choices), choices[-1:]] if key == "outputs" else choices)]:
         check_params(EmbeddingModelConfig(id=model_id, params={key: good}))
+
+
+#: a plugin whose constructor's params are annotated ``Literal[...]`` and ``list[float]`` (no ``param_choices``)
+ANNOTATED_PLUGIN = """
+from typing import Literal
+
+import numpy as np
+
+from repeval.models import EmbeddingModel, register_model
+
+
+@register_model("annotated-model")
+class AnnotatedModel(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 2
+
+    def __init__(
+        self, pooling: Literal["mean", "max"] = "mean", norm: Literal["l2", "none"] | None = None,
+        scales: list[float] = [1.0], **params,
+    ):
+        super().__init__(**params)
+        if pooling not in ("mean", "max"):
+            raise ValueError(pooling)
+
+    def embed(self, audio):
+        return np.zeros((1, 2), np.float32)
+"""
+
+
+def _annotated_config(tmp_path: Any, params: dict[str, Any]) -> dict[str, Any]:
+    plugin = tmp_path / f"annotated_{tmp_path.name}.py"  # (one module name per test: a plugin's is its file's)
+    plugin.write_text(ANNOTATED_PLUGIN)
+    model = {"id": "annotated-model", "params": params}
+    exp = {
+        "task": {"name": "t", "type": "multiclass_classification"},
+        "datasets": [{"name": "n", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
+        "embedding_models": [model],
+        "downstream_models": [{}],
+    }
+    return {"plugins": [str(plugin)], "experiments": [exp]}
+
+
+def test_a_param_annotated_literal_is_refused_by_the_config_check_naming_the_model_and_its_values(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """A plugin's ``pooling: Literal['mean', 'max'] = 'mean'`` took ``pooling: median``: ``repeval validate`` passed
+    and the constructor raised in every embedding actor. The check reads the ``Literal`` now: one line naming the
+    model, the param and its values (``| None``: null too); the values it names pass."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_annotated_config(tmp_path, {"pooling": "maxx", "norm": "l1"}))
+    assert refused.value.problems == [
+        "experiments[0].embedding_models[0].params.pooling: annotated-model's pooling takes 'mean' or 'max', got "
+        "'maxx' — did you mean 'max'?",
+        "experiments[0].embedding_models[0].params.norm: annotated-model's norm takes 'l2', 'none' or null, got 'l1'",
+    ]
+    for good in ({"pooling": "max", "norm": None}, {"norm": "none"}):
+        parse_config(_annotated_config(tmp_path, good))
+
+
+def test_a_list_of_numbers_yaml_read_as_text_is_refused_naming_how_to_write_it(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """YAML reads ``[1e-3, 1e-4]`` as two texts: a scalar said how to write it, a list did not (and a param whose
+    default is a list was not checked against its annotation at all: ``scales: list[float] = [1.0]`` took them).
+    A list now says the list to write."""
+    import yaml
+
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_annotated_config(tmp_path, yaml.safe_load("{scales: [1e-3, 0.5]}")))
+    assert refused.value.problems == [
+        "experiments[0].embedding_models[0].params.scales: expected a list of numbers, got ['1e-3', 0.5] (YAML reads "
+        "exponent notation as text: write [0.001, 0.5])"
+    ]
+    with pytest.raises(ValueError, match=r"got \['1e1', 2\] \(YAML reads exponent notation as text: write \[10, 2\]\)"):
+        EmbeddingModelConfig(id="hf-audio", params=yaml.safe_load("{layers: [1e1, 2]}"))
+    parse_config(_annotated_config(tmp_path, {"scales": [0.001, 0.5]}))

@@ -625,3 +625,46 @@ def test_an_installed_plugin_that_fails_leaves_other_models_usable(tmp_path, mon
     assert r.exit_code == 1
     assert any(ln.startswith("mfcc-stats ") for ln in r.output.splitlines()), r.output
     assert "plugin 'bad_team' (entry point 'bad' of bad-team, group repeval.models) failed to import" in r.output
+
+
+def test_a_model_returning_float64_frames_is_said_once_per_model_and_stored_as_float32(forget_plugins):
+    """A model whose embed returns float64 frames had them cast to float32 (the store's precision) without a word.
+    The cast stays; the embedding stage now says it once per model — in its log as it happens and in the summary it
+    prints — however many batches and actors had such frames, with the fix."""
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.models import EmbeddingModel, register_model
+    from repeval.pipeline.embedder import Embed
+    from repeval.pipeline.summary import EmbedSummary
+
+    @register_model("float64-model")
+    class Float64Model(EmbeddingModel):
+        sample_rate_hz = 16000
+        embedding_dim = 3
+
+        def embed(self, audio):
+            return np.full((2, 3), 0.1, np.float64)
+
+    embed = Embed(EmbeddingModelConfig(id="float64-model"), threads=1)
+
+    def batch(n):
+        return {
+            "track_id": np.array([f"t{i}" for i in range(n)]), "split": np.array(["train"] * n),
+            "scenario": np.array(["clean"] * n), "chunk": np.zeros(n, np.int32), "n_chunks": np.ones(n, np.int32),
+            "deformation_params": np.array(["{}"] * n), "audio": [np.zeros(1600, np.float32)] * n,
+            "error": np.array([""] * n), "stage": np.array([""] * n),
+        }  # fmt: skip
+
+    summary, other = EmbedSummary(), EmbedSummary()
+    notes = []
+    for n in (2, 3):
+        out = embed(batch(n))
+        assert out["embedding"].dtype == np.float32 and np.allclose(out["embedding"], 0.1)
+        notes.append(summary.note_cast("float64-model", out))
+    assert notes[0] == (
+        "note: embedding model float64-model returned float64 frames, stored as float32 (the store's precision) — make "
+        "its embed return frames.astype(np.float32) to store what it computes (`repeval validate-model` checks it)"
+    )
+    assert notes[1] is None  # said once per model, not per batch
+    other.note_cast("float64-model", embed(batch(1)))  # another stream's (another dataset's) summary, merged
+    summary.merge(other)
+    assert summary.text().count("returned float64 frames") == 1

@@ -17,8 +17,7 @@ def test_a_columns_decimals_follow_its_largest_value_and_tell_its_means_apart():
     assert shown([12.345, -3.2]) == ["12.35", "−3.20"]
     assert shown([1234.51, 1234.54]) == ["1234.51", "1234.54"]  # two means that would read alike: up to 2 more
     assert shown([0.00042, -0.0001]) == ["0.00042", "−0.00010"]  # tiny changes: the largest's two digits
-    assert shown([0.9, 0.00001]) == ["0.900", "0.000"]  # the largest, not the smallest, sets them
-    assert shown([3e-9]) == ["0.000"]  # too small for six decimals: rounding noise, zero
+    assert shown([0.9, 0.00001]) == ["0.900", "1.0e−05"]  # the largest, not the smallest, sets them
     assert column_decimals([float("nan")]) == 3 and fmt_number(float("nan")) == "–"
 
 
@@ -33,7 +32,7 @@ def test_an_outlier_does_not_set_a_columns_decimals():
 
     assert shown([0.392, 0.009, 0.268, -49.823]) == ["0.392", "0.009", "0.268", "−49.823"]
     assert shown([12.3, 14.5, 9.8, 1e9]) == ["12.30", "14.50", "9.80", "1000000000.00"]
-    assert shown([-1e-5, 1e-5, 0.0, 0.02, -0.03]) == ["0.000", "0.000", "0.000", "0.020", "−0.030"]
+    assert shown([-1e-5, 1e-5, 0.0, 0.02, -0.03]) == ["−1.0e−05", "1.0e−05", "0.000", "0.020", "−0.030"]
 
 
 def test_the_heat_maps_cells_share_one_precision():
@@ -50,3 +49,19 @@ def test_the_heat_maps_cells_share_one_precision():
     out = robustness_html(lambda: grid, "robustness: r2")
     assert re.findall(r'<td style="[^"]*" title="[^"]*">([^<]*)</td>', out) == ["−0.00018", "−0.00002", "−0.00044"]
     assert "the closer |Δ| is to the largest, 0.00044" in out, out
+
+
+def test_a_value_other_than_zero_never_reads_zero():
+    """Values below 5e-7 read ``0.000`` whatever their column (a column of them too), and a failed model's 0.00001
+    beside others' 0.9 read ``0.000``: a value other than zero now reads in scientific notation where its column's
+    decimals would make it zero — its mean, ± std and interval alike; zero and floating-point noise stay ``0.000``."""
+    from repeval.report.render import NOISE
+
+    def shown(values, **kw):
+        d = column_decimals(values)
+        return [fmt_number(v, decimals=d, **kw) for v in values]
+
+    assert shown([3e-9, 4.2e-7, 0.0]) == ["3.0e−09", "4.2e−07", "0.000"]
+    assert shown([0.9, 1e-5, -2.5e-8], signed=True) == ["+0.900", "+1.0e−05", "−2.5e−08"]
+    assert shown([0.1 + 0.2 - 0.3, -NOISE / 2], signed=True) == ["0.000", "0.000"]
+    assert fmt_number(4.2e-7) == "4.2e−07" and fmt_number(4.2e-7, scale=100) == "0.000042"

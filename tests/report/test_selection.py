@@ -222,3 +222,21 @@ def test_a_probes_file_not_read_is_the_reason_given_for_its_test_choice(tmp_path
     t = make_table(loaded.results, "model_comparison", task=TASK, validation=combine_validation([loaded]))
     assert f"its validation record could not be read ({files[0]}: cut short or corrupted)" in t.caption, t.caption
     assert "no validation record" not in t.caption
+
+
+def test_a_file_in_place_of_the_probes_folder_is_said_with_the_fix(tmp_path):
+    """A file where ``runs/<id>/probes/`` belongs read as no folder at all: the report chose every probe on clean test,
+    saying only that the run has no validation record. It is now said — what is there, what that leaves out, the fix —
+    and each model's reason names it."""
+    import shutil
+
+    run = _run(tmp_path, "filed", val_bias={"M1": 1.0})
+    shutil.rmtree(run / "probes")
+    (run / "probes").write_bytes(b"not a folder")
+    loaded = load_run(run)
+    said = [n for n in loaded.unread if str(run / "probes") in n]
+    assert len(said) == 1, loaded.unread
+    assert "it is a file, not a folder: move it aside" in said[0], said[0]
+    assert "chosen on clean test" in said[0]
+    t = make_table(loaded.results, "model_comparison", task=TASK, validation=combine_validation([loaded]))
+    assert "no validation record" not in t.caption, t.caption

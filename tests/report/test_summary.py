@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from repeval.report.render import render
 from repeval.report.results import CLEAN, Run, load_run
 from repeval.report.summary import headline, summary_cards, summary_lines, summary_text
 from repeval.report.tables import make_table
@@ -213,3 +214,23 @@ def test_a_report_computes_each_sections_headline_once_and_draws_each_figure_onc
     assert sorted(headlines) == sorted(groups(runs[0].results)), headlines  # one per task/dataset section
     assert draws and len(draws) == len({id(fig) for fig in draws}), draws  # (kept alive: no id is reused)
     assert len(draws) == page.count("data:image/png;base64,")  # every figure on the page, drawn once
+
+
+def test_the_headlines_best_reads_at_its_table_columns_precision(tmp_path):
+    """The headline said its best on clean alone, at the precision of a column of that one value: an MAE of 12.345
+    beside another model's 1234.5 read ``12.35 ± 0.00`` in the headline and ``12`` in the table's clean column. It
+    reads at the column's precision now, as the table shows it."""
+    exp = FakeExperiment("emotion", "regression", "deam", 2, ("mean_absolute_error", "r2"))
+    spec = FakeRunSpec(run_id="reg", experiments=(exp,), models=(A, B), probes=("M1",), scenarios=(CLEAN, "D1"),
+                       n_test=20, n_resamples=10)  # fmt: skip
+    df = load_run(make_run_dir(tmp_path, spec)).results
+    mae = {
+        (A, "M1"): {CLEAN: [12.345, 12.345], "D1": [13.0, 13.0]},
+        (B, "M1"): {CLEAN: [1234.5, 1234.5], "D1": [1300.0, 1300.0]},
+    }
+    df = _set(df, mae, {})
+    table = make_table(df, "model_comparison", task="emotion", metrics=["mean_absolute_error"])
+    shown = render(table, "markdown")
+    assert f"| {A} | M1 | **12 ± 0** |" in shown, shown
+    h = headline(df, "emotion", "deam")
+    assert h is not None and f"best on clean {A} · M1 12 ± 0 " in summary_lines(h)[0], summary_lines(h)

@@ -163,7 +163,7 @@ def test_a_value_that_rounds_to_zero_prints_without_a_sign():
     that does not round to zero keeps its sign."""
     cell = dict(run_id="r", task="tempo", task_type="regression", dataset="d", probe="M1", seed=0, metric="r2",
                 label=None, ci_low=None, ci_high=None, n_test=10)  # fmt: skip
-    pairs = [("a", 0.5, 0.5 - 1e-5), ("b", 0.5, 0.5 + 1e-5), ("c", 0.5, 0.5), ("d", 0.5, 0.52), ("e", -1e-5, -0.03)]
+    pairs = [("a", 0.5, 0.5 - 1e-15), ("b", 0.5, 0.5 + 1e-15), ("c", 0.5, 0.5), ("d", 0.5, 0.52), ("e", -1e-15, -0.03)]
     rows = [
         {**cell, "model": model, "scenario": scenario, "value": value}
         for model, clean, deformed in pairs
@@ -177,7 +177,7 @@ def test_a_value_that_rounds_to_zero_prints_without_a_sign():
         "| b | M1 | **0.500** | 0.000 |",
         "| c | M1 | **0.500** | 0.000 |",
         "| d | M1 | **0.500** | **+0.020** |",
-        "| e | M1 | 0.000 | −0.030 |",  # a clean value of −0.00001 is not −0.000 either
+        "| e | M1 | 0.000 | −0.030 |",  # a clean value of −1e-15 (noise) is not −0.000 either
     ]
     for fmt in ("plain", "html", "latex"):
         text = render(t, fmt)
