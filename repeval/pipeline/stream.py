@@ -24,6 +24,7 @@ from repeval.models import resolve_model
 from repeval.models.plugins import plugins_of
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.embedder import DecodeEmbed, Embed, KeepFrames
+from repeval.pipeline.failing import FailingModel, ModelFailing
 from repeval.pipeline.partitions import model_geometry
 from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
@@ -161,6 +162,7 @@ def run_pipeline(
     first = True
     actors: dict[str, Any] = {}
     held = HeldFailureLines()
+    watch = FailingModel(mcfg)  # a model that fails on every track: stopped after its first (ModelFailing)
     try:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             if first:
@@ -193,6 +195,7 @@ def run_pipeline(
                 summary.computed += len(block)
                 summary.audio_seconds += float(block.audio_seconds.sum())
             bar.update((len(block) if block is not None else 0) + len(errors))
+            watch.see(block, errors)
         summary.operators = _operators(ds)
         if os.environ.get("REPEVAL_DATA_STATS") == "1":  # Ray Data's per-operator timing breakdown
             log.warning("%s", ds.stats())
@@ -201,8 +204,8 @@ def run_pipeline(
             actors.setdefault(a._actor_id.hex(), a)
         _stop_stream(ds, exc)
         _release_actors(actors)
-        unavailable = unavailable_in_stream(exc)
-        held.release(drop=unavailable is not None)
+        unavailable = None if isinstance(exc, ModelFailing) else unavailable_in_stream(exc)
+        held.release(drop=unavailable is not None or isinstance(exc, ModelFailing))
         if unavailable is not None:  # a node checked only as its actors started: repeval's error, not Ray's
             raise unavailable from None
         raise

@@ -70,6 +70,9 @@ class EmbedSummary:
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: the store's root, for the ``repeval store show`` commands the summary names
     store_uri: str = ""
+    #: embedding model id → why its stream stopped (its model failed to build, cannot run on a node, or failed on each
+    #: of its first tracks): the model is left out, its partitions stay incomplete, the others go on
+    models_failed: dict[str, str] = field(default_factory=dict)
 
     def add_failures(self, partition: str, track_ids: list[str], stages: list[str], reasons: list[str]) -> None:
         """Count one partition's new error records (a track id, stage and reason each), keeping the first few."""
@@ -105,6 +108,7 @@ class EmbedSummary:
         self.partition_order.update(other.partition_order)
         self.failures += other.failures[: max(SHOWN_FAILURES - len(self.failures), 0)]
         self.store_uri = self.store_uri or other.store_uri
+        self.models_failed.update(other.models_failed)
 
     def line(self) -> str:
         """What the stage did, in one line: the store rows it wrote (one per track, model and scenario) and the
@@ -193,9 +197,17 @@ class EmbedSummary:
             out += [f"  {self.show_command(p)}" for p in earlier]
         return out
 
+    def failed_model_lines(self) -> list[str]:
+        """One line per embedding model left out (:attr:`models_failed`): its id, why and the fix."""
+        if not self.models_failed:
+            return []
+        head = f"{counted(len(self.models_failed), 'embedding model')} left out (not trained, tested or reported):"
+        return [head, *(f"  {why}" for why in self.models_failed.values())]
+
     def text(self) -> str:
-        """:meth:`line`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding stage."""
-        return "\n".join([self.line(), *self.failure_lines()])
+        """:meth:`line`, then :meth:`failure_lines` and :meth:`failed_model_lines`: what the CLI prints at the end of
+        an embedding stage."""
+        return "\n".join([self.line(), *self.failure_lines(), *self.failed_model_lines()])
 
 
 def figure(x: float, decimals: int) -> str:
