@@ -22,7 +22,6 @@ The streams are planned in :mod:`repeval.pipeline.todo`, checked before any star
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -136,11 +135,6 @@ def embed_experiments(
             summary.models_failed[st.mcfg.id] = str(exc)
             if len(streams) > 1:  # said now, while the others run (a run of one model fails with it)
                 log.error("%s", exc)
-        if st.mcfg.id in summary.models_failed:
-            # the failed stream's actors go with the last reference to it, which Ray's error (the context of ``exc``)
-            # held in a reference cycle: a stream that failed before its first batch left them holding their CPUs,
-            # and the next stream or the probes' trials waited for them forever
-            gc.collect()
     summary.wall_s = time.perf_counter() - t0
     run_models = {st.mcfg.id for st in streams.values()}
     if summary.models_failed and run_models <= set(summary.models_failed):  # none left to train: the run fails

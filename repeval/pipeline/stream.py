@@ -204,6 +204,7 @@ def run_pipeline(
             actors.setdefault(a._actor_id.hex(), a)
         _stop_stream(ds, exc)
         _release_actors(actors)
+        _kill_stray_embed_actors()  # a stream that failed before its first batch: its actors were never seen
         unavailable = None if isinstance(exc, ModelFailing) else unavailable_in_stream(exc)
         held.release(drop=unavailable is not None or isinstance(exc, ModelFailing))
         if unavailable is not None:  # a node checked only as its actors started: repeval's error, not Ray's
@@ -303,6 +304,32 @@ def _release_actors(actors: dict[str, Any]) -> None:
             ray.kill(actor, no_restart=True)
         except Exception as exc:  # best effort: the original error is what the caller needs
             log.debug("could not kill an embedding actor of the failed stream: %s", exc)
+
+
+#: the class name Ray gives the embedding actors of a stream's pool (Ray Data's ``MapWorker`` of :class:`Embed`)
+EMBED_ACTOR_CLASS = "MapWorker(MapBatches(Embed))"
+
+
+def _kill_stray_embed_actors() -> None:
+    """Kill this job's embedding actors still alive once a stream failed: Ray Data releases a failed stream's actors
+    by dropping its handles, but those of a stream that failed before its first batch (a model whose constructor
+    raised: :class:`Embed` says so at its first batch) were never seen by :func:`_embed_actors`, and outlived the
+    stream holding their CPUs — the next model's stream, or the probes' trials, then waited for them forever. Streams
+    run one at a time, so any left in this job are a failed stream's. Private in Ray 2.60 (pinned), like
+    :func:`_embed_actors`; best effort."""
+    import ray
+
+    try:
+        from ray._raylet import ActorID
+
+        job = ray.get_runtime_context().get_job_id()
+        for actor_id, info in ray._private.state.actors().items():
+            if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job:
+                if info.get("State") != "DEAD":
+                    worker: Any = ray._private.worker.global_worker
+                    worker.core_worker.kill_actor(ActorID.from_hex(actor_id), True)
+    except Exception as exc:  # the stream's own error is what the caller needs
+        log.debug("could not kill the failed stream's embedding actors: %s", exc)
 
 
 def _take_errors(errors: Any, idx: np.ndarray, sid: str) -> Any:

@@ -56,7 +56,7 @@ class SometimesFails(EmbeddingModel):
 
 
 def _config(tmp_path: Path, notes: Path, models: list, run_id: str) -> Path:
-    plugin = tmp_path / "failing_models.py"
+    plugin = tmp_path / f"failing_models_{run_id}.py"  # (one file name per plugin of the session)
     plugin.write_text(textwrap.dedent(FAILING_MODELS))
     body = {
         "plugins": [str(plugin)],
@@ -104,7 +104,7 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
         assert (
             f"embedding model '{model}' failed to build" in said and f"No such file or directory: '{weights}'" in said
         )
-        assert f"repeval validate-model weights-model --plugin {tmp_path / 'failing_models.py'}" in said
+        assert f"repeval validate-model weights-model --plugin {tmp_path / 'failing_models_built.py'}" in said
     run_dir = tmp_path / "runs" / "built"
     results = pq.read_table(run_dir / "results.parquet").to_pylist()
     assert {r["model"] for r in results} == {"mfcc-stats"} and results
