@@ -88,7 +88,6 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
 
     from repeval.cli import app
     from repeval.report.html import write_report
-    from repeval.run.left_out import LEFT_OUT
 
     gone = {m: tmp_path / f"{m}.npy" for m in ("net-a", "net-b")}
     models = [
@@ -110,6 +109,8 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
     assert {r["model"] for r in results} == {"mfcc-stats"} and results
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "failed" and status["reason"].startswith("2 embedding models left out"), status
+    from repeval.run.left_out import LEFT_OUT
+
     assert set(json.loads((run_dir / LEFT_OUT).read_text())["embed"]) == {"net-a", "net-b"}
     page = write_report([run_dir], tmp_path / "report.html").read_text()
     section = page[page.index('id="not-evaluated"') :]
