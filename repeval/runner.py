@@ -2,7 +2,8 @@
 
 Run directory (``<runs_dir>/<run_id>/``): ``config.yaml``, ``splits/``, ``load_report.json`` (the rows each
 dataset's loader dropped), ``tune/`` (Ray Tune experiments, TensorBoard-readable), ``groups/`` (per task ×
-dataset × model test rows), ``history/``, ``failed.parquet``, ``results.parquet``.
+dataset × model test rows), ``history/``, ``failed.parquet``, ``models_left_out.json``
+(embedding models left out: :mod:`repeval.run.left_out`), ``results.parquet``.
 
 The stages live in :mod:`repeval.run` (one module per concept); this module re-exports what the commands, plans and
 tests use, under the names they have always had.

@@ -16,6 +16,7 @@ from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
 from repeval.cloud_reach import bucket_error
 from repeval.config import ConfigError, load_config
+from repeval.run.left_out import LEFT_OUT_EXIT_STATUS, ModelsLeftOut
 from repeval.words import counted
 
 log = logging.getLogger("repeval")
@@ -391,6 +392,8 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True
             # 143 as the shell reports a death by SIGTERM, also when the signal came out of a Ray call as SystemExit(1)
             raise typer.Exit(SIGTERM_EXIT_STATUS) from None
         raise
+    except ModelsLeftOut as exc:  # the others done: the run is incomplete, as --strict says of tracks
+        _fail(exc, LEFT_OUT_EXIT_STATUS)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc, 1)
     except EOFError as exc:  # a file read back cut short (pickle, a library's own): Typer said only "Aborted."

@@ -23,6 +23,7 @@ from repeval.cli.common import (
     embedding_done,
     given_flags,
 )
+from repeval.run.left_out import left_out_error
 from repeval.words import counted, named
 
 
@@ -120,6 +121,9 @@ def run(
             typer.echo(_train_line(t))
             runner.stage_evaluate(ctx)
             _print_table(ctx)
+            left = {**t.get("left_out", {}), **s.models_failed}
+            if left:  # status.json and the exit status (3) say the run is incomplete
+                raise left_out_error(left, f"the others' results are in {ctx.location.reach('results.parquet')}")
         # after `_stage` uploaded a bucket's run directory ("pushed N files to s3://…"), as commands and pyarrow reach
         # it: a bucket's URI with its query (`?endpoint_override=…`, which the display drops)
         typer.echo(f"results: {ctx.location.reach('results.parquet')}")
@@ -148,6 +152,8 @@ def deform(
             s = runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors)
             embedding_done()
             typer.echo(s.text())
+            if s.models_failed:
+                raise left_out_error(s.models_failed, "the others embedded")
 
     _guard(go)
 
@@ -173,6 +179,8 @@ def embed(
             typer.echo(s.text())
             if strict:  # inside the stage, as in `run`: status.json (`repeval runs`) says it failed --strict
                 _strict_check(ctx)
+            if s.models_failed:
+                raise left_out_error(s.models_failed, "the others embedded")
 
     _guard(go)
 
@@ -191,6 +199,9 @@ def train(
     def go() -> None:
         with _stage("train", config, run_id, store, smoke_test, runs_dir) as ctx:
             t = runner.stage_train(ctx)
+            if t.get("left_out"):
+                typer.echo(_train_line(t))
+                raise left_out_error(t["left_out"], "the others trained")
         typer.echo(_train_line(t))
 
     _guard(go)

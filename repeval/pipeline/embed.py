@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.config import Config, ExperimentConfig
+from repeval.models import ModelUnavailable
 from repeval.pipeline import preflight
 from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
     model_chunk_s,
@@ -129,9 +130,25 @@ def embed_experiments(
         for dataset, (cols, masks) in st.pending.items():
             spool_todo(st, dataset, cols, masks)
         st.pending.clear()
-        _run_stream(cfg, st, store, summary, progress)
+        try:
+            _run_stream(cfg, st, store, summary, progress)
+        except ModelUnavailable as exc:  # this model is left out (its partitions stay incomplete); the others go on
+            st.todo = None
+            summary.models_failed[st.mcfg.id] = str(exc)
+            if len(streams) > 1:  # said now, while the others run (a run of one model fails with it)
+                log.error("%s", exc)
     summary.wall_s = time.perf_counter() - t0
+    run_models = {st.mcfg.id for st in streams.values()}
+    if summary.models_failed and run_models <= set(summary.models_failed):  # none left to train: the run fails
+        raise ModelUnavailable(_all_failed(summary.models_failed))
     return summary
+
+
+def _all_failed(failed: dict[str, str]) -> str:
+    """The error of a run whose every embedding model failed: each model's reason and fix (one line)."""
+    if len(failed) == 1:
+        return next(iter(failed.values()))
+    return f"all {len(failed)} embedding models of the run failed, nothing to train — " + "; ".join(failed.values())
 
 
 def _run_stream(cfg: Config, st: Stream, store: EmbeddingStore, summary: EmbedSummary, progress: bool | None) -> None:

@@ -24,6 +24,7 @@ from repeval.models import resolve_model
 from repeval.models.plugins import plugins_of
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.embedder import DecodeEmbed, Embed, KeepFrames
+from repeval.pipeline.failing import FailingModel, ModelFailing
 from repeval.pipeline.partitions import model_geometry
 from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
@@ -148,6 +149,7 @@ def run_pipeline(
     actors: dict[str, Any] = {}
     pool = None if res.fused else res.packed_pool(mcfg.id)  # removed once the stream ends (the finally below)
     held = HeldFailureLines()
+    watch = FailingModel(mcfg)  # a model that fails on every track: stopped after its first (ModelFailing)
     try:
         # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
         # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
@@ -200,6 +202,7 @@ def run_pipeline(
                 summary.computed += len(block)
                 summary.audio_seconds += float(block.audio_seconds.sum())
             bar.update((len(block) if block is not None else 0) + len(errors))
+            watch.see(block, errors)
         if pool is not None and pool.error is not None:  # the stream was stopped, not finished
             raise pool.error
         summary.operators = _operators(ds)
@@ -210,8 +213,9 @@ def run_pipeline(
             actors.setdefault(a._actor_id.hex(), a)
         _stop_stream(ds, exc)
         _release_actors(actors)
-        unavailable = unavailable_in_stream(exc)
-        held.release(drop=unavailable is not None)
+        _kill_stray_embed_actors()  # a stream that failed before its first batch: its actors were never seen
+        unavailable = None if isinstance(exc, ModelFailing) else unavailable_in_stream(exc)
+        held.release(drop=unavailable is not None or isinstance(exc, ModelFailing))
         if unavailable is not None:  # a node checked only as its actors started: repeval's error, not Ray's
             raise unavailable from None
         raise
@@ -323,6 +327,32 @@ def _release_actors(actors: dict[str, Any]) -> None:
             ray.kill(actor, no_restart=True)
         except Exception as exc:  # best effort: the original error is what the caller needs
             log.debug("could not kill an embedding actor of the failed stream: %s", exc)
+
+
+#: the class name Ray gives the embedding actors of a stream's pool (Ray Data's ``MapWorker`` of :class:`Embed`)
+EMBED_ACTOR_CLASS = "MapWorker(MapBatches(Embed))"
+
+
+def _kill_stray_embed_actors() -> None:
+    """Kill this job's embedding actors still alive once a stream failed: Ray Data releases a failed stream's actors
+    by dropping its handles, but those of a stream that failed before its first batch (a model whose constructor
+    raised: :class:`Embed` says so at its first batch) were never seen by :func:`_embed_actors`, and outlived the
+    stream holding their CPUs — the next model's stream, or the probes' trials, then waited for them forever. Streams
+    run one at a time, so any left in this job are a failed stream's. Private in Ray 2.60 (pinned), like
+    :func:`_embed_actors`; best effort."""
+    import ray
+
+    try:
+        from ray._raylet import ActorID
+
+        job = ray.get_runtime_context().get_job_id()
+        for actor_id, info in ray._private.state.actors().items():
+            if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job:
+                if info.get("State") != "DEAD":
+                    worker: Any = ray._private.worker.global_worker
+                    worker.core_worker.kill_actor(ActorID.from_hex(actor_id), True)
+    except Exception as exc:  # the stream's own error is what the caller needs
+        log.debug("could not kill the failed stream's embedding actors: %s", exc)
 
 
 def _take_errors(errors: Any, idx: np.ndarray, sid: str) -> Any:

@@ -78,6 +78,9 @@ class EmbedSummary:
     store_uri: str = ""
     #: model id → the dtype of the frames it returned (float64, float16) that were cast to float32, the store's precision
     cast: dict[str, str] = field(default_factory=dict)
+    #: embedding model id → why its stream stopped (its model failed to build, cannot run on a node, or failed on each
+    #: of its first tracks): the model is left out, its partitions stay incomplete, the others go on
+    models_failed: dict[str, str] = field(default_factory=dict)
 
     def note_cast(self, model_id: str, batch: dict[str, Any]) -> str | None:
         """Note that ``model_id``'s frames in ``batch`` (an embedding actor's output, its ``cast_from`` column) were
@@ -134,6 +137,7 @@ class EmbedSummary:
         self.failures += other.failures[: max(SHOWN_FAILURES - len(self.failures), 0)]
         self.store_uri = self.store_uri or other.store_uri
         self.cast = {**other.cast, **self.cast}
+        self.models_failed.update(other.models_failed)
 
     def line(self) -> str:
         """What the stage did, in one line: the store rows it wrote (one per track, model and scenario) and the
@@ -225,10 +229,17 @@ class EmbedSummary:
             out += [f"  {self.show_command(p)}" for p in earlier]
         return out
 
+    def failed_model_lines(self) -> list[str]:
+        """One line per embedding model left out (:attr:`models_failed`): its id, why and the fix."""
+        if not self.models_failed:
+            return []
+        head = f"{counted(len(self.models_failed), 'embedding model')} left out (not trained, tested or reported):"
+        return [head, *(f"  {why}" for why in self.models_failed.values())]
+
     def text(self) -> str:
-        """:meth:`line`, :meth:`cast_notes`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding
-        stage."""
-        return "\n".join([self.line(), *self.cast_notes(), *self.failure_lines()])
+        """:meth:`line`, :meth:`cast_notes`, then :meth:`failure_lines` and :meth:`failed_model_lines`: what the
+        CLI prints at the end of an embedding stage."""
+        return "\n".join([self.line(), *self.cast_notes(), *self.failure_lines(), *self.failed_model_lines()])
 
 
 def figure(x: float, decimals: int) -> str:

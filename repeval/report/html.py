@@ -30,7 +30,14 @@ from repeval.report.comparable import SplitDigests, split_digests
 from repeval.report.confusion import confusion_html, summed_confusion
 from repeval.report.heat import robustness_html
 from repeval.report.labels import per_label_block as _per_label_block  # tests import it from here
-from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records, partial_audio_note
+from repeval.report.left_out import (
+    ERROR_COLUMNS,
+    MAX_ERROR_ROWS,
+    dropped_at_load,
+    error_records,
+    models_left_out_block,
+    partial_audio_note,
+)
 from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
 from repeval.report.render import ci_tip, render_html, table_has_folds
 from repeval.report.results import (
@@ -174,7 +181,7 @@ def _left_out_section(runs: list[Run]) -> str:
     records of their store partitions (the first :data:`MAX_ERROR_ROWS`, with the total and the commands that list
     them all). Empty when there are none; a store that cannot be read is a note."""
     multi = len(runs) > 1
-    parts: list[str] = []
+    parts: list[str] = [block] if (block := models_left_out_block(runs)) else []
     for run in runs:
         prefix = f"{run.run_id}: " if multi else ""
         for d in dropped_at_load(run):

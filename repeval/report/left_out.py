@@ -296,6 +296,25 @@ def dropped_at_load(run: Run) -> list[LoadRecord]:
     return [r for r in read_records(body) if r.dropped]
 
 
+def models_left_out_block(runs: list[Run]) -> str:
+    """The embedding models the runs left out while their others were trained (``models_left_out.json``,
+    :mod:`repeval.run.left_out`): each with why and the fix; empty when none was."""
+    from repeval.run.left_out import left_out_models
+
+    multi = len(runs) > 1
+    items = [
+        f"<li>{e(run.run_id + ': ' if multi else '')}<code>{e(model)}</code>: {e(why)}</li>"
+        for run in runs
+        for model, why in left_out_models(run.path).items()
+    ]
+    if not items:
+        return ""
+    return (
+        f'<h3>Embedding models left out ({len(items)})</h3><p class="rv-note">no probe was trained or tested on '
+        f"them: they are in no table or figure below</p><ul>{''.join(items)}</ul>"
+    )
+
+
 def failed_block(runs: list[Run], task: str, dataset: str) -> str:
     """The probe trainings of ``task`` on ``dataset`` that failed (an exception, a non-finite loss) and why: they
     are in no table or figure of the report — and the test sets a trained probe gave non-finite scores on (only that

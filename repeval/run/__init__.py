@@ -9,5 +9,6 @@
 - :mod:`~repeval.run.split_check`: a split or fold without tracks to train or test on, said before training.
 - :mod:`~repeval.run.groups`: what a probe grid is trained on and whether it is done for it.
 - :mod:`~repeval.run.files`: a run directory's small files, written whole or not at all.
+- :mod:`~repeval.run.left_out`: the embedding models a run left out while the others went on.
 - :mod:`~repeval.run.status`: the run's state (``status.json``), which each command records and ``repeval runs`` reads.
 """

@@ -74,4 +74,7 @@ def _stage_embed(
         start_ray=start_ray,
     )
     log.debug(total.line())  # the CLI prints it
+    from repeval.run.left_out import record_left_out
+
+    record_left_out(ctx.run_dir, "embed", total.models_failed)  # the training stage trains the others
     return total

@@ -95,7 +95,7 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
             counted(len(stale), "probe grid"), ctx.run_dir / "groups", _are(len(stale)),
             ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
         )  # fmt: skip
-    missing = sorted(wanted - have)
+    missing = sorted(wanted - have - _left_out_groups(ctx))  # a model left out is said as such (models_left_out.json)
     if missing and len(missing) < len(wanted):
         fix = (
             getattr(ctx, "untrained_fix", "")
@@ -109,18 +109,27 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
     return [f for f in files if f.stem in wanted]
 
 
+def _left_out_groups(ctx: RunContext) -> set[str]:
+    """The probe grids of the embedding models the run left out (:mod:`repeval.run.left_out`)."""
+    from repeval.run.left_out import left_out_models
+
+    left = left_out_models(ctx.run_dir)
+    return {g for m in left for g in _wanted_groups(ctx.cfg, m)} if left and ctx.cfg is not None else set()
+
+
 def _are(n: int) -> str:
     """The verb of a count's noun: "1 probe grid is", "2 probe grids are"."""
     return "is" if n == 1 else "are"
 
 
-def _wanted_groups(cfg: Config) -> set[str]:
-    """The names of ``cfg``'s probe grids (:func:`group_name`)."""
+def _wanted_groups(cfg: Config, model: str | None = None) -> set[str]:
+    """The names of ``cfg``'s probe grids (:func:`group_name`); ``model``: of that embedding model only."""
     return {
         group_name(exp, ds.name, m.id, fold)
         for exp in cfg.experiments
         for ds in exp.datasets
         for m in exp.embedding_models
+        if model is None or m.id == model
         for fold in (range(ds.n_folds) if ds.split_type == "all" else [None])
     }
 

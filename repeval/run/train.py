@@ -21,6 +21,7 @@ from repeval.run.groups import _augment, _Pending, _pending_group, _retested, pa
 from repeval.run.rows import fold_rows, load_rows
 from repeval.run.split_check import failed_split, fold_hint, unassigned_split, untrainable
 from repeval.rundir import EarlierStageUnfinished
+from repeval.words import counted
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 
@@ -71,6 +72,7 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     # every group that cannot be trained is named before any probe trains (groups train in batches: a
     # problem found while assembling a later batch would otherwise stop the run after hours of work)
     embedded: dict[tuple[str, str, str], pa.Array] = {}  # (dataset, model, scenario) → its partition's track ids
+    pending, summary["left_out"] = _leave_out(ctx, pending, embedded)
     problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
     if problems:
         message = untrainable([why for why, _ in problems])
@@ -97,6 +99,44 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     if batch:
         _train_batch(ctx, batch, summary)
     return summary
+
+
+def _leave_out(
+    ctx: RunContext, pending: list[_Pending], embedded: dict[tuple[str, str, str], pa.Array]
+) -> tuple[list[_Pending], dict[str, str]]:
+    """The pending groups to train, and the embedding models left out (model id → why): those whose stream the
+    embedding stage stopped (``models_left_out.json``), and those with no embedded track of a dataset (each an error
+    record) — while some other model of the run remains to be trained on; when none does, nothing is left out (the
+    groups' problems are said as before: nothing can be trained). Recorded for the report and ``repeval runs``."""
+    from repeval.pipeline.stages import CLEAN
+    from repeval.run.left_out import read_left_out, record_left_out
+
+    stopped = read_left_out(ctx.run_dir).get("embed", {})
+    none_embedded: dict[tuple[str, str], str] = {}  # (model, dataset) → why
+    for item in pending:
+        key = (item.model, item.dataset)
+        if item.model in stopped or key in none_embedded:
+            continue
+        part = ctx.store.partition(item.dataset, item.model, CLEAN)
+        if part.complete and item.rows.num_rows and not len(_embedded_ids(ctx, item, CLEAN, embedded)):
+            none_embedded[key] = (
+                f"embedding model '{item.model}' embedded none of the {counted(item.rows.num_rows, 'track')} of "
+                f"{item.dataset}: each is an error record (`{part.show_errors_command()}` says why) — fix the model "
+                "or the files, then rerun with --retry-errors"
+            )
+    left = {m: why for m, why in stopped.items() if any(item.model == m for item in pending)}
+    for (model, _), why in none_embedded.items():
+        left[model] = f"{left[model]}; {why}" if model in left else why
+    models = {m.id for exp in ctx.cfg.experiments for m in exp.embedding_models}
+    if not left or models <= {*stopped, *(m for m, _ in none_embedded)}:  # no model left to train: said as before
+        record_left_out(ctx.run_dir, "train", {})
+        return pending, {}
+    said = {m: why for m, why in left.items() if m not in stopped}
+    record_left_out(ctx.run_dir, "train", said)
+    for why in said.values():
+        log.error("%s", why)
+    keep = [item for item in pending if item.model not in stopped and (item.model, item.dataset) not in none_embedded]
+    return keep, left
 
 
 def _say_changed_code(ctx: RunContext, pending: list[_Pending]) -> None:
