@@ -312,9 +312,9 @@ class LocalCluster:
         ]
 
 
-@pytest.fixture(scope="module")
-def head_cluster() -> Iterator[LocalCluster]:
-    """One head node for the module's tests (a head start, with its dashboard and jobs API, costs ~10-15 s).
+def head_cluster_nodes() -> Iterator[LocalCluster]:
+    """One head node for the module's tests (a head start, with its dashboard and jobs API, costs ~10-15 s: started as
+    soon as the tests are collected, ``AHEAD``, it starts while the tests before this module run).
 
     Ray's temp dir and every node's live in a short directory (unix socket paths are limited to 107 bytes).
     The nodes start Ray as cluster/*.yaml do, with LD_PRELOAD from `python -m repeval.cpu preload` (the MKL
@@ -338,6 +338,14 @@ def head_cluster() -> Iterator[LocalCluster]:
             p.kill()
         shutil.rmtree(c.root, ignore_errors=True)
         assert not left, f"processes left running: {left}"
+
+
+AHEAD = {"head_cluster": head_cluster_nodes}
+
+
+@pytest.fixture(scope="module")
+def head_cluster(started_ahead) -> Iterator[LocalCluster]:
+    yield from started_ahead("head_cluster", head_cluster_nodes)
 
 
 @pytest.fixture
