@@ -6,9 +6,8 @@ import contextlib
 import inspect
 import os
 import signal
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +90,18 @@ _SELECTING = ("keyword", "markexpr", "deselect", "lf", "stepwise")
 
 def _start_ahead(config: pytest.Config, item: pytest.Item) -> None:
     """Start each fixture that ``item``'s module lists in its ``AHEAD`` and ``item`` uses, once, in a background
-    thread. ``AHEAD`` maps a fixture name to a function of no arguments that returns the fixture's value, or yields it
-    as a fixture does (what follows the ``yield``, its teardown, runs when the fixture ends). Meant for work that is a
-    subprocess of its own (a Ray of its own, a batch of ``repeval`` processes): it overlaps the collection and the
-    tests that run before its module, on the core they leave idle, instead of adding its wall time."""
+    thread. ``AHEAD`` maps a fixture name to a function that returns the fixture's value, or yields it as a fixture
+    does (what follows the ``yield``, its teardown, runs when the fixture ends). Meant for work that is a subprocess of
+    its own (a Ray of its own, a batch of ``repeval`` processes): it overlaps the collection and the tests that run
+    before its module, on the core they leave idle, instead of adding its wall time.
+
+    The function's one argument is a copy of ``os.environ`` taken here, before any test runs: it gives that to every
+    process it starts (``env=``), and a working directory (``cwd=``), and reads neither from this process, whose
+    environment and directory the tests running meanwhile change (``monkeypatch.setenv``, ``chdir``)."""
     ahead = config.stash.setdefault(_AHEAD, {})
     for name, make in getattr(getattr(item, "module", None), "AHEAD", {}).items():
         if name in getattr(item, "fixturenames", ()) and name not in ahead:
-            ahead[name] = _in_background(name, make)
+            ahead[name] = _in_background(make, dict(os.environ))
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -114,31 +117,28 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _start_ahead(session.config, item)
 
 
-def _setup(make: Callable[[], Any]) -> tuple[Any, Iterator[Any] | None]:
+def _setup(make: Callable[[dict[str, str]], Any], environ: dict[str, str]) -> tuple[Any, Iterator[Any] | None]:
     """``make``'s value, and the generator whose next step is its teardown (``None``: it has none)."""
-    made = make()
+    made = make(environ)
     if inspect.isgenerator(made):
         return next(made), made
     return made, None
 
 
-def _in_background(name: str, make: Callable[[], Any]) -> Future:
-    done: Future = Future()
+#: one at a time, in the order their tests run: each is a Ray start or a batch of processes that keeps both cores busy
+#: (several Rays starting at once on 2 cores time out)
+_AHEAD_QUEUE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
 
-    def work() -> None:
-        try:
-            done.set_result(_setup(make))
-        except BaseException as exc:  # the fixture re-raises it in its test
-            done.set_exception(exc)
 
-    threading.Thread(target=work, name=f"ahead-{name}", daemon=True).start()
-    return done
+def _in_background(make: Callable[[dict[str, str]], Any], environ: dict[str, str]) -> Future:
+    return _AHEAD_QUEUE.submit(_setup, make, environ)  # the fixture re-raises what it raised in its test
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # a fixture started ahead whose tests did not run (-x, Ctrl-C) ends before the session does, its teardown run: its
-    # subprocesses and temporary files go with it
+    # subprocesses and temporary files go with it; one not started yet never starts
     for done in session.config.stash.get(_AHEAD, {}).values():
+        done.cancel()
         with contextlib.suppress(BaseException):
             _, teardown = done.result()
             if teardown is not None:
@@ -146,14 +146,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def started_ahead(request: pytest.FixtureRequest) -> Callable[[str, Callable[[], Any]], Iterator[Any]]:
+def started_ahead(request: pytest.FixtureRequest) -> Callable[[str, Callable[[dict[str, str]], Any]], Iterator[Any]]:
     """``yield from started_ahead(name, make)`` in the fixture ``name`` that its module lists in ``AHEAD``: the value
     ``make`` made in the background (made here and now if it was not started), then its teardown."""
     ahead = request.config.stash.get(_AHEAD, {})
 
-    def fixture(name: str, make: Callable[[], Any]) -> Iterator[Any]:
+    def fixture(name: str, make: Callable[[dict[str, str]], Any]) -> Iterator[Any]:
         done = ahead.get(name)
-        value, teardown = _setup(make) if done is None else done.result()
+        value, teardown = _setup(make, dict(os.environ)) if done is None else done.result()
         try:
             yield value
         finally:

@@ -8,7 +8,6 @@ Ray recorded for the embedding actors and the probe trials, and what two actors 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -86,7 +85,7 @@ ray.shutdown()
 """
 
 
-def run_fake_gpu() -> dict[str, Any]:
+def run_fake_gpu(environ: dict[str, str]) -> dict[str, Any]:
     """The fake-GPU driver's RESULT (one Ray start for the tests of a node that declares a GPU). Started as soon as
     the tests are collected (``AHEAD``): its Ray starts and its run embeds and trains while the tests before this
     module run. On the rendered notes of ``rendered_notes`` (the same spec, rendered here: a fixture cannot be)."""
@@ -122,7 +121,7 @@ def run_fake_gpu() -> dict[str, Any]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}
         env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
         args = [sys.executable, "-c", DRIVER, str(tmp / "gpu.yaml"), str(tmp / "runs"), str(tmp / "store"), str(port)]
         r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500, check=False)

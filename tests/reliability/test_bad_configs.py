@@ -425,13 +425,15 @@ CASES: dict[str, tuple[Any, list[str]]] = {
 MANY = {"every_problem_in_one_run"}
 
 
-def _run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+def _run(
+    args: list[str], cwd: Path, environ: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     tmp = Path(tempfile.mkdtemp(prefix="rvcfg-"))
     try:
         res = subprocess.run(
             [sys.executable, "-m", "repeval.cli", *args],
             cwd=cwd,
-            env=cli_env(tmp),
+            env=cli_env(tmp, environ),
             capture_output=True,
             text=True,
             timeout=600,
@@ -462,11 +464,17 @@ print("RESULTS " + json.dumps(out))
 SEPARATE = ("dataset_key_typo", "missing_manifest", "impossible_pca_size")
 
 
-def _batch(jobs: dict[str, list[str]], cwd: Path) -> dict[str, tuple[subprocess.CompletedProcess, bool]]:
+def _batch(
+    jobs: dict[str, list[str]], cwd: Path, environ: dict[str, str]
+) -> dict[str, tuple[subprocess.CompletedProcess, bool]]:
     tmp = Path(tempfile.mkdtemp(prefix="rvcfg-"))
     try:
         res = subprocess.run(
-            [sys.executable, "-c", BATCH, json.dumps(jobs)], cwd=cwd, env=cli_env(tmp), capture_output=True, text=True
+            [sys.executable, "-c", BATCH, json.dumps(jobs)],
+            cwd=cwd,
+            env=cli_env(tmp, environ),
+            capture_output=True,
+            text=True,
         )
         assert res.returncode == 0, res.stderr[-3000:]
         assert "ray" not in os.listdir(tmp)
@@ -477,7 +485,7 @@ def _batch(jobs: dict[str, list[str]], cwd: Path) -> dict[str, tuple[subprocess.
     return {k: (subprocess.CompletedProcess(jobs[k], c, o, e), started) for k, (c, o, e, started) in results.items()}
 
 
-def run_cases() -> Iterator[dict[str, Any]]:
+def run_cases(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
     """Every case through ``validate`` and ``run``: ~20 ``repeval`` processes' start-up. Started as soon as the tests
     are collected (``AHEAD``), their waiting overlaps the tests before this module."""
     root = Path(tempfile.mkdtemp(prefix="rv-badcfg-"))
@@ -501,9 +509,11 @@ def run_cases() -> Iterator[dict[str, Any]]:
         batches["run"]["--debug"] = ["--debug", "run", str(root / "negative_patience.yaml")]
         out: dict[str, Any] = {"root": root}
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = {command: pool.submit(_batch, jobs, root) for command, jobs in batches.items()}
+            futures = {command: pool.submit(_batch, jobs, root, environ) for command, jobs in batches.items()}
             separate = {
-                (n, c): pool.submit(_run, [c, str(root / f"{n}.yaml")], root) for n in SEPARATE for c in batches
+                (n, c): pool.submit(_run, [c, str(root / f"{n}.yaml")], root, environ)
+                for n in SEPARATE
+                for c in batches
             }
             for command, fut in futures.items():
                 out[command] = fut.result()
