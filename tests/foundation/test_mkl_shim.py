@@ -10,8 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,20 +42,13 @@ def _run(env: dict[str, str]) -> tuple[int, float]:
     return int(flag), float(err)
 
 
-def _lib(tmp_path: Path, environ: dict[str, str] | None = None) -> Path:
-    """The shim built as scripts/setup.sh builds it (``python -m repeval.cpu build``), in ``environ`` (``os.environ``
-    by default)."""
-    environ = dict(os.environ if environ is None else environ)
-    if shutil.which("gcc", path=environ.get("PATH")) is None:
+def _lib(tmp_path: Path) -> Path:
+    """The shim built as scripts/setup.sh builds it (``python -m repeval.cpu build``)."""
+    if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the MKL shim (make mkl-shim); install gcc")
     lib = tmp_path / "lib" / "librepeval-mkl-intel-cpu.so"
     out = subprocess.run(
-        [sys.executable, "-m", "repeval.cpu", "build", "--output", str(lib)],
-        env=environ,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-m", "repeval.cpu", "build", "--output", str(lib)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stdout.strip() == str(lib), out.stderr
     assert not [p for p in lib.parent.iterdir() if p != lib]  # built under a temporary name, renamed into place
@@ -169,38 +160,17 @@ ray.shutdown()
 """
 
 
-def reexec_both(
-    environ: dict[str, str],
-) -> Iterator[tuple[subprocess.CompletedProcess, subprocess.CompletedProcess, Path]]:
-    """The re-executing program with the shim and without it, and the shim. Started as soon as the tests are collected
-    (``AHEAD``): its two embedded Rays start while the tests before this module run."""
-    tmp = Path(tempfile.mkdtemp(prefix="rv-mkl-"))
-    try:
-        lib = _lib(tmp, environ)
-        script = tmp / "prog.py"
-        script.write_text(REEXEC)
-        env = {k: v for k, v in environ.items() if k not in ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")}
-        # both processes at once: each starts an embedded Ray (~10 s, mostly waiting)
-        on, off = side_by_side(
-            ([sys.executable, str(script), "--x", "1"], {**env, "REPEVAL_MKL_SHIM": str(lib)}),
-            ([sys.executable, str(script)], {**env, "REPEVAL_MKL_SHIM": "0"}),
-            timeout=300,
-        )
-        yield on, off, lib
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-AHEAD = {"reexec_runs": reexec_both}
-
-
-@pytest.fixture(scope="module")
-def reexec_runs(started_ahead) -> Iterator[tuple[subprocess.CompletedProcess, subprocess.CompletedProcess, Path]]:
-    yield from started_ahead("reexec_runs", reexec_both)
-
-
-def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(reexec_runs) -> None:
-    on, off, lib = reexec_runs
+def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(tmp_path: Path) -> None:
+    lib = _lib(tmp_path)
+    script = tmp_path / "prog.py"
+    script.write_text(REEXEC)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")}
+    # both processes at once: each starts an embedded Ray (~10 s, mostly waiting)
+    on, off = side_by_side(
+        ([sys.executable, str(script), "--x", "1"], {**env, "REPEVAL_MKL_SHIM": str(lib)}),
+        ([sys.executable, str(script)], {**env, "REPEVAL_MKL_SHIM": "0"}),
+        timeout=300,
+    )
     assert on.returncode == 0, on.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in on.stdout.splitlines() if ": " in line)
     assert lines["driver"].startswith("Intel code path") and str(lib) in lines["driver"], on.stdout
