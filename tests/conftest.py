@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +80,84 @@ def rendered_notes(tmp_path_factory) -> Path:
     return render_dataset(
         out, RenderSpec(instruments=("piano", "violin", "trumpet", "flute"), notes_per_instrument=12, seed=1)
     )
+
+
+#: the fixtures started ahead of their tests (fixture name -> its coming value and teardown): see _start_ahead
+_AHEAD = pytest.StashKey[dict[str, Future]]()
+#: options by which a collected test may yet be left out of the run
+_SELECTING = ("keyword", "markexpr", "deselect", "lf", "stepwise")
+
+
+def _start_ahead(config: pytest.Config, item: pytest.Item) -> None:
+    """Start each fixture that ``item``'s module lists in its ``AHEAD`` and ``item`` uses, once, in a background
+    thread. ``AHEAD`` maps a fixture name to a function that returns the fixture's value, or yields it as a fixture
+    does (what follows the ``yield``, its teardown, runs when the fixture ends). Meant for work that is a subprocess of
+    its own (a Ray of its own, a batch of ``repeval`` processes): it overlaps the collection and the tests that run
+    before its module, on the core they leave idle, instead of adding its wall time.
+
+    The function's one argument is a copy of ``os.environ`` taken here, before any test runs: it gives that to every
+    process it starts (``env=``), and a working directory (``cwd=``), and reads neither from this process, whose
+    environment and directory the tests running meanwhile change (``monkeypatch.setenv``, ``chdir``)."""
+    ahead = config.stash.setdefault(_AHEAD, {})
+    for name, make in getattr(getattr(item, "module", None), "AHEAD", {}).items():
+        if name in getattr(item, "fixturenames", ()) and name not in ahead:
+            ahead[name] = _in_background(make, dict(os.environ))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # as soon as it is collected (the collection is one busy core: ~17 s of imports for the whole suite), unless an
+    # option may still leave it out
+    if not item.config.option.collectonly and not any(getattr(item.config.option, o, None) for o in _SELECTING):
+        _start_ahead(item.config, item)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly:
+        for item in session.items:
+            _start_ahead(session.config, item)
+
+
+def _setup(make: Callable[[dict[str, str]], Any], environ: dict[str, str]) -> tuple[Any, Iterator[Any] | None]:
+    """``make``'s value, and the generator whose next step is its teardown (``None``: it has none)."""
+    made = make(environ)
+    if inspect.isgenerator(made):
+        return next(made), made
+    return made, None
+
+
+#: one at a time, in the order their tests run: each is a Ray start or a batch of processes that keeps both cores busy
+#: (several Rays starting at once on 2 cores time out)
+_AHEAD_QUEUE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
+
+
+def _in_background(make: Callable[[dict[str, str]], Any], environ: dict[str, str]) -> Future:
+    return _AHEAD_QUEUE.submit(_setup, make, environ)  # the fixture re-raises what it raised in its test
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # a fixture started ahead whose tests did not run (-x, Ctrl-C) ends before the session does, its teardown run: its
+    # subprocesses and temporary files go with it; one not started yet never starts
+    for done in session.config.stash.get(_AHEAD, {}).values():
+        done.cancel()
+        with contextlib.suppress(BaseException):
+            _, teardown = done.result()
+            if teardown is not None:
+                next(teardown, None)
+
+
+@pytest.fixture(scope="session")
+def started_ahead(request: pytest.FixtureRequest) -> Callable[[str, Callable[[dict[str, str]], Any]], Iterator[Any]]:
+    """``yield from started_ahead(name, make)`` in the fixture ``name`` that its module lists in ``AHEAD``: the value
+    ``make`` made in the background (made here and now if it was not started), then its teardown."""
+    ahead = request.config.stash.get(_AHEAD, {})
+
+    def fixture(name: str, make: Callable[[dict[str, str]], Any]) -> Iterator[Any]:
+        done = ahead.get(name)
+        value, teardown = _setup(make, dict(os.environ)) if done is None else done.result()
+        try:
+            yield value
+        finally:
+            if teardown is not None:
+                next(teardown, None)
+
+    return fixture

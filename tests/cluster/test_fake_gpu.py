@@ -8,11 +8,11 @@ Ray recorded for the embedding actors and the probe trials, and what two actors 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import pytest
 from repeval.testing.configs import notes_dataset
 
 REPO = Path(__file__).resolve().parents[2]
+#: the instruments of the session's ``rendered_notes`` (tests/conftest.py)
+NOTES = ("piano", "violin", "trumpet", "flute")
 
 
 # The driver of the fake-GPU run: a node with num_gpus=1 and embed=1, the embed and train stages of a
@@ -83,17 +85,21 @@ ray.shutdown()
 """
 
 
-@pytest.fixture(scope="module")
-def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
-    """The fake-GPU driver's RESULT (one Ray start for the tests of a node that declares a GPU)."""
+def run_fake_gpu(environ: dict[str, str]) -> dict[str, Any]:
+    """The fake-GPU driver's RESULT (one Ray start for the tests of a node that declares a GPU). Started as soon as
+    the tests are collected (``AHEAD``): its Ray starts and its run embeds and trains while the tests before this
+    module run. On the rendered notes of ``rendered_notes`` (the same spec, rendered here: a fixture cannot be)."""
     import socket
 
     import yaml
 
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import RenderSpec
     from repeval.models.dummies import dummy_params
 
     tmp = Path(tempfile.mkdtemp(prefix="rv-gpu-", dir="/tmp"))  # short: Ray's unix sockets live under it
     try:
+        manifest = render_dataset(tmp / "notes", RenderSpec(instruments=NOTES, notes_per_instrument=12, seed=1))
         clmr = {"id": "clmr-v2", "params": dummy_params("clmr-v2", tmp), "batch_size": 4}
         cfg = {
             "run": {
@@ -104,7 +110,7 @@ def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
             "experiments": [
                 {
                     "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
-                    "datasets": [notes_dataset(rendered_notes, max_tracks=12)],
+                    "datasets": [notes_dataset(manifest, max_tracks=12)],
                     "embedding_models": [clmr],
                     "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
                     "metrics": ["accuracy"],
@@ -115,7 +121,7 @@ def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}
         env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
         args = [sys.executable, "-c", DRIVER, str(tmp / "gpu.yaml"), str(tmp / "runs"), str(tmp / "store"), str(port)]
         r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500, check=False)
@@ -125,6 +131,14 @@ def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+AHEAD = {"fake_gpu_run": run_fake_gpu}
+
+
+@pytest.fixture(scope="module")
+def fake_gpu_run(started_ahead) -> Iterator[dict[str, Any]]:
+    yield from started_ahead("fake_gpu_run", run_fake_gpu)
 
 
 def test_fake_gpu_node_activates_gpu_requests(fake_gpu_run: dict[str, Any]) -> None:

@@ -102,17 +102,17 @@ class LocalNode:
 class LocalCluster:
     """A Ray cluster of real processes on loopback: ``start_head()``, ``add_worker()``, ``ray job submit``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, environ: dict[str, str]) -> None:
         self.root = root
         self.nodes: list[LocalNode] = []
         self._worker_ips = (f"127.0.0.{i}" for i in range(3, 250))
         self._port_base = random.randrange(20000, 28000, 500)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}
         env.update(
             {
                 "RAY_AUTH_MODE": "disabled",  # explicit: the head enables token auth when a token file exists
                 "TMPDIR": str(root),  # Ray's default temp dir, Tune's lock files, repeval's staging dirs
-                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `python` in a job is this venv's
+                "PATH": f"{BIN}{os.pathsep}{environ.get('PATH', '')}",  # `python` in a job is this venv's
                 "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_agent_register_timeout_ms": "180000",  # slow agents on a busy 2-core machine
                 # a SIGKILLed node is found dead by the GCS's health checks: after 5 failed checks 3 s apart by
@@ -140,7 +140,9 @@ class LocalCluster:
         cmd = [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", "--node-ip-address", ip]
         cmd += [*args, "--object-store-memory", str(200 * 2**20), *self._ports()]
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         node = LocalNode(name, ip, proc, log)
         self.nodes.append(node)
         return node
@@ -312,21 +314,21 @@ class LocalCluster:
         ]
 
 
-@pytest.fixture(scope="module")
-def head_cluster() -> Iterator[LocalCluster]:
-    """One head node for the module's tests (a head start, with its dashboard and jobs API, costs ~10-15 s).
+def head_cluster_nodes(environ: dict[str, str]) -> Iterator[LocalCluster]:
+    """One head node for the module's tests (a head start, with its dashboard and jobs API, costs ~10-15 s: started as
+    soon as the tests are collected, ``AHEAD``, it starts while the tests before this module run).
 
     Ray's temp dir and every node's live in a short directory (unix socket paths are limited to 107 bytes).
     The nodes start Ray as cluster/*.yaml do, with LD_PRELOAD from `python -m repeval.cpu preload` (the MKL
     shim, built from the packaged source and named by REPEVAL_MKL_SHIM, so the check holds on any CPU).
     """
-    c = LocalCluster(Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp")))
+    c = LocalCluster(Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp")), environ)
     try:
         lib = c.root / "lib" / "librepeval-mkl-intel-cpu.so"
         cpu = [str(BIN / "python"), "-m", "repeval.cpu"]
-        subprocess.run([*cpu, "build", "--output", str(lib)], env=c.env, check=True, capture_output=True)
+        subprocess.run([*cpu, "build", "--output", str(lib)], env=c.env, cwd=REPO, check=True, capture_output=True)
         c.env["REPEVAL_MKL_SHIM"] = str(lib)
-        preload = subprocess.run([*cpu, "preload"], env=c.env, check=True, capture_output=True, text=True)
+        preload = subprocess.run([*cpu, "preload"], env=c.env, cwd=REPO, check=True, capture_output=True, text=True)
         c.env["LD_PRELOAD"] = preload.stdout.strip()
         assert c.env["LD_PRELOAD"] == str(lib)
         c.start_head(num_cpus=1)
@@ -338,6 +340,14 @@ def head_cluster() -> Iterator[LocalCluster]:
             p.kill()
         shutil.rmtree(c.root, ignore_errors=True)
         assert not left, f"processes left running: {left}"
+
+
+AHEAD = {"head_cluster": head_cluster_nodes}
+
+
+@pytest.fixture(scope="module")
+def head_cluster(started_ahead) -> Iterator[LocalCluster]:
+    yield from started_ahead("head_cluster", head_cluster_nodes)
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
-import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import MODELS, resolve_model
 from repeval.models._common import cut_windows, missing_modules, stub_modules
 from repeval.models.validate import ValidationReport, _run_checks, list_models
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _needs(*modules: str) -> pytest.MarkDecorator:
@@ -581,9 +585,25 @@ def test_numpy_mel_filterbank_is_librosas(sr, n_fft, n_mels, fmin, fmax):
 _MUSICNN_CLIP = ("librosa_examples/audio/Kevin_MacLeod_-_Vibe_Ace.ogg", 7.0, 0.05)
 
 
+def run_musicnn(environ: dict[str, str]) -> tuple[str, ...]:
+    """One fresh ``tf`` process for the musicnn tests (TensorFlow's import and a graph cost seconds): its lines.
+    Started as soon as the tests are collected (``AHEAD``): it runs while the tests before this module do."""
+    tmp = Path(tempfile.mkdtemp(prefix="rv-musicnn-"))
+    try:
+        return _musicnn_lines(REPO.parent / "shared" / "data", tmp, environ)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+AHEAD = {"musicnn_process": run_musicnn}
+
+
 @pytest.fixture(scope="module")
-def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
-    """One fresh ``tf`` process for the musicnn tests (TensorFlow's import and a graph cost seconds): its lines."""
+def musicnn_process(shared_data: Path, started_ahead) -> Iterator[tuple[str, ...]]:
+    yield from started_ahead("musicnn_process", run_musicnn)
+
+
+def _musicnn_lines(shared_data: Path, tmp: Path, environ: dict[str, str]) -> tuple[str, ...]:
     rel, seconds, gain = _MUSICNN_CLIP
     code = (
         "import os, sys, numpy as np\n"
@@ -621,7 +641,7 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "from musicnn import models\n"
         "from musicnn.extractor import batch_data\n"
         f"audio = decode({str(shared_data / rel)!r}, 16000, {seconds}) * np.float32({gain})\n"
-        f"path = {str(tmp_path_factory.mktemp('musicnn') / 'clip.wav')!r}\n"
+        f"path = {str(tmp / 'clip.wav')!r}\n"
         "sf.write(path, audio, 16000, subtype='FLOAT')\n"
         "patches, _ = batch_data(path, 187, 187)\n"
         "g = tf.Graph()\n"
@@ -656,7 +676,7 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "from repeval.pipeline.partitions import model_geometry\n"
         "from repeval.pipeline.embedder import Embed\n"
         "from repeval.pipeline.stages import DecodeDeform\n"
-        f"long = {str(tmp_path_factory.mktemp('musicnn') / 'long.wav')!r}\n"
+        f"long = {str(tmp / 'long.wav')!r}\n"
         "sf.write(long, 0.2 * rng.standard_normal(16000 * 16).astype(np.float32), 16000, subtype='FLOAT')\n"
         "cfg = EmbeddingModelConfig(id='msd-musicnn', params={'chunk_s': 6.0})\n"
         "emb = Embed(cfg, keep_frames=True)\n"
@@ -680,11 +700,11 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "        counts.append((len(m.embed(np.zeros(n, np.float32) + 0.01)), g.count(n)))\n"
         "print('COUNTS', all(a == b for a, b in counts), counts)\n"
     )
-    env = {**os.environ, "REPEVAL_MODEL_THREADS": "1"}
+    env = {**environ, "REPEVAL_MODEL_THREADS": "1"}
     env.pop("TF_NUM_INTRAOP_THREADS", None)
     env.pop("TF_NUM_INTEROP_THREADS", None)
     r = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
     )
     assert r.returncode == 0, r.stderr[-2000:]
     return tuple(r.stdout.strip().splitlines())

@@ -103,10 +103,11 @@ def write_config(path: Path, root: Path, experiments: list[dict], run_id: str = 
     return path
 
 
-def cli_env(tmp: Path) -> dict[str, str]:
+def cli_env(tmp: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The CLI's environment: embedded Ray (no RAY_ADDRESS), auth off, unbuffered output, a short TMPDIR
-    (Ray's socket paths under pytest's long tmp paths exceed the 107-byte AF_UNIX limit)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    (Ray's socket paths under pytest's long tmp paths exceed the 107-byte AF_UNIX limit); made from ``environ``
+    (``os.environ`` by default)."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if not k.startswith("RAY_ADDRESS")}
     # PYTHONPATH: the checkout's package wins over whatever an (editable) install maps outside it
     pythonpath = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(

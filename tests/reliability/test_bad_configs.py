@@ -16,9 +16,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -423,13 +425,15 @@ CASES: dict[str, tuple[Any, list[str]]] = {
 MANY = {"every_problem_in_one_run"}
 
 
-def _run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+def _run(
+    args: list[str], cwd: Path, environ: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     tmp = Path(tempfile.mkdtemp(prefix="rvcfg-"))
     try:
         res = subprocess.run(
             [sys.executable, "-m", "repeval.cli", *args],
             cwd=cwd,
-            env=cli_env(tmp),
+            env=cli_env(tmp, environ),
             capture_output=True,
             text=True,
             timeout=600,
@@ -460,11 +464,17 @@ print("RESULTS " + json.dumps(out))
 SEPARATE = ("dataset_key_typo", "missing_manifest", "impossible_pca_size")
 
 
-def _batch(jobs: dict[str, list[str]], cwd: Path) -> dict[str, tuple[subprocess.CompletedProcess, bool]]:
+def _batch(
+    jobs: dict[str, list[str]], cwd: Path, environ: dict[str, str]
+) -> dict[str, tuple[subprocess.CompletedProcess, bool]]:
     tmp = Path(tempfile.mkdtemp(prefix="rvcfg-"))
     try:
         res = subprocess.run(
-            [sys.executable, "-c", BATCH, json.dumps(jobs)], cwd=cwd, env=cli_env(tmp), capture_output=True, text=True
+            [sys.executable, "-c", BATCH, json.dumps(jobs)],
+            cwd=cwd,
+            env=cli_env(tmp, environ),
+            capture_output=True,
+            text=True,
         )
         assert res.returncode == 0, res.stderr[-3000:]
         assert "ray" not in os.listdir(tmp)
@@ -475,35 +485,50 @@ def _batch(jobs: dict[str, list[str]], cwd: Path) -> dict[str, tuple[subprocess.
     return {k: (subprocess.CompletedProcess(jobs[k], c, o, e), started) for k, (c, o, e, started) in results.items()}
 
 
+def run_cases(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Every case through ``validate`` and ``run``: ~20 ``repeval`` processes' start-up. Started as soon as the tests
+    are collected (``AHEAD``), their waiting overlaps the tests before this module."""
+    root = Path(tempfile.mkdtemp(prefix="rv-badcfg-"))
+    try:
+        write_good(root / "a.wav")
+        (root / "manifest.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+        (root / "empty.csv").write_text("track_id,audio_path,label\n")
+        (root / "zero.csv").write_bytes(b"")
+        (root / "semicolon.csv").write_text("track_id;audio_path;label\na;a.wav;x\n")
+        batches: dict[str, dict[str, list[str]]] = {"validate": {}, "run": {}}
+        for name, (mutate, _) in CASES.items():
+            path = root / f"{name}.yaml"
+            if isinstance(mutate, str):
+                path.write_text(mutate)
+            else:
+                d = copy.deepcopy(_base(root))
+                text = mutate(d)  # a text edit of the YAML, or None (d changed)
+                path.write_text(text if isinstance(text, str) else yaml.safe_dump(d, sort_keys=False))
+            for command in batches:
+                batches[command][name] = [command, str(path)]
+        batches["run"]["--debug"] = ["--debug", "run", str(root / "negative_patience.yaml")]
+        out: dict[str, Any] = {"root": root}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {command: pool.submit(_batch, jobs, root, environ) for command, jobs in batches.items()}
+            separate = {
+                (n, c): pool.submit(_run, [c, str(root / f"{n}.yaml")], root, environ)
+                for n in SEPARATE
+                for c in batches
+            }
+            for command, fut in futures.items():
+                out[command] = fut.result()
+            out["separate"] = {k: f.result() for k, f in separate.items()}
+        yield out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+AHEAD = {"outcomes": run_cases}
+
+
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, Any]:
-    """Every case through ``validate`` and ``run``."""
-    root = tmp_path_factory.mktemp("badcfg")
-    write_good(root / "a.wav")
-    (root / "manifest.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
-    (root / "empty.csv").write_text("track_id,audio_path,label\n")
-    (root / "zero.csv").write_bytes(b"")
-    (root / "semicolon.csv").write_text("track_id;audio_path;label\na;a.wav;x\n")
-    batches: dict[str, dict[str, list[str]]] = {"validate": {}, "run": {}}
-    for name, (mutate, _) in CASES.items():
-        path = root / f"{name}.yaml"
-        if isinstance(mutate, str):
-            path.write_text(mutate)
-        else:
-            d = copy.deepcopy(_base(root))
-            text = mutate(d)  # a text edit of the YAML, or None (d changed)
-            path.write_text(text if isinstance(text, str) else yaml.safe_dump(d, sort_keys=False))
-        for command in batches:
-            batches[command][name] = [command, str(path)]
-    batches["run"]["--debug"] = ["--debug", "run", str(root / "negative_patience.yaml")]
-    out: dict[str, Any] = {"root": root}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {command: pool.submit(_batch, jobs, root) for command, jobs in batches.items()}
-        separate = {(n, c): pool.submit(_run, [c, str(root / f"{n}.yaml")], root) for n in SEPARATE for c in batches}
-        for command, fut in futures.items():
-            out[command] = fut.result()
-        out["separate"] = {k: f.result() for k, f in separate.items()}
-    return out
+def outcomes(started_ahead) -> Iterator[dict[str, Any]]:
+    yield from started_ahead("outcomes", run_cases)
 
 
 def _check(res: subprocess.CompletedProcess, name: str) -> None:

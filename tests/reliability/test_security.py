@@ -9,7 +9,12 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -288,37 +293,56 @@ def test_token_file_is_made_private(tmp_path):
     assert not restrict_token_file(token)  # already private: left alone
 
 
-def test_embedded_ray_runs_with_token_authentication_and_a_private_token(tmp_path):
+def embedded_ray_with_token(environ: dict[str, str]) -> Iterator[tuple[subprocess.CompletedProcess, Path]]:
+    """A real embedded Ray in a fresh home directory with ``RAY_AUTH_MODE`` unset (what ``make run`` starts): its
+    output and the home directory. Started as soon as the tests are collected (``AHEAD``): its Ray starts while the
+    tests before this module run."""
+    home = Path(tempfile.mkdtemp(prefix="rv-home-"))
+    try:
+        script = (
+            "import os, subprocess, sys; os.umask(0o022)\n"
+            "import ray\n"
+            "from repeval.ray_utils import _kill_monitor, init_ray\n"
+            "init_ray(num_cpus=1, object_store_memory=80 * 2**20)\n"
+            "print('RESULT', ray.get(ray.remote(lambda: 7).remote()))\n"
+            "print('WORKER_MODE', ray.get(ray.remote(lambda: os.environ.get('RAY_AUTH_MODE')).remote()))\n"
+            "intruder = 'import ray; ray.init(address=%r); print(\"CONNECTED\")' % ray.get_runtime_context().gcs_address\n"
+            # refused at once: no need for Ray's 20 connection attempts a second apart (a refused token stays refused)
+            "env = {**os.environ, 'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': '0' * 64, 'RAY_NUM_REDIS_GET_RETRIES': '2'}\n"
+            "r = subprocess.run([sys.executable, '-c', intruder], env=env, capture_output=True, text=True, timeout=120)\n"
+            "print('INTRUDER', 'CONNECTED' in r.stdout, 'AuthenticationError' in r.stderr or 'InvalidAuthToken' in r.stderr)\n"
+            # the monitor first, as a `repeval` command's exit does: Ray's shutdown waits a second for it otherwise
+            "_kill_monitor()\n"
+            "ray.shutdown()\n"
+        )
+        env = {k: v for k, v in environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+        env["HOME"] = str(home)
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        yield out, home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+AHEAD = {"token_ray": embedded_ray_with_token}
+
+
+@pytest.fixture(scope="module")
+def token_ray(started_ahead) -> Iterator[tuple[subprocess.CompletedProcess, Path]]:
+    yield from started_ahead("token_ray", embedded_ray_with_token)
+
+
+def test_embedded_ray_runs_with_token_authentication_and_a_private_token(token_ray):
     """A real embedded Ray in a fresh home directory with ``RAY_AUTH_MODE`` unset (what ``make run`` starts): token
     authentication is on (a client holding another token is refused), the token ``init_ray`` created is 0600 under
     a 022 umask (Ray writes its own with the umask), and Ray's "Token authentication is enabled ... opt out"
     WARNING, which it logs when it picks the mode itself, is not printed."""
-    import subprocess
-    import sys
-
-    script = (
-        "import os, subprocess, sys; os.umask(0o022)\n"
-        "import ray\n"
-        "from repeval.ray_utils import _kill_monitor, init_ray\n"
-        "init_ray(num_cpus=1, object_store_memory=80 * 2**20)\n"
-        "print('RESULT', ray.get(ray.remote(lambda: 7).remote()))\n"
-        "print('WORKER_MODE', ray.get(ray.remote(lambda: os.environ.get('RAY_AUTH_MODE')).remote()))\n"
-        "intruder = 'import ray; ray.init(address=%r); print(\"CONNECTED\")' % ray.get_runtime_context().gcs_address\n"
-        # refused at once: no need for Ray's 20 connection attempts a second apart (a refused token stays refused)
-        "env = {**os.environ, 'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': '0' * 64, 'RAY_NUM_REDIS_GET_RETRIES': '2'}\n"
-        "r = subprocess.run([sys.executable, '-c', intruder], env=env, capture_output=True, text=True, timeout=120)\n"
-        "print('INTRUDER', 'CONNECTED' in r.stdout, 'AuthenticationError' in r.stderr or 'InvalidAuthToken' in r.stderr)\n"
-        # the monitor first, as a `repeval` command's exit does: Ray's shutdown waits a second for it otherwise
-        "_kill_monitor()\n"
-        "ray.shutdown()\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_AUTH_TOKEN")}
-    env["HOME"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    out, home = token_ray
     assert "RESULT 7" in out.stdout, out.stderr[-2000:]
     assert "WORKER_MODE token" in out.stdout, out.stdout
     assert "INTRUDER False True" in out.stdout, (out.stdout, out.stderr[-2000:])
-    token = tmp_path / ".ray" / "auth_token"
+    token = home / ".ray" / "auth_token"
     assert token.stat().st_mode & 0o777 == 0o600
     assert len(token.read_text()) == 64 and int(token.read_text(), 16) >= 0  # 256 bits, hex, as Ray's own
     assert "Token authentication is enabled for this Ray cluster" not in out.stderr, out.stderr[-2000:]
