@@ -1180,3 +1180,20 @@ def test_store_ls_and_show_warn_of_a_stray_file_at_any_depth(tmp_path):
         "stray.txt, x/y/stray.txt — a plain Parquet reader of a partition (pq.read_table, duckdb) stops on one in the "
         "partition's folder: move them out of the store\n"
     ), show.stderr
+
+
+def test_a_store_under_a_folder_named_like_an_access_denied_error_is_read_as_usual(tmp_path):
+    """A bucket's refusal is told by its words in the error (AccessDenied, HTTP status 403): a store under a folder
+    named so — its name in every error about a file there — had every missing manifest read as refused, each
+    incomplete partition `unreadable` (exit 1) and a run stopped; the error's quoted paths are not read now."""
+    from repeval.cli import app
+    from repeval.cloud_reach import refused
+
+    root = tmp_path / "AccessDenied-audit" / "s"
+    part = _write(EmbeddingStore(str(root)), ["a", "b"])  # stamped, no manifest: incomplete
+    assert not part.complete
+    ls = CliRunner().invoke(app, ["store", "ls", str(root)])
+    assert ls.exit_code == 0 and re.search(r"ds/m/clean\s+incomplete\s+2", ls.stdout), ls.output
+    with pytest.raises(OSError) as raised:  # not FileNotFoundError: pyarrow's plain OSError, the path quoted
+        part.fs.open_input_stream(part.path)
+    assert not refused(raised.value), raised.value
