@@ -1197,3 +1197,45 @@ def test_a_store_under_a_folder_named_like_an_access_denied_error_is_read_as_usu
     with pytest.raises(OSError) as raised:  # not FileNotFoundError: pyarrow's plain OSError, the path quoted
         part.fs.open_input_stream(part.path)
     assert not refused(raised.value), raised.value
+
+
+def test_store_ls_of_a_folder_with_no_partition_tells_no_one_to_move_its_files(tmp_path):
+    """`repeval store ls` of a folder that holds no partition (a run directory given as the store, a dataset's
+    folder) said "no partitions" and warned that its files were none of the store's: "move them out of the store" —
+    the user's run files or audio. A folder with no partition is no store: its files are not called stray. And a stray
+    file outside the partitions' folders was said to stop a plain Parquet reader of a partition: it does not."""
+    from repeval.cli import app
+
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    for name in ("config.yaml", "status.json"):
+        (run / name).write_text("x")
+    ls = CliRunner().invoke(app, ["store", "ls", str(tmp_path / "runs")])
+    assert ls.exit_code == 0 and ls.stdout == f"{tmp_path / 'runs'}: no partitions\n" and ls.stderr == "", ls.output
+    # in a store, a stray file beside the partitions' folders is said without what a Parquet reader of a partition
+    # does (it reads none of those)
+    root = tmp_path / "s"
+    _write(EmbeddingStore(str(root)), ["a"])
+    (root / "ds" / "notes.txt").write_text("x")
+    ls = CliRunner().invoke(app, ["store", "ls", str(root)])
+    assert ls.exit_code == 0 and ls.stderr == (
+        f"warning: 1 file in {root} is none of the store's (repeval neither writes nor reads it): ds/notes.txt: move "
+        "it out of the store\n"
+    ), ls.output
+
+
+def test_store_show_of_a_partition_folder_names_the_store_and_the_partition(tmp_path):
+    """`repeval store show STORE/DATASET/MODEL/SCENARIO` (a partition's own folder, as `ls` or a file browser shows
+    it) was told it "is not a partition: name the partition after it (`repeval store show STORE/ds/m/clean
+    DATASET/MODEL/SCENARIO`)" — a command that cannot work; it is told the command that shows it."""
+    from repeval.cli import app
+
+    root = tmp_path / "s"
+    _write(EmbeddingStore(str(root)), ["a"]).finish({"dataset": "ds"})
+    res = CliRunner().invoke(app, ["store", "show", f"{root}/ds/m/clean/"])
+    assert res.exit_code == 1 and res.stderr == (
+        f"error: {root}/ds/m/clean/ is the folder of the store partition ds/m/clean: give the store, then the "
+        f"partition (`repeval store show {root} ds/m/clean`)\n"
+    ), res.output
+    shown = CliRunner().invoke(app, ["store", "show", str(root), "ds/m/clean", "--rows", "0"])
+    assert shown.exit_code == 0, shown.output
