@@ -214,7 +214,8 @@ def store_rm(
 def _not_a_partition(given: str, folder: Any) -> str:
     """What ``store show GIVEN`` is told when GIVEN, a URI or an absolute path, is a folder (``folder``: it opened as a
     store) rather than a partition of the default store: the command that shows the partition when it is a partition's
-    own folder (``STORE/DATASET/MODEL/SCENARIO``), else to name the partition after it."""
+    own folder (``STORE/DATASET/MODEL/SCENARIO``); to give the store when it holds no partition; else to name the
+    partition after it."""
     from repeval.store.inspect import holds_partition
 
     path, query, rest = given.partition("?")
@@ -229,6 +230,12 @@ def _not_a_partition(given: str, folder: Any) -> str:
         return (
             f"{given} is the folder of the store partition {name}: give the store, then the partition (`repeval store "
             f"show {store} {name}`)"
+        )
+    if not any(holds_partition(folder.fs, p.path) for p in folder.partitions()):  # a run's folder, a dataset's
+        return (
+            f"{given} holds no store partition (no DATASET/MODEL/SCENARIO folder with part-*.parquet, _stamp.json or "
+            "_manifest.json): give the embedding store (a configuration's run.store, `store` by default), then the "
+            "partition (`repeval store show STORE DATASET/MODEL/SCENARIO`)"
         )
     quoted = shlex.quote(given)
     return (

@@ -1227,7 +1227,8 @@ def test_store_ls_of_a_folder_with_no_partition_tells_no_one_to_move_its_files(t
 def test_store_show_of_a_partition_folder_names_the_store_and_the_partition(tmp_path):
     """`repeval store show STORE/DATASET/MODEL/SCENARIO` (a partition's own folder, as `ls` or a file browser shows
     it) was told it "is not a partition: name the partition after it (`repeval store show STORE/ds/m/clean
-    DATASET/MODEL/SCENARIO`)" — a command that cannot work; it is told the command that shows it."""
+    DATASET/MODEL/SCENARIO`)" — a command that cannot work; it is told the command that shows it. A folder holding no
+    partition was told the same: it is told to give the store."""
     from repeval.cli import app
 
     root = tmp_path / "s"
@@ -1239,3 +1240,12 @@ def test_store_show_of_a_partition_folder_names_the_store_and_the_partition(tmp_
     ), res.output
     shown = CliRunner().invoke(app, ["store", "show", str(root), "ds/m/clean", "--rows", "0"])
     assert shown.exit_code == 0, shown.output
+    # a folder that holds no partition (a run directory, a dataset's) is no store: not told to name one after it
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("x")
+    res = CliRunner().invoke(app, ["store", "show", str(tmp_path / "run")])
+    assert res.exit_code == 1 and " ".join(res.stderr.split()) == (
+        f"error: {tmp_path / 'run'} holds no store partition (no DATASET/MODEL/SCENARIO folder with part-*.parquet, "
+        "_stamp.json or _manifest.json): give the embedding store (a configuration's run.store, `store` by default), "
+        "then the partition (`repeval store show STORE DATASET/MODEL/SCENARIO`)"
+    ), res.output

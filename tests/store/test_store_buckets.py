@@ -183,7 +183,7 @@ def test_a_gs_manifest_the_bucket_refuses_names_the_google_credentials_not_the_f
 def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
     """`repeval store show s3://bucket/nope` (a store URI, no partition) read it as a partition of the default store
     and said "no embedding store at store (…)", naming neither the URI nor the fix; a URI with no store is now named,
-    and one that is a folder but no store is said to need the partition after it."""
+    and one that is a folder but no store is said to hold no partition, the store to be given."""
     nope = f"s3://repeval/nope{s3['query']}"
     res = CliRunner().invoke(app, ["store", "show", nope])
     assert res.exit_code == 1 and res.stderr == (
@@ -195,9 +195,7 @@ def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
     notes = f"s3://repeval/notes{s3['query']}"
     res = CliRunner().invoke(app, ["store", "show", notes])
     said = " ".join(res.stderr.split())
-    assert res.exit_code == 1 and said.startswith(f"error: {notes} is not a partition: name the partition after it"), (
-        said
-    )
+    assert res.exit_code == 1 and said.startswith(f"error: {notes} holds no store partition"), said
 
 
 def test_a_gs_store_or_runs_directory_out_of_reach_is_given_up_on_soon(monkeypatch: pytest.MonkeyPatch) -> None:
