@@ -1217,6 +1217,8 @@ def test_store_ls_of_a_folder_with_no_partition_tells_no_one_to_move_its_files(t
     root = tmp_path / "s"
     _write(EmbeddingStore(str(root)), ["a"])
     (root / "ds" / "notes.txt").write_text("x")
+    (root / "tune" / "exp" / "trial").mkdir(parents=True)  # listed as `not a partition`: its files not named again
+    (root / "tune" / "exp" / "trial" / "result.json").write_text("x")
     ls = CliRunner().invoke(app, ["store", "ls", str(root)])
     assert ls.exit_code == 0 and ls.stderr == (
         f"warning: 1 file in {root} is none of the store's (repeval neither writes nor reads it): ds/notes.txt: move "
