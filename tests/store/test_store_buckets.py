@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -139,45 +140,89 @@ def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the
     ), info
 
 
-def test_a_gs_manifest_the_bucket_refuses_names_the_google_credentials_not_the_file_owner() -> None:
-    """google-cloud-cpp's PERMISSION_DENIED comes from pyarrow as a ``PermissionError`` (errno 13), as the local disk's
-    does: a ``gs://`` manifest this user may not read said "permission denied — … check its owner and permissions
-    (`ls -l`)", a local file's fix. It is "access denied" now, the Google credentials to check. (A stand-in for the
-    GCS JSON API on 127.0.0.1, reached by pyarrow's own client: the manifest refused, no object found else.)"""
-    import datetime as dt
+@contextlib.contextmanager
+def _stand_in(answer: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 standing in for a cloud storage API, reached by pyarrow's own client: each request
+    (method, path) is answered ``answer``'s (status, headers, body); yields its ``host:port``."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Gcs(BaseHTTPRequestHandler):
+    class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-        def do_GET(self) -> None:  # http.server calls it by this name
-            code = 403 if "_manifest.json" in self.path else 200 if "/o?" in self.path else 404
-            body = json.dumps({"error": {"code": code, "message": "anon may not"}} if code != 200 else {}).encode()
+        def _answer(self) -> None:
+            code, headers, body = answer(self.command, self.path)
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gcs)
+        do_GET = do_HEAD = _answer  # http.server calls them by these names
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_a_gs_manifest_the_bucket_refuses_names_the_google_credentials_not_the_file_owner() -> None:
+    """google-cloud-cpp's PERMISSION_DENIED comes from pyarrow as a ``PermissionError`` (errno 13), as the local disk's
+    does: a ``gs://`` manifest this user may not read said "permission denied — … check its owner and permissions
+    (`ls -l`)", a local file's fix. It is "access denied" now, the Google credentials to check. (The GCS JSON API
+    stood in for: the manifest refused, no object found else.)"""
+    import datetime as dt
+
+    def gcs(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        code = 403 if "_manifest.json" in path else 200 if "/o?" in path else 404
+        body = json.dumps({"error": {"code": code, "message": "anon may not"}} if code != 200 else {}).encode()
+        return code, {"Content-Type": "application/json"}, body
+
+    with _stand_in(gcs) as host:
         fs = pafs.GcsFileSystem(
-            anonymous=True, endpoint_override=f"127.0.0.1:{server.server_address[1]}", scheme="http",
-            retry_time_limit=dt.timedelta(seconds=1),
-        )  # fmt: skip
+            anonymous=True, endpoint_override=host, scheme="http", retry_time_limit=dt.timedelta(seconds=1)
+        )
         part = EmbeddingStore("bkt/store", filesystem=fs, create=False, must_exist=False).partition("ds", "m", "clean")
         with pytest.raises(PermissionError) as said:
             part.complete  # noqa: B018
-    finally:
-        server.shutdown()
     assert str(said.value) == (
         "bkt/store/ds/m/clean: access denied — this user may not read it: check the Google credentials "
         "(GOOGLE_APPLICATION_CREDENTIALS, or the node's service account) on this machine (on a cluster, every node's) "
         "and that they may list and read the bucket (docs/cluster.md)"
     )
+
+
+def test_an_azure_refusal_is_access_denied_naming_the_azure_credentials() -> None:
+    """Azure's AuthorizationPermissionMismatch (a plain OSError, "Azure Error: [AuthorizationPermissionMismatch] 403
+    Forbidden", the blob's URL quoted) was refused, its fix "the storage's credentials"; the Azure credentials are
+    named now. (Azure's blob API stood in for, refusing every request.)"""
+    import base64
+
+    from repeval.cloud_reach import refusal, refused
+
+    def azure(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        denied = {"x-ms-error-code": "AuthorizationPermissionMismatch"}  # a HEAD: no XML type (the SDK aborts)
+        if method == "HEAD":
+            return 403, denied, b""
+        body = b"<?xml version='1.0'?><Error><Code>AuthorizationPermissionMismatch</Code></Error>"
+        return 403, {**denied, "Content-Type": "application/xml"}, body
+
+    with _stand_in(azure) as host:
+        fs = pafs.AzureFileSystem(
+            account_name="acct", account_key=base64.b64encode(b"k" * 32).decode(), blob_storage_authority=host,
+            dfs_storage_authority=host, blob_storage_scheme="http", dfs_storage_scheme="http",
+        )  # fmt: skip
+        with pytest.raises(OSError) as raised:
+            fs.open_input_stream("box/store/ds/m/clean/_manifest.json")
+    assert refused(raised.value) and refusal(raised.value) == (
+        "access denied",
+        "this user may not read it: check the Azure credentials (the account key or SAS token, or the node's managed "
+        "identity) on this machine (on a cluster, every node's) and that they may list and read the bucket "
+        "(docs/cluster.md)",
+    ), raised.value
 
 
 def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
