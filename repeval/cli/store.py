@@ -140,7 +140,7 @@ def store_show(
         )
         if alone is not None:  # the store, read as a partition of the default store `store`
             raise ValueError(alone)
-        if len(target) == 1 and root is None and (target[0].startswith(("/", "~")) or is_uri(target[0])):
+        if len(target) == 1 and root is None and (target[0].startswith(("/", "~", ".")) or is_uri(target[0])):
             given = open_store(target[0], None)  # a store root, not a partition: none there is said naming it
             raise ValueError(_not_a_partition(target[0], given))
         store = open_store(target[0] if len(target) == 2 else None, root)

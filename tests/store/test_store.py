@@ -1226,7 +1226,7 @@ def test_store_ls_of_a_folder_with_no_partition_tells_no_one_to_move_its_files(t
     ), ls.output
 
 
-def test_store_show_of_a_partition_folder_names_the_store_and_the_partition(tmp_path):
+def test_store_show_of_a_partition_folder_names_the_store_and_the_partition(tmp_path, monkeypatch):
     """`repeval store show STORE/DATASET/MODEL/SCENARIO` (a partition's own folder, as `ls` or a file browser shows
     it) was told it "is not a partition: name the partition after it (`repeval store show STORE/ds/m/clean
     DATASET/MODEL/SCENARIO`)" — a command that cannot work; it is told the command that shows it. A folder holding no
@@ -1242,6 +1242,10 @@ def test_store_show_of_a_partition_folder_names_the_store_and_the_partition(tmp_
     ), res.output
     shown = CliRunner().invoke(app, ["store", "show", str(root), "ds/m/clean", "--rows", "0"])
     assert shown.exit_code == 0, shown.output
+    with monkeypatch.context() as m:  # relative to the current folder: ./ as an absolute path is read
+        m.chdir(tmp_path)
+        res = CliRunner().invoke(app, ["store", "show", "./s/ds/m/clean"])
+    assert res.exit_code == 1 and res.stderr.endswith("(`repeval store show ./s ds/m/clean`)\n"), res.output
     # a folder that holds no partition (a run directory, a dataset's) is no store: not told to name one after it
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("x")
