@@ -212,7 +212,7 @@ def store_rm(
 
 
 def _not_a_partition(given: str, folder: Any) -> str:
-    """What ``store show GIVEN`` is told when GIVEN, a URI or an absolute path, is a folder (``folder``: it opened as a
+    """What ``store show GIVEN`` is told when GIVEN, a URI or an absolute or ./ path, is a folder (``folder``: it opened as a
     store) rather than a partition of the default store: the command that shows the partition when it is a partition's
     own folder (``STORE/DATASET/MODEL/SCENARIO``); to give the store when it holds no partition; else to name the
     partition after it."""
