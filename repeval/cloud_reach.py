@@ -4,9 +4,11 @@ credentials waited that long for a ``gs://`` manifest or audio file before the e
 shorter limit unless it sets its own ``retry_limit_seconds`` (a store or runs directory's filesystem: :func:`filesystem`)
 — and the first line of the error (:func:`error_line`); what to say and to check when a bucket's client fails
 (:func:`bucket_error`); whether an error says the file may not be read rather than that it is missing, on any
-filesystem (:func:`refused`), and its fix (:func:`may_not_read_here`)."""
+filesystem (:func:`refused`), and what to say of it (:func:`refusal`)."""
 
 from __future__ import annotations
+
+import re
 
 import pyarrow.fs as pafs
 
@@ -61,40 +63,52 @@ _GCS = (
 )
 
 
-#: what an object store's client (pyarrow raises a plain ``OSError``) says of a request this user may not make: AWS's
-#: ACCESS_DENIED (an S3-compatible server's 403 without a body: "HTTP status 403"), google-cloud-cpp's PERMISSION_DENIED,
-#: Azure's AuthorizationPermissionMismatch — by what the error says, not by the filesystem's type
+#: what an object store's client says of a request this user may not make, when pyarrow raises a plain ``OSError``:
+#: AWS's ACCESS_DENIED (an S3-compatible server's 403 without a body: "HTTP status 403"), Azure's
+#: AuthorizationPermissionMismatch — by what the error says, not by the filesystem's type (google-cloud-cpp's
+#: PERMISSION_DENIED comes as a ``PermissionError``, errno 13)
 _DENIED_MARKS = (
     "ACCESS_DENIED", "AccessDenied", "PERMISSION_DENIED", "AuthorizationPermissionMismatch", "AuthorizationFailure",
     "HTTP status 403", "status code 403", "403 Forbidden",
 )  # fmt: skip
 
+#: each bucket client's mark in its errors (pyarrow's words), and the credentials a refusal of it says to check
+_CREDENTIALS = (
+    ("AWS Error", "the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role)"),
+    ("google::cloud", "the Google credentials (GOOGLE_APPLICATION_CREDENTIALS, or the node's service account)"),
+    ("Azure Error", "the Azure credentials (the account key or SAS token, or the node's managed identity)"),
+)  # fmt: skip
+
 
 def refused(exc: BaseException) -> bool:
-    """Whether ``exc`` says this user may not read (or list) the file: a ``PermissionError`` (the local disk), or any
-    pyarrow filesystem's error saying so in its own words (:data:`_DENIED_MARKS`) — not that the file is missing."""
+    """Whether ``exc`` says this user may not read (or list) the file: a ``PermissionError`` (the local disk,
+    ``gs://``), or any pyarrow filesystem's error saying so in its own words (:data:`_DENIED_MARKS`) — not that the
+    file is missing, nor a path that happens to hold those words (what the error quotes is not read)."""
     if isinstance(exc, PermissionError):
         return True
-    return isinstance(exc, OSError) and any(mark in str(exc) for mark in _DENIED_MARKS)
+    if not isinstance(exc, OSError) or isinstance(exc, FileNotFoundError):
+        return False
+    return any(mark in _unquoted(exc) for mark in _DENIED_MARKS)
 
 
-def may_not_read_here(exc: BaseException) -> str:
-    """The fix of a file or folder this user may not read, for the error ``exc`` :func:`refused` said so of: on the
-    local disk its owner and permissions; on a bucket the credentials this machine uses for it."""
+def _unquoted(exc: BaseException) -> str:
+    """``exc``'s message without what it quotes: the paths, keys and buckets it names (a folder named AccessDenied)."""
+    return re.sub(r"'[^']*'", "''", str(exc))
+
+
+def refusal(exc: BaseException) -> tuple[str, str]:
+    """``(why, fix)`` of a file or folder this user may not read, for the error ``exc`` :func:`refused` said so of: on
+    the local disk ``permission denied`` and its owner and permissions; on a bucket ``access denied`` and the
+    credentials this machine uses for it."""
     from repeval.run.files import may_not_read
 
-    if isinstance(exc, PermissionError):
-        return may_not_read()
-    text = str(exc)
-    if "AWS Error" in text:
-        creds = "the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role)"
-    elif "google::cloud" in text:
-        creds = "the Google credentials (GOOGLE_APPLICATION_CREDENTIALS, or the node's service account)"
-    else:
-        creds = "the storage's credentials"
-    return (
-        f"this user may not read it: check {creds} on this machine (on a cluster, every node's) and that they may "
-        "list and read the bucket (docs/cluster.md)"
+    text = _unquoted(exc)
+    creds = next((c for mark, c in _CREDENTIALS if mark in text), None)
+    if creds is None and isinstance(exc, PermissionError):
+        return "permission denied", may_not_read()
+    return "access denied", (
+        f"this user may not read it: check {creds or 'the storage credentials'} on this machine (on a cluster, every "
+        "node's) and that they may list and read the bucket (docs/cluster.md)"
     )
 
 

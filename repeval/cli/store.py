@@ -88,10 +88,11 @@ def store_ls(
             if info["unsettled"] is not None:
                 typer.echo(unsettled_note(part, info["unsettled"]), err=True)
         foreign = {i["partition"] for i in infos if i["state"] == NOT_A_PARTITION}  # each listed as such already
-        if not infos or len(foreign) < len(infos):  # not a runs directory given as the store: said as that
+        if len(foreign) < len(infos):  # a store: not a runs directory (said as that), nor a folder of no partition
             strays = [f for f in files if stray(f) and "/".join(f.split("/")[:3]) not in foreign]
             if strays:
-                typer.echo(stray_note(st.uri, sorted(strays)), err=True)
+                in_partition = any(f.count("/") >= 3 for f in strays)
+                typer.echo(stray_note(st.uri, sorted(strays), in_partition), err=True)
         damaged = [i["damage"] for i in infos if i["damage"]] + [unlisted_folder(st, f, e) for f, e in unlisted]
         for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
             typer.echo(message, err=True)
@@ -139,13 +140,9 @@ def store_show(
         )
         if alone is not None:  # the store, read as a partition of the default store `store`
             raise ValueError(alone)
-        if len(target) == 1 and root is None and (target[0].startswith(("/", "~")) or is_uri(target[0])):
-            open_store(target[0], None)  # a store root, not a partition: none there is said naming it, not `store`
-            quoted = shlex.quote(target[0])
-            raise ValueError(
-                f"{target[0]} is not a partition: name the partition after it (`repeval store show {quoted} "
-                f"DATASET/MODEL/SCENARIO`); `repeval store ls {quoted}` lists them"
-            )
+        if len(target) == 1 and root is None and (target[0].startswith(("/", "~", ".")) or is_uri(target[0])):
+            given = open_store(target[0], None)  # a store root, not a partition: none there is said naming it
+            raise ValueError(_not_a_partition(target[0], given))
         store = open_store(target[0] if len(target) == 2 else None, root)
         part = store.find(target[-1])
         typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
@@ -212,6 +209,39 @@ def store_rm(
         _rm_partitions(store, chosen, yes, StoreLock, command)
 
     _guard(go)
+
+
+def _not_a_partition(given: str, folder: Any) -> str:
+    """What ``store show GIVEN`` is told when GIVEN, a URI or an absolute or ./ path, is a folder (``folder``: it opened as a
+    store) rather than a partition of the default store: the command that shows the partition when it is a partition's
+    own folder (``STORE/DATASET/MODEL/SCENARIO``); to give the store when it holds no partition; else to name the
+    partition after it."""
+    from repeval.store.inspect import holds_partition
+
+    path, query, rest = given.partition("?")
+    parts = path.rstrip("/").rsplit("/", 3)
+    if (
+        len(parts) == 4
+        and parts[0] not in ("", "~")
+        and not parts[0].endswith(":/")
+        and holds_partition(folder.fs, folder.root)
+    ):
+        store, name = shlex.quote(parts[0] + query + rest), "/".join(parts[1:])
+        return (
+            f"{given} is the folder of the store partition {name}: give the store, then the partition (`repeval store "
+            f"show {store} {name}`)"
+        )
+    if not any(holds_partition(folder.fs, p.path) for p in folder.partitions()):  # a run's folder, a dataset's
+        return (
+            f"{given} holds no store partition (no DATASET/MODEL/SCENARIO folder with part-*.parquet, _stamp.json or "
+            "_manifest.json): give the embedding store (a configuration's run.store, `store` by default), then the "
+            "partition (`repeval store show STORE DATASET/MODEL/SCENARIO`)"
+        )
+    quoted = shlex.quote(given)
+    return (
+        f"{given} is not a partition: name the partition after it (`repeval store show {quoted} "
+        f"DATASET/MODEL/SCENARIO`); `repeval store ls {quoted}` lists them"
+    )
 
 
 def _looks_like_root(first: str) -> bool:

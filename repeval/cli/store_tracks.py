@@ -96,7 +96,7 @@ def settle_partitions(
     stuck: dict[str, str] = {}
     stuck_parts: list[str] = []
     unread = list(unread or [])
-    settled = 0
+    settled = failed = 0
     with StoreLock(store, run_id="repeval store settle", command=command):
         for part in parts:
             try:
@@ -104,6 +104,7 @@ def settle_partitions(
             except (OSError, DamagedPartFile) as exc:  # one it cannot read: said below, the others settled
                 said = str(exc)
                 unread.append(said if said.startswith("store partition ") else f"store partition {part.name}: {said}")
+                failed += 1
                 continue
             for done in done_all:
                 sub = done.directory[len(part.path) :].strip("/")
@@ -128,7 +129,6 @@ def settle_partitions(
     if stuck:
         raise RuntimeError(f"{store.uri}: {stuck_text(stuck, settle_command(store.uri, *stuck_parts))}")
     said = f"settled {counted(settled, 'folder')}" if settled else "nothing to settle: no stopped track removal"
-    looked = len(parts) - sum(m.startswith("store partition ") for m in unread)
-    typer.echo(f"{said} in {counted(looked, 'partition')} of {store.uri}")
+    typer.echo(f"{said} in {counted(len(parts) - failed, 'partition')} of {store.uri}")
     if unread:
         raise typer.Exit(1)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.cloud_reach import refusal, refused
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.words import counted
 
@@ -107,12 +108,12 @@ def short_why(exc: BaseException) -> str:
 
 def unlisted(folder: str | Path, what: str, exc: OSError) -> str:
     """Why the run's ``folder`` cannot be listed (the system's words for its error: pyarrow's repeat the path),
-    ``what`` that leaves out and the fix: its owner and permissions (another user's folder:
-    :func:`~repeval.run.files.may_not_read`), a file in its place moved aside, a symbolic link that loops pointed at a
+    ``what`` that leaves out and the fix: its owner and permissions (another user's folder), or a bucket's credentials
+    (:func:`repeval.cloud_reach.refusal`), a file in its place moved aside, a symbolic link that loops pointed at a
     folder, or else the disk it is on."""
     why = os.strerror(exc.errno) if exc.errno else parquet_error(exc)
-    if isinstance(exc, PermissionError):
-        fix = may_not_read()
+    if refused(exc):  # another user's folder, or a bucket's prefix these credentials may not list
+        why, fix = refusal(exc)
     elif isinstance(exc, NotADirectoryError):
         fix = "it is a file, not a folder: move it aside"
     elif exc.errno == errno.ELOOP:

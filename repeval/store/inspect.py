@@ -125,14 +125,19 @@ def stray(rel: str) -> bool:
     return not (not folders and name.startswith("_"))
 
 
-def stray_note(where: str, found: list[str]) -> str:
-    """What ``store ls`` and ``store show`` say of the stray files ``found`` (:func:`stray`) in ``where``."""
+def stray_note(where: str, found: list[str], in_partition: bool = True) -> str:
+    """What ``store ls`` and ``store show`` say of the stray files ``found`` (:func:`stray`) in ``where``;
+    ``in_partition``: one of them is in a partition's folder, where a plain Parquet reader of it stops."""
+    them = "it" if len(found) == 1 else "them"
     shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+    reader = (
+        " — a plain Parquet reader of a partition (pq.read_table, duckdb) stops on one in the partition's folder"
+        if in_partition
+        else ""
+    )
     return (
         f"warning: {counted(len(found), 'file')} in {where} {'is' if len(found) == 1 else 'are'} none of the store's "
-        f"(repeval neither writes nor reads {'it' if len(found) == 1 else 'them'}): {shown} — a plain Parquet reader "
-        "of a partition (pq.read_table, duckdb) stops on one in the partition's folder: move "
-        f"{'it' if len(found) == 1 else 'them'} out of the store"
+        f"(repeval neither writes nor reads {them}): {shown}{reader}: move {them} out of the store"
     )
 
 
@@ -359,7 +364,7 @@ def store_alone(given: str, root: str) -> str | None:
     own ``_*`` files in it."""
     try:
         store = EmbeddingStore(root, create=False)
-        parts = any(_holds_partition(store.fs, p.path) for p in store.partitions())  # not any folder three deep
+        parts = any(holds_partition(store.fs, p.path) for p in store.partitions())  # not any folder three deep
         if not parts and any(  # a folder of other files (a partition's own: `_manifest.json`, `part-*.parquet`)
             not i.base_name.startswith("_") or i.base_name == "_manifest.json"
             for i in store.fs.get_file_info(pafs.FileSelector(store.root))
@@ -379,7 +384,7 @@ def store_alone(given: str, root: str) -> str | None:
     )
 
 
-def _holds_partition(fs: pafs.FileSystem, path: str) -> bool:
+def holds_partition(fs: pafs.FileSystem, path: str) -> bool:
     """Whether the folder ``path`` holds a partition's files (``part-*``, ``_manifest.json``, ``_stamp.json``)."""
     names = (i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
     return any(n.startswith("part-") or n in ("_manifest.json", "_stamp.json") for n in names)

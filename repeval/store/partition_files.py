@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.cloud_reach import may_not_read_here, refused
+from repeval.cloud_reach import refusal, refused
 from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, PartFileDenied, read_parquet
 from repeval.store.rewrite import REWRITE, denied, visible
 
@@ -190,9 +190,8 @@ class PartitionFiles:
         """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one
         this user may not read (another user's) may be whole: its permissions are the fix, not deleting it."""
         if refused(exc):
-            why = "permission denied" if isinstance(exc, PermissionError) else "access denied"
             return PartFileDenied(
-                f"store partition {self.name} in {self.store.uri}: {path}: {why} — {may_not_read_here(exc)}"
+                f"store partition {self.name} in {self.store.uri}: {path}: {' — '.join(refusal(exc))}"
             )
         why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again
         return DamagedPartFile(

@@ -74,14 +74,13 @@ def denied(fs: pafs.FileSystem, directory: str, path: str, exc: OSError, prefix:
     there), with the fix — its owner and permissions, or a bucket's credentials."""
     import errno
 
-    from repeval.cloud_reach import may_not_read_here
+    from repeval.cloud_reach import refusal
 
     try:
         fs.get_file_info(pafs.FileSelector(directory))
     except OSError:
         path = directory
-    why = "permission denied" if isinstance(exc, PermissionError) else "access denied"
-    said = PermissionError(f"{prefix}{path}: {why} — {may_not_read_here(exc)}")
+    said = PermissionError(f"{prefix}{path}: {' — '.join(refusal(exc))}")
     said.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
     return said
 

@@ -1180,3 +1180,78 @@ def test_store_ls_and_show_warn_of_a_stray_file_at_any_depth(tmp_path):
         "stray.txt, x/y/stray.txt — a plain Parquet reader of a partition (pq.read_table, duckdb) stops on one in the "
         "partition's folder: move them out of the store\n"
     ), show.stderr
+
+
+def test_a_store_under_a_folder_named_like_an_access_denied_error_is_read_as_usual(tmp_path):
+    """A bucket's refusal is told by its words in the error (AccessDenied, HTTP status 403): a store under a folder
+    named so — its name in every error about a file there — had every missing manifest read as refused, each
+    incomplete partition `unreadable` (exit 1) and a run stopped; the error's quoted paths are not read now."""
+    from repeval.cli import app
+    from repeval.cloud_reach import refused
+
+    root = tmp_path / "AccessDenied-audit" / "s"
+    part = _write(EmbeddingStore(str(root)), ["a", "b"])  # stamped, no manifest: incomplete
+    assert not part.complete
+    ls = CliRunner().invoke(app, ["store", "ls", str(root)])
+    assert ls.exit_code == 0 and re.search(r"ds/m/clean\s+incomplete\s+2", ls.stdout), ls.output
+    with pytest.raises(OSError) as raised:  # not FileNotFoundError: pyarrow's plain OSError, the path quoted
+        part.fs.open_input_stream(part.path)
+    assert not refused(raised.value), raised.value
+
+
+def test_store_ls_of_a_folder_with_no_partition_tells_no_one_to_move_its_files(tmp_path):
+    """`repeval store ls` of a folder that holds no partition (a run directory given as the store, a dataset's
+    folder) said "no partitions" and warned that its files were none of the store's: "move them out of the store" —
+    the user's run files or audio. A folder with no partition is no store: its files are not called stray. And a stray
+    file outside the partitions' folders was said to stop a plain Parquet reader of a partition: it does not."""
+    from repeval.cli import app
+
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    for name in ("config.yaml", "status.json"):
+        (run / name).write_text("x")
+    ls = CliRunner().invoke(app, ["store", "ls", str(tmp_path / "runs")])
+    assert ls.exit_code == 0 and ls.stdout == f"{tmp_path / 'runs'}: no partitions\n" and ls.stderr == "", ls.output
+    # in a store, a stray file beside the partitions' folders is said without what a Parquet reader of a partition
+    # does (it reads none of those)
+    root = tmp_path / "s"
+    _write(EmbeddingStore(str(root)), ["a"])
+    (root / "ds" / "notes.txt").write_text("x")
+    (root / "tune" / "exp" / "trial").mkdir(parents=True)  # listed as `not a partition`: its files not named again
+    (root / "tune" / "exp" / "trial" / "result.json").write_text("x")
+    ls = CliRunner().invoke(app, ["store", "ls", str(root)])
+    assert ls.exit_code == 0 and ls.stderr == (
+        f"warning: 1 file in {root} is none of the store's (repeval neither writes nor reads it): ds/notes.txt: move "
+        "it out of the store\n"
+    ), ls.output
+
+
+def test_store_show_of_a_partition_folder_names_the_store_and_the_partition(tmp_path, monkeypatch):
+    """`repeval store show STORE/DATASET/MODEL/SCENARIO` (a partition's own folder, as `ls` or a file browser shows
+    it) was told it "is not a partition: name the partition after it (`repeval store show STORE/ds/m/clean
+    DATASET/MODEL/SCENARIO`)" — a command that cannot work; it is told the command that shows it. A folder holding no
+    partition was told the same: it is told to give the store."""
+    from repeval.cli import app
+
+    root = tmp_path / "s"
+    _write(EmbeddingStore(str(root)), ["a"]).finish({"dataset": "ds"})
+    res = CliRunner().invoke(app, ["store", "show", f"{root}/ds/m/clean/"])
+    assert res.exit_code == 1 and res.stderr == (
+        f"error: {root}/ds/m/clean/ is the folder of the store partition ds/m/clean: give the store, then the "
+        f"partition (`repeval store show {root} ds/m/clean`)\n"
+    ), res.output
+    shown = CliRunner().invoke(app, ["store", "show", str(root), "ds/m/clean", "--rows", "0"])
+    assert shown.exit_code == 0, shown.output
+    with monkeypatch.context() as m:  # relative to the current folder: ./ as an absolute path is read
+        m.chdir(tmp_path)
+        res = CliRunner().invoke(app, ["store", "show", "./s/ds/m/clean"])
+    assert res.exit_code == 1 and res.stderr.endswith("(`repeval store show ./s ds/m/clean`)\n"), res.output
+    # a folder that holds no partition (a run directory, a dataset's) is no store: not told to name one after it
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("x")
+    res = CliRunner().invoke(app, ["store", "show", str(tmp_path / "run")])
+    assert res.exit_code == 1 and " ".join(res.stderr.split()) == (
+        f"error: {tmp_path / 'run'} holds no store partition (no DATASET/MODEL/SCENARIO folder with part-*.parquet, "
+        "_stamp.json or _manifest.json): give the embedding store (a configuration's run.store, `store` by default), "
+        "then the partition (`repeval store show STORE DATASET/MODEL/SCENARIO`)"
+    ), res.output

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 from typer.testing import CliRunner
 
@@ -45,22 +47,23 @@ def _complete(store: EmbeddingStore, scenario: str, ids: list[str]) -> None:
     part.finish({"dataset": "ds", "model": "m", "scenario": scenario})
 
 
-def _user_denied(s3: dict[str, Any], *denied: str) -> dict[str, str]:
+def _user_denied(s3: dict[str, Any], *denied: str, may_list: bool = True) -> dict[str, str]:
     """The credentials of a new IAM user of the moto server that may do anything in S3 but read the keys ``denied``
-    (patterns of the bucket ``repeval``), as the environment gives them."""
+    (patterns of the bucket ``repeval``) — nor list the bucket unless ``may_list`` —, as the environment gives them."""
     import boto3
 
     port = re.search(r"127\.0\.0\.1:(\d+)", s3["query"]).group(1)  # type: ignore[union-attr]
     iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
     name = f"u{len(iam.list_users()['Users'])}"
     iam.create_user(UserName=name)
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
-            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]},
-        ],
-    }
+    statements: list[dict[str, Any]] = [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
+    if denied:
+        statements.append(
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]}
+        )
+    if not may_list:  # (moto does not read an IAM condition's s3:prefix: the whole bucket)
+        statements.append({"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::repeval"})
+    policy = {"Version": "2012-10-17", "Statement": statements}
     iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
@@ -112,10 +115,120 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
     assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
 
 
+def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the_disk(s3: dict[str, Any]) -> None:
+    """A partition whose prefix these S3 credentials may not list (an IAM policy's ListBucket denied: AWS's
+    ACCESS_DENIED, a plain OSError) was unreadable for `repeval store ls` with the fix "check the disk it is on", its
+    reason pyarrow's whole error; it is now "access denied", the bucket's credentials to check."""
+    from moto.core.authorization import enable_iam_authentication
+
+    from repeval.store.inspect import partition_info
+
+    _complete(EmbeddingStore(f"s3://repeval/unlisted{s3['query']}"), "clean", ["a"])
+    keys = _user_denied(s3, may_list=False)
+    port = re.search(r"127\.0\.0\.1:(\d+)", s3["query"]).group(1)  # type: ignore[union-attr]
+    fs = pafs.S3FileSystem(
+        access_key=keys["AWS_ACCESS_KEY_ID"], secret_key=keys["AWS_SECRET_ACCESS_KEY"], region="us-east-1",
+        endpoint_override=f"127.0.0.1:{port}", scheme="http",
+    )  # fmt: skip
+    with enable_iam_authentication():
+        info = partition_info(EmbeddingStore("repeval/unlisted", filesystem=fs).partition("ds", "m", "clean"))
+    assert info["state"] == "unreadable" and info["damage"] == (
+        "store partition ds/m/clean: repeval/unlisted/ds/m/clean cannot be listed (access denied): its rows and error "
+        "records are not counted; this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) on this machine (on a cluster, every node's) and that "
+        "they may list and read the bucket (docs/cluster.md)"
+    ), info
+
+
+@contextlib.contextmanager
+def _stand_in(answer: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 standing in for a cloud storage API, reached by pyarrow's own client: each request
+    (method, path) is answered ``answer``'s (status, headers, body); yields its ``host:port``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def _answer(self) -> None:
+            code, headers, body = answer(self.command, self.path)
+            self.send_response(code)
+            for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_HEAD = _answer  # http.server calls them by these names
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_a_gs_manifest_the_bucket_refuses_names_the_google_credentials_not_the_file_owner() -> None:
+    """google-cloud-cpp's PERMISSION_DENIED comes from pyarrow as a ``PermissionError`` (errno 13), as the local disk's
+    does: a ``gs://`` manifest this user may not read said "permission denied — … check its owner and permissions
+    (`ls -l`)", a local file's fix. It is "access denied" now, the Google credentials to check. (The GCS JSON API
+    stood in for: the manifest refused, no object found else.)"""
+    import datetime as dt
+
+    def gcs(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        code = 403 if "_manifest.json" in path else 200 if "/o?" in path else 404
+        body = json.dumps({"error": {"code": code, "message": "anon may not"}} if code != 200 else {}).encode()
+        return code, {"Content-Type": "application/json"}, body
+
+    with _stand_in(gcs) as host:
+        fs = pafs.GcsFileSystem(
+            anonymous=True, endpoint_override=host, scheme="http", retry_time_limit=dt.timedelta(seconds=1)
+        )
+        part = EmbeddingStore("bkt/store", filesystem=fs, create=False, must_exist=False).partition("ds", "m", "clean")
+        with pytest.raises(PermissionError) as said:
+            part.complete  # noqa: B018
+    assert str(said.value) == (
+        "bkt/store/ds/m/clean: access denied — this user may not read it: check the Google credentials "
+        "(GOOGLE_APPLICATION_CREDENTIALS, or the node's service account) on this machine (on a cluster, every node's) "
+        "and that they may list and read the bucket (docs/cluster.md)"
+    )
+
+
+def test_an_azure_refusal_is_access_denied_naming_the_azure_credentials() -> None:
+    """Azure's AuthorizationPermissionMismatch (a plain OSError, "Azure Error: [AuthorizationPermissionMismatch] 403
+    Forbidden", the blob's URL quoted) was refused, its fix "the storage's credentials"; the Azure credentials are
+    named now. (Azure's blob API stood in for, refusing every request.)"""
+    import base64
+
+    from repeval.cloud_reach import refusal, refused
+
+    def azure(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        denied = {"x-ms-error-code": "AuthorizationPermissionMismatch"}  # a HEAD: no XML type (the SDK aborts)
+        if method == "HEAD":
+            return 403, denied, b""
+        body = b"<?xml version='1.0'?><Error><Code>AuthorizationPermissionMismatch</Code></Error>"
+        return 403, {**denied, "Content-Type": "application/xml"}, body
+
+    with _stand_in(azure) as host:
+        fs = pafs.AzureFileSystem(
+            account_name="acct", account_key=base64.b64encode(b"k" * 32).decode(), blob_storage_authority=host,
+            dfs_storage_authority=host, blob_storage_scheme="http", dfs_storage_scheme="http",
+        )  # fmt: skip
+        with pytest.raises(OSError) as raised:
+            fs.open_input_stream("box/store/ds/m/clean/_manifest.json")
+    assert refused(raised.value) and refusal(raised.value) == (
+        "access denied",
+        "this user may not read it: check the Azure credentials (the account key or SAS token, or the node's managed "
+        "identity) on this machine (on a cluster, every node's) and that they may list and read the bucket "
+        "(docs/cluster.md)",
+    ), raised.value
+
+
 def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
     """`repeval store show s3://bucket/nope` (a store URI, no partition) read it as a partition of the default store
     and said "no embedding store at store (…)", naming neither the URI nor the fix; a URI with no store is now named,
-    and one that is a folder but no store is said to need the partition after it."""
+    and one that is a folder but no store is said to hold no partition, the store to be given."""
     nope = f"s3://repeval/nope{s3['query']}"
     res = CliRunner().invoke(app, ["store", "show", nope])
     assert res.exit_code == 1 and res.stderr == (
@@ -127,9 +240,7 @@ def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
     notes = f"s3://repeval/notes{s3['query']}"
     res = CliRunner().invoke(app, ["store", "show", notes])
     said = " ".join(res.stderr.split())
-    assert res.exit_code == 1 and said.startswith(f"error: {notes} is not a partition: name the partition after it"), (
-        said
-    )
+    assert res.exit_code == 1 and said.startswith(f"error: {notes} holds no store partition"), said
 
 
 def test_a_gs_store_or_runs_directory_out_of_reach_is_given_up_on_soon(monkeypatch: pytest.MonkeyPatch) -> None:
