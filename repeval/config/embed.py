@@ -75,7 +75,8 @@ def default_p_warnings(experiments: Any) -> list[str]:
 
     out: dict[tuple[str, int, str], str] = {}  # (scenario, step, the step as written): alike ones said once
     for ei, exp in enumerate(experiments):
-        places = [("deformations", exp.deformations)]
+        # the experiment's scenarios where a dataset takes them (one with its own deformations replaces them)
+        places = [("deformations", exp.deformations)] if any(ds.deformations is None for ds in exp.datasets) else []
         places += [(f"datasets[{j}].deformations", ds.deformations or ()) for j, ds in enumerate(exp.datasets)]
         for where, scenarios in places:
             for k, (sid, sc) in enumerate(zip(scenario_ids(scenarios), scenarios, strict=True)):

@@ -1813,6 +1813,7 @@ def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from repeval.cli import app
+    from repeval.config.embed import default_p_warnings
 
     monkeypatch.chdir(tmp_path)
     d = base()
@@ -1840,6 +1841,9 @@ def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
             for i in (0, 1)
         ),
     ], res.output
+    # the experiment's scenarios, which a data set's own deformations replace: not run, not warned of
+    d["experiments"][2]["datasets"] = [{**other, "deformations": [[{"type": "Gain", "params": {"p": 1}}]]}]
+    assert not [w for w in default_p_warnings(parse_config(d).experiments) if "experiments[2]" in w]
 
 
 def test_validate_warns_when_deform_splits_deforms_tracks_no_probe_reads(tmp_path, monkeypatch):
