@@ -6,8 +6,6 @@ deformed with the old ones."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -61,8 +59,11 @@ def scenario_files(steps: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[st
     {"rain.wav": "52012 bytes, sha256 …", …}}`` — each file by its name relative to the folder given (a file
     given: its name), sorted; a list of paths as ``steps[0].sounds_path[1]`` for each entry. Empty when no step reads
     files (a URI is left out: its text is in the scenario's hash). The paths' own spelling is the scenario's; this is
-    what they hold."""
+    what they hold. Each file is read once per process and version, a large one sampled
+    (:func:`~repeval.models.provenance.file_digest`)."""
     from audiomentations.core.utils import find_audio_files_in_paths
+
+    from repeval.models.provenance import file_digest
 
     out: dict[str, dict[str, str]] = {}
     for i, (_, params) in enumerate(steps):
@@ -77,17 +78,8 @@ def scenario_files(steps: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[st
                 found = {}
                 for f in find_audio_files_in_paths(v):
                     name = f.relative_to(root).as_posix() if root.is_dir() else f.name
-                    stat = f.stat()
-                    found[name] = f"{stat.st_size} bytes, sha256 {_sha256(str(f), stat.st_size, stat.st_mtime_ns)}"
+                    known = file_digest(f)
+                    found[name] = f"{known[0]} bytes, sha256 {known[1]}" if known else "not readable"
                 where = f"steps[{i}].{key}" + (f"[{j}]" if isinstance(value, list | tuple) else "")
                 out[where] = dict(sorted(found.items()))
     return out
-
-
-@functools.cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """A file's SHA-256, read once per process for each size and modification time (a run fingerprints a scenario
-    for every model and dataset)."""
-    del size, mtime_ns  # the cache's key: a file rewritten is read again
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -104,8 +104,20 @@ def test_replacing_a_noise_or_impulse_response_file_changes_the_partitions_finge
         f'now "{bassoon.stat().st_size} bytes, sha256 {_sha256(bassoon)}" (the audio files a step of the scenario '
         "reads (sounds_path, ir_path) are not those its tracks were deformed with: one was replaced, added or removed)"
     ) in str(err.value)
-    shutil.copy(violin, tmp_path / "noise" / "c.wav")  # a noise added: a conflict too
-    assert _specs(tmp_path)["bg"].fingerprint["files"] != now["bg"].fingerprint["files"]
+    # a partition an earlier repeval stamped, without the files: which ones deformed it is not known
+    earlier = store.partition("notes", "mfcc-stats", "ir")
+    earlier.stamp({k: v for k, v in first["ir"].fingerprint.items() if k != "files"})
+    with pytest.raises(StoreConflict, match="this partition was stamped before, so which files deformed its tracks"):
+        earlier.check_compatible(now["ir"].fingerprint, now["ir"].described)
+    (tmp_path / "noise" / "a.wav").rename(tmp_path / "noise" / "c.wav")  # one renamed: a conflict too
+    now = _specs(tmp_path)["bg"]
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible(now.fingerprint, now.described)
+    assert (
+        f'files.steps[0].sounds_path.a.wav: stored "{violin.stat().st_size} bytes, sha256 {_sha256(violin)}", now '
+        f'not there; files.steps[0].sounds_path.c.wav: not there when it was embedded, now "{violin.stat().st_size} '
+        f'bytes, sha256 {_sha256(violin)}"'
+    ) in str(err.value)
 
 
 def _sha256(path) -> str:
