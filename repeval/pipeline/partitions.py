@@ -38,6 +38,10 @@ from repeval.words import counted
 log = logging.getLogger(__name__)
 
 
+#: the most files a scenario's steps read that a partition's stamp lists, each named by a conflict (more: its hash)
+DESCRIBED_FILES = 200
+
+
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
     """The family, a hash of the configured params but ``chunk_s`` (the windows the partition's fingerprint records:
     :func:`window_s`) and those its ``fingerprint_exempt`` names (:func:`_fingerprinted`) and, once raised above "1",
@@ -279,7 +283,7 @@ class ModelSpec:
             scenario = exp.scenarios_for(ds)[sid]
             described["scenario"] = _json(scenario.model_dump(mode="json"))
             files = scenario_files(scenario_steps(scenario))
-            if files:  # a conflict names the file that changed, not the hash
+            if 0 < sum(map(len, files.values())) <= DESCRIBED_FILES:  # a conflict names the file that changed
                 described["files"] = files
             if self.chunk_s is not None and track_level_steps(scenario_steps(scenario)):
                 # deformed whole, then chunked: a partition computed window by window (before repeval deformed such

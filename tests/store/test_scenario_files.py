@@ -118,6 +118,12 @@ def test_replacing_a_noise_or_impulse_response_file_changes_the_partitions_finge
         f'not there; files.steps[0].sounds_path.c.wav: not there when it was embedded, now "{violin.stat().st_size} '
         f'bytes, sha256 {_sha256(violin)}"'
     ) in str(err.value)
+    # a folder of more files than a stamp lists (a noise corpus): their hash alone, the conflict one line
+    monkeypatch.setattr("repeval.pipeline.partitions.DESCRIBED_FILES", 1)
+    now = _specs(tmp_path)["bg"]
+    assert "files" not in now.described and "files" in now.fingerprint
+    with pytest.raises(StoreConflict, match=r"— files: stored \"[0-9a-f]+\", now \"[0-9a-f]+\" \(the audio files"):
+        part.check_compatible(now.fingerprint, now.described)
 
 
 def _sha256(path) -> str:
