@@ -67,15 +67,16 @@ def scenario_ids(scenarios: tuple[DeformationScenario, ...]) -> list[str]:
 def default_p_warnings(experiments: Any) -> list[str]:
     """A warning for each deformation step written without ``p``: every audiomentations transform defaults to ``p``
     0.5, so such a scenario deforms about half of the tracks and the others are scored clean under its name — a
-    robustness study's Δ then measures half a deformation. Said once per scenario name and step, wherever the
+    robustness study's Δ then measures half a deformation. Said once per scenario and step as written, wherever the
     experiments (or datasets) define it; ``repeval validate`` prints them and the embed stage logs them."""
     import inspect
 
     from repeval.deformations import waveform_transforms
 
-    out: dict[tuple[str, int], str] = {}
+    out: dict[tuple[str, int, str], str] = {}  # (scenario, step, the step as written): alike ones said once
     for ei, exp in enumerate(experiments):
-        places = [("deformations", exp.deformations)]
+        # the experiment's scenarios where a dataset takes them (one with its own deformations replaces them)
+        places = [("deformations", exp.deformations)] if any(ds.deformations is None for ds in exp.datasets) else []
         places += [(f"datasets[{j}].deformations", ds.deformations or ()) for j, ds in enumerate(exp.datasets)]
         for where, scenarios in places:
             for k, (sid, sc) in enumerate(zip(scenario_ids(scenarios), scenarios, strict=True)):
@@ -87,7 +88,7 @@ def default_p_warnings(experiments: Any) -> list[str]:
                     if not isinstance(default, int | float) or default >= 1:
                         continue
                     out.setdefault(
-                        (sid, i),
+                        (sid, i, repr(step)),
                         f"experiments[{ei}].{where}[{k}].steps[{i}]: scenario {sid!r} gives {step.type} no p — "
                         f"audiomentations' default p {default:g} deforms only about {default:.0%} of the tracks, the "
                         f"others scored as they are under {sid!r}: write p: 1 to deform every track (or p: {default:g}"

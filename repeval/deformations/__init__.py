@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from repeval.deformations.files import check_paths
 from repeval.json_keys import json_text
 from repeval.registry import ParamProblems, unknown_name_message, unknown_param
 
@@ -158,7 +159,7 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     problems += _number_problems(type_, sig, params) + _missing_problems(type_, sig, params)
     if problems:
         raise ParamProblems(problems)
-    _check_paths(type_, params)
+    check_paths(type_, params, REQUIRED_PARAMS)
     try:
         return cls(**_defaults(cls, params))
     except Exception as exc:  # audiomentations raises AssertionError/ValueError/TypeError
@@ -226,29 +227,6 @@ def _reason(exc: BaseException) -> str:
         where = frames[-1]
         return f"its check `{line.removeprefix('assert ')}` failed ({Path(where.filename).name}:{where.lineno})"
     return type(exc).__name__
-
-
-def _check_paths(type_: str, params: dict[str, Any]) -> None:
-    """Files and folders a transform reads (``sounds_path``, ``ir_path``, …) must exist and hold audio files:
-    audiomentations' own check is a bare assert on the number of files it found."""
-    from audiomentations.core.utils import SUPPORTED_EXTENSIONS, find_audio_files_in_paths
-
-    for key, value in params.items():
-        if not key.endswith(("_path", "_paths")) or value is None:
-            continue
-        for v in value if isinstance(value, list | tuple) else [value]:
-            if not isinstance(v, str | Path) or "://" in str(v):
-                continue
-            if not Path(v).exists():
-                raise ValueError(
-                    f"{type_}.{key}: {str(v)!r} does not exist — point it at an existing audio file or a folder of them"
-                )
-            if not find_audio_files_in_paths(v):
-                what = "folder holds no audio files" if Path(v).is_dir() else "file is not an audio file"
-                raise ValueError(
-                    f"{type_}.{key}: the {what} audiomentations reads ({str(v)!r}; it reads "
-                    f"{', '.join(SUPPORTED_EXTENSIONS)}) — put the recordings there, or point it at another folder"
-                )
 
 
 #: a transform's attributes that are frequencies in Hz: each must stay below the Nyquist frequency of the rate the

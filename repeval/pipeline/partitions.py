@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.deformations import scenario_steps, track_level_steps
+from repeval.deformations.files import scenario_files
 from repeval.json_keys import json_text
 from repeval.models import resolve_model
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
@@ -37,6 +38,10 @@ from repeval.words import counted
 log = logging.getLogger(__name__)
 
 
+#: the most files a scenario's steps read that a partition's stamp lists, each named by a conflict (more: its hash)
+DESCRIBED_FILES = 200
+
+
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
     """The family, a hash of the configured params but ``chunk_s`` (the windows the partition's fingerprint records:
     :func:`window_s`) and those its ``fingerprint_exempt`` names (:func:`_fingerprinted`) and, once raised above "1",
@@ -51,10 +56,18 @@ def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
 
 
 def scenario_fingerprint(exp: ExperimentConfig, sid: str, ds: Any, run_seed: int) -> dict[str, Any]:
+    """The scenario's hash and the run's seed, and — when a step reads files (``sounds_path``, ``ir_path``) — a hash
+    of what they hold (:func:`~repeval.deformations.files.scenario_files`): a noise or impulse response file replaced
+    under the same path is a conflict, not rows deformed with the old one completed with the new. A scenario reading
+    no files has the fingerprint it had before files joined it."""
     if sid == CLEAN:
         return {"scenario": CLEAN}
     scen = exp.scenarios_for(ds)[sid]
-    return {"scenario": config_hash(scen), "seed": run_seed}
+    out = {"scenario": config_hash(scen), "seed": run_seed}
+    files = scenario_files(scenario_steps(scen))
+    if files:
+        out["files"] = config_hash(files)
+    return out
 
 
 def model_geometry(fam: Any, params: dict[str, Any]) -> Any:
@@ -269,6 +282,9 @@ class ModelSpec:
         if sid != CLEAN:
             scenario = exp.scenarios_for(ds)[sid]
             described["scenario"] = _json(scenario.model_dump(mode="json"))
+            files = scenario_files(scenario_steps(scenario))
+            if 0 < sum(map(len, files.values())) <= DESCRIBED_FILES:  # a conflict names the file that changed
+                described["files"] = files
             if self.chunk_s is not None and track_level_steps(scenario_steps(scenario)):
                 # deformed whole, then chunked: a partition computed window by window (before repeval deformed such
                 # scenarios whole) differs on every track longer than a window, and is not completed with these rows

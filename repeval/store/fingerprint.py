@@ -55,8 +55,9 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
     # model had not then) is one the model ran with its own default for
     unset = (_UNSET, None) if path.startswith("model.params.") else (_UNSET,)
     default = " (the model's default)" if len(unset) > 1 else ""
-    then = f"not set when it was embedded{default}" if old in unset else f"stored {short(old)}"
-    now = f"now not set{default}" if new in unset else f"now {short(new)}"
+    gone = "not there" if path.startswith("files.") else "not set"  # a file a deformation step reads (its folder's)
+    then = f"{gone} when it was embedded{default}" if old in unset else f"stored {short(old)}"
+    now = f"now {gone}{default}" if new in unset else f"now {short(new)}"
     return f"{path or 'fingerprint'}: {then}, {now}"
 
 

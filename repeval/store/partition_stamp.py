@@ -22,6 +22,15 @@ from repeval.store.fingerprint import (
 from repeval.store.layout import MANIFEST, STAMP, _atomic_write_bytes
 from repeval.store.partition_files import PartitionFiles
 
+#: why a partition of a scenario whose steps read files (``sounds_path``, ``ir_path``) differs: by whether its stamp
+#: records what they held (a stamp from before repeval recorded it does not)
+FILES_HINTS = {
+    True: "the audio files a step of the scenario reads (sounds_path, ir_path) are not those its tracks were deformed "
+    "with: one was replaced, added or removed",
+    False: "repeval now records what the audio files a step of the scenario reads (sounds_path, ir_path) hold; this "
+    "partition was stamped before, so which files deformed its tracks is not known",
+}
+
 #: what a conflict of a changed model says of its other scenarios (``repeval plan`` says their conflicts once)
 MODEL_DIFFERS = "every scenario of this model differs alike"
 
@@ -65,6 +74,8 @@ class PartitionStamp(PartitionFiles):
                 for k, v in WINDOWING_ENTRIES.items():
                     if k not in old and fingerprint.get(k) == v:
                         hint += f" ({WINDOWING_HINTS[k]})"
+                if "files" in fingerprint and old.get("files") != fingerprint["files"]:
+                    hint += f" ({FILES_HINTS['files' in old]})"
                 if "seed" in old and old.get("seed") != fingerprint.get("seed"):
                     hint += (
                         " (run.seed also draws each track's deformation: another run.seed deforms the tracks anew; for "

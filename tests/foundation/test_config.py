@@ -299,6 +299,14 @@ def _error(mutate) -> str:
             "deformations[0].steps[0].params.sounds_path: AddBackgroundNoise needs sounds_path: the sounds to mix in: "
             "a folder of audio files, one file or a list of them (e.g. sounds_path: data/noise/)",
         ),
+        # a list naming no files: audiomentations' bare assert (`len(self.sound_file_paths) > 0` failed)
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(
+                type="AddShortNoises", params={"sounds_path": [], "p": 1}
+            ),
+            "AddShortNoises.sounds_path: [] names no files — give the sounds to mix in: a folder of audio files, one "
+            "file or a list of them (e.g. sounds_path: data/noise/)",
+        ),
         (
             lambda d: d["experiments"][0]["deformations"][0][0].update(type="ApplyImpulseResponse", params={}),
             "params.ir_path: ApplyImpulseResponse needs ir_path: the impulse responses to convolve with",
@@ -1805,12 +1813,16 @@ def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from repeval.cli import app
+    from repeval.config.embed import default_p_warnings
 
     monkeypatch.chdir(tmp_path)
     d = base()
     mp3 = {"name": "mp3", "steps": [{"type": "Mp3Compression", "params": {"min_bitrate": 32, "max_bitrate": 32}}]}
     d["experiments"][0]["deformations"] = [[{"type": "Gain", "params": {"p": 1}}, {"type": "Clip"}], mp3]
     d["experiments"].append({**d["experiments"][0], "task": {"name": "other", "type": "multiclass_classification"}})
+    # another data set's own 'D1', another step without p where the first D1 has Clip: said too, not taken for it
+    other = {**d["experiments"][0]["datasets"][0], "name": "other"}
+    d["experiments"].append({**d["experiments"][0], "datasets": [other], "deformations": [[{"type": "Gain"}] * 2]})
     Path("c.yaml").write_text(yaml.safe_dump(d))
     res = CliRunner().invoke(app, ["validate", "--skip-model-check", "--skip-data-check", "c.yaml"])
     assert res.exit_code == 0, res.output
@@ -1822,7 +1834,16 @@ def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
         "warning: experiments[0].deformations[1].steps[0]: scenario 'mp3' gives Mp3Compression no p — "
         "audiomentations' default p 0.5 deforms only about 50% of the tracks, the others scored as they are under "
         "'mp3': write p: 1 to deform every track (or p: 0.5 to keep it so)",
+        *(
+            f"warning: experiments[2].deformations[0].steps[{i}]: scenario 'D1' gives Gain no p — audiomentations' "
+            "default p 0.5 deforms only about 50% of the tracks, the others scored as they are under 'D1': write p: 1 "
+            "to deform every track (or p: 0.5 to keep it so)"
+            for i in (0, 1)
+        ),
     ], res.output
+    # the experiment's scenarios, which a data set's own deformations replace: not run, not warned of
+    d["experiments"][2]["datasets"] = [{**other, "deformations": [[{"type": "Gain", "params": {"p": 1}}]]}]
+    assert not [w for w in default_p_warnings(parse_config(d).experiments) if "experiments[2]" in w]
 
 
 def test_validate_warns_when_deform_splits_deforms_tracks_no_probe_reads(tmp_path, monkeypatch):
