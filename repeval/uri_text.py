@@ -21,8 +21,12 @@ _LOCALHOST = re.compile(r"^file://localhost(?=/)", re.IGNORECASE)
 #: a step of a URI's path that is ``.`` or ``..``, a dot of it percent-encoded or not
 _DOT_STEP = re.compile(r"(?<=/)(?:\.|%2[Ee]){1,2}(?=/|$)")
 
-#: ... for Arrow's regular expressions: a step of ``.`` or ``..`` in a path or URI, before its query
-DOT_STEP = r"(^|/)(\.|%2[Ee]){1,2}(/|$|\?)"
+#: ``/`` percent-encoded, which pyarrow reads as ``/`` in a URI's path (``s3://b/a%2Fb.wav`` is the key ``a/b.wav``)
+_SLASH = re.compile(r"%2[Ff]")
+
+#: ... for Arrow's regular expressions: a step of ``.`` or ``..`` in a path or URI, before its query (its ``/``
+#: percent-encoded or not)
+DOT_STEP = r"(^|/|%2[Ff])(\.|%2[Ee]){1,2}(/|%2[Ff]|$|\?)"
 
 
 def encoded(text: str, keep: str = "") -> str:
@@ -43,7 +47,9 @@ def parseable(uri: str) -> str:
 
 
 def dot_steps(uri: str) -> str:
-    """``uri``'s ``.`` and ``..`` steps written percent-encoded (``%2E%2E``) written as the steps they are, before its
-    query; its other characters as written."""
+    """``uri``'s ``.`` and ``..`` steps written percent-encoded (``%2E%2E``; ``/`` as ``%2F``, as pyarrow reads it:
+    ``s3://b/%2E%2E%2Fx/a.wav`` climbs out of bucket ``b``) written as the steps they are, before its query; its other
+    characters as written."""
     body, sep, query = uri.partition("?")
+    body = _SLASH.sub("/", body)
     return _DOT_STEP.sub(lambda m: "." * (len(m.group(0)) - 2 * m.group(0).count("%")), body) + sep + query
