@@ -313,7 +313,7 @@ def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
                 return _accepted(part, before)
             except StoreConflict:
                 pass
-        hint = renumbered_hint(part, spec)
+        hint = renumbered_hint(part, spec) or number_keys_hint(part, spec)
         if not hint:
             raise
         raise StoreConflict(f"{exc}{hint}") from None
@@ -333,6 +333,31 @@ def renumbered_hint(part: Any, spec: PartitionSpec) -> str:
         "…), so one inserted before them renumbers them, and a renumbered scenario is computed anew under its new id "
         "(the id seeds each track's deformation). Add new scenarios after the unnamed ones to keep their ids and "
         "partitions, or delete the renumbered partitions to compute them under their new ids"
+    )
+
+
+def number_keys_hint(part: Any, spec: PartitionSpec) -> str:
+    """What to add to the conflict of a partition stamped under the hash repeval gave the params of its model or
+    scenario before it told a number, null or date key from its text (:func:`config_hash`'s ``keys_as_text``), when
+    that is what differs (``""``: it is not)."""
+    stamp = part.stamped()
+    old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+    if not isinstance(old, dict):
+        return ""
+    now, which = spec.fingerprint, []
+    model = old.get("model")
+    model = model if isinstance(model, dict) else {}
+    if spec.model is not None and model.get("params") == config_hash(spec.model.params, True) != now["model"]["params"]:
+        which.append("model.params")
+    scenario = spec.described.get("scenario")
+    if scenario is not None and old.get("scenario") == config_hash(scenario, True) != now.get("scenario"):
+        which.append("scenario")
+    if not which:
+        return ""
+    return (
+        f". The stored {' and '.join(which)} hash is this configuration's as repeval hashed it before it told a number, "
+        "null or date key (`1:`) from its text (`'1':`), which it hashed alike: the partition was embedded with these "
+        "params or with the same keys written as text, which cannot be told apart, so its rows are not reused"
     )
 
 
