@@ -1,7 +1,8 @@
 """A URI as a configuration or a manifest writes it, as pyarrow parses it and as one name of one file:
-``file://localhost/p`` is ``file:///p`` (RFC 8089: the local host; pyarrow refused its host), a character a URI's path cannot hold (a space,
-a letter beyond ASCII) percent-encoded — as a relative audio path joined to a URI is — and a ``..`` or ``.`` step
-written percent-encoded (``%2E%2E``, RFC 3986's same step) the step it is."""
+``file://localhost/p`` is ``file:///p`` (RFC 8089: the local host; pyarrow refused its host), a character a URI's
+path cannot hold (a space, a letter beyond ASCII) percent-encoded — as a relative audio path joined to a URI is — and
+a ``..`` or ``.`` step written percent-encoded (``%2E%2E``, RFC 3986's same step; between ``%2F``, pyarrow's ``/``)
+the step it is."""
 
 from __future__ import annotations
 

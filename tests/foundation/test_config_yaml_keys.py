@@ -188,7 +188,8 @@ def test_a_partition_stamped_before_number_keys_were_told_apart_says_why_it_conf
     from repeval.pipeline.partitions import ModelSpec, PartitionSpec, accepted_spec
     from repeval.store import EmbeddingStore, StoreConflict
 
-    cfg = load_config(_write(tmp_path, f"plugins: [{label_map_plugin}]", model="{id: label-map-model, params: {labels: {1: one}}}"))  # fmt: skip
+    model = "{id: label-map-model, params: {labels: {1: one}}}"
+    cfg = load_config(_write(tmp_path, f"plugins: [{label_map_plugin}]", model=model))
     exp = cfg.experiments[0]
     spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
     store = EmbeddingStore(str(tmp_path / "store"))
