@@ -13,9 +13,9 @@ from urllib.parse import quote
 NOT_IN_URI = r"[^A-Za-z0-9/._~!$&'()*+,;=:@-]"
 
 #: a whole URI whose path (before its query) :func:`parseable` changes, for Arrow's regular expressions (no lookahead):
-#: a character no URI's path holds (``#`` starts a fragment, as pyarrow reads it), a ``%`` that starts no escape, or
-#: the host ``localhost`` of a ``file://`` URI — some rows it selects may be left as they are
-UNPARSED = r"^(?i:file://localhost/)|^[^?]*([^A-Za-z0-9/._~!$&'()*+,;=:@%#?-]|%([^0-9A-Fa-f]|.[^0-9A-Fa-f]|.?$))"
+#: a character no URI's path holds (``#`` too: it would start a fragment, which names no file to pyarrow), a ``%``
+#: that starts no escape, or the host ``localhost`` of a ``file://`` URI — some rows it selects may be left as they are
+UNPARSED = r"^(?i:file://localhost/)|^[^?]*([^A-Za-z0-9/._~!$&'()*+,;=:@%?-]|%([^0-9A-Fa-f]|.[^0-9A-Fa-f]|.?$))"
 
 _LOCALHOST = re.compile(r"^file://localhost(?=/)", re.IGNORECASE)
 
@@ -38,13 +38,13 @@ def encoded(text: str, keep: str = "") -> str:
 
 def parseable(uri: str) -> str:
     """``uri`` (``scheme://…``) as pyarrow parses it: ``file://localhost/p`` as ``file:///p``, and the characters its
-    path cannot hold (:data:`NOT_IN_URI`; ``#`` kept: a fragment to pyarrow) percent-encoded — its query as written. A
-    path that is not a URI, or a URI that needs neither, as it is."""
+    path cannot hold (:data:`NOT_IN_URI`; ``#`` too: a file's name's, ``C#_major.wav``, as a fragment names no file)
+    percent-encoded — its query as written. A path that is not a URI, or a URI that needs neither, as it is."""
     if "://" not in uri:
         return uri
     body, sep, query = _LOCALHOST.sub("file://", uri).partition("?")
     scheme, rest = body.split("://", 1)
-    return f"{scheme}://{encoded(rest, keep='#')}{sep}{query}"
+    return f"{scheme}://{encoded(rest)}{sep}{query}"
 
 
 def dot_steps(uri: str) -> str:

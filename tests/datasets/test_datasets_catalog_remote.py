@@ -137,6 +137,27 @@ def test_dot_dot_steps_between_encoded_slashes_climbing_out_of_the_bucket_are_le
     ]
 
 
+def test_a_hash_sign_in_a_whole_uri_is_part_of_its_files_name(tmp_path, s3):
+    """``#`` in a whole URI (``s3://b/keys/C#/m.csv``, an audio path ``…/C#_major.wav``: a key's name) was kept, and
+    pyarrow read it as a fragment, which names no file: the rest of the name was dropped, and with it the URI's query
+    after it (``?endpoint_override=…``: the load went to AWS — "Could not resolve host"), while a relative path's
+    ``#`` was percent-encoded and read. A file's name holds it, as a relative path's does."""
+    from repeval.audio.decode import decode
+
+    write_good(tmp_path / "g.wav", 1.0, 300.0)
+    q = s3["query"]
+    with s3["fs"].open_output_stream("repeval/keys/C#/C#_major.wav") as fh:
+        fh.write((tmp_path / "g.wav").read_bytes())
+    with s3["fs"].open_output_stream("repeval/keys/C#/m.csv") as fh:
+        fh.write(f"track_id,audio_path,label\nt0,s3://repeval/keys/C#/C#_major.wav{q},a\nt1,C#_major.wav,b\n".encode())
+    cfg = _config(tmp_path, f"s3://repeval/keys/C#/m.csv{q}")
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    assert ds.manifest == f"s3://repeval/keys/C%23/m.csv{q}"
+    table, report = load_dataset(ds, cfg.experiments[0].task)
+    assert table.column("audio_path").to_pylist() == [f"s3://repeval/keys/C%23/C%23_major.wav{q}"] * 2
+    assert report.lines() == [] and decode(table.column("audio_path")[0].as_py(), 8000).shape == (8000,)
+
+
 def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, monkeypatch, capfd):
     """``repeval validate`` (and ``plan``) of a ``gs://`` manifest on a machine without the network or the credentials
     waited Google Cloud Storage's 15 minutes of retries, deaf to Ctrl-C, and an ``abfs://`` one stopped on a
