@@ -143,6 +143,7 @@ def test_a_hash_sign_in_a_whole_uri_is_part_of_its_files_name(tmp_path, s3):
     after it (``?endpoint_override=…``: the load went to AWS — "Could not resolve host"), while a relative path's
     ``#`` was percent-encoded and read. A file's name holds it, as a relative path's does."""
     from repeval.audio.decode import decode
+    from repeval.store import EmbeddingStore
 
     write_good(tmp_path / "g.wav", 1.0, 300.0)
     q = s3["query"]
@@ -156,6 +157,9 @@ def test_a_hash_sign_in_a_whole_uri_is_part_of_its_files_name(tmp_path, s3):
     table, report = load_dataset(ds, cfg.experiments[0].task)
     assert table.column("audio_path").to_pylist() == [f"s3://repeval/keys/C%23/C%23_major.wav{q}"] * 2
     assert report.lines() == [] and decode(table.column("audio_path")[0].as_py(), 8000).shape == (8000,)
+    # a store at such a URI is where it says, not at the URI cut at '#' (file:///…/C, silently)
+    (path := tmp_path / "c.yaml").write_text(f"run: {{store: 'file://{tmp_path}/C#/store'}}\n" + path.read_text())
+    assert EmbeddingStore(load_config(path).run.store).root == f"{tmp_path}/C#/store"
 
 
 def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, monkeypatch, capfd):
