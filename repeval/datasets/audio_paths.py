@@ -64,21 +64,22 @@ def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str
 def _in_uri(paths: pa.Array, absolute: pa.Array) -> pa.Array:
     """``paths`` with each relative one that holds a character a URI's path cannot (a space, ``?``, ``#``, a letter
     beyond ASCII) percent-encoded — ``%XX`` kept, written so already — for the few rows that do."""
-    need = pc.and_not(pc.match_substring_regex(paths, NOT_IN_URI), absolute).to_numpy(zero_copy_only=False)
-    if not need.any():
-        return paths
-    idx = np.flatnonzero(need)
-    return _with_rows(paths, idx, [encoded(p) for p in paths.take(pa.array(idx)).to_pylist()])
+    return _changed(paths, pc.and_not(pc.match_substring_regex(paths, NOT_IN_URI), absolute), encoded)
 
 
 def _parseable(paths: pa.Array, whole: pa.Array) -> pa.Array:
     """``paths`` with each whole URI pyarrow would not parse as written made one it parses (:func:`parseable`: a space
     percent-encoded, ``file://localhost/`` as ``file:///``) — for the few rows that need it."""
-    need = pc.and_(pc.match_substring_regex(paths, UNPARSED), whole).to_numpy(zero_copy_only=False)
-    if not need.any():
+    return _changed(paths, pc.and_(pc.match_substring_regex(paths, UNPARSED), whole), parseable)
+
+
+def _changed(paths: pa.Array, need: pa.Array, change: Callable[[str], str]) -> pa.Array:
+    """``paths`` with ``change`` made to each row ``need`` marks (a few, if any; each row read alone)."""
+    at = need.to_numpy(zero_copy_only=False)
+    if not at.any():
         return paths
-    idx = np.flatnonzero(need)
-    return _with_rows(paths, idx, [parseable(p) for p in paths.take(pa.array(idx)).to_pylist()])
+    idx = np.flatnonzero(at)
+    return _with_rows(paths, idx, [change(p) for p in paths.take(pa.array(idx)).to_pylist()])
 
 
 def _with_rows(values: pa.Array, idx: np.ndarray, new: Sequence[str | None]) -> pa.Array:

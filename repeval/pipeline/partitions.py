@@ -329,7 +329,7 @@ def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
                 return _accepted(part, before)
             except StoreConflict:
                 pass
-        hint = renumbered_hint(part, spec)
+        hint = renumbered_hint(part, spec) or written_hint(part, spec)
         if not hint:
             raise
         raise StoreConflict(f"{exc}{hint}") from None
@@ -350,6 +350,44 @@ def renumbered_hint(part: Any, spec: PartitionSpec) -> str:
         "(the id seeds each track's deformation). Add new scenarios after the unnamed ones to keep their ids and "
         "partitions, or delete the renumbered partitions to compute them under their new ids"
     )
+
+
+def written_hint(part: Any, spec: PartitionSpec) -> str:
+    """What to add to the conflict of a partition whose model params or scenario hash differs from the run's while
+    they are the same values, written otherwise: hashed by the rule before repeval told a number, null or date key
+    from its text (:func:`config_hash`'s ``keys_as_text``), or described alike (``""``: neither)."""
+    stamp = part.stamped()
+    old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+    if not isinstance(old, dict):
+        return ""
+    told = stamp.get("described")
+    told = told if isinstance(told, dict) else {}
+    model = old.get("model")
+    model = model if isinstance(model, dict) else {}
+    now, params = spec.fingerprint, spec.model.params if spec.model else None
+    sides = {  # path → (stored hash, the run's, what it hashes as repeval hashed it before)
+        "model.params": (model.get("params"), now["model"]["params"], params),
+        "scenario": (old.get("scenario"), now.get("scenario"), spec.described.get("scenario")),
+    }
+    if before := [
+        p for p, (held, hashed, of) in sides.items() if of is not None and held == config_hash(of, True) != hashed
+    ]:
+        return (
+            f". The stored {' and '.join(before)} {'hash is' if len(before) == 1 else 'hashes are'} this "
+            "configuration's as repeval hashed it before it told a "
+            "number, null or date key (`1:`) from its text (`'1':`), which it hashed alike: the partition was embedded "
+            "with these params or with the same keys written as text, which cannot be told apart, so its rows are not "
+            "reused"
+        )
+    if alike := [
+        p for p, (held, hashed, _) in sides.items() if held != hashed and p in told and told[p] == spec.described.get(p)
+    ]:
+        return (
+            f". Its {' and '.join(alike)} read as this configuration's (the values, with the model's defaults, keys as "
+            "text) but are written otherwise: a value at its default written out or left unset, or a key written as a "
+            "number, null or date (`1:`) or as text (`'1':`)"
+        )
+    return ""
 
 
 def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:

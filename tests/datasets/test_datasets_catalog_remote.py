@@ -113,6 +113,55 @@ def test_an_audio_path_climbing_out_of_its_bucket_is_left_out(tmp_path, s3):
     ]
 
 
+def test_dot_dot_steps_between_encoded_slashes_climbing_out_of_the_bucket_are_left_out(tmp_path, s3):
+    """pyarrow reads ``%2F`` in a URI's path as ``/``: ``s3://repeval/%2E%2E%2Fother/a.wav`` and
+    ``s3://repeval/x%2F..%2F../other/a.wav`` were read from bucket ``other`` (checked and decoded), past the rule that
+    leaves out a path whose ``..`` steps climb out of its bucket. Such steps are the steps they are: resolved within
+    the bucket, or the row left out, named (a relative path under a manifest at a URI alike)."""
+    s3["fs"].create_dir("r2-other")
+    for key in ("r2-other/a.wav", "repeval/audio/a0.wav"):
+        with s3["fs"].open_output_stream(key) as fh:
+            fh.write(b"RIFF")
+    q = s3["query"]
+    rows = f"t0,s3://repeval/%2E%2E%2Fr2-other/a.wav{q},a\nt1,s3://repeval/x%2F..%2F../r2-other/a.wav{q},b\n"
+    rows += f"t2,s3://repeval/lists%2F%2e%2e%2Faudio/a0.wav{q},a\nt3,..%2F..%2Fr2-other/a.wav,b\nt4,a0.wav,a\n"
+    (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\n{rows}")
+    cfg = _config(tmp_path, str(tmp_path / "m.csv"))
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True, "dir": f"s3://repeval/audio{q}"})
+    table, report = load_dataset(ds, cfg.experiments[0].task)
+    assert table.column("audio_path").to_pylist() == [f"s3://repeval/audio/a0.wav{q}"] * 2
+    assert [line.split(" climbs out of ")[0] for line in report.other] == [
+        f"t0 (row 2: audio path 's3://repeval/%2E%2E%2Fr2-other/a.wav{q}'",
+        f"t1 (row 3: audio path 's3://repeval/x%2F..%2F../r2-other/a.wav{q}'",
+        "t3 (row 5: audio path '..%2F..%2Fr2-other/a.wav'",
+    ]
+
+
+def test_a_hash_sign_in_a_whole_uri_is_part_of_its_files_name(tmp_path, s3):
+    """``#`` in a whole URI (``s3://b/keys/C#/m.csv``, an audio path ``…/C#_major.wav``: a key's name) was kept, and
+    pyarrow read it as a fragment, which names no file: the rest of the name was dropped, and with it the URI's query
+    after it (``?endpoint_override=…``: the load went to AWS — "Could not resolve host"), while a relative path's
+    ``#`` was percent-encoded and read. A file's name holds it, as a relative path's does."""
+    from repeval.audio.decode import decode
+    from repeval.store import EmbeddingStore
+
+    write_good(tmp_path / "g.wav", 1.0, 300.0)
+    q = s3["query"]
+    with s3["fs"].open_output_stream("repeval/keys/C#/C#_major.wav") as fh:
+        fh.write((tmp_path / "g.wav").read_bytes())
+    with s3["fs"].open_output_stream("repeval/keys/C#/m.csv") as fh:
+        fh.write(f"track_id,audio_path,label\nt0,s3://repeval/keys/C#/C#_major.wav{q},a\nt1,C#_major.wav,b\n".encode())
+    cfg = _config(tmp_path, f"s3://repeval/keys/C#/m.csv{q}")
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    assert ds.manifest == f"s3://repeval/keys/C%23/m.csv{q}"
+    table, report = load_dataset(ds, cfg.experiments[0].task)
+    assert table.column("audio_path").to_pylist() == [f"s3://repeval/keys/C%23/C%23_major.wav{q}"] * 2
+    assert report.lines() == [] and decode(table.column("audio_path")[0].as_py(), 8000).shape == (8000,)
+    # a store at such a URI is where it says, not at the URI cut at '#' (file:///…/C, silently)
+    (path := tmp_path / "c.yaml").write_text(f"run: {{store: 'file://{tmp_path}/C#/store'}}\n" + path.read_text())
+    assert EmbeddingStore(load_config(path).run.store).root == f"{tmp_path}/C#/store"
+
+
 def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, monkeypatch, capfd):
     """``repeval validate`` (and ``plan``) of a ``gs://`` manifest on a machine without the network or the credentials
     waited Google Cloud Storage's 15 minutes of retries, deaf to Ctrl-C, and an ``abfs://`` one stopped on a

@@ -165,6 +165,27 @@ def test_a_smoke_test_given_a_run_id_runs_beside_that_run_not_into_it(tmp_path):
     assert bad.exit_code == 1 and f"run id '{longest}-smoke'" in bad.output, bad.output
 
 
+def test_smoke_test_commands_are_not_refused_for_an_asha_their_smoke_test_trains_without(tmp_path):
+    """``repeval run|plan --smoke-test`` of a configuration whose ASHA ``run.max_epochs`` leaves nothing to stop: the
+    smoke test trains the entry's first configuration without the scheduler, so it runs and is planned (as with
+    ``run.smoke_test: true``); without ``--smoke-test`` the configuration is refused as before."""
+    cfg = _config(tmp_path, "cfgid")
+    grid = "search: {grid: {learning_rate: [0.001, 0.01]}, scheduler: asha}"
+    text = (
+        cfg.read_text()
+        .replace("run: {", "run: {max_epochs: 3, ")
+        .replace("hidden_units: []", f"hidden_units: [], {grid}")
+    )
+    cfg.write_text(text)
+    with _stage("run", cfg, None, None, True, None) as ctx:
+        pass
+    assert ctx.run_id == "cfgid-smoke" and ctx.cfg.run.max_epochs == 3
+    planned = CliRunner().invoke(app, ["plan", str(cfg), "--smoke-test"])
+    assert planned.exit_code == 0 and "a smoke test trains one" in planned.output, planned.output
+    refused = CliRunner().invoke(app, ["plan", str(cfg)])
+    assert refused.exit_code == 2 and "grace_period (10) is not below run.max_epochs (3)" in refused.output
+
+
 def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path):
     """A smoke run's config.yaml (``run.smoke_test: true``, run id ``cfgid-smoke``) run again with ``--smoke-test``
     trained into ``cfgid-smoke-smoke``; without it, it was marked a smoke test but had none of its settings, and a

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,56 @@ def test_a_number_key_and_its_text_are_two_fingerprints(tmp_path, label_map_plug
         "e14afdd89a139ec6",
         "4da2f68a7301d9ae",
     ]
+
+
+def test_a_partition_stamped_before_number_keys_were_told_apart_says_why_it_conflicts(tmp_path, label_map_plugin):
+    """A partition embedded with ``labels: {1: one}`` before the fingerprint told a number key from its text holds
+    the hash of ``{'1': one}`` (commit c9407e4's): the run and ``repeval plan`` stopped on a conflict of two hashes,
+    ``model.params: stored "65d5…", now "25b2…"``, the configuration unchanged. The conflict now says the stored hash
+    is this configuration's under the earlier rule (a scenario's alike), and only then; params described alike but
+    hashed apart (``{1: one}`` embedded, ``{'1': one}`` now) are said to be written otherwise."""
+    from repeval.config.embed import DeformationScenario, DeformationStep
+    from repeval.config.loader import config_hash
+    from repeval.pipeline.partitions import ModelSpec, PartitionSpec, accepted_spec
+    from repeval.store import EmbeddingStore, StoreConflict
+
+    model = "{id: label-map-model, params: {labels: {1: one}}}"
+    cfg = load_config(_write(tmp_path, f"plugins: [{label_map_plugin}]", model=model))
+    exp = cfg.experiments[0]
+    spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
+    store = EmbeddingStore(str(tmp_path / "store"))
+    said = []
+    for sid, stamped, described in (("clean", "65d5d6323202e213", spec.described), ("other", "0123456789abcdef", None)):
+        (part := store.partition("notes", "label-map-model", sid)).stamp(  # c9407e4's hash; another's, undescribed
+            {**spec.fingerprint, "model": {**spec.fingerprint["model"], "params": stamped}}, described=described
+        )
+        with pytest.raises(StoreConflict) as err:
+            accepted_spec(part, spec)
+        said.append(str(err.value).partition("deletes them all")[2])
+    assert said == [
+        ". The stored model.params hash is this configuration's as repeval hashed it before it told a number, null or "
+        "date key (`1:`) from its text (`'1':`), which it hashed alike: the partition was embedded with these params "
+        "or with the same keys written as text, which cannot be told apart, so its rows are not reused",
+        "",
+    ]
+    # embedded with {1: one}, run with {'1': one}: the params described alike, hashed apart — said so, not two hashes
+    text = load_config(_write(tmp_path, f"plugins: [{label_map_plugin}]", model=model.replace("{1:", "{'1':")))
+    as_text = ModelSpec.of(text, text.experiments[0].embedding_models[0]).partition(text, exp, exp.datasets[0], "clean")
+    (part := store.partition("notes", "label-map-model", "text")).stamp(spec.fingerprint, described=spec.described)
+    with pytest.raises(StoreConflict, match=r'model.params: stored "25b28c3e0cb201f7", now "65d5d6323202e213";') as err:
+        accepted_spec(part, as_text)
+    assert str(err.value).endswith(
+        "deletes them all. Its model.params read as this configuration's (the values, with the model's defaults, keys "
+        "as text) but are written otherwise: a value at its default written out or left unset, or a key written as a "
+        "number, null or date (`1:`) or as text (`'1':`)"
+    )
+    step = DeformationStep.model_construct(type="Plugin", params={"table": {1: 0.5}})
+    scenario = DeformationScenario.model_construct(name="s", steps=(step,))
+    fingerprint = {**spec.fingerprint, "scenario": config_hash(scenario), "seed": 0}
+    described = {**spec.described, "scenario": json.loads(json.dumps(scenario.model_dump(mode="json")))}
+    (part := store.partition("notes", "label-map-model", "s")).stamp({**fingerprint, "scenario": "1e5426432ba8f209"})
+    with pytest.raises(StoreConflict, match=r"The stored scenario hash is this configuration's as repeval hashed it"):
+        accepted_spec(part, PartitionSpec("s", fingerprint, described, spec.model))
 
 
 #: a light model of a plugin (tried on noise while the configuration is validated) whose layer weights are keyed by
