@@ -86,6 +86,9 @@ def embed(until_rows, kill, then=lambda proc: None):
     t_end = time.monotonic() + deadline
     while proc.poll() is None and (stored() < until_rows or not pool_nodes()) and time.monotonic() < t_end:
         time.sleep(0.2)
+    if len(pool_nodes()) != 1:  # ended, or out of time, before its pool was placed on one node: say why
+        proc.kill()
+        raise RuntimeError(f"placement groups on {pool_nodes()}: " + proc.communicate()[1][-3000:])
     (at,) = pool_nodes()
     killed = [n for n in cluster.worker_nodes if kill(n.node_id == at)]
     cluster.remove_node(killed[0], allow_graceful=False)
