@@ -186,6 +186,8 @@ class PackedPool:
         self.addresses.update({k: str(n.get("NodeManagerAddress", "")) for k, n in alive.items()})
         if table.get("state") == "CREATED" and len(where) == 1 and where <= alive.keys():
             (at,) = where
+            if at == self.node:  # never placed again: a decode node lost beside it is waited for, as on any cluster
+                return None
             nodes = [dict(n.get("Resources") or {}) for n in alive.values()]
             j = list(alive).index(at)
             quiet = time.monotonic() - self.last_batch

@@ -1,11 +1,10 @@
 """Where an embedding actor pool goes on a cluster of several nodes (repeval.pipeline.placement): Ray Data spreads the
 actors, and a pool the check accepted could leave no node room for a decode task — the stream stood still.
 
-One test runs a real cluster of two local 4-CPU nodes (``ray.cluster_utils.Cluster``, beside a CPU-less head: the
-node the pool is asked for must be one the test can kill — a CPU-less head cost ~8% more CPU time), in a subprocess of its own — it cannot share
+One test runs a real ``repeval embed``, twice, on a real cluster of 4-CPU nodes (``ray.cluster_utils.Cluster``,
+beside a CPU-less head: the nodes the test kills must not be the head), in a subprocess of its own — it cannot share
 the session's embedded Ray — that shuts it down in a ``finally`` and gives up after a deadline of its own, so a
-regression fails instead of hanging. The others check
-the plan, which runs the same rules on given nodes.
+regression fails instead of hanging. The others check the plan, which runs the same rules on given nodes.
 """
 
 from __future__ import annotations
@@ -27,88 +26,107 @@ REPO = Path(__file__).resolve().parents[2]
 TWO_NODES = ({"CPU": 8.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0}, [{"CPU": 4.0}, {"CPU": 4.0}])
 
 DRIVER = r"""
-import json, sys, threading, time
+import glob, json, os, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pyarrow.parquet as pq, soundfile as sf
 import ray
 from ray.cluster_utils import Cluster
 
+deadline, root = float(sys.argv[1]), Path(sys.argv[2])
+# a model of 0.5 s a track, so that the stream is still running when a node is killed
+(root / "slow_model.py").write_text(
+    "import time\nfrom repeval.models import EmbeddingModel, register_model\n\n\n"
+    "@register_model('slow-model')\nclass SlowModel(EmbeddingModel):\n    sample_rate_hz = 16000\n"
+    "    embedding_dim = 2\n\n    def embed(self, audio):\n        time.sleep(0.5)\n"
+    "        return audio[:2].reshape(1, 2).astype('float32')\n"
+)
+rows = ["track_id,audio_path,label"]
+for i in range(48):
+    sf.write(root / f"t{i}.wav", (0.1 * np.sin(np.arange(8000) * (i + 1) / 50)).astype("float32"), 16000)
+    rows.append(f"t{i},{root / f't{i}.wav'},{'ab'[i % 2]}")
+(root / "m.csv").write_text("\n".join(rows) + "\n")
+resources = "{embed_in_decode: never, embed_actors: 2, embed_num_cpus: 2, decode_num_cpus: 3}"
+(root / "exp.yaml").write_text(
+    f"run: {{runs_dir: {root / 'runs'}, store: {root / 'store'}, part_rows: 2, resources: {resources}}}\n"
+    f"plugins: [{root / 'slow_model.py'}]\n"
+    "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+    f"  datasets: [{{name: d, type: catalog, manifest: {root / 'm.csv'}, label_column: label}}]\n"
+    "  embedding_models: [{id: slow, type: slow-model}]\n  downstream_models: [{type: classifier}]\n"
+)
+# the real command, with the stall it stops after shortened from a minute (the test's wait); once it is done, and
+# before its exit handlers shut Ray down, it says the states of the cluster's placement groups
+CLI = '''import sys
+from repeval.pipeline import placement
+from repeval.cli import entrypoint
+placement.PACK_STALL_S = 5.0
+sys.argv[0] = "repeval"
+try:
+    entrypoint()
+finally:
+    from ray.util import placement_group_table
+    print("GROUPS", *sorted({g["state"] for g in placement_group_table().values()}), file=sys.stderr, flush=True)
+'''
+
+
+def stored():
+    return sum(pq.read_metadata(f).num_rows for f in glob.glob(f"{root}/store/**/part-*.parquet", recursive=True))
+
+
+def pool_nodes():
+    return {n for g in placement_group_table().values() if g["state"] == "CREATED" for n in g["bundles_to_node_id"].values()}
+
+
+def embed(until_rows, kill, then=lambda proc: None):
+    # `repeval embed` on the cluster; once its pool's placement group is placed and `until_rows` rows are stored,
+    # kill the node `kill` picks (the one the group is on, or not), call `then` and give the command until
+    # `deadline` seconds to end
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "embed", str(root / "exp.yaml")], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t_end = time.monotonic() + deadline
+    while proc.poll() is None and (stored() < until_rows or not pool_nodes()) and time.monotonic() < t_end:
+        time.sleep(0.2)
+    if len(pool_nodes()) != 1:  # ended, or out of time, before its pool was placed on one node: say why
+        proc.kill()
+        raise RuntimeError(f"placement groups on {pool_nodes()}: " + proc.communicate()[1][-3000:])
+    (at,) = pool_nodes()
+    killed = [n for n in cluster.worker_nodes if kill(n.node_id == at)]
+    cluster.remove_node(killed[0], allow_graceful=False)
+    then(proc)
+    try:
+        stdout, stderr = proc.communicate(timeout=max(1.0, t_end - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    said = [ln for ln in (stdout + stderr).splitlines() if ln.startswith(("d/slow: ", "embedded ", "error: ", "GROUPS "))]
+    return {"rc": proc.returncode, "said": said, "stderr": stderr[-2000:], "pinned": at, "kept": stored()}
+
+
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
 out = {}
-deadline = float(sys.argv[1])
-
-
-def stream(asked, n_rows, sleep_s, rows):
-    # one stream of the pool of `asked` as repeval.pipeline.stream runs it; `rows` gets its rows as they come
-    from repeval.config.embed import EmbeddingModelConfig
-    from repeval.pipeline.resources import stream_resources
-    from repeval.pipeline.stream import halt_stream
-
-    res = stream_resources(EmbeddingModelConfig(id="mfcc-stats"), asked)
-
-    def decode(batch):
-        time.sleep(sleep_s)
-        return batch
-
-    class Embed:
-        def __call__(self, batch):
-            time.sleep(sleep_s)
-            batch["node"] = [ray.get_runtime_context().get_node_id()] * len(batch["id"])
-            return batch
-
-    pool = res.packed_pool("mfcc-stats")
-    ds = ray.data.range(n_rows, override_num_blocks=n_rows // 2).map_batches(decode, **res.decode_kwargs(n_rows // 2))
-    ds = ds.map_batches(Embed, **res.actor_kwargs(2, pool))
-    if pool is not None:
-        pool.watch(lambda: halt_stream(ds, pool.error))
-
-    def consume():
-        try:
-            for batch in ds.iter_batches(batch_size=None):
-                if pool is not None:
-                    pool.beat()
-                rows.extend({"id": i, "node": n} for i, n in zip(batch["id"], batch["node"]))
-        finally:
-            if pool is not None:
-                pool.close()
-
-    worker = threading.Thread(target=consume, daemon=True)
-    worker.start()
-    return res, pool, worker
-
-
 try:
     cluster.add_node(num_cpus=4)
     cluster.add_node(num_cpus=4)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     from ray.util import placement_group_table
-    from repeval.config.run import ResourcesConfig
-    from repeval.pipeline import placement
 
-    placement.PACK_STALL_S = 5.0  # not a minute: the test's wait
+    # the node the pool was asked for dies mid-stream: the other holds the pool, but with it no decode task
+    out["stop"] = embed(4, lambda pinned: pinned)
+    # a 4-CPU node joins, the command is run again, and the node the pool is not on (the decode tasks') dies as the
+    # stream starts: the run waits for a node (another 4-CPU node joins 20 s later, 4 stalls later) instead of
+    # stopping as if the pool's node had died
+    cluster.add_node(num_cpus=4)
+    cluster.wait_for_nodes()
 
-    rows = []
-    asked = ResourcesConfig(embed_in_decode="never", embed_actors=2, embed_num_cpus=2, decode_num_cpus=3)
-    res, _, worker = stream(asked, 8, 0.0, rows)
-    out["pool"] = res.describe()
-    worker.join(timeout=deadline)
-    out["rows"] = len(rows)
-    out["nodes"] = len({r["node"] for r in rows})
+    def join_later(proc):
+        t_join = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < t_join:
+            time.sleep(0.2)
+        out["waited"] = proc.poll() is None
+        cluster.add_node(num_cpus=4)
 
-    # the same stream, slowed down (one decode task at a time, on the node the pool leaves free), whose node dies
-    # mid-stream: the other node holds the whole pool but then keeps no decode task's CPUs, and decode tasks are left
-    # — the stream must stop, naming the dead node, instead of standing still
-    rows = []
-    res, pool, worker = stream(asked, 40, 1.0, rows)
-    (pinned,) = [n for n in cluster.worker_nodes if n.node_id == res.pack_node]
-    while len(rows) < 4 and worker.is_alive():
-        time.sleep(0.1)
-    cluster.remove_node(pinned, allow_graceful=False)
-    worker.join(timeout=deadline)
-    out["stopped"] = not worker.is_alive()
-    out["after_kill"] = len(rows)
-    out["error"] = str(pool.error) if pool.error else None
-    out["pinned"] = pinned.node_id
-    out["groups"] = sorted({g["state"] for g in placement_group_table().values()})
+    out["rerun"] = embed(0, lambda pinned: not pinned, join_later)
 finally:
     print("RESULT " + json.dumps(out), flush=True)
     try:
@@ -118,21 +136,21 @@ finally:
 """
 
 
-def test_a_pool_ray_would_spread_so_that_no_node_keeps_a_decode_task_is_asked_for_on_one_node_and_survives_it() -> None:
-    """Two 4-CPU nodes, two 2-CPU actors, decode tasks of 3 CPUs: the check found that one node holds both actors and
-    the other the task, but Ray Data spread the actors one to a node and no decode task ever started (the stream
-    hung). The actors are asked for on one node now, and the stream ends.
+def test_a_packed_pool_whose_node_dies_stops_the_run_naming_it_and_a_rerun_does_the_rest() -> None:
+    """Two 4-CPU nodes, two 2-CPU actors, decode tasks of 3 CPUs: Ray Data spread the actors one to a node and no
+    decode task ever started (the stream hung); they are asked for on one node, as one STRICT_PACK placement group.
 
-    Then the node they were asked for dies mid-stream. The other holds the pool, but with it no decode task: asked
-    for with a soft node affinity, the actors came back there and the stream stood still (no row, no error, for
-    ever). The pool is one STRICT_PACK placement group now, whose watch stops the stream once Ray placed it again
-    where no decode task fits and no batch comes (PACK_STALL_S, shortened), naming the dead node and the fix; the
-    group is removed once the stream ends."""
+    A real ``repeval embed`` (its stall shortened from a minute to 5 s): the node the pool was asked for dies
+    mid-stream, and Ray places the pool again on the other node, which then keeps no decode task's CPUs (asked for
+    with a soft node affinity, the actors came back there and the stream stood still for ever): the run stops,
+    naming the dead node and the fix, keeping what was written. Run again on a cluster a node joined, it embeds only
+    the rest — and when a node the pool is not on dies, it waits for another to join (the run stopped after 5 s,
+    saying the pool's live node had died)."""
     tmp = Path(tempfile.mkdtemp(prefix="rv-pack-", dir="/tmp"))  # Ray's temp dir (short unix socket paths)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        # RAY_ENABLE_AUTO_CONNECT=0: a Ray call of the stream's thread, left running past the deadline, must not
-        # ray.init() again after the shutdown — it connected to another Ray of this machine (and kept it from ending)
+        # RAY_ENABLE_AUTO_CONNECT=0: a Ray call left running past the deadline must not ray.init() again after the
+        # shutdown — it connected to another Ray of this machine (and kept it from ending)
         env.update(
             {
                 "TMPDIR": str(tmp),
@@ -140,27 +158,31 @@ def test_a_pool_ray_would_spread_so_that_no_node_keeps_a_decode_task_is_asked_fo
                 "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_ENABLE_AUTO_CONNECT": "0",
                 "RAY_health_check_period_ms": "1000",  # the dead node found in ~5 s, not ~15 s (test_multinode.py)
+                "PYTHONPATH": str(REPO),
             }
         )
-        args = [sys.executable, "-c", DRIVER, "90"]
+        args = [sys.executable, "-c", DRIVER, "150", str(tmp)]
         r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-6000:]
     out = json.loads(lines[-1][len("RESULT ") :])
-    assert out["rows"] == 8 and out["nodes"] == 1, out  # before: no row in 90 s (the decode tasks never started)
-    assert out["pool"].startswith("2 embedding actors × 2 CPU (2 threads each), all on one node;"), out
-    assert out["stopped"] and 4 <= out["after_kill"] < 40, out  # before: no row after the kill, for ever
-    pinned, error = out["pinned"][:12], out["error"]
-    assert error.startswith("node ") and error.split(", ")[0].endswith(f" ({pinned})"), out  # the dead node
-    assert (
-        ", where the 2 embedding actors of mfcc-stats ran, died, and Ray placed the pool (4 CPUs) again on node "
-        in error
-    )
+    stop, rerun = out["stop"], out["rerun"]
+    assert any("2 embedding actors × 2 CPU (2 threads each), all on one node;" in ln for ln in stop["said"]), out
+    assert stop["rc"] == 1 and 4 <= stop["kept"] < 48, out  # before: no row after the kill, for ever
+    (error,) = [ln for ln in stop["said"] if ln.startswith("error: ")]
+    assert error.startswith("error: node ") and error.split(", ")[0].endswith(f" ({stop['pinned'][:12]})"), out
+    assert ", where the 2 embedding actors of slow ran, died, and Ray placed the pool (4 CPUs) again on node " in error
     assert "which leaves no node a decode task's 3 CPUs (run.resources.decode_num_cpus): no batch for " in error
     assert error.endswith("run the command again to resume (it places the pool on the nodes up then)"), out
-    assert out["groups"] == ["REMOVED"], out
+    assert out["waited"] and rerun["rc"] == 0, out  # before: stopped, the pool's live node said to have died
+    rest = 48 - stop["kept"]
+    assert any(
+        f"embedded {rest} rows from {rest} tracks, {stop['kept']} rows already in store" in ln for ln in rerun["said"]
+    ), out
+    assert rerun["kept"] == 48, out
+    assert stop["said"][-1] == rerun["said"][-1] == "GROUPS REMOVED", out  # the stream's group, failed or done
 
 
 @functools.cache
