@@ -23,28 +23,65 @@ def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     if said is None or any(_fits(value, kind) for kind in said):
         return None
     names = [n for kind in said if kind is not type(None) for n in _said(kind)] + ["null"] * (type(None) in said)
-    among = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-    return f"expected {among}, got {value!r}"
+    return f"expected {_either(names)}, got {value!r}"
 
 
 def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
     """Why ``value`` is not one of the values ``cls.__init__``'s parameter ``key`` is annotated ``Literal[...]`` with
-    (``Literal['mean', 'max'] | None`` takes null too), naming the model ``name``: a plugin's ``pooling: 'median'`` was
-    refused by its constructor in every embedding actor, not by ``repeval validate``; None when it is one (or the
-    annotation is no ``Literal``)."""
+    (``Literal['mean', 'max'] | None`` takes null too, ``Literal['auto'] | int`` an integer too, ``list[Literal['a',
+    'b']]`` a list of them), naming the model ``name``: a plugin's ``pooling: 'median'`` was refused by its constructor
+    in every embedding actor, not by ``repeval validate``; None when it is one (or the annotation is no ``Literal``:
+    :func:`literal_annotated`, or names a kind not checked here beside it)."""
     hint = _hint(cls, key)
+    if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
+        items = value if isinstance(value, list | tuple) else None
+        wrong = [v for v in items if not _among(v, allowed)] if items is not None else [value]
+        if not wrong:
+            return None
+        why = f": {wrong[0]!r} is not one{_close(wrong[0], allowed)}" if items is not None else ""
+        why = f" (a list: write [{value!r}])" if items is None and _among(value, allowed) else why
+        return f"{name}'s {key} takes a list whose items are {_either([repr(v) for v in allowed])}, got {value!r}{why}"
     parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    allowed = [v for p in parts if typing.get_origin(p) is typing.Literal for v in typing.get_args(p)]
-    if not allowed:
+    allowed = _literals(parts)
+    others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
+    each = [_kinds(p) for p in others]  # the kinds beside it (``Literal['auto'] | int``: an integer too)
+    kinds = None if None in each else [k for ks in each if ks for k in ks]
+    if not allowed or kinds is None:
         return None
     allowed += [None] * any(p is type(None) for p in parts)
-    if any(value == v and type(value) is type(v) for v in allowed):
+    if _among(value, allowed) or any(_fits(value, kind) for kind in kinds):
         return None
-    said = ["null" if v is None else repr(v) for v in allowed]
-    among = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} or {said[-1]}"
+    said = [repr(v) for v in allowed if v is not None] + [n for kind in kinds for n in _said(kind)]
+    return f"{name}'s {key} takes {_either(said + ['null'] * (None in allowed))}, got {value!r}{_close(value, allowed)}"
+
+
+def literal_annotated(cls: type, key: str) -> bool:
+    """Whether ``cls.__init__``'s parameter ``key`` is annotated with a ``Literal`` (:func:`literal_error` judges
+    its value then, not its default's kind: ``Literal['auto'] | int = 'auto'`` takes 1024)."""
+    hint = _hint(cls, key)
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType, list) else (hint,)
+    return bool(_literals(parts))
+
+
+def _literals(parts: Any) -> list[Any]:
+    """The values of the ``Literal[...]`` among ``parts`` (an annotation's union members)."""
+    return [v for p in parts if typing.get_origin(p) is typing.Literal for v in typing.get_args(p)]
+
+
+def _among(value: Any, allowed: list[Any]) -> bool:
+    """Whether ``value`` is one of ``allowed``, of its type too (``True`` is not ``1``)."""
+    return any(value == v and type(value) is type(v) for v in allowed)
+
+
+def _close(value: Any, allowed: list[Any]) -> str:
+    """`` — did you mean 'max'?`` for a text close to one of the texts ``allowed``, else empty."""
     words = [v for v in allowed if isinstance(v, str)]
-    close = did_you_mean(value, words) if isinstance(value, str) and words else ""
-    return f"{name}'s {key} takes {among}, got {value!r}{close}"
+    return did_you_mean(value, words) if isinstance(value, str) and words else ""
+
+
+def _either(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _hint(cls: type, key: str) -> Any:
