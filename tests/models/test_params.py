@@ -258,7 +258,7 @@ class AnnotatedModel(EmbeddingModel):
 
     def __init__(
         self, pooling: Literal["mean", "max"] = "mean", norm: Literal["l2", "none"] | None = None,
-        scales: list[float] = [1.0], size: Literal["auto"] | int = "auto", modes: list[Literal["a", "b"]] = ["a"],
+        scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
         **params,
     ):
         super().__init__(**params)
@@ -326,17 +326,19 @@ def test_a_list_of_numbers_yaml_read_as_text_is_refused_naming_how_to_write_it(
 def test_a_literal_beside_another_kind_or_in_a_list_is_checked_as_annotated(
     tmp_path: Any, forget_plugins: None
 ) -> None:
-    """``size: Literal['auto'] | int = 'auto'`` refused ``size: 1024`` (the Literal's values alone were read, and the
-    default's kind, a string), and ``modes: list[Literal['a', 'b']]`` took ``[a, c]``, refused by the constructor in
-    every embedding actor. The annotation decides now: the Literal's values and the kinds beside it; a list's items."""
+    """``size: Literal['auto'] | int | None = 'auto'`` refused ``size: 1024`` and ``size: null`` (the Literal's values
+    alone were read, and the default's kind, a string), and ``modes: list[Literal['a', 'b']]`` took ``[a, c]``,
+    refused by the constructor in every embedding actor. The annotation decides now: the Literal's values and the kinds
+    beside it; a list's items."""
     from repeval.config import ConfigError, parse_config
 
     parse_config(_annotated_config(tmp_path, {"size": 1024, "modes": ["b", "a"]}))
+    parse_config(_annotated_config(tmp_path, {"size": None}))
     with pytest.raises(ConfigError) as refused:
         parse_config(_annotated_config(tmp_path, {"size": "autoo", "modes": ["a", "bb"]}))
     at = "experiments[0].embedding_models[0].params"
     assert refused.value.problems == [
-        f"{at}.size: annotated-model's size takes 'auto' or an integer, got 'autoo' — did you mean 'auto'?",
+        f"{at}.size: annotated-model's size takes 'auto', an integer or null, got 'autoo' — did you mean 'auto'?",
         f"{at}.modes: annotated-model's modes takes a list whose items are 'a' or 'b', got ['a', 'bb']: 'bb' is not "
         "one — did you mean 'b'?",
     ]
