@@ -76,7 +76,7 @@ class EmbedSummary:
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: the store's root, for the ``repeval store show`` commands the summary names
     store_uri: str = ""
-    #: model id → the dtype of the frames it returned (float64, float16) that were cast to float32, the store's precision
+    #: model id → the dtype of the frames it returned (float64, float16) cast to float32, the store's precision
     cast: dict[str, str] = field(default_factory=dict)
 
     def note_cast(self, model_id: str, batch: dict[str, Any]) -> str | None:
