@@ -87,6 +87,21 @@ def test_a_number_yaml_read_as_text_is_refused_naming_how_to_write_it() -> None:
     assert with_number_hint("expected true, false or null, got '1e1'", "1e1").endswith("got '1e1'")
 
 
+def test_the_exponent_hint_never_says_to_write_a_value_refused_too() -> None:
+    """The hint said to write what the check refuses as well: ``n_mfcc: 1e-1`` (an integer) "write 0.1", ``layers:
+    [1e1, 2.5]`` "write [10, 2.5]", ``scales: [1e-3, abc]`` "write [0.001, abc]". It is given only where what it says
+    to write is of the kind expected."""
+    import yaml
+
+    with pytest.raises(ValueError) as refused:
+        EmbeddingModelConfig(id="mfcc-stats", params=yaml.safe_load("{n_mfcc: 1e-1}"))
+    assert "expected an integer, got '1e-1'" in str(refused.value) and "YAML reads" not in str(refused.value)
+    for layers in ("[1e1, 2.5]", "[1e1, abc]", "[1e-1, 2]"):
+        with pytest.raises(ValueError) as refused:
+            EmbeddingModelConfig(id="hf-audio", params=yaml.safe_load(f"{{layers: {layers}}}"))
+        assert "YAML reads" not in str(refused.value) and "expected a list of integers" in str(refused.value), layers
+
+
 def _with_default(cls: type[EmbeddingModel], key: str, value: Any) -> type[EmbeddingModel]:
     """A subclass of ``cls`` whose constructor's ``key`` defaults to ``value`` (a plugin's own default)."""
 
