@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 
 from repeval.json_keys import sorted_json
-from repeval.models.param_kinds import annotated_kind_error, literal_error, with_number_hint
+from repeval.models.param_kinds import annotated_kind_error, literal_annotated, literal_error, with_number_hint
 from repeval.registry import ParamProblems, Registry, did_you_mean, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
@@ -408,7 +408,9 @@ def check_params(cfg: Any) -> None:
         default = known[key].default
         if value is None and default is None:  # null: the constructor's default (musicnn's layer, its checkpoint's)
             continue
-        problem = literal_error(fam.cls, name, key, value) or _type_error(fam.cls, key, value, default)
+        problem = literal_error(fam.cls, name, key, value)  # a Literal annotation says the kind, not the default
+        if problem is None and not literal_annotated(fam.cls, key):
+            problem = _type_error(fam.cls, key, value, default)
         problem = problem or choice_problem(fam.cls, key, value)
         if problem:
             problems.append((key, with_number_hint(problem, value)))

@@ -23,28 +23,65 @@ def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     if said is None or any(_fits(value, kind) for kind in said):
         return None
     names = [n for kind in said if kind is not type(None) for n in _said(kind)] + ["null"] * (type(None) in said)
-    among = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-    return f"expected {among}, got {value!r}"
+    return f"expected {_either(names)}, got {value!r}"
 
 
 def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
     """Why ``value`` is not one of the values ``cls.__init__``'s parameter ``key`` is annotated ``Literal[...]`` with
-    (``Literal['mean', 'max'] | None`` takes null too), naming the model ``name``: a plugin's ``pooling: 'median'`` was
-    refused by its constructor in every embedding actor, not by ``repeval validate``; None when it is one (or the
-    annotation is no ``Literal``)."""
+    (``Literal['mean', 'max'] | None`` takes null too, ``Literal['auto'] | int`` an integer too, ``list[Literal['a',
+    'b']]`` a list of them), naming the model ``name``: a plugin's ``pooling: 'median'`` was refused by its constructor
+    in every embedding actor, not by ``repeval validate``; None when it is one (or the annotation is no ``Literal``:
+    :func:`literal_annotated`, or names a kind not checked here beside it)."""
     hint = _hint(cls, key)
+    if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
+        items = value if isinstance(value, list | tuple) else None
+        wrong = [v for v in items if not _among(v, allowed)] if items is not None else [value]
+        if not wrong:
+            return None
+        why = f": {wrong[0]!r} is not one{_close(wrong[0], allowed)}" if items is not None else ""
+        why = f" (a list: write [{value!r}])" if items is None and _among(value, allowed) else why
+        return f"{name}'s {key} takes a list whose items are {_either([repr(v) for v in allowed])}, got {value!r}{why}"
     parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    allowed = [v for p in parts if typing.get_origin(p) is typing.Literal for v in typing.get_args(p)]
-    if not allowed:
+    allowed = _literals(parts)
+    others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
+    each = [_kinds(p) for p in others]  # the kinds beside it (``Literal['auto'] | int``: an integer too)
+    kinds = None if None in each else [k for ks in each if ks for k in ks]
+    if not allowed or kinds is None:
         return None
     allowed += [None] * any(p is type(None) for p in parts)
-    if any(value == v and type(value) is type(v) for v in allowed):
+    if _among(value, allowed) or any(_fits(value, kind) for kind in kinds):
         return None
-    said = ["null" if v is None else repr(v) for v in allowed]
-    among = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} or {said[-1]}"
+    said = [repr(v) for v in allowed if v is not None] + [n for kind in kinds for n in _said(kind)]
+    return f"{name}'s {key} takes {_either(said + ['null'] * (None in allowed))}, got {value!r}{_close(value, allowed)}"
+
+
+def literal_annotated(cls: type, key: str) -> bool:
+    """Whether ``cls.__init__``'s parameter ``key`` is annotated with a ``Literal`` (:func:`literal_error` judges
+    its value then, not its default's kind: ``Literal['auto'] | int = 'auto'`` takes 1024)."""
+    hint = _hint(cls, key)
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType, list) else (hint,)
+    return bool(_literals(parts))
+
+
+def _literals(parts: Any) -> list[Any]:
+    """The values of the ``Literal[...]`` among ``parts`` (an annotation's union members)."""
+    return [v for p in parts if typing.get_origin(p) is typing.Literal for v in typing.get_args(p)]
+
+
+def _among(value: Any, allowed: list[Any]) -> bool:
+    """Whether ``value`` is one of ``allowed``, of its type too (``True`` is not ``1``)."""
+    return any(value == v and type(value) is type(v) for v in allowed)
+
+
+def _close(value: Any, allowed: list[Any]) -> str:
+    """`` — did you mean 'max'?`` for a text close to one of the texts ``allowed``, else empty."""
     words = [v for v in allowed if isinstance(v, str)]
-    close = did_you_mean(value, words) if isinstance(value, str) and words else ""
-    return f"{name}'s {key} takes {among}, got {value!r}{close}"
+    return did_you_mean(value, words) if isinstance(value, str) and words else ""
+
+
+def _either(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _hint(cls: type, key: str) -> Any:
@@ -98,18 +135,29 @@ def _said(kind: Any) -> list[str]:
 def with_number_hint(problem: str, value: Any) -> str:
     """``problem`` (a number expected), and the fix when ``value`` is a number YAML read as text: exponent notation
     without a dot and a signed exponent (``hop_s: 1e-1``, ``n_fft: 2e3``; YAML 1.1 reads ``1.0e-1`` as a number) — or a
-    list holding such numbers (``rates: [1e-3, 1e-4]``), said as the list to write."""
+    list holding such numbers (``rates: [1e-3, 1e-4]``), said as the list to write; not where what it would say to
+    write is refused too (``1e-1`` where an integer is expected, ``[1e-3, abc]``)."""
     if isinstance(value, list | tuple):
         if not any(_exponent(v) for v in value) or not (
             "a list of integers" in problem or "a list of numbers" in problem
         ):
             return problem
         integers = "a list of numbers" not in problem
-        written = ", ".join(str(_written(v, integers)) if _exponent(v) else str(v) for v in value)
-        return f"{problem} (YAML reads exponent notation as text: write [{written}])"
+        items = [_written(v, integers) if _exponent(v) else v for v in value]
+        if not all(_number(x, integers) for x in items):
+            return problem
+        return f"{problem} (YAML reads exponent notation as text: write [{', '.join(map(str, items))}])"
     if not _exponent(value) or ("an integer" not in problem and "a number" not in problem):
         return problem
-    return f"{problem} (YAML reads this exponent notation as text: write {_written(value, 'a number' not in problem)})"
+    written = _written(value, integer := "a number" not in problem)
+    if not _number(written, integer):
+        return problem
+    return f"{problem} (YAML reads this exponent notation as text: write {written})"
+
+
+def _number(value: Any, integer: bool) -> bool:
+    """Whether ``value`` is a number (an integer, where ``integer``), as the problem's fix must write one."""
+    return isinstance(value, int if integer else int | float) and not isinstance(value, bool)
 
 
 def _exponent(value: Any) -> bool:

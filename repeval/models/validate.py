@@ -204,7 +204,8 @@ def _run_checks(
             "float32 frames",
             False,
             f"model returned {wide[0]} frames (for {len(wide)} of {counted(len(audios), 'clip')}), not float32: a run "
-            "stores them as float32, the store's precision, and notes it — make embed return frames.astype(np.float32)",
+            "stores them as float32, the store's precision, and notes it — make embed return "
+            "frames.astype(np.float32)",
         )
     try:
         model.embed(np.zeros(0, dtype=np.float32))

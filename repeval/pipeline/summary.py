@@ -76,7 +76,7 @@ class EmbedSummary:
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: the store's root, for the ``repeval store show`` commands the summary names
     store_uri: str = ""
-    #: model id → the dtype of the frames it returned (float64, float16) that were cast to float32, the store's precision
+    #: model id → the dtype of the frames it returned (float64, float16) cast to float32, the store's precision
     cast: dict[str, str] = field(default_factory=dict)
     #: embedding model id → why its stream stopped (its model failed to build, cannot run on a node, or failed on each
     #: of its first tracks): the model is left out, its partitions stay incomplete, the others go on

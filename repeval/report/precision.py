@@ -13,9 +13,11 @@ The decimals come from the column's values (:func:`column_decimals`):
   ``1164608 ± 1373710``, ``12.35 ± 0.81`` — up to two more decimals where two different means would read alike.
 
 The decimals follow a column's largest mean, not its smallest: a failed model's score of 0.00001 beside others' 0.9
-reads ``1.0e−05`` (a value other than zero that would read zero at its column's decimals is said in scientific
-notation, :func:`repeval.report.render.fmt_number` — a std too), not every cell of its column ``0.90000``. But a mean beyond ±1 a hundred times the column's median
-magnitude or more (a diverged probe's R² of −49.82 beside others' 0.392, an MSE of 1e9 beside others' 12.35) does not
+reads ``1.0e−05`` (a value other than zero that would read zero at its column's decimals is said with two
+significant digits, in scientific notation below 1e-4: :func:`repeval.report.render.fmt_number` — a std too:
+``0.00040`` beside 0.9, ``12 ± 0.20`` beside 1234), not every cell of its column ``0.90000``. But a mean beyond ±1 a
+hundred times the column's median magnitude or more (a diverged probe's R² of −49.82 beside others' 0.392, an MSE of
+1e9 beside others' 12.35) does not
 set them: it reads at the others' decimals, ``−49.820``, not every cell of its column ``0.39``.
 """
 

@@ -59,16 +59,17 @@ def fmt_number(x: float, *, scale: float = 1.0, decimals: int | None = None, sig
     """A value for display with ``decimals`` (None: as a column of it alone would show it, :func:`repeval.report.
     precision.column_decimals`); ``–`` for a missing one; a true minus sign for negatives, and with ``signed`` (a
     difference) a plus sign for positives. Zero (or floating-point noise about it, :data:`NOISE`) is ``0.000``, never
-    ``−0.000`` or ``+0.000``; any other value that would read zero at ``decimals`` (``1e-5`` beside ``0.9``, a column
-    of values below ``5e-7``) is said in scientific notation with two significant digits, ``1.0e−05``, not as zero."""
+    ``−0.000`` or ``+0.000``; any other value that would read zero at ``decimals`` is said with two significant
+    digits, not as zero: ``0.00040`` beside ``0.9``, ``0.20`` beside ``1234``, in scientific notation below 1e-4
+    (``1e-5`` beside ``0.9``, a column of values below ``5e-7``: ``1.0e−05``)."""
     if x is None or not math.isfinite(x):
         return "–"
     if decimals is None:
         decimals = column_decimals([x], scale=scale)
     value = x * scale
     text = f"{value:z.{decimals}f}"  # ``z``: a negative value rounded to zero loses its sign
-    if float(text) == 0 and abs(value) >= NOISE:
-        text = f"{value:.1e}"
+    if float(text) == 0 and abs(value) >= NOISE:  # its first two digits: 0.40 in a column of 1234, 1.0e-05 of 0.9
+        text = f"{value:#.2g}"
     if signed and value >= NOISE and not text.startswith("-"):
         text = "+" + text
     return text.replace("-", "−")

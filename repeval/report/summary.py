@@ -157,9 +157,10 @@ def passed_over_note(h: Headline) -> str:
     # that is not a chosen probe is one validation passed over
     names = tied_names([f"{m} · {p}" for m, p in h.test_best])
     whose = "its model" if len(h.test_best) == 1 else "their models"
+    value = fmt_number(h.test_best_mean, decimals=h.every_decimals)  # at its column's decimals, every probe's
     return (
-        f"the tables' best clean {h.metric}, {names} {fmt_number(h.test_best_mean, decimals=h.every_decimals)}, is a probe not chosen on "
-        f"validation for {whose}: naming it best would choose the probe on the test set"
+        f"the tables' best clean {h.metric}, {names} {value}, is a probe not chosen on validation for {whose}: naming "
+        "it best would choose the probe on the test set"
     )
 
 

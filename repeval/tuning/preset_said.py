@@ -199,7 +199,9 @@ def _sampling(v: Mapping[str, Any]) -> str:
                 "batches are epoch permutations of the frames, or, where tracks have unequal numbers of frames, "
                 "frames drawn with replacement, each track weighing alike"
             ),
-            "balanced": "batches are drawn class-balanced, with replacement, each track's weight shared among its frames",
+            "balanced": (
+                "batches are drawn class-balanced, with replacement, each track's weight shared among its frames"
+            ),
         }
     return _plain(v["train_sampling"], "train_sampling", words)
 

@@ -203,8 +203,8 @@ def entry_words(
     <its description> [source], set here: …; differs from the source: …`` — :func:`preset_words`, what ``repeval
     plan`` says of it, with the configurations the entry trained (an entry named otherwise than its preset: ``probe
     hear-lr, preset hear: …``) and the departures for a task of ``task_type`` (its epochs capped by the run's
-    ``max_epochs``, its batches as drawn on the task's ``aggregation``). An entry this repeval no longer reads (an older run's) is said by its preset's
-    description, without what it trained."""
+    ``max_epochs``, its batches as drawn on the task's ``aggregation``). An entry this repeval no longer reads (an
+    older run's) is said by its preset's description, without what it trained."""
     from pydantic import ValidationError
 
     from repeval.config.probe import ProbeConfig

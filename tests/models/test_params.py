@@ -87,6 +87,21 @@ def test_a_number_yaml_read_as_text_is_refused_naming_how_to_write_it() -> None:
     assert with_number_hint("expected true, false or null, got '1e1'", "1e1").endswith("got '1e1'")
 
 
+def test_the_exponent_hint_never_says_to_write_a_value_refused_too() -> None:
+    """The hint said to write what the check refuses as well: ``n_mfcc: 1e-1`` (an integer) "write 0.1", ``layers:
+    [1e1, 2.5]`` "write [10, 2.5]", ``scales: [1e-3, abc]`` "write [0.001, abc]". It is given only where what it says
+    to write is of the kind expected."""
+    import yaml
+
+    with pytest.raises(ValueError) as refused:
+        EmbeddingModelConfig(id="mfcc-stats", params=yaml.safe_load("{n_mfcc: 1e-1}"))
+    assert "expected an integer, got '1e-1'" in str(refused.value) and "YAML reads" not in str(refused.value)
+    for layers in ("[1e1, 2.5]", "[1e1, abc]", "[1e-1, 2]"):
+        with pytest.raises(ValueError) as refused:
+            EmbeddingModelConfig(id="hf-audio", params=yaml.safe_load(f"{{layers: {layers}}}"))
+        assert "YAML reads" not in str(refused.value) and "expected a list of integers" in str(refused.value), layers
+
+
 def _with_default(cls: type[EmbeddingModel], key: str, value: Any) -> type[EmbeddingModel]:
     """A subclass of ``cls`` whose constructor's ``key`` defaults to ``value`` (a plugin's own default)."""
 
@@ -258,7 +273,8 @@ class AnnotatedModel(EmbeddingModel):
 
     def __init__(
         self, pooling: Literal["mean", "max"] = "mean", norm: Literal["l2", "none"] | None = None,
-        scales: list[float] = [1.0], **params,
+        scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
+        **params,
     ):
         super().__init__(**params)
         if pooling not in ("mean", "max"):
@@ -320,3 +336,26 @@ def test_a_list_of_numbers_yaml_read_as_text_is_refused_naming_how_to_write_it(
     with pytest.raises(ValueError, match=r"got \['1e1', 2\] \(YAML reads exponent notation as text: write \[10, 2\]\)"):
         EmbeddingModelConfig(id="hf-audio", params=yaml.safe_load("{layers: [1e1, 2]}"))
     parse_config(_annotated_config(tmp_path, {"scales": [0.001, 0.5]}))
+
+
+def test_a_literal_beside_another_kind_or_in_a_list_is_checked_as_annotated(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """``size: Literal['auto'] | int | None = 'auto'`` refused ``size: 1024`` and ``size: null`` (the Literal's values
+    alone were read, and the default's kind, a string), and ``modes: list[Literal['a', 'b']]`` took ``[a, c]``,
+    refused by the constructor in every embedding actor. The annotation decides now: the Literal's values and the kinds
+    beside it; a list's items."""
+    from repeval.config import ConfigError, parse_config
+
+    parse_config(_annotated_config(tmp_path, {"size": 1024, "modes": ["b", "a"]}))
+    parse_config(_annotated_config(tmp_path, {"size": None}))
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_annotated_config(tmp_path, {"size": "autoo", "modes": ["a", "bb"]}))
+    at = "experiments[0].embedding_models[0].params"
+    assert refused.value.problems == [
+        f"{at}.size: annotated-model's size takes 'auto', an integer or null, got 'autoo' — did you mean 'auto'?",
+        f"{at}.modes: annotated-model's modes takes a list whose items are 'a' or 'b', got ['a', 'bb']: 'bb' is not "
+        "one — did you mean 'b'?",
+    ]
+    with pytest.raises(ConfigError, match=r"modes takes a list whose items are 'a' or 'b', got 'a' \(a list: write"):
+        parse_config(_annotated_config(tmp_path, {"modes": "a"}))

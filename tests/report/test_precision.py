@@ -65,3 +65,12 @@ def test_a_value_other_than_zero_never_reads_zero():
     assert shown([0.9, 1e-5, -2.5e-8], signed=True) == ["+0.900", "+1.0e−05", "−2.5e−08"]
     assert shown([0.1 + 0.2 - 0.3, -NOISE / 2], signed=True) == ["0.000", "0.000"]
     assert fmt_number(4.2e-7) == "4.2e−07" and fmt_number(4.2e-7, scale=100) == "0.000042"
+
+
+def test_a_value_that_would_read_zero_reads_its_two_digits_plainly_above_1e_4():
+    """A value other than zero that would read zero at its column's decimals was said in scientific notation however
+    large: a std of 0.2 beside an MAE of 1234 read ``1234 ± 2.0e−01``, a Δ of 0.0004 beside 0.9 ``+4.0e−04``. Its two
+    significant digits read plainly now, ``0.20`` and ``+0.00040``; below 1e-4, in scientific notation still."""
+    assert fmt_number(0.2, decimals=0) == "0.20" and fmt_number(-0.004, decimals=2) == "−0.0040"
+    assert fmt_number(0.0004, decimals=3, signed=True) == "+0.00040"
+    assert fmt_number(-9.5e-5, decimals=3) == "−9.5e−05" and fmt_number(1e-5, decimals=3, signed=True) == "+1.0e−05"
