@@ -69,6 +69,9 @@ class Plan:
     #: where they exceed a node's memory
     memory: list[str] = field(default_factory=list)
     memory_warnings: list[str] = field(default_factory=list)
+    #: what the configuration asks that it may not mean: deformation steps without ``p``, ``run.deform_splits``
+    #: deforming tracks no probe reads (as ``repeval validate`` warns of them)
+    warnings: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         head = [
@@ -112,7 +115,7 @@ class Plan:
         retests = [_retest_line(what, grids) for what, grids in self.retests.items()]
         retrained = [f"train again: {why}" for why in self.retrained]
         retries = self._retry_lines()
-        warned = [f"warning: {w}" for w in self.memory_warnings]
+        warned = [f"warning: {w}" for w in self.warnings + self.memory_warnings]
         body = [*self.lines, *self.memory, *warned, *retests, *retrained, *retries, *conflicts, *notes]
         return "\n".join([*head, "", *body])
 
@@ -165,7 +168,10 @@ def make_plan(
     run's Tune experiments (``tune_storage``, default ``run_dir/tune``): their markers and checkpoint summaries.
     ``retry_errors``: plan ``repeval run --retry-errors`` — the partitions with error records are to do, their
     records' tracks computed again, and the grids trained on them are not done (:attr:`Plan.retries`)."""
+    from repeval.config.embed import default_p_warnings, deform_splits_warnings
+
     p = Plan(experiments=len(cfg.experiments))
+    p.warnings = default_p_warnings(cfg.experiments) + deform_splits_warnings(cfg)  # as `repeval validate` says them
     ctx = states = None
     if store is not None:
         ctx, states = _progress(cfg, store, run_dir, p, retry_errors)

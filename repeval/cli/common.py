@@ -102,11 +102,14 @@ def _with_root(exc: BaseException, line: str) -> str:
     return f"{line} ({how} {type(root).__name__}{': ' + said if said else ''})"
 
 
-def _load(path: Path, check_data: bool = False, unreached_fix: str | None = None, smoke_test: bool = False) -> Any:
+def _load(
+    path: Path, check_data: bool = False, unreached_fix: str | None = None, smoke_test: bool = False, files: bool = True
+) -> Any:
     """The configuration at ``path`` (``smoke_test``: validated as its smoke test's, ``--smoke-test``), its data paths
-    checked when ``check_data``; a problem said with its fix, exit status 2."""
+    checked when ``check_data``, the files its deformation steps read unless not ``files`` (``validate
+    --skip-data-check``); a problem said with its fix, exit status 2."""
     try:
-        cfg = load_config(path, smoke_test)
+        cfg = load_config(path, smoke_test, files)
     except ConfigError as exc:
         _fail(exc)
     if check_data:  # reliability (issue 9): a missing manifest/data dir fails before anything runs

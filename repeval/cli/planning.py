@@ -28,7 +28,11 @@ def validate(
     config: ConfigArg,
     skip_data_check: Annotated[
         bool,
-        typer.Option("--skip-data-check", help="do not check that local data paths exist (a config for elsewhere)"),
+        typer.Option(
+            "--skip-data-check",
+            help="do not check that local data paths exist, nor the files deformation steps read (sounds_path, "
+            "ir_path): a config for elsewhere",
+        ),
     ] = False,
     skip_model_check: Annotated[
         bool,
@@ -40,16 +44,17 @@ def validate(
     ] = False,
 ) -> None:
     """Validate a configuration file (nothing runs): local data paths must exist — a mirdata dataset's data and
-    index too where mirdata looks when dir or index_path is not set — and mirdata splits load (checked from the data's
-    index and metadata), unless --skip-data-check; every
+    index too where mirdata looks when dir or index_path is not set, and the audio files deformation steps read
+    (sounds_path, ir_path) — and mirdata splits load (checked from the data's index and metadata), unless
+    --skip-data-check (a note names each file path left unchecked); every
     embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
     cannot run (the first line says how many, each is an error line with the reason and the fix). A regression catalog whose first target cells read as two
     whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
-    from repeval.config.embed import default_p_warnings, deform_splits_warnings
+    from repeval.config.embed import default_p_warnings, deform_splits_warnings, unchecked_files_notes
     from repeval.config.loader import decimal_warnings, fold_split_warnings
 
-    cfg = _load(config, check_data=not skip_data_check)
+    cfg = _load(config, check_data=not skip_data_check, files=not skip_data_check)
     n = len(cfg.experiments)
     head = f"{config}: valid ({counted(n, 'experiment')})"
     said, problems = ("", []) if skip_model_check else _check_models(cfg)
@@ -67,7 +72,8 @@ def validate(
     warnings += fold_split_warnings(cfg, data_checked=checked)
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
-    for line in cfg.smoke_asha_notes():  # a smoke test runs without them: a full run would be refused
+    notes = unchecked_files_notes(cfg.experiments) if skip_data_check else []
+    for line in notes + cfg.smoke_asha_notes():  # a smoke test runs without them: a full run would be refused
         typer.echo(f"note: {line}")
     if problems:
         raise typer.Exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from repeval.config.base import FileName, Strict, raise_at_params
 from repeval.registry import ParamProblems
@@ -22,11 +22,12 @@ class DeformationStep(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _valid_transform(self) -> DeformationStep:
+    def _valid_transform(self, info: ValidationInfo) -> DeformationStep:
         from repeval.deformations import validate_step
 
+        files = not (info.context or {}).get("skip_files")  # `validate --skip-data-check`: files of another machine
         try:
-            validate_step(self.type, self.params)
+            validate_step(self.type, self.params, files=files)
         except ParamProblems as exc:
             raise_at_params(exc, type(self).__name__)
         return self
@@ -94,6 +95,29 @@ def default_p_warnings(experiments: Any) -> list[str]:
                         f"others scored as they are under {sid!r}: write p: 1 to deform every track (or p: {default:g}"
                         " to keep it so)",
                     )
+    return list(out.values())
+
+
+def unchecked_files_notes(experiments: Any) -> list[str]:
+    """What ``repeval validate --skip-data-check`` leaves unchecked of the files deformation steps read
+    (``sounds_path``, ``ir_path``): each path once, where it is first given — the run checks that it exists and holds
+    audio files, and fingerprints them, where it embeds."""
+    from repeval.deformations.files import unchecked_paths
+
+    out: dict[tuple[str, str], str] = {}
+    for ei, exp in enumerate(experiments):
+        places = [("deformations", exp.deformations)]
+        places += [(f"datasets[{j}].deformations", ds.deformations or ()) for j, ds in enumerate(exp.datasets)]
+        for where, scenarios in places:
+            for k, sc in enumerate(scenarios):
+                for i, step in enumerate(sc.steps):
+                    for key, path in unchecked_paths(step.params):
+                        out.setdefault(
+                            (key, path),
+                            f"experiments[{ei}].{where}[{k}].steps[{i}]: {step.type}.{key} {path!r} not checked "
+                            "(--skip-data-check): it must exist and hold audio files on each machine that deforms "
+                            "tracks (the run checks it and records what the files hold)",
+                        )
     return list(out.values())
 
 

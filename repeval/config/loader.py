@@ -136,19 +136,22 @@ def _not_a_list(value: Any) -> str:
     return f"expected a list (e.g. [{value!s}]), got {type(value).__name__} {shown}"
 
 
-def parse_config(data: Any, source: str | None = None, smoke_test: bool = False) -> Config:
+def parse_config(data: Any, source: str | None = None, smoke_test: bool = False, files: bool = True) -> Config:
     """Validate an already-parsed mapping — as a smoke test's (``--smoke-test``: as ``run.smoke_test`` validates it)
-    when ``smoke_test``. Raises :class:`ConfigError`."""
+    when ``smoke_test``; not ``files`` (``repeval validate --skip-data-check``): the files deformation steps read
+    (``sounds_path``, ``ir_path``) need not exist here. Raises :class:`ConfigError`."""
     if not isinstance(data, dict):
         raise ConfigError(["the file must be a mapping with an 'experiments:' list"], source)
+    context = {key: True for key, on in (("smoke_test", smoke_test), ("skip_files", not files)) if on}
     try:
-        return Config.model_validate(data, context={"smoke_test": True} if smoke_test else None)
+        return Config.model_validate(data, context=context or None)
     except ValidationError as exc:
         raise ConfigError(_format(exc), source) from None
 
 
-def load_config(path: str | Path, smoke_test: bool = False) -> Config:
-    """Read a YAML file safely and validate all of it before anything runs (``smoke_test``: :func:`parse_config`)."""
+def load_config(path: str | Path, smoke_test: bool = False, files: bool = True) -> Config:
+    """Read a YAML file safely and validate all of it before anything runs (``smoke_test``, ``files``:
+    :func:`parse_config`)."""
     p = Path(path)
     if p.is_dir():
         found = sorted(q.name for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
@@ -169,7 +172,7 @@ def load_config(path: str | Path, smoke_test: bool = False) -> Config:
             shown = f" (line {mark.line + 1}: {_shown_line(line, mark.column)})"
         before = line[: mark.column] if mark is not None else ""
         raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem, before)}"], str(p)) from None
-    return parse_config(data, str(p), smoke_test)
+    return parse_config(data, str(p), smoke_test, files)
 
 
 def _shown_line(line: str, column: int = 0) -> str:

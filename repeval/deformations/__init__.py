@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from repeval.deformations.files import check_paths
+from repeval.deformations.files import check_paths, with_stand_ins
 from repeval.json_keys import json_text
 from repeval.registry import ParamProblems, unknown_name_message, unknown_param
 
@@ -137,7 +137,9 @@ def _defaults(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def build_transform(type_: str, params: dict[str, Any]) -> Any:
+def build_transform(type_: str, params: dict[str, Any], files: bool = True) -> Any:
+    """The transform ``type_(**params)``, every parameter at fault said at its key; not ``files``: the files it reads
+    are not checked (:func:`~repeval.deformations.files.check_paths`) and a stand-in recording is read instead."""
     transforms = waveform_transforms()
     if type_ in FORBIDDEN:
         raise ValueError(
@@ -159,9 +161,9 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     problems += _number_problems(type_, sig, params) + _missing_problems(type_, sig, params)
     if problems:
         raise ParamProblems(problems)
-    check_paths(type_, params, REQUIRED_PARAMS)
+    check_paths(type_, params, REQUIRED_PARAMS, exist=files)
     try:
-        return cls(**_defaults(cls, params))
+        return cls(**_defaults(cls, params if files else with_stand_ins(params)))
     except Exception as exc:  # audiomentations raises AssertionError/ValueError/TypeError
         raise ValueError(f"{type_}({json_text(params)}): {_reason(exc)}") from None
 
@@ -238,13 +240,17 @@ FREQUENCY_ATTRIBUTES = ("max_cutoff_freq", "max_center_freq")  # the minima are 
 PROBE_SAMPLE_RATE_HZ = 44_100
 
 
-def validate_step(type_: str, params: dict[str, Any], sample_rate_hz: int = PROBE_SAMPLE_RATE_HZ) -> None:
+def validate_step(
+    type_: str, params: dict[str, Any], sample_rate_hz: int = PROBE_SAMPLE_RATE_HZ, files: bool = True
+) -> None:
     """Build the transform and apply it once (with ``p = 1``) to half a second of noise at ``sample_rate_hz``:
     parameters that audiomentations only checks when it runs (a resampling rate of 0, …) fail here, while the
     configuration is validated, instead of turning every deformed track into an error record. Run again at each
     model's rate when the run is planned (:func:`validate_steps_at`): a filter frequency at or above that rate's
-    Nyquist frequency, or a step that makes NaN there, fails too."""
-    transform = build_transform(type_, params)
+    Nyquist frequency, or a step that makes NaN there, fails too. Not ``files`` (``repeval validate
+    --skip-data-check``): the files it reads (``sounds_path``, ``ir_path``) need not be on this machine
+    (:func:`build_transform`)."""
+    transform = build_transform(type_, params, files)
     where = f"{type_}({json_text(params)})"  # (a date key, or keys of several kinds in a value: data, as YAML read it)
     nyquist = sample_rate_hz / 2
     for attr in FREQUENCY_ATTRIBUTES:

@@ -23,14 +23,15 @@ def _given(value: Any) -> list[Any]:
 
 
 def _local(v: Any) -> bool:
-    """A path on this machine (a URI is passed on as written: its text is in the scenario's hash)."""
+    """A path on this machine, not a URI (``s3://…``: refused when the configuration is validated)."""
     return isinstance(v, str | Path) and "://" not in str(v)
 
 
-def check_paths(type_: str, params: dict[str, Any], forms: dict[str, str]) -> None:
-    """Files and folders a transform reads (``sounds_path``, ``ir_path``, …) must be named, exist and hold audio
-    files: audiomentations' own check is a bare assert on the number of files it found. ``forms``: what each such
-    parameter is, to say how to write it."""
+def check_paths(type_: str, params: dict[str, Any], forms: dict[str, str], exist: bool = True) -> None:
+    """Files and folders a transform reads (``sounds_path``, ``ir_path``, …) must be named, be local paths (not a
+    URI: audiomentations opens them as files) and — unless not ``exist`` (``repeval validate --skip-data-check``, a
+    configuration for another machine) — exist and hold audio files: audiomentations' own check is a bare assert on
+    the number of files it found. ``forms``: what each such parameter is, to say how to write it."""
     from audiomentations.core.utils import SUPPORTED_EXTENSIONS, find_audio_files_in_paths
 
     for key, value in params.items():
@@ -41,6 +42,12 @@ def check_paths(type_: str, params: dict[str, Any], forms: dict[str, str]) -> No
             raise ValueError(f"{type_}.{key}: {value!r} names no files — give {forms.get(key, PATH_FORMS)}")
         for v in given:
             if not _local(v):
+                raise ValueError(
+                    f"{type_}.{key}: {str(v)!r} is a URI, but audiomentations reads local files only — copy the "
+                    "files to a local folder on each node (or a shared filesystem path every node mounts) and give "
+                    "that path"
+                )
+            if not exist:
                 continue
             if not Path(v).exists():
                 raise ValueError(
@@ -54,11 +61,22 @@ def check_paths(type_: str, params: dict[str, Any], forms: dict[str, str]) -> No
                 )
 
 
+def unchecked_paths(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """A step's file parameters as ``(key, path)``, each path of a list on its own: what ``repeval validate
+    --skip-data-check`` does not check (:func:`check_paths` with ``exist=False``)."""
+    return [
+        (key, str(v))
+        for key, value in params.items()
+        if _is_path_param(key) and value is not None
+        for v in _given(value)
+    ]
+
+
 def scenario_files(steps: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, str]]:
     """The audio files each step's path parameters resolve to, as audiomentations finds them: ``{"steps[0].sounds_path":
     {"rain.wav": "52012 bytes, sha256 …", …}}`` — each file by its name relative to the folder given (a file
     given: its name), sorted; a list of paths as ``steps[0].sounds_path[1]`` for each entry. Empty when no step reads
-    files (a URI is left out: its text is in the scenario's hash). The paths' own spelling is the scenario's; this is
+    files. The paths' own spelling is the scenario's; this is
     what they hold. Each file is read once per process and version, a large one sampled
     (:func:`~repeval.models.provenance.file_digest`)."""
     from audiomentations.core.utils import find_audio_files_in_paths
@@ -83,3 +101,28 @@ def scenario_files(steps: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[st
                 where = f"steps[{i}].{key}" + (f"[{j}]" if isinstance(value, list | tuple) else "")
                 out[where] = dict(sorted(found.items()))
     return out
+
+
+def with_stand_ins(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each file parameter (``sounds_path``, ``ir_path``, …) naming one stand-in recording (half a
+    second of noise, written once per process): the transform is built and tried with the rest of its parameters
+    when the files it names are not on this machine (``repeval validate --skip-data-check``)."""
+    return {
+        key: (str(_stand_in()) if _is_path_param(key) and value is not None else value) for key, value in params.items()
+    }
+
+
+_STAND_IN: list[Any] = []  # the folder holding the stand-in, removed when the process ends
+
+
+def _stand_in() -> Path:
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    if not _STAND_IN:
+        _STAND_IN.append(tempfile.TemporaryDirectory(prefix="repeval-stand-in-"))
+        noise = np.random.default_rng(0).uniform(-0.5, 0.5, 22_050).astype(np.float32)
+        sf.write(Path(_STAND_IN[0].name) / "stand-in.wav", noise, 44_100)
+    return Path(_STAND_IN[0].name) / "stand-in.wav"

@@ -1846,6 +1846,22 @@ def test_validate_warns_of_a_deformation_step_without_p(tmp_path, monkeypatch):
     assert not [w for w in default_p_warnings(parse_config(d).experiments) if "experiments[2]" in w]
 
 
+def test_plan_says_the_warnings_validate_says_once_each():
+    """A step without p and ``run.deform_splits`` deforming tracks no probe reads were said by `repeval validate` and
+    the embed stage alone: a user who planned the run saw the cost of ``deform_splits`` nowhere. The plan says them
+    too, as validate does, each once."""
+    from repeval.config.embed import default_p_warnings, deform_splits_warnings
+
+    d = base()
+    d["run"] = {"deform_splits": ["validation", "test"]}
+    d["experiments"][0]["deformations"].append({"name": "mp3", "steps": [{"type": "Mp3Compression"}]})
+    cfg = parse_config(d)
+    said = default_p_warnings(cfg.experiments) + deform_splits_warnings(cfg)
+    assert len(said) == 2 and "'mp3' gives Mp3Compression no p" in said[0] and "deform_splits" in said[1], said
+    text = make_plan(cfg).text().splitlines()
+    assert [line for line in text if line.startswith("warning: ")] == [f"warning: {w}" for w in said], text
+
+
 def test_validate_warns_when_deform_splits_deforms_tracks_no_probe_reads(tmp_path, monkeypatch):
     """``run.deform_splits: [train, validation, test]`` embedded every split under every scenario — 8 times the rows
     of [test] on the Medley-solos-DB slice — and changed no result: probes train and are chosen on clean audio (plus

@@ -209,6 +209,15 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         ),
         ["AddBackgroundNoise.sounds_path: 'no/noise' does not exist", "point it at an existing audio file"],
     ),
+    "transform_file_uri": (  # was audiomentations' bare `len(self.sound_file_paths) > 0` assert
+        lambda d: _exp(d).update(
+            deformations=[[{"type": "AddBackgroundNoise", "params": {"sounds_path": "s3://bucket/noise/", "p": 1}}]]
+        ),
+        [
+            "AddBackgroundNoise.sounds_path: 's3://bucket/noise/' is a URI, but audiomentations reads local files only",
+            "copy the files to a local folder on each node (or a shared filesystem path",
+        ],
+    ),
     "transform_fails_when_applied": (
         lambda d: _exp(d).update(
             deformations=[[{"type": "Resample", "params": {"min_sample_rate": 0, "max_sample_rate": 0}}]]
@@ -570,10 +579,26 @@ def test_debug_shows_the_traceback(outcomes):
 
 
 def test_skip_data_check_validates_a_config_meant_for_another_machine(tmp_path):
+    """The data, and the noise and impulse responses its deformation steps read, are on the cluster's shared
+    filesystem, not on the laptop that prepares the job: ``--skip-data-check`` checks the rest of the steps (tried on a
+    stand-in recording) and names each file path it left unchecked. It refused the missing noise folder before."""
     d = _base(tmp_path)
     _ds(d).update(manifest=str(tmp_path / "elsewhere.csv"))
+    noise, irs = str(tmp_path / "elsewhere" / "noise"), str(tmp_path / "elsewhere" / "ir.wav")
+    _exp(d)["deformations"] += [
+        [{"type": "AddBackgroundNoise", "params": {"sounds_path": noise, "min_snr_db": 3, "max_snr_db": 3, "p": 1}}],
+        [{"type": "ApplyImpulseResponse", "params": {"ir_path": [irs], "p": 1}}],
+    ]
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(d))
     res, _ = _run(["validate", "--skip-data-check", str(path)], REPO)
     assert res.returncode == 0, res.stderr
     assert "valid (1 experiment)" in res.stdout
+    assert [line for line in res.stdout.splitlines() if "not checked" in line] == [
+        f"note: experiments[0].deformations[1].steps[0]: AddBackgroundNoise.sounds_path {noise!r} not checked "
+        "(--skip-data-check): it must exist and hold audio files on each machine that deforms tracks (the run checks "
+        "it and records what the files hold)",
+        f"note: experiments[0].deformations[2].steps[0]: ApplyImpulseResponse.ir_path {irs!r} not checked "
+        "(--skip-data-check): it must exist and hold audio files on each machine that deforms tracks (the run checks "
+        "it and records what the files hold)",
+    ], res.stdout
