@@ -102,7 +102,7 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
     assert ls.exit_code == 1, ls.output
     states = dict(re.findall(r"^(ds/m/\w+)\s+(\w+)", ls.stdout, re.M))
     assert states == {"ds/m/clean": "unreadable", "ds/m/noise": "unreadable", "ds/m/pitch": "complete"}, ls.stdout
-    assert ls.stderr.splitlines()[0] == str(said.value), ls.stderr
+    assert ls.stderr.splitlines()[0] == f"store partition ds/m/clean in {uri}: {said.value}", ls.stderr
     assert re.fullmatch(
         rf"store partition ds/m/noise in {re.escape(uri)}: repeval/denied/ds/m/noise/part-\S+\.parquet: access denied "
         f"— {re.escape(fix)}",
@@ -112,7 +112,7 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
     # `store settle` stopped at the first partition it could not read: the others are settled now, that one said
     assert settle.exit_code == 1, settle.output
     assert settle.stderr == (
-        f"store partition ds/m/clean: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
+        f"store partition ds/m/clean in {uri}: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
     ), settle.stderr
     assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
 
@@ -135,7 +135,7 @@ def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the
     with enable_iam_authentication():
         info = partition_info(EmbeddingStore("repeval/unlisted", filesystem=fs).partition("ds", "m", "clean"))
     assert info["state"] == "unreadable" and info["damage"] == (
-        "store partition ds/m/clean: repeval/unlisted/ds/m/clean cannot be listed (access denied): its rows and error "
+        "store partition ds/m/clean in repeval/unlisted: repeval/unlisted/ds/m/clean cannot be listed (access denied): its rows and error "
         "records are not counted; this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) on this machine (on a cluster, every node's) and that "
         "they may list and read the bucket (docs/cluster.md)"
