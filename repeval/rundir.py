@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from repeval.cloud_reach import filesystem
+from repeval.cloud_reach import GCS_SCHEMES, filesystem
 from repeval.run.files import damaged, parquet_error
 from repeval.run.status import STATUS, command_line
 from repeval.words import counted
@@ -371,6 +371,16 @@ class TuneStorage:
 
     def uri(self, name: str) -> str:
         return join_uri(self.storage_path, name) if is_uri(self.storage_path) else f"{self.base}/{name}"
+
+    def for_tune(self, name: str = "") -> tuple[str, pafs.FileSystem | None]:
+        """What Ray Tune is given for the storage root (``RunConfig``'s ``storage_path``, ``storage_filesystem``), or
+        for experiment ``name`` (``Tuner.restore`` / ``can_restore``'s ``path``, ``storage_filesystem``): on ``gs://``
+        this storage's filesystem, bounded (:func:`repeval.cloud_reach.filesystem`), and its path — given the URI,
+        Tune opened it with Google Cloud Storage's own 15 minutes of retries; elsewhere the URI or local path alone,
+        as always."""
+        if not is_uri(self.storage_path) or self.storage_path.split("://", 1)[0].lower() not in GCS_SCHEMES:
+            return (self.uri(name) if name else self.storage_path), None
+        return (f"{self.base}/{name}" if name else self.base), self.fs
 
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound

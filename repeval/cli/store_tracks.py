@@ -90,6 +90,7 @@ def settle_partitions(
     (another user's, a journal the storage refuses) does not stop the others: each is said on stderr with its fix, after
     ``unread`` (what the caller could not list), and the exit status is 1 — as ``store ls`` says them. ``command``:
     this ``store settle``, quoted for a shell, which a refusal for a store in use says to run again."""
+    from repeval.store.inspect import unreadable
     from repeval.store.layout import DamagedPartFile
     from repeval.store.lock import StoreLock
 
@@ -102,8 +103,7 @@ def settle_partitions(
             try:
                 done_all = part.settle(say=False)  # said once, here (a log line would repeat it)
             except (OSError, DamagedPartFile) as exc:  # one it cannot read: said below, the others settled
-                said = str(exc)
-                unread.append(said if said.startswith("store partition ") else f"store partition {part.name}: {said}")
+                unread.append(unreadable(part, exc))
                 failed += 1
                 continue
             for done in done_all:

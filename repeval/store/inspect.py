@@ -14,7 +14,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.deformations import CLEAN
-from repeval.store.layout import AUDIO_NOTE, ERRORS_DIR, STAMP, DamagedPartFile, PartFileDenied, read_parquet
+from repeval.store.layout import (
+    AUDIO_NOTE,
+    ERRORS_DIR,
+    STAMP,
+    DamagedPartFile,
+    PartFileDenied,
+    is_part_file,
+    read_parquet,
+)
 from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
@@ -100,7 +108,7 @@ def unlisted_partition(part: Partition, exc: OSError) -> str:
 
     named = re.search(r"Cannot list directory '([^']+)'", str(exc))  # pyarrow's: its own folder, or its _errors/
     folder = named.group(1) if named else part.path
-    return f"store partition {part.name}: " + unlisted(folder, "its rows and error records are not counted", exc)
+    return f"{part.named}: " + unlisted(folder, "its rows and error records are not counted", exc)
 
 
 def unlisted_folder(store: EmbeddingStore, folder: str, exc: OSError) -> str:
@@ -121,7 +129,7 @@ def stray(rel: str) -> bool:
     if any(p.startswith(".") for p in rel.split("/")) or any(f.startswith("_") for f in folders[:3]):
         return False  # a write's temporary .tmp- names among them
     if len(folders) == 3 or (len(folders) == 4 and folders[3] == ERRORS_DIR):
-        return not name.startswith(("part-", "_"))
+        return not (is_part_file(name) or name.startswith("_"))
     return not (not folders and name.startswith("_"))
 
 
@@ -148,6 +156,13 @@ def partition_strays(part: Partition) -> list[str]:
     return sorted(f[len(part.name) + 1 :] for f in found if stray(f))
 
 
+def unreadable(part: Partition, exc: Exception) -> str:
+    """What ``store ls`` and ``store settle`` say of partition ``part`` they cannot read (``exc``): one wording,
+    ``store partition D/M/S in STORE: …`` (an error that names the partition so already: as it is)."""
+    said = str(exc)
+    return said if said.startswith("store partition ") else f"{part.named}: {said}"
+
+
 def partition_info(part: Partition) -> dict[str, Any]:
     """One partition's state from its manifest (or stamp) and Parquet footers; reads no data pages."""
     try:
@@ -161,7 +176,7 @@ def partition_info(part: Partition) -> dict[str, Any]:
             return _unknown(part, NOT_A_PARTITION, size)
         stamp = m or part._read_json(STAMP) or {}
     except PermissionError as exc:  # its manifest or stamp another user's: unreadable, not taken as incomplete
-        return {**_unknown(part, UNREADABLE, size), "damage": str(exc)}
+        return {**_unknown(part, UNREADABLE, size), "damage": unreadable(part, exc)}
     dim, frames, damage, left = None, None, None, None
     rows: int | None
     errors: int | None
@@ -175,12 +190,12 @@ def partition_info(part: Partition) -> dict[str, Any]:
             dim = getattr(schema.field("embedding").type, "list_size", None)
             frames = "frames" in schema.names
     except PartFileDenied as exc:  # another user's part file: perhaps whole, listed as unreadable (not damaged)
-        return {**_unknown(part, UNREADABLE, size), "damage": str(exc)}
+        return {**_unknown(part, UNREADABLE, size), "damage": unreadable(part, exc)}
     except DamagedPartFile as exc:  # one damaged partition must not hide the others: it is listed as damaged
         rows = errors = None
         damage = str(exc)
     except OSError as exc:  # nor one it cannot read (its _errors/ a file, or another user's): listed as unreadable
-        return {**_unknown(part, UNREADABLE, size), "damage": str(exc)}
+        return {**_unknown(part, UNREADABLE, size), "damage": unreadable(part, exc)}
     if m and damage is None and isinstance(m.get("rows"), int) and rows != m["rows"]:
         damage = _rows_differ(part, rows, m["rows"])
     return {
@@ -385,6 +400,6 @@ def store_alone(given: str, root: str) -> str | None:
 
 
 def holds_partition(fs: pafs.FileSystem, path: str) -> bool:
-    """Whether the folder ``path`` holds a partition's files (``part-*``, ``_manifest.json``, ``_stamp.json``)."""
+    """Whether the folder ``path`` holds a partition's files (``part-*.parquet``, ``_manifest.json``, ``_stamp.json``)."""
     names = (i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
-    return any(n.startswith("part-") or n in ("_manifest.json", "_stamp.json") for n in names)
+    return any(is_part_file(n) or n in ("_manifest.json", "_stamp.json") for n in names)

@@ -134,6 +134,12 @@ def read_parquet(fs: pafs.FileSystem, path: str, columns: list[str] | None = Non
         return parquet_file(fs, fh).read(columns=columns)
 
 
+def is_part_file(name: str) -> bool:
+    """Whether the file ``name`` (a base name) is a part file, ``part-*.parquet`` — not a ``part-0.parquet.crc`` a
+    Hadoop or Spark tool leaves beside a copy (a stray file, :func:`repeval.store.inspect.stray`)."""
+    return name.startswith("part-") and name.endswith(".parquet")
+
+
 def part_name() -> str:
     """A new part file's name, ``part-<time ns>-<id>.parquet``: unique to the write, its time read by stale-work checks."""
     return f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"

@@ -18,7 +18,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.cloud_reach import refusal, refused
-from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, PartFileDenied, read_parquet
+from repeval.store.layout import (
+    ERRORS_DIR,
+    MANIFEST,
+    STAMP,
+    DamagedPartFile,
+    PartFileDenied,
+    is_part_file,
+    read_parquet,
+)
 from repeval.store.rewrite import REWRITE, denied, visible
 
 log = logging.getLogger("repeval.store")
@@ -62,6 +70,11 @@ class PartitionFiles:
     @property
     def name(self) -> str:
         return f"{self.dataset}/{self.model}/{self.scenario}"
+
+    @property
+    def named(self) -> str:
+        """How a message names the partition, before what it says of it: ``store partition D/M/S in STORE``."""
+        return f"store partition {self.name} in {self.store.uri}"
 
     def show_errors_command(self) -> str:
         """The ``repeval store show --errors`` command that lists this partition's error records (and only those)."""
@@ -124,10 +137,8 @@ class PartitionFiles:
         except OSError as exc:  # another user's folder (its own, or its _errors/): named, with the fix
             if not refused(exc):
                 raise
-            raise denied(
-                self.fs, self.path, sel.base_dir, exc, f"store partition {self.name} in {self.store.uri}: "
-            ) from None
-        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-"))
+            raise denied(self.fs, self.path, sel.base_dir, exc, f"{self.named}: ") from None
+        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and is_part_file(i.base_name))
         if any(i.base_name == REWRITE for i in infos):  # a track removal stopped midway: its old files or its new
             files = visible(self.fs, f"{self.path}{sub}", files, self.rm_command())
         return files
@@ -153,7 +164,7 @@ class PartitionFiles:
         ``store rm`` refuses it."""
         sel = pafs.FileSelector(self.path, allow_not_found=True)
         names = [i.base_name for i in self.fs.get_file_info(sel)]
-        own = any(n.startswith(("part-", "_", ".tmp-")) for n in names)
+        own = any(is_part_file(n) or n.startswith(("_", ".tmp-")) for n in names)
         return not own and any(not n.startswith(".") for n in names)  # a folder of hidden files alone: as empty
 
     def track_hits(self, ids: pa.Array) -> tuple[dict[str, pa.Array], dict[str, pa.Array], set[str]]:
@@ -179,10 +190,7 @@ class PartitionFiles:
             from repeval.report.run_files import unlisted  # one rule for a folder that cannot be listed
 
             folder = f"{self.path}/{ERRORS_DIR}"
-            file_there = NotADirectoryError(
-                f"store partition {self.name} in {self.store.uri}: "
-                + unlisted(folder, "its error records are not read", exc)
-            )
+            file_there = NotADirectoryError(f"{self.named}: " + unlisted(folder, "its error records are not read", exc))
             file_there.errno = exc.errno
             raise file_there from None
 
@@ -190,12 +198,10 @@ class PartitionFiles:
         """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one
         this user may not read (another user's) may be whole: its permissions are the fix, not deleting it."""
         if refused(exc):
-            return PartFileDenied(
-                f"store partition {self.name} in {self.store.uri}: {path}: {' — '.join(refusal(exc))}"
-            )
+            return PartFileDenied(f"{self.named}: {path}: {' — '.join(refusal(exc))}")
         why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again
         return DamagedPartFile(
-            f"store partition {self.name} in {self.store.uri}: {path} is not a readable Parquet file ({why}) — "
+            f"{self.named}: {path} is not a readable Parquet file ({why}) — "
             "delete that file (the next run computes its tracks again) or the whole partition "
             f"(`{self.rm_command()}`)"
         )

@@ -100,14 +100,16 @@ def _fit(
     made = None  # the copy of the experiment moved aside as incomplete here
     # without its experiment state (a driver killed before Tune first wrote it) a restore runs, finds no trials and
     # is moved aside after seconds of Tune's start: go to the fresh experiment at once (it reuses every checkpoint)
-    if same and st.has_experiment_state(name) and tune.Tuner.can_restore(path):
+    at, fs = st.for_tune(name)  # what Tune reaches the experiment by (on gs://, a bounded filesystem)
+    if same and st.has_experiment_state(name) and tune.Tuner.can_restore(at, storage_filesystem=fs):
         log.info("resuming Tune experiment %s", path)
         started = time.time()
         try:
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
-                    path,
+                    at,
                     quiet_restores(make_trainable(_reusable(st, name, fingerprint, data, current=True, **plan))),
+                    storage_filesystem=fs,
                     resume_unfinished=True,
                     resume_errored=False,
                     restart_errored=False,
@@ -148,13 +150,15 @@ def _fit(
         marker, json.dumps({"fingerprint": fingerprint, **({"data": data} if data else {}), **(record or {})})
     )
     # end issue 8
+    root, root_fs = st.for_tune()  # on gs://, Tune's own reads and writes bounded as repeval's are
     tuner = tune.Tuner(
         quiet_restores(make_trainable(finished)),
         param_space=param_space,
         tune_config=tune_config,
         run_config=tune.RunConfig(
             name=name,
-            storage_path=storage_path,
+            storage_path=root,
+            storage_filesystem=root_fs,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

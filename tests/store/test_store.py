@@ -598,9 +598,9 @@ def test_store_ls_lists_every_partition_it_can_read_and_says_each_it_cannot_with
         assert re.search(r"ds/m/D1\s+unreadable", ls["out"]) and re.search(r"ds/m/D2\s+incomplete\s+2", ls["out"])
         fix = "this user may not read it: check its owner and permissions (`ls -l`)"
         assert ls["err"].splitlines() == [
-            f"store partition ds/m/D1: {root}/ds/m/D1 cannot be listed (permission denied): its rows and error records "
+            f"store partition ds/m/D1 in {root}: {root}/ds/m/D1 cannot be listed (permission denied): its rows and error records "
             f"are not counted; {fix}",
-            f"store partition ds/m/clean: {denied[2]} cannot be listed (permission denied): its rows and error "
+            f"store partition ds/m/clean in {root}: {denied[2]} cannot be listed (permission denied): its rows and error "
             f"records are not counted; {fix}",
             f"{root}/other cannot be listed (permission denied): the store's partitions under it are not listed; {fix}",
         ], ls
@@ -653,7 +653,7 @@ def test_store_commands_name_a_folder_this_user_may_not_list_and_are_not_stopped
     ), errors
     assert settle["code"] == 1 and settle["err"] == (
         f"{root}/other cannot be listed (permission denied): its partitions are not looked at; {fix}\n"
-        f"store partition ds/m/D5: {root}/ds/m/D5: permission denied — {fix}\n"
+        f"store partition ds/m/D5 in {root}: {root}/ds/m/D5: permission denied — {fix}\n"
     ), settle
     assert settle["out"] == (
         f"ds/m/clean: finished a stopped track removal: deleted 1 replaced file\nsettled 1 folder in 1 partition of "
@@ -1155,13 +1155,16 @@ def test_store_ls_and_show_warn_of_a_stray_file_at_any_depth(tmp_path):
     """A file that is none of the store's was said at no depth: `ds/m/stray.txt` beside the partitions, or one in a
     partition's folder — which a plain Parquet reader of the partition (pq.read_table, duckdb) stops on — or deeper.
     `repeval store ls` now names each with one rule at every depth, `store show` those of its partition; the store's
-    own files (lock, manifest, journal, hidden and temporary names) are not named, and the exit status stays 0."""
+    own files (lock, manifest, journal, hidden and temporary names) are not named, and the exit status stays 0. A
+    `part-0.parquet.crc` (a Hadoop or Spark tool's, beside a copy) was taken for a part file, the partition damaged:
+    only `part-*.parquet` are part files, the checksum a stray file."""
     from repeval.cli import app
 
     root = tmp_path / "s"
     part = _write(EmbeddingStore(str(root)), ["a", "b"])
     part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
     strays = ["notes.txt", "ds/notes.txt", "ds/m/stray.txt", "ds/m/clean/stray.txt", "ds/m/clean/x/y/stray.txt"]
+    strays.append("ds/m/clean/part-0.parquet.crc")
     own = ["_lock.json", "ds/m/clean/.DS_Store", "ds/m/clean/_errors/.tmp-part-1.parquet", "_old/a/b/c/d.txt"]
     for rel in strays + own:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -1171,13 +1174,13 @@ def test_store_ls_and_show_warn_of_a_stray_file_at_any_depth(tmp_path):
     assert ls.exit_code == 0 and re.search(r"ds/m/clean\s+complete\s+2", ls.stdout), ls.output
     said = ls.stderr.replace("\n", " ")
     assert said.startswith(
-        f"warning: 5 files in {root} are none of the store's (repeval neither writes nor reads them): ds/m/clean/stray"
-        ".txt, ds/m/clean/x/y/stray.txt, ds/m/stray.txt, … — a plain Parquet reader of a partition (pq.read_table, "
+        f"warning: 6 files in {root} are none of the store's (repeval neither writes nor reads them): ds/m/clean/part-"
+        "0.parquet.crc, ds/m/clean/stray.txt, ds/m/clean/x/y/stray.txt, … — a plain Parquet reader of a partition (pq.read_table, "
         "duckdb) stops on one in the partition's folder: move them out of the store"
     ), said
     assert show.exit_code == 0 and show.stderr == (
-        f"warning: 2 files in ds/m/clean of {root} are none of the store's (repeval neither writes nor reads them): "
-        "stray.txt, x/y/stray.txt — a plain Parquet reader of a partition (pq.read_table, duckdb) stops on one in the "
+        f"warning: 3 files in ds/m/clean of {root} are none of the store's (repeval neither writes nor reads them): "
+        "part-0.parquet.crc, stray.txt, x/y/stray.txt — a plain Parquet reader of a partition (pq.read_table, duckdb) stops on one in the "
         "partition's folder: move them out of the store\n"
     ), show.stderr
 

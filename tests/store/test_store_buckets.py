@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,7 +102,7 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
     assert ls.exit_code == 1, ls.output
     states = dict(re.findall(r"^(ds/m/\w+)\s+(\w+)", ls.stdout, re.M))
     assert states == {"ds/m/clean": "unreadable", "ds/m/noise": "unreadable", "ds/m/pitch": "complete"}, ls.stdout
-    assert ls.stderr.splitlines()[0] == str(said.value), ls.stderr
+    assert ls.stderr.splitlines()[0] == f"store partition ds/m/clean in {uri}: {said.value}", ls.stderr
     assert re.fullmatch(
         rf"store partition ds/m/noise in {re.escape(uri)}: repeval/denied/ds/m/noise/part-\S+\.parquet: access denied "
         f"— {re.escape(fix)}",
@@ -110,7 +112,7 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
     # `store settle` stopped at the first partition it could not read: the others are settled now, that one said
     assert settle.exit_code == 1, settle.output
     assert settle.stderr == (
-        f"store partition ds/m/clean: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
+        f"store partition ds/m/clean in {uri}: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
     ), settle.stderr
     assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
 
@@ -133,7 +135,7 @@ def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the
     with enable_iam_authentication():
         info = partition_info(EmbeddingStore("repeval/unlisted", filesystem=fs).partition("ds", "m", "clean"))
     assert info["state"] == "unreadable" and info["damage"] == (
-        "store partition ds/m/clean: repeval/unlisted/ds/m/clean cannot be listed (access denied): its rows and error "
+        "store partition ds/m/clean in repeval/unlisted: repeval/unlisted/ds/m/clean cannot be listed (access denied): its rows and error "
         "records are not counted; this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) on this machine (on a cluster, every node's) and that "
         "they may list and read the bucket (docs/cluster.md)"
@@ -152,6 +154,7 @@ def _stand_in(answer: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -
             pass
 
         def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))  # a POST's body, unread else
             code, headers, body = answer(self.command, self.path)
             self.send_response(code)
             for k, v in {**headers, "Content-Length": str(len(body))}.items():
@@ -159,7 +162,7 @@ def _stand_in(answer: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_HEAD = _answer  # http.server calls them by these names
+        do_GET = do_HEAD = do_POST = _answer  # http.server calls them by these names
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -263,3 +266,65 @@ def test_a_gs_store_or_runs_directory_out_of_reach_is_given_up_on_soon(monkeypat
         RunLocation.open(f"gs://repeval/runs{query}", "r1")
     with pytest.raises(OSError, match="UNAVAILABLE"):
         TuneStorage(f"gs://repeval/runs/r1/tune{query}").exists("exp")
+
+
+def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Ray Tune was given a ``gs://`` runs directory's URI (``RunConfig(storage_path)``, ``Tuner.can_restore``,
+    ``Tuner.restore``) and opened it with Google Cloud Storage's own 15 minutes of retries, deaf to Ctrl-C: a bucket
+    gone out of reach after repeval had read an experiment's marker held the train stage that long. Tune is given the
+    bounded filesystem now (a second here), and the error is the one line that says so. (The GCS JSON API stood in
+    for: a token, the marker of a resumable experiment and its listing served, every other request failing 503.)"""
+    from repeval.cloud_reach import bucket_error
+    from repeval.tuning.tuner import _fit
+
+    def gcs(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        item = {"bucket": "bkt", "size": "2", "updated": "2026-01-01T00:00:00Z"}
+        if path.startswith("/token"):
+            body: dict[str, Any] = {"access_token": "t", "expires_in": 3600, "token_type": "Bearer"}
+        elif path.endswith("%2Fexp.repeval.json?alt=media"):
+            body = {"fingerprint": "fp"}
+        elif "/o?prefix=runs%2Fr1%2Ftune%2Fexp%2F&" in path:
+            body = {"items": [{**item, "name": "runs/r1/tune/exp/experiment_state-x.json"}]}
+        else:
+            body = {"error": {"code": 503, "message": "out of reach"}}
+        return 503 if "error" in body else 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
+    raised: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            _fit(
+                "exp",
+                lambda finished: None,
+                {},
+                None,
+                f"gs://bkt/runs/r1/tune?endpoint_override={host}&scheme=http",
+                "fp",
+                1,
+            )
+        except BaseException as exc:  # handed to the test's thread
+            raised.append(exc)
+
+    with _stand_in(gcs) as host:
+        creds = tmp_path / "creds.json"  # the stand-in's own token endpoint: google-cloud-cpp sends no request without
+        creds.write_text(json.dumps({
+            "type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
+            "token_uri": f"http://{host}/token",
+        }))  # fmt: skip
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+        worker = threading.Thread(target=fit, daemon=True)
+        worker.start()
+        worker.join(120)  # a deadline for a hang (Tune's own retries: 15 minutes), not a timing
+        assert not worker.is_alive(), "Ray Tune still retrying the gs:// runs directory"
+    (exc,) = raised
+    said, fix = bucket_error(str(exc))
+    assert isinstance(exc, OSError) and said.startswith("google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), (
+        exc
+    )
+    assert "\n" not in said and fix.endswith(
+        "repeval lets gs:// retry a request for 1 s before it fails: "
+        "?retry_limit_seconds=N on the URI sets another limit"
+    ), fix
