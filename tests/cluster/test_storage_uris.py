@@ -266,9 +266,10 @@ def test_run_with_store_runs_and_tune_on_s3(
         assert plan.exit_code == 0, plan.output[-3000:]
         assert "probe trainings:    1 (1 done)" in plan.stdout and "2 complete" in plan.stdout, plan.stdout
         # the full configuration in that run directory is not: 8 of its 48 tracks are not embedded clean (its test
-        # tracks are all in D1), so its grid trains again
+        # tracks are all in D1), so its grid trains again; the plan counts those rows (48 clean and 8 in D1 in all)
         full = _cli(["plan", "s3.yaml", "--run-id", "s3run-smoke", *uris])
-        assert "probe trainings:    1 (0 done)" in full.stdout and "; 1 complete)" in full.stdout, full.stdout
+        assert "probe trainings:    1 (0 done)" in full.stdout, full.stdout
+        assert "; 1 complete; 8 of 56 rows to embed)" in full.stdout, full.stdout
 
         runs = _cli(["runs", f"s3://repeval/e2e/runs{q}"])
         assert runs.exit_code == 0, runs.output[-3000:]
