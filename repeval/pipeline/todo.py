@@ -337,7 +337,7 @@ def spool_todo(st: Stream, dataset: str, cols: pa.Table, masks: dict[str, np.nda
         st.add_todo(todo.set_column(todo.schema.get_field_index("scenarios"), "scenarios", shifted))
         n_todo += todo.num_rows
     if n_todo:
-        st.labels.append(f"{dataset} {n_todo}")
+        st.labels.append(f"{dataset} {n_todo:,}")
 
 
 def say_complete(streams: dict[str, Stream], summary: EmbedSummary) -> None:

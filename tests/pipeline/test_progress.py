@@ -89,3 +89,18 @@ def test_the_summary_line_at_catalog_scale() -> None:
     )
     s.startup_s = 0.0  # no start-up measured: the rates over the whole stage, said as before
     assert s.line().endswith(" — 34.6 rows/s, 48 s of audio per second")
+
+
+def test_a_shared_streams_datasets_are_counted_in_thousands() -> None:
+    """The line a stream of several datasets starts with read "12,000 tracks to embed (msd 10000, gtzan 2000)"."""
+    import numpy as np
+    import pyarrow as pa
+
+    from repeval.pipeline.todo import Stream, spool_todo
+
+    st = Stream(mcfg=None, sample_rate=16000, chunk_s=None, keys=["msd\x1fclean", "gtzan\x1fclean"])
+    for name, n in (("msd", 10_000), ("gtzan", 1)):
+        ids = [f"{name}{i}" for i in range(n)]
+        cols = pa.table({"track_id": ids, "audio_path": ids, "split": ["test"] * n})
+        spool_todo(st, name, cols, {f"{name}\x1fclean": np.ones(n, bool)})
+    assert st.labels == ["msd 10,000", "gtzan 1"]
