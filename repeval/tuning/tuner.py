@@ -148,6 +148,10 @@ def _fit(
         marker, json.dumps({"fingerprint": fingerprint, **({"data": data} if data else {}), **(record or {})})
     )
     # end issue 8
+    from repeval.tuning.progress import TrialProgress
+
+    # verbose=0 prints nothing: without a terminal, a line a minute of the trials (also of this experiment restored)
+    trials = TrialProgress(name, n_units * max(1, tune_config.num_samples), finished)
     tuner = tune.Tuner(
         quiet_restores(make_trainable(finished)),
         param_space=param_space,
@@ -156,6 +160,7 @@ def _fit(
             name=name,
             storage_path=storage_path,
             verbose=0,
+            callbacks=[trials],
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=True),
