@@ -17,6 +17,16 @@ from repeval.tuning.checkpoint import trial_key
 ENDED = ("TERMINATED", "ERROR")
 
 
+#: experiment name → the trial keys a restored experiment's fit reuses (:func:`reusing`), which its callback, unpickled
+#: from the experiment as its first driver made it, reads as it starts
+_REUSED: dict[str, frozenset[str]] = {}
+
+
+def reusing(name: str, keys: Collection[str]) -> None:
+    """Tell the progress callback of experiment ``name``, about to be restored, the trials its fit reuses."""
+    _REUSED[name] = frozenset(keys)
+
+
 class TrialProgress(tune.Callback):
     """Trials ended of the ``total`` of experiment ``name``. The trials an interrupted run finished count as done from
     the start — those the fit reuses (``reused``: trial keys, :func:`~repeval.tuning.checkpoint.trial_key`), which
@@ -35,6 +45,7 @@ class TrialProgress(tune.Callback):
     ) -> None:
         # every fit starts counting anew: a restored experiment's callback is the one its first driver pickled
         self.bar, self.counted = None, set()
+        self.reused = _REUSED.pop(self.name, self.reused)
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if self.bar is None:

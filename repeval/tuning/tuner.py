@@ -104,10 +104,14 @@ def _fit(
         log.info("resuming Tune experiment %s", path)
         started = time.time()
         try:
+            reused = _reusable(st, name, fingerprint, data, current=True, **plan)
+            from repeval.tuning.progress import reusing
+
+            reusing(name, reused)  # the restored experiment's progress callback is its first driver's: told of them
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
                     path,
-                    quiet_restores(make_trainable(_reusable(st, name, fingerprint, data, current=True, **plan))),
+                    quiet_restores(make_trainable(reused)),
                     resume_unfinished=True,
                     resume_errored=False,
                     restart_errored=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 
 import pytest
 
@@ -131,7 +132,7 @@ def test_a_line_a_minute_of_the_trials_reused_ones_counted_from_the_start(monkey
     from types import SimpleNamespace
 
     from repeval.tuning.checkpoint import trial_key
-    from repeval.tuning.progress import TrialProgress
+    from repeval.tuning.progress import TrialProgress, reusing
 
     monkeypatch.setattr(summary.sys, "stderr", io.StringIO())
     caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
@@ -151,7 +152,11 @@ def test_a_line_a_minute_of_the_trials_reused_ones_counted_from_the_start(monkey
     cb.on_trial_complete(0, trials, trials[5])
     cb.on_trial_complete(0, trials, trials[5])  # said twice: counted once
     assert caplog.messages == ["train grid: 6 of 8 trials (75%), 2.0 trials/min, about 1 min left"], caplog.messages
-    # a restored experiment's callback is the one its first driver pickled: its next fit counts anew
-    cb.setup(stop=None, num_samples=8, total_num_samples=8)
-    cb.on_step_begin(0, [SimpleNamespace(config={"unit": u}, status="TERMINATED") for u in range(2)])
-    assert cb.bar is not None and cb.bar.done == 3 and cb.bar.first is None
+    # a restored experiment's callback is the one its first driver pickled: its next fit counts anew, with the trials
+    # this fit reuses (units 2 and 5; 0 and 1 ended in the experiment)
+    again = pickle.loads(pickle.dumps(TrialProgress("grid", 8, reused)))
+    reusing("grid", [trial_key({"unit": u}) for u in (2, 5)])
+    again.setup(stop=None, num_samples=8, total_num_samples=8)
+    again.on_step_begin(0, [SimpleNamespace(config={"unit": u}, status="TERMINATED") for u in range(2)])
+    again.on_trial_complete(0, trials, trials[5])
+    assert again.bar is not None and again.bar.done == 4 and again.bar.first is None
