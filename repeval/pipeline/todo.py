@@ -60,6 +60,11 @@ def plan_todo(rows: pa.Table, masks: dict[str, np.ndarray]) -> pa.Table:
     return todo.append_column("scenarios", pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)))
 
 
+def todo_rows(todo: pa.Table) -> int:
+    """The store rows a to-do table (:func:`plan_todo`) computes: a track's in each of its scenarios."""
+    return int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
+
+
 @dataclass
 class Stream:
     """One model's stream: every (dataset, scenario) partition of every experiment that needs it.
