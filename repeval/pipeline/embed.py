@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from repeval.config import Config, ExperimentConfig
 from repeval.models import ModelUnavailable
@@ -42,7 +41,16 @@ from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the 
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stream import run_pipeline
 from repeval.pipeline.summary import EmbedSummary
-from repeval.pipeline.todo import Stream, has_work, plan_dataset, plan_todo, say_complete, say_moved, spool_todo
+from repeval.pipeline.todo import (
+    Stream,
+    has_work,
+    plan_dataset,
+    plan_todo,
+    say_complete,
+    say_moved,
+    spool_todo,
+    todo_rows,
+)
 from repeval.store import EmbeddingStore
 from repeval.words import counted
 
@@ -162,7 +170,7 @@ def _run_stream(cfg: Config, st: Stream, store: EmbeddingStore, summary: EmbedSu
         datasets = sorted({st.info[k]["dataset"] for k in st.keys})
         label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
         per = f" ({', '.join(st.labels)})" if len(st.labels) > 1 else ""  # one dataset: its label says it already
-        rows = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)  # a row per scenario
+        rows = todo_rows(todo)
         rows_said = f", {counted(rows, 'row')} in all scenarios" if rows != todo.num_rows else ""
         log.info("%s: %s to embed%s%s; %s", label, counted(todo.num_rows, "track"), per, rows_said, res.describe())
         versions = run_pipeline(cfg, st, todo, res, summary, progress, label)

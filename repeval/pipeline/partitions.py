@@ -175,8 +175,9 @@ class PartitionSpec:
     #: the model's configured params and its windows, to recognise a partition stamped before fingerprints recorded
     #: the windows used (:meth:`stamped_before`)
     model: ModelSpec | None = field(default=None, compare=False, repr=False)
-    #: the run's other scenarios of the dataset, ``(id, scenario hash)``: which one a conflict holds (:func:`renumbered_hint`)
-    others: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+    #: the run's other scenarios of the dataset, ``(id, scenario)``: which one a conflict holds (:func:`renumbered_hint`,
+    #: which hashes them — hashed here, every partition hashed every scenario: 125,000 hashes for 500 partitions)
+    others: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def frames(self) -> bool:
@@ -289,7 +290,7 @@ class ModelSpec:
                 # deformed whole, then chunked: a partition computed window by window (before repeval deformed such
                 # scenarios whole) differs on every track longer than a window, and is not completed with these rows
                 fp["deformed"] = "whole track"
-        others = tuple((o, config_hash(sc)) for o, sc in exp.scenarios_for(ds).items() if o != sid)
+        others = tuple((o, sc) for o, sc in exp.scenarios_for(ds).items() if o != sid)
         return PartitionSpec(sid, fp, described, self, others)
 
 
@@ -341,8 +342,8 @@ def renumbered_hint(part: Any, spec: PartitionSpec) -> str:
     stamp = part.stamped()
     fp = stamp.get("fingerprint") if isinstance(stamp, dict) else None
     held = fp.get("scenario") if isinstance(fp, dict) else None
-    now = next((o for o, h in spec.others if h == held), None)
-    if held is None or now is None:
+    now = None if held is None else next((o for o, sc in spec.others if config_hash(sc) == held), None)
+    if now is None:
         return ""
     return (
         f". It holds the scenario this configuration calls {now}: unnamed scenarios take their position's id (D1, D2, "

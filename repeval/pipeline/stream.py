@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from repeval.config import Config
 from repeval.models import resolve_model
@@ -30,7 +29,7 @@ from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
 from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
 from repeval.pipeline.summary import EmbedSummary, Progress
-from repeval.pipeline.todo import Stream
+from repeval.pipeline.todo import Stream, todo_rows
 from repeval.store import PartitionWriter
 from repeval.store.layout import ERROR_SCHEMA, embedding_schema
 
@@ -104,7 +103,7 @@ def run_pipeline(
 
     run = cfg.run
     mcfg, parts, provenance, sids = st.mcfg, st.parts, st.provenance, st.sids
-    n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
+    n_expected = todo_rows(todo)
     if res.fused:  # the model runs in the decode tasks, in calls of batch_size chunks like an actor's
         batch_size = mcfg.batch_size or DEFAULT_EMBED_BATCH
     else:  # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle

@@ -270,9 +270,10 @@ def cut_reused_note(store_uri: str, counts: dict[str, int], run: bool = True) ->
 
 class Progress:
     """A tqdm bar (on a terminal) of store rows written (Ray Data draws one bar per stage besides it), or of clips
-    rendered. Without a terminal (a log file, ``nohup``, ``ray job submit``'s logs) and not turned off
-    (``enabled=None``), a line every :data:`PROGRESS_EVERY_S` seconds instead: done of total, the rate since the
-    first update (model loading and worker start-up left out) and the time left at that rate."""
+    rendered (``bar=False``: none, for trials whose workers' logs would break it). Without a terminal (a log file,
+    ``nohup``, ``ray job submit``'s logs) and not turned off (``enabled=None``), a line every :data:`PROGRESS_EVERY_S`
+    seconds instead: done of total, the rate since the first update (model loading and worker start-up left out) and
+    the time left at that rate. ``done``: already done when it starts (reused, not in the rate)."""
 
     def __init__(
         self,
@@ -281,20 +282,22 @@ class Progress:
         enabled: bool | None = None,
         unit: str = "row",
         clock: Callable[[], float] = time.monotonic,
+        bar: bool = True,
+        done: int = 0,
     ) -> None:
         self.bar: Any = None
         self.total, self.desc, self.unit, self.clock = total, desc, unit, clock
-        self.done = 0
+        self.done = min(done, total)
         #: (time, done) at the first update, the rate's origin; the time of the last line logged
         self.first: tuple[float, int] | None = None
         self.logged_at = 0.0
         self.log_lines = enabled is None and not sys.stderr.isatty() and total > 0
         if enabled is None:
             enabled = sys.stderr.isatty()
-        if enabled and total:
+        if enabled and total and bar:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=self.done, desc=desc, unit=unit, dynamic_ncols=True)
 
     def update(self, n: int) -> None:
         if self.bar is not None and n:
@@ -314,16 +317,21 @@ class Progress:
         assert self.first is not None
         t0, d0 = self.first
         rate = (self.done - d0) / (now - t0) if now > t0 else 0.0
-        left = f", about {duration(math.ceil((self.total - self.done) / rate))} left" if rate > 0 else ""
-        shown = f"{rate:.1f}" if rate < 100 else f"{rate:,.0f}"
-        return (
-            f"{self.desc}: {self.done:,} of {counted(self.total, self.unit)} ({100 * self.done // self.total}%), "
-            f"{shown} {self.unit}s/s{left}"
-        )
+        said = f"{self.desc}: {self.done:,} of {counted(self.total, self.unit)} ({100 * self.done // self.total}%)"
+        if rate <= 0:  # no rate yet (its first update, said at once): no time left either
+            return said
+        return f"{said}, {per_time(rate, self.unit)}, about {duration(math.ceil((self.total - self.done) / rate))} left"
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def per_time(rate: float, unit: str) -> str:
+    """``9.1 rows/s``; a rate under one a second per minute (``2.5 trials/min``, not ``0.0 trials/s``), under one a
+    minute per hour."""
+    per, r = next(((p, rate * f) for p, f in (("s", 1), ("min", 60), ("h", 3600)) if rate * f >= 1), ("h", rate * 3600))
+    return f"{r:.1f} {unit}s/{per}" if r < 100 else f"{r:,.0f} {unit}s/{per}"
 
 
 def duration(seconds: int) -> str:

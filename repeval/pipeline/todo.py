@@ -60,6 +60,11 @@ def plan_todo(rows: pa.Table, masks: dict[str, np.ndarray]) -> pa.Table:
     return todo.append_column("scenarios", pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)))
 
 
+def todo_rows(todo: pa.Table) -> int:
+    """The store rows a to-do table (:func:`plan_todo`) computes: a track's in each of its scenarios."""
+    return int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
+
+
 @dataclass
 class Stream:
     """One model's stream: every (dataset, scenario) partition of every experiment that needs it.
@@ -337,7 +342,7 @@ def spool_todo(st: Stream, dataset: str, cols: pa.Table, masks: dict[str, np.nda
         st.add_todo(todo.set_column(todo.schema.get_field_index("scenarios"), "scenarios", shifted))
         n_todo += todo.num_rows
     if n_todo:
-        st.labels.append(f"{dataset} {n_todo}")
+        st.labels.append(f"{dataset} {n_todo:,}")
 
 
 def say_complete(streams: dict[str, Stream], summary: EmbedSummary) -> None:

@@ -105,10 +105,14 @@ def _fit(
         log.info("resuming Tune experiment %s", path)
         started = time.time()
         try:
+            reused = _reusable(st, name, fingerprint, data, current=True, **plan)
+            from repeval.tuning.progress import reusing
+
+            reusing(name, reused)  # the restored experiment's progress callback is its first driver's: told of them
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
                     at,
-                    quiet_restores(make_trainable(_reusable(st, name, fingerprint, data, current=True, **plan))),
+                    quiet_restores(make_trainable(reused)),
                     storage_filesystem=fs,
                     resume_unfinished=True,
                     resume_errored=False,
@@ -150,6 +154,10 @@ def _fit(
         marker, json.dumps({"fingerprint": fingerprint, **({"data": data} if data else {}), **(record or {})})
     )
     # end issue 8
+    from repeval.tuning.progress import TrialProgress
+
+    # verbose=0 prints nothing: without a terminal, a line a minute of the trials (also of this experiment restored)
+    trials = TrialProgress(name, n_units * max(1, tune_config.num_samples), finished)
     root, root_fs = st.for_tune()  # on gs://, Tune's own reads and writes bounded as repeval's are
     tuner = tune.Tuner(
         quiet_restores(make_trainable(finished)),
@@ -160,6 +168,7 @@ def _fit(
             storage_path=root,
             storage_filesystem=root_fs,
             verbose=0,
+            callbacks=[trials],
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=True),

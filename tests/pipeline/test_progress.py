@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 
 import pytest
 
@@ -58,6 +59,24 @@ def test_no_progress_lines_when_the_caller_chose(monkeypatch, caplog, enabled) -
     assert caplog.messages == []
 
 
+def test_a_slow_rate_is_said_per_minute_or_hour(monkeypatch, caplog) -> None:
+    """A large model on long tracks writes a row every 25 s: its lines read "0.0 rows/s", a trial's always did."""
+    monkeypatch.setattr(summary.sys, "stderr", io.StringIO())
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
+    clock = Clock()
+    bar = Progress(600, "write catalog/big-model", clock=clock)
+    bar.update(1)
+    clock.now += 75
+    bar.update(3)  # 3 rows in 75 s
+    clock.now += 3600
+    bar.update(1)  # 4 rows in 3,675 s
+    assert caplog.messages == [
+        "write catalog/big-model: 4 of 600 rows (0%), 2.4 rows/min, about 4 h 09 min left",
+        "write catalog/big-model: 5 of 600 rows (0%), 3.9 rows/h, about 151 h 51 min left",
+    ]
+    assert summary.per_time(9.14, "row") == "9.1 rows/s" and summary.per_time(1234.0, "row") == "1,234 rows/s"
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"), [(45, "45 s"), (60, "1 min"), (61, "2 min"), (3600, "1 h 00 min"), (11100, "3 h 05 min")]
 )
@@ -89,3 +108,55 @@ def test_the_summary_line_at_catalog_scale() -> None:
     )
     s.startup_s = 0.0  # no start-up measured: the rates over the whole stage, said as before
     assert s.line().endswith(" — 34.6 rows/s, 48 s of audio per second")
+
+
+def test_a_shared_streams_datasets_are_counted_in_thousands() -> None:
+    """The line a stream of several datasets starts with read "12,000 tracks to embed (msd 10000, gtzan 2000)"."""
+    import numpy as np
+    import pyarrow as pa
+
+    from repeval.pipeline.todo import Stream, spool_todo
+
+    st = Stream(mcfg=None, sample_rate=16000, chunk_s=None, keys=["msd\x1fclean", "gtzan\x1fclean"])
+    for name, n in (("msd", 10_000), ("gtzan", 1)):
+        ids = [f"{name}{i}" for i in range(n)]
+        cols = pa.table({"track_id": ids, "audio_path": ids, "split": ["test"] * n})
+        spool_todo(st, name, cols, {f"{name}\x1fclean": np.ones(n, bool)})
+    assert st.labels == ["msd 10,000", "gtzan 1"]
+
+
+def test_a_line_a_minute_of_the_trials_reused_ones_counted_from_the_start(monkeypatch, caplog) -> None:
+    """The training stage printed nothing without a terminal (Tune runs with verbose=0): a grid of hours said nothing
+    between "training 3 probe grids together" and its summary. A line a minute now, whose rate leaves out the trials an
+    interrupted run finished (they report their checkpoint at once) — as Tune calls the callback, on its trials."""
+    from types import SimpleNamespace
+
+    from repeval.tuning.checkpoint import trial_key
+    from repeval.tuning.progress import TrialProgress, reusing
+
+    monkeypatch.setattr(summary.sys, "stderr", io.StringIO())
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
+    clock = Clock()
+    trials = [SimpleNamespace(config={"unit": u}, status="PENDING") for u in range(8)]
+    trials[0].status = "TERMINATED"  # ended in the experiment restored
+    reused = [trial_key(t.config) for t in trials[:3]]  # checkpoints of the interrupted run: 0 (restored too), 1, 2
+    cb = TrialProgress("grid", 8, reused, clock=clock)
+    cb.setup(stop=None, num_samples=8, total_num_samples=8)
+    cb.on_step_begin(0, trials)
+    for t in trials[1:3]:  # the reused trials end at once: counted already
+        cb.on_trial_complete(0, trials, t)
+    cb.on_trial_complete(0, trials, trials[3])  # the first trained: the rate counts from here
+    clock.now += 30
+    cb.on_trial_error(0, trials, trials[4])  # failed for good: ended too
+    clock.now += 30
+    cb.on_trial_complete(0, trials, trials[5])
+    cb.on_trial_complete(0, trials, trials[5])  # said twice: counted once
+    assert caplog.messages == ["train grid: 6 of 8 trials (75%), 2.0 trials/min, about 1 min left"], caplog.messages
+    # a restored experiment's callback is the one its first driver pickled: its next fit counts anew, with the trials
+    # this fit reuses (units 2 and 5; 0 and 1 ended in the experiment)
+    again = pickle.loads(pickle.dumps(TrialProgress("grid", 8, reused)))
+    reusing("grid", [trial_key({"unit": u}) for u in (2, 5)])
+    again.setup(stop=None, num_samples=8, total_num_samples=8)
+    again.on_step_begin(0, [SimpleNamespace(config={"unit": u}, status="TERMINATED") for u in range(2)])
+    again.on_trial_complete(0, trials, trials[5])
+    assert again.bar is not None and again.bar.done == 4 and again.bar.first is None
