@@ -136,7 +136,7 @@ def embed_experiments(
             st.todo = None
             summary.models_failed[st.mcfg.id] = str(exc)
             if len(streams) > 1:  # said now, while the others run (a run of one model fails with it)
-                log.error("%s", exc)
+                log.error("%s — left out, the run's other embedding models go on", exc)
     summary.wall_s = time.perf_counter() - t0
     run_models = {st.mcfg.id for st in streams.values()}
     if summary.models_failed and run_models <= set(summary.models_failed):  # none left to train: the run fails
