@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -84,18 +85,23 @@ def _config(root: Path, notes: Path, models: list, run_id: str, in_decode: str =
     return path
 
 
-def _alive_embed_actors() -> list[str]:
-    """This job's embedding actors (of a stream's pool) still alive."""
+def _alive_embed_actors(wait_s: float = 10.0) -> list[str]:
+    """This job's embedding actors (of a stream's pool) still alive once a kill had ``wait_s`` to reach them."""
     import ray
 
     from repeval.pipeline.stream import EMBED_ACTOR_CLASS
 
     job = ray.get_runtime_context().get_job_id()
-    return [
-        actor_id
-        for actor_id, info in ray._private.state.actors().items()
-        if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job and info["State"] != "DEAD"
-    ]
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = [
+            actor_id
+            for actor_id, info in ray._private.state.actors().items()
+            if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job and info["State"] != "DEAD"
+        ]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +126,16 @@ def left_out_run(ray_session, tmp_path_factory, forget_module_plugins):
         {"id": "flaky", "type": "sometimes-fails"},
     ]
     said: list[str] = []  # the embedding stage's log, as the run goes
+    leaked: list[str] = []  # embedding actors alive once a failed stream was left out
+
+    def emit(record: logging.LogRecord) -> None:
+        said.append(record.getMessage())
+        if "— left out" in said[-1] and (alive := _alive_embed_actors()):
+            leaked.extend(alive)  # stops the run (the next stream would wait for their CPUs forever)
+            raise AssertionError(f"{len(alive)} embedding actors of a failed stream still alive")
+
     handler = logging.Handler(logging.ERROR)
-    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    handler.emit = emit  # type: ignore[method-assign]
     logging.getLogger("repeval.pipeline.embed").addHandler(handler)
     try:
         with pytest.MonkeyPatch.context() as mp:
@@ -129,9 +143,8 @@ def left_out_run(ray_session, tmp_path_factory, forget_module_plugins):
             res = CliRunner().invoke(app, ["run", str(_config(root, notes, models, "built"))])
     finally:
         logging.getLogger("repeval.pipeline.embed").removeHandler(handler)
-    alive = _alive_embed_actors()
     run_dir = root / "runs" / "built"
-    return SimpleNamespace(root=root, notes=notes, gone=gone, res=res, log=said, alive=alive, run_dir=run_dir)
+    return SimpleNamespace(root=root, notes=notes, gone=gone, res=res, log=said, leaked=leaked, run_dir=run_dir)
 
 
 def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_and_report(left_out_run, tmp_path):
@@ -143,6 +156,7 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
     from repeval.run.left_out import LEFT_OUT
 
     r = left_out_run
+    assert r.leaked == []  # the failed streams' actors (started before their first batch) killed before the next one
     assert r.res.exit_code == 3, r.res.output[-4000:]
     said = " ".join(r.res.stderr.split())
     assert "error: 4 embedding models left out ('net-a', 'net-b', 'broken', 'flaky'), the others' results are" in said
@@ -163,7 +177,6 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
     section = page[page.index('id="not-evaluated"') :]
     assert "Embedding models left out (4)" in section
     assert "<code>net-a</code>: embedding model &#x27;net-a&#x27; failed to build" in section
-    assert r.alive == []  # the failed streams' actors (started before their first batch) killed
 
 
 def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some_is_not(left_out_run):
