@@ -235,12 +235,22 @@ def test_a_model_that_embedded_none_of_a_split_is_left_out_of_training_and_the_o
     r = left_out_run
     test = set(pcsv.read_csv(r.notes).filter(pc.field("split") == "test").column("track_id").to_pylist())
     ctx = runner.make_context(load_config(r.run_dir / "config.yaml"))
-    ids = set(ctx.store.partition("notes", "flaky", "clean").embedded_ids().to_pylist())
+    part = ctx.store.partition("notes", "flaky", "clean")
+    ids = set(part.embedded_ids().to_pylist())
     assert ids and not ids & test, (ids, test)  # (the notes flaky fails on: its content's; all of the test split's)
     why = json.loads((r.run_dir / LEFT_OUT).read_text())["train"]["flaky"]
     assert why.startswith("embedding model 'flaky': inst on notes/flaky: the test split has no embedded tracks"), why
     assert "notes/flaky/clean --errors` says why" in why and why.endswith("then rerun with --retry-errors")
     assert {row["model"] for row in pq.read_table(r.run_dir / "results.parquet").to_pylist()} == {"mfcc-stats"}
+    from repeval.plan import make_plan
+
+    notes = [n for n in make_plan(ctx.cfg, ctx.store, ctx.run_dir).notes if "flaky" in n and "`repeval run`" in n]
+    assert notes == [
+        "`repeval run` would leave embedding model 'flaky' out of training, and train the others: inst on notes/flaky:"
+        f" the test split has no embedded tracks — none of its {counted(len(test), 'track')} was embedded: "
+        f"`{part.show_errors_command()}`"
+        " says why"
+    ], notes  # `repeval plan` said the run would stop
 
 
 def test_the_watch_stops_one_fault_whatever_its_numbers_and_never_a_model_failing_some_tracks():
