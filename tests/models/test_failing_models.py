@@ -70,7 +70,7 @@ def _config(root: Path, notes: Path, models: list, run_id: str, in_decode: str =
         "plugins": [str(plugin)],
         "run": {
             "run_id": run_id, "store": str(root / "store"), "runs_dir": str(root / "runs"), "max_epochs": 2,
-            "bootstrap_resamples": 0, "resources": {"embed_in_decode": in_decode},
+            "bootstrap_resamples": 0, "resources": {"embed_in_decode": in_decode, "embed_actors": 1},
         },
         "experiments": [{
             "task": {"name": "inst", "type": "multiclass_classification", "label": "instrument"},
