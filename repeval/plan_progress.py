@@ -119,11 +119,12 @@ def _distinct(arrays: list[pa.Array]) -> int:
 def _failed_split_notes(ctx: Any, store: Any, states: dict[tuple[str, str, str], tuple[str, str]]) -> list[str]:
     """The training stage's stop on a split (or k-fold fold) whose every track is an error record of a clean
     partition the run leaves as it is (:func:`~repeval.run.split_check.failed_split`), said once per problem before
-    anything trains — not under ``--retry-errors``, which computes those tracks again."""
+    anything trains — not under ``--retry-errors``, which computes those tracks again; when some model of the run
+    has none, the models that have are left out of training instead (:func:`repeval.run.train._leave_out`)."""
     from repeval.run.rows import fold_rows
     from repeval.run.split_check import failed_split, unassigned_split
 
-    notes: list[str] = []
+    whys: dict[str, list[str]] = {}  # model → its problems
     embedded: dict[tuple[str, str, str], Any] = {}  # a partition's track ids, read once for its tasks and folds
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
@@ -141,9 +142,16 @@ def _failed_split_notes(ctx: Any, store: Any, states: dict[tuple[str, str, str],
                     why = failed_split(
                         ctx, ei, exp.task.name, ds.name, m.id, fold, rows, ids, part.show_errors_command()
                     )
-                    if why and (note := f"`repeval run` would stop before training: {why}") not in notes:
-                        notes.append(note)
-    return notes
+                    if why and why not in whys.setdefault(m.id, []):
+                        whys[m.id].append(why)
+    models = {m.id for exp in ctx.cfg.experiments for m in exp.embedding_models}
+    if models <= {m for m, said in whys.items() if said}:  # no model left to train on (run.train._leave_out)
+        return [f"`repeval run` would stop before training: {why}" for said in whys.values() for why in said]
+    return [
+        f"`repeval run` would leave embedding model '{m}' out of training, and train the others: {why}"
+        for m, said in whys.items()
+        for why in said
+    ]
 
 
 def load_notes(cfg: Config) -> list[str]:

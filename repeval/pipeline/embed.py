@@ -134,6 +134,7 @@ def embed_experiments(
         t0 += time.perf_counter() - t_ray
     if working:  # every model with tracks to embed, checked where its actors will run before any stream starts
         preflight.check_models_on_nodes(cfg, working)
+    run_models = {st.mcfg.id for st in streams.values()}
     for st in streams.values():
         for dataset, (cols, masks) in st.pending.items():
             spool_todo(st, dataset, cols, masks)
@@ -143,10 +144,9 @@ def embed_experiments(
         except ModelUnavailable as exc:  # this model is left out (its partitions stay incomplete); the others go on
             st.todo = None
             summary.models_failed[st.mcfg.id] = str(exc)
-            if len(streams) > 1:  # said now, while the others run (a run of one model fails with it)
-                log.error("%s", exc)
+            if run_models - set(summary.models_failed):  # said now, while the others run (if all failed: at the end)
+                log.error("%s — left out, the run's other embedding models go on", exc)
     summary.wall_s = time.perf_counter() - t0
-    run_models = {st.mcfg.id for st in streams.values()}
     if summary.models_failed and run_models <= set(summary.models_failed):  # none left to train: the run fails
         raise ModelUnavailable(_all_failed(summary.models_failed))
     return summary

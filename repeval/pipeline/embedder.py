@@ -55,17 +55,27 @@ def plugin_build_failed(model_cfg: Any, exc: Exception) -> Any:
     from repeval.models import ModelUnavailable, resolve_model
     from repeval.models.plugins import BUILD_FAILED, first_line, plugin_of
 
-    fam, params = resolve_model(model_config_for_build(model_cfg))
+    fam, _ = resolve_model(model_config_for_build(model_cfg))
     origin = plugin_of(fam.name)
     if origin is None:
         return None
-    said = first_line(exc)
-    args = "".join(f" --param {k}={v}" for k, v in params.items() if k != "chunk_s")
     return ModelUnavailable(
         f"embedding model '{model_cfg.id}' {BUILD_FAILED} {this_node()}: its class {fam.cls.__name__} (plugin "
-        f"{origin}) raised {said} — fix its params (a weights path?) or its __init__; `repeval validate-model "
-        f"{fam.name} --plugin {origin}{args}` builds it with the traceback"
+        f"{origin}) raised {first_line(exc)} — fix its params (a weights path?) or its __init__; "
+        f"`{validate_command(model_cfg)}` builds it with the traceback"
     )
+
+
+def validate_command(model_cfg: Any) -> str:
+    """``repeval validate-model <type> [--plugin P] [--param k=v …]``: the command that builds ``model_cfg``'s model
+    and runs it on test audio, with the traceback of what it raises."""
+    from repeval.models import resolve_model
+    from repeval.models.plugins import plugin_of
+
+    fam, params = resolve_model(model_config_for_build(model_cfg))
+    origin = plugin_of(fam.name)
+    args = "".join(f" --param {k}={v}" for k, v in params.items() if k != "chunk_s")
+    return f"repeval validate-model {fam.name}{f' --plugin {origin}' if origin else ''}{args}"
 
 
 def model_config_for_build(model_cfg: Any) -> Any:

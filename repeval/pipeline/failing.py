@@ -22,19 +22,6 @@ class ModelFailing(ModelUnavailable):
     model, the reason and the fix); the error records it wrote are kept."""
 
 
-def validate_command(mcfg: Any) -> str:
-    """``repeval validate-model <type> [--plugin P] [--param k=v …]``: the command that builds ``mcfg``'s model and
-    runs it on test audio, with the traceback of what it raises."""
-    from repeval.models import resolve_model
-    from repeval.models.plugins import plugin_of
-    from repeval.pipeline.embedder import model_config_for_build
-
-    fam, params = resolve_model(model_config_for_build(mcfg))
-    origin = plugin_of(fam.name)
-    args = "".join(f" --param {k}={v}" for k, v in params.items() if k != "chunk_s")
-    return f"repeval validate-model {fam.name}{f' --plugin {origin}' if origin else ''}{args}"
-
-
 def _shape(reason: str) -> str:
     """A reason without its numbers (a shape, a length, a track's own figures): the same fault on other tracks."""
     return re.sub(r"\d+", "#", (reason.strip().splitlines() or [""])[0])
@@ -75,10 +62,14 @@ class FailingModel:
             raise ModelFailing(self.message())
 
     def message(self) -> str:
+        """Why the model was stopped, and the fix (what :class:`ModelFailing` says; whether the run's other models go
+        on is the caller's to say: a run of one model stops with it)."""
+        from repeval.pipeline.embedder import validate_command
+
         first = (self.reason.strip().splitlines() or [""])[0]
         return (
             f"embedding model '{self.mcfg.id}' failed on each of the first {counted(len(self.failed), 'track')} it was "
-            f"given, with the same error, and embedded none: {first} — stopped early, the run's other models go on "
-            f"(its {counted(self.records, 'error record')} so far are kept); fix the model (`{validate_command(self.mcfg)}` "
+            f"given, with the same error, and embedded none: {first} — stopped early (its "
+            f"{counted(self.records, 'error record')} so far are kept); fix the model (`{validate_command(self.mcfg)}` "
             "runs it on test audio and shows the traceback), then rerun with --retry-errors"
         )

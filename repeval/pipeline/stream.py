@@ -338,7 +338,8 @@ def _kill_stray_embed_actors() -> None:
     raised: :class:`Embed` says so at its first batch) were never seen by :func:`_embed_actors`, and outlived the
     stream holding their CPUs — the next model's stream, or the probes' trials, then waited for them forever. Streams
     run one at a time, so any left in this job are a failed stream's. Private in Ray 2.60 (pinned), like
-    :func:`_embed_actors`; best effort."""
+    :func:`_embed_actors`; best effort. (The public ways do not reach them: ``ray.util.state.list_actors`` asks the
+    dashboard, which repeval's Ray runs without, and ``ray.kill`` takes a handle, which Ray Data never gave out.)"""
     import ray
 
     try:

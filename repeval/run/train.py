@@ -105,25 +105,18 @@ def _leave_out(
     ctx: RunContext, pending: list[_Pending], embedded: dict[tuple[str, str, str], pa.Array]
 ) -> tuple[list[_Pending], dict[str, str]]:
     """The pending groups to train, and the embedding models left out (model id → why): those whose stream the
-    embedding stage stopped (``models_left_out.json``), and those with no embedded track of a dataset (each an error
-    record) — while some other model of the run remains to be trained on; when none does, nothing is left out (the
-    groups' problems are said as before: nothing can be trained). Recorded for the report and ``repeval runs``."""
-    from repeval.pipeline.stages import CLEAN
+    embedding stage stopped (``models_left_out.json``), and those with no embedded track of a dataset, or of one of
+    its splits (:func:`_failed_embedding`) — while some other model of the run remains to be trained on; when none
+    does, nothing is left out (the groups' problems are said as before: nothing can be trained). Recorded for the
+    report and ``repeval runs``."""
     from repeval.run.left_out import read_left_out, record_left_out
 
     stopped = read_left_out(ctx.run_dir).get("embed", {})
     none_embedded: dict[tuple[str, str], str] = {}  # (model, dataset) → why
     for item in pending:
         key = (item.model, item.dataset)
-        if item.model in stopped or key in none_embedded:
-            continue
-        part = ctx.store.partition(item.dataset, item.model, CLEAN)
-        if part.complete and item.rows.num_rows and not len(_embedded_ids(ctx, item, CLEAN, embedded)):
-            none_embedded[key] = (
-                f"embedding model '{item.model}' embedded none of the {counted(item.rows.num_rows, 'track')} of "
-                f"{item.dataset}: each is an error record (`{part.show_errors_command()}` says why) — fix the model "
-                "or the files, then rerun with --retry-errors"
-            )
+        if item.model not in stopped and key not in none_embedded and (why := _failed_embedding(ctx, item, embedded)):
+            none_embedded[key] = why
     left = {m: why for m, why in stopped.items() if any(item.model == m for item in pending)}
     for (model, _), why in none_embedded.items():
         left[model] = f"{left[model]}; {why}" if model in left else why
@@ -137,6 +130,31 @@ def _leave_out(
         log.error("%s", why)
     keep = [item for item in pending if item.model not in stopped and (item.model, item.dataset) not in none_embedded]
     return keep, left
+
+
+def _failed_embedding(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str, str], pa.Array]) -> str | None:
+    """Why ``item``'s model cannot be trained on its dataset for the model's own failures: its complete partition
+    holds none of the dataset's tracks, or none of a split's (each an error record) — a split with no track to embed,
+    or a partition not complete, is no model's (:func:`_empty_split` says them); None when it can be."""
+    from repeval.pipeline.stages import CLEAN
+
+    part = ctx.store.partition(item.dataset, item.model, CLEAN)
+    if not part.complete or not item.rows.num_rows:
+        return None
+    ids = _embedded_ids(ctx, item, CLEAN, embedded)
+    fix = "fix the model or the files, then rerun with --retry-errors"
+    if not len(ids):
+        return (
+            f"embedding model '{item.model}' embedded none of the {counted(item.rows.num_rows, 'track')} of "
+            f"{item.dataset}: each is an error record (`{part.show_errors_command()}` says why) — {fix}"
+        )
+    ds = next(d for d in item.exp.datasets if d.name == item.dataset)
+    task = item.exp.task.name
+    if unassigned_split(ctx, item.ei, task, ds, item.fold, item.rows):
+        return None
+    errors = part.show_errors_command()
+    failed = failed_split(ctx, item.ei, task, item.dataset, item.model, item.fold, item.rows, ids, errors)
+    return f"embedding model '{item.model}': {failed}; {fix}" if failed else None
 
 
 def _say_changed_code(ctx: RunContext, pending: list[_Pending]) -> None:

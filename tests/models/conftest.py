@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,16 +12,24 @@ from repeval.models import MODELS
 from repeval.models import plugins as plugins_mod
 
 
-@pytest.fixture
-def forget_plugins(monkeypatch):
-    """What a test's plugins register is forgotten after it (the session's other tests see repeval's own models)."""
+@contextlib.contextmanager
+def plugins_forgotten() -> Iterator[None]:
+    """What plugins register inside is forgotten after it (the session's other tests see repeval's own models)."""
     before = set(MODELS.names())
-    monkeypatch.setattr(plugins_mod, "_LOADED", dict(plugins_mod._LOADED))
-    monkeypatch.setattr(plugins_mod, "_ORIGIN", dict(plugins_mod._ORIGIN))
-    monkeypatch.setattr(plugins_mod, "_ENTRY_POINTS", None)
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plugins_mod, "_LOADED", dict(plugins_mod._LOADED))
+        mp.setattr(plugins_mod, "_ORIGIN", dict(plugins_mod._ORIGIN))
+        mp.setattr(plugins_mod, "_ENTRY_POINTS", None)
+        yield
     for name in set(MODELS.names()) - before:
         MODELS.remove(name)
+
+
+@pytest.fixture
+def forget_plugins():
+    """What a test's plugins register is forgotten after it (:func:`plugins_forgotten`)."""
+    with plugins_forgotten():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +37,10 @@ def dummy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Stand-in weights of the session's model tests (:mod:`repeval.models.dummies`: the Essentia graphs, written by a
     tensorflow process, once)."""
     return tmp_path_factory.mktemp("model-weights")
+
+
+@pytest.fixture(scope="module")
+def forget_module_plugins():
+    """What a test module's plugins register is forgotten after its last test (a module fixture's run uses them)."""
+    with plugins_forgotten():
+        yield

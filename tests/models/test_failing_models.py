@@ -1,21 +1,26 @@
 """An embedding model that fails — its plugin's constructor raises, or it raises on every track — is left out of the
 run, each named with its reason and fix, while the run's other models are embedded, trained, tested and reported; a
 model failing on each of its first tracks is stopped early, its error records kept; one failing on a few tracks is
-not stopped."""
+not stopped. One ``repeval run`` of five models (a module fixture) serves the tests."""
 
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from repeval.words import counted
 
 #: plugin models: one whose constructor reads a weights file, one that raises at every call, one that fails on some
-#: of the tracks (every other clip, by its content)
+#: of the tracks (every third clip, by its content)
 FAILING_MODELS = """
 import numpy as np
 
@@ -54,73 +59,127 @@ class SometimesFails(EmbeddingModel):
         return np.array([[audio.mean(), audio.std()]], np.float32)
 """
 
+#: the run's notes: 3 instruments × 4; a model is stopped once its first STOP tracks all failed (of 12: 32 by default)
+N_TRACKS, STOP = 12, 4
 
-def _config(tmp_path: Path, notes: Path, models: list, run_id: str) -> Path:
-    plugin = tmp_path / f"failing_models_{run_id}.py"  # (one file name per plugin of the session)
+
+def _config(root: Path, notes: Path, models: list, run_id: str, in_decode: str = "auto") -> Path:
+    plugin = root / "failing_models.py"
     plugin.write_text(textwrap.dedent(FAILING_MODELS))
     body = {
         "plugins": [str(plugin)],
         "run": {
-            "run_id": run_id, "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs"), "max_epochs": 3,
-            "bootstrap_resamples": 0,
+            "run_id": run_id, "store": str(root / "store"), "runs_dir": str(root / "runs"), "max_epochs": 2,
+            "bootstrap_resamples": 0, "resources": {"embed_in_decode": in_decode, "embed_actors": 1},
         },
         "experiments": [{
             "task": {"name": "inst", "type": "multiclass_classification", "label": "instrument"},
             "datasets": [{"name": "notes", "type": "catalog", "manifest": str(notes), "label_column": "instrument",
                           "split_column": "split"}],
             "embedding_models": models,
-            "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 3}],
+            "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
         }],
     }  # fmt: skip
-    path = tmp_path / f"{run_id}.yaml"
+    path = root / f"{run_id}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return path
 
 
-def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_and_report(
-    ray_session, rendered_notes, tmp_path, forget_plugins
-):
-    """Two plugin models whose constructors raise (a weights file that is not there) beside one that works: the run
-    stopped at the first, naming it only, and trained nothing. Now each is named with its reason and fix, the other
-    model is embedded, trained, tested and reported, the report's left-out section names both, and the run ends
-    incomplete (exit status 3, as --strict's), recorded as such."""
+def _alive_embed_actors(wait_s: float = 10.0) -> list[str]:
+    """This job's embedding actors (of a stream's pool) still alive once a kill had ``wait_s`` to reach them."""
+    import ray
+
+    from repeval.pipeline.stream import EMBED_ACTOR_CLASS
+
+    job = ray.get_runtime_context().get_job_id()
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = [
+            actor_id
+            for actor_id, info in ray._private.state.actors().items()
+            if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job and info["State"] != "DEAD"
+        ]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def left_out_run(ray_session, tmp_path_factory, forget_module_plugins):
+    """``repeval run`` of mfcc-stats beside two models whose constructors raise (a weights file that is not there), one
+    that raises on every track and one that fails on some."""
     from typer.testing import CliRunner
 
     from repeval.cli import app
-    from repeval.report.html import write_report
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import RenderSpec
+    from repeval.pipeline import failing
 
-    gone = {m: tmp_path / f"{m}.npy" for m in ("net-a", "net-b")}
+    root = tmp_path_factory.mktemp("failing-models")
+    notes = render_dataset(root / "notes", RenderSpec(instruments=("piano", "violin", "flute"), notes_per_instrument=4))
+    gone = {"net-a": root / "net-a.npy", "net-b": root / "net-b.npy"}
     models = [
         "mfcc-stats",
-        *({"id": m, "type": "weights-model", "params": {"weights_path": str(w)}} for m, w in gone.items()),
+        {"id": "net-a", "type": "weights-model", "params": {"weights_path": str(gone["net-a"])}},
+        {"id": "net-b", "type": "weights-model", "params": {"weights_path": str(gone["net-b"])}},
+        {"id": "broken", "type": "always-fails"},
+        {"id": "flaky", "type": "sometimes-fails"},
     ]
-    cfg = _config(tmp_path, rendered_notes, models, "built")
-    res = CliRunner().invoke(app, ["run", str(cfg)])
-    assert res.exit_code == 3, res.output[-4000:]
-    said = " ".join(res.stderr.split())
-    assert "error: 2 embedding models left out ('net-a', 'net-b'), the others' results are in" in said, said[-3000:]
-    for model, weights in gone.items():
+    said: list[str] = []  # the embedding stage's log, as the run goes
+    leaked: list[str] = []  # embedding actors alive once a failed stream was left out
+
+    def emit(record: logging.LogRecord) -> None:
+        said.append(record.getMessage())
+        if "— left out" in said[-1] and (alive := _alive_embed_actors()):
+            leaked.extend(alive)  # stops the run (the next stream would wait for their CPUs forever)
+            raise AssertionError(f"{len(alive)} embedding actors of a failed stream still alive")
+
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = emit  # type: ignore[method-assign]
+    logging.getLogger("repeval.pipeline.embed").addHandler(handler)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(failing, "STOP_AFTER_FAILED_TRACKS", STOP)
+            res = CliRunner().invoke(app, ["run", str(_config(root, notes, models, "built"))])
+    finally:
+        logging.getLogger("repeval.pipeline.embed").removeHandler(handler)
+    run_dir = root / "runs" / "built"
+    return SimpleNamespace(root=root, notes=notes, gone=gone, res=res, log=said, leaked=leaked, run_dir=run_dir)
+
+
+def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_and_report(left_out_run, tmp_path):
+    """Two plugin models whose constructors raise (a weights file that is not there) beside one that works: the run
+    stopped at the first, naming it only, and trained nothing. Now each is named with its reason and fix, the other
+    models are embedded, trained, tested and reported, the report's left-out section names them, and the run ends
+    incomplete (exit status 3, as --strict's), recorded as such; no embedding actor of a failed stream is left."""
+    from repeval.report.html import write_report
+    from repeval.run.left_out import LEFT_OUT
+
+    r = left_out_run
+    assert r.leaked == []  # the failed streams' actors (started before their first batch) killed before the next one
+    assert r.res.exit_code == 3, r.res.output[-4000:]
+    said = " ".join(r.res.stderr.split())
+    assert "error: 4 embedding models left out ('net-a', 'net-b', 'broken', 'flaky'), the others' results are" in said
+    for model, weights in r.gone.items():
         assert (
             f"embedding model '{model}' failed to build" in said and f"No such file or directory: '{weights}'" in said
         )
-        assert f"repeval validate-model weights-model --plugin {tmp_path / 'failing_models_built.py'}" in said
-    run_dir = tmp_path / "runs" / "built"
-    results = pq.read_table(run_dir / "results.parquet").to_pylist()
-    assert {r["model"] for r in results} == {"mfcc-stats"} and results
-    status = json.loads((run_dir / "status.json").read_text())
-    assert status["state"] == "failed" and status["reason"].startswith("2 embedding models left out"), status
-    from repeval.run.left_out import LEFT_OUT
-
-    assert set(json.loads((run_dir / LEFT_OUT).read_text())["embed"]) == {"net-a", "net-b"}
-    page = write_report([run_dir], tmp_path / "report.html").read_text()
+    assert f"repeval validate-model weights-model --plugin {r.root / 'failing_models.py'}" in said
+    logged = [line for line in r.log if line.endswith("— left out, the run's other embedding models go on")]
+    assert [line.split("'")[1] for line in logged] == ["net-a", "net-b", "broken"], r.log  # said as the others ran
+    assert "3 embedding models left out (not trained, tested or reported):" in " ".join(r.res.stdout.split())
+    results = pq.read_table(r.run_dir / "results.parquet").to_pylist()
+    assert {row["model"] for row in results} == {"mfcc-stats"}
+    status = json.loads((r.run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and status["reason"].startswith("4 embedding models left out"), status
+    assert set(json.loads((r.run_dir / LEFT_OUT).read_text())["embed"]) == {"net-a", "net-b", "broken"}
+    page = write_report([r.run_dir], tmp_path / "report.html").read_text()
     section = page[page.index('id="not-evaluated"') :]
-    assert "Embedding models left out (2)" in section
+    assert "Embedding models left out (4)" in section
     assert "<code>net-a</code>: embedding model &#x27;net-a&#x27; failed to build" in section
 
 
-def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some_is_not(
-    ray_session, rendered_notes, tmp_path, forget_plugins, monkeypatch
-):
+def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some_is_not(left_out_run):
     """A model that raises on every track wrote an identical error record per track of the whole run, then stopped
     the training of every model. Now its stream stops once its first tracks all failed with one reason (none
     embedded), in one message naming the model, the reason and the fix, the records written kept; a model failing on
@@ -129,27 +188,101 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     from repeval import runner
     from repeval.config import load_config
     from repeval.pipeline import failing
+    from repeval.run.left_out import LEFT_OUT
 
-    monkeypatch.setattr(failing, "STOP_AFTER_FAILED_TRACKS", 6)  # (of the 48 notes: 32 by default)
-    models = [{"id": "broken", "type": "always-fails"}, {"id": "flaky", "type": "sometimes-fails"}]
-    ctx = runner.make_context(load_config(_config(tmp_path, rendered_notes, models, "every")))
-    summary = runner.stage_embed(ctx)
-    (why,) = summary.models_failed.values()
-    assert why.startswith("embedding model 'broken' failed on each of the first ") and "embedded none" in why, why
-    assert "RuntimeError: no accelerator for" in why and "the run's other models go on" in why
+    r = left_out_run
+    why = json.loads((r.run_dir / LEFT_OUT).read_text())["embed"]["broken"]
+    assert why.startswith(f"embedding model 'broken' failed on each of the first {STOP} tracks"), why
+    assert "embedded none" in why
+    assert "RuntimeError: no accelerator for" in why and "other models" not in why
     assert "`repeval validate-model always-fails --plugin " in why and "then rerun with --retry-errors" in why
+    ctx = runner.make_context(load_config(r.run_dir / "config.yaml"))
     broken = ctx.store.partition("notes", "broken", "clean")
     kept = broken.read_errors().num_rows
-    assert not broken.complete and 6 <= kept < 48, kept  # stopped early; what it wrote is kept
+    assert not broken.complete and STOP <= kept < N_TRACKS, kept  # stopped early; what it wrote is kept
     assert f"its {counted(kept, 'error record')} so far are kept" in why, why
     flaky = ctx.store.partition("notes", "flaky", "clean")
     failed = flaky.read_errors().num_rows
-    assert flaky.complete and 0 < failed < 48 and len(flaky.embedded_ids()) == 48 - failed  # never stopped
-    assert "1 embedding model left out" in summary.text() and why in summary.text()
-
-    monkeypatch.setattr(failing, "STOP_AFTER_FAILED_TRACKS", 1000)
-    assert runner.stage_embed(ctx).models_failed == {}  # to its end: every track an error record
-    assert broken.complete and broken.read_errors().num_rows == 48 and len(broken.embedded_ids()) == 0
+    assert flaky.complete and 0 < failed < N_TRACKS and len(flaky.embedded_ids()) == N_TRACKS - failed  # not stopped
+    # run again, in the decode tasks (run.resources.embed_in_decode): it is tried again, and stopped again
+    models = [{"id": "broken", "type": "always-fails"}, "mfcc-stats"]
+    ctx = runner.make_context(load_config(_config(r.root, r.notes, models, "every", in_decode="always")))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(failing, "STOP_AFTER_FAILED_TRACKS", STOP)
+        again = runner.stage_embed(ctx)
+        assert (
+            set(again.models_failed) == {"broken"} and "model inside the decode tasks" in again.resources["broken"]
+        ), again
+        assert not broken.complete and broken.read_errors().num_rows >= kept + STOP
+        mp.setattr(failing, "STOP_AFTER_FAILED_TRACKS", 1000)
+        assert runner.stage_embed(ctx).models_failed == {}  # to its end: every track an error record
+    assert broken.complete and broken.read_errors().num_rows == N_TRACKS and len(broken.embedded_ids()) == 0
     t = runner.stage_train(ctx)
     assert t["trained"] == 1 and set(t["left_out"]) == {"broken"}, t
-    assert "embedding model 'broken' embedded none of the 48 tracks of notes" in t["left_out"]["broken"]
+    assert f"embedding model 'broken' embedded none of the {N_TRACKS} tracks of notes" in t["left_out"]["broken"]
+
+
+def test_a_model_that_embedded_none_of_a_split_is_left_out_of_training_and_the_others_train(left_out_run):
+    """A model that embedded some of a dataset's tracks but none of its test split (each an error record) stopped the
+    training of every model ("nothing was trained", exit status 1); now it is left out, named with the split and the
+    command that lists why, and the run's other models train."""
+    import pyarrow.csv as pcsv
+
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.run.left_out import LEFT_OUT
+
+    r = left_out_run
+    test = set(pcsv.read_csv(r.notes).filter(pc.field("split") == "test").column("track_id").to_pylist())
+    ctx = runner.make_context(load_config(r.run_dir / "config.yaml"))
+    part = ctx.store.partition("notes", "flaky", "clean")
+    ids = set(part.embedded_ids().to_pylist())
+    assert ids and not ids & test, (ids, test)  # (the notes flaky fails on: its content's; all of the test split's)
+    why = json.loads((r.run_dir / LEFT_OUT).read_text())["train"]["flaky"]
+    assert why.startswith("embedding model 'flaky': inst on notes/flaky: the test split has no embedded tracks"), why
+    assert "notes/flaky/clean --errors` says why" in why and why.endswith("then rerun with --retry-errors")
+    assert {row["model"] for row in pq.read_table(r.run_dir / "results.parquet").to_pylist()} == {"mfcc-stats"}
+    from repeval.plan import make_plan
+
+    notes = [n for n in make_plan(ctx.cfg, ctx.store, ctx.run_dir).notes if "flaky" in n and "`repeval run`" in n]
+    assert notes == [
+        "`repeval run` would leave embedding model 'flaky' out of training, and train the others: inst on notes/flaky:"
+        f" the test split has no embedded tracks — none of its {counted(len(test), 'track')} was embedded: "
+        f"`{part.show_errors_command()}`"
+        " says why"
+    ], notes  # `repeval plan` said the run would stop
+
+
+def test_the_watch_stops_one_fault_whatever_its_numbers_and_never_a_model_failing_some_tracks():
+    """:class:`~repeval.pipeline.failing.FailingModel` on the batches a stream's driver gets: the same error with other
+    numbers (a track's length) is one fault, stopped at the limit, with a message that leaves what the run's other
+    models do to its caller (a run of one model stops with it: "the run's other models go on" was said there too);
+    different errors, one embedded track, or files that did not decode are never the model's fault."""
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.assemble import ErrorBlock
+    from repeval.pipeline.failing import FailingModel, ModelFailing
+
+    def errors(*reasons: str, stage: str = "embed", first: int = 0) -> ErrorBlock:
+        out = ErrorBlock()
+        for i, why in enumerate(reasons, first):
+            out.add(f"t{i}", "train", "clean", stage, why)
+        return out
+
+    mcfg = EmbeddingModelConfig(id="net", type="mfcc-stats")
+    watch = FailingModel(mcfg, limit=3)
+    watch.see(None, errors("decode: no such file", "decode: no such file", "decode: no such file", stage="decode"))
+    watch.see(None, errors("RuntimeError: no accelerator for 16000 samples", first=3))
+    with pytest.raises(ModelFailing) as stopped:
+        watch.see(None, errors(*(f"RuntimeError: no accelerator for {n} samples" for n in (800, 24000)), first=4))
+    said = str(stopped.value)
+    assert said.startswith("embedding model 'net' failed on each of the first 3 tracks it was given, with the same")
+    assert "RuntimeError: no accelerator for 16000 samples — stopped early (its 6 error records so far" in said, said
+    assert "other models" not in said and "`repeval validate-model mfcc-stats" in said
+
+    one = "RuntimeError: no accelerator for 1 sample"
+    for block, other in ((None, errors("ValueError: a clip it cannot take", first=1)), ([0.5], errors())):
+        watch = FailingModel(mcfg, limit=2)  # then a different error, or an embedded track: no more watched
+        watch.see(None, errors(one))
+        watch.see(block, other)
+        watch.see(None, errors(*[one] * 4, first=2))
+        assert not watch.watching
