@@ -4,6 +4,7 @@ actor mid-run, probe trials that raise or diverge to NaN."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -246,7 +247,7 @@ def test_kill9_of_an_embedding_worker_mid_run(ray_session, fault_catalog, refere
 
 
 def test_trials_that_raise_or_diverge_are_recorded_as_failed_while_the_grid_completes(
-    ray_session, fault_catalog, tmp_path
+    ray_session, fault_catalog, reference_run, tmp_path
 ):
     probes = [
         {
@@ -270,8 +271,11 @@ def test_trials_that_raise_or_diverge_are_recorded_as_failed_while_the_grid_comp
     cfg = load_config(
         write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL], probes=probes), other])
     )
+    # the reference run's store holds these partitions (the same catalog, model and deformation): its copy spares
+    # embedding them again
+    shutil.copytree(reference_run.store, tmp_path / "store")
     ctx = runner.make_context(cfg)
-    runner.stage_embed(ctx)
+    assert runner.stage_embed(ctx).computed == 0
     summary = runner.stage_train(ctx)
     assert summary["trained"] == 2
     failed = {(f["task"], f["probe"]): f["reason"] for f in summary["failed"]}
