@@ -21,7 +21,7 @@ class Plan:
     partitions: int = 0
     partitions_done: int = 0
     #: store rows (track × model × scenario) the run's partitions want, and of those the rows no partition holds yet:
-    #: what the embedding stage computes (known with a store whose rows could be read)
+    #: what the embedding stage computes (known when the rows could be read; with no store yet: every row)
     rows: int = 0
     rows_to_embed: int = 0
     #: store partitions the embedding stage would stop at: partition name → the error it would stop with

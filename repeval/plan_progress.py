@@ -154,10 +154,11 @@ def _failed_split_notes(ctx: Any, store: Any, states: dict[tuple[str, str, str],
     ]
 
 
-def load_notes(cfg: Config) -> list[str]:
+def load_notes(cfg: Config, p: Plan | None = None) -> list[str]:
     """:func:`_load_notes` for a plan without a store (nothing embedded yet — a first run's plan, when what its load
     drops matters most): the datasets loaded read-only for them alone; none when they cannot be loaded (the plan's
-    notes say why: a data path ``repeval run`` would stop on)."""
+    notes say why: a data path ``repeval run`` would stop on). With ``p``, its store rows are counted too: every row
+    the run's partitions want is to embed (:attr:`Plan.rows`, as a plan with a store counts them)."""
     from repeval.runner import RunContext, load_rows
 
     ctx = RunContext(cfg, "plan", Path("/nonexistent"), None)  # type: ignore[arg-type]  # the load reads no store
@@ -165,7 +166,27 @@ def load_notes(cfg: Config) -> list[str]:
         load_rows(ctx, save=False)
     except (ValueError, OSError):
         return []
+    if p is not None:
+        p.rows = p.rows_to_embed = _wanted_rows(ctx)
     return _load_notes(ctx)
+
+
+def _wanted_rows(ctx: Any) -> int:
+    """The store rows (track × model × scenario) the run's partitions want, a partition several experiments share
+    counted once (as :func:`_progress` counts them)."""
+    from repeval.pipeline.partitions import wanted_masks
+    from repeval.runner import deform_ids
+
+    wanted: dict[tuple[str, str, str], list[pa.Array]] = {}
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        to_deform = deform_ids(ctx, ei)
+        for ds in exp.datasets:
+            rows = ctx.rows[(ei, ds.name)]
+            ids = rows.column("track_id").combine_chunks()
+            for sid, mask in wanted_masks(ctx.cfg, exp, ds, rows, to_deform).items():
+                for m in exp.embedding_models:
+                    wanted.setdefault((ds.name, m.id, sid), []).append(ids.filter(pa.array(mask)))
+    return sum(_distinct(arrays) for arrays in wanted.values())
 
 
 def _load_notes(ctx: Any) -> list[str]:

@@ -42,6 +42,14 @@ def validate(
             "RAY_ADDRESS set on the cluster's nodes (a config for elsewhere)",
         ),
     ] = False,
+    smoke_test: Annotated[
+        bool,
+        typer.Option(
+            "--smoke-test",
+            help="validate the smoke test (`repeval run --smoke-test`), as run.smoke_test: true does: an ASHA "
+            "scheduler a full run would refuse is noted, not refused (the smoke test trains without it)",
+        ),
+    ] = False,
 ) -> None:
     """Validate a configuration file (nothing runs): local data paths must exist — a mirdata dataset's data and
     index too where mirdata looks when dir or index_path is not set, and the audio files deformation steps read
@@ -54,7 +62,7 @@ def validate(
     from repeval.config.embed import default_p_warnings, deform_splits_warnings, unchecked_files_notes
     from repeval.config.loader import decimal_warnings, fold_split_warnings
 
-    cfg = _load(config, check_data=not skip_data_check, files=not skip_data_check)
+    cfg = _load(config, check_data=not skip_data_check, smoke_test=smoke_test, files=not skip_data_check)
     n = len(cfg.experiments)
     head = f"{config}: valid ({counted(n, 'experiment')})"
     said, problems = ("", []) if skip_model_check else _check_models(cfg)
@@ -73,7 +81,7 @@ def validate(
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
     notes = unchecked_files_notes(cfg.experiments) if skip_data_check else []
-    for line in notes + cfg.smoke_asha_notes():  # a smoke test runs without them: a full run would be refused
+    for line in notes + cfg.smoke_asha_notes(smoke_test):  # a smoke test runs without them: a full run would be refused
         typer.echo(f"note: {line}")
     if problems:
         raise typer.Exit(1)
@@ -188,7 +196,7 @@ def plan(
         )
     )
     if st is None:  # nothing embedded yet: what the load drops is said still (with a store, make_plan says it)
-        plan.notes += _guard(lambda: load_notes(cfg))
+        plan.notes += _guard(lambda: load_notes(cfg, plan))  # and its rows: every one to embed
     typer.echo(plan.text())
     if not rid:
         typer.echo(

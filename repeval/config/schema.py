@@ -324,10 +324,11 @@ class Config(Strict):
                     faults.append(f"experiments[{ei}].downstream_models[{pi}] ({spec.name}): {idle[0]} — {idle[1]}")
         return faults
 
-    def smoke_asha_notes(self) -> list[str]:
-        """Under ``run.smoke_test``, what a full run of this configuration would refuse of its ASHA schedulers
-        (:meth:`asha_idle_problems`), each said as a note: the smoke test runs without them."""
-        if not self.run.smoke_test:
+    def smoke_asha_notes(self, smoke_test: bool = False) -> list[str]:
+        """Under ``run.smoke_test`` (or ``smoke_test``: ``--smoke-test``), what a full run of this configuration would
+        refuse of its ASHA schedulers (:meth:`asha_idle_problems`), each said as a note: the smoke test runs without
+        them."""
+        if not (self.run.smoke_test or smoke_test):
             return []
         return [
             f"{problem}; a full run (without run.smoke_test) is refused for it — the smoke test trains the entry's "

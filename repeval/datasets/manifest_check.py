@@ -89,9 +89,25 @@ def reach_problem(uri: str, seconds: float | None = None, fix: str = VALIDATE_FI
             fs, path = _filesystem(bounded(uri, seconds))
             found = fs.get_file_info(path).type != pafs.FileType.NotFound
     except (OSError, ValueError, pa.ArrowException) as exc:  # an unknown scheme, no network, refused credentials
+        if "Unrecognized filesystem type" in str(exc):  # http(s)://, ftp://: no network or credentials would help
+            return unread_scheme(uri)
         why = error_line(exc, uri, seconds)
         return f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials{fix}"
     return None if found else f"manifest: no such file: {uri} — check dataset.manifest"
+
+
+#: the URIs repeval reads a manifest (and audio) from: pyarrow's filesystems (hdfs:// needs Java's libjvm)
+READ_SCHEMES = "a local path, file://, s3://, gs:// (gcs://), abfs:// (Azure) or hdfs://"
+
+
+def unread_scheme(uri: str) -> str:
+    """The problem of a manifest at a URI of a scheme no pyarrow filesystem reads (``https://``, ``ftp://``): the
+    schemes repeval reads, and the fix."""
+    scheme = uri.split("://", 1)[0]
+    return (
+        f"manifest: {uri}: repeval cannot read {scheme}:// URIs — it reads {READ_SCHEMES}; download the file and give "
+        "its path, or put it in a bucket and give its s3:// or gs:// URI"
+    )
 
 
 #: what a one-column header is looked for to hold, in this order: the characters its columns may be separated by

@@ -42,6 +42,7 @@ from repeval.config import Config, ExperimentConfig
 from repeval.probes import ProbeData
 from repeval.probes.inputs import pca_too_wide
 from repeval.tuning.group import GroupInput, GroupResult, _Group
+from repeval.tuning.progress import experiment_label
 from repeval.tuning.results import RESULT_SCHEMA, results_table, seed_summary
 from repeval.tuning.search import expand_all
 from repeval.tuning.trial import BatchData, grid_trial, resuming
@@ -209,7 +210,8 @@ def run_groups(
         t_fit = time.perf_counter()
         record = marker_record(cfg, groups, slots, unit_groups=[gi for gi, _ in flat])
         written = _latest_written([g.inp for g in groups])
-        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat), record, held, written)
+        label = experiment_label([g.inp.name for g in groups])  # what its progress lines name: its grids
+        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat), record, held, written, label)
         fit_seconds = time.perf_counter() - t_fit
         for conf, r in pairs:
             gi, ui = flat[conf["unit"]]

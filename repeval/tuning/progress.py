@@ -12,6 +12,7 @@ from ray import tune
 
 from repeval.pipeline.summary import Progress
 from repeval.tuning.checkpoint import trial_key
+from repeval.words import counted
 
 #: the states of a trial that will not run again in this fit: finished, stopped by a scheduler, or failed for good
 ENDED = ("TERMINATED", "ERROR")
@@ -27,16 +28,39 @@ def reusing(name: str, keys: Collection[str]) -> None:
     _REUSED[name] = frozenset(keys)
 
 
+#: a batch's grid names longer than this together are shortened in its progress lines (the first, and how many more)
+NAMES_SAID = 120
+
+
+def experiment_label(grids: list[str]) -> str:
+    """What a Tune experiment trains, as its progress lines say it: its probe grid, or a batch's grids (``3 probe grids
+    (a, b, c)``; their names shortened past :data:`NAMES_SAID` characters) — not the batch's experiment name
+    (``groups-3-0aa910ac2b25``), which names none of them."""
+    if len(grids) == 1:
+        return grids[0]
+    names = ", ".join(grids)
+    if len(names) > NAMES_SAID:
+        names = f"{grids[0]} and {len(grids) - 1:,} more"
+    return f"{counted(len(grids), 'probe grid')} ({names})"
+
+
 class TrialProgress(tune.Callback):
     """Trials ended of the ``total`` of experiment ``name``. The trials an interrupted run finished count as done from
     the start — those the fit reuses (``reused``: trial keys, :func:`~repeval.tuning.checkpoint.trial_key`), which
     report their checkpoint at once, and those a restored experiment holds ended already — so they do not inflate the
-    rate, which counts from the first trial that ends after them (a trial takes as long as its training)."""
+    rate, which counts from the first trial that ends after them (a trial takes as long as its training). ``label``:
+    what the lines name (:func:`experiment_label`; default ``name``)."""
 
     def __init__(
-        self, name: str, total: int, reused: Collection[str], clock: Callable[[], float] | None = None
+        self,
+        name: str,
+        total: int,
+        reused: Collection[str],
+        clock: Callable[[], float] | None = None,
+        label: str | None = None,
     ) -> None:
         self.name, self.total, self.reused, self.clock = name, total, frozenset(reused), clock
+        self.label = label or name
         self.bar: Progress | None = None
         self.counted: set[str] = set()
 
@@ -52,7 +76,7 @@ class TrialProgress(tune.Callback):
             done = set(self.reused) | {trial_key(t.config) for t in trials if t.status in ENDED}
             self.counted = done
             clock = self.clock or time.monotonic
-            self.bar = Progress(self.total, f"train {self.name}", unit="trial", clock=clock, bar=False, done=len(done))
+            self.bar = Progress(self.total, f"train {self.label}", unit="trial", clock=clock, bar=False, done=len(done))
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trial)

@@ -56,6 +56,7 @@ def _fit(
     record: dict[str, Any] | None = None,
     data: str | None = None,
     written_ns: Callable[[], int | None] | None = None,
+    label: str | None = None,
 ) -> tuple[list[tuple[dict[str, Any], Any]], bool]:
     """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``. ``record`` goes into
     the experiment's marker beside its fingerprint: what ``repeval plan`` matches it with
@@ -64,7 +65,8 @@ def _fit(
     experiment, or a copy moved aside, whose marker records other data is never resumed nor reused (the fingerprint
     covers the data's shapes only); ``None`` (not known): the fingerprint alone decides, as for a marker written
     before markers recorded it — unless ``written_ns`` (:attr:`repeval.tuning.group.GroupInput.written_ns`, asked
-    only then, once) tells a partition embedded anew after that marker (:func:`_rewritten_since`).
+    only then, once) tells a partition embedded anew after that marker (:func:`_rewritten_since`). ``label``: what
+    its progress lines name (default ``name``).
 
     A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
     killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
@@ -157,7 +159,7 @@ def _fit(
     from repeval.tuning.progress import TrialProgress
 
     # verbose=0 prints nothing: without a terminal, a line a minute of the trials (also of this experiment restored)
-    trials = TrialProgress(name, n_units * max(1, tune_config.num_samples), finished)
+    trials = TrialProgress(name, n_units * max(1, tune_config.num_samples), finished, label=label)
     root, root_fs = st.for_tune()  # on gs://, Tune's own reads and writes bounded as repeval's are
     tuner = tune.Tuner(
         quiet_restores(make_trainable(finished)),

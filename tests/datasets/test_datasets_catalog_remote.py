@@ -64,8 +64,16 @@ def test_validate_reads_a_manifest_at_a_uri_as_the_load_does(tmp_path, s3):
     gone = "s3://repeval/lists/gone.csv" + s3["query"]
     with pytest.raises(ConfigError, match=r"manifest: no such file: s3://repeval/lists/gone\.csv\?.* — check"):
         check_data_paths(_config(tmp_path, gone))
-    with pytest.raises(ConfigError, match=r"manifest: nofs://bucket/m\.csv cannot be read from here \(Unrecognized"):
-        check_data_paths(_config(tmp_path, "nofs://bucket/m.csv"))
+    # a scheme no filesystem reads (https://) was "cannot be read from here (Unrecognized filesystem type …) — check
+    # the URI, the network and the credentials": it names the schemes repeval reads and the fix
+    for uri in ("nofs://bucket/m.csv", "https://example.org/lists/m.csv"):
+        with pytest.raises(ConfigError) as said:
+            check_data_paths(_config(tmp_path, uri))
+        scheme = uri.split(":", 1)[0]
+        assert f"manifest: {uri}: repeval cannot read {scheme}:// URIs — it reads a local path, file://, s3://" in str(
+            said.value
+        ), said.value
+        assert "download the file and give its path, or put it in a bucket" in str(said.value), said.value
 
 
 def test_relative_audio_paths_of_a_manifest_on_an_s3_compatible_server(tmp_path, s3):

@@ -1296,6 +1296,11 @@ def test_a_smoke_test_runs_where_a_full_run_would_leave_asha_nothing_to_stop(tmp
     assert load_config(path, smoke_test=True).run.max_epochs == 3
     with pytest.raises(ConfigError, match="grace_period"):
         load_config(path)
+    # `repeval validate --smoke-test` accepts what `run --smoke-test` runs (validate had no such flag: it refused it)
+    res = CliRunner().invoke(app, ["validate", "--skip-data-check", "--skip-model-check", "--smoke-test", str(path)])
+    assert res.exit_code == 0 and f"\nnote: {why}; a full run" in res.output, res.output
+    res = CliRunner().invoke(app, ["validate", "--skip-data-check", "--skip-model-check", str(path)])
+    assert res.exit_code == 2 and "grace_period" in res.output, res.output
 
 
 def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():

@@ -25,6 +25,7 @@ from repeval import runner
 from repeval.cli import app
 from repeval.config import parse_config
 from repeval.plan import make_plan
+from repeval.plan_progress import load_notes
 from repeval.store import StoreConflict
 from repeval.testing.configs import notes_dataset
 
@@ -67,7 +68,7 @@ def smoke_then_full(ray_session, rendered_notes, tmp_path_factory):
 
 
 def test_plan_after_a_smoke_run_counts_what_the_full_run_redoes(smoke_then_full):
-    _, _, plans, embedded, trained = smoke_then_full
+    root, manifest, plans, embedded, trained = smoke_then_full
     smoke = plans["after smoke"]
     assert (smoke.partitions, smoke.trainings) == (2, 1)
     # the smoke run embedded 24 of the 48 tracks and trained on them: the full run embeds and trains again
@@ -83,6 +84,11 @@ def test_plan_after_a_smoke_run_counts_what_the_full_run_redoes(smoke_then_full)
     assert (smoke.rows, smoke.rows_to_embed) == (after_embed.rows, embedded.computed)
     assert after_embed.rows == embedded.computed + embedded.skipped and after_embed.rows_to_embed == 0
     assert f"; {embedded.computed:,} of {smoke.rows:,} rows to embed)" in smoke.text(), smoke.text()
+    # with no store yet (a catalog sized before its first run) the count was left out: every row is to embed
+    first = make_plan(cfg := parse_config(_raw(root, manifest)))
+    load_notes(cfg, first)  # what `repeval plan` adds when it finds no store
+    assert (first.rows, first.rows_to_embed) == (after_embed.rows, after_embed.rows), first.text()
+    assert f"; {first.rows:,} of {first.rows:,} rows to embed)" in first.text(), first.text()
 
 
 def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reuses_them(

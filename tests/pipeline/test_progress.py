@@ -132,7 +132,7 @@ def test_a_line_a_minute_of_the_trials_reused_ones_counted_from_the_start(monkey
     from types import SimpleNamespace
 
     from repeval.tuning.checkpoint import trial_key
-    from repeval.tuning.progress import TrialProgress, reusing
+    from repeval.tuning.progress import TrialProgress, experiment_label, reusing
 
     monkeypatch.setattr(summary.sys, "stderr", io.StringIO())
     caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
@@ -160,3 +160,17 @@ def test_a_line_a_minute_of_the_trials_reused_ones_counted_from_the_start(monkey
     again.on_step_begin(0, [SimpleNamespace(config={"unit": u}, status="TERMINATED") for u in range(2)])
     again.on_trial_complete(0, trials, trials[5])
     assert again.bar is not None and again.bar.done == 4 and again.bar.first is None
+    # a batch's Tune experiment was named opaquely ("train groups-3-0aa910ac2b25"): its lines name its grids
+    grids = [f"instrument__notes__mfcc-{k}" for k in "abc"]
+    assert experiment_label(grids) == f"3 probe grids ({', '.join(grids)})"
+    many = [f"genre__catalog_{i:03d}__clap-music" for i in range(40)]
+    assert experiment_label(many) == "40 probe grids (genre__catalog_000__clap-music and 39 more)"
+    assert experiment_label(grids[:1]) == grids[0]
+    caplog.clear()
+    batch = TrialProgress("groups-3-0aa910ac2b25", 8, [], clock=clock, label=experiment_label(grids))
+    batch.setup()
+    batch.on_step_begin(0, trials)
+    batch.on_trial_complete(0, trials, trials[6])
+    clock.now += 60
+    batch.on_trial_complete(0, trials, trials[7])
+    assert caplog.messages[0].startswith(f"train 3 probe grids ({grids[0]}, "), caplog.messages
