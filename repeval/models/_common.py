@@ -240,7 +240,9 @@ def cuda_unusable() -> str | None:
 
 
 def _rebuild(cls: type[EmbeddingModel], params: dict[str, Any]) -> EmbeddingModel:
-    return cls(**params)
+    from repeval.models.param_kinds import as_built
+
+    return cls(**as_built(cls, params))
 
 
 class RebuildOnUnpickle:

@@ -20,7 +20,15 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 
 from repeval.json_keys import sorted_json
-from repeval.models.param_kinds import annotated_kind_error, literal_annotated, literal_error, with_number_hint
+from repeval.models.param_kinds import (
+    annotated_kind_error,
+    as_built,
+    enum_annotated,
+    enum_error,
+    literal_annotated,
+    literal_error,
+    with_number_hint,
+)
 from repeval.registry import ParamProblems, Registry, did_you_mean, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
@@ -408,8 +416,9 @@ def check_params(cfg: Any) -> None:
         default = known[key].default
         if value is None and default is None:  # null: the constructor's default (musicnn's layer, its checkpoint's)
             continue
-        problem = literal_error(fam.cls, name, key, value)  # a Literal annotation says the kind, not the default
-        if problem is None and not literal_annotated(fam.cls, key):
+        # a Literal or Enum annotation says the kind, not the default
+        problem = literal_error(fam.cls, name, key, value) or enum_error(fam.cls, name, key, value)
+        if problem is None and not literal_annotated(fam.cls, key) and not enum_annotated(fam.cls, key):
             problem = _type_error(fam.cls, key, value, default)
         problem = problem or choice_problem(fam.cls, key, value)
         if problem:
@@ -443,7 +452,7 @@ def _try_light(family: str, name: str, params: dict[str, Any], given: str) -> No
 def _light_fault(cls: type[EmbeddingModel], params: dict[str, Any]) -> str | None:
     """Why a light model of ``cls`` with ``params`` fails on half a second of noise, or None."""
     try:
-        model = cls(**copy.deepcopy(params))
+        model = cls(**as_built(cls, copy.deepcopy(params)))
         rate = int(model.sample_rate_hz)
         out = model.embed(np.random.default_rng(0).uniform(-0.5, 0.5, rate // 2).astype(np.float32))
         if out.ndim != 2 or out.shape[1] <= 0 or out.shape[1] != model.embedding_dim:
@@ -460,7 +469,7 @@ def build_model(cfg: Any, where: str = "here") -> EmbeddingModel:
     reason = unavailable_reason(fam.cls, params)
     if reason:
         raise ModelUnavailable(f"embedding model '{cfg.id}' cannot run {where}: {reason}")
-    return fam.cls(**params)
+    return fam.cls(**as_built(fam.cls, params))  # an Enum's name as its member
 
 
 def unavailable_reason(cls: type[EmbeddingModel], params: dict[str, Any]) -> str | None:

@@ -4,6 +4,7 @@ in every embedding actor."""
 
 from __future__ import annotations
 
+import enum
 import inspect
 import re
 import types
@@ -33,6 +34,9 @@ def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
     in every embedding actor, not by ``repeval validate``; None when it is one (or the annotation is no ``Literal``:
     :func:`literal_annotated`, or names a kind not checked here beside it)."""
     hint = _hint(cls, key)
+    if value is None and _optional_list(hint) is not None:  # ``list[Literal['a', 'b']] | None``: null too
+        return None
+    hint = _optional_list(hint) or hint
     if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
         items = value if isinstance(value, list | tuple) else None
         wrong = [v for v in items if not _among(v, allowed)] if items is not None else [value]
@@ -59,8 +63,63 @@ def literal_annotated(cls: type, key: str) -> bool:
     """Whether ``cls.__init__``'s parameter ``key`` is annotated with a ``Literal`` (:func:`literal_error` judges
     its value then, not its default's kind: ``Literal['auto'] | int = 'auto'`` takes 1024)."""
     hint = _hint(cls, key)
+    hint = _optional_list(hint) or hint
     parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType, list) else (hint,)
     return bool(_literals(parts))
+
+
+def _optional_list(hint: Any) -> Any:
+    """The ``list[...]`` of ``list[...] | None`` (None for any other annotation)."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return None
+    parts = [p for p in typing.get_args(hint) if p is not type(None)]
+    return parts[0] if len(parts) == 1 and typing.get_origin(parts[0]) is list else None
+
+
+def _enum(hint: Any) -> tuple[type[enum.Enum], bool] | None:
+    """The ``Enum`` class ``hint`` names (``Color``, ``Color | None``) and whether null is allowed; None otherwise."""
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    enums = [p for p in parts if isinstance(p, type) and issubclass(p, enum.Enum)]
+    if len(enums) != 1 or len(parts) - (type(None) in parts) != 1:
+        return None
+    return enums[0], type(None) in parts
+
+
+def _member(kind: type[enum.Enum], value: Any) -> enum.Enum | None:
+    """The member of ``kind`` that ``value`` names: its name (``RED``), else its value when one member has it."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str) and value in kind.__members__:
+        return kind.__members__[value]
+    found = [m for m in kind if m.value == value and type(m.value) is type(value)]
+    return found[0] if len(found) == 1 else None
+
+
+def enum_annotated(cls: type, key: str) -> bool:
+    """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum`` (:func:`enum_error` judges it)."""
+    return _enum(_hint(cls, key)) is not None
+
+
+def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
+    """Why ``value`` names no member of the ``Enum`` ``cls.__init__``'s parameter ``key`` is annotated with (``mode:
+    Color = Color.RED``: ``mode: RED``, or a member's value when one member has it), naming the model ``name`` and
+    the members' names: any value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
+    found = _enum(_hint(cls, key))
+    if found is None or (value is None and found[1]) or _member(found[0], value) is not None:
+        return None
+    names = [*found[0].__members__] + ["null"] * found[1]
+    return f"{name}'s {key} takes {_either(names)}, got {value!r}{_close(value, list(found[0].__members__))}"
+
+
+def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as ``cls``'s constructor takes them: an ``Enum``-annotated param's name (as YAML and the stored
+    fingerprint hold it) as its member; the others as they are."""
+    out = dict(params)
+    for key, value in params.items():
+        found = _enum(_hint(cls, key)) if value is not None else None
+        if found is not None and (member := _member(found[0], value)) is not None:
+            out[key] = member
+    return out
 
 
 def _literals(parts: Any) -> list[Any]:

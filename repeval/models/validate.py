@@ -344,7 +344,9 @@ def _validate_here(config: Any, fam: Any, params: dict[str, Any], clips: Any, se
         report.unavailable = reason
         return report
     try:
-        model = fam.cls(**params)
+        from repeval.models.param_kinds import as_built
+
+        model = fam.cls(**as_built(fam.cls, params))
     except Exception as exc:
         report.add("build", False, f"{type(exc).__name__}: {exc}"[:500])  # (an OSError's str names its file)
         return report

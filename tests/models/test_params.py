@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import json
 from typing import Any
 
 import pytest
@@ -257,13 +258,20 @@ def test_musicnn_layers_and_basic_pitch_outputs_are_refused_by_the_config_check(
         check_params(EmbeddingModelConfig(id=model_id, params={key: good}))
 
 
-#: a plugin whose constructor's params are annotated ``Literal[...]`` and ``list[float]`` (no ``param_choices``)
+#: a plugin whose constructor's params are annotated ``Literal[...]``, ``list[float]`` and an ``Enum`` (no
+#: ``param_choices``)
 ANNOTATED_PLUGIN = """
+import enum
 from typing import Literal
 
 import numpy as np
 
 from repeval.models import EmbeddingModel, register_model
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
 
 
 @register_model("annotated-model")
@@ -274,11 +282,12 @@ class AnnotatedModel(EmbeddingModel):
     def __init__(
         self, pooling: Literal["mean", "max"] = "mean", norm: Literal["l2", "none"] | None = None,
         scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
-        **params,
+        mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, **params,
     ):
         super().__init__(**params)
-        if pooling not in ("mean", "max"):
-            raise ValueError(pooling)
+        if pooling not in ("mean", "max") or not isinstance(mode, Color):
+            raise ValueError(pooling, mode)
+        self.mode = mode
 
     def embed(self, audio):
         return np.zeros((1, 2), np.float32)
@@ -359,3 +368,48 @@ def test_a_literal_beside_another_kind_or_in_a_list_is_checked_as_annotated(
     ]
     with pytest.raises(ConfigError, match=r"modes takes a list whose items are 'a' or 'b', got 'a' \(a list: write"):
         parse_config(_annotated_config(tmp_path, {"modes": "a"}))
+
+
+def test_a_param_annotated_with_an_enum_takes_a_members_name_and_the_model_gets_the_member(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """A plugin's ``mode: Color = Color.RED`` took any value and its constructor got a string, in every embedding
+    actor. The check names the members now (a member's value passes too); the model is built with the member, while
+    the params stored in the partition's fingerprint keep the name (JSON, the same run after run)."""
+    from repeval.config import ConfigError, parse_config
+    from repeval.models import build_model
+    from repeval.models.validate import validate_model
+    from repeval.pipeline.partitions import model_fingerprint
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_annotated_config(tmp_path, {"mode": "GREN"}))
+    assert refused.value.problems == [
+        "experiments[0].embedding_models[0].params.mode: annotated-model's mode takes RED or GREEN, got 'GREN' — did "
+        "you mean 'GREEN'?"
+    ]
+    with pytest.raises(ConfigError, match=r"mode takes RED or GREEN, got None$"):
+        parse_config(_annotated_config(tmp_path, {"mode": None}))
+    for written in ("GREEN", "green"):
+        cfg = parse_config(_annotated_config(tmp_path, {"mode": written})).experiments[0].embedding_models[0]
+        stored = model_fingerprint(cfg)
+        mode = build_model(cfg).mode  # type: ignore[attr-defined]
+        assert (type(mode).__name__, mode.name) == ("Color", "GREEN")
+        assert (model_fingerprint(cfg), cfg.params) == (stored, {"mode": written})  # the name, as written
+        assert json.loads(json.dumps(resolve_model(cfg)[1])) == {"mode": written}
+    built = [c for c in validate_model(cfg, isolate=False).checks if c.name == "build"]  # repeval validate-model
+    assert [c.ok for c in built] == [True], built
+
+
+def test_a_list_of_literal_values_or_null_is_checked_as_annotated(tmp_path: Any, forget_plugins: None) -> None:
+    """``tags: list[Literal['x', 'y']] | None`` took ``[x, z]`` (a list inside a union was not read): refused now like
+    ``list[Literal[...]]``, null and the values it names passing."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_annotated_config(tmp_path, {"tags": ["x", "z"]}))
+    assert refused.value.problems == [
+        "experiments[0].embedding_models[0].params.tags: annotated-model's tags takes a list whose items are 'x' or "
+        "'y', got ['x', 'z']: 'z' is not one"
+    ]
+    for good in (["y", "x"], None):
+        parse_config(_annotated_config(tmp_path, {"tags": good}))
