@@ -52,7 +52,9 @@ def test_a_run_stopped_after_embedding_resumes_without_retrying_errors_again(tmp
     """Once the embedding stage finished, its error records were retried: the line that resumes the run keeps
     --strict and leaves out --retry-errors (it would decode the files that failed again once more)."""
     cfg = _config(tmp_path)
-    monkeypatch.setattr(runner, "stage_embed", lambda ctx, **_: types.SimpleNamespace(text=lambda: "embedded"))
+    monkeypatch.setattr(
+        runner, "stage_embed", lambda ctx, **_: types.SimpleNamespace(text=lambda: "embedded", models_failed={})
+    )
     monkeypatch.setattr(runner, "not_evaluated", lambda _ctx: [])
     monkeypatch.setattr(runner, "stage_train", _stopped)
     res = CliRunner().invoke(app, ["run", str(cfg), "--retry-errors", "--strict"])
