@@ -205,11 +205,9 @@ def _raw_file(path: str) -> tuple[Any, int]:
     """``(seekable binary file, its size in bytes)`` of the audio at ``path``: a local path, or a URI of any pyarrow
     filesystem (``s3://``, ``file://``, ...)."""
     if "://" in path:
-        import pyarrow.fs as pafs
+        from repeval.cloud_reach import filesystem
 
-        from repeval.cloud_reach import bounded
-
-        fs, p = pafs.FileSystem.from_uri(bounded(path))  # gs://: a minute of retries, not 15
+        fs, p = filesystem(path)  # gs://: a minute of retries, not 15
         fh = fs.open_input_file(p)
         return fh, fh.size()
     local = open(path, "rb")  # the caller closes it

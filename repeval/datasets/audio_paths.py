@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from repeval.cloud_reach import bounded, error_line
+from repeval.cloud_reach import error_line, filesystem
 from repeval.datasets import missing
 from repeval.uri_text import DOT_STEP, NOT_IN_URI, UNPARSED, dot_steps, encoded, parseable
 
@@ -113,7 +113,7 @@ class _FileChecker:
             try:
                 fs = self._filesystems.get(key)
                 if fs is None:  # one per scheme, host and query (a server's ?endpoint_override=…); gs:// bounded
-                    fs, _ = pafs.FileSystem.from_uri(bounded(first))
+                    fs, _ = filesystem(first)
                     self._filesystems[key] = fs
                 infos = fs.get_file_info([fs_path for _, fs_path in items])
             except (OSError, ValueError, pa.ArrowException) as exc:  # no network, refused credentials

@@ -20,7 +20,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.cloud_reach import bounded, error_line
+from repeval.cloud_reach import error_line, filesystem
 from repeval.datasets.manifest_format import ManifestEncodingError, all_utf8, check_text, not_utf8_error
 
 #: rows per record batch when streaming a Parquet manifest (CSV batches are blocks of CSV_BLOCK_BYTES)
@@ -30,10 +30,10 @@ CSV_BLOCK_BYTES = 1 << 20
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem of ``uri`` (a local path or any pyarrow URI; ``gs://``'s retries bounded: :func:`bounded`) and
-    the file's path on it."""
+    """The filesystem of ``uri`` (a local path or any pyarrow URI; ``gs://``'s retries bounded:
+    :func:`~repeval.cloud_reach.filesystem`) and the file's path on it."""
     if "://" in uri:
-        return pafs.FileSystem.from_uri(bounded(uri))
+        return filesystem(uri)
     return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 

@@ -55,16 +55,19 @@ def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
     return out
 
 
-def scenario_fingerprint(exp: ExperimentConfig, sid: str, ds: Any, run_seed: int) -> dict[str, Any]:
+def scenario_fingerprint(
+    exp: ExperimentConfig, sid: str, ds: Any, run_seed: int, files: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The scenario's hash and the run's seed, and — when a step reads files (``sounds_path``, ``ir_path``) — a hash
     of what they hold (:func:`~repeval.deformations.files.scenario_files`): a noise or impulse response file replaced
     under the same path is a conflict, not rows deformed with the old one completed with the new. A scenario reading
-    no files has the fingerprint it had before files joined it."""
+    no files has the fingerprint it had before files joined it. ``files``: the scenario's, when the caller has them."""
     if sid == CLEAN:
         return {"scenario": CLEAN}
     scen = exp.scenarios_for(ds)[sid]
     out = {"scenario": config_hash(scen), "seed": run_seed}
-    files = scenario_files(scenario_steps(scen))
+    if files is None:
+        files = scenario_files(scenario_steps(scen))
     if files:
         out["files"] = config_hash(files)
     return out
@@ -267,9 +270,11 @@ class ModelSpec:
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
         """The partition of ``ds`` in scenario ``sid``, as this run asks for it: with frames when a task of the run
         reads them there (:meth:`~repeval.config.Config.keeps_frames`)."""
+        scenario = None if sid == CLEAN else exp.scenarios_for(ds)[sid]
+        files = {} if scenario is None else scenario_files(scenario_steps(scenario))  # listed once, read once
         fp = {
             "model": self.fingerprint,
-            **scenario_fingerprint(exp, sid, ds, cfg.run.seed),
+            **scenario_fingerprint(exp, sid, ds, cfg.run.seed, files),
             "sample_rate_hz": self.sample_rate_hz,
             "chunk_s": self.window_s,
             "keep_frames": cfg.keeps_frames(ds.name, self.model_id),
@@ -280,10 +285,8 @@ class ModelSpec:
             # alone (before repeval overlapped windows) differs on every such track, and is not completed with these
             fp["windows"] = "overlapped"
         described = {"model.params": self.settings}
-        if sid != CLEAN:
-            scenario = exp.scenarios_for(ds)[sid]
+        if scenario is not None:
             described["scenario"] = _json(scenario.model_dump(mode="json"))
-            files = scenario_files(scenario_steps(scenario))
             if 0 < sum(map(len, files.values())) <= DESCRIBED_FILES:  # a conflict names the file that changed
                 described["files"] = files
             if self.chunk_s is not None and track_level_steps(scenario_steps(scenario)):

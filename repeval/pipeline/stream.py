@@ -294,13 +294,10 @@ def _stop_stream(ds: Any, exc: BaseException) -> None:
     printed "interrupted", and at exit ``ray.shutdown`` pulled Ray out from under the thread, which printed a
     ``RaySystemError`` traceback (CI, 2 cores). The thread ends after its step; nothing else is waited for.
     Private in Ray 2.60 (pinned), like :func:`_embed_actors`; best effort."""
-    executor = getattr(ds, "_current_executor", None)
-    if executor is None:
-        return
     try:
-        executor.shutdown(force=True, exception=exc)  # already done by Ray Data's iterator, normally
-        if executor.is_alive():
-            executor.join(timeout=STREAM_STOP_S)
+        # already shut down by Ray Data's iterator, normally
+        if halt_stream(ds, exc) and ds._current_executor.is_alive():
+            ds._current_executor.join(timeout=STREAM_STOP_S)
     except Exception as err:  # the original error is what the caller needs
         log.debug("could not stop the broken-off stream's executor: %s", err)
 
