@@ -116,7 +116,12 @@ def bucket_error(text: str) -> tuple[str, str]:
     """``(what to say, what to check)`` for pyarrow's error ``text`` when it is a bucket's (``s3://``, ``gs://``):
     "AWS Error NETWORK_CONNECTION …" or google-cloud-cpp's "Status(UNAVAILABLE: Retry policy exhausted …" named no
     fix — and the latter ran to 800 characters, its message twice (``error_info``), cut here. Other text: unchanged,
-    nothing to check."""
+    nothing to check — nor when ``text`` says it already (an error repeval wrote round the client's)."""
+    said, check = _bucket_error(text)
+    return (said, "") if check and check in text else (said, check)
+
+
+def _bucket_error(text: str) -> tuple[str, str]:
     if "AWS Error" in text:
         if any(mark in text for mark in ("NETWORK_CONNECTION", "Could not resolve", "Could not connect")):
             return text, _S3_UNREACHABLE

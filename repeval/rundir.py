@@ -386,11 +386,16 @@ class TuneStorage:
         return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
 
     def read_text(self, name: str) -> str | None:
+        """The text of file ``name``; ``None`` when it is not there. One this user may not read (a bucket's access
+        denied) or a bucket out of reach raises (:meth:`unread`): read as missing, a run trained again — and moved
+        aside — an experiment whose results are there."""
         try:
             with self.fs.open_input_stream(f"{self.base}/{name}") as f:
                 return f.read().decode()
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise self.unread(name, exc) from None
 
     def write_text(self, name: str, text: str) -> None:
         """Write a small file whole: locally under a temporary name, then renamed (a driver killed mid-write
@@ -409,9 +414,32 @@ class TuneStorage:
         (one listing; none when it does not exist)."""
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(f"{self.base}/{under}".rstrip("/"), allow_not_found=True))
-        except OSError:
+        except FileNotFoundError:
             return []
+        except OSError as exc:  # refused or out of reach: not "none there" (:meth:`read_text`)
+            raise self.unread(under, exc) from None
         return [i.path.rstrip("/").rsplit("/", 1)[-1] for i in infos]
+
+    def unread(self, name: str, exc: OSError) -> OSError:
+        """The error for file or folder ``name`` (``""``: the storage root) that could not be read (``exc``): this
+        user may not read it — a ``PermissionError`` naming the credentials or permissions to check
+        (:func:`repeval.cloud_reach.refusal`) — or the bucket is out of reach (what to check:
+        :func:`repeval.cloud_reach.bucket_error`); either says that the run stopped before changing anything there."""
+        import errno
+
+        from repeval.cloud_reach import bucket_error, error_line, refusal, refused
+
+        where = self.uri(name).split("?", 1)[0] if name else self.storage_path.split("?", 1)[0]
+        kept = "stopped: nothing there was taken as missing, moved or overwritten — run again once it can be read"
+        if refused(exc):
+            why, fix = refusal(exc)
+            denied = PermissionError(f"Ray Tune storage {where}: {why} — {fix}; {kept}")
+            denied.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
+            return denied
+        text, check = bucket_error(str(exc).strip())
+        said = OSError(f"Ray Tune storage {where} could not be read ({error_line(OSError(text))}){check}; {kept}")
+        said.errno = exc.errno
+        return said
 
     def has_experiment_state(self, name: str) -> bool:
         """Whether the Tune experiment ``name`` holds an ``experiment_state-*.json`` (what ``Tuner.restore`` resumes

@@ -73,8 +73,11 @@ def _save_and_report(
 
 def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
     """The summary of a trial's persisted checkpoint at ``path`` on pyarrow filesystem ``fs`` if the checkpoint is
-    whole (its summary readable, the other files there at their recorded sizes), else ``None``."""
+    whole (its summary readable, the other files there at their recorded sizes), else ``None``. One this user may not
+    read raises (:func:`repeval.cloud_reach.refused`): not whole, its experiment was deleted as holding none."""
     import pyarrow.fs as pafs
+
+    from repeval.cloud_reach import refused
 
     try:
         with fs.open_input_stream(f"{path}/{SUMMARY_FILE}") as f:
@@ -84,7 +87,11 @@ def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
         if sizes != summary["files"] or not isinstance(summary["key"], str):
             return None
         return dict(summary)
-    except (OSError, ValueError, KeyError, TypeError):  # absent, cut short or from another version
+    except OSError as exc:  # absent, cut short — or refused: not "absent"
+        if refused(exc):
+            raise
+        return None
+    except (ValueError, KeyError, TypeError):  # cut short or from another version
         return None
 
 

@@ -385,9 +385,11 @@ def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str
     out: dict[str, str] = {}
     root = f"{st.base}/{name}"
     try:  # one listing (on an object store, one paginated call): <experiment>/<trial>/checkpoint_NNNNNN
-        infos = st.fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    except OSError:
+        infos = st.fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    except FileNotFoundError:
         return out
+    except OSError as exc:  # refused, or out of reach: its trials are not "none finished" (trained again)
+        raise st.unread(name, exc) from None
     ckpts = sorted(
         (
             i.path
@@ -399,9 +401,12 @@ def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str
         reverse=True,  # a trial's newest checkpoint first
     )
     for ck in ckpts:
-        summary = read_finished(st.fs, ck)
+        rel = ck[len(st.base) + 1 :]
+        try:
+            summary = read_finished(st.fs, ck)
+        except OSError as exc:  # one this user may not read: not "not whole" (its experiment deleted as holding none)
+            raise st.unread(rel, exc) from None
         if summary is not None:
-            rel = ck[len(st.base) + 1 :]
             out.setdefault(summary["key"], st.uri(rel))
     if out and say:
         log.info(

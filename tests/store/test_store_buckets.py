@@ -328,3 +328,63 @@ def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
         "repeval lets gs:// retry a request for 1 s before it fails: "
         "?retry_limit_seconds=N on the URI sets another limit"
     ), fix
+
+
+def test_ray_tune_storage_the_bucket_refuses_is_not_read_as_empty(s3: dict[str, Any], monkeypatch) -> None:
+    """Ray Tune's storage read a marker or a listing these S3 credentials may not read (AWS's ACCESS_DENIED, a plain
+    OSError) as none: the run took an experiment whose trials are there for another plan's and trained them again,
+    moving it aside. A refusal is now an error naming the credentials and that nothing was changed (a missing marker
+    is still none: test_storage_uris.py)."""
+    from moto.core.authorization import enable_iam_authentication
+
+    from repeval.rundir import TuneStorage
+    from repeval.tuning.tuner import _finished_checkpoints
+
+    uri = f"s3://repeval/refused/tune{s3['query']}"
+    TuneStorage(uri).write_text("exp.repeval.json", '{"fingerprint": "a"}')
+    with s3["fs"].open_output_stream("repeval/refused/tune/exp/t0/checkpoint_000000/summary.json") as f:
+        f.write(b"{}")
+    for k, v in _user_denied(s3, "refused/tune/*", may_list=False).items():
+        monkeypatch.setenv(k, v)
+    st = TuneStorage(uri)
+    fix = (
+        "access denied — this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) on this machine (on a cluster, every node's) and "
+        "that they may list and read the bucket (docs/cluster.md); stopped: nothing there was taken as missing, moved "
+        "or overwritten — run again once it can be read"
+    )
+    with enable_iam_authentication():
+        with pytest.raises(PermissionError) as marker:
+            st.read_text("exp.repeval.json")
+        with pytest.raises(PermissionError) as listing:
+            st.names()
+        with pytest.raises(PermissionError) as checkpoints:
+            _finished_checkpoints(st, "exp")
+    assert str(marker.value) == f"Ray Tune storage s3://repeval/refused/tune/exp.repeval.json: {fix}"
+    assert str(listing.value) == f"Ray Tune storage s3://repeval/refused/tune: {fix}"
+    assert str(checkpoints.value) == f"Ray Tune storage s3://repeval/refused/tune/exp: {fix}"
+    # a user that may list the experiment but not read its trials' summaries: they were "not whole", trained again,
+    # and the copy moved aside that held them deleted as holding none
+    for k, v in _user_denied(s3, "refused/tune/exp/*/summary.json").items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication(), pytest.raises(PermissionError) as summary:
+        _finished_checkpoints(TuneStorage(uri), "exp")
+    assert str(summary.value) == f"Ray Tune storage s3://repeval/refused/tune/exp/t0/checkpoint_000000: {fix}"
+
+
+def test_ray_tune_storage_out_of_reach_is_not_read_as_empty() -> None:
+    """A ``gs://`` Tune storage the machine cannot reach read as holding nothing (the run then trained every trial
+    again); it is now an error naming what to check, once (not again by the command's own error line)."""
+    from repeval.cloud_reach import bucket_error
+    from repeval.rundir import TuneStorage
+
+    st = TuneStorage("gs://bkt/tune?endpoint_override=127.0.0.1:9&scheme=http&retry_limit_seconds=1")
+    with pytest.raises(OSError) as said:
+        st.read_text("exp.repeval.json")
+    text = str(said.value)
+    assert text.startswith("Ray Tune storage gs://bkt/tune/exp.repeval.json could not be read (google::cloud::"), text
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in text and "error_info" not in text, text
+    assert text.endswith(
+        "stopped: nothing there was taken as missing, moved or overwritten — run again once it can be read"
+    )
+    assert bucket_error(text) == (text, "")
