@@ -106,10 +106,11 @@ def safe_room(actor: Mapping[str, float], n_actors: int, nodes: Sequence[Mapping
 
 
 #: how long a packed pool whose node died may wait for Ray to place it whole on another node (an autoscaler's
-#: replacement takes minutes to start) before its stream stops
+#: replacement takes minutes to start) before its stream stops, unless ``run.resources.pool_wait_s`` says
 PACK_WAIT_S = 300.0
 #: how long a packed pool placed again where no node keeps a decode task's CPUs may go without a batch reaching the
-#: driver before its stream stops (the blocks decoded before the node died are embedded and written first)
+#: driver before its stream stops (the blocks decoded before the node died are embedded and written first), unless
+#: ``run.resources.pool_stall_s`` says
 PACK_STALL_S = 60.0
 #: how often a packed pool's placement is looked at while its stream runs (one query of the GCS)
 PACK_POLL_S = 1.0
@@ -129,15 +130,27 @@ class PackedPool:
     one node — where actors asked for with ``NodeAffinitySchedulingStrategy(soft=True)`` came back wherever Ray's
     default scheduling put them, which on nodes of 4, 6 and 6 CPUs with decode tasks of 5 left no node the room and
     the stream stood still. The watch (:meth:`watch`) stops the stream with :class:`PoolNodeLost` when the group,
-    once lost, is not placed again within :data:`PACK_WAIT_S`, or is placed where no node keeps a decode task's
-    CPUs and no batch came for :data:`PACK_STALL_S`. :meth:`close` removes the group (and any actor still in it)."""
+    once lost, is not placed again within ``wait_s`` (:data:`PACK_WAIT_S`), or is placed where no node keeps a decode
+    task's CPUs and no batch came for ``stall_s`` (:data:`PACK_STALL_S`). :meth:`close` removes the group (and any
+    actor still in it)."""
 
-    def __init__(self, model: str, actor: Mapping[str, float], n_actors: int, task_cpus: float, node: str) -> None:
+    def __init__(
+        self,
+        model: str,
+        actor: Mapping[str, float],
+        n_actors: int,
+        task_cpus: float,
+        node: str,
+        wait_s: float | None = None,
+        stall_s: float | None = None,
+    ) -> None:
         from ray.util.placement_group import placement_group
 
         from repeval.ray_cluster import alive_nodes
 
         self.model, self.n_actors, self.task_cpus, self.node = model, n_actors, task_cpus, node
+        self.wait_s = PACK_WAIT_S if wait_s is None else float(wait_s)  # run.resources.pool_wait_s
+        self.stall_s = PACK_STALL_S if stall_s is None else float(stall_s)  # run.resources.pool_stall_s
         self.actor = {k: float(v) for k, v in actor.items() if float(v) > 0}
         self.addresses = {str(n["NodeID"]): str(n.get("NodeManagerAddress", "")) for n in alive_nodes()}
         self.group = placement_group([dict(self.actor)] * n_actors, strategy="STRICT_PACK", _soft_target_node_id=node)
@@ -162,14 +175,26 @@ class PackedPool:
 
         def run() -> None:
             lost_at: float | None = None
+            failing = False  # the last look failed: said once, not every second
             while not self._done.wait(PACK_POLL_S):
                 try:
                     if self.error is None:
                         lost_at = self._look(lost_at)
                     if self.error is not None and stop():
                         return
+                    failing = False
                 except Exception as exc:  # a GCS that does not answer for a moment: look again
-                    log.debug("could not look at the embedding pool's placement group: %s", exc)
+                    # said (once) at warning level: a watch that cannot look cannot stop a stream its lost pool holds
+                    log.log(
+                        logging.DEBUG if failing else logging.WARNING,
+                        "could not look at the placement group of the embedding actors of %s (%s: %s): looking "
+                        "again every %s",
+                        self.model,
+                        type(exc).__name__,
+                        exc,
+                        _seconds(PACK_POLL_S),
+                    )
+                    failing = True
 
         self._thread = threading.Thread(target=run, name="repeval-packed-pool", daemon=True)
         self._thread.start()
@@ -191,11 +216,11 @@ class PackedPool:
             nodes = [dict(n.get("Resources") or {}) for n in alive.values()]
             j = list(alive).index(at)
             quiet = time.monotonic() - self.last_batch
-            if quiet >= PACK_STALL_S and not _holds(self.actor, self.n_actors, self.task_cpus, nodes, j):
+            if quiet >= self.stall_s and not _holds(self.actor, self.n_actors, self.task_cpus, nodes, j):
                 self.error = PoolNodeLost(
                     self._message(
                         f"Ray placed {{pool}} again on node {self._name(at)}, which leaves no node a decode task's {{task}} "
-                        f"(run.resources.decode_num_cpus): no batch for {counted(int(quiet), 'second')}"
+                        f"(run.resources.decode_num_cpus): no batch for {_seconds(quiet)} (run.resources.pool_stall_s)"
                     )
                 )
             return None
@@ -204,16 +229,19 @@ class PackedPool:
         now = time.monotonic()
         if lost_at is None:
             log.warning(
-                "node %s, where the embedding actors of %s ran, is gone: waiting up to %s for Ray to place them "
-                "again on one node",
+                "node %s, where the embedding actors of %s ran, is gone: waiting up to %s "
+                "(run.resources.pool_wait_s) for Ray to place them again on one node",
                 self._name(self.node),
                 self.model,
-                counted(int(PACK_WAIT_S), "second"),
+                _seconds(self.wait_s),
             )
             return now
-        if now - lost_at >= PACK_WAIT_S:
+        if now - lost_at >= self.wait_s:
             self.error = PoolNodeLost(
-                self._message(f"no live node took {{pool}} whole within {counted(int(PACK_WAIT_S), 'second')}")
+                self._message(
+                    f"no live node took {{pool}} whole within {_seconds(self.wait_s)} (run.resources.pool_wait_s: "
+                    "raise it if your nodes take longer to come back)"
+                )
             )
         return lost_at
 
@@ -241,6 +269,11 @@ class PackedPool:
             remove_placement_group(self.group)
         except Exception as exc:
             log.debug("could not remove the embedding pool's placement group: %s", exc)
+
+
+def _seconds(s: float) -> str:
+    """``s`` seconds in words: ``300 seconds``, ``1 second``, ``0.5 seconds`` (a setting's fraction kept)."""
+    return counted(int(s), "second") if s == int(s) or s >= 10 else f"{s:.2g} seconds"
 
 
 def _holds(

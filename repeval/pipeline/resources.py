@@ -109,14 +109,14 @@ class EmbedResources:
             kw["scheduling_strategy"] = pool.strategy()
         return kw
 
-    def packed_pool(self, model: str) -> PackedPool | None:
+    def packed_pool(self, model: str, wait_s: float | None = None, stall_s: float | None = None) -> PackedPool | None:
         """A packed pool's placement group (:class:`~repeval.pipeline.placement.PackedPool`: the caller closes it once
-        the stream ends), else ``None``."""
+        the stream ends), else ``None``; ``wait_s``, ``stall_s``: ``run.resources.pool_wait_s``, ``pool_stall_s``."""
         if self.pack_node is None:
             return None
         from repeval.pipeline.placement import PackedPool
 
-        return PackedPool(model, _actor(self), self.n_actors, self.decode_num_cpus, self.pack_node)
+        return PackedPool(model, _actor(self), self.n_actors, self.decode_num_cpus, self.pack_node, wait_s, stall_s)
 
     def decode_kwargs(self, n_blocks: int | None = None) -> dict[str, Any]:
         """``map_batches`` keyword arguments of the decode stage (a stateless task pool). ``n_blocks``, the stream's

@@ -146,10 +146,10 @@ def run_pipeline(
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
-    pool = None if res.fused else res.packed_pool(mcfg.id)  # removed once the stream ends (the finally below)
     held = HeldFailureLines()
     watch = FailingModel(mcfg)  # a model that fails on every track: stopped after its first (ModelFailing)
-    try:
+    pool = None if res.fused else res.packed_pool(mcfg.id, run.resources.pool_wait_s, run.resources.pool_stall_s)
+    try:  # (the pool's placement group is removed once the stream ends: the finally below)
         # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
         # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
         if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
