@@ -83,13 +83,13 @@ def test_a_watch_that_cannot_look_says_so_once(ray_session, caplog) -> None:
         with caplog.at_level(logging.DEBUG, logger="repeval.pipeline.embed"):
             pool.watch(lambda: True)
             deadline = time.monotonic() + 30
-            while caplog.text.count("could not look") < 3 and time.monotonic() < deadline:
+            while caplog.text.count("could not look") < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
     finally:
         pool.close()
     said = [r for r in caplog.records if "could not look" in r.getMessage()]
-    assert len(said) >= 3, caplog.text
-    assert [r.levelno for r in said[:3]] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert len(said) >= 2, caplog.text
+    assert [r.levelno for r in said[:2]] == [logging.WARNING, logging.DEBUG]
     assert said[0].getMessage() == (
         "could not look at the placement group of the embedding actors of clmr (ConnectionError: GCS unreachable): "
         "looking again every 1 second"
