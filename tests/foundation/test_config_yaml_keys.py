@@ -186,7 +186,8 @@ def test_a_partition_stamped_before_number_keys_were_told_apart_says_why_it_conf
     hashed apart (``{1: one}`` embedded, ``{'1': one}`` now) are said to be written otherwise."""
     from repeval.config.embed import DeformationScenario, DeformationStep
     from repeval.config.loader import config_hash
-    from repeval.pipeline.partitions import ModelSpec, PartitionSpec, accepted_spec
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.pipeline.partitions import ModelSpec, PartitionSpec
     from repeval.store import EmbeddingStore, StoreConflict
 
     model = "{id: label-map-model, params: {labels: {1: one}}}"
