@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from repeval.config.loader import config_hash
+from repeval.json_keys import date_values, other_keys
 from repeval.store import StoreConflict
 
 if TYPE_CHECKING:
@@ -52,8 +53,8 @@ def renumbered_hint(part: Any, spec: PartitionSpec) -> str:
 
 def written_hint(part: Any, spec: PartitionSpec) -> str:
     """What to add to the conflict of a partition whose model params or scenario hash differs from the run's while
-    they are the same values, written otherwise: hashed by the rule before repeval told a number, null or date key
-    from its text (:func:`config_hash`'s ``keys_as_text``), or described alike (``""``: neither)."""
+    they are the same values, written otherwise: hashed by the rule before repeval told a number, null or date key, or
+    a date value, from its text (:func:`config_hash`'s ``keys_as_text``), or described alike (``""``: neither)."""
     stamp = part.stamped()
     old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
     if not isinstance(old, dict):
@@ -70,20 +71,31 @@ def written_hint(part: Any, spec: PartitionSpec) -> str:
     if before := [
         p for p, (held, hashed, of) in sides.items() if of is not None and held == config_hash(of, True) != hashed
     ]:
+        # the params as the run holds them say which rule applies; a scenario's (described: JSON) may hold either
+        keys, dates = other_keys(params), date_values(params)
+        if "scenario" in before or not (keys or dates):
+            keys = dates = True
+        told_apart = (
+            " or ".join(["a number, null or date key (`1:`)"] * keys + ["a date value (`2024-01-01`)"] * dates)
+            + " from its text ("
+            + ", ".join(["`'1':`"] * keys + ["`'2024-01-01'`"] * dates)
+            + ")"
+        )
+        written = " or ".join(["keys"] * keys + ["dates"] * dates)
         return (
             f". The stored {' and '.join(before)} {'hash is' if len(before) == 1 else 'hashes are'} this "
-            "configuration's as repeval hashed it before it told a "
-            "number, null or date key (`1:`) from its text (`'1':`), which it hashed alike: the partition was embedded "
-            "with these params or with the same keys written as text, which cannot be told apart, so its rows are not "
-            "reused"
+            f"configuration's as repeval hashed it before it told {told_apart}, which it hashed alike: the partition "
+            f"was embedded with these params or with the same {written} written as text, which cannot be told apart, "
+            "so its rows are not reused"
         )
     if alike := [
         p for p, (held, hashed, _) in sides.items() if held != hashed and p in told and told[p] == spec.described.get(p)
     ]:
         return (
             f". Its {' and '.join(alike)} read as this configuration's (the values, with the model's defaults, keys as "
-            "text) but are written otherwise: a value at its default written out or left unset, or a key written as a "
-            "number, null or date (`1:`) or as text (`'1':`)"
+            "text) but are written otherwise: a value at its default written out or left unset, a key written as a "
+            "number, null or date (`1:`) or as text (`'1':`), or a date value unquoted (`2024-01-01`) or quoted "
+            "(`'2024-01-01'`)"
         )
     return ""
 

@@ -19,6 +19,7 @@ from repeval.deformations import scenario_steps, track_level_steps
 from repeval.deformations.files import scenario_files
 from repeval.json_keys import json_text
 from repeval.models import resolve_model
+from repeval.models.param_kinds import member_names, member_values
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
     dataset_source,
@@ -147,8 +148,16 @@ def _without_window(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fingerprinted(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """The params a partition's fingerprint hashes: :func:`_without_window`, less those choosing how, not what, the
-    family computes (its ``fingerprint_exempt``: musicnn's ``backend``)."""
+    """The params a partition's fingerprint hashes: :func:`_as_written`, an ``Enum`` member as its name however it is
+    written (:func:`~repeval.models.param_kinds.member_names`: ``mode: GREEN`` and ``mode: green``, its value, build
+    the same model and share their partitions)."""
+    return member_names(fam.cls, _as_written(fam, params))
+
+
+def _as_written(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The params as the configuration writes them: :func:`_without_window`, less those choosing how, not what, the
+    family computes (its ``fingerprint_exempt``: musicnn's ``backend``) — what the fingerprint hashed before an
+    ``Enum`` member was hashed as its name (:meth:`PartitionSpec.stamped_before`)."""
     exempt = set(getattr(fam.cls, "fingerprint_exempt", ()))
     return {k: v for k, v in _without_window(params).items() if k not in exempt}
 
@@ -197,11 +206,19 @@ class PartitionSpec:
         ``stamp`` may have been configured with that cuts tracks into this run's windows (a ``chunk_s`` below the
         model's shortest window, raised to it): such a partition holds the rows this run computes, and is completed
         under its own fingerprint. Its stamp's ``described`` names that ``chunk_s``; without it (stamped before it was
-        kept), the fingerprint's ``chunk_s`` or none."""
+        kept), the fingerprint's ``chunk_s`` or none. And, with an ``Enum`` param, this partition as repeval
+        fingerprinted it before members were hashed by name — its params hashed as written, and with each member by
+        its value (:attr:`ModelSpec.earlier`): the same model's rows."""
         m = self.model
-        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
-        if m is None or m.window_s is None or not isinstance(old, dict) or "chunk_s" not in old:
+        if m is None:
             return []
+        out = []
+        for params in m.earlier:
+            fp = {**self.fingerprint, "model": {**self.fingerprint["model"], "params": config_hash(params)}}
+            out.append(PartitionSpec(self.sid, fp, self.described))
+        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+        if m.window_s is None or not isinstance(old, dict) or "chunk_s" not in old:
+            return out
         described = stamp.get("described")
         said = described.get("model.params") if isinstance(described, dict) else None
         if isinstance(said, dict):
@@ -209,7 +226,6 @@ class PartitionSpec:
         else:
             value = old["chunk_s"]
             asked = [None, value] + ([int(value)] if isinstance(value, float) and value.is_integer() else [])
-        out = []
         for chunk_s in asked:
             params = m.params if chunk_s is None else {**m.params, "chunk_s": chunk_s}
             if window_s(m.family, params, m.sample_rate_hz) != m.window_s:
@@ -248,12 +264,17 @@ class ModelSpec:
     family: Any = None
     #: its params as fingerprinted (:func:`_fingerprinted`: but ``chunk_s`` and params choosing the framework)
     params: dict[str, Any] = field(default_factory=dict)
+    #: its params as fingerprinted before an ``Enum`` member was hashed by its name, where that differs from
+    #: ``params``: as written (:func:`_as_written`), and each member by its value (:meth:`PartitionSpec.stamped_before`)
+    earlier: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         fp = model_fingerprint(mcfg)
+        hashed, written = _fingerprinted(fam, params), _as_written(fam, params)
+        earlier = [p for p in (written, member_values(fam.cls, written)) if p != hashed]
         overlapped = model_geometry(fam, params) is not None
         raised_chunk_s(cfg, mcfg)
         return cls(
@@ -265,7 +286,8 @@ class ModelSpec:
             overlapped,
             window_s(fam, params, sample_rate),
             fam,
-            _fingerprinted(fam, params),
+            hashed,
+            tuple(p for i, p in enumerate(earlier) if p not in earlier[:i]),
         )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:

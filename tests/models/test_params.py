@@ -282,12 +282,14 @@ class AnnotatedModel(EmbeddingModel):
     def __init__(
         self, pooling: Literal["mean", "max"] = "mean", norm: Literal["l2", "none"] | None = None,
         scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
-        mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, **params,
+        mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, shade: Color | int = 0,
+        palette: list[Color] = [Color.RED], accent: list[Color] | None = None, tint: Color | None = None, **params,
     ):
         super().__init__(**params)
         if pooling not in ("mean", "max") or not isinstance(mode, Color):
             raise ValueError(pooling, mode)
         self.mode = mode
+        self.given = (shade, palette, accent, tint)
 
     def embed(self, audio):
         return np.zeros((1, 2), np.float32)
@@ -413,3 +415,42 @@ def test_a_list_of_literal_values_or_null_is_checked_as_annotated(tmp_path: Any,
     ]
     for good in (["y", "x"], None):
         parse_config(_annotated_config(tmp_path, {"tags": good}))
+
+
+def test_an_enum_beside_another_kind_or_as_a_lists_items_is_checked_and_built_as_its_members(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """``shade: Color | int`` took ``shade: BLUE`` and ``palette: list[Color]`` took ``[RED, BLUE]`` (an ``Enum`` was
+    read alone, or beside null), and the constructor got the texts, in every embedding actor. They are checked now
+    as an ``Enum`` alone is — one line naming the model, the param and the members — and the model is built with the
+    members (a list's items each, a member's value too; an integer beside them as it is)."""
+    from repeval.config import ConfigError, parse_config
+    from repeval.models import build_model
+
+    wrong = {"shade": "BLUE", "palette": ["RED", "BLUE"], "accent": "RED", "tint": "BLUE"}
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_annotated_config(tmp_path, wrong))
+    at = "experiments[0].embedding_models[0].params"
+    assert refused.value.problems == [
+        f"{at}.shade: annotated-model's shade takes RED, GREEN or an integer, got 'BLUE'",
+        f"{at}.palette: annotated-model's palette takes a list whose items are RED or GREEN, got ['RED', 'BLUE']: "
+        "'BLUE' is not one",
+        f"{at}.accent: annotated-model's accent takes a list whose items are RED or GREEN, got 'RED' (a list: write "
+        "[RED])",
+        f"{at}.tint: annotated-model's tint takes RED, GREEN or null, got 'BLUE'",
+    ]
+
+    def shown(value: Any) -> Any:  # a member as Color.NAME (the plugin's class), a text as itself
+        if isinstance(value, list | tuple):
+            return [shown(v) for v in value]
+        return f"Color.{value.name}" if type(value).__name__ == "Color" else value
+
+    for params, given in (
+        ({"shade": 3, "palette": ["green", "RED"], "accent": None}, (3, ["Color.GREEN", "Color.RED"], None, None)),
+        (
+            {"shade": "GREEN", "palette": [], "accent": ["RED"], "tint": "green"},
+            ("Color.GREEN", [], ["Color.RED"], "Color.GREEN"),
+        ),
+    ):
+        cfg = parse_config(_annotated_config(tmp_path, params)).experiments[0].embedding_models[0]
+        assert shown(build_model(cfg).given) == list(given)  # type: ignore[attr-defined]
