@@ -5,6 +5,7 @@ in every embedding actor."""
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import re
 import types
@@ -206,6 +207,7 @@ def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+@functools.lru_cache(maxsize=4096)  # (read for each param by each fingerprint and check: get_type_hints is slow)
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
     essentia's graph_path); None without one, or when it does not resolve here (not ours to judge)."""
