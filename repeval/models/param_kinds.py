@@ -158,7 +158,7 @@ def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
         if slot is None or any(_fits(value, kind) for kind in slot.beside):
             continue
         if slot.listed and isinstance(value, list | tuple):
-            out[key] = [_member(slot.kind, v) or v for v in value]
+            out[key] = [v if (m := _member(slot.kind, v)) is None else m for v in value]  # (IntEnum's 0 is falsy)
         elif not slot.listed and (member := _member(slot.kind, value)) is not None:
             out[key] = member
     return out
