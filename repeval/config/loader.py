@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from repeval.config.schema import Config
 from repeval.config.yaml_keys import Loader
-from repeval.json_keys import json_text, other_keys, sorted_json
+from repeval.json_keys import date_values, json_text, other_keys, sorted_json
 from repeval.registry import did_you_mean
 
 
@@ -208,12 +208,13 @@ def _yaml_hint(problem: str, before: str = "") -> str:
 
 def config_hash(obj: Any, keys_as_text: bool = False) -> str:
     """A stable short hash of any JSON-serialisable configuration fragment: a model's as its JSON dump, unless a
-    mapping in it has a key that is not a string (``{1: x}``, which the dump writes as ``{'1': x}``: :func:`sorted_json`
-    tells the two apart). ``keys_as_text``: the hash as repeval computed it before (such a key hashed as its text), to
-    recognise a store partition stamped then."""
+    mapping in it has a key that is not a string (``{1: x}``, which the dump writes as ``{'1': x}``) or a value is a
+    date (``2024-01-01``, which it writes as the text): :func:`sorted_json` tells each from its text. ``keys_as_text``:
+    the hash as repeval computed it before (such a key or date hashed as its text), to recognise a store partition
+    stamped then."""
     if hasattr(obj, "model_dump"):
         raw = obj.model_dump()
-        obj = raw if other_keys(raw) and not keys_as_text else obj.model_dump(mode="json")
+        obj = raw if (other_keys(raw) or date_values(raw)) and not keys_as_text else obj.model_dump(mode="json")
     text = json_text(obj, sort_keys=True) if keys_as_text else sorted_json(obj)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

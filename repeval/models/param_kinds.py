@@ -5,6 +5,7 @@ in every embedding actor."""
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import re
 import types
@@ -76,13 +77,37 @@ def _optional_list(hint: Any) -> Any:
     return parts[0] if len(parts) == 1 and typing.get_origin(parts[0]) is list else None
 
 
-def _enum(hint: Any) -> tuple[type[enum.Enum], bool] | None:
-    """The ``Enum`` class ``hint`` names (``Color``, ``Color | None``) and whether null is allowed; None otherwise."""
+class _EnumSlot(typing.NamedTuple):
+    """Where an ``Enum`` stands in a param's annotation: ``kind``, the class; ``listed``, the items of a list name its
+    members (``list[Color]``); ``nullable``, null is allowed (``| None``); ``beside``, the kinds the annotation allows
+    beside it (``Color | int``: ``[int]``)."""
+
+    kind: type[enum.Enum]
+    listed: bool
+    nullable: bool
+    beside: list[Any]
+
+
+def _enum(hint: Any) -> _EnumSlot | None:
+    """The ``Enum`` ``hint`` names — alone or in a union (``Color``, ``Color | None``, ``Color | int``), or as a list's
+    items (``list[Color]``, ``list[Color] | None``); None for any other annotation, or one with a kind beside it not
+    checked here (a path, ``Any``)."""
     parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    enums = [p for p in parts if isinstance(p, type) and issubclass(p, enum.Enum)]
-    if len(enums) != 1 or len(parts) - (type(None) in parts) != 1:
+    rest = [p for p in parts if p is not type(None)]
+    found = [(p, False) for p in rest if _is_enum(p)]
+    found += [(p, True) for p in rest if typing.get_origin(p) is list and _is_enum(next(iter(typing.get_args(p)), 0))]
+    if len(found) != 1:
         return None
-    return enums[0], type(None) in parts
+    slot, listed = found[0]
+    each = [_kinds(p) for p in rest if p is not slot]
+    if None in each:
+        return None
+    kind = typing.get_args(slot)[0] if listed else slot
+    return _EnumSlot(kind, listed, len(rest) < len(parts), [k for ks in each if ks for k in ks])
+
+
+def _is_enum(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, enum.Enum)
 
 
 def _member(kind: type[enum.Enum], value: Any) -> enum.Enum | None:
@@ -102,24 +127,63 @@ def enum_annotated(cls: type, key: str) -> bool:
 
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
     """Why ``value`` names no member of the ``Enum`` ``cls.__init__``'s parameter ``key`` is annotated with (``mode:
-    Color = Color.RED``: ``mode: RED``, or a member's value when one member has it), naming the model ``name`` and
-    the members' names: any value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
-    found = _enum(_hint(cls, key))
-    if found is None or (value is None and found[1]) or _member(found[0], value) is not None:
+    Color = Color.RED``: ``mode: RED``, or a member's value when one member has it; ``Color | None``: null too; ``Color
+    | int``: an integer too; ``list[Color]``: a list of them), naming the model ``name`` and the members' names: any
+    value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
+    slot = _enum(_hint(cls, key))
+    if slot is None or (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):
         return None
-    names = [*found[0].__members__] + ["null"] * found[1]
-    return f"{name}'s {key} takes {_either(names)}, got {value!r}{_close(value, list(found[0].__members__))}"
+    names = [*slot.kind.__members__]
+    if slot.listed:
+        items = value if isinstance(value, list | tuple) else None
+        wrong = [v for v in items if _member(slot.kind, v) is None] if items is not None else [value]
+        if not wrong:
+            return None
+        why = f": {wrong[0]!r} is not one{_close(wrong[0], names)}" if items is not None else ""
+        why = f" (a list: write [{value}])" if items is None and _member(slot.kind, value) is not None else why
+        return f"{name}'s {key} takes a list whose items are {_either(names)}, got {value!r}{why}"
+    if _member(slot.kind, value) is not None:
+        return None
+    said = names + [n for kind in slot.beside for n in _said(kind)] + ["null"] * slot.nullable
+    return f"{name}'s {key} takes {_either(said)}, got {value!r}{_close(value, names)}"
 
 
 def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` as ``cls``'s constructor takes them: an ``Enum``-annotated param's name (as YAML and the stored
-    fingerprint hold it) as its member; the others as they are."""
+    fingerprint hold it), or a member's value, as its member — a list's items each (``list[Color]``), not a value of
+    a kind the annotation allows beside it (``Color | int``: ``1``); the others as they are."""
     out = dict(params)
     for key, value in params.items():
-        found = _enum(_hint(cls, key)) if value is not None else None
-        if found is not None and (member := _member(found[0], value)) is not None:
+        slot = _enum(_hint(cls, key)) if value is not None else None
+        if slot is None or any(_fits(value, kind) for kind in slot.beside):
+            continue
+        if slot.listed and isinstance(value, list | tuple):
+            out[key] = [v if (m := _member(slot.kind, v)) is None else m for v in value]  # (IntEnum's 0 is falsy)
+        elif not slot.listed and (member := _member(slot.kind, value)) is not None:
             out[key] = member
     return out
+
+
+def member_names(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as the model gets them (:func:`as_built`), each ``Enum`` member (a list's items too) written as its
+    name: one form for a member however it is written (``mode: GREEN``, or its value ``mode: green``), which a
+    partition's fingerprint hashes; equal to ``params`` when they name none (their hash as it always was)."""
+    return {k: _members_as(v, "name") for k, v in as_built(cls, params).items()}
+
+
+def member_values(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each ``Enum`` member written as its value (``mode: green``): how a configuration that wrote
+    them so was fingerprinted before members were hashed by name (:func:`member_names`)."""
+    return {k: _members_as(v, "value") for k, v in as_built(cls, params).items()}
+
+
+def _members_as(value: Any, form: str) -> Any:
+    """``value`` with an ``Enum`` member (or each of a list's) as its ``name`` or ``value``; anything else as it is."""
+    if isinstance(value, enum.Enum):
+        return getattr(value, form)
+    if isinstance(value, list | tuple) and any(isinstance(v, enum.Enum) for v in value):
+        return [_members_as(v, form) for v in value]
+    return value
 
 
 def _literals(parts: Any) -> list[Any]:
@@ -143,6 +207,7 @@ def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+@functools.lru_cache(maxsize=4096)  # (read for each param by each fingerprint and check: get_type_hints is slow)
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
     essentia's graph_path); None without one, or when it does not resolve here (not ours to judge)."""

@@ -19,6 +19,7 @@ from repeval.deformations import scenario_steps, track_level_steps
 from repeval.deformations.files import scenario_files
 from repeval.json_keys import json_text
 from repeval.models import resolve_model
+from repeval.models.param_kinds import member_names, member_values
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
     dataset_source,
@@ -28,6 +29,7 @@ from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here b
     run_sources,
     source_notes,
 )
+from repeval.pipeline.partition_conflicts import accepted_spec
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
 from repeval.store import StoreConflict
 from repeval.store.layout import STORE_FORMAT
@@ -146,8 +148,16 @@ def _without_window(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fingerprinted(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """The params a partition's fingerprint hashes: :func:`_without_window`, less those choosing how, not what, the
-    family computes (its ``fingerprint_exempt``: musicnn's ``backend``)."""
+    """The params a partition's fingerprint hashes: :func:`_as_written`, an ``Enum`` member as its name however it is
+    written (:func:`~repeval.models.param_kinds.member_names`: ``mode: GREEN`` and ``mode: green``, its value, build
+    the same model and share their partitions)."""
+    return member_names(fam.cls, _as_written(fam, params))
+
+
+def _as_written(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The params as the configuration writes them: :func:`_without_window`, less those choosing how, not what, the
+    family computes (its ``fingerprint_exempt``: musicnn's ``backend``) — what the fingerprint hashed before an
+    ``Enum`` member was hashed as its name (:meth:`PartitionSpec.stamped_before`)."""
     exempt = set(getattr(fam.cls, "fingerprint_exempt", ()))
     return {k: v for k, v in _without_window(params).items() if k not in exempt}
 
@@ -196,11 +206,19 @@ class PartitionSpec:
         ``stamp`` may have been configured with that cuts tracks into this run's windows (a ``chunk_s`` below the
         model's shortest window, raised to it): such a partition holds the rows this run computes, and is completed
         under its own fingerprint. Its stamp's ``described`` names that ``chunk_s``; without it (stamped before it was
-        kept), the fingerprint's ``chunk_s`` or none."""
+        kept), the fingerprint's ``chunk_s`` or none. And, with an ``Enum`` param, this partition as repeval
+        fingerprinted it before members were hashed by name — its params hashed as written, and with each member by
+        its value (:attr:`ModelSpec.earlier`): the same model's rows."""
         m = self.model
-        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
-        if m is None or m.window_s is None or not isinstance(old, dict) or "chunk_s" not in old:
+        if m is None:
             return []
+        out = []
+        for params in m.earlier:
+            fp = {**self.fingerprint, "model": {**self.fingerprint["model"], "params": config_hash(params)}}
+            out.append(PartitionSpec(self.sid, fp, self.described))
+        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+        if m.window_s is None or not isinstance(old, dict) or "chunk_s" not in old:
+            return out
         described = stamp.get("described")
         said = described.get("model.params") if isinstance(described, dict) else None
         if isinstance(said, dict):
@@ -208,7 +226,6 @@ class PartitionSpec:
         else:
             value = old["chunk_s"]
             asked = [None, value] + ([int(value)] if isinstance(value, float) and value.is_integer() else [])
-        out = []
         for chunk_s in asked:
             params = m.params if chunk_s is None else {**m.params, "chunk_s": chunk_s}
             if window_s(m.family, params, m.sample_rate_hz) != m.window_s:
@@ -247,12 +264,17 @@ class ModelSpec:
     family: Any = None
     #: its params as fingerprinted (:func:`_fingerprinted`: but ``chunk_s`` and params choosing the framework)
     params: dict[str, Any] = field(default_factory=dict)
+    #: its params as fingerprinted before an ``Enum`` member was hashed by its name, where that differs from
+    #: ``params``: as written (:func:`_as_written`), and each member by its value (:meth:`PartitionSpec.stamped_before`)
+    earlier: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         fp = model_fingerprint(mcfg)
+        hashed, written = _fingerprinted(fam, params), _as_written(fam, params)
+        earlier = [p for p in (written, member_values(fam.cls, written)) if p != hashed]
         overlapped = model_geometry(fam, params) is not None
         raised_chunk_s(cfg, mcfg)
         return cls(
@@ -264,7 +286,8 @@ class ModelSpec:
             overlapped,
             window_s(fam, params, sample_rate),
             fam,
-            _fingerprinted(fam, params),
+            hashed,
+            tuple(p for i, p in enumerate(earlier) if p not in earlier[:i]),
         )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
@@ -318,99 +341,6 @@ def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, de
     for sid in exp.scenarios_for(ds):
         out[sid] = deform_mask | aug_mask if sid in augmented else deform_mask
     return out
-
-
-def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
-    """``spec`` checked against what ``part`` holds (:meth:`~repeval.store.Partition.check_compatible`, whose
-    :class:`~repeval.store.StoreConflict` it raises): the spec the run computes the partition under. A partition
-    stored with frames that ``spec`` does not ask for (an earlier run kept them: ``run.keep_frames: true``, or a task
-    that reads them) serves the run as it is and is completed with frames — rows without them never join it."""
-    try:
-        return _accepted(part, spec)
-    except StoreConflict as exc:
-        for before in spec.stamped_before(part.stamped()):  # a chunk_s that gives these windows, as stamped before
-            try:
-                return _accepted(part, before)
-            except StoreConflict:
-                pass
-        hint = renumbered_hint(part, spec) or written_hint(part, spec)
-        if not hint:
-            raise
-        raise StoreConflict(f"{exc}{hint}") from None
-
-
-def renumbered_hint(part: Any, spec: PartitionSpec) -> str:
-    """What to add to the conflict of a partition holding another of the run's scenarios (``spec.others``): renumbered
-    by one inserted before it, and not reused under its new id, which seeds the deformation (``""``: none of them)."""
-    stamp = part.stamped()
-    fp = stamp.get("fingerprint") if isinstance(stamp, dict) else None
-    held = fp.get("scenario") if isinstance(fp, dict) else None
-    now = None if held is None else next((o for o, sc in spec.others if config_hash(sc) == held), None)
-    if now is None:
-        return ""
-    return (
-        f". It holds the scenario this configuration calls {now}: unnamed scenarios take their position's id (D1, D2, "
-        "…), so one inserted before them renumbers them, and a renumbered scenario is computed anew under its new id "
-        "(the id seeds each track's deformation). Add new scenarios after the unnamed ones to keep their ids and "
-        "partitions, or delete the renumbered partitions to compute them under their new ids"
-    )
-
-
-def written_hint(part: Any, spec: PartitionSpec) -> str:
-    """What to add to the conflict of a partition whose model params or scenario hash differs from the run's while
-    they are the same values, written otherwise: hashed by the rule before repeval told a number, null or date key
-    from its text (:func:`config_hash`'s ``keys_as_text``), or described alike (``""``: neither)."""
-    stamp = part.stamped()
-    old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
-    if not isinstance(old, dict):
-        return ""
-    told = stamp.get("described")
-    told = told if isinstance(told, dict) else {}
-    model = old.get("model")
-    model = model if isinstance(model, dict) else {}
-    now, params = spec.fingerprint, spec.model.params if spec.model else None
-    sides = {  # path → (stored hash, the run's, what it hashes as repeval hashed it before)
-        "model.params": (model.get("params"), now["model"]["params"], params),
-        "scenario": (old.get("scenario"), now.get("scenario"), spec.described.get("scenario")),
-    }
-    if before := [
-        p for p, (held, hashed, of) in sides.items() if of is not None and held == config_hash(of, True) != hashed
-    ]:
-        return (
-            f". The stored {' and '.join(before)} {'hash is' if len(before) == 1 else 'hashes are'} this "
-            "configuration's as repeval hashed it before it told a "
-            "number, null or date key (`1:`) from its text (`'1':`), which it hashed alike: the partition was embedded "
-            "with these params or with the same keys written as text, which cannot be told apart, so its rows are not "
-            "reused"
-        )
-    if alike := [
-        p for p, (held, hashed, _) in sides.items() if held != hashed and p in told and told[p] == spec.described.get(p)
-    ]:
-        return (
-            f". Its {' and '.join(alike)} read as this configuration's (the values, with the model's defaults, keys as "
-            "text) but are written otherwise: a value at its default written out or left unset, or a key written as a "
-            "number, null or date (`1:`) or as text (`'1':`)"
-        )
-    return ""
-
-
-def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
-    framed = spec.with_frames()
-    try:
-        kept = part.check_compatible(spec.fingerprint, spec.described)
-    except StoreConflict:
-        if spec.frames or not _compatible(part, framed):
-            raise
-        return framed  # stored with frames, and differing otherwise only as the windowing rule accepts
-    return framed if kept else spec
-
-
-def _compatible(part: Any, spec: PartitionSpec) -> bool:
-    try:
-        part.check_compatible(spec.fingerprint, spec.described)
-    except StoreConflict:
-        return False
-    return True
 
 
 class StoredIds:

@@ -19,7 +19,8 @@ from repeval.json_keys import sorted_json
 from repeval.models import ModelUnavailable, resolve_model, unavailable_reason
 from repeval.models.plugins import Plugin, PluginError, first_line, load_plugins, plugins_of
 from repeval.pipeline.embedder import model_config_for_build
-from repeval.pipeline.partitions import ModelSpec, accepted_spec
+from repeval.pipeline.partition_conflicts import accepted_spec
+from repeval.pipeline.partitions import ModelSpec
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stages import CLEAN
 from repeval.store import EmbeddingStore, StoreConflict
@@ -61,7 +62,7 @@ def check_store_partitions(
     cfg: Config, experiments: Sequence[ExperimentConfig], store: EmbeddingStore, deformed_only: bool = False
 ) -> None:
     """Every store partition the run would embed into, checked against what it holds (the check the planning does,
-    :func:`~repeval.pipeline.partitions.accepted_spec`) before any is planned, reopened or embedded into: one conflict
+    :func:`~repeval.pipeline.partition_conflicts.accepted_spec`) before any is planned, reopened or embedded into: one conflict
     raises its own :class:`~repeval.store.StoreConflict`; several raise one that names them all — as ``repeval
     plan`` lists them — and the one ``repeval store rm`` that deletes them, not one per run of the stage."""
     found: dict[str, StoreConflict] = {}  # partition name → its conflict

@@ -22,10 +22,10 @@ from repeval.datasets.spill import TableSpool
 from repeval.deformations import scenario_steps
 from repeval.models import resolve_model
 from repeval.models.provenance import changed_code_note, plugin_code
+from repeval.pipeline.partition_conflicts import accepted_spec
 from repeval.pipeline.partitions import (
     CutReused,
     ModelSpec,
-    accepted_spec,
     changed_source,
     source_notes,
     wanted_masks,

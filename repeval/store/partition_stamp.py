@@ -48,7 +48,7 @@ class PartitionStamp(PartitionFiles):
 
         Returns ``True`` when the partition differs only by keeping frames that ``fingerprint`` does not ask for
         (``keep_frames``): its rows serve such a run, but rows computed without frames must not be added to it (the
-        embedding stage completes it with frames: :func:`repeval.pipeline.partitions.accepted_spec`).
+        embedding stage completes it with frames: :func:`repeval.pipeline.partition_conflicts.accepted_spec`).
         ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
         error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
         too (partitions stamped before it was kept: the hashes)."""

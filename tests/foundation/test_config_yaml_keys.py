@@ -186,7 +186,8 @@ def test_a_partition_stamped_before_number_keys_were_told_apart_says_why_it_conf
     hashed apart (``{1: one}`` embedded, ``{'1': one}`` now) are said to be written otherwise."""
     from repeval.config.embed import DeformationScenario, DeformationStep
     from repeval.config.loader import config_hash
-    from repeval.pipeline.partitions import ModelSpec, PartitionSpec, accepted_spec
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.pipeline.partitions import ModelSpec, PartitionSpec
     from repeval.store import EmbeddingStore, StoreConflict
 
     model = "{id: label-map-model, params: {labels: {1: one}}}"
@@ -216,8 +217,9 @@ def test_a_partition_stamped_before_number_keys_were_told_apart_says_why_it_conf
         accepted_spec(part, as_text)
     assert str(err.value).endswith(
         "deletes them all. Its model.params read as this configuration's (the values, with the model's defaults, keys "
-        "as text) but are written otherwise: a value at its default written out or left unset, or a key written as a "
-        "number, null or date (`1:`) or as text (`'1':`)"
+        "as text) but are written otherwise: a value at its default written out or left unset, a key written as a "
+        "number, null or date (`1:`) or as text (`'1':`), or a date value unquoted (`2024-01-01`) or quoted "
+        "(`'2024-01-01'`)"
     )
     step = DeformationStep.model_construct(type="Plugin", params={"table": {1: 0.5}})
     scenario = DeformationScenario.model_construct(name="s", steps=(step,))

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from annotated_plugin import annotated_config
 
 from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import musicnn_tf
@@ -258,55 +259,6 @@ def test_musicnn_layers_and_basic_pitch_outputs_are_refused_by_the_config_check(
         check_params(EmbeddingModelConfig(id=model_id, params={key: good}))
 
 
-#: a plugin whose constructor's params are annotated ``Literal[...]``, ``list[float]`` and an ``Enum`` (no
-#: ``param_choices``)
-ANNOTATED_PLUGIN = """
-import enum
-from typing import Literal
-
-import numpy as np
-
-from repeval.models import EmbeddingModel, register_model
-
-
-class Color(enum.Enum):
-    RED = "red"
-    GREEN = "green"
-
-
-@register_model("annotated-model")
-class AnnotatedModel(EmbeddingModel):
-    sample_rate_hz = 16000
-    embedding_dim = 2
-
-    def __init__(
-        self, pooling: Literal["mean", "max"] = "mean", norm: Literal["l2", "none"] | None = None,
-        scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
-        mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, **params,
-    ):
-        super().__init__(**params)
-        if pooling not in ("mean", "max") or not isinstance(mode, Color):
-            raise ValueError(pooling, mode)
-        self.mode = mode
-
-    def embed(self, audio):
-        return np.zeros((1, 2), np.float32)
-"""
-
-
-def _annotated_config(tmp_path: Any, params: dict[str, Any]) -> dict[str, Any]:
-    plugin = tmp_path / f"annotated_{tmp_path.name}.py"  # (one module name per test: a plugin's is its file's)
-    plugin.write_text(ANNOTATED_PLUGIN)
-    model = {"id": "annotated-model", "params": params}
-    exp = {
-        "task": {"name": "t", "type": "multiclass_classification"},
-        "datasets": [{"name": "n", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
-        "embedding_models": [model],
-        "downstream_models": [{}],
-    }
-    return {"plugins": [str(plugin)], "experiments": [exp]}
-
-
 def test_a_param_annotated_literal_is_refused_by_the_config_check_naming_the_model_and_its_values(
     tmp_path: Any, forget_plugins: None
 ) -> None:
@@ -316,14 +268,14 @@ def test_a_param_annotated_literal_is_refused_by_the_config_check_naming_the_mod
     from repeval.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as refused:
-        parse_config(_annotated_config(tmp_path, {"pooling": "maxx", "norm": "l1"}))
+        parse_config(annotated_config(tmp_path, {"pooling": "maxx", "norm": "l1"}))
     assert refused.value.problems == [
         "experiments[0].embedding_models[0].params.pooling: annotated-model's pooling takes 'mean' or 'max', got "
         "'maxx' — did you mean 'max'?",
         "experiments[0].embedding_models[0].params.norm: annotated-model's norm takes 'l2', 'none' or null, got 'l1'",
     ]
     for good in ({"pooling": "max", "norm": None}, {"norm": "none"}):
-        parse_config(_annotated_config(tmp_path, good))
+        parse_config(annotated_config(tmp_path, good))
 
 
 def test_a_list_of_numbers_yaml_read_as_text_is_refused_naming_how_to_write_it(
@@ -337,14 +289,14 @@ def test_a_list_of_numbers_yaml_read_as_text_is_refused_naming_how_to_write_it(
     from repeval.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as refused:
-        parse_config(_annotated_config(tmp_path, yaml.safe_load("{scales: [1e-3, 0.5]}")))
+        parse_config(annotated_config(tmp_path, yaml.safe_load("{scales: [1e-3, 0.5]}")))
     assert refused.value.problems == [
         "experiments[0].embedding_models[0].params.scales: expected a list of numbers, got ['1e-3', 0.5] (YAML reads "
         "exponent notation as text: write [0.001, 0.5])"
     ]
     with pytest.raises(ValueError, match=r"got \['1e1', 2\] \(YAML reads exponent notation as text: write \[10, 2\]\)"):
         EmbeddingModelConfig(id="hf-audio", params=yaml.safe_load("{layers: [1e1, 2]}"))
-    parse_config(_annotated_config(tmp_path, {"scales": [0.001, 0.5]}))
+    parse_config(annotated_config(tmp_path, {"scales": [0.001, 0.5]}))
 
 
 def test_a_literal_beside_another_kind_or_in_a_list_is_checked_as_annotated(
@@ -356,10 +308,10 @@ def test_a_literal_beside_another_kind_or_in_a_list_is_checked_as_annotated(
     beside it; a list's items."""
     from repeval.config import ConfigError, parse_config
 
-    parse_config(_annotated_config(tmp_path, {"size": 1024, "modes": ["b", "a"]}))
-    parse_config(_annotated_config(tmp_path, {"size": None}))
+    parse_config(annotated_config(tmp_path, {"size": 1024, "modes": ["b", "a"]}))
+    parse_config(annotated_config(tmp_path, {"size": None}))
     with pytest.raises(ConfigError) as refused:
-        parse_config(_annotated_config(tmp_path, {"size": "autoo", "modes": ["a", "bb"]}))
+        parse_config(annotated_config(tmp_path, {"size": "autoo", "modes": ["a", "bb"]}))
     at = "experiments[0].embedding_models[0].params"
     assert refused.value.problems == [
         f"{at}.size: annotated-model's size takes 'auto', an integer or null, got 'autoo' — did you mean 'auto'?",
@@ -367,7 +319,7 @@ def test_a_literal_beside_another_kind_or_in_a_list_is_checked_as_annotated(
         "one — did you mean 'b'?",
     ]
     with pytest.raises(ConfigError, match=r"modes takes a list whose items are 'a' or 'b', got 'a' \(a list: write"):
-        parse_config(_annotated_config(tmp_path, {"modes": "a"}))
+        parse_config(annotated_config(tmp_path, {"modes": "a"}))
 
 
 def test_a_param_annotated_with_an_enum_takes_a_members_name_and_the_model_gets_the_member(
@@ -382,15 +334,15 @@ def test_a_param_annotated_with_an_enum_takes_a_members_name_and_the_model_gets_
     from repeval.pipeline.partitions import model_fingerprint
 
     with pytest.raises(ConfigError) as refused:
-        parse_config(_annotated_config(tmp_path, {"mode": "GREN"}))
+        parse_config(annotated_config(tmp_path, {"mode": "GREN"}))
     assert refused.value.problems == [
         "experiments[0].embedding_models[0].params.mode: annotated-model's mode takes RED or GREEN, got 'GREN' — did "
         "you mean 'GREEN'?"
     ]
     with pytest.raises(ConfigError, match=r"mode takes RED or GREEN, got None$"):
-        parse_config(_annotated_config(tmp_path, {"mode": None}))
+        parse_config(annotated_config(tmp_path, {"mode": None}))
     for written in ("GREEN", "green"):
-        cfg = parse_config(_annotated_config(tmp_path, {"mode": written})).experiments[0].embedding_models[0]
+        cfg = parse_config(annotated_config(tmp_path, {"mode": written})).experiments[0].embedding_models[0]
         stored = model_fingerprint(cfg)
         mode = build_model(cfg).mode  # type: ignore[attr-defined]
         assert (type(mode).__name__, mode.name) == ("Color", "GREEN")
@@ -406,10 +358,49 @@ def test_a_list_of_literal_values_or_null_is_checked_as_annotated(tmp_path: Any,
     from repeval.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as refused:
-        parse_config(_annotated_config(tmp_path, {"tags": ["x", "z"]}))
+        parse_config(annotated_config(tmp_path, {"tags": ["x", "z"]}))
     assert refused.value.problems == [
         "experiments[0].embedding_models[0].params.tags: annotated-model's tags takes a list whose items are 'x' or "
         "'y', got ['x', 'z']: 'z' is not one"
     ]
     for good in (["y", "x"], None):
-        parse_config(_annotated_config(tmp_path, {"tags": good}))
+        parse_config(annotated_config(tmp_path, {"tags": good}))
+
+
+def test_an_enum_beside_another_kind_or_as_a_lists_items_is_checked_and_built_as_its_members(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """``shade: Color | int`` took ``shade: BLUE`` and ``palette: list[Color]`` took ``[RED, BLUE]`` (an ``Enum`` was
+    read alone, or beside null), and the constructor got the texts, in every embedding actor. They are checked now
+    as an ``Enum`` alone is — one line naming the model, the param and the members — and the model is built with the
+    members (a list's items each, a member's value too; an integer beside them as it is)."""
+    from repeval.config import ConfigError, parse_config
+    from repeval.models import build_model
+
+    wrong = {"shade": "BLUE", "palette": ["RED", "BLUE"], "accent": "RED", "tint": "BLUE"}
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, wrong))
+    at = "experiments[0].embedding_models[0].params"
+    assert refused.value.problems == [
+        f"{at}.shade: annotated-model's shade takes RED, GREEN or an integer, got 'BLUE'",
+        f"{at}.palette: annotated-model's palette takes a list whose items are RED or GREEN, got ['RED', 'BLUE']: "
+        "'BLUE' is not one",
+        f"{at}.accent: annotated-model's accent takes a list whose items are RED or GREEN, got 'RED' (a list: write "
+        "[RED])",
+        f"{at}.tint: annotated-model's tint takes RED, GREEN or null, got 'BLUE'",
+    ]
+
+    def shown(value: Any) -> Any:  # a member as Color.NAME (the plugin's class), a text as itself
+        if isinstance(value, list | tuple):
+            return [shown(v) for v in value]
+        return f"Color.{value.name}" if type(value).__name__ == "Color" else value
+
+    for params, given in (
+        ({"shade": 3, "palette": ["green", "RED"], "accent": None}, (3, ["Color.GREEN", "Color.RED"], None, None)),
+        (
+            {"shade": "GREEN", "palette": [], "accent": ["RED"], "tint": "green"},
+            ("Color.GREEN", [], ["Color.RED"], "Color.GREEN"),
+        ),
+    ):
+        cfg = parse_config(annotated_config(tmp_path, params)).experiments[0].embedding_models[0]
+        assert shown(build_model(cfg).given) == list(given)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import json
 import logging
 
 import numpy as np
-from test_store import DIM, PROV, _block
+from store_helpers import DIM, PROV, _block
 
 from repeval.pipeline.assemble import rows_table
 from repeval.pipeline.todo import _mend_params

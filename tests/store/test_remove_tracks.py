@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from test_store import DIM, PROV, _block
+from store_helpers import DIM, PROV, _block
 from typer.testing import CliRunner
 
 from repeval.cli import app

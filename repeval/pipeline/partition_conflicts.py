@@ -1,0 +1,119 @@
+"""Whether a store partition accepts a run's :class:`~repeval.pipeline.partitions.PartitionSpec` — as it is, with
+the frames it holds, or as repeval fingerprinted it before (``PartitionSpec.stamped_before``) — and what a conflict
+adds when it can tell why the stored fingerprint differs: a scenario renumbered (:func:`renumbered_hint`), the same
+values hashed by an earlier rule or written otherwise (:func:`written_hint`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from repeval.config.loader import config_hash
+from repeval.json_keys import date_values, other_keys
+from repeval.store import StoreConflict
+
+if TYPE_CHECKING:
+    from repeval.pipeline.partitions import PartitionSpec
+
+
+def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
+    """``spec`` checked against what ``part`` holds (:meth:`~repeval.store.Partition.check_compatible`, whose
+    :class:`~repeval.store.StoreConflict` it raises): the spec the run computes the partition under. A partition
+    stored with frames that ``spec`` does not ask for (an earlier run kept them: ``run.keep_frames: true``, or a task
+    that reads them) serves the run as it is and is completed with frames — rows without them never join it."""
+    try:
+        return _accepted(part, spec)
+    except StoreConflict as exc:
+        for before in spec.stamped_before(part.stamped()):  # a chunk_s that gives these windows, as stamped before
+            try:
+                return _accepted(part, before)
+            except StoreConflict:
+                pass
+        hint = renumbered_hint(part, spec) or written_hint(part, spec)
+        if not hint:
+            raise
+        raise StoreConflict(f"{exc}{hint}") from None
+
+
+def renumbered_hint(part: Any, spec: PartitionSpec) -> str:
+    """What to add to the conflict of a partition holding another of the run's scenarios (``spec.others``): renumbered
+    by one inserted before it, and not reused under its new id, which seeds the deformation (``""``: none of them)."""
+    stamp = part.stamped()
+    fp = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+    held = fp.get("scenario") if isinstance(fp, dict) else None
+    now = None if held is None else next((o for o, sc in spec.others if config_hash(sc) == held), None)
+    if now is None:
+        return ""
+    return (
+        f". It holds the scenario this configuration calls {now}: unnamed scenarios take their position's id (D1, D2, "
+        "…), so one inserted before them renumbers them, and a renumbered scenario is computed anew under its new id "
+        "(the id seeds each track's deformation). Add new scenarios after the unnamed ones to keep their ids and "
+        "partitions, or delete the renumbered partitions to compute them under their new ids"
+    )
+
+
+def written_hint(part: Any, spec: PartitionSpec) -> str:
+    """What to add to the conflict of a partition whose model params or scenario hash differs from the run's while
+    they are the same values, written otherwise: hashed by the rule before repeval told a number, null or date key, or
+    a date value, from its text (:func:`config_hash`'s ``keys_as_text``), or described alike (``""``: neither)."""
+    stamp = part.stamped()
+    old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+    if not isinstance(old, dict):
+        return ""
+    told = stamp.get("described")
+    told = told if isinstance(told, dict) else {}
+    model = old.get("model")
+    model = model if isinstance(model, dict) else {}
+    now, params = spec.fingerprint, spec.model.params if spec.model else None
+    sides = {  # path → (stored hash, the run's, what it hashes as repeval hashed it before)
+        "model.params": (model.get("params"), now["model"]["params"], params),
+        "scenario": (old.get("scenario"), now.get("scenario"), spec.described.get("scenario")),
+    }
+    if before := [
+        p for p, (held, hashed, of) in sides.items() if of is not None and held == config_hash(of, True) != hashed
+    ]:
+        # the params as the run holds them say which rule applies; a scenario's (described: JSON) may hold either
+        keys, dates = other_keys(params), date_values(params)
+        if "scenario" in before or not (keys or dates):
+            keys = dates = True
+        told_apart = (
+            " or ".join(["a number, null or date key (`1:`)"] * keys + ["a date value (`2024-01-01`)"] * dates)
+            + " from its text ("
+            + ", ".join(["`'1':`"] * keys + ["`'2024-01-01'`"] * dates)
+            + ")"
+        )
+        written = " or ".join(["keys"] * keys + ["dates"] * dates)
+        return (
+            f". The stored {' and '.join(before)} {'hash is' if len(before) == 1 else 'hashes are'} this "
+            f"configuration's as repeval hashed it before it told {told_apart}, which it hashed alike: the partition "
+            f"was embedded with these params or with the same {written} written as text, which cannot be told apart, "
+            "so its rows are not reused"
+        )
+    if alike := [
+        p for p, (held, hashed, _) in sides.items() if held != hashed and p in told and told[p] == spec.described.get(p)
+    ]:
+        return (
+            f". Its {' and '.join(alike)} read as this configuration's (the values, with the model's defaults, keys as "
+            "text) but are written otherwise: a value at its default written out or left unset, a key written as a "
+            "number, null or date (`1:`) or as text (`'1':`), or a date value unquoted (`2024-01-01`) or quoted "
+            "(`'2024-01-01'`)"
+        )
+    return ""
+
+
+def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
+    framed = spec.with_frames()
+    try:
+        kept = part.check_compatible(spec.fingerprint, spec.described)
+    except StoreConflict:
+        if spec.frames or not _compatible(part, framed):
+            raise
+        return framed  # stored with frames, and differing otherwise only as the windowing rule accepts
+    return framed if kept else spec
+
+
+def _compatible(part: Any, spec: PartitionSpec) -> bool:
+    try:
+        part.check_compatible(spec.fingerprint, spec.described)
+    except StoreConflict:
+        return False
+    return True

@@ -1,0 +1,60 @@
+"""A plugin's model whose constructor's params are annotated (``Literal[...]``, ``list[float]``, an ``Enum`` alone,
+beside another kind and as a list's items) or not (``since``), and a configuration of it: the params tests' and the
+fingerprint tests'."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: a plugin whose constructor's params are annotated ``Literal[...]``, ``list[float]`` and an ``Enum`` (no
+#: ``param_choices``), and one it takes as it is (``since``: no annotation, a default of None)
+ANNOTATED_PLUGIN = """
+import enum
+from typing import Literal
+
+import numpy as np
+
+from repeval.models import EmbeddingModel, register_model
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+@register_model("annotated-model")
+class AnnotatedModel(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 2
+
+    def __init__(
+        self, pooling: Literal["mean", "max"] = "mean", norm: Literal["l2", "none"] | None = None,
+        scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
+        mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, shade: Color | int = 0,
+        palette: list[Color] = [Color.RED], accent: list[Color] | None = None, tint: Color | None = None, since=None,
+        **params,
+    ):
+        super().__init__(**params)
+        if pooling not in ("mean", "max") or not isinstance(mode, Color):
+            raise ValueError(pooling, mode)
+        self.mode = mode
+        self.given = (shade, palette, accent, tint)
+        self.since = since
+
+    def embed(self, audio):
+        return np.zeros((1, 2), np.float32)
+"""
+
+
+def annotated_config(tmp_path: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """A configuration (as YAML reads one) of :data:`ANNOTATED_PLUGIN`'s model with ``params``."""
+    plugin = tmp_path / f"annotated_{tmp_path.name}.py"  # (one module name per test: a plugin's is its file's)
+    plugin.write_text(ANNOTATED_PLUGIN)
+    model = {"id": "annotated-model", "params": params}
+    exp = {
+        "task": {"name": "t", "type": "multiclass_classification"},
+        "datasets": [{"name": "n", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
+        "embedding_models": [model],
+        "downstream_models": [{}],
+    }
+    return {"plugins": [str(plugin)], "experiments": [exp]}

@@ -1,0 +1,87 @@
+"""What a partition's fingerprint hashes of a model's params: what the model is built with, one form for each — an
+``Enum`` member however it is written, a date apart from its text — while a configuration holding neither keeps the
+fingerprint it had."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from annotated_plugin import annotated_config
+
+
+def _clean(tmp_path: Path, params: dict[str, Any]) -> Any:
+    """The clean partition a configuration whose model (:data:`~annotated_plugin.ANNOTATED_PLUGIN`'s) has ``params``
+    asks for."""
+    from repeval.config import parse_config
+    from repeval.pipeline.partitions import ModelSpec
+
+    cfg = parse_config(annotated_config(tmp_path, params))
+    exp = cfg.experiments[0]
+    return ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
+
+
+def _stamped(tmp_path: Path, name: str, spec: Any, params_hash: str) -> Any:
+    """A partition stamped with ``spec``'s fingerprint but its model params' hash, ``params_hash``."""
+    from repeval.store import EmbeddingStore
+
+    part = EmbeddingStore(str(tmp_path / "store")).partition(name, "annotated-model", "clean")
+    part.stamp({**spec.fingerprint, "model": {**spec.fingerprint["model"], "params": params_hash}}, described={})
+    return part
+
+
+def test_an_enum_member_by_name_or_by_value_is_one_fingerprint_and_a_partition_stamped_under_either_is_reused(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``mode: GREEN`` and ``mode: green`` (its value) build the same model, but the fingerprint hashed the params as
+    written: a partition embedded under one conflicted with the other. It hashes the member's name now — a
+    configuration writing the name keeps its fingerprint — and a partition stamped under the value's hash, as repeval
+    hashed it before, serves either writing under its own fingerprint; another hash still conflicts."""
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.store import StoreConflict
+
+    specs = {written: _clean(tmp_path, {"mode": written}) for written in ("GREEN", "green")}
+    assert specs["GREEN"].fingerprint == specs["green"].fingerprint
+    assert (
+        specs["GREEN"].fingerprint["model"]["params"] == "4e6ab5e033f88246"
+    )  # the name's, as commit c1eb7f5 hashed it
+    for written, spec in specs.items():
+        by_value = _stamped(tmp_path, f"value-{written}", spec, "edc98c3fadad9348")  # the value's, as c1eb7f5 hashed it
+        assert accepted_spec(by_value, spec).fingerprint == by_value.stamped()["fingerprint"]
+        with pytest.raises(StoreConflict, match=r'model.params: stored "0123456789abcdef", now "4e6ab5e033f88246"'):
+            accepted_spec(_stamped(tmp_path, f"other-{written}", spec, "0123456789abcdef"), spec)
+
+
+def test_a_date_value_and_its_text_are_two_fingerprints_and_a_partition_hashed_alike_before_says_why(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """YAML reads ``since: 2024-01-01`` as a date — the plugin gets a ``datetime.date`` — and ``since: '2024-01-01'``
+    as text (a param the constructor takes as it is: no annotation, a default of None); the fingerprint hashed both as the text, so a partition embedded with one was taken for the other's (a
+    scenario's alike). They differ now, the text keeping its fingerprint; a partition stamped before with the date
+    conflicts, saying why."""
+    from repeval.config.embed import DeformationScenario, DeformationStep
+    from repeval.config.loader import config_hash
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.store import StoreConflict
+
+    dated, text = _clean(tmp_path, {"since": datetime.date(2024, 1, 1)}), _clean(tmp_path, {"since": "2024-01-01"})
+    assert isinstance(dated.model.params["since"], datetime.date)
+    hashes = [spec.fingerprint["model"]["params"] for spec in (dated, text)]
+    assert hashes[0] != hashes[1] == "10bf8ea8cc603f1f"  # the text's (and the date's), as commit c1eb7f5 hashed it
+
+    def scenario(day: Any) -> str:  # a plugin transform's params, as the config holds them once validated
+        step = DeformationStep.model_construct(type="Plugin", params={"day": day})
+        return config_hash(DeformationScenario.model_construct(name="s", steps=(step,)))
+
+    assert scenario(datetime.date(2024, 1, 1)) != scenario("2024-01-01") == "a0ef497c23361bb0"
+    before = _stamped(tmp_path, "before", text, "10bf8ea8cc603f1f")
+    assert accepted_spec(before, text).fingerprint == text.fingerprint
+    with pytest.raises(StoreConflict) as err:
+        accepted_spec(before, dated)
+    assert str(err.value).partition("deletes them all")[2] == (
+        ". The stored model.params hash is this configuration's as repeval hashed it before it told a date value "
+        "(`2024-01-01`) from its text (`'2024-01-01'`), which it hashed alike: the partition was embedded with these "
+        "params or with the same dates written as text, which cannot be told apart, so its rows are not reused"
+    )

@@ -1,0 +1,206 @@
+"""A store partition's fingerprint against a run's: the conflict names what differs and how to go on; frames and
+windowing as accepted."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from store_helpers import DIM, PROV, _block, _write
+
+from repeval.pipeline.assemble import rows_table
+from repeval.store import EmbeddingStore, Partition, PartitionWriter, StoreConflict
+from repeval.store.layout import embedding_schema
+
+
+def test_conflicting_fingerprint_refused(tmp_path):
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    part.stamp({"model": "a"})
+    part.check_compatible({"model": "a"})
+    with pytest.raises(StoreConflict, match="different configuration") as err:
+        part.check_compatible({"model": "b"})
+    assert f"`repeval store rm {tmp_path / 's'} ds/m/clean --yes`" in str(err.value)  # the command that clears it
+    assert 'model: stored "a", now "b"' in str(err.value)  # what differs, not two whole fingerprints
+
+
+def test_conflict_names_the_differing_keys_and_the_keep_frames_setting(tmp_path):
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    stored = {"model": {"id": "mfcc", "params": {"hop_s": 0.5}}, "keep_frames": False, "chunk_s": 10}
+    part.stamp(stored)
+    now = {"model": {"id": "mfcc", "params": {"hop_s": 0.25}}, "keep_frames": True, "chunk_s": 10}
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible(now)
+    msg = str(err.value)
+    assert "keep_frames: stored false, now true; model.params.hop_s: stored 0.5, now 0.25 (" in msg
+    assert "chunk_s" not in msg  # equal keys are not listed
+    assert "its rows have no frame-level embeddings, which this run keeps" in msg
+
+
+def test_conflict_names_the_changed_parameter_inside_a_hash_and_falls_back_to_hashes(tmp_path):
+    """A stamp keeps what the fingerprint's hashes stand for (``described``): the conflict names the parameter; a
+    partition stamped before that (no ``described``) still gets the hashes."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    fp = {"model": {"family": "mfcc-stats", "params": "aaa"}, "chunk_s": 10}
+    now = {"model": {"family": "mfcc-stats", "params": "bbb"}, "chunk_s": 10}
+    described = {"model.params": {"n_mfcc": 20, "n_mels": 64}}
+    new = store.partition("ds", "m", "clean")
+    new.stamp(fp, described=described)
+    new.check_compatible(fp, described)
+    with pytest.raises(StoreConflict) as err:
+        new.check_compatible(now, {"model.params": {"n_mfcc": 30, "n_mels": 64}})
+    assert "— model.params.n_mfcc: stored 20, now 30; give" in str(err.value)  # n_mels is alike: not listed
+    old = store.partition("ds", "m", "D1")
+    old.stamp(fp)  # as before described was kept
+    with pytest.raises(StoreConflict) as err:
+        old.check_compatible(now, {"model.params": {"n_mfcc": 30, "n_mels": 64}})
+    assert '— model.params: stored "aaa", now "bbb"; give' in str(err.value)
+    # a deformed partition of another run.seed: the seed's part in it is said, with the setting meant for more seeds
+    noisy = store.partition("ds", "m", "noise")
+    noisy.stamp({**fp, "scenario": "s", "seed": 0})
+    with pytest.raises(StoreConflict) as err:
+        noisy.check_compatible({**fp, "scenario": "s", "seed": 1})
+    assert "— seed: stored 0, now 1 (run.seed also draws each track's deformation" in str(err.value)
+    assert "keep run.seed: 0 and raise run.seeds); give the model or scenario a new id" in str(err.value)
+
+
+def test_conflict_says_a_parameter_the_partition_was_embedded_without_was_not_set(tmp_path):
+    """A parameter added to a model whose partition was embedded without it (``patchHopSize: 31`` on an Essentia
+    graph that ran at essentia's default) was said to be "stored null", as if null had been configured; it is now
+    said to have been not set (the model's default), as is one stamped null (a constructor's None default: the model
+    chooses) — and one taken out, to be not set now. A null outside the model's params is still said to be null."""
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    fp = {"model": {"family": "vggish-audioset", "params": "aaa"}}
+    part.stamp(fp, described={"model.params": {"graph_path": "/g.pb", "x": None}})
+    now = {"model": {"family": "vggish-audioset", "params": "bbb"}}
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible(now, {"model.params": {"patchHopSize": 31, "x": 1, "y": None}})
+    said = str(err.value)
+    assert "model.params.y" not in said  # a parameter null now and absent then: alike
+    assert 'model.params.graph_path: stored "/g.pb", now not set (the model\'s default); ' in said
+    assert "model.params.patchHopSize: not set when it was embedded (the model's default), now 31; " in said
+    assert "model.params.x: not set when it was embedded (the model's default), now 1" in said
+    nulls = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "D1")
+    nulls.stamp({"model": "m", "seed": None})
+    with pytest.raises(StoreConflict, match="seed: stored null, now 1"):
+        nulls.check_compatible({"model": "m", "seed": 1})
+
+
+def test_a_model_conflict_names_the_new_id_and_the_command_that_clears_every_scenario(tmp_path):
+    """A model's parameters changed: ``repeval run`` stopped at its first partition, saying "give the model or
+    scenario a new id … (`repeval store rm … ds/m/clean --yes`)"; a user who ran that met the next scenario's
+    conflict, run after run. Every scenario of the model differs alike, so the error now names the id to write
+    and the one command that deletes them all; a conflict of one scenario alone keeps the single command."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    fp = {"model": {"family": "mfcc-stats", "params": "aaa"}, "chunk_s": 10}
+    clean = store.partition("ds", "m", "clean")
+    clean.stamp(fp)
+    with pytest.raises(StoreConflict) as err:
+        clean.check_compatible({**fp, "model": {"family": "mfcc-stats", "params": "bbb"}})
+    msg = str(err.value)
+    assert "give the model a new id (in embedding_models, `id: m-2` with `type: mfcc-stats`)" in msg, msg
+    assert f"`repeval store rm {tmp_path / 's'} ds/m/clean --yes`" in msg
+    assert f"every scenario of this model differs alike: `repeval store rm {tmp_path / 's'} 'ds/m/*' --yes`" in msg
+    noisy = store.partition("ds", "m", "noise")
+    noisy.stamp({**fp, "scenario": "s1"})
+    with pytest.raises(StoreConflict) as err:
+        noisy.check_compatible({**fp, "scenario": "s2"})
+    assert "give the model or scenario a new id" in str(err.value) and "'ds/m/*'" not in str(err.value)
+
+
+def test_a_model_whose_embeddings_changed_is_refused_the_partitions_embedded_before(tmp_path):
+    """A family raises ``embedding_version`` when the same params come to give other embeddings (msd-musicnn's 2:
+    mir_ref's layer and musicnn's patch hop): the version joins the model's fingerprint, so a partition embedded
+    before is refused, not completed with rows that differ; families still at 1 keep the fingerprints their
+    partitions were stamped with."""
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.config.loader import config_hash
+    from repeval.models import build_model
+    from repeval.pipeline.partitions import model_fingerprint
+
+    before = {"family": "msd-musicnn", "params": config_hash({})}  # as fingerprints were written before versions
+    now = model_fingerprint(EmbeddingModelConfig(id="msd-musicnn"))
+    assert now == {**before, "version": "2"}
+    assert model_fingerprint(EmbeddingModelConfig(id="mfcc-stats")) == {
+        "family": "mfcc-stats",
+        "params": config_hash({}),
+    }
+    assert build_model(EmbeddingModelConfig(id="mfcc-stats")).version == "1"  # the rows' model_version column
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "msd-musicnn", "clean")
+    part.stamp({"model": before, "chunk_s": 30})
+    with pytest.raises(StoreConflict, match=re.escape('the model\'s embedding_version: stored "1", now "2"')):
+        part.check_compatible({"model": now, "chunk_s": 30})
+
+
+def test_a_partition_with_frames_serves_a_run_without_them(tmp_path):
+    """Stored with frames, asked without: compatible (``True``: rows may not be added); any other difference is not."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    part = store.partition("ds", "m", "clean")
+    part.stamp({"model": "a", "keep_frames": True})
+    assert part.check_compatible({"model": "a", "keep_frames": False}) is True
+    assert part.check_compatible({"model": "a", "keep_frames": True}) is False
+    with pytest.raises(StoreConflict, match='model: stored "a", now "b"'):
+        part.check_compatible({"model": "b", "keep_frames": False})
+    other = store.partition("ds", "m", "D1")
+    other.stamp({"model": "a", "keep_frames": False})
+    with pytest.raises(StoreConflict, match="keep_frames: stored false, now true"):
+        other.check_compatible({"model": "a", "keep_frames": True})  # rows without frames cannot serve it
+
+
+def _stamped_with_windows(store: EmbeddingStore, fingerprint: dict, track: int, n_chunks: int) -> Partition:
+    """Partition ``ds/m/D1`` stamped with ``fingerprint``, holding tracks x and y, the ``track``-th of ``n_chunks``
+    windows."""
+    part = store.partition("ds", "m", "D1")
+    part.stamp(fingerprint)
+    block = _block(["x", "y"])
+    block.n_chunks[track] = n_chunks
+    schema = embedding_schema(DIM)
+    w = PartitionWriter(part, schema, 3)
+    w.add_table(rows_table(block, schema, PROV))
+    w.flush()
+    return part
+
+
+def test_a_partition_of_one_window_rows_deformed_before_whole_track_deformation_is_accepted_and_restamped(tmp_path):
+    """A scenario with a track-level step gained ``deformed: whole track`` in its fingerprint. A partition stamped before
+    it whose rows are all one window long holds what the new code computes (one window is deformed alike either way):
+    accepted, and re-stamped when rows are added; one with a row of several windows is a conflict naming the entry."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    before = {"fp": 1}
+    now = {"fp": 1, "deformed": "whole track"}
+    part = _write(store, ["a", "b", "c"])  # stamped {"fp": 1}, rows of one window (n_chunks 1)
+    part.finish({})
+    assert part.check_compatible(now) is False  # compatible, rows may be added
+    with pytest.raises(StoreConflict, match="fp: stored 1, now 2"):
+        part.check_compatible({"fp": 2, "deformed": "whole track"})  # anything else still differs
+    with pytest.raises(StoreConflict, match="deformed"):
+        part.check_compatible({"fp": 1, "deformed": "something else"})
+    part.reopen()
+    part.stamp(now, {"config_hash": "def456"})
+    stamp = json.loads((tmp_path / "s" / "ds" / "m" / "clean" / "_stamp.json").read_text())
+    assert stamp["fingerprint"] == now and stamp["config_hash"] == "def456"
+    with pytest.raises(StoreConflict, match="deformed: stored"):
+        part.check_compatible(before)  # and the old code's fingerprint no longer matches it
+
+    several = _stamped_with_windows(store, before, track=1, n_chunks=3)  # three windows, deformed window by window
+    with pytest.raises(StoreConflict, match="deformed") as err:
+        several.check_compatible(now)
+    assert "deformed window by window" in str(err.value) and "store rm" in str(err.value)
+
+
+def test_a_partition_embedded_window_by_window_alone_is_refused_for_tracks_of_several_windows(tmp_path):
+    """A model with a frame geometry gained ``windows: overlapped`` in its partitions' fingerprint (each window reaches
+    it with its neighbours' audio): a partition stamped before it is accepted while its rows are all one window long
+    (their bits are the same), and refused, saying why, once it holds a track of several windows."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    before = {"fp": 1}
+    now = {"fp": 1, "windows": "overlapped"}
+    one = _write(store, ["a", "b"])
+    one.finish({})
+    assert one.check_compatible(now) is False and one.restamp(now, {"config_hash": "x"})
+    assert json.loads((tmp_path / "s" / "ds" / "m" / "clean" / "_stamp.json").read_text())["fingerprint"] == now
+
+    several = _stamped_with_windows(store, before, track=0, n_chunks=2)  # two windows, each embedded alone
+    with pytest.raises(StoreConflict, match="windows: not set when it was embedded, now") as err:
+        several.check_compatible(now)
+    assert "embedded window by window alone" in str(err.value) and "store rm" in str(err.value)
