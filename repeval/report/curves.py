@@ -201,6 +201,13 @@ class Curve:
     mean: np.ndarray
     std: np.ndarray
     n: np.ndarray
+    #: the replicates are seeds × folds (a k-fold dataset's), not seeds alone
+    folds: bool = False
+
+    @property
+    def over(self) -> str:
+        """What the error bars are over: ``seeds`` or ``seeds × folds``."""
+        return "seeds × folds" if self.folds else "seeds"
 
     @property
     def levels(self) -> list[float | None]:
@@ -229,7 +236,8 @@ def curve_numbers(rows: pd.DataFrame, series: Series, metric: str, probes: Mappi
     drawn = np.isfinite(out["mean"]).any(axis=1)  # a model of a run that does not define the series: no line
     kept = {m: p for m, p, d in zip(probes, probes.values(), drawn, strict=True) if d}
     mean, std, n = (out[k][drawn] for k in ("mean", "std", "count"))
-    return Curve(series, metric, kept, scenarios, mean, std, np.nan_to_num(n))
+    folds = "fold" in rows.columns and bool(rows["fold"].notna().any())
+    return Curve(series, metric, kept, scenarios, mean, std, np.nan_to_num(n), folds)
 
 
 def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str] = ()) -> Figure:
@@ -259,7 +267,7 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     if s.falling:
         ax.invert_xaxis()
     ax.set_xlabel(s.axis)
-    ax.set_ylabel(f"{curve.metric} (mean ± std over seeds)" if spread else curve.metric)
+    ax.set_ylabel(f"{curve.metric} (mean ± std over {curve.over})" if spread else curve.metric)
     clean_note = "; dashed: clean" if clean is not None and levels[clean] is None else ""
     ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{clean_note}", fontsize=10)
     ax.grid(alpha=0.3)
@@ -380,7 +388,7 @@ def curves_block(
             files.written += save_figure(fig, files.folder / s.stem)
             files.rows += curve_csv_rows(curve)
         img = f'<img src="{figure_data_uri(fig, "png")}" alt="{_e(caption)}">'
-        table = curve_table_html(curve, f"{caption}: mean ± std over seeds")
+        table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
         parts.append(f'<div class="rv-figs"><figure class="rv-curve">{img}<figcaption>{_e(caption)}</figcaption>'
                      f'</figure><div class="rv-scroll">{table}</div></div>')  # fmt: skip
     if not parts:
