@@ -157,7 +157,7 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
 
 def _unit(name: str) -> str:
     """A unit read off a parameter's name (``_db``, ``_hz``, ``_ms``), or none."""
-    for suffix, unit in (("_db", "dB"), ("_hz", "Hz"), ("_ms", "ms"), ("_seconds", "s")):
+    for suffix, unit in (("_db", "dB"), ("_hz", "Hz"), ("_freq", "Hz"), ("_ms", "ms"), ("_seconds", "s")):
         if name.lower().endswith(suffix):
             return unit
     return ""

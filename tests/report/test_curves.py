@@ -80,6 +80,13 @@ def test_series_are_the_scenarios_that_differ_in_one_level():
     mp3 = [[{"type": "Mp3Compression", "params": {"min_bitrate": b, "max_bitrate": b, "p": 1}}] for b in (32, 320, 64)]
     (b,) = _series(mp3)
     assert [x for _, x in b.points] == [320.0, 64.0, 32.0] and b.unit == "kbps"
+    # a parameter not known: in rising order, its unit read off its name, no claim of which way is harsher
+    lpf = [
+        [{"type": "LowPassFilter", "params": {"min_cutoff_freq": f, "max_cutoff_freq": f, "p": 1}}] for f in (4e3, 1e3)
+    ]
+    (cut,) = _series(lpf)
+    assert cut.points == [("D2", 1000.0), ("D1", 4000.0)] and cut.unit == "Hz" and not cut.ordered
+    assert cut.axis == "LowPassFilter min_cutoff_freq = max_cutoff_freq (Hz)"
     # the level of a later step, the steps before it alike
     (chain,) = _series([_gain(-6) + _snr(20), _gain(-6) + _snr(10)])
     assert chain.step == 1 and chain.transform == "AddGaussianSNR" and chain.name.startswith("AddGaussianSNR (step 2)")
