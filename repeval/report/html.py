@@ -28,6 +28,7 @@ from repeval.report.blocks import slug as _slug
 from repeval.report.cells import fold_tracks
 from repeval.report.comparable import SplitDigests, split_digests
 from repeval.report.confusion import confusion_html, summed_confusion
+from repeval.report.curves import CurveFiles, clear_curve_files, curves_block, write_curve_files
 from repeval.report.heat import robustness_html
 from repeval.report.labels import per_label_block as _per_label_block  # tests import it from here
 from repeval.report.left_out import (
@@ -236,11 +237,13 @@ def _group_section(
     validation: pd.DataFrame | None = None,
     tables: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
     test_sets: SplitDigests | None = None,
+    files: CurveFiles | None = None,
 ) -> str:
     """One task/dataset's section; ``df`` and ``validation`` name each model ``<run>/<model>`` over several runs (the
     figures, cards and per-label rows key on it), ``tables``: the results and validation with the models' own names,
     for the tables, whose rows lead with their run's id (default: ``df`` and ``validation``); ``test_sets``: the runs'
-    test-set digests (:func:`~repeval.report.comparable.split_digests`), runs on different ones ranked apart."""
+    test-set digests (:func:`~repeval.report.comparable.split_digests`), runs on different ones ranked apart;
+    ``files``: where the robustness curves are saved too (:class:`~repeval.report.curves.CurveFiles`)."""
     multi = len(runs) > 1
     level = ci_level(runs)
     table_df, table_validation = tables if tables is not None else (df, validation)
@@ -291,6 +294,8 @@ def _group_section(
             )
         )
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
+    if has_deform:
+        out.append(curves_block(runs, df, task, dataset, validation, files))
     out.append(
         _per_label_block(df, task, dataset, validation, level, (task, dataset) in masked, test_sets, heads.found)
     )
@@ -312,8 +317,8 @@ def _run_section(runs: list[Run]) -> str:
     return "".join(parts)
 
 
-def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
-    """The report page for already loaded runs."""
+def build_report_html(runs: list[Run], *, title: str = "repeval report", files: CurveFiles | None = None) -> str:
+    """The report page for already loaded runs; ``files``: where its robustness curves are saved as well."""
     df = combine_results(runs)
     multi = len(runs) > 1
     histories = []
@@ -330,7 +335,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     # the tables' rows lead with the run id: their model column keeps the model's own name
     tables = (df, combine_validation(runs)) if multi else None
     digests = split_digests(runs) if multi else None  # runs on different test sets are not ranked together
-    sections = [_group_section(runs, plot_df, history, t, d, validation, tables, digests) for t, d in pairs]
+    sections = [_group_section(runs, plot_df, history, t, d, validation, tables, digests, files) for t, d in pairs]
     for d in multi_task_datasets(df):  # a dataset two or more tasks share: its tasks side by side
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
         block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",
@@ -412,8 +417,11 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)  # before the figures: a folder it cannot write fails at once
+    files = CurveFiles(out.parent / "plots")
+    clear_curve_files(files.folder)
     with _reading():
-        html = build_report_html(runs)
+        html = build_report_html(runs, files=files)
+    write_curve_files(files)
     # whole or not at all: a full disk or a kill mid-write must not leave half a report in place of the last one
     tmp = out.with_name(f".{out.name}.tmp")
     try:

@@ -443,7 +443,7 @@ def test_a_report_that_cannot_be_written_whole_leaves_the_last_one_in_place(run_
 
     out = tmp_path / "report.html"
     out.write_text("<!doctype html>the last whole report")
-    monkeypatch.setattr(report_html, "build_report_html", lambda runs: "<!doctype html>" + "x" * 200_000)
+    monkeypatch.setattr(report_html, "build_report_html", lambda runs, **_: "<!doctype html>" + "x" * 200_000)
     limits = resource.getrlimit(resource.RLIMIT_FSIZE)
     handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a signal
     resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, limits[1]))

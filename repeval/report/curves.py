@@ -1,0 +1,436 @@
+"""Robustness curves: a task/dataset's headline metric against the severity of one deformation (:func:`find_series`,
+:func:`curve_figure`).
+
+A robustness study tests one deformation at rising severity — white noise at 30, 20, 10 and 5 dB SNR, MP3 at 320 to
+32 kbps, a gain of −6 to −24 dB —, each level a scenario of its own. The heat map shows each scenario as a column of
+its own; the curve shows the metric against the level. A *series* is found in the runs' ``config.yaml``: two or more
+scenarios of one (task, dataset) whose transform lists are the same — the same transforms in the same order, the same
+parameters — but for one numeric parameter of one step (``p``, the probability of a step, is never the level), or a
+``min_``/``max_`` pair of one (``min_snr_db``/``max_snr_db``), whose value is then the level (their midpoint where
+they differ). Scenarios that form no series get no curve; a report without series shows none.
+
+Severity rises left to right: for a parameter known to get milder as it grows (SNR, bitrate) the axis runs from high
+to low, and says so. The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
+a pitch shift of 0 semitones, a time stretch at rate 1 — as the curve's point there; where it has none (an SNR, a
+bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a made-up x.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from repeval.report.comparable import apart_runs, apart_scenarios, scenario_definitions
+from repeval.report.plots import _TEXT_IN_PER_CHAR, FIG_DPI, line_styles
+from repeval.report.precision import column_decimals
+from repeval.report.render import fmt_number
+from repeval.report.results import CLEAN, Run
+
+#: a parameter's name without ``min_``/``max_`` → its unit, how severity goes with it (``falls``: the lower the
+#: harsher; ``away``: the farther from its none value the harsher) and its none value (no deformation; None: not a
+#: finite value of it)
+KNOWN_PARAMS: dict[str, tuple[str, str, float | None]] = {
+    "snr_db": ("dB", "falls", None),
+    "bitrate": ("kbps", "falls", None),
+    "gain_db": ("dB", "away", 0.0),
+    "semitones": ("semitones", "away", 0.0),
+    "rate": ("×", "away", 1.0),
+}
+
+#: the words on an axis that runs from high to low values
+_FALLING = "falls left to right"
+
+
+@dataclass(frozen=True)
+class Series:
+    """Scenarios of one (task, dataset) that differ in one parameter of one step: ``points`` (scenario, level) in
+    order of rising severity."""
+
+    task: str
+    dataset: str
+    transform: str
+    #: the step's position in the scenarios' transform lists (0: the first)
+    step: int
+    #: the parameter's name, ``min_snr_db = max_snr_db`` for a pair (their midpoint where they differ, said so)
+    param: str
+    unit: str
+    points: list[tuple[str, float]]
+    #: the level of no deformation, where clean audio is drawn (None: a dashed line instead)
+    none: float | None
+    #: the axis runs from high to low values (severity rises as the level falls)
+    falling: bool
+    #: whether severity is known to rise left to right (a parameter of :data:`KNOWN_PARAMS`, levels on one side)
+    ordered: bool
+    #: how severity goes with the level (:data:`KNOWN_PARAMS`; empty: not known)
+    way: str = ""
+
+    @property
+    def name(self) -> str:
+        """``AddGaussianSNR min_snr_db = max_snr_db``, with the step's position when not the first."""
+        at = f" (step {self.step + 1})" if self.step else ""
+        return f"{self.transform}{at} {self.param}"
+
+    @property
+    def axis(self) -> str:
+        """The x axis's label: the parameter, its unit and which way severity goes."""
+        unit = f" ({self.unit})" if self.unit else ""
+        if not self.ordered:
+            away = f": more severe away from {self.none:g}" if self.way == "away" and self.none is not None else ""
+            return f"{self.transform} {self.param}{unit}{away}"
+        way = f"{_FALLING}, more severe →" if self.falling else "more severe →"
+        return f"{self.transform} {self.param}{unit}: {way}"
+
+    @property
+    def stem(self) -> str:
+        """The figure's file name without suffix, safe on any file system."""
+        raw = f"robustness_curve__{self.task}__{self.dataset}__{self.transform}-{self.step}-{self.param}"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw.replace(" = ", "-"))
+
+
+def _numeric(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _base(name: str) -> str:
+    return name[4:] if name.startswith(("min_", "max_")) else name
+
+
+def _candidates(steps: list[tuple[str, dict[str, Any]]]) -> Iterable[tuple[tuple[int, str], tuple[str, ...]]]:
+    """Each parameter that may be a series' level: ``(step, base name)`` and the names it stands for (a ``min_``/
+    ``max_`` pair together)."""
+    for i, (_, params) in enumerate(steps):
+        seen: set[str] = set()
+        for k, v in params.items():
+            if k == "p" or not _numeric(v) or k in seen:
+                continue
+            base = _base(k)
+            pair = (f"min_{base}", f"max_{base}")
+            names = pair if base != k and all(n in params and _numeric(params[n]) for n in pair) else (k,)
+            seen.update(names)
+            yield (i, " = ".join(names) if len(names) > 1 else k), names
+
+
+def _level(params: dict[str, Any], names: tuple[str, ...]) -> float:
+    return float(sum(float(params[n]) for n in names) / len(names))
+
+
+def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str, dataset: str) -> list[Series]:
+    """The series among one (task, dataset)'s scenarios, ``definitions`` (scenario → its steps as
+    :func:`~repeval.report.comparable.scenario_definitions` gives them), in the order of their first scenario."""
+    parsed = {s: [(t, json.loads(p)) for t, p in d] for s, d in definitions.items() if s != CLEAN}
+    groups: dict[tuple[Any, ...], list[tuple[str, float, bool]]] = {}
+    for scenario, steps in parsed.items():
+        for (i, label), names in _candidates(steps):
+            rest = [(t, {k: v for k, v in p.items() if j != i or k not in names}) for j, (t, p) in enumerate(steps)]
+            # a pair moves together: its width (max − min) is the same at every level, a range beside fixed levels not
+            width = float(steps[i][1][names[-1]]) - float(steps[i][1][names[0]]) if len(names) > 1 else 0.0
+            key = (i, label, json.dumps(rest, sort_keys=True), round(width, 9))
+            spread = width != 0
+            groups.setdefault(key, []).append((scenario, _level(steps[i][1], names), spread))
+    out = []
+    for (i, label, rest, _), members in groups.items():
+        levels = [x for _, x, _ in members]
+        if len(members) < 2 or len(set(levels)) < len(levels):
+            continue  # one scenario, or two at one level: no curve to draw
+        transform = json.loads(rest)[i][0]
+        unit, way, none = KNOWN_PARAMS.get(_base(label.split(" = ")[0]), (_unit(label), "", None))
+        below = none is not None and all(x <= none for x in levels)
+        above = none is not None and all(x >= none for x in levels)
+        falling = way == "falls" or (way == "away" and below and not above)
+        ordered = way == "falls" or (way == "away" and (below or above))
+        points = sorted(((s, x) for s, x, _ in members), key=lambda p: -p[1] if falling else p[1])
+        param = label + (" (midpoint)" if any(spread for *_, spread in members) else "")
+        out.append(Series(task, dataset, transform, i, param, unit, points, none, falling, ordered, way))
+    return out
+
+
+def _unit(name: str) -> str:
+    """A unit read off a parameter's name (``_db``, ``_hz``, ``_ms``), or none."""
+    for suffix, unit in (("_db", "dB"), ("_hz", "Hz"), ("_freq", "Hz"), ("_ms", "ms"), ("_seconds", "s")):
+        if name.lower().endswith(suffix):
+            return unit
+    return ""
+
+
+def group_definitions(
+    runs: Sequence[Run], df: pd.DataFrame, task: str, dataset: str
+) -> tuple[dict[str, tuple[Any, ...]], dict[str, set[str]]]:
+    """Each scenario of ``df``'s (task, dataset) rows (the runs' combined results, a scenario the runs define
+    differently under a column per definition, :func:`~repeval.report.comparable.keep_apart`) with its steps as its
+    runs' ``config.yaml`` defines it, and the runs that define it so; a scenario no run's configuration defines is
+    left out (a run without the file, or an old one, cannot say what its scenario was)."""
+    per_run = {run.run_id: scenario_definitions(run.config) for run in runs}
+    apart, runs_of = apart_scenarios(df), apart_runs(df)
+    rows = df[(df["task"] == task) & (df["dataset"] == dataset)]
+    steps: dict[str, tuple[Any, ...]] = {}
+    definers: dict[str, set[str]] = {}
+    scored = rows.assign(run_id=rows["run_id"].astype(str)).groupby("scenario", sort=False)["run_id"].unique()
+    for scenario in dict.fromkeys(rows["scenario"].astype(str)):
+        sid = apart[scenario][0] if scenario in apart else scenario
+        # the runs whose rows are in this column: not those of a column of their own definition of it
+        for run_id in runs_of.get(scenario, scored[scenario]):
+            found = per_run.get(run_id, {}).get((task, dataset, sid))
+            if found is not None:
+                steps.setdefault(scenario, found)
+                definers.setdefault(scenario, set()).add(run_id)
+    return steps, definers
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A series' numbers: per model (with its probe) and point — clean first, then the series' scenarios — the mean,
+    std and count of the replicates (seeds × folds) of the metric."""
+
+    series: Series
+    metric: str
+    #: model → its probe, in the legend's order
+    probes: dict[str, str]
+    #: the points' scenarios, clean first when the results have it
+    scenarios: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    n: np.ndarray
+    #: the replicates are seeds × folds (a k-fold dataset's), not seeds alone
+    folds: bool = False
+
+    @property
+    def over(self) -> str:
+        """What the error bars are over: ``seeds`` or ``seeds × folds``."""
+        return "seeds × folds" if self.folds else "seeds"
+
+    @property
+    def levels(self) -> list[float | None]:
+        """Each point's level: clean's is the none value (None without one)."""
+        by = dict(self.series.points)
+        return [self.series.none if s == CLEAN else by[s] for s in self.scenarios]
+
+
+def curve_numbers(rows: pd.DataFrame, series: Series, metric: str, probes: Mapping[str, str]) -> Curve:
+    """The metric of each model's chosen probe (``probes``) on clean and on each scenario of ``series``: ``rows``, one
+    group's aggregate results."""
+    rows = rows[(rows["metric"] == metric) & rows["label"].isna()]
+    scenarios = ([CLEAN] if (rows["scenario"] == CLEAN).any() else []) + [s for s, _ in series.points]
+    rows = rows[rows["scenario"].isin(scenarios)]
+    rows = rows[[probes.get(m) == p for m, p in zip(rows["model"], rows["probe"], strict=True)]]
+    fold = rows["fold"].fillna(-1) if "fold" in rows.columns else -1
+    replicates = rows.assign(_fold=fold).groupby(["model", "scenario", "seed", "_fold"], sort=False)["value"].mean()
+    stats = replicates.groupby(level=["model", "scenario"], sort=False).agg(["mean", "std", "count"])
+    shape = (len(probes), len(scenarios))
+    out = {k: np.full(shape, np.nan) for k in ("mean", "std", "count")}
+    for i, model in enumerate(probes):
+        for j, scenario in enumerate(scenarios):
+            if (model, scenario) in stats.index:
+                for k in out:
+                    out[k][i, j] = stats.loc[(model, scenario), k]
+    drawn = np.isfinite(out["mean"]).any(axis=1)  # a model of a run that does not define the series: no line
+    kept = {m: p for m, p, d in zip(probes, probes.values(), drawn, strict=True) if d}
+    mean, std, n = (out[k][drawn] for k in ("mean", "std", "count"))
+    folds = "fold" in rows.columns and bool(rows["fold"].notna().any())
+    return Curve(series, metric, kept, scenarios, mean, std, np.nan_to_num(n), folds)
+
+
+def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str] = ()) -> Figure:
+    """The metric against the series' level, a line per model with its chosen probe (mean ± std over the replicates
+    as error bars where there are several), each model in the colour and style of the report's other line plots
+    (:func:`~repeval.report.plots.line_styles`)."""
+    s, models = curve.series, list(curve.probes)
+    styles = line_styles(models, run_prefixed, run_ids)
+    names = [f"{m} · {p}" for m, p in curve.probes.items()]
+    legend_in = _TEXT_IN_PER_CHAR * 0.8 * max(map(len, names)) + 0.6
+    fig = Figure(figsize=(6.4 + legend_in, max(3.8, 1.2 + 0.2 * len(models))), dpi=FIG_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    levels = curve.levels
+    placed = [(j, float(x)) for j, x in enumerate(levels) if x is not None]  # clean: none without a none value
+    drawn, xs = [j for j, _ in placed], [x for _, x in placed]
+    clean = curve.scenarios.index(CLEAN) if CLEAN in curve.scenarios else None
+    spread = bool((curve.n > 1).any())
+    for i, (model, name) in enumerate(zip(models, names, strict=True)):
+        style = styles[model]
+        has = np.isfinite(curve.mean[i, drawn])  # a run's model at the levels its run tested (several runs)
+        err = np.where(curve.n[i, drawn] > 1, np.nan_to_num(curve.std[i, drawn]), 0.0)[has]
+        ax.errorbar(np.array(xs, dtype=float)[has], curve.mean[i, drawn][has], yerr=err, capsize=2, markersize=4, label=name,
+                    **style)  # type: ignore[arg-type]  # fmt: skip
+        if clean is not None and levels[clean] is None and math.isfinite(curve.mean[i, clean]):
+            ax.axhline(curve.mean[i, clean], color=str(style["color"]), linestyle=(0, (4, 3)), lw=0.9, alpha=0.8)
+    ax.set_xticks(xs, [f"{x:g}" + (" (clean)" if j == clean else "") for j, x in placed])
+    if s.falling:
+        ax.invert_xaxis()
+    ax.set_xlabel(s.axis)
+    ax.set_ylabel(f"{curve.metric} (mean ± std over {curve.over})" if spread else curve.metric)
+    clean_note = "; dashed: clean" if clean is not None and levels[clean] is None else ""
+    ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{clean_note}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
+
+
+def curve_table_html(curve: Curve, caption: str) -> str:
+    """The curve's numbers as a table: a row per model · probe, a column per point (clean first), ``mean ± std``
+    (``(n=…)`` where a point has fewer replicates than the row's most)."""
+    import html
+
+    e = html.escape
+    digits = column_decimals(curve.mean[np.isfinite(curve.mean)])
+    unit = f" {curve.series.unit}" if curve.series.unit else ""
+    heads = [
+        CLEAN if x is None else f"{s} ({x:g}{unit})" if s != CLEAN else f"{CLEAN} ({x:g}{unit})"
+        for s, x in zip(curve.scenarios, curve.levels, strict=True)
+    ]
+    th = "".join(f'<th scope="col">{e(h)}</th>' for h in ["model · probe", *heads])
+    body = []
+    for i, (model, probe) in enumerate(curve.probes.items()):
+        cells = []
+        most = int(curve.n[i].max()) if curve.n.size else 0
+        for j in range(len(curve.scenarios)):
+            mean, n = curve.mean[i, j], int(curve.n[i, j])
+            text = fmt_number(mean, decimals=digits)
+            if n > 1 and math.isfinite(curve.std[i, j]):
+                text += f" ±\u00a0{fmt_number(curve.std[i, j], decimals=digits)}"
+            if 0 < n < most:
+                text += f" (n={n})"
+            value = f"{mean:.7g}" if math.isfinite(mean) else ""
+            cells.append(f'<td class="num" data-value="{value}">{e(text)}</td>')
+        body.append(f"<tr><td>{e(model)} · {e(probe)}</td>{''.join(cells)}</tr>")
+    return (
+        f'<table class="rv-table rv-curve"><caption>{e(caption)}</caption><thead><tr>{th}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+CSV_COLUMNS = ["task", "dataset", "series", "transform", "param", "unit", "scenario", "level", "model", "probe",
+               "metric", "mean", "std", "n"]  # fmt: skip
+
+
+def curve_csv_rows(curve: Curve) -> list[list[object]]:
+    """The curve's numbers at full precision, a row per model and point (:data:`CSV_COLUMNS`; clean's level empty
+    where the transform has no none value)."""
+    s = curve.series
+    rows: list[list[object]] = []
+    for i, (model, probe) in enumerate(curve.probes.items()):
+        for j, (scenario, level) in enumerate(zip(curve.scenarios, curve.levels, strict=True)):
+            mean, std = curve.mean[i, j], curve.std[i, j]
+            if not curve.n[i, j]:
+                continue  # a level its run did not test (several runs)
+            rows.append([s.task, s.dataset, s.name, s.transform, s.param, s.unit, scenario,
+                         "" if level is None else repr(float(level)), model, probe, curve.metric,
+                         repr(float(mean)) if math.isfinite(mean) else "",
+                         repr(float(std)) if math.isfinite(std) else "", int(curve.n[i, j])])  # fmt: skip
+    return rows
+
+
+def curves_csv(rows: Iterable[Sequence[object]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+@dataclass
+class CurveFiles:
+    """Where the report writes each curve's figure (``<folder>/<stem>.png`` and ``.svg``) and their numbers
+    (``<folder>/robustness_curves.csv``: :func:`write_curve_files`)."""
+
+    folder: Path
+    rows: list[list[object]] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+#: the file of every curve's numbers, in :attr:`CurveFiles.folder`
+CURVES_CSV = "robustness_curves.csv"
+
+
+def curves_block(
+    runs: Sequence[Run],
+    df: pd.DataFrame,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+    files: CurveFiles | None = None,
+) -> str:
+    """The report's robustness curves of a task/dataset (``df``: the runs' combined results, models named
+    ``<run>/<model>`` over several runs): per series a figure and its numbers, each model with the probe the heat map
+    stands it with, on the group's first metric; empty without a series. ``files``: also saved there."""
+    from repeval.report.blocks import chosen_probes, probe_choice
+    from repeval.report.plots import figure_data_uri, save_figure
+
+    steps, definers = group_definitions(runs, df, task, dataset)
+    found = find_series(steps, task, dataset)
+    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
+    if not found or agg.empty:
+        return ""
+    metric = str(agg["metric"].iloc[0])
+    choice = probe_choice(df, task, dataset, metric, validation)
+    probes = chosen_probes(choice)
+    if not probes or choice is None:
+        return ""
+    multi = len(runs) > 1
+    parts = []
+    for s in found:
+        # each run's values at the levels it defines so (a run whose config.yaml does not say what its D1 was: none)
+        curve = curve_numbers(agg[defined_rows(agg, s, definers)], s, metric, probes)
+        if not curve.probes:
+            continue
+        fig = curve_figure(curve, multi, [r.run_id for r in runs])
+        caption = f"{metric} against {s.name} ({', '.join(p for p, _ in s.points)})"
+        if files is not None:
+            files.written += save_figure(fig, files.folder / s.stem)
+            files.rows += curve_csv_rows(curve)
+        img = f'<img src="{figure_data_uri(fig, "png")}" alt="{_e(caption)}">'
+        table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
+        parts.append(f'<div class="rv-figs"><figure class="rv-curve">{img}<figcaption>{_e(caption)}</figcaption>'
+                     f'</figure><div class="rv-scroll">{table}</div></div>')  # fmt: skip
+    if not parts:
+        return ""
+    clean = (
+        "clean audio drawn at the transform's level of no deformation, or as a dashed line of the model's colour "
+        "where it has none (an SNR, a bitrate)"
+    )
+    note = (
+        f"{metric} of each model's probe {choice.rule()}, against the level of one deformation: scenarios that differ "
+        f"in that one parameter alone; severity rises left to right; {clean}; the numbers are in each figure's table"
+        + (f" and in plots/{CURVES_CSV}" if files is not None else "")
+    )
+    return f'<h3>Robustness curves</h3><p class="rv-note">{_e(note)}</p>{"".join(parts)}'
+
+
+def defined_rows(rows: pd.DataFrame, series: Series, definers: Mapping[str, set[str]]) -> pd.Series:
+    """The rows of ``rows`` a curve of ``series`` draws: each run's on the series' scenarios it defines as the series
+    has them, and on clean audio of the runs that define one of them."""
+    runs = rows["run_id"].astype(str)
+    keep = pd.Series(False, index=rows.index)
+    for scenario, _ in series.points:
+        keep |= (rows["scenario"] == scenario) & runs.isin(definers.get(scenario, set()))
+    some = set().union(*(definers.get(p, set()) for p, _ in series.points))
+    return keep | ((rows["scenario"] == CLEAN) & runs.isin(some))
+
+
+def _e(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def clear_curve_files(folder: Path) -> None:
+    """Remove the curve files an earlier report wrote into ``folder`` (a series since gone would keep its figure)."""
+    for path in [*folder.glob("robustness_curve__*"), folder / CURVES_CSV]:
+        path.unlink(missing_ok=True)
+
+
+def write_curve_files(files: CurveFiles) -> None:
+    """Write the numbers of the curves drawn (:data:`CURVES_CSV`), none when there are none."""
+    if files.rows:
+        path = files.folder / CURVES_CSV
+        path.write_text(curves_csv(files.rows), encoding="utf-8")
+        files.written.append(path)

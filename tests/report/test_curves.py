@@ -1,0 +1,252 @@
+"""Robustness curves: series found in the runs' configurations, the metric drawn against the level, in the report."""
+
+from __future__ import annotations
+
+import csv
+import html as html_lib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import yaml
+
+from repeval.report import plots
+from repeval.report.comparable import scenario_definitions
+from repeval.report.curves import CURVES_CSV, curve_figure, curve_numbers, find_series, group_definitions
+from repeval.report.results import CLEAN, load_run
+
+REPO = Path(__file__).parents[2]
+TASK, DATASET = "instrument_recognition", "tinysol"
+TAGS, TAGGED = "autotagging", "magnatagatune"
+
+
+def _snr(db: float, p: float = 1) -> list[dict[str, object]]:
+    return [{"type": "AddGaussianSNR", "params": {"min_snr_db": db, "max_snr_db": db, "p": p}}]
+
+
+def _gain(db: float) -> list[dict[str, object]]:
+    return [{"type": "Gain", "params": {"min_gain_in_db": db, "max_gain_in_db": db, "p": 1}}]
+
+
+@pytest.fixture(scope="module")
+def series_run(run_dir, tmp_path_factory) -> Path:
+    """The session's run (its D1 and D2 results, as the tuning stage writes them) with a ``config.yaml`` that says
+    what they were: white noise at 20 and 5 dB SNR for the instruments, a gain of −6 and −18 dB for the tags."""
+    run = tmp_path_factory.mktemp("series") / "demo"
+    shutil.copytree(run_dir, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    levels = {TASK: [_snr(20), _snr(5)], TAGS: [_gain(-6), _gain(-18)]}
+    for exp in cfg["experiments"]:
+        exp["deformations"] = levels[exp["task"]["name"]]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return run
+
+
+@pytest.fixture(scope="module")
+def series_report(series_run, tmp_path_factory) -> Path:
+    from repeval.report.html import write_report
+
+    return write_report([series_run], tmp_path_factory.mktemp("series_report"))
+
+
+def _series(deformations: list[object]) -> list:
+    config = {"experiments": [{"task": {"name": "t"}, "datasets": [{"name": "d"}], "deformations": deformations}]}
+    steps = {sid: d for (_, _, sid), d in scenario_definitions(config).items()}
+    return find_series(steps, "t", "d")
+
+
+def test_series_are_the_scenarios_that_differ_in_one_level():
+    (snr,) = _series([_snr(20), _snr(30), {"name": "harsh", "steps": _snr(10)}])
+    # the severity order, whatever the configuration's: the highest SNR first, the axis running from high to low
+    assert snr.points == [("D2", 30.0), ("D1", 20.0), ("harsh", 10.0)]
+    assert (snr.transform, snr.param, snr.unit, snr.none, snr.falling) == (
+        "AddGaussianSNR", "min_snr_db = max_snr_db", "dB", None, True,
+    )  # fmt: skip
+    assert "falls left to right" in snr.axis and snr.axis.endswith("more severe →")
+    # a gain below 0 dB: clean audio is its 0 dB end (the aliases read as their names), the axis from 0 down
+    (gain,) = _series([_gain(-18), _gain(-6)])
+    assert gain.points == [("D2", -6.0), ("D1", -18.0)] and gain.none == 0.0 and gain.falling and gain.ordered
+    # gains either side of 0 dB: drawn in order, no direction claimed but away from 0
+    (both,) = _series([_gain(6), _gain(-6)])
+    assert both.points == [("D2", -6.0), ("D1", 6.0)] and not both.ordered and both.axis.endswith("away from 0")
+    # a min/max pair that differs: its midpoint, said so; a bitrate in kbps
+    mid = [{"type": "AddGaussianSNR", "params": {"min_snr_db": lo, "max_snr_db": lo + 10, "p": 1}} for lo in (5, 15)]
+    (m,) = _series(mid)
+    assert m.points == [("D2", 20.0), ("D1", 10.0)] and m.param.endswith("(midpoint)")
+    mp3 = [[{"type": "Mp3Compression", "params": {"min_bitrate": b, "max_bitrate": b, "p": 1}}] for b in (32, 320, 64)]
+    (b,) = _series(mp3)
+    assert [x for _, x in b.points] == [320.0, 64.0, 32.0] and b.unit == "kbps"
+    # a parameter not known: in rising order, its unit read off its name, no claim of which way is harsher
+    lpf = [
+        [{"type": "LowPassFilter", "params": {"min_cutoff_freq": f, "max_cutoff_freq": f, "p": 1}}] for f in (4e3, 1e3)
+    ]
+    (cut,) = _series(lpf)
+    assert cut.points == [("D2", 1000.0), ("D1", 4000.0)] and cut.unit == "Hz" and not cut.ordered
+    assert cut.axis == "LowPassFilter min_cutoff_freq = max_cutoff_freq (Hz)"
+    # the level of a later step, the steps before it alike
+    (chain,) = _series([_gain(-6) + _snr(20), _gain(-6) + _snr(10)])
+    assert chain.step == 1 and chain.transform == "AddGaussianSNR" and chain.name.startswith("AddGaussianSNR (step 2)")
+
+
+def test_scenarios_that_differ_otherwise_form_no_series():
+    assert _series([_snr(20)]) == []  # one level
+    assert _series([_snr(20), _gain(-6)]) == []  # another transform
+    assert _series([_snr(20), _snr(10, p=0.5)]) == []  # the level and p: two things at once
+    assert _series([_snr(20, p=1), _snr(20, p=0.5)]) == []  # p is never the level
+    assert _series([_snr(20), {"name": "again", "steps": _snr(20)}]) == []  # two scenarios at one level
+    assert _series([_gain(-6) + _snr(20), _gain(-12) + _snr(10)]) == []  # two steps' levels at once
+    # a range of SNRs beside fixed ones: its pair does not move with theirs (its midpoint is no level of theirs)
+    ranged = [{"type": "AddGaussianSNR", "params": {"min_snr_db": 5, "max_snr_db": 25, "p": 1}}]
+    assert _series([_snr(20), ranged]) == []
+    # a series among others: the others are left out of it
+    (s,) = _series([_snr(20), _gain(-6), _snr(10, p=0.5), _snr(5)])
+    assert [p for p, _ in s.points] == ["D1", "D4"]
+
+
+def test_shipped_configs_have_series():
+    def found(name: str) -> list:
+        config = yaml.safe_load((REPO / "configs" / name).read_text())
+        steps = {sid: d for (t, ds, sid), d in scenario_definitions(config).items() if t == "instrument_classification"}
+        return find_series(steps, "instrument_classification", "x")
+
+    snr, mp3 = found("robustness_curves.yaml")
+    assert [x for _, x in snr.points] == [30.0, 20.0, 10.0, 5.0] and snr.transform == "AddGaussianSNR"
+    assert [x for _, x in mp3.points] == [128.0, 64.0, 32.0] and mp3.transform == "Mp3Compression"
+    # the thesis' D1 and D2 (15 and 0 dB white noise) are a series; its MP3 and gain scenarios, one level each, not
+    (thesis,) = found("mir_ref_thesis.yaml")
+    assert thesis.points == [("D1", 15.0), ("D2", 0.0)]
+
+
+def _expected(df, task, dataset, metric, probes, scenario):
+    """Per model, the mean and std over seeds of its chosen probe's results on ``scenario``."""
+    rows = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["metric"] == metric)]
+    rows = rows[rows["scenario"] == scenario]
+    out = {}
+    for model, probe in probes.items():
+        values = rows[(rows["model"] == model) & (rows["probe"] == probe)]["value"].to_numpy()
+        out[model] = (values.mean(), values.std(ddof=1), len(values))
+    return out
+
+
+@pytest.mark.parametrize(("task", "dataset"), [(TASK, DATASET), (TAGS, TAGGED)])
+def test_the_curve_plots_the_results_at_their_levels(series_run, task, dataset):
+    run = load_run(series_run)
+    df = run.results
+    steps, definers = group_definitions([run], df, task, dataset)
+    assert set(steps) == {"D1", "D2"} and definers == {"D1": {"demo"}, "D2": {"demo"}}
+    (series,) = find_series(steps, task, dataset)
+    metric = str(df[(df["task"] == task)]["metric"].iloc[0])  # the headline's: the group's first
+    probes = plots.best_probes(df, task, dataset, metric)
+    curve = curve_numbers(df[(df["task"] == task) & (df["dataset"] == dataset)], series, metric, probes)
+    fig = curve_figure(curve)
+    ax = fig.axes[0]
+    assert ax.xaxis_inverted()  # severity rises left to right: the SNR falls, the gain goes down from 0 dB
+    lines = [c.lines[0] for c in ax.containers]
+    assert [x.get_text() for x in ax.get_legend().get_texts()] == [c.get_label() for c in ax.containers]
+    assert [c.get_label() for c in ax.containers] == [f"{m} · {p}" for m, p in probes.items()]
+    scenarios = [CLEAN, "D1", "D2"] if series.none is not None else ["D1", "D2"]
+    want_x = [series.none if s == CLEAN else dict(series.points)[s] for s in scenarios]
+    for line, model in zip(lines, probes, strict=True):
+        np.testing.assert_allclose(line.get_xdata(), want_x)
+        want_y = [_expected(df, task, dataset, metric, probes, s)[model][0] for s in scenarios]
+        np.testing.assert_allclose(line.get_ydata(), want_y)
+    clean = _expected(df, task, dataset, metric, probes, CLEAN)
+    dashed = [line.get_ydata()[0] for line in ax.get_lines() if line not in lines and line.get_linestyle() == "--"]
+    if series.none is None:  # no finite level of no noise: clean is each model's dashed line, not a point
+        np.testing.assert_allclose(dashed, [clean[m][0] for m in probes])
+        assert "dashed: clean" in ax.get_title()
+    else:
+        assert dashed == [] and "0 (clean)" in [t.get_text() for t in ax.get_xticklabels()]
+    stats = _expected(df, task, dataset, metric, probes, "D2")
+    np.testing.assert_allclose(curve.std[:, -1], [stats[m][1] for m in probes])
+    assert ax.get_ylabel() == f"{metric} (mean ± std over seeds)" and "(dB)" in ax.get_xlabel()
+
+
+def test_the_report_shows_each_series_figure_its_numbers_and_files(series_report, series_run, report_html):
+    text = series_report.read_text()
+    sections = re.split(r'<section class="rv-group"', text)
+    for task, dataset in ((TASK, DATASET), (TAGS, TAGGED)):
+        (section,) = [s for s in sections if f">{task} — {dataset} <" in s]
+        block = section[section.index("<h3>Robustness curves</h3>") :]
+        assert block.count('<figure class="rv-curve"><img src="data:image/png;base64,') == 1
+        assert "severity rises left to right" in block
+    # the numbers, exactly: the CSV next to the figures, each row's mean that of the results
+    plots_dir = series_report.parent / "plots"
+    names = sorted(p.name for p in plots_dir.iterdir())
+    stems = {n.rsplit(".", 1)[0] for n in names if n != CURVES_CSV}
+    assert len(stems) == 2 and all(f"{s}.png" in names and f"{s}.svg" in names for s in stems)
+    img = mpimg.imread(plots_dir / f"{min(stems)}.png")
+    assert img.shape[0] > 100 and img[..., :3].std() > 0.01
+    rows = list(csv.DictReader((plots_dir / CURVES_CSV).open()))
+    run = load_run(series_run)
+    df = run.results
+    for task, dataset in ((TASK, DATASET), (TAGS, TAGGED)):  # each model at the probe the heat map stands it with
+        metric = str(df[(df["task"] == task)]["metric"].iloc[0])
+        chosen = plots.best_probes(df, task, dataset, metric, run.validation)
+        assert {(r["model"], r["probe"]) for r in rows if r["task"] == task} == set(chosen.items())
+    for r in rows:
+        sel = df[(df["task"] == r["task"]) & (df["model"] == r["model"]) & (df["probe"] == r["probe"])
+                 & (df["scenario"] == r["scenario"]) & (df["metric"] == r["metric"]) & df["label"].isna()]  # fmt: skip
+        assert float(r["mean"]) == pytest.approx(sel["value"].mean()) and int(r["n"]) == len(sel) == 2
+    snr = [r for r in rows if r["task"] == TASK]
+    assert {r["level"] for r in snr} == {"", "20.0", "5.0"} and {r["unit"] for r in snr} == {"dB"}
+    assert {r["level"] for r in rows if r["task"] == TAGS} == {"0.0", "-6.0", "-18.0"}
+    # a run whose configuration says nothing of its scenarios' settings: no curve, no file
+    assert "Robustness curves" not in report_html.read_text()
+    assert not (report_html.parent / "plots").exists()
+
+
+def test_the_curves_render_in_chromium(series_report, tmp_path):
+    from test_browser import _chromium, _console_problems
+
+    probe = """<script>window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.querySelectorAll('figure.rv-curve img'));
+  var out = {n: imgs.length, decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 300; }).length,
+    sections: imgs.map(function (i) { return i.closest('section').id; }),
+    tables: document.querySelectorAll('table.rv-curve').length};
+  var pre = document.createElement('pre'); pre.id = 'rv-selftest'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});</script>"""
+    page = tmp_path / "probed.html"
+    page.write_text(series_report.read_text().replace("</body>", probe + "</body>"))
+    proc = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    assert proc.returncode == 0 and not _console_problems(proc.stderr), proc.stderr[-2000:]
+    seen = json.loads(html_lib.unescape(re.search(r'<pre id="rv-selftest">(.*?)</pre>', proc.stdout, re.S).group(1)))
+    assert seen["n"] == seen["decoded"] == seen["tables"] == 2
+    assert [s.split("-")[1] for s in seen["sections"]] == ["instrument", "autotagging"]
+
+
+def test_runs_that_define_a_level_differently_each_draw_their_own(series_run, second_run_dir, tmp_path):
+    """Two runs, D2 at 5 dB in one and at 10 dB in the other (a column each), a third run whose config.yaml says
+    nothing of its D1 and D2: the curve has the three levels, each run's models drawn at their own run's, the third
+    run's at none."""
+    from repeval.report.curves import defined_rows
+    from repeval.report.results import combine_results, load_runs
+
+    other = tmp_path / "other" / "demo"
+    shutil.copytree(series_run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["experiments"][0]["deformations"] = [_snr(20), _snr(10)]
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    runs = load_runs([series_run, other, second_run_dir])
+    df = combine_results(runs)
+    df = df.assign(model=df["run_id"] + "/" + df["model"])  # as the report's figures name them
+    steps, definers = group_definitions(runs, df, TASK, DATASET)
+    first, second = runs[0].run_id, runs[1].run_id
+    assert definers == {"D1": {first, second}, f"D2 ({first})": {first}, f"D2 ({second})": {second}}
+    (series,) = find_series(steps, TASK, DATASET)
+    assert series.points == [("D1", 20.0), (f"D2 ({second})", 10.0), (f"D2 ({first})", 5.0)]
+    rows = df[(df["task"] == TASK) & (df["dataset"] == DATASET)]
+    probes = plots.best_probes(df, TASK, DATASET, "accuracy")
+    curve = curve_numbers(rows[defined_rows(rows, series, definers)], series, "accuracy", probes)
+    assert {m.split("/")[0] for m in curve.probes} == {first, second}  # the third run's models: no line
+    drawn = {m: [s for s, n in zip(curve.scenarios, curve.n[i], strict=True) if n] for i, m in enumerate(curve.probes)}
+    for model, scenarios in drawn.items():
+        own = f"D2 ({model.split('/')[0]})"
+        assert scenarios == [s for s in [CLEAN, "D1", f"D2 ({second})", f"D2 ({first})"] if s in (CLEAN, "D1", own)]
+    ax = curve_figure(curve, True, [first, second]).axes[0]
+    assert [len(c.lines[0].get_xdata()) for c in ax.containers] == [2] * len(curve.probes)  # D1 and its own D2
