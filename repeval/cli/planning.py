@@ -20,6 +20,7 @@ from repeval.cli.common import (
     _with_runs_dir,
     with_smoke_test,
 )
+from repeval.uri_text import shown
 from repeval.words import counted
 
 
@@ -79,7 +80,7 @@ def validate(
     warnings = default_p_warnings(cfg.experiments) + deform_splits_warnings(cfg)
     warnings += fold_split_warnings(cfg, data_checked=checked)
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
-        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"warning: {shown(line)}", fg=typer.colors.YELLOW, err=True)
     notes = unchecked_files_notes(cfg.experiments) if skip_data_check else []
     for line in notes + cfg.smoke_asha_notes(smoke_test):  # a smoke test runs without them: a full run would be refused
         typer.echo(f"note: {line}")
