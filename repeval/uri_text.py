@@ -2,7 +2,8 @@
 ``file://localhost/p`` is ``file:///p`` (RFC 8089: the local host; pyarrow refused its host), a character a URI's
 path cannot hold (a space, a letter beyond ASCII) percent-encoded — as a relative audio path joined to a URI is — and
 a ``..`` or ``.`` step written percent-encoded (``%2E%2E``, RFC 3986's same step; between ``%2F``, pyarrow's ``/``)
-the step it is."""
+the step it is; in a message, as the user wrote it (:func:`shown`). And a location no filesystem here reads: a URI of a
+scheme pyarrow has no filesystem for (:func:`unread_scheme`), a Windows path on Linux or macOS (:func:`windows_path`)."""
 
 from __future__ import annotations
 

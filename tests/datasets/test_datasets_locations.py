@@ -101,5 +101,10 @@ def test_an_error_shows_a_uri_as_it_was_typed(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["validate", str(path), "--skip-model-check"])
     assert res.exit_code == 2, res.output
     assert f"manifest: no such file: {uri} — check dataset.manifest" in res.output, res.output
+    Path("m.csv").write_text("track_id,audio_path,label\nt0,a.wav,a\n")  # plan's notes too
+    path.write_text(yaml.safe_dump(catalog_config("m.csv")))
+    store = f"file://{tmp_path}/my store"
+    res = CliRunner().invoke(app, ["plan", str(path), "--store", store])
+    assert f"note: no embedding store at {store} yet" in res.output, res.output
     text = "s3://b/a%2Fb%3F%0A%C3.wav?endpoint_override=http%3A%2F%2Fh: no such file: m%20y.wav"
     assert shown(text) == text  # nothing typed differently: as it is
