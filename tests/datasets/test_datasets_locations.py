@@ -4,6 +4,7 @@ percent-encoded for pyarrow. No Ray."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 from dataset_fixtures import catalog_config
 from typer.testing import CliRunner
 
-from repeval.cli import app
+from repeval.cli import CliFormatter, app
 from repeval.cli.common import cli_path
 from repeval.config import ConfigError, parse_config
 from repeval.config.loader import check_data_paths
@@ -106,5 +107,8 @@ def test_an_error_shows_a_uri_as_it_was_typed(tmp_path, monkeypatch):
     store = f"file://{tmp_path}/my store"
     res = CliRunner().invoke(app, ["plan", str(path), "--store", store])
     assert f"note: no embedding store at {store} yet" in res.output, res.output
+    said = logging.LogRecord("repeval.datasets", logging.INFO, "", 0, "catalog %s: 2 rows", (parse_config(
+        catalog_config(uri)).experiments[0].datasets[0].manifest,), None)  # fmt: skip
+    assert CliFormatter().format(said) == f"catalog {uri}: 2 rows"  # a run's log lines
     text = "s3://b/a%2Fb%3F%0A%C3.wav?endpoint_override=http%3A%2F%2Fh: no such file: m%20y.wav"
     assert shown(text) == text  # nothing typed differently: as it is
