@@ -112,3 +112,26 @@ def test_an_error_shows_a_uri_as_it_was_typed(tmp_path, monkeypatch):
     assert CliFormatter().format(said) == f"catalog {uri}: 2 rows"  # a run's log lines
     text = "s3://b/a%2Fb%3F%0A%C3.wav?endpoint_override=http%3A%2F%2Fh: no such file: m%20y.wav"
     assert shown(text) == text  # nothing typed differently: as it is
+
+
+def test_a_home_folder_or_a_variable_in_an_audio_path_is_noted(tmp_path, monkeypatch):
+    """A manifest's ``~/music/a.wav`` or ``$MUSIC/a.wav`` is read as written (a folder named ``~`` under the manifest's
+    folder, as no shell reads the manifest), and the rows were missing without a word on why: a note names the fix
+    when the file exists with them expanded."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUSIC", str(tmp_path / "home" / "music"))
+    (tmp_path / "home" / "music").mkdir(parents=True)
+    Path("home/music/b.wav").write_bytes(b"RIFF")
+    Path("a.wav").write_bytes(b"RIFF")
+    cfg = parse_config(catalog_config("m.csv"))
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    for cell in ("~/music/b.wav", "$MUSIC/b.wav"):
+        Path("m.csv").write_text(f"track_id,audio_path,label\nt0,a.wav,a\nt1,{cell},b\n")
+        _, report = load_dataset(ds, cfg.experiments[0].task)
+        assert report.count("missing_audio") == 1
+        head = cell.split("/")[0]
+        assert (
+            f"the missing audio file exists with {head} expanded (e.g. {cell}): a manifest's audio paths are read as "
+            "written, not by a shell — write them out in full, or relative to the manifest's folder" in report.notes
+        ), report.notes
