@@ -2,12 +2,15 @@
 ``file://localhost/p`` is ``file:///p`` (RFC 8089: the local host; pyarrow refused its host), a character a URI's
 path cannot hold (a space, a letter beyond ASCII) percent-encoded — as a relative audio path joined to a URI is — and
 a ``..`` or ``.`` step written percent-encoded (``%2E%2E``, RFC 3986's same step; between ``%2F``, pyarrow's ``/``)
-the step it is."""
+the step it is; in a message, as the user wrote it (:func:`shown`). And a location no filesystem here reads: a URI of a
+scheme pyarrow has no filesystem for (:func:`unread_scheme`), a Windows path on Linux or macOS (:func:`windows_path`)."""
 
 from __future__ import annotations
 
+import functools
 import re
-from urllib.parse import quote
+import sys
+from urllib.parse import quote, unquote_to_bytes
 
 #: a character a URI's path cannot hold as itself (``%`` unless it starts an escape: :func:`encoded`)
 NOT_IN_URI = r"[^A-Za-z0-9/._~!$&'()*+,;=:@-]"
@@ -54,3 +57,93 @@ def dot_steps(uri: str) -> str:
     body, sep, query = uri.partition("?")
     body = _SLASH.sub("/", body)
     return _DOT_STEP.sub(lambda m: "." * (len(m.group(0)) - 2 * m.group(0).count("%")), body) + sep + query
+
+
+#: the locations repeval reads and writes (a manifest, audio, a store, a runs directory): pyarrow's filesystems
+#: (hdfs:// needs Java's libjvm)
+READ_SCHEMES = "a local path, file://, s3://, gs:// (gcs://), abfs:// (Azure) or hdfs://"
+
+#: schemes pyarrow's filesystems read, known without asking pyarrow (which, for ``s3://``, resolves a bucket's region)
+_KNOWN_SCHEMES = frozenset({"file", "local", "mock", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "hf"})
+
+
+@functools.lru_cache(maxsize=64)
+def _pyarrow_reads(scheme: str) -> bool:
+    """Whether a pyarrow filesystem reads URIs of ``scheme`` (lower case): one of :data:`_KNOWN_SCHEMES`, else as
+    pyarrow answers for a URI of no data (an unknown scheme is refused before any network)."""
+    if scheme in _KNOWN_SCHEMES:
+        return True
+    import pyarrow.fs as pafs
+
+    try:
+        pafs.FileSystem.from_uri(f"{scheme}://repeval-scheme-check/x")
+    except Exception as exc:  # only pyarrow's "Unrecognized filesystem type" says no
+        return "Unrecognized filesystem type" not in str(exc)
+    return True
+
+
+def unread_scheme(uri: str) -> str | None:
+    """The scheme of the URI ``uri`` when no pyarrow filesystem reads it (``https``, ``ftp``), as written; ``None``
+    for one read, a Windows drive's ``C://`` (:func:`windows_path`) or a text that is no URI."""
+    scheme, sep, _ = uri.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]+", scheme):
+        return None
+    return None if _pyarrow_reads(scheme.lower()) else scheme
+
+
+#: what to do with a location of a scheme repeval does not read (:func:`scheme_refusal`)
+SCHEME_FIX = "download the file and give its path, or put it in a bucket and give its s3:// or gs:// URI"
+
+
+def scheme_refusal(uri: str, scheme: str, fix: str = SCHEME_FIX) -> str:
+    """What to say of ``uri``, of a ``scheme`` no pyarrow filesystem reads: the schemes repeval reads, then ``fix``."""
+    return f"{uri}: repeval cannot read {scheme}:// URIs — it reads {READ_SCHEMES}; {fix}"
+
+
+#: a Windows path: a drive letter (``C:\data``, ``D:/runs``, ``C:`` alone, ``C://data``) or a network share
+#: (``\\server\share``, ``//server/share`` is a POSIX path)
+WINDOWS = r"^(?:[A-Za-z]:(?:[\\/]|$)|\\\\)"
+
+
+def windows_path(text: str) -> bool:
+    """Whether ``text`` is written as a Windows path (:data:`WINDOWS`): on Linux or macOS a relative file name
+    (``C:\\data`` a file of that name in the current folder; ``C://data`` a URI of scheme ``c``)."""
+    return bool(re.match(WINDOWS, text))
+
+
+def windows_fix(text: str) -> str:
+    """What to say of ``text``, a Windows path (:func:`windows_path`) given on a system that is not Windows."""
+    if text.startswith("\\\\"):
+        where = "where this machine mounts that network share"
+    else:
+        rest = text[2:].replace("\\", "/").strip("/")
+        where = f"where this machine mounts that drive: under WSL /mnt/{text[0].lower()}/{rest}".rstrip("/")
+    system = {"darwin": "macOS"}.get(sys.platform, sys.platform.capitalize())
+    return f"'{text}' is a Windows path, which {system} does not read as one — write it as a POSIX path ({where})"
+
+
+#: a URI in a message: its scheme, then its path up to its query, a space or a quote
+_URI_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]+://)([^\s'\"?]*)")
+
+#: a run of percent-escapes
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _decoded(escapes: re.Match[str]) -> str:
+    """A run of percent-escapes as the characters :func:`encoded` wrote so (a space, ``#``, ``%``, a letter beyond
+    ASCII); ``/`` and ``?`` (which mean another path or a query as themselves), a control character, and bytes that
+    are not UTF-8 kept escaped."""
+    try:
+        text = unquote_to_bytes(escapes.group(0)).decode("utf-8")
+    except UnicodeDecodeError:
+        return escapes.group(0)
+    return "".join(c if c.isprintable() and c not in "/?" else quote(c, safe="") for c in text)
+
+
+def shown(text: str) -> str:
+    """``text`` (a message) with the path of each URI in it as the user wrote it: the percent-escapes
+    :func:`parseable` added for pyarrow (``s3://b/my%20folder/m.csv``, ``C%23_major.wav``, ``caf%C3%A9``) shown as the
+    characters they stand for — a URI written with them shown alike, the same file; its query as it is."""
+    if "%" not in text:
+        return text
+    return _URI_IN_TEXT.sub(lambda m: m.group(1) + _ESCAPES.sub(_decoded, m.group(2)), text)

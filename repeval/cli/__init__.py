@@ -22,6 +22,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from repeval.cli.common import _state  # noqa: E402
+from repeval.uri_text import shown  # noqa: E402
 
 # a bare `repeval` (`repeval data`, `repeval store`) prints its help and exits 0, as git and ray do: Typer's
 # no_args_is_help exits 2 under click ≥ 8.2 (a usage error); the callbacks print the help themselves (_help_if_bare)
@@ -110,7 +111,8 @@ class CliFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if self.named or record.name.partition(".")[0] != "repeval":
             return super().format(record)
-        return (self._info if record.levelno <= logging.INFO else self._other).format(record)
+        # a URI as the user wrote it (catalog s3://b/my folder/m.csv), not as pyarrow parses it (my%20folder)
+        return shown((self._info if record.levelno <= logging.INFO else self._other).format(record))
 
 
 _python_formatwarning = warnings.formatwarning
@@ -125,7 +127,7 @@ def _format_warning(
     from repeval.warn import is_ours
 
     if is_ours(category, filename):
-        return f"{category.__name__}: {message}\n"
+        return f"{category.__name__}: {shown(str(message))}\n"
     return _python_formatwarning(message, category, filename, lineno, line)
 
 

@@ -17,6 +17,7 @@ from repeval.cli.resume import given_flags as given_flags
 from repeval.cloud_reach import bucket_error
 from repeval.config import ConfigError, load_config
 from repeval.run.left_out import LEFT_OUT_EXIT_STATUS, ModelsLeftOut
+from repeval.uri_text import shown
 from repeval.words import counted
 
 log = logging.getLogger("repeval")
@@ -69,7 +70,8 @@ RunsDirOpt = Annotated[
 def _fail(exc: BaseException, code: int = 2) -> None:
     if _state["debug"]:
         traceback.print_exception(exc)
-    typer.secho(f"error: {_with_root(exc, str(exc))}", fg=typer.colors.RED, err=True)
+    # a URI as the user wrote it (s3://b/my folder/m.csv), not as pyarrow parses it (my%20folder)
+    typer.secho(f"error: {shown(_with_root(exc, str(exc)))}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -409,7 +411,7 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True
             traceback.print_exception(exc)
         said, bucket = bucket_error(str(exc))
         fix = _storage_hint(exc, storage_hint, writes) or bucket
-        typer.secho(f"error: {_with_root(exc, said)}{fix}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {shown(_with_root(exc, said))}{fix}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 
 

@@ -11,6 +11,7 @@ import typer
 from repeval.cli import data_app
 from repeval.cli.common import ConfigArg, _fail, _guard, _load
 from repeval.config import ConfigError
+from repeval.uri_text import shown
 
 
 @data_app.command("render")
@@ -170,7 +171,7 @@ def data_check(
             raise typer.Exit(130) from None
 
     report = _guard(go)
-    typer.echo("\n".join(report.lines()))
+    typer.echo(shown("\n".join(report.lines())))  # a URI as the user wrote it
     if report.out_error is not None:
         typer.secho(f"error: {report.out_error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(report.exit_code)

@@ -20,6 +20,7 @@ from repeval.cli.common import (
     _with_runs_dir,
     with_smoke_test,
 )
+from repeval.uri_text import shown
 from repeval.words import counted
 
 
@@ -79,10 +80,10 @@ def validate(
     warnings = default_p_warnings(cfg.experiments) + deform_splits_warnings(cfg)
     warnings += fold_split_warnings(cfg, data_checked=checked)
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
-        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"warning: {shown(line)}", fg=typer.colors.YELLOW, err=True)
     notes = unchecked_files_notes(cfg.experiments) if skip_data_check else []
     for line in notes + cfg.smoke_asha_notes(smoke_test):  # a smoke test runs without them: a full run would be refused
-        typer.echo(f"note: {line}")
+        typer.echo(f"note: {shown(line)}")
     if problems:
         raise typer.Exit(1)
     if said:
@@ -197,14 +198,14 @@ def plan(
     )
     if st is None:  # nothing embedded yet: what the load drops is said still (with a store, make_plan says it)
         plan.notes += _guard(lambda: load_notes(cfg, plan))  # and its rows: every one to embed
-    typer.echo(plan.text())
+    typer.echo(shown(plan.text()))  # a URI as the user wrote it
     if not rid:
         typer.echo(
             "note: the configuration sets no run.run_id: each `repeval run` starts a new run (run-<date>-<time>), so "
             "no probe training counts as done here — give --run-id to plan an existing run (`repeval runs` lists them)"
         )
     for note in _plan_notes(cfg, config, st_root, st is None):
-        typer.echo(note)
+        typer.echo(shown(note))
     from repeval.cpu import huge_pages_status, mkl_status
 
     typer.echo(f"MKL (torch's products): {mkl_status()}")

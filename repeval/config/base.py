@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from repeval.config.yaml_keys import Twice, as_fault, key_fault, plain_key_faults
 from repeval.registry import ParamProblems, did_you_mean_any, suggestions
-from repeval.uri_text import parseable
+from repeval.uri_text import parseable, scheme_refusal, unread_scheme, windows_fix, windows_path
 
 
 # --- reliability (issue 9): names end up in store and run-directory paths ---------------------------
@@ -44,8 +44,15 @@ def _local_path(v: str) -> str:
     or folder of that name exists (``a$b``: the path is its name); ``~user`` of no user here refused likewise (a
     mistyped ``~/data`` made a folder named ``~data``); a URI as pyarrow parses it (:func:`repeval.uri_text.parseable`:
     ``file://localhost/p`` as ``file:///p``, a space in its path percent-encoded, ``s3://b/my%20folder/m.csv``, as an
-    audio path joined to it is). The ``--store`` and ``--runs-dir`` options take the same
+    audio path joined to it is); a URI of a scheme no pyarrow filesystem reads (``https://``) refused, naming those it
+    reads, and a Windows path (``C:\\data``, ``\\\\server\\share``) on another system, naming the fix (unless a file or
+    folder of that name exists). The ``--store`` and ``--runs-dir`` options take the same
     (:func:`repeval.cli.common.cli_path`)."""
+    # 'C:\data', 'C://data': no drive here — unless a file or folder is so named ('D:' of 'D:/runs')
+    if os.name != "nt" and windows_path(v) and not any(map(os.path.lexists, (v, v.split("/", 1)[0]))):
+        raise ValueError(windows_fix(v))
+    if scheme := unread_scheme(v):  # https://: known now, not when the data is read (--skip-data-check)
+        raise ValueError(scheme_refusal(v, scheme))
     if "://" in v:
         return parseable(v)
     path = os.path.expanduser(v) if v.startswith("~") else v

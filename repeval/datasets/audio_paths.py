@@ -21,7 +21,18 @@ import pyarrow.fs as pafs
 
 from repeval.cloud_reach import error_line, filesystem
 from repeval.datasets import missing
-from repeval.uri_text import DOT_STEP, NOT_IN_URI, UNPARSED, dot_steps, encoded, parseable
+from repeval.uri_text import (
+    DOT_STEP,
+    NOT_IN_URI,
+    UNPARSED,
+    WINDOWS,
+    dot_steps,
+    encoded,
+    parseable,
+    scheme_refusal,
+    unread_scheme,
+    windows_fix,
+)
 
 
 def _base_dir(manifest: str, dir_: str | None) -> str:
@@ -167,6 +178,23 @@ class AudioPaths:
         if query:
             joined = pc.if_else(absolute, joined, pc.binary_join_element_wise(joined, sep + query, ""))
         return joined, above
+
+    def unread(self, paths: pa.Array, fix: str) -> tuple[int, str] | None:
+        """The first of ``paths`` that no filesystem here reads — a whole URI of a scheme no pyarrow filesystem reads
+        (``https://``), or on Linux or macOS a Windows path (``C:\\music\\a.wav``; unless such a file exists) —
+        with what to say of it (``fix``: of a scheme); ``None`` when there is none. Each track's decode would fail
+        alike. One check per distinct scheme."""
+        schemes = pc.struct_field(pc.extract_regex(paths, r"^(?P<s>[A-Za-z][A-Za-z0-9+.-]+)://"), "s")
+        for scheme in pc.unique(schemes.drop_null()).to_pylist():
+            if unread_scheme(f"{scheme}://") is not None:
+                at = int(pc.index(schemes, scheme).as_py())
+                return at, scheme_refusal(paths[at].as_py(), scheme, fix)
+        if os.name != "nt" and (windows := pc.match_substring_regex(paths, WINDOWS)).true_count:
+            at = int(pc.index(windows, True).as_py())
+            path = paths[at].as_py()
+            if not os.path.lexists(path if "://" in self.base else os.path.join(self.base, path)):
+                return at, windows_fix(path)
+        return None
 
     def above_why(self, path: str) -> str:
         """Why a row whose audio path ``path`` (as written) climbs above its bucket (its own, a URI's; else that of

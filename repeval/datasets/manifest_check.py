@@ -36,6 +36,7 @@ from repeval.datasets.manifest import (
     one_value_problem,
 )
 from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookManifestError
+from repeval.uri_text import scheme_refusal
 
 #: how long ``repeval validate`` lets Google Cloud Storage's client retry reaching a manifest (its own default is 15
 #: minutes: a machine without the network or the credentials waited that long before the error)
@@ -96,18 +97,10 @@ def reach_problem(uri: str, seconds: float | None = None, fix: str = VALIDATE_FI
     return None if found else f"manifest: no such file: {uri} — check dataset.manifest"
 
 
-#: the URIs repeval reads a manifest (and audio) from: pyarrow's filesystems (hdfs:// needs Java's libjvm)
-READ_SCHEMES = "a local path, file://, s3://, gs:// (gcs://), abfs:// (Azure) or hdfs://"
-
-
 def unread_scheme(uri: str) -> str:
     """The problem of a manifest at a URI of a scheme no pyarrow filesystem reads (``https://``, ``ftp://``): the
-    schemes repeval reads, and the fix."""
-    scheme = uri.split("://", 1)[0]
-    return (
-        f"manifest: {uri}: repeval cannot read {scheme}:// URIs — it reads {READ_SCHEMES}; download the file and give "
-        "its path, or put it in a bucket and give its s3:// or gs:// URI"
-    )
+    schemes repeval reads, and the fix — as the configuration says of it when it is read."""
+    return f"manifest: {scheme_refusal(uri, uri.split('://', 1)[0])}"
 
 
 #: what a one-column header is looked for to hold, in this order: the characters its columns may be separated by
@@ -237,11 +230,32 @@ def _problems(ds: Any, task: Any) -> list[str]:
             # batch's in a manifest that has one
             if not any(pc.any(pc.not_equal(pc.utf8_trim_whitespace(b.column(0)), "")).as_py() for _, b in rows):
                 out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
+    if not out and (audio := _audio_problem(ds)):
+        out.append(audio)
     if not out and (err := encoding_error(ds.manifest, read_columns(ds, task), ds.delimiter)):
         out.append(f"manifest: {err}")  # anywhere in the file, as the load reads it: not only in its first rows
     if not out and getattr(task, "effective_type", None) == "regression" and (text := _target_problem(ds, task)):
         out.append(text)
     return out
+
+
+def _audio_problem(ds: Any) -> str | None:
+    """The first audio path of the manifest's first rows (a CSV block, a Parquet batch) that the load refuses: a URI
+    of a scheme no pyarrow filesystem reads, a Windows path on another system
+    (:meth:`~repeval.datasets.audio_paths.AudioPaths.unread`) — with its row."""
+    from repeval.datasets.audio_paths import AudioPaths
+    from repeval.datasets.manifest_rows import AUDIO_SCHEME_FIX, _rowref
+
+    with contextlib.closing(iter_manifest(ds.manifest, [ds.audio_column], delimiter=ds.delimiter)) as batches:
+        first = next(batches, None)
+    if first is None:
+        return None
+    start, batch = first
+    paths = pc.utf8_trim_whitespace(batch.column(0).fill_null(""))
+    if (unread := AudioPaths(ds).unread(paths, AUDIO_SCHEME_FIX)) is None:
+        return None
+    at, why = unread
+    return f"audio_column: {_rowref(manifest_format(ds.manifest), start + at)}'s audio path {why}"
 
 
 def label_fix(ds: Any, task: Any) -> str:

@@ -43,6 +43,12 @@ from repeval.datasets.target_text import target_cells as target_cells
 from repeval.datasets.target_text import target_hint as target_hint
 from repeval.words import counted
 
+#: what to do with audio paths of a scheme repeval does not read (``https://``)
+AUDIO_SCHEME_FIX = (
+    "download the files and write their paths (relative to the manifest's folder, or dataset.dir), or put them in a "
+    "bucket and write their s3:// or gs:// URIs"
+)
+
 SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
@@ -376,6 +382,10 @@ class _BatchValidator:
         no_path = ~pc.fill_null(pc.not_equal(paths, ""), False).to_numpy(zero_copy_only=False)
         self._missing(ids, rows, ok & no_path, None)
         ok &= ~no_path
+        if unread := self.audio.unread(paths.filter(pa.array(ok)), AUDIO_SCHEME_FIX):  # each decode would fail
+            at, why = unread
+            row = int(rows[np.flatnonzero(ok)[at]])
+            raise ValueError(f"catalog {ds.manifest}: {_rowref(self.fmt, row)}'s audio path {why}")
         full, above = self.audio.resolve(paths)
         if (above := above & ok).any():  # '../../x.wav' under s3://b/audio: another bucket's file, never read
             whys = [self.audio.above_why(p) if a else "" for p, a in zip(paths.to_pylist(), above, strict=True)]

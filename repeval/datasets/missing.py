@@ -286,7 +286,8 @@ def other_normalization(paths: list[str]) -> dict[str, str]:
 def relative_hint(rows: MissingTracks, base: str) -> str | None:
     """A note when missing audio files, named by paths relative to ``base`` (the manifest's folder, or ``dir``),
     exist relative to the current directory instead — a manifest written by a tool run from another folder — or
-    with ``/`` for the ``\\`` of a manifest written on Windows, naming the first and the fix; ``None`` otherwise.
+    with ``/`` for the ``\\`` of a manifest written on Windows, or with ``~`` or an environment variable (``$HOME``)
+    they start with expanded, naming the first and the fix; ``None`` otherwise.
     Looks at the first :data:`CASE_CHECKED` missing files only."""
     import os
 
@@ -301,6 +302,12 @@ def relative_hint(rows: MissingTracks, base: str) -> str | None:
         return (
             f"{_of_first(len(found), len(looked), 'exist relative to the current directory')} {cwd} (e.g. {found[0]}), but relative paths start from {base} (dataset.dir, else the manifest's folder) "
             f"— set dataset.dir: {cwd}, or write the paths relative to the manifest's folder"
+        )
+    if found := [p for p in relative if p[:1] in "~$" and exists(os.path.expandvars(os.path.expanduser(p)))]:
+        return (
+            f"{_of_first(len(found), len(looked), 'exist with')} {found[0].split('/', 1)[0]} expanded (e.g. "
+            f"{found[0]}): a manifest's audio paths are read as written, not by a shell — write them out in full, or "
+            "relative to the manifest's folder"
         )
     if found := [p for p in looked if "\\" in p and exists(p.replace("\\", "/"))]:
         return f"{_of_first(len(found), len(looked), 'exist with')} '/' in place of '\\' (e.g. {found[0]}): write the manifest's paths with '/' (a manifest written on Windows)"

@@ -223,3 +223,20 @@ def make_beatport_variants(shared: Path, root: Path) -> dict[str, str]:
 
 def namespace(**kw: Any) -> SimpleNamespace:
     return SimpleNamespace(**kw)
+
+
+def catalog_config(manifest: str, **run: str) -> dict[str, Any]:
+    """A configuration of one multiclass catalog experiment reading ``manifest``'s ``label`` column, its audio files
+    not checked (``check_files: false``), with ``run`` as its run keys."""
+    return {
+        **({"run": dict(run)} if run else {}),
+        "experiments": [
+            {
+                "task": {"name": "label", "type": "multiclass_classification"},
+                "datasets": [{"name": "cat", "type": "catalog", "manifest": manifest, "check_files": False}],
+                "deformations": [],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"type": "classifier", "hidden_units": []}],
+            }
+        ],
+    }

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import yaml
+from dataset_fixtures import catalog_config
 
 from repeval.config import ConfigError, load_config
 from repeval.config.loader import check_data_paths
@@ -28,17 +29,7 @@ def s3():
 
 def _config(tmp_path: Path, manifest: str) -> object:
     """A config of one multiclass catalog experiment reading ``manifest``'s ``label`` column."""
-    cfg = {
-        "experiments": [
-            {
-                "task": {"name": "label", "type": "multiclass_classification"},
-                "datasets": [{"name": "cat", "type": "catalog", "manifest": manifest, "check_files": False}],
-                "deformations": [],
-                "embedding_models": ["mfcc-stats"],
-                "downstream_models": [{"type": "classifier", "hidden_units": []}],
-            }
-        ]
-    }
+    cfg = catalog_config(manifest)
     (path := tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     return load_config(path)
 
@@ -65,10 +56,10 @@ def test_validate_reads_a_manifest_at_a_uri_as_the_load_does(tmp_path, s3):
     with pytest.raises(ConfigError, match=r"manifest: no such file: s3://repeval/lists/gone\.csv\?.* — check"):
         check_data_paths(_config(tmp_path, gone))
     # a scheme no filesystem reads (https://) was "cannot be read from here (Unrecognized filesystem type …) — check
-    # the URI, the network and the credentials": it names the schemes repeval reads and the fix
+    # the URI, the network and the credentials": it names the schemes repeval reads and the fix, when the file is read
     for uri in ("nofs://bucket/m.csv", "https://example.org/lists/m.csv"):
         with pytest.raises(ConfigError) as said:
-            check_data_paths(_config(tmp_path, uri))
+            _config(tmp_path, uri)
         scheme = uri.split(":", 1)[0]
         assert f"manifest: {uri}: repeval cannot read {scheme}:// URIs — it reads a local path, file://, s3://" in str(
             said.value

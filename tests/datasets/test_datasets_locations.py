@@ -1,0 +1,137 @@
+"""Locations a user types — a store, a runs directory, a manifest, its audio paths — that no filesystem here reads: a
+Windows path on Linux, a URI of a scheme pyarrow has no filesystem for; and errors naming a URI as it was typed, not
+percent-encoded for pyarrow. No Ray."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from dataset_fixtures import catalog_config
+from typer.testing import CliRunner
+
+from repeval.cli import CliFormatter, app
+from repeval.cli.common import cli_path
+from repeval.config import ConfigError, parse_config
+from repeval.config.loader import check_data_paths
+from repeval.datasets import load_dataset
+from repeval.uri_text import shown
+
+#: what the error names of a scheme repeval does not read
+READS = "it reads a local path, file://, s3://, gs:// (gcs://), abfs:// (Azure) or hdfs://"
+
+
+def test_a_windows_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
+    """On Linux ``C:\\data\\store`` was a file name in the current folder (the run made a folder of that name),
+    ``D:/runs`` a folder ``D:``, ``\\\\server\\share\\m.csv`` a file name and ``C://data`` a URI of scheme ``c``
+    (pyarrow: "Unrecognized filesystem type"), each without a word: each is refused when the file is read, naming the
+    fix — unless a file or folder of that name exists."""
+    monkeypatch.chdir(tmp_path)
+    cfg = catalog_config("\\\\server\\share\\m.csv", store="C:\\data\\store", runs_dir="D:/runs")
+    cfg["experiments"][0]["datasets"][0]["dir"] = "C://data"
+    with pytest.raises(ConfigError) as said:
+        parse_config(cfg)
+    for key, text, fix in [
+        ("run.store", "C:\\data\\store", "under WSL /mnt/c/data/store"),
+        ("run.runs_dir", "D:/runs", "under WSL /mnt/d/runs"),
+        ("experiments[0].datasets[0].manifest", "\\\\server\\share\\m.csv", "where this machine mounts that network share"),
+        ("experiments[0].datasets[0].dir", "C://data", "under WSL /mnt/c/data"),
+    ]:  # fmt: skip
+        assert (
+            f"{key}: '{text}' is a Windows path, which Linux does not read as one — write it as a POSIX path ("
+            in str(said.value)
+        ), said.value
+        assert fix in str(said.value), said.value
+    with pytest.raises(typer.BadParameter, match=r"'C:\\x' is a Windows path"):  # --store, --runs-dir
+        cli_path("C:\\x")
+    (tmp_path / "D:").mkdir()  # a folder so named: the path is its name
+    assert parse_config(catalog_config("m.csv", runs_dir="D:/runs")).run.runs_dir == "D:/runs"
+
+
+def test_a_scheme_no_filesystem_reads_is_refused_even_without_the_data_check(tmp_path, monkeypatch):
+    """A manifest at ``https://`` passed ``repeval validate --skip-data-check`` (and ``plan``/``run`` until the load),
+    and ``run.store: ftp://…`` the whole file: the scheme is known without touching data. Each is refused when the file
+    is read, naming the schemes repeval reads, in the words of the data check."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as said:
+        parse_config(catalog_config("https://example.org/m.csv", store="ftp://example.org/store"))
+    for key, uri in [("experiments[0].datasets[0].manifest", "https://example.org/m.csv"),
+                     ("run.store", "ftp://example.org/store")]:  # fmt: skip
+        scheme = uri.split(":")[0]
+        assert f"{key}: {uri}: repeval cannot read {scheme}:// URIs — {READS}; download the file" in str(said.value)
+    (path := tmp_path / "c.yaml").write_text(yaml.safe_dump(catalog_config("HTTPS://example.org/m.csv")))
+    res = CliRunner().invoke(app, ["validate", str(path), "--skip-data-check", "--skip-model-check"])
+    assert res.exit_code == 2, res.output
+    assert f"manifest: HTTPS://example.org/m.csv: repeval cannot read HTTPS:// URIs — {READS}" in res.output
+
+
+def test_audio_paths_no_filesystem_reads_stop_the_load_once(tmp_path, monkeypatch):
+    """An ``https://`` audio path in a manifest read with ``check_files: false`` became one error record per track at
+    decode (pyarrow's "Unrecognized filesystem type"), a ``C:\\music\\a.wav`` one a file not found: the load stops on
+    the first, naming its row, the schemes repeval reads and the fix, and ``repeval validate`` finds it in the first
+    rows."""
+    monkeypatch.chdir(tmp_path)
+    Path("a.wav").write_bytes(b"RIFF")
+    for cell, said in [
+        ("https://example.org/b.wav", f"row 4's audio path https://example.org/b.wav: repeval cannot read https:// "
+                                      f"URIs — {READS}; download the files and write their paths"),
+        ("C:\\music\\b.wav", "row 4's audio path 'C:\\music\\b.wav' is a Windows path, which Linux does not read as "
+                             "one — write it as a POSIX path (where this machine mounts that drive: under WSL "
+                             "/mnt/c/music/b.wav)"),
+    ]:  # fmt: skip
+        Path("m.csv").write_text(f"track_id,audio_path,label\nt0,a.wav,a\nt1,a.wav,b\nt2,{cell},a\n")
+        cfg = parse_config(catalog_config("m.csv"))
+        with pytest.raises(ValueError) as loaded:
+            load_dataset(cfg.experiments[0].datasets[0], cfg.experiments[0].task)
+        assert str(loaded.value).startswith(f"catalog m.csv: {said}"), loaded.value
+        with pytest.raises(ConfigError) as checked:
+            check_data_paths(cfg)
+        assert f"experiments[0].datasets[0].audio_column: {said}" in str(checked.value)
+
+
+def test_an_error_shows_a_uri_as_it_was_typed(tmp_path, monkeypatch):
+    """A URI written with a space, ``#`` or a letter beyond ASCII is percent-encoded for pyarrow when the file is read
+    — and its errors named it so (``my%20folder/C%23%20caf%C3%A9.csv``), not as the user wrote it. They now show
+    what was typed; ``/`` and ``?`` written encoded, a query and a local path keep their escapes."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"file://{tmp_path}/my folder/C# café.csv"
+    (path := tmp_path / "c.yaml").write_text(yaml.safe_dump(catalog_config(uri)))
+    res = CliRunner().invoke(app, ["validate", str(path), "--skip-model-check"])
+    assert res.exit_code == 2, res.output
+    assert f"manifest: no such file: {uri} — check dataset.manifest" in res.output, res.output
+    Path("m.csv").write_text("track_id,audio_path,label\nt0,a.wav,a\n")  # plan's notes too
+    path.write_text(yaml.safe_dump(catalog_config("m.csv")))
+    store = f"file://{tmp_path}/my store"
+    res = CliRunner().invoke(app, ["plan", str(path), "--store", store])
+    assert f"note: no embedding store at {store} yet" in res.output, res.output
+    said = logging.LogRecord("repeval.datasets", logging.INFO, "", 0, "catalog %s: 2 rows", (parse_config(
+        catalog_config(uri)).experiments[0].datasets[0].manifest,), None)  # fmt: skip
+    assert CliFormatter().format(said) == f"catalog {uri}: 2 rows"  # a run's log lines
+    text = "s3://b/a%2Fb%3F%0A%C3.wav?endpoint_override=http%3A%2F%2Fh: no such file: m%20y.wav"
+    assert shown(text) == text  # nothing typed differently: as it is
+
+
+def test_a_home_folder_or_a_variable_in_an_audio_path_is_noted(tmp_path, monkeypatch):
+    """A manifest's ``~/music/a.wav`` or ``$MUSIC/a.wav`` is read as written (a folder named ``~`` under the manifest's
+    folder, as no shell reads the manifest), and the rows were missing without a word on why: a note names the fix
+    when the file exists with them expanded."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUSIC", str(tmp_path / "home" / "music"))
+    (tmp_path / "home" / "music").mkdir(parents=True)
+    Path("home/music/b.wav").write_bytes(b"RIFF")
+    Path("a.wav").write_bytes(b"RIFF")
+    cfg = parse_config(catalog_config("m.csv"))
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    for cell in ("~/music/b.wav", "$MUSIC/b.wav"):
+        Path("m.csv").write_text(f"track_id,audio_path,label\nt0,a.wav,a\nt1,{cell},b\n")
+        _, report = load_dataset(ds, cfg.experiments[0].task)
+        assert report.count("missing_audio") == 1
+        head = cell.split("/")[0]
+        assert (
+            f"the missing audio file exists with {head} expanded (e.g. {cell}): a manifest's audio paths are read as "
+            "written, not by a shell — write them out in full, or relative to the manifest's folder" in report.notes
+        ), report.notes
