@@ -148,7 +148,7 @@ def run_pipeline(
     actors: dict[str, Any] = {}
     pool = None if res.fused else res.packed_pool(mcfg.id)  # removed once the stream ends (the finally below)
     held = HeldFailureLines()
-    watch = FailingModel(mcfg)  # a model that fails on every track: stopped after its first (ModelFailing)
+    watch = FailingModel(mcfg, run.stop_model_after_failed_tracks)  # a model failing on every track: stopped
     try:
         # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
         # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
