@@ -111,6 +111,18 @@ def stopped_before(
     reaches ``limit`` (``run.stop_model_after_failed_tracks``; ``None``: never stopped, so it runs): run again, it would
     only add as many error records. ``None``: it runs (the records of an earlier stop are cleared: a stop of this run
     records its own)."""
+    marked = [part for part in parts if isinstance((part.stamped() or {}).get(STOPPED), dict)]
+    why = left_out_again(mcfg, marked, code, retry_errors, limit)
+    if why is None:
+        for part in marked:
+            part.record(STOPPED, None)
+    return why
+
+
+def left_out_again(
+    mcfg: Any, parts: Any, code: dict[str, Any] | None, retry_errors: bool, limit: int | None
+) -> str | None:
+    """:func:`stopped_before`'s reason, read only (`repeval plan` says it, the store as it is)."""
     from repeval.pipeline.embedder import validate_command
 
     marked = [(part, body[STOPPED]) for part in parts if isinstance(body := part.stamped() or {}, dict)
@@ -120,8 +132,6 @@ def stopped_before(
     part, stop = marked[0]
     failed = int(stop.get("tracks") or 0)
     if retry_errors or stop.get("model_code") != code or limit is None or limit > failed:
-        for p, _ in marked:
-            p.record(STOPPED, None)
         return None
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(stop.get("at") or 0)))
     fix = (

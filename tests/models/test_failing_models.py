@@ -202,6 +202,7 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     from repeval import runner
     from repeval.config import load_config
     from repeval.models import ModelUnavailable
+    from repeval.plan import make_plan
     from repeval.run.left_out import LEFT_OUT
 
     r = left_out_run
@@ -234,6 +235,8 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     )
     assert why.endswith(f"runs again under a higher run.stop_model_after_failed_tracks (now {STOP}), or null"), why
     assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}
+    said = [n for n in make_plan(ctx.cfg, ctx.store, ctx.run_dir).notes if "left out again" in n]
+    assert said == [f"`repeval run` would leave it out: {why}"], said  # the plan says it too, the store as it is
     # its plugin edited: run again, in the decode tasks (run.resources.embed_in_decode), and stopped again
     plugin = r.root / "failing_models.py"
     written = plugin.read_text()
