@@ -8,7 +8,8 @@ file are not the model's.
 
 The stop is recorded in the stamp of each partition of the stream (:func:`mark_stopped`), so a plain rerun leaves the
 model out again without running it (:func:`stopped_before`) — its error records do not grow by as many again with
-each rerun — until its plugin's files change or ``--retry-errors`` tries it again."""
+each rerun — until its plugin's files change, the setting is raised past the stop's count (or null), or
+``--retry-errors`` tries it again."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """``repeval runs [RUNS_DIR]``: the runs under a runs directory (a path or a filesystem URI) and how far each got.
 
-Reads each run's ``config.yaml``, ``status.json``, ``load_report.json`` and ``models_left_out.json``, the names under ``groups/``, the
-Parquet footers of ``results.parquet`` (with the test tracks its evaluation recorded as scored on partial audio)
-and ``summary.parquet``, ``failed.parquet``'s ``scenario`` column (a probe
+Reads each run's ``config.yaml``, ``status.json``, ``load_report.json`` and ``models_left_out.json``, the names
+under ``groups/``, the Parquet footers of ``results.parquet`` (with the test tracks its evaluation recorded as scored
+on partial audio) and ``summary.parquet``, ``failed.parquet``'s ``scenario`` column (a probe
 training that failed, or a test cell not scored) and the footers of the saved splits (``splits/``: the test set's
 digest the run kept there; of a split file without it, its track, label and split columns) — no other data pages, and
 nothing under ``tune/``.
