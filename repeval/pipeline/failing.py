@@ -24,7 +24,7 @@ from repeval.words import counted
 #: with one reason, none embedded, is stopped
 STOP_AFTER_FAILED_TRACKS = 32
 
-#: the key of a partition's stamp that records the stop of its model's stream (:func:`mark_stopped`; null: none)
+#: the key of a partition's stamp that records the stop of its model's stream (:func:`mark_stopped`)
 STOPPED = "stopped_failing"
 
 #: the setting that says when a model is stopped (named by the messages)

@@ -258,6 +258,7 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert runner.stage_embed(ctx).models_failed == {}  # every track an error record
     assert broken.complete and broken.read_errors().num_rows == N_TRACKS and len(broken.embedded_ids()) == 0
     assert not (ctx.run_dir / LEFT_OUT).exists()  # the model ran: no earlier attempt's record
+    assert "stopped_failing" not in (broken.stamped() or {}), broken.stamped()  # nor its stop's, in the store
     plugin.write_text(written)  # as the other tests' runs wrote it
     t = runner.stage_train(ctx)
     assert t["trained"] == 1 and set(t["left_out"]) == {"broken"}, t
