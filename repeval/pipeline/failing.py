@@ -135,11 +135,8 @@ def left_out_again(
     if retry_errors or stop.get("model_code") != code or limit is None or limit > failed:
         return None
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(stop.get("at") or 0)))
-    fix = (
-        "then run again (a change to its plugin's files is seen; a fix elsewhere, an install or a driver: rerun with "
-        "--retry-errors, which tries it again)"
-        if code is not None
-        else "then rerun with --retry-errors, which tries it again"
+    fix = "then rerun with --retry-errors, which tries it and the tracks it failed on again" + (
+        " (a plain run after a change to its plugin's files tries it too, without those tracks)" if code else ""
     )
     return (
         f"embedding model '{mcfg.id}' left out again, not run: a run stopped it at {when} (store partition "
