@@ -59,13 +59,12 @@ class SometimesFails(EmbeddingModel):
         return np.array([[audio.mean(), audio.std()]], np.float32)
 """
 
-#: the run's notes: 3 instruments × 4; a model is stopped once its first STOP tracks all failed (of 12: 32 by default)
+#: the run's notes: 3 instruments × 4; a model is stopped once its first STOP tracks all failed (of 12: the runs set
+#: run.stop_model_after_failed_tracks, 32 by default)
 N_TRACKS, STOP = 12, 4
 
 
-def _config(
-    root: Path, notes: Path, models: list, run_id: str, in_decode: str = "auto", stop: int | None = STOP
-) -> Path:
+def _config(root: Path, notes: Path, models: list, run_id: str, in_decode: str = "auto") -> Path:
     plugin = root / "failing_models.py"
     plugin.write_text(textwrap.dedent(FAILING_MODELS))
     body = {
@@ -73,7 +72,7 @@ def _config(
         "run": {
             "run_id": run_id, "store": str(root / "store"), "runs_dir": str(root / "runs"), "max_epochs": 2,
             "bootstrap_resamples": 0, "resources": {"embed_in_decode": in_decode, "embed_actors": 1},
-            "stop_model_after_failed_tracks": stop,
+            "stop_model_after_failed_tracks": STOP,
         },
         "experiments": [{
             "task": {"name": "inst", "type": "multiclass_classification", "label": "instrument"},
@@ -197,8 +196,11 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     """A model that raises on every track wrote an identical error record per track of the whole run, then stopped
     the training of every model. Now its stream stops once its first tracks all failed with one reason (none
     embedded), in one message naming the model, the reason and the fix, the records written kept; a model failing on
-    some tracks runs to its end. Embedded again to its end (all its tracks error records), it is left out of training
-    while the other trains."""
+    some tracks runs to its end. A rerun stopped it again, 32 error records more each time: now it is left out again
+    without running (its records as they were; `repeval plan` says it) until its plugin changes, the setting is raised
+    (null: never stopped) or --retry-errors asks; a run whose every model failed kept an earlier attempt's
+    models_left_out.json. Embedded again to its end (all its tracks error records), it is left out of training while
+    the other trains."""
     from repeval import runner
     from repeval.config import load_config
     from repeval.models import ModelUnavailable
