@@ -28,6 +28,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     when the rows cannot be loaded (the reason is added to the plan's lines)."""
     from repeval.models import resolve_model
     from repeval.models.provenance import changed_code_note, plugin_code
+    from repeval.pipeline.failing import left_out_again
     from repeval.pipeline.partitions import (
         CutReused,
         ModelSpec,
@@ -54,6 +55,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     moved: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # dataset → model → partitions from elsewhere
     read: dict[tuple[str, str, str], StoredIds] = {}  # partition → its stored ids (the plan writes nothing)
     code_notes: dict[str, str] = {}  # model → the plugin code or weights changed since its reused rows
+    again: dict[str, str] = {}  # model → why the run would leave it out again, not run (pipeline.failing)
     cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
     wanted_ids: dict[tuple[str, str, str], list[pa.Array]] = {}  # partition → the ids each experiment wants
     todo_ids: dict[tuple[str, str, str], list[pa.Array]] = {}  # … and, of those, the ids it holds no row of
@@ -89,6 +91,10 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                         note = changed_code_note(part, m.id, fam, code, "plan")
                         if note is not None:  # once per model, as the run says it
                             code_notes[m.id] = note
+                    if state == "todo" and m.id not in again:  # a model an earlier run stopped: not run again
+                        why = left_out_again(m, [part], code, retry_errors, cfg.run.stop_model_after_failed_tracks)
+                        if why is not None:
+                            again[m.id] = f"`repeval run` would leave it out: {why}"
                     if done is not None and cfg.run.truncated_audio == "error":
                         cut.add(part, ids, wanted & done)
                     recorded = changed_source(part, sources[ds.name]) if done is not None else None
@@ -100,6 +106,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     p.rows = sum(_distinct(arrays) for arrays in wanted_ids.values())
     p.rows_to_embed = sum(_distinct(arrays) for arrays in todo_ids.values())
     p.notes += list(code_notes.values())
+    p.notes += list(again.values())
     p.notes += _failed_split_notes(ctx, store, states)
     said = plan_notes(store.uri, moved, sources)
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them

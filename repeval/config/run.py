@@ -96,6 +96,11 @@ class RunConfig(Strict):
     #: them when a task that reads that dataset with that model has ``embedding_aggregation: prediction`` or
     #: ``attention`` (and a partition an earlier run stored with frames is completed with them); the others do not
     keep_frames: bool = False
+    #: an embedding model whose first this many tracks all failed in the model with one error (none embedded) is
+    #: stopped and left out of the run, its error records kept (a missing GPU, a broken install, a bug in its
+    #: ``embed``); null: never stopped, every track tried (a model that fails only on some kind of track — the
+    #: longest: out of memory, a length limit — in a dataset that lists them first). Not in the fingerprints
+    stop_model_after_failed_tracks: int | None = Field(default=32, ge=1)
     #: rows per Parquet part file in the embedding store
     part_rows: int = Field(default=256, ge=1)
     #: CPUs, GPUs and actors for each stage

@@ -30,8 +30,10 @@ from typing import Any
 import pyarrow as pa
 
 from repeval.config import Config, ExperimentConfig
-from repeval.models import ModelUnavailable
+from repeval.models import ModelUnavailable, resolve_model
+from repeval.models.provenance import plugin_code
 from repeval.pipeline import preflight
+from repeval.pipeline.failing import ModelFailing, mark_stopped, stopped_before
 from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
     model_chunk_s,
     model_fingerprint,
@@ -127,7 +129,11 @@ def embed_experiments(
     cut = summary.cut_reused_warning()
     if cut:  # once per run, before its streams start: said for every partition together
         log.warning("%s", cut)
-    working = [st.mcfg for st in streams.values() if has_work(st)]
+    # a model an earlier run stopped (it failed on each of its first tracks): left out again, not run
+    again = {
+        name: why for name, st in streams.items() if has_work(st) and (why := _stopped_before(cfg, st, retry_errors))
+    }
+    working = [st.mcfg for name, st in streams.items() if has_work(st) and name not in again]
     if working and start_ray is not None:
         t_ray = time.perf_counter()
         start_ray()
@@ -135,7 +141,12 @@ def embed_experiments(
     if working:  # every model with tracks to embed, checked where its actors will run before any stream starts
         preflight.check_models_on_nodes(cfg, working)
     run_models = {st.mcfg.id for st in streams.values()}
-    for st in streams.values():
+    for name, st in streams.items():
+        if name in again:  # its partitions stay incomplete, its error records as they are
+            summary.models_failed[st.mcfg.id] = again[name]
+            if run_models - set(again):
+                log.error("%s — the run's other embedding models go on", again[name])
+            continue
         for dataset, (cols, masks) in st.pending.items():
             spool_todo(st, dataset, cols, masks)
         st.pending.clear()
@@ -144,12 +155,28 @@ def embed_experiments(
         except ModelUnavailable as exc:  # this model is left out (its partitions stay incomplete); the others go on
             st.todo = None
             summary.models_failed[st.mcfg.id] = str(exc)
+            if isinstance(exc, ModelFailing):  # a rerun leaves it out again, until it changes or is retried
+                mark_stopped(st.parts.values(), exc, plugin_code(*resolve_model(st.mcfg)))
             if run_models - set(summary.models_failed):  # said now, while the others run (if all failed: at the end)
                 log.error("%s — left out, the run's other embedding models go on", exc)
     summary.wall_s = time.perf_counter() - t0
     if summary.models_failed and run_models <= set(summary.models_failed):  # none left to train: the run fails
-        raise ModelUnavailable(_all_failed(summary.models_failed))
+        raise EveryModelFailed(_all_failed(summary.models_failed), summary.models_failed)
     return summary
+
+
+class EveryModelFailed(ModelUnavailable):
+    """Every embedding model of the run failed (:attr:`models`: model id → why): nothing to train."""
+
+    def __init__(self, message: str, models: dict[str, str]) -> None:
+        super().__init__(message)
+        self.models = dict(models)
+
+
+def _stopped_before(cfg: Config, st: Stream, retry_errors: bool) -> str | None:
+    """Why ``st``'s model is left out again without running (:func:`~repeval.pipeline.failing.stopped_before`)."""
+    code = plugin_code(*resolve_model(st.mcfg))
+    return stopped_before(st.mcfg, st.parts.values(), code, retry_errors, cfg.run.stop_model_after_failed_tracks)
 
 
 def _all_failed(failed: dict[str, str]) -> str:

@@ -147,7 +147,7 @@ def run_pipeline(
     first = True
     actors: dict[str, Any] = {}
     held = HeldFailureLines()
-    watch = FailingModel(mcfg)  # a model that fails on every track: stopped after its first (ModelFailing)
+    watch = FailingModel(mcfg, run.stop_model_after_failed_tracks)  # a model failing on every track: stopped
     pool = None if res.fused else res.packed_pool(mcfg.id, run.resources.pool_wait_s, run.resources.pool_stall_s)
     try:  # (the pool's placement group is removed once the stream ends: the finally below)
         # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block

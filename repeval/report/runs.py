@@ -1,8 +1,8 @@
 """``repeval runs [RUNS_DIR]``: the runs under a runs directory (a path or a filesystem URI) and how far each got.
 
-Reads each run's ``config.yaml``, ``status.json`` and ``load_report.json``, the names under ``groups/``, the
-Parquet footers of ``results.parquet`` (with the test tracks its evaluation recorded as scored on partial audio)
-and ``summary.parquet``, ``failed.parquet``'s ``scenario`` column (a probe
+Reads each run's ``config.yaml``, ``status.json``, ``load_report.json`` and ``models_left_out.json``, the names
+under ``groups/``, the Parquet footers of ``results.parquet`` (with the test tracks its evaluation recorded as scored
+on partial audio) and ``summary.parquet``, ``failed.parquet``'s ``scenario`` column (a probe
 training that failed, or a test cell not scored) and the footers of the saved splits (``splits/``: the test set's
 digest the run kept there; of a split file without it, its track, label and split columns) — no other data pages, and
 nothing under ``tune/``.
@@ -103,6 +103,14 @@ def _failed_unreadable(exc: BaseException | None) -> str | None:
     )
 
 
+def _left_out(fs: pafs.FileSystem, path: str) -> dict[str, str]:
+    """The embedding models the run left out (``models_left_out.json``: :func:`~repeval.run.left_out.left_out_models`,
+    read on ``fs``, a bucket too) → why."""
+    from repeval.run.left_out import LEFT_OUT, left_out_of
+
+    return left_out_of(json_at(fs, path, LEFT_OUT))
+
+
 def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated: the sum over the records of
     ``load_report.json`` (:func:`repeval.run.load_records.read_records`), each dataset's loads that found the same
@@ -172,6 +180,7 @@ def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
         "reason": None,
         "tasks": [],
         "models": [],
+        "models_left_out": {},
         "grids_trained": 0,
         "groups_unreadable": None,
         "grids_untrained": [],
@@ -289,6 +298,8 @@ def run_info(
         "reason": failed_with,
         "tasks": tasks,
         "models": models,
+        #: the embedding models its last attempt left out (``models_left_out.json``), each with why and the fix
+        "models_left_out": _left_out(fs, path),
         "grids_trained": len(groups),
         #: why ``groups/`` could not be listed (another user's): its trained grids are not counted
         "groups_unreadable": _unlisted_why("groups/", "its trained grids are not counted", groups_error),
@@ -395,7 +406,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             i["run"],
             i["state"],
             ", ".join(i["tasks"]) or "-",
-            ", ".join(i["models"]) or "-",
+            ", ".join(f"{m} (left out)" if m in i["models_left_out"] else m for m in i["models"]) or "-",
             i["test_set"] or "-",
             "-" if i["result_rows"] is None else str(i["result_rows"]),
             "?" if i["failed_trainings"] is None else str(i["failed_trainings"]),
@@ -422,6 +433,12 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         f"{i['run']}: {counted(i['rows_not_evaluated'], 'dataset row')} dropped at load, not evaluated ({LOAD_REPORT})"
         for i in infos
         if i["rows_not_evaluated"]
+    ]
+    lines += [
+        f"{i['run']}: {counted(len(i['models_left_out']), 'embedding model')} left out (not trained, tested or "
+        f"reported): " + "; ".join(i["models_left_out"].values())
+        for i in infos
+        if i["models_left_out"]
     ]
     lines += [error_records_line(i) for i in infos if i["error_records"] or i["error_records_partial"]]
     unread: dict[str, list[str]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from repeval.pipeline import preflight
-from repeval.pipeline.embed import EmbedSummary, embed_experiments
+from repeval.pipeline.embed import EmbedSummary, EveryModelFailed, embed_experiments
 from repeval.run.context import RunContext
 from repeval.run.rows import audio_sources, deform_ids, load_rows
 from repeval.store.lock import StoreLock
@@ -62,19 +62,23 @@ def _stage_embed(
         (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, deform_ids(ctx, ei))
         for ei, exp in enumerate(ctx.cfg.experiments)
     ]
-    total = embed_experiments(
-        ctx.cfg,
-        work,
-        ctx.store,
-        deformed_only=deformed_only,
-        progress=progress,
-        retry_errors=retry_errors,
-        sources=audio_sources(ctx),
-        prechecked=True,
-        start_ray=start_ray,
-    )
-    log.debug(total.line())  # the CLI prints it
     from repeval.run.left_out import record_left_out
 
+    try:
+        total = embed_experiments(
+            ctx.cfg,
+            work,
+            ctx.store,
+            deformed_only=deformed_only,
+            progress=progress,
+            retry_errors=retry_errors,
+            sources=audio_sources(ctx),
+            prechecked=True,
+            start_ray=start_ray,
+        )
+    except EveryModelFailed as exc:  # the run stops: its record says this attempt, not an earlier one's
+        record_left_out(ctx.run_dir, "embed", exc.models)
+        raise
+    log.debug(total.line())  # the CLI prints it
     record_left_out(ctx.run_dir, "embed", total.models_failed)  # the training stage trains the others
     return total

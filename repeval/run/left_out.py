@@ -28,6 +28,10 @@ def read_left_out(run_dir: Path) -> dict[str, dict[str, str]]:
         body = json.loads((Path(run_dir) / LEFT_OUT).read_text())
     except (OSError, ValueError):
         return {}
+    return _stages(body)
+
+
+def _stages(body: object) -> dict[str, dict[str, str]]:
     if not isinstance(body, dict):
         return {}
     return {str(k): {str(m): str(w) for m, w in v.items()} for k, v in body.items() if isinstance(v, dict)}
@@ -35,9 +39,15 @@ def read_left_out(run_dir: Path) -> dict[str, dict[str, str]]:
 
 def left_out_models(run_dir: Path) -> dict[str, str]:
     """Every model the run left out, and why (the embedding stage's reason first)."""
+    return left_out_of(read_left_out(run_dir))
+
+
+def left_out_of(body: object) -> dict[str, str]:
+    """Every model a ``models_left_out.json`` (its body, as read) names, and why (the embedding stage's first)."""
     out: dict[str, str] = {}
+    stages = _stages(body)
     for stage in ("embed", "train"):
-        for model, why in read_left_out(run_dir).get(stage, {}).items():
+        for model, why in stages.get(stage, {}).items():
             out.setdefault(model, why)
     return out
 

@@ -205,12 +205,15 @@ class PartitionStamp(PartitionFiles):
 
     def record(self, key: str, value: Any) -> None:
         """Set ``key`` to ``value`` in the stamp and, complete, the manifest (what a run learnt of the rows' making
-        after they were stamped: a plugin's code now, ``model_code``)."""
+        after they were stamped: a plugin's code now, ``model_code``; a model stopped, ``stopped_failing``); ``None``
+        removes the key."""
         for name in (STAMP, MANIFEST):
             body = self._read_json(name)
-            if body is not None and body.get(key) != value:
-                text = json.dumps({**body, key: value}, indent=1 if name == MANIFEST else None, sort_keys=True)
-                _atomic_write_bytes(self.fs, f"{self.path}/{name}", text.encode())
+            if body is None or (body.get(key) == value and (value is not None or key not in body)):
+                continue
+            new = {k: v for k, v in body.items() if k != key} if value is None else {**body, key: value}
+            text = json.dumps(new, indent=1 if name == MANIFEST else None, sort_keys=True)
+            _atomic_write_bytes(self.fs, f"{self.path}/{name}", text.encode())
 
     def restamp(self, fingerprint: dict[str, Any], provenance: dict[str, Any] | None = None) -> bool:
         """Write ``fingerprint`` into the stamp and manifest of a partition that :meth:`check_compatible` has just

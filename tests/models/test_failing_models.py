@@ -59,7 +59,8 @@ class SometimesFails(EmbeddingModel):
         return np.array([[audio.mean(), audio.std()]], np.float32)
 """
 
-#: the run's notes: 3 instruments × 4; a model is stopped once its first STOP tracks all failed (of 12: 32 by default)
+#: the run's notes: 3 instruments × 4; a model is stopped once its first STOP tracks all failed (of 12: the runs set
+#: run.stop_model_after_failed_tracks, 32 by default)
 N_TRACKS, STOP = 12, 4
 
 
@@ -71,6 +72,7 @@ def _config(root: Path, notes: Path, models: list, run_id: str, in_decode: str =
         "run": {
             "run_id": run_id, "store": str(root / "store"), "runs_dir": str(root / "runs"), "max_epochs": 2,
             "bootstrap_resamples": 0, "resources": {"embed_in_decode": in_decode, "embed_actors": 1},
+            "stop_model_after_failed_tracks": STOP,
         },
         "experiments": [{
             "task": {"name": "inst", "type": "multiclass_classification", "label": "instrument"},
@@ -113,7 +115,6 @@ def left_out_run(ray_session, tmp_path_factory, forget_module_plugins):
     from repeval.cli import app
     from repeval.datasets.render import render_dataset
     from repeval.datasets.render_specs import RenderSpec
-    from repeval.pipeline import failing
 
     root = tmp_path_factory.mktemp("failing-models")
     notes = render_dataset(root / "notes", RenderSpec(instruments=("piano", "violin", "flute"), notes_per_instrument=4))
@@ -138,9 +139,7 @@ def left_out_run(ray_session, tmp_path_factory, forget_module_plugins):
     handler.emit = emit  # type: ignore[method-assign]
     logging.getLogger("repeval.pipeline.embed").addHandler(handler)
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(failing, "STOP_AFTER_FAILED_TRACKS", STOP)
-            res = CliRunner().invoke(app, ["run", str(_config(root, notes, models, "built"))])
+        res = CliRunner().invoke(app, ["run", str(_config(root, notes, models, "built"))])
     finally:
         logging.getLogger("repeval.pipeline.embed").removeHandler(handler)
     run_dir = root / "runs" / "built"
@@ -179,15 +178,33 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
     assert "<code>net-a</code>: embedding model &#x27;net-a&#x27; failed to build" in section
 
 
+def test_repeval_runs_names_the_models_a_run_left_out(left_out_run):
+    """`repeval runs` did not read ``models_left_out.json``: a run that left models out listed them among its models
+    like the others. Now its models column marks them, a line names each with why, and ``--json`` has them."""
+    from repeval.report.runs import runs_text
+
+    runs = str(left_out_run.root / "runs")
+    built = next(i for i in json.loads(runs_text(runs, as_json=True)) if i["run"] == "built")
+    assert list(built["models_left_out"]) == ["net-a", "net-b", "broken", "flaky"], built
+    assert built["models_left_out"]["flaky"].startswith("embedding model 'flaky': inst on notes/flaky: the test")
+    text = " ".join(runs_text(runs).split())
+    assert "broken (left out), flaky (left out), mfcc-stats, net-a (left out), net-b (left out)" in text, text
+    assert "built: 4 embedding models left out (not trained, tested or reported): embedding model 'net-a' fail" in text
+
+
 def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some_is_not(left_out_run):
     """A model that raises on every track wrote an identical error record per track of the whole run, then stopped
     the training of every model. Now its stream stops once its first tracks all failed with one reason (none
     embedded), in one message naming the model, the reason and the fix, the records written kept; a model failing on
-    some tracks runs to its end. Embedded again to its end (all its tracks error records), it is left out of training
-    while the other trains."""
+    some tracks runs to its end. A rerun stopped it again, 32 error records more each time: now it is left out again
+    without running (its records as they were; `repeval plan` says it) until its plugin changes, the setting is raised
+    (null: never stopped) or --retry-errors asks; a run whose every model failed kept an earlier attempt's
+    models_left_out.json. Embedded again to its end (all its tracks error records), it is left out of training while
+    the other trains."""
     from repeval import runner
     from repeval.config import load_config
-    from repeval.pipeline import failing
+    from repeval.models import ModelUnavailable
+    from repeval.plan import make_plan
     from repeval.run.left_out import LEFT_OUT
 
     r = left_out_run
@@ -204,19 +221,47 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     flaky = ctx.store.partition("notes", "flaky", "clean")
     failed = flaky.read_errors().num_rows
     assert flaky.complete and 0 < failed < N_TRACKS and len(flaky.embedded_ids()) == N_TRACKS - failed  # not stopped
-    # run again, in the decode tasks (run.resources.embed_in_decode): it is tried again, and stopped again
+    # run again (another run of the same store): left out again without running — it wrote as many error records
+    # again with each rerun — its left-out record saying so
     models = [{"id": "broken", "type": "always-fails"}, "mfcc-stats"]
     ctx = runner.make_context(load_config(_config(r.root, r.notes, models, "every", in_decode="always")))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(failing, "STOP_AFTER_FAILED_TRACKS", STOP)
-        again = runner.stage_embed(ctx)
-        assert (
-            set(again.models_failed) == {"broken"} and "model inside the decode tasks" in again.resources["broken"]
-        ), again
-        assert not broken.complete and broken.read_errors().num_rows >= kept + STOP
-        mp.setattr(failing, "STOP_AFTER_FAILED_TRACKS", 1000)
-        assert runner.stage_embed(ctx).models_failed == {}  # to its end: every track an error record
+    alone = _config(r.root, r.notes, models[:1], "alone")  # (before the plugin's edit below: it writes the plugin)
+    again = runner.stage_embed(ctx)
+    why = again.models_failed["broken"]
+    assert set(again.models_failed) == {"broken"} and broken.read_errors().num_rows == kept, again
+    assert why.startswith("embedding model 'broken' left out again, not run: a run stopped it at "), why
+    assert f"(store partition notes/broken/clean) when it failed on each of the first {STOP} tracks" in why, why
+    assert "RuntimeError: no accelerator for # samples" not in why and "RuntimeError: no accelerator for" in why
+    assert (
+        "then rerun with --retry-errors, which tries it and the tracks it failed on again (a plain run after a" in why
+    )
+    assert why.endswith(f"runs again under a higher run.stop_model_after_failed_tracks (now {STOP}), or null"), why
+    assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}
+    said = [n for n in make_plan(ctx.cfg, ctx.store, ctx.run_dir).notes if "left out again" in n]
+    assert said == [f"`repeval run` would leave it out: {why}"], said  # the plan says it too, the store as it is
+    # its plugin edited: run again, in the decode tasks (run.resources.embed_in_decode), and stopped again
+    plugin = r.root / "failing_models.py"
+    written = plugin.read_text()
+    plugin.write_text(written + "# edited\n")
+    again = runner.stage_embed(ctx)
+    assert set(again.models_failed) == {"broken"} and "model inside the decode tasks" in again.resources["broken"]
+    assert again.models_failed["broken"].startswith("embedding model 'broken' failed on each of the first"), again
+    assert not broken.complete and broken.read_errors().num_rows >= kept + STOP
+    # a run of it alone, which an earlier attempt of left another model out: the run stops, its record says this one
+    alone = runner.make_context(load_config(alone))
+    (alone.run_dir / LEFT_OUT).write_text(json.dumps({"embed": {"net-a": "an earlier attempt's"}}))
+    with pytest.raises(ModelUnavailable, match="left out again, not run"):
+        runner.stage_embed(alone)
+    assert list(json.loads((alone.run_dir / LEFT_OUT).read_text())["embed"]) == ["broken"]
+    # never stopped (run.stop_model_after_failed_tracks: null; its plugin as it was stopped): run again, to its end
+    ctx.cfg = ctx.cfg.model_copy(
+        update={"run": ctx.cfg.run.model_copy(update={"stop_model_after_failed_tracks": None})}
+    )
+    assert runner.stage_embed(ctx).models_failed == {}  # every track an error record
     assert broken.complete and broken.read_errors().num_rows == N_TRACKS and len(broken.embedded_ids()) == 0
+    assert not (ctx.run_dir / LEFT_OUT).exists()  # the model ran: no earlier attempt's record
+    assert "stopped_failing" not in (broken.stamped() or {}), broken.stamped()  # nor its stop's, in the store
+    plugin.write_text(written)  # as the other tests' runs wrote it
     t = runner.stage_train(ctx)
     assert t["trained"] == 1 and set(t["left_out"]) == {"broken"}, t
     assert f"embedding model 'broken' embedded none of the {N_TRACKS} tracks of notes" in t["left_out"]["broken"]
@@ -278,6 +323,14 @@ def test_the_watch_stops_one_fault_whatever_its_numbers_and_never_a_model_failin
     assert said.startswith("embedding model 'net' failed on each of the first 3 tracks it was given, with the same")
     assert "RuntimeError: no accelerator for 16000 samples — stopped early (its 6 error records so far" in said, said
     assert "other models" not in said and "`repeval validate-model mfcc-stats" in said
+    assert said.endswith(
+        "a model that fails only on some kind of track (the longest: out of memory, a length limit) that the dataset "
+        "lists first is not broken: raise run.stop_model_after_failed_tracks (now 3), or set it to null never to stop "
+        "a model"
+    ), said
+    never = FailingModel(mcfg, limit=None)  # run.stop_model_after_failed_tracks: null
+    never.see(None, errors(*(f"RuntimeError: no accelerator for {n} samples" for n in range(40))))
+    assert not never.watching and not never.failed
 
     one = "RuntimeError: no accelerator for 1 sample"
     for block, other in ((None, errors("ValueError: a clip it cannot take", first=1)), ([0.5], errors())):
