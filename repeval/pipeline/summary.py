@@ -288,10 +288,16 @@ class Progress:
         self.bar: Any = None
         self.total, self.desc, self.unit, self.clock = total, desc, unit, clock
         self.done = min(done, total)
-        #: (time, done) at the first update, the rate's origin; the time of the last line logged
+        #: (time, done) at the first update, the rate's origin; the time of the last line logged (a progress line or
+        #: a :meth:`waiting` line: one a minute, whichever it is)
         self.first: tuple[float, int] | None = None
-        self.logged_at = 0.0
+        self.started = self.logged_at = clock()
+        #: the time of the last update that counted rows (``None``: none yet, still starting)
+        self.rows_at: float | None = None
         self.log_lines = enabled is None and not sys.stderr.isatty() and total > 0
+        #: lines saying what it waits for when nothing comes for a minute (:meth:`waiting`): on a terminal too, unless
+        #: the caller turned progress off
+        self.wait_lines = enabled is not False and total > 0
         if enabled is None:
             enabled = sys.stderr.isatty()
         if enabled and total and bar:
@@ -302,10 +308,12 @@ class Progress:
     def update(self, n: int) -> None:
         if self.bar is not None and n:
             self.bar.update(n)
-        if not self.log_lines or not n:
+        if not n:
             return
-        now = self.clock()
+        now = self.rows_at = self.clock()
         self.done += n
+        if not self.log_lines:
+            return
         if self.first is None:  # the rate counts from here: the wait for the first rows is start-up
             self.first, self.logged_at = (now, self.done), now
         if now - self.logged_at >= PROGRESS_EVERY_S and self.done < self.total:
@@ -321,6 +329,19 @@ class Progress:
         if rate <= 0:  # no rate yet (its first update, said at once): no time left either
             return said
         return f"{said}, {per_time(rate, self.unit)}, about {duration(math.ceil((self.total - self.done) / rate))} left"
+
+    def quiet_for(self, now: float) -> float | None:
+        """How long nothing has come (since the last rows, else since the start) when a :meth:`waiting` line is due —
+        a minute (:data:`PROGRESS_EVERY_S`) of nothing and a minute since the last line said —, else ``None``."""
+        quiet = now - (self.started if self.rows_at is None else self.rows_at)
+        if not self.wait_lines or quiet < PROGRESS_EVERY_S or now - self.logged_at < PROGRESS_EVERY_S:
+            return None
+        return quiet
+
+    def waiting(self, now: float, line: str) -> None:
+        """Say ``line`` (what it waits for, :meth:`quiet_for` being due), counted as the minute's line."""
+        self.logged_at = now
+        log.info("%s", line)
 
     def close(self) -> None:
         if self.bar is not None:
