@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 60.0
 #: failed tracks the summary names (the rest: ``repeval store show --errors``)
 SHOWN_FAILURES = 5
+#: scenarios whose rows the summary line counts one by one (the rest together: :meth:`EmbedSummary.scenario_counts`)
+SCENARIOS_SHOWN = 6
 #: characters of a failure's reason the summary keeps (its first line)
 REASON_CHARS = 120
 
@@ -158,7 +160,7 @@ class EmbedSummary:
             errs += " (" + ", ".join(f"{k} {v:,}" for k, v in sorted(self.errors_by_stage.items())) + ")"
         scen = ""
         if len(self.rows_by_scenario) > 1:
-            scen = " [" + ", ".join(f"{k} {self.rows_by_scenario[k]:,}" for k in self.scenarios()) + "]"
+            scen = f" [{self.scenario_counts()}]"
         retried = f" (retried {counted(self.retried, 'earlier error record')})" if self.retried else ""
         partly = f" ({self.partial:,} decoded partly)" if self.partial else ""
         decoded = (
@@ -182,6 +184,18 @@ class EmbedSummary:
 
         planned = [name.rsplit("/", 1)[-1] for name in self.partition_order]
         return [s for s in ordered_scenarios([*planned, *self.rows_by_scenario]) if s in self.rows_by_scenario]
+
+    def scenario_counts(self) -> str:
+        """The rows written per scenario, in the configuration's order: ``clean 3,000, noise_10db 298``; past
+        :data:`SCENARIOS_SHOWN` scenarios, the first ones and the rest together (``245 more scenarios: 73,010``) —
+        every scenario's count is in the store (``repeval store ls``)."""
+        names = self.scenarios()
+        shown = names if len(names) <= SCENARIOS_SHOWN else names[: SCENARIOS_SHOWN - 1]
+        said = [f"{k} {self.rows_by_scenario[k]:,}" for k in shown]
+        rest = names[len(shown) :]
+        if rest:
+            said.append(f"{counted(len(rest), 'more scenario')}: {sum(self.rows_by_scenario[k] for k in rest):,}")
+        return ", ".join(said)
 
     def in_order(self, partitions: Iterable[str]) -> list[str]:
         """Partition names in :attr:`partition_order` (the configuration's); any it lacks after, by name."""

@@ -110,6 +110,33 @@ def test_the_summary_line_at_catalog_scale() -> None:
     assert s.line().endswith(" — 34.6 rows/s, 48 s of audio per second")
 
 
+def test_the_summary_line_of_250_scenarios_counts_the_first_and_the_rest_together() -> None:
+    """A catalog run of 250 scenarios printed one line of 250 "name count" pairs (some 6,000 characters); it names the
+    first five and counts the rest together, the total unchanged."""
+    from collections import Counter
+
+    from repeval.pipeline.summary import EmbedSummary
+
+    names = ["clean", *(f"noise_{i:03d}" for i in range(249))]
+    s = EmbedSummary(
+        tracks=3000,
+        computed=3000 + 249 * 300,
+        streams=1,
+        wall_s=100.0,
+        audio_seconds=1000.0,
+        rows_by_scenario=Counter({n: 3000 if n == "clean" else 300 for n in names}),
+        partition_order=dict.fromkeys(f"c/m/{n}" for n in names),
+    )
+    line = s.line()
+    assert line.startswith(
+        "embedded 77,700 rows [clean 3,000, noise_000 300, noise_001 300, noise_002 300, noise_003 300, 245 more "
+        "scenarios: 73,500] from 3,000 tracks, "
+    ), line
+    assert len(line) < 250
+    s.rows_by_scenario = Counter({n: 1 for n in names[:6]})  # six: each named
+    assert "[clean 1, noise_000 1, noise_001 1, noise_002 1, noise_003 1, noise_004 1]" in s.line()
+
+
 def test_a_shared_streams_datasets_are_counted_in_thousands() -> None:
     """The line a stream of several datasets starts with read "12,000 tracks to embed (msd 10000, gtzan 2000)"."""
     import numpy as np
