@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from repeval.pipeline.summary import Progress
+from repeval.pipeline.summary import Progress, elapsed
 from repeval.words import counted
 
 log = logging.getLogger("repeval.pipeline.summary")  # where the stream's progress lines go
@@ -117,14 +117,6 @@ class StreamWatch:
         what = f"the embedding actors of {self.label}"
         misfit = request_misfit(what, self.actor, self.settings, alive_node_resources(), may_grow())
         return f"{free} — {misfit}" if misfit else f"{free} (taken by other work on the cluster, or a node starting)"
-
-
-def elapsed(seconds: int) -> str:
-    """``45 s``, ``3 min``, ``2 h 05 min``: a time gone by, to the second under a minute, else to the whole minute."""
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def embed_actors() -> dict[str, dict[str, Any]]:

@@ -375,3 +375,11 @@ def duration(seconds: int) -> str:
         return f"{seconds} s"
     minutes = math.ceil(seconds / 60)
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def elapsed(seconds: int) -> str:
+    """``45 s``, ``3 min``, ``2 h 05 min``: a time gone by, to the second under a minute, else to the whole minute."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

@@ -201,3 +201,34 @@ def test_a_line_a_minute_of_the_trials_reused_ones_counted_from_the_start(monkey
     clock.now += 60
     batch.on_trial_complete(0, trials, trials[7])
     assert caplog.messages[0].startswith(f"train 3 probe grids ({grids[0]}, "), caplog.messages
+
+
+def test_trials_that_do_not_end_for_minutes_are_said_once_a_minute(monkeypatch, caplog) -> None:
+    """A grid whose trials wait for the cluster (none running) or train for minutes said nothing until one ended."""
+    from types import SimpleNamespace
+
+    from repeval.tuning.progress import TrialProgress
+
+    monkeypatch.setattr(summary.sys, "stderr", io.StringIO())
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
+    clock = Clock()
+    trials = [SimpleNamespace(config={"unit": u}, status="PENDING") for u in range(8)]
+    cb = TrialProgress("grid", 8, [], clock=clock)
+    cb.setup()
+    cb.on_step_begin(0, trials)
+    clock.now += 90
+    cb.on_step_begin(1, trials)  # none can start
+    clock.now += 30
+    cb.on_step_begin(2, trials)  # a line a minute at most
+    for t in trials[:2]:
+        t.status = "RUNNING"
+    trials[0].status = "TERMINATED"
+    clock.now += 60
+    cb.on_trial_complete(3, trials, trials[0])
+    clock.now += 200
+    cb.on_step_begin(4, trials)
+    assert caplog.messages == [
+        "train grid: starting, 0 running, 8 pending (waiting for the CPUs or GPUs a trial asks for: other work holds "
+        "them, or a node is starting) (1 min)",
+        "train grid: no trial ended for 3 min (1 of 8 trials ended), 1 running, 6 pending",
+    ], caplog.messages
