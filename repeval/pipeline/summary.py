@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 60.0
 #: failed tracks the summary names (the rest: ``repeval store show --errors``)
 SHOWN_FAILURES = 5
-#: scenarios whose rows the summary line counts one by one (the rest together: :meth:`EmbedSummary.scenario_counts`)
+#: scenarios whose rows the summary line counts one by one (the rest together: :meth:`EmbedSummary.scenario_counts`),
+#: and partitions whose error records' command it gives (:meth:`EmbedSummary.show_commands`)
 SCENARIOS_SHOWN = 6
 #: characters of a failure's reason the summary keeps (its first line)
 REASON_CHARS = 120
@@ -232,7 +233,7 @@ class EmbedSummary:
             if any(stage == "embed" for _, _, stage, _ in self.failures):  # the model's error: its frames, its raise
                 fixed = "the files (or, stage embed, the model) are fixed"
             out.append(f"all of them (not evaluated; `--retry-errors` computes them again once {fixed}):")
-            out += [f"  {self.show_command(p)}" for p in self.in_order(self.errors_by_partition)]
+            out += self.show_commands(self.errors_by_partition)
         earlier = {p: self.earlier_errors[p] for p in self.in_order(self.earlier_errors) if self.earlier_errors[p]}
         if earlier:
             out.append(  # a track's record in each partition counted: one bad file under 3 scenarios is 3 records
@@ -240,7 +241,24 @@ class EmbedSummary:
                 f"{counted(len(earlier), 'partition')} (not computed again, not evaluated; `--retry-errors` computes "
                 "them again):"
             )
-            out += [f"  {self.show_command(p)}" for p in earlier]
+            out += self.show_commands(earlier)
+        return out
+
+    def show_commands(self, counts: dict[str, int] | Counter[str]) -> list[str]:
+        """The ``repeval store show --errors`` command of each partition of ``counts`` (name → error records), in the
+        configuration's order; past :data:`SCENARIOS_SHOWN` partitions, the first ones and where the rest are listed."""
+        names = self.in_order(counts)
+        shown = names if len(names) <= SCENARIOS_SHOWN else names[: SCENARIOS_SHOWN - 1]
+        out = [f"  {self.show_command(p)}" for p in shown]
+        rest = names[len(shown) :]
+        if rest:
+            import shlex
+
+            records = counted(sum(counts[p] for p in rest), "error record")
+            out.append(
+                f"  and {counted(len(rest), 'more partition')} ({records}): the same command with the partition's "
+                f"name (`repeval store ls {shlex.quote(self.store_uri or 'store')}` lists each partition's error records)"
+            )
         return out
 
     def failed_model_lines(self) -> list[str]:

@@ -135,6 +135,17 @@ def test_the_summary_line_of_250_scenarios_counts_the_first_and_the_rest_togethe
     assert len(line) < 250
     s.rows_by_scenario = Counter({n: 1 for n in names[:6]})  # six: each named
     assert "[clean 1, noise_000 1, noise_001 1, noise_002 1, noise_003 1, noise_004 1]" in s.line()
+    # a bad file under every scenario: an error record in each of the 250 partitions, whose commands were 250 lines
+    s.store_uri = "/data/store"
+    for n in names:
+        s.add_failures(f"c/m/{n}", ["t1"], ["decode"], ["unreadable"])
+    s.errors = 250
+    commands = [line for line in s.failure_lines() if line.startswith("  repeval store show")]
+    assert commands == [f"  repeval store show /data/store c/m/{n} --errors" for n in names[:5]]
+    assert s.failure_lines()[-1] == (
+        "  and 245 more partitions (245 error records): the same command with the partition's name "
+        "(`repeval store ls /data/store` lists each partition's error records)"
+    )
 
 
 def test_a_shared_streams_datasets_are_counted_in_thousands() -> None:
