@@ -20,21 +20,17 @@ import numpy as np
 
 from repeval.models import EmbeddingModel, register_model
 
-def _wait(path, what):
-    deadline = time.monotonic() + 30
-    while not Path(path).exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"nothing said while {what}")
-        time.sleep(0.05)
-
 @register_model("slow-start")
 class SlowStart(EmbeddingModel):
-    sample_rate_hz = 16000
-    embedding_dim = 2
+    sample_rate_hz, embedding_dim = 16000, 2
 
     def __init__(self, release: str = ""):
         super().__init__(release=release)
-        _wait(release, "the model loaded")
+        deadline = time.monotonic() + 30  # no line for 30 s: the stream said nothing while the model loaded
+        while not Path(release).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("nothing said while the model loaded")
+            time.sleep(0.05)
 
     def embed(self, audio):
         return np.array([[audio.mean(), audio.std()]], np.float32)
