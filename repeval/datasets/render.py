@@ -49,9 +49,12 @@ from repeval.datasets.render_synth import _Renderer, soundfont_path
 log = logging.getLogger(__name__)
 
 
-def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
-    """Render the note set into ``out``; returns the manifest path. Deterministic for a seed."""
+def render_dataset(out: str | Path, spec: RenderSpec | None = None, progress: bool | None = None) -> Path:
+    """Render the note set into ``out``; returns the manifest path. Deterministic for a seed. ``progress``: a bar on a
+    terminal, a line a minute without one (:class:`~repeval.pipeline.summary.Progress`; ``False``: neither)."""
     import tinysoundfont
+
+    from repeval.pipeline.summary import Progress
 
     spec = spec or RenderSpec()
     spec.check()
@@ -65,6 +68,7 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
 
     rows: list[dict[str, Any]] = []
     shuffled: list[np.ndarray] = []  # each instrument's notes (their rows) in a seeded order
+    bar = Progress(len(spec.instruments) * spec.notes_per_instrument, f"render {out.name}", progress, unit="clip")
     for inst in spec.instruments:
         program, lo, hi = INSTRUMENTS[inst]
         pitches = rng.choice(
@@ -89,6 +93,7 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
             track_id = f"{inst}-{pitch:03d}-{dyn}-{i:03d}"
             rel = f"audio/{track_id}.wav"
             sf.write(out / rel, audio, spec.sample_rate_hz, subtype="PCM_16")
+            bar.update(1)
             rows.append(
                 {
                     "track_id": track_id,
@@ -100,6 +105,7 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
                     "split": "",
                 }
             )
+    bar.close()
     for row, split in zip(rows, _allocate(shuffled, len(rows), spec.split_ratios, rng), strict=True):
         row["split"] = split
     manifest = out / "manifest.csv"
@@ -115,6 +121,8 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
 # ------------------------------------------------------------------------------ mixtures and keys
 #: audio files per folder under ``OUT/audio/`` for the mixtures and keys sets
 FILES_PER_DIR = 1000
+#: clips a worker renders at a time (never across two folders), the progress's step
+RENDER_STEP = 50
 #: the spec a mixtures or keys folder was rendered with (``OUT/render.json``)
 RENDER_RECORD = "render.json"
 
@@ -128,7 +136,7 @@ def _render_folder(
     splits: np.ndarray,
     reuse: bool,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Render clips ``start …`` (one folder's worth, ``labels``/``splits`` their planned label and split) into
+    """Render clips ``start …`` (a part of one folder, ``labels``/``splits`` their planned label and split) into
     ``out/audio/<folder>/``; with ``reuse``, a clip whose file exists (an earlier render of the same spec, whole:
     files are written under a temporary name and renamed) is kept. Returns the manifest rows and how many clips
     were kept. Runs in the renderer's processes."""
@@ -168,9 +176,9 @@ def _render_set(
     progress: bool | None = None,
     tally: dict[str, int] | None = None,
 ) -> Path:
-    """Render every planned clip, a folder of :data:`FILES_PER_DIR` at a time — in ``workers`` processes when more
-    than one — and stream the manifest's rows in clip order, with a progress bar when ``progress`` (default: on a
-    terminal). The files do not depend on ``workers``. ``OUT/render.json`` records the spec: rendering the same
+    """Render every planned clip, :data:`RENDER_STEP` of a folder of :data:`FILES_PER_DIR` at a time — in
+    ``workers`` processes when more than one — and stream the manifest's rows in clip order, with a progress bar when
+    ``progress`` (default: on a terminal; without one, a line a minute). The files do not depend on ``workers``. ``OUT/render.json`` records the spec: rendering the same
     spec into the same folder again (after an interruption) keeps the clips already written; another spec
     renders every clip anew (``tally``, when given, gets how many clips were ``rendered`` and how many ``kept``).
     The manifest appears (renamed from a temporary file) only when every clip is
@@ -194,8 +202,13 @@ def _render_set(
         (out / f"manifest.{fmt}").unlink(missing_ok=True)
     marker.write_text(record)
     render = partial(_render_folder, out, spec, reuse=reuse)
-    step = FILES_PER_DIR
-    chunks = [(s, f"{s // step:04d}", labels[s : s + step], splits[s : s + step]) for s in range(0, len(labels), step)]
+    # a part of a folder at a time: the progress moves every few seconds, not every 1,000 clips
+    bounds = [
+        (s, min(s + RENDER_STEP, f0 + FILES_PER_DIR, len(labels)))
+        for f0 in range(0, len(labels), FILES_PER_DIR)
+        for s in range(f0, min(f0 + FILES_PER_DIR, len(labels)), RENDER_STEP)
+    ]
+    chunks = [(s, f"{s // FILES_PER_DIR:04d}", labels[s:e], splits[s:e]) for s, e in bounds]
     writer = _ManifestWriter(out, ["track_id", "audio_path", *fields, "split"], spec.manifest_format)
     bar = Progress(len(labels), f"render {out.name}", progress, unit="clip")
     n = kept = 0

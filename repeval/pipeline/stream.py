@@ -28,6 +28,7 @@ from repeval.pipeline.partitions import model_geometry
 from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
 from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
+from repeval.pipeline.stream_watch import StreamWatch
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.pipeline.todo import Stream, todo_rows
 from repeval.store import PartitionWriter
@@ -147,6 +148,7 @@ def run_pipeline(
     first = True
     actors: dict[str, Any] = {}
     held = HeldFailureLines()
+    waits = stream_watch(bar, label, res)
     watch = FailingModel(mcfg, run.stop_model_after_failed_tracks)  # a model failing on every track: stopped
     pool = None if res.fused else res.packed_pool(mcfg.id, run.resources.pool_wait_s, run.resources.pool_stall_s)
     try:  # (the pool's placement group is removed once the stream ends: the finally below)
@@ -165,6 +167,7 @@ def run_pipeline(
             )
         if pool is not None:  # a packed pool whose node died and cannot be placed again stops the stream (never a hang)
             pool.watch(lambda: halt_stream(ds, pool.error))
+        waits.start()  # says what the stream waits for when no rows come for a minute
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             if first:
                 summary.startup_s += time.perf_counter() - t_start
@@ -219,6 +222,7 @@ def run_pipeline(
             raise unavailable from None
         raise
     finally:
+        waits.stop()
         if pool is not None:
             pool.close()
         held.release()
@@ -231,6 +235,15 @@ def run_pipeline(
             bar.close()
             summary.stream_s += time.perf_counter() - t_start
     return versions
+
+
+def stream_watch(bar: Progress, label: str, res: EmbedResources) -> StreamWatch:
+    """The watch that says what a stream waits for (:class:`~repeval.pipeline.stream_watch.StreamWatch`)."""
+    from repeval.pipeline.resources import _actor
+
+    keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
+    keys.update({k: f"run.resources.embed_resources.{k}" for k in res.resources})
+    return StreamWatch(bar, label, res.n_actors, _actor(res) if res.n_actors else {}, keys)
 
 
 class HeldFailureLines(logging.Filter):

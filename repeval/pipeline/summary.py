@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 60.0
 #: failed tracks the summary names (the rest: ``repeval store show --errors``)
 SHOWN_FAILURES = 5
+#: scenarios whose rows the summary line counts one by one (the rest together: :meth:`EmbedSummary.scenario_counts`),
+#: and partitions whose error records' command it gives (:meth:`EmbedSummary.show_commands`)
+SCENARIOS_SHOWN = 6
 #: characters of a failure's reason the summary keeps (its first line)
 REASON_CHARS = 120
 
@@ -158,7 +161,7 @@ class EmbedSummary:
             errs += " (" + ", ".join(f"{k} {v:,}" for k, v in sorted(self.errors_by_stage.items())) + ")"
         scen = ""
         if len(self.rows_by_scenario) > 1:
-            scen = " [" + ", ".join(f"{k} {self.rows_by_scenario[k]:,}" for k in self.scenarios()) + "]"
+            scen = f" [{self.scenario_counts()}]"
         retried = f" (retried {counted(self.retried, 'earlier error record')})" if self.retried else ""
         partly = f" ({self.partial:,} decoded partly)" if self.partial else ""
         decoded = (
@@ -182,6 +185,18 @@ class EmbedSummary:
 
         planned = [name.rsplit("/", 1)[-1] for name in self.partition_order]
         return [s for s in ordered_scenarios([*planned, *self.rows_by_scenario]) if s in self.rows_by_scenario]
+
+    def scenario_counts(self) -> str:
+        """The rows written per scenario, in the configuration's order: ``clean 3,000, noise_10db 298``; past
+        :data:`SCENARIOS_SHOWN` scenarios, the first ones and the rest together (``245 more scenarios: 73,010``) —
+        every scenario's count is in the store (``repeval store ls``)."""
+        names = self.scenarios()
+        shown = names if len(names) <= SCENARIOS_SHOWN else names[: SCENARIOS_SHOWN - 1]
+        said = [f"{k} {self.rows_by_scenario[k]:,}" for k in shown]
+        rest = names[len(shown) :]
+        if rest:
+            said.append(f"{counted(len(rest), 'more scenario')}: {sum(self.rows_by_scenario[k] for k in rest):,}")
+        return ", ".join(said)
 
     def in_order(self, partitions: Iterable[str]) -> list[str]:
         """Partition names in :attr:`partition_order` (the configuration's); any it lacks after, by name."""
@@ -218,7 +233,7 @@ class EmbedSummary:
             if any(stage == "embed" for _, _, stage, _ in self.failures):  # the model's error: its frames, its raise
                 fixed = "the files (or, stage embed, the model) are fixed"
             out.append(f"all of them (not evaluated; `--retry-errors` computes them again once {fixed}):")
-            out += [f"  {self.show_command(p)}" for p in self.in_order(self.errors_by_partition)]
+            out += self.show_commands(self.errors_by_partition)
         earlier = {p: self.earlier_errors[p] for p in self.in_order(self.earlier_errors) if self.earlier_errors[p]}
         if earlier:
             out.append(  # a track's record in each partition counted: one bad file under 3 scenarios is 3 records
@@ -226,7 +241,24 @@ class EmbedSummary:
                 f"{counted(len(earlier), 'partition')} (not computed again, not evaluated; `--retry-errors` computes "
                 "them again):"
             )
-            out += [f"  {self.show_command(p)}" for p in earlier]
+            out += self.show_commands(earlier)
+        return out
+
+    def show_commands(self, counts: dict[str, int] | Counter[str]) -> list[str]:
+        """The ``repeval store show --errors`` command of each partition of ``counts`` (name → error records), in the
+        configuration's order; past :data:`SCENARIOS_SHOWN` partitions, the first ones and where the rest are listed."""
+        names = self.in_order(counts)
+        shown = names if len(names) <= SCENARIOS_SHOWN else names[: SCENARIOS_SHOWN - 1]
+        out = [f"  {self.show_command(p)}" for p in shown]
+        rest = names[len(shown) :]
+        if rest:
+            import shlex
+
+            records = counted(sum(counts[p] for p in rest), "error record")
+            out.append(
+                f"  and {counted(len(rest), 'more partition')} ({records}): the same command with the partition's "
+                f"name (`repeval store ls {shlex.quote(self.store_uri or 'store')}` lists each partition's error records)"
+            )
         return out
 
     def failed_model_lines(self) -> list[str]:
@@ -288,10 +320,16 @@ class Progress:
         self.bar: Any = None
         self.total, self.desc, self.unit, self.clock = total, desc, unit, clock
         self.done = min(done, total)
-        #: (time, done) at the first update, the rate's origin; the time of the last line logged
+        #: (time, done) at the first update, the rate's origin; the time of the last line logged (a progress line or
+        #: a :meth:`waiting` line: one a minute, whichever it is)
         self.first: tuple[float, int] | None = None
-        self.logged_at = 0.0
+        self.started = self.logged_at = clock()
+        #: the time of the last update that counted rows (``None``: none yet, still starting)
+        self.rows_at: float | None = None
         self.log_lines = enabled is None and not sys.stderr.isatty() and total > 0
+        #: lines saying what it waits for when nothing comes for a minute (:meth:`waiting`): on a terminal too, unless
+        #: the caller turned progress off
+        self.wait_lines = enabled is not False and total > 0
         if enabled is None:
             enabled = sys.stderr.isatty()
         if enabled and total and bar:
@@ -302,10 +340,12 @@ class Progress:
     def update(self, n: int) -> None:
         if self.bar is not None and n:
             self.bar.update(n)
-        if not self.log_lines or not n:
+        if not n:
             return
-        now = self.clock()
+        now = self.rows_at = self.clock()
         self.done += n
+        if not self.log_lines:
+            return
         if self.first is None:  # the rate counts from here: the wait for the first rows is start-up
             self.first, self.logged_at = (now, self.done), now
         if now - self.logged_at >= PROGRESS_EVERY_S and self.done < self.total:
@@ -321,6 +361,19 @@ class Progress:
         if rate <= 0:  # no rate yet (its first update, said at once): no time left either
             return said
         return f"{said}, {per_time(rate, self.unit)}, about {duration(math.ceil((self.total - self.done) / rate))} left"
+
+    def quiet_for(self, now: float) -> float | None:
+        """How long nothing has come (since the last rows, else since the start) when a :meth:`waiting` line is due —
+        a minute (:data:`PROGRESS_EVERY_S`) of nothing and a minute since the last line said —, else ``None``."""
+        quiet = now - (self.started if self.rows_at is None else self.rows_at)
+        if not self.wait_lines or quiet < PROGRESS_EVERY_S or now - self.logged_at < PROGRESS_EVERY_S:
+            return None
+        return quiet
+
+    def waiting(self, now: float, line: str) -> None:
+        """Say ``line`` (what it waits for, :meth:`quiet_for` being due), counted as the minute's line."""
+        self.logged_at = now
+        log.info("%s", line)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -339,4 +392,12 @@ def duration(seconds: int) -> str:
     if seconds < 60:
         return f"{seconds} s"
     minutes = math.ceil(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def elapsed(seconds: int) -> str:
+    """``45 s``, ``3 min``, ``2 h 05 min``: a time gone by, to the second under a minute, else to the whole minute."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

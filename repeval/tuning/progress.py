@@ -4,13 +4,15 @@ runs with ``verbose=0`` and prints nothing, so :class:`TrialProgress` logs a lin
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any
 
 from ray import tune
 
-from repeval.pipeline.summary import Progress
+from repeval.pipeline.summary import Progress, elapsed
 from repeval.tuning.checkpoint import trial_key
 from repeval.words import counted
 
@@ -77,6 +79,28 @@ class TrialProgress(tune.Callback):
             self.counted = done
             clock = self.clock or time.monotonic
             self.bar = Progress(self.total, f"train {self.label}", unit="trial", clock=clock, bar=False, done=len(done))
+        self._waiting(trials)
+
+    def _waiting(self, trials: list[Any]) -> None:
+        """After a minute without a trial ending (or starting), what the trials do: a line a minute at most, progress
+        lines included (:meth:`Progress.quiet_for`) — ``train g: starting, 2 running, 6 pending (3 min)``."""
+        assert self.bar is not None
+        now = self.bar.clock()
+        quiet = self.bar.quiet_for(now)
+        if quiet is None:
+            return
+        states = Counter(t.status for t in trials)
+        running, pending = states["RUNNING"], states["PENDING"]
+        took = elapsed(math.floor(quiet))
+        doing = f"{running:,} running, {pending:,} pending"
+        if pending and not running:  # none can start: the cluster lacks what a trial asks for, for now
+            doing += " (waiting for the CPUs or GPUs a trial asks for: other work holds them, or a node is starting)"
+        if self.bar.rows_at is None:
+            line = f"train {self.label}: starting, {doing} ({took})"
+        else:
+            done = f"{self.bar.done:,} of {counted(self.total, 'trial')} ended"
+            line = f"train {self.label}: no trial ended for {took} ({done}), {doing}"
+        self.bar.waiting(now, line)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trial)

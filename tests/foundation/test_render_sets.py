@@ -95,7 +95,7 @@ def test_triads_in_both_modes():
     assert triad(0, "minor", 1) == [2, 5, 8]  # diminished
 
 
-def test_parquet_manifest_sharded_folders_and_progress(tmp_path, monkeypatch, capsys):
+def test_parquet_manifest_sharded_folders_and_progress(tmp_path, monkeypatch, capsys, caplog):
     import repeval.datasets.render as render
 
     monkeypatch.setattr(render, "FILES_PER_DIR", 10)
@@ -107,8 +107,23 @@ def test_parquet_manifest_sharded_folders_and_progress(tmp_path, monkeypatch, ca
     assert t.num_rows == 25 and t.column_names[:3] == ["track_id", "audio_path", "key"]
     assert sorted({Path(p).parent.name for p in t.column("audio_path").to_pylist()}) == ["0000", "0001", "0002"]
     assert all((tmp_path / "k" / p).is_file() for p in t.column("audio_path").to_pylist())
-    # two processes, a folder each at a time: the same files and rows as one process
+    # two processes, a part of a folder each at a time: the same files and rows as one process — and, without a
+    # terminal, a progress line at each part (a line a minute, here at once), not once a folder of 1,000 clips
+    import logging
+
+    from repeval.pipeline import summary
+
+    monkeypatch.setattr(render, "RENDER_STEP", 4)
+    monkeypatch.setattr(summary, "PROGRESS_EVERY_S", 0.0)
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
     m2 = render_keys(tmp_path / "k2", KeySpec(clips=25, manifest_format="parquet"), workers=2)
+    said = [int(line.split(" of ")[0].rsplit(" ", 1)[1]) for line in caplog.messages if " of 25 clips (" in line]
+    assert said == [4, 8, 10, 14, 18, 20, 24], caplog.messages  # parts of 4 clips, none across a folder of 10
+    caplog.clear()
+    render.render_dataset(tmp_path / "n", render.RenderSpec(instruments=("piano",), notes_per_instrument=3))
+    assert [line.split(" (")[0] for line in caplog.messages] == ["render n: 1 of 3 clips", "render n: 2 of 3 clips"], (
+        caplog.messages
+    )
     assert pq.read_table(m2).equals(t)
     for p in t.column("audio_path").to_pylist():
         assert (tmp_path / "k2" / p).read_bytes() == (tmp_path / "k" / p).read_bytes()

@@ -110,6 +110,44 @@ def test_the_summary_line_at_catalog_scale() -> None:
     assert s.line().endswith(" — 34.6 rows/s, 48 s of audio per second")
 
 
+def test_the_summary_line_of_250_scenarios_counts_the_first_and_the_rest_together() -> None:
+    """A catalog run of 250 scenarios printed one line of 250 "name count" pairs (some 6,000 characters); it names the
+    first five and counts the rest together, the total unchanged."""
+    from collections import Counter
+
+    from repeval.pipeline.summary import EmbedSummary
+
+    names = ["clean", *(f"noise_{i:03d}" for i in range(249))]
+    s = EmbedSummary(
+        tracks=3000,
+        computed=3000 + 249 * 300,
+        streams=1,
+        wall_s=100.0,
+        audio_seconds=1000.0,
+        rows_by_scenario=Counter({n: 3000 if n == "clean" else 300 for n in names}),
+        partition_order=dict.fromkeys(f"c/m/{n}" for n in names),
+    )
+    line = s.line()
+    assert line.startswith(
+        "embedded 77,700 rows [clean 3,000, noise_000 300, noise_001 300, noise_002 300, noise_003 300, 245 more "
+        "scenarios: 73,500] from 3,000 tracks, "
+    ), line
+    assert len(line) < 250
+    s.rows_by_scenario = Counter({n: 1 for n in names[:6]})  # six: each named
+    assert "[clean 1, noise_000 1, noise_001 1, noise_002 1, noise_003 1, noise_004 1]" in s.line()
+    # a bad file under every scenario: an error record in each of the 250 partitions, whose commands were 250 lines
+    s.store_uri = "/data/store"
+    for n in names:
+        s.add_failures(f"c/m/{n}", ["t1"], ["decode"], ["unreadable"])
+    s.errors = 250
+    commands = [line for line in s.failure_lines() if line.startswith("  repeval store show")]
+    assert commands == [f"  repeval store show /data/store c/m/{n} --errors" for n in names[:5]]
+    assert s.failure_lines()[-1] == (
+        "  and 245 more partitions (245 error records): the same command with the partition's name "
+        "(`repeval store ls /data/store` lists each partition's error records)"
+    )
+
+
 def test_a_shared_streams_datasets_are_counted_in_thousands() -> None:
     """The line a stream of several datasets starts with read "12,000 tracks to embed (msd 10000, gtzan 2000)"."""
     import numpy as np
@@ -174,3 +212,34 @@ def test_a_line_a_minute_of_the_trials_reused_ones_counted_from_the_start(monkey
     clock.now += 60
     batch.on_trial_complete(0, trials, trials[7])
     assert caplog.messages[0].startswith(f"train 3 probe grids ({grids[0]}, "), caplog.messages
+
+
+def test_trials_that_do_not_end_for_minutes_are_said_once_a_minute(monkeypatch, caplog) -> None:
+    """A grid whose trials wait for the cluster (none running) or train for minutes said nothing until one ended."""
+    from types import SimpleNamespace
+
+    from repeval.tuning.progress import TrialProgress
+
+    monkeypatch.setattr(summary.sys, "stderr", io.StringIO())
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
+    clock = Clock()
+    trials = [SimpleNamespace(config={"unit": u}, status="PENDING") for u in range(8)]
+    cb = TrialProgress("grid", 8, [], clock=clock)
+    cb.setup()
+    cb.on_step_begin(0, trials)
+    clock.now += 90
+    cb.on_step_begin(1, trials)  # none can start
+    clock.now += 30
+    cb.on_step_begin(2, trials)  # a line a minute at most
+    for t in trials[:2]:
+        t.status = "RUNNING"
+    trials[0].status = "TERMINATED"
+    clock.now += 60
+    cb.on_trial_complete(3, trials, trials[0])
+    clock.now += 200
+    cb.on_step_begin(4, trials)
+    assert caplog.messages == [
+        "train grid: starting, 0 running, 8 pending (waiting for the CPUs or GPUs a trial asks for: other work holds "
+        "them, or a node is starting) (1 min)",
+        "train grid: no trial ended for 3 min (1 of 8 trials ended), 1 running, 6 pending",
+    ], caplog.messages

@@ -1,0 +1,135 @@
+"""What a stream waits for when nothing comes: its embedding actors loading a large model for minutes, a cluster
+without the room for them, or a stream where no rows arrive for minutes. The stream's own progress
+(:class:`~repeval.pipeline.summary.Progress`) counts rows as they come, so it says nothing while none do: a thread
+looks every :data:`WATCH_TICK_S` seconds and, once a minute of nothing has passed (at most one line a minute, progress
+lines included), says what the stream waits for — on a terminal and off it::
+
+    embed catalog/musicnn: starting, 1 of 2 embedding actors ready, 1 loading the model (2 min)
+    write catalog/musicnn: no rows for 3 min (1,234 of 3,600 rows written), 2 of 2 embedding actors ready
+
+— and, when an actor waits for resources that no node of the cluster has, says so with the fix
+(:func:`~repeval.ray_cluster.request_misfit`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from repeval.pipeline.summary import Progress, elapsed
+from repeval.words import counted
+
+log = logging.getLogger("repeval.pipeline.summary")  # where the stream's progress lines go
+
+#: how often the watch looks at a stream (seconds): a line is due after a minute of nothing
+WATCH_TICK_S = 5.0
+
+
+class StreamWatch:
+    """Watches a stream's progress ``bar`` and its embedding actors from a thread (:meth:`start`, :meth:`stop`). ``actor``: what each of its ``n_actors`` embedding
+    actors asks for (none: the model runs inside the decode tasks), ``settings`` the configuration key of each
+    resource, which a message of resources no node has names."""
+
+    def __init__(
+        self,
+        bar: Progress,
+        label: str,
+        n_actors: int,
+        actor: Mapping[str, float],
+        settings: Mapping[str, str],
+    ) -> None:
+        self.bar, self.label, self.n_actors = bar, label, n_actors
+        self.actor, self.settings = {k: float(v) for k, v in actor.items() if float(v) > 0}, settings
+        self.stopped = threading.Event()
+        #: embedding actors alive before the stream's (an earlier stream's, being released): not counted
+        self.before: set[str] = set()
+        self.thread = threading.Thread(target=self._run, name="repeval-stream-watch", daemon=True)
+
+    def start(self) -> StreamWatch:
+        if self.bar.wait_lines:
+            if self.n_actors:
+                try:
+                    self.before = set(embed_actors())
+                except Exception as exc:  # nothing left out then
+                    log.debug("could not list the embedding actors: %s", exc)
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(WATCH_TICK_S):
+            try:
+                self.check()
+            except Exception as exc:  # the stream is what matters: a look that fails says nothing
+                log.debug("could not look at the stream's state: %s", exc)
+
+    def check(self) -> None:
+        """Say what the stream waits for, when a line is due (:meth:`Progress.quiet_for`)."""
+        now = self.bar.clock()
+        quiet = self.bar.quiet_for(now)
+        if quiet is None:
+            return
+        line = self.line(quiet, *self.actors())
+        if not self.stopped.is_set():
+            self.bar.waiting(now, line)
+
+    def actors(self) -> tuple[int, int, int]:
+        """The pool's actors: (ready, loading their model, waiting for a node with room), as the GCS has them — Ray
+        Data's own pool is not in reach while it starts — leaving out those alive before the stream (:meth:`start`:
+        an earlier stream's, being released)."""
+        if not self.n_actors:
+            return 0, 0, 0
+        mine = [info for a, info in embed_actors().items() if a not in self.before]
+        ready = sum(1 for info in mine if info.get("State") == "ALIVE")
+        loading = sum(1 for info in mine if info.get("State") != "ALIVE" and int(info.get("Pid") or 0) > 0)
+        return ready, loading, len(mine) - ready - loading
+
+    def line(self, quiet: float, ready: int, loading: int, waiting: int) -> str:
+        """What the stream waits for, ``quiet`` seconds into nothing, its actors as :meth:`actors` counts them."""
+        took = elapsed(math.floor(quiet))
+        bar = self.bar
+        if not self.n_actors:
+            what = "the decode tasks, which load the model before their first tracks"
+            actors = ""
+        else:
+            actors = f"{ready} of {counted(self.n_actors, 'embedding actor')} ready"
+            actors += f", {loading} loading the model" if loading else ""
+            actors += f", {waiting} waiting for {self.room()}" if waiting else ""
+            what = ""
+        if bar.rows_at is None:
+            head = f"embed {self.label}: starting, "
+            return head + (f"{actors} ({took})" if actors else f"no rows yet ({took}): waiting for {what}")
+        said = f"write {self.label}: no rows for {took} ({bar.done:,} of {counted(bar.total, bar.unit)} written)"
+        return f"{said}, {actors}" if actors else f"{said}: waiting for {what}"
+
+    def room(self) -> str:
+        """What a waiting actor waits for: a node with its resources free — and, when no node of the cluster has them
+        (:func:`~repeval.ray_cluster.request_misfit`), why and the fix."""
+        from repeval.ray_cluster import _amounts, alive_node_resources, may_grow, request_misfit
+
+        free = f"a node with {_amounts(self.actor)} free"
+        what = f"the embedding actors of {self.label}"
+        misfit = request_misfit(what, self.actor, self.settings, alive_node_resources(), may_grow())
+        return f"{free} — {misfit}" if misfit else f"{free} (taken by other work on the cluster, or a node starting)"
+
+
+def embed_actors() -> dict[str, dict[str, Any]]:
+    """This job's embedding actors not dead, by id, as the GCS has them (``State``: ``ALIVE`` once its model is
+    built; else ``Pid`` 0 until a node has room for it). Private in Ray 2.60 (pinned), as
+    :func:`~repeval.pipeline.stream._kill_stray_embed_actors` reads it; one query of the GCS."""
+    import ray
+
+    from repeval.pipeline.stream import EMBED_ACTOR_CLASS
+
+    job = ray.get_runtime_context().get_job_id()
+    return {
+        actor_id: info
+        for actor_id, info in ray._private.state.actors().items()
+        if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job and info.get("State") != "DEAD"
+    }

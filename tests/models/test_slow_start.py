@@ -1,0 +1,143 @@
+"""A stream says what it waits for when nothing comes (a line a minute; here a fraction of a second): its embedding
+actor loading a large model, an actor that no node has the room for, or no rows for minutes. Nothing was said from the
+stream's first line to its first progress line, or for as long as no rows came."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import textwrap
+
+import yaml
+
+#: a model whose constructor waits for ``release``: a large model loading for minutes
+SLOW_MODEL = """
+import time
+from pathlib import Path
+
+import numpy as np
+
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("slow-start")
+class SlowStart(EmbeddingModel):
+    sample_rate_hz, embedding_dim = 16000, 2
+
+    def __init__(self, release: str = ""):
+        super().__init__(release=release)
+        deadline = time.monotonic() + 30  # no line for 30 s: the stream said nothing while the model loaded
+        while not Path(release).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("nothing said while the model loaded")
+            time.sleep(0.05)
+
+    def embed(self, audio):
+        return np.array([[audio.mean(), audio.std()]], np.float32)
+"""
+
+
+def test_a_stream_says_while_its_model_loads(
+    ray_session, rendered_notes, tmp_path, monkeypatch, forget_plugins
+) -> None:
+    """The plugin's model waits in its constructor for the driver's line (a file the log handler writes): the test
+    holds whatever the machine's speed; without the line, the model gives up and the stream fails."""
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.pipeline import stream_watch, summary
+    from repeval.testing.configs import notes_dataset, notes_manifest
+
+    monkeypatch.setattr(summary, "PROGRESS_EVERY_S", 0.5)  # a line a minute, here every half second
+    monkeypatch.setattr(stream_watch, "WATCH_TICK_S", 0.05)
+    rows = list(csv.DictReader(rendered_notes.open()))[:4]
+    manifest = notes_manifest(rendered_notes, tmp_path / "manifest.csv", rows, [])
+    plugin = tmp_path / "slow_model.py"
+    plugin.write_text(textwrap.dedent(SLOW_MODEL))
+    release = tmp_path / "release"
+    cfg = {
+        "plugins": [str(plugin)],
+        "run": {
+            "run_id": "t", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs"),
+            "resources": {"embed_in_decode": "never", "embed_actors": 1},
+        },
+        "experiments": [{
+            "task": {"name": "instrument", "type": "multiclass_classification"},
+            "datasets": [notes_dataset(manifest)],
+            "embedding_models": [{"id": "slow", "type": "slow-start", "params": {"release": str(release)}}],
+            "downstream_models": [{"name": "linear", "hidden_units": []}],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    said: list[str] = []
+
+    def emit(record: logging.LogRecord) -> None:  # in the stream's watch thread
+        said.append(record.getMessage())
+        if "loading the model" in said[-1]:
+            release.touch()
+
+    handler = logging.Handler(logging.INFO)
+    handler.emit = emit  # type: ignore[method-assign]
+    logger = logging.getLogger("repeval.pipeline.summary")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(handler)
+    try:
+        result = runner.stage_embed(runner.make_context(load_config(path)), progress=None)
+    finally:
+        logger.removeHandler(handler)
+    assert result.errors == 0 and result.computed == 4 and not result.models_failed, result.text()
+    loading = [s for s in said if "loading the model" in s]
+    assert loading and loading[0].startswith(
+        "embed notes/slow: starting, 0 of 1 embedding actor ready, 1 loading the model ("
+    ), said
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stream_says_when_no_rows_come_and_when_no_node_has_room_for_its_actors(
+    ray_session, monkeypatch, caplog
+) -> None:
+    """A stream of a model in its decode tasks (no actors) that wrote rows then none for minutes; an actor asking for
+    a GPU of a cluster without one: its line says so, with the fix. One line a minute, progress lines included."""
+    from repeval.pipeline import summary
+    from repeval.pipeline.stream_watch import StreamWatch
+
+    monkeypatch.setattr(summary.sys, "stderr", io.StringIO())  # no terminal
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
+    clock = Clock()
+    bar = summary.Progress(3600, "write catalog/msd-musicnn", clock=clock)
+    watch = StreamWatch(bar, "catalog/msd-musicnn", 0, {}, {})
+    clock.now += 30
+    watch.check()  # half a minute of start-up: nothing yet
+    clock.now += 45
+    watch.check()
+    clock.now += 10
+    watch.check()  # a line a minute at most
+    bar.update(600)  # the first rows: the rate counts from here
+    clock.now += 65
+    bar.update(600)
+    clock.now += 50
+    watch.check()  # 50 s without rows: nothing
+    clock.now += 130
+    watch.check()
+    assert caplog.messages == [
+        "embed catalog/msd-musicnn: starting, no rows yet (1 min): waiting for the decode tasks, which load the model "
+        "before their first tracks",
+        "write catalog/msd-musicnn: 1,200 of 3,600 rows (33%), 9.2 rows/s, about 5 min left",
+        "write catalog/msd-musicnn: no rows for 3 min (1,200 of 3,600 rows written): waiting for the decode tasks, "
+        "which load the model before their first tracks",
+    ], caplog.messages
+    gpu = StreamWatch(bar, "catalog/musicnn", 2, {"CPU": 1, "GPU": 1}, {"GPU": "run.resources.embed_num_gpus"})
+    line = gpu.line(150, 0, 0, 2)
+    assert line.startswith(
+        "write catalog/musicnn: no rows for 2 min (1,200 of 3,600 rows written), 0 of 2 embedding actors ready, "
+        "2 waiting for a node with 1 CPU, 1 GPU free — the embedding actors of catalog/musicnn each ask for 1 CPU, 1 GPU, "
+        "but no node of this Ray cluster (1 node) has that much"
+    ), line
+    assert "set run.resources.embed_num_gpus" not in line and "add a node with 1 CPU, 1 GPU" in line, line
