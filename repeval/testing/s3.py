@@ -23,20 +23,26 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_s3(bucket: str = "repeval") -> Iterator[dict[str, Any]]:
+def moto_s3(bucket: str = "repeval", environ: bool = True) -> Iterator[dict[str, Any]]:
     """A moto S3 server on 127.0.0.1 with the bucket ``bucket``: yields the URI query (``s3://bucket/key`` + it) and a
-    filesystem over it; the credentials are in the environment until it stops."""
+    filesystem over it; the credentials are in the environment until it stops (``environ=False``: left out of it, for
+    a server started beside tests that run meanwhile — the filesystem is given them, a process it starts must be)."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
+    saved = {k: os.environ.get(k) for k in CREDENTIALS} if environ else {}
+    os.environ.update(CREDENTIALS if environ else {})
     try:
         fs = pafs.S3FileSystem(
-            endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1", allow_bucket_creation=True
+            endpoint_override=f"127.0.0.1:{port}",
+            scheme="http",
+            region="us-east-1",
+            allow_bucket_creation=True,
+            access_key=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            secret_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
         fs.create_dir(bucket)
         yield {"query": f"?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1", "fs": fs}

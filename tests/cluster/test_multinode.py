@@ -47,6 +47,8 @@ EMBED_ACTOR = "MapBatches(Embed)"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 #: how often the waits re-ask the GCS or the jobs API (each asks over loopback HTTP in a few milliseconds)
 POLL_S = 0.1
+#: the embedding worker node of the crash test: the only node offering ``embed`` (see the module's docstring)
+EMBED_WORKER: dict[str, Any] = {"num_cpus": 2, "resources": {"embed": 2}}
 
 
 def free_port() -> int:
@@ -116,15 +118,18 @@ class LocalCluster:
                 "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_agent_register_timeout_ms": "180000",  # slow agents on a busy 2-core machine
                 # a SIGKILLed node is found dead by the GCS's health checks: after 5 failed checks 3 s apart by
-                # default (the crash test waited those ~15 s before Ray restarted its actors); 1 s apart here. A
-                # live raylet still answers each within health_check_timeout_ms (10 s, unchanged)
+                # default (the crash test waited those ~15 s before Ray restarted its actors); after 2 checks 1 s
+                # apart here (~2 s). A live raylet still answers each within health_check_timeout_ms (10 s, unchanged)
                 "RAY_health_check_period_ms": "1000",
+                "RAY_health_check_failure_threshold": "2",
                 "RAY_DEDUP_LOGS": "0",
             }
         )
         self.env = env
         self.gcs_address = ""
         self.dashboard = ""
+        #: the embedding worker node started ahead with the head, until a test takes it (``embed_worker``)
+        self.spare: LocalNode | None = None
 
     def _ports(self) -> list[str]:
         lo = self._port_base + 120 * len(self.nodes)  # disjoint worker-port ranges, outside the ephemeral range
@@ -316,7 +321,8 @@ class LocalCluster:
 
 def head_cluster_nodes(environ: dict[str, str]) -> Iterator[LocalCluster]:
     """One head node for the module's tests (a head start, with its dashboard and jobs API, costs ~10-15 s: started as
-    soon as the tests are collected, ``AHEAD``, it starts while the tests before this module run).
+    soon as the tests are collected, ``AHEAD``, it starts while the tests before this module run), and the crash test's
+    first embedding worker node (``embed_worker``: a worker start costs ~5-10 s more), started there too.
 
     Ray's temp dir and every node's live in a short directory (unix socket paths are limited to 107 bytes).
     The nodes start Ray as cluster/*.yaml do, with LD_PRELOAD from `python -m repeval.cpu preload` (the MKL
@@ -332,6 +338,7 @@ def head_cluster_nodes(environ: dict[str, str]) -> Iterator[LocalCluster]:
         c.env["LD_PRELOAD"] = preload.stdout.strip()
         assert c.env["LD_PRELOAD"] == str(lib)
         c.start_head(num_cpus=1)
+        c.spare = c.add_worker(**EMBED_WORKER)
         yield c
     finally:
         c.shutdown()
@@ -351,14 +358,20 @@ def head_cluster(started_ahead) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
-def cluster(head_cluster: LocalCluster) -> Iterator[LocalCluster]:
-    """The shared head; the worker nodes a test adds are its own, stopped (and gone from the GCS) after it."""
+def cluster(head_cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """The shared head; the worker nodes a test adds (or takes: ``embed_worker``) are its own, stopped (and gone from
+    the GCS) after it. A test that does not take the spare worker node started ahead runs without it (it leaves)."""
     c = head_cluster
-    mine = len(c.nodes)
+    if c.spare is not None and "embed_worker" not in request.fixturenames:
+        c.nodes.remove(c.spare)
+        c.remove_worker(c.spare)
+        c.spare = None
+    mine = [n for n in c.nodes if n is not c.spare]
     try:
         yield c
     finally:
-        workers, c.nodes = c.nodes[mine:], c.nodes[:mine]
+        workers = [n for n in c.nodes if n not in mine and n is not c.spare]
+        c.nodes = [n for n in c.nodes if n not in workers]
         left = []
         for node in workers:
             c.remove_worker(node)
@@ -366,6 +379,13 @@ def cluster(head_cluster: LocalCluster) -> Iterator[LocalCluster]:
         for p in left:  # never expected; killed anyway so a failing test does not leak a node
             p.kill()
         assert not left, f"processes left running: {left}"
+
+
+@pytest.fixture
+def embed_worker(cluster: LocalCluster) -> LocalNode:
+    """A worker node of ``EMBED_WORKER``, the test's own: the one started ahead with the head (else started now)."""
+    node, cluster.spare = cluster.spare, None
+    return node if node is not None else cluster.add_worker(**EMBED_WORKER)
 
 
 @pytest.fixture
@@ -435,7 +455,7 @@ def check_complete(root: Path, run_id: str, model: str, catalog: Any, max_tracks
 
 
 def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_crash(
-    cluster: LocalCluster, short_tmp: Path
+    cluster: LocalCluster, embed_worker: LocalNode, short_tmp: Path
 ) -> None:
     """``ray job submit`` of ``jobs/run.py --smoke-test``: the embedding actors run only on the worker node (the one
     offering ``embed``), and every node preloads the MKL shim. SIGKILL that node while it embeds, then start a
@@ -447,7 +467,7 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     clmr = {"id": "clmr-v2", "params": dummy_params("clmr-v2", short_tmp), "batch_size": 2}
     config = write_config(short_tmp / "crash.yaml", manifest, clmr, run_id="crash", part_rows=4)
     lib = cluster.env["LD_PRELOAD"]  # every node of the cluster preloads the MKL shim (see head_cluster)
-    first = cluster.add_worker(num_cpus=2, resources={"embed": 2})
+    first = embed_worker  # started with the head, ahead of the tests
     first_id = cluster.node_id(first)
     entry = ["python", "jobs/run.py", str(config), "--smoke-test", "--store", f"file://{short_tmp}/store"]
     entry += ["--runs-dir", f"file://{short_tmp}/runs"]
@@ -462,7 +482,7 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
         time.sleep(0.2)
     first.kill()
     assert not (clean / "_manifest.json").exists(), "the embedding finished before the node was killed"
-    replacement = cluster.add_worker(num_cpus=2, resources={"embed": 2})
+    replacement = cluster.add_worker(**EMBED_WORKER)
     replacement_id = cluster.node_id(replacement)
 
     status = cluster.wait_job("crash-1")

@@ -33,11 +33,11 @@ import ray
 from ray.cluster_utils import Cluster
 
 deadline, root = float(sys.argv[1]), Path(sys.argv[2])
-# a model of 0.5 s a track, so that the stream is still running when a node is killed
+# a model of 0.3 s a track, so that the stream is still running when a node is killed
 (root / "slow_model.py").write_text(
     "import time\nfrom repeval.models import EmbeddingModel, register_model\n\n\n"
     "@register_model('slow-model')\nclass SlowModel(EmbeddingModel):\n    sample_rate_hz = 16000\n"
-    "    embedding_dim = 2\n\n    def embed(self, audio):\n        time.sleep(0.5)\n"
+    "    embedding_dim = 2\n\n    def embed(self, audio):\n        time.sleep(0.3)\n"
     "        return audio[:2].reshape(1, 2).astype('float32')\n"
 )
 rows = ["track_id,audio_path,label"]
@@ -53,12 +53,12 @@ resources = "{embed_in_decode: never, embed_actors: 2, embed_num_cpus: 2, decode
     f"  datasets: [{{name: d, type: catalog, manifest: {root / 'm.csv'}, label_column: label}}]\n"
     "  embedding_models: [{id: slow, type: slow-model}]\n  downstream_models: [{type: classifier}]\n"
 )
-# the real command, with the stall it stops after shortened from a minute (the test's wait); once it is done, and
+# the real command, with the stall it stops after shortened from a minute to 2 s (the test's wait); once it is done, and
 # before its exit handlers shut Ray down, it says the states of the cluster's placement groups
 CLI = '''import sys
 from repeval.pipeline import placement
 from repeval.cli import entrypoint
-placement.PACK_STALL_S = 5.0
+placement.PACK_STALL_S = 2.0
 sys.argv[0] = "repeval"
 try:
     entrypoint()
@@ -114,13 +114,13 @@ try:
     # the node the pool was asked for dies mid-stream: the other holds the pool, but with it no decode task
     out["stop"] = embed(4, lambda pinned: pinned)
     # a 4-CPU node joins, the command is run again, and the node the pool is not on (the decode tasks') dies as the
-    # stream starts: the run waits for a node (another 4-CPU node joins 20 s later, 4 stalls later) instead of
+    # stream starts: the run waits for a node (another 4-CPU node joins 10 s later, 5 stalls later) instead of
     # stopping as if the pool's node had died
     cluster.add_node(num_cpus=4)
     cluster.wait_for_nodes()
 
     def join_later(proc):
-        t_join = time.monotonic() + 20
+        t_join = time.monotonic() + 10
         while proc.poll() is None and time.monotonic() < t_join:
             time.sleep(0.2)
         out["waited"] = proc.poll() is None
@@ -140,11 +140,11 @@ def test_a_packed_pool_whose_node_dies_stops_the_run_naming_it_and_a_rerun_does_
     """Two 4-CPU nodes, two 2-CPU actors, decode tasks of 3 CPUs: Ray Data spread the actors one to a node and no
     decode task ever started (the stream hung); they are asked for on one node, as one STRICT_PACK placement group.
 
-    A real ``repeval embed`` (its stall shortened from a minute to 5 s): the node the pool was asked for dies
+    A real ``repeval embed`` (its stall shortened from a minute to 2 s): the node the pool was asked for dies
     mid-stream, and Ray places the pool again on the other node, which then keeps no decode task's CPUs (asked for
     with a soft node affinity, the actors came back there and the stream stood still for ever): the run stops,
     naming the dead node and the fix, keeping what was written. Run again on a cluster a node joined, it embeds only
-    the rest — and when a node the pool is not on dies, it waits for another to join (the run stopped after 5 s,
+    the rest — and when a node the pool is not on dies, it waits for another to join (the run stopped after the stall,
     saying the pool's live node had died)."""
     tmp = Path(tempfile.mkdtemp(prefix="rv-pack-", dir="/tmp"))  # Ray's temp dir (short unix socket paths)
     try:
@@ -157,7 +157,10 @@ def test_a_packed_pool_whose_node_dies_stops_the_run_naming_it_and_a_rerun_does_
                 "RAY_AUTH_MODE": "disabled",
                 "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_ENABLE_AUTO_CONNECT": "0",
-                "RAY_health_check_period_ms": "1000",  # the dead node found in ~5 s, not ~15 s (test_multinode.py)
+                # a killed node is found dead after 2 failed health checks 1 s apart (~2 s), not 5 checks 3 s apart
+                # (~15 s); a live raylet still answers each within health_check_timeout_ms (10 s, unchanged)
+                "RAY_health_check_period_ms": "1000",
+                "RAY_health_check_failure_threshold": "2",
                 "PYTHONPATH": str(REPO),
             }
         )
