@@ -49,9 +49,12 @@ def _complete(store: EmbeddingStore, scenario: str, ids: list[str]) -> None:
     part.finish({"dataset": "ds", "model": "m", "scenario": scenario})
 
 
-def _user_denied(s3: dict[str, Any], *denied: str, may_list: bool = True) -> dict[str, str]:
+def _user_denied(
+    s3: dict[str, Any], *denied: str, may_list: bool = True, action: str = "s3:GetObject"
+) -> dict[str, str]:
     """The credentials of a new IAM user of the moto server that may do anything in S3 but read the keys ``denied``
-    (patterns of the bucket ``repeval``) — nor list the bucket unless ``may_list`` —, as the environment gives them."""
+    (patterns of the bucket ``repeval``; ``action``: but that on them) — nor list the bucket unless ``may_list`` —, as
+    the environment gives them."""
     import boto3
 
     port = re.search(r"127\.0\.0\.1:(\d+)", s3["query"]).group(1)  # type: ignore[union-attr]
@@ -61,7 +64,7 @@ def _user_denied(s3: dict[str, Any], *denied: str, may_list: bool = True) -> dic
     statements: list[dict[str, Any]] = [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
     if denied:
         statements.append(
-            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]}
+            {"Effect": "Deny", "Action": action, "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]}
         )
     if not may_list:  # (moto does not read an IAM condition's s3:prefix: the whole bucket)
         statements.append({"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::repeval"})
@@ -115,6 +118,34 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
         f"store partition ds/m/clean in {uri}: repeval/denied/ds/m/clean/_rewrite.json: access denied — {fix}\n"
     ), settle.stderr
     assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
+
+
+def test_a_track_removal_whose_manifest_may_not_be_deleted_stops_before_changing_the_partition(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval store rm … --track` marks a partition incomplete (deletes its manifest) before it removes rows. A
+    manifest these S3 credentials may not delete (AWS's ACCESS_DENIED on DeleteObject) was ignored: the rows went, the
+    command said "now incomplete", and the partition still counted as complete — `repeval train` trained on it without
+    those tracks, and `store ls` called it damaged, "a part file deleted or lost". It stops now, nothing removed."""
+    from moto.core.authorization import enable_iam_authentication
+
+    uri = f"s3://repeval/undeletable{s3['query']}"
+    _complete(EmbeddingStore(uri), "clean", ["a", "b"])
+    for k, v in _user_denied(s3, "undeletable/ds/m/clean/_manifest.json", action="s3:DeleteObject").items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        rm = CliRunner().invoke(app, ["store", "rm", uri, "ds/m/clean", "--track", "a", "--yes"])
+        part = EmbeddingStore(uri, create=False).partition("ds", "m", "clean")
+        complete, ids = part.complete, part.done_ids().to_pylist()
+    assert rm.exit_code == 1, rm.output
+    assert rm.stderr == (
+        f"error: store partition ds/m/clean in {uri}: its manifest repeval/undeletable/ds/m/clean/_manifest.json could "
+        "not be deleted, to mark the partition incomplete before changing it (access denied) — this user may not "
+        "delete it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the "
+        "instance role) on this machine (on a cluster, every node's) and that they may delete objects in the bucket "
+        "(docs/cluster.md); nothing was changed\n"
+    ), rm.stderr
+    assert complete and sorted(ids) == ["a", "b"]
 
 
 def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the_disk(s3: dict[str, Any]) -> None:
