@@ -57,9 +57,9 @@ def _undeleted(named: str, where: str, exc: OSError) -> OSError:
     what = f"{named}: its manifest {where} could not be deleted, to mark the partition incomplete before changing it"
     if refused(exc):
         why, fix = refusal(exc, deleting=True)
-        said = PermissionError(f"{what} ({why}) — {fix}; nothing was changed")
-        said.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
-        return said
+        denied = PermissionError(f"{what} ({why}) — {fix}; nothing was changed")
+        denied.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
+        return denied
     text, check = bucket_error(error_line(exc))
     said = OSError(f"{what} ({text}){check}; nothing was changed")
     said.errno = exc.errno
