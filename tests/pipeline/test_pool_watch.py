@@ -97,10 +97,12 @@ def test_a_watch_that_cannot_look_says_so_once(ray_session, caplog) -> None:
 
 
 def test_pool_wait_and_stall_are_positive_seconds() -> None:
-    """``run.resources.pool_wait_s`` / ``pool_stall_s`` take positive seconds, checked as the configuration loads."""
+    """``run.resources.pool_wait_s`` / ``pool_stall_s`` take positive seconds, checked as the configuration loads —
+    finite ones: YAML's ``.inf`` passed, and the watch of a pool whose node died failed every second on it (the
+    warning's "waiting up to …" cannot count infinite seconds), saying it could not look at the group."""
     assert ResourcesConfig(pool_wait_s=1800, pool_stall_s=120.5).pool_wait_s == 1800
-    for bad in (0, -5):
-        with pytest.raises(ValidationError, match="greater than 0"):
+    for bad, said in ((0, "greater than 0"), (-5, "greater than 0"), (float("inf"), "finite number")):
+        with pytest.raises(ValidationError, match=said):
             ResourcesConfig(pool_wait_s=bad)
-        with pytest.raises(ValidationError, match="greater than 0"):
+        with pytest.raises(ValidationError, match=said):
             ResourcesConfig(pool_stall_s=bad)
