@@ -419,3 +419,33 @@ def test_ray_tune_storage_out_of_reach_is_not_read_as_empty() -> None:
         "stopped: nothing there was taken as missing, moved or overwritten — run again once it can be read"
     )
     assert bucket_error(text) == (text, "")
+
+
+def test_an_s3_tune_storage_out_of_reach_names_its_fix_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The error of an ``s3://`` Tune storage out of reach already says what to check (:meth:`TuneStorage.unread`); the
+    command's error line said it again after it, the AWS client's words being in the text (the SDK's own error as
+    pyarrow raises it, with no network involved: its three tries take seconds)."""
+    import typer
+
+    from repeval.cli.common import _guard
+    from repeval.rundir import TuneStorage
+
+    st = TuneStorage("s3://bkt/tune?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1")
+    aws = OSError(
+        "When reading information for key 'tune/exp.repeval.json' in bucket 'bkt': AWS Error NETWORK_CONNECTION during "
+        "HeadObject operation: curlCode: 7, Could not connect to server"
+    )
+
+    def read() -> None:
+        raise st.unread("exp.repeval.json", aws)
+
+    with pytest.raises(typer.Exit):
+        _guard(read)
+    said = capsys.readouterr().err
+    assert said.startswith("error: Ray Tune storage s3://bkt/tune/exp.repeval.json could not be read (When reading "), (
+        said
+    )
+    assert said.count("this machine cannot reach the S3 server") == 1, said
+    assert said.endswith(
+        "; stopped: nothing there was taken as missing, moved or overwritten — run again once it can be read\n"
+    )
