@@ -449,3 +449,41 @@ def test_an_s3_tune_storage_out_of_reach_names_its_fix_once(capsys: pytest.Captu
     assert said.endswith(
         "; stopped: nothing there was taken as missing, moved or overwritten — run again once it can be read\n"
     )
+
+
+def test_a_trial_checkpoint_on_a_bucket_out_of_reach_is_not_read_as_not_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial checkpoint's summary that a ``gs://`` bucket gone out of reach did not serve (after the experiment's
+    listing had) was "not whole": the experiment held no finished trial — its trials trained again, a copy moved aside
+    deleted as holding none. It stops now, naming the checkpoint and what to check. (The GCS JSON API stood in for: a
+    token, the listing of one trial checkpoint, every other request failing 503.)"""
+    from repeval.rundir import TuneStorage
+    from repeval.tuning.tuner import _finished_checkpoints
+
+    def gcs(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        item = {"bucket": "bkt", "size": "2", "updated": "2026-01-01T00:00:00Z"}
+        ckpt = "tune/exp/t0/checkpoint_000000/"
+        if path.startswith("/token"):
+            body: dict[str, Any] = {"access_token": "t", "expires_in": 3600, "token_type": "Bearer"}
+        elif "/o?prefix=tune%2Fexp%2F&" in path:
+            body = {"items": [{**item, "name": ckpt}, {**item, "name": f"{ckpt}summary.json"}]}
+        else:
+            body = {"error": {"code": 503, "message": "out of reach"}}
+        return 503 if "error" in body else 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    with _stand_in(gcs) as host:
+        creds = tmp_path / "creds.json"  # the stand-in's own token endpoint: google-cloud-cpp sends no request without
+        creds.write_text(json.dumps({
+            "type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
+            "token_uri": f"http://{host}/token",
+        }))  # fmt: skip
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+        st = TuneStorage(f"gs://bkt/tune?endpoint_override={host}&scheme=http&retry_limit_seconds=1")
+        with pytest.raises(OSError) as said:
+            _finished_checkpoints(st, "exp")
+    text = str(said.value)
+    assert text.startswith(
+        "Ray Tune storage gs://bkt/tune/exp/t0/checkpoint_000000 could not be read (google::cloud::Status(UNAVAILABLE: "
+    ), text
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in text and text.endswith("run again once it can be read"), text
