@@ -203,6 +203,17 @@ def _stand_in(answer: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -
         server.shutdown()
 
 
+def _token_from(host: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google credentials whose token the stand-in at ``host`` serves (its ``/token``): google-cloud-cpp sends no
+    request without one."""
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({
+        "type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
+        "token_uri": f"http://{host}/token",
+    }))  # fmt: skip
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+
+
 def test_a_gs_manifest_the_bucket_refuses_names_the_google_credentials_not_the_file_owner() -> None:
     """google-cloud-cpp's PERMISSION_DENIED comes from pyarrow as a ``PermissionError`` (errno 13), as the local disk's
     does: a ``gs://`` manifest this user may not read said "permission denied — … check its owner and permissions
@@ -340,12 +351,7 @@ def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
             raised.append(exc)
 
     with _stand_in(gcs) as host:
-        creds = tmp_path / "creds.json"  # the stand-in's own token endpoint: google-cloud-cpp sends no request without
-        creds.write_text(json.dumps({
-            "type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
-            "token_uri": f"http://{host}/token",
-        }))  # fmt: skip
-        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+        _token_from(host, tmp_path, monkeypatch)
         worker = threading.Thread(target=fit, daemon=True)
         worker.start()
         worker.join(120)  # a deadline for a hang (Tune's own retries: 15 minutes), not a timing
@@ -473,12 +479,7 @@ def test_a_trial_checkpoint_on_a_bucket_out_of_reach_is_not_read_as_not_whole(
         return 503 if "error" in body else 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
     with _stand_in(gcs) as host:
-        creds = tmp_path / "creds.json"  # the stand-in's own token endpoint: google-cloud-cpp sends no request without
-        creds.write_text(json.dumps({
-            "type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
-            "token_uri": f"http://{host}/token",
-        }))  # fmt: skip
-        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+        _token_from(host, tmp_path, monkeypatch)
         st = TuneStorage(f"gs://bkt/tune?endpoint_override={host}&scheme=http&retry_limit_seconds=1")
         with pytest.raises(OSError) as said:
             _finished_checkpoints(st, "exp")
