@@ -148,6 +148,31 @@ def test_a_track_removal_whose_manifest_may_not_be_deleted_stops_before_changing
     assert complete and sorted(ids) == ["a", "b"]
 
 
+def test_repeval_runs_does_not_take_a_status_json_it_may_not_read_for_none(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval runs` read a run's ``status.json`` these S3 credentials may not read as none: a run whose training
+    failed was listed as "started", its reason untold. Its state is now unreadable, with the credentials to check."""
+    from moto.core.authorization import enable_iam_authentication
+
+    failed = {"state": "failed", "command": "train", "reason": "a probe diverged"}
+    for name, body in (("config.yaml", "experiments: []\n"), ("status.json", json.dumps(failed))):
+        with s3["fs"].open_output_stream(f"repeval/status/runs/r1/{name}") as f:
+            f.write(body.encode())
+    uri = f"s3://repeval/status/runs{s3['query']}"
+    for k, v in _user_denied(s3, "status/runs/r1/status.json").items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        listed = CliRunner().invoke(app, ["runs", uri])
+    assert listed.exit_code == 0, listed.output
+    assert re.search(r"^r1 +state unreadable ", listed.stdout, re.M), listed.stdout
+    assert (
+        "r1: status.json is unreadable (access denied): its last command's state is not known — this user may not read "
+        "it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) "
+        "on this machine (on a cluster, every node's) and that they may list and read the bucket (docs/cluster.md)\n"
+    ) in listed.stdout, listed.stdout
+
+
 def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the_disk(s3: dict[str, Any]) -> None:
     """A partition whose prefix these S3 credentials may not list (an IAM policy's ListBucket denied: AWS's
     ACCESS_DENIED, a plain OSError) was unreadable for `repeval store ls` with the fix "check the disk it is on", its
