@@ -272,8 +272,12 @@ class PackedPool:
 
 
 def _seconds(s: float) -> str:
-    """``s`` seconds in words: ``300 seconds``, ``1 second``, ``0.5 seconds`` (a setting's fraction kept)."""
-    return counted(int(s), "second") if s == int(s) or s >= 10 else f"{s:.2g} seconds"
+    """``s`` seconds in words: ``300 seconds``, ``1 second``, ``0.5 seconds`` (a setting's fraction kept, to two
+    digits: 1.04 is ``1 second``)."""
+    if s == int(s) or s >= 10:
+        return counted(int(s), "second")
+    said = f"{s:.2g}"
+    return f"{said} second{'' if said == '1' else 's'}"
 
 
 def _holds(

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from repeval.config.run import ResourcesConfig
-from repeval.pipeline.placement import PACK_STALL_S, PACK_WAIT_S, PackedPool
+from repeval.pipeline.placement import PACK_STALL_S, PACK_WAIT_S, PackedPool, _seconds
 
 GONE = "ab" * 28  # a node ID no live node has: the node the pool was asked for, dead
 
@@ -106,3 +106,10 @@ def test_pool_wait_and_stall_are_positive_seconds() -> None:
             ResourcesConfig(pool_wait_s=bad)
         with pytest.raises(ValidationError, match=said):
             ResourcesConfig(pool_stall_s=bad)
+
+
+def test_the_seconds_a_watch_names_are_counted_in_words() -> None:
+    """How long a pool waited or went without a batch is said to two digits, in the singular for one: a stall of
+    1.04 s under ``pool_stall_s: 1`` said "no batch for 1 seconds"."""
+    said = [_seconds(s) for s in (1.04, 0.999, 1.0, 0.25, 1.5, 12.7, 1800.0)]
+    assert said == ["1 second", "1 second", "1 second", "0.25 seconds", "1.5 seconds", "12 seconds", "1,800 seconds"]
