@@ -177,9 +177,11 @@ class PackedPool:
             lost_at: float | None = None
             failing = False  # the last look failed: said once, not every second
             while not self._done.wait(PACK_POLL_S):
+                looked = self.error is not None  # once lost, the stream is stopped: what may fail is the stop
                 try:
-                    if self.error is None:
+                    if not looked:
                         lost_at = self._look(lost_at)
+                    looked = True
                     if self.error is not None and stop():
                         return
                     failing = False
@@ -187,11 +189,12 @@ class PackedPool:
                     # said (once) at warning level: a watch that cannot look cannot stop a stream its lost pool holds
                     log.log(
                         logging.DEBUG if failing else logging.WARNING,
-                        "could not look at the placement group of the embedding actors of %s (%s: %s): looking "
-                        "again every %s",
+                        "could not %s the embedding actors of %s (%s: %s): %s again every %s",
+                        "stop the stream of" if looked else "look at the placement group of",
                         self.model,
                         type(exc).__name__,
                         exc,
+                        "trying" if looked else "looking",
                         _seconds(PACK_POLL_S),
                     )
                     failing = True

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from repeval.config.run import ResourcesConfig
-from repeval.pipeline.placement import PACK_STALL_S, PACK_WAIT_S, PackedPool, _seconds
+from repeval.pipeline.placement import PACK_STALL_S, PACK_WAIT_S, PackedPool, PoolNodeLost, _seconds
 
 GONE = "ab" * 28  # a node ID no live node has: the node the pool was asked for, dead
 
@@ -94,6 +94,34 @@ def test_a_watch_that_cannot_look_says_so_once(ray_session, caplog) -> None:
         "could not look at the placement group of the embedding actors of clmr (ConnectionError: GCS unreachable): "
         "looking again every 1 second"
     )
+
+
+def test_a_watch_that_cannot_stop_the_stream_of_a_lost_pool_says_so(ray_session, caplog) -> None:
+    """A stop of the stream that raised (once the pool was lost) was said as a look at the group that failed: "could
+    not look at the placement group", when the look had found the pool lost and the stream was what went on."""
+
+    class Lost(PackedPool):
+        def _look(self, lost_at: float | None) -> float | None:
+            self.error = PoolNodeLost("lost")
+            return lost_at
+
+    def stop() -> bool:
+        raise RuntimeError("executor gone")
+
+    pool = Lost("clmr", {"CPU": 0.01}, 1, 0.5, GONE)
+    try:
+        with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+            pool.watch(stop)
+            deadline = time.monotonic() + 30
+            while "could not" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        pool.close()
+    assert "could not look" not in caplog.text, caplog.text
+    assert (
+        "could not stop the stream of the embedding actors of clmr (RuntimeError: executor gone): trying again every "
+        "1 second"
+    ) in caplog.text, caplog.text
 
 
 def test_pool_wait_and_stall_are_positive_seconds() -> None:
