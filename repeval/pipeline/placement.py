@@ -175,7 +175,7 @@ class PackedPool:
 
         def run() -> None:
             lost_at: float | None = None
-            failing = False  # the last look failed: said once, not every second
+            failing: str | None = None  # what the last round could not do (look, or stop): said once, not every second
             while not self._done.wait(PACK_POLL_S):
                 looked = self.error is not None  # once lost, the stream is stopped: what may fail is the stop
                 try:
@@ -184,20 +184,21 @@ class PackedPool:
                     looked = True
                     if self.error is not None and stop():
                         return
-                    failing = False
+                    failing = None
                 except Exception as exc:  # a GCS that does not answer for a moment: look again
                     # said (once) at warning level: a watch that cannot look cannot stop a stream its lost pool holds
+                    what = "stop the stream of" if looked else "look at the placement group of"
                     log.log(
-                        logging.DEBUG if failing else logging.WARNING,
+                        logging.DEBUG if failing == what else logging.WARNING,
                         "could not %s the embedding actors of %s (%s: %s): %s again every %s",
-                        "stop the stream of" if looked else "look at the placement group of",
+                        what,
                         self.model,
                         type(exc).__name__,
                         exc,
                         "trying" if looked else "looking",
                         _seconds(PACK_POLL_S),
                     )
-                    failing = True
+                    failing = what
 
         self._thread = threading.Thread(target=run, name="repeval-packed-pool", daemon=True)
         self._thread.start()
