@@ -96,19 +96,25 @@ def _unquoted(exc: BaseException) -> str:
     return re.sub(r"'[^']*'", "''", str(exc))
 
 
-def refusal(exc: BaseException) -> tuple[str, str]:
-    """``(why, fix)`` of a file or folder this user may not read, for the error ``exc`` :func:`refused` said so of: on
-    the local disk ``permission denied`` and its owner and permissions; on a bucket ``access denied`` and the
-    credentials this machine uses for it."""
+def refusal(exc: BaseException, deleting: bool = False) -> tuple[str, str]:
+    """``(why, fix)`` of a file or folder this user may not read (``deleting``: delete), for the error ``exc``
+    :func:`refused` said so of: on the local disk ``permission denied`` and its owner and permissions (a delete's: its
+    folder's); on a bucket ``access denied`` and the credentials this machine uses for it."""
     from repeval.run.files import may_not_read
 
     text = _unquoted(exc)
     creds = next((c for mark, c in _CREDENTIALS if mark in text), None)
     if creds is None and isinstance(exc, PermissionError):
+        if deleting:
+            return (
+                "permission denied",
+                "this user may not delete it: check the owner and permissions of its folder (`ls -ld`)",
+            )
         return "permission denied", may_not_read()
+    may, what = ("delete", "delete objects in") if deleting else ("read", "list and read")
     return "access denied", (
-        f"this user may not read it: check {creds or 'the storage credentials'} on this machine (on a cluster, every "
-        "node's) and that they may list and read the bucket (docs/cluster.md)"
+        f"this user may not {may} it: check {creds or 'the storage credentials'} on this machine (on a cluster, every "
+        f"node's) and that they may {what} the bucket (docs/cluster.md)"
     )
 
 

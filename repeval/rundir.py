@@ -162,14 +162,24 @@ class EarlierStageUnfinished(FileNotFoundError):
 def json_at(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
     """A small JSON file of the run directory at ``path`` on ``fs`` (a bucket too) — ``status.json`` (its last
     command's state), ``load_report.json`` (the rows its datasets dropped) — ``{}`` when missing or unreadable."""
+    return json_read(fs, path, name)[0]
+
+
+def json_read(fs: pafs.FileSystem, path: str, name: str) -> tuple[dict[str, Any], OSError | None]:
+    """:func:`json_at`, and the error when this user may not read the file (another user's, a bucket's key refused:
+    :func:`repeval.cloud_reach.refused`) — not missing, what it records unknown —, else ``None``."""
     import json
+
+    from repeval.cloud_reach import refused
 
     try:
         with fs.open_input_stream(f"{path}/{name}") as fh:
             body = json.loads(fh.read().decode())
-    except (FileNotFoundError, OSError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
+    except OSError as exc:
+        return {}, exc if refused(exc) else None
+    except ValueError:
+        return {}, None
+    return body if isinstance(body, dict) else {}, None
 
 
 def is_uri(location: str) -> bool:

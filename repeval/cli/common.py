@@ -349,7 +349,7 @@ def _storage_hint(exc: BaseException, hint: str = STORE_AND_RUNS_HINT, writes: b
     false (``repeval store ls|show``, ``repeval runs``): a read failed, its fix is a read's (none when said)."""
     import errno
 
-    if not isinstance(exc, OSError) or "this user may not read" in str(exc):  # a read's error, its fix said
+    if not isinstance(exc, OSError) or "this user may not " in str(exc):  # a read's (or delete's) error, its fix said
         return ""
     if not writes:  # not "writable directories with free space"
         if exc.errno in (errno.EACCES, errno.EPERM) and "owner and permissions" not in str(exc):

@@ -175,26 +175,30 @@ class PackedPool:
 
         def run() -> None:
             lost_at: float | None = None
-            failing = False  # the last look failed: said once, not every second
+            failing: str | None = None  # what the last round could not do (look, or stop): said once, not every second
             while not self._done.wait(PACK_POLL_S):
+                looked = self.error is not None  # once lost, the stream is stopped: what may fail is the stop
                 try:
-                    if self.error is None:
+                    if not looked:
                         lost_at = self._look(lost_at)
+                    looked = True
                     if self.error is not None and stop():
                         return
-                    failing = False
+                    failing = None
                 except Exception as exc:  # a GCS that does not answer for a moment: look again
                     # said (once) at warning level: a watch that cannot look cannot stop a stream its lost pool holds
+                    what = "stop the stream of" if looked else "look at the placement group of"
                     log.log(
-                        logging.DEBUG if failing else logging.WARNING,
-                        "could not look at the placement group of the embedding actors of %s (%s: %s): looking "
-                        "again every %s",
+                        logging.DEBUG if failing == what else logging.WARNING,
+                        "could not %s the embedding actors of %s (%s: %s): %s again every %s",
+                        what,
                         self.model,
                         type(exc).__name__,
                         exc,
+                        "trying" if looked else "looking",
                         _seconds(PACK_POLL_S),
                     )
-                    failing = True
+                    failing = what
 
         self._thread = threading.Thread(target=run, name="repeval-packed-pool", daemon=True)
         self._thread.start()
@@ -272,8 +276,12 @@ class PackedPool:
 
 
 def _seconds(s: float) -> str:
-    """``s`` seconds in words: ``300 seconds``, ``1 second``, ``0.5 seconds`` (a setting's fraction kept)."""
-    return counted(int(s), "second") if s == int(s) or s >= 10 else f"{s:.2g} seconds"
+    """``s`` seconds in words: ``300 seconds``, ``1 second``, ``0.5 seconds`` (a setting's fraction kept, to two
+    digits: 1.04 is ``1 second``)."""
+    if s == int(s) or s >= 10:
+        return counted(int(s), "second")
+    said = f"{s:.2g}"
+    return f"{said} second{'' if said == '1' else 's'}"
 
 
 def _holds(

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.cloud_reach import refusal
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.report.left_out import error_records_line, run_error_records
@@ -37,6 +38,7 @@ from repeval.rundir import (
     grid_name,
     in_folder,
     json_at,
+    json_read,
     recorded_grids,
     recorded_untrained,
     summary_mismatch,
@@ -269,7 +271,7 @@ def run_info(
     state = "evaluated" if results is not None else (f"{counted(len(groups), 'grid')} trained" if groups else "started")
     if results is not None and untrained:
         state = "partly trained"
-    status = json_at(fs, path, STATUS)
+    status, status_refused = json_read(fs, path, STATUS)
     unreadable = None
     if cut is not None:  # cut short or corrupted (a copy, a full disk), or another user's: its rows are not counted
         state = "results unreadable"
@@ -286,6 +288,12 @@ def run_info(
     if status.get("state") in ("failed", "interrupted"):  # its last command stopped (a later success overwrites it)
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
+    if status_refused is not None:  # read as none, a run that failed was listed as started, its reason untold
+        why, fix = refusal(status_refused)
+        state, failed_with = (
+            "state unreadable",
+            f"{STATUS} is unreadable ({why}): its last command's state is not known — {fix}",
+        )
     split_failures: list[tuple[str, Exception]] = []
     info = {  # its keys are _record's
         "run": run_id,

@@ -47,6 +47,25 @@ NOTED_ROWS = "noted_rows"
 CUT, OGG = "cut", "ogg"
 
 
+def _undeleted(named: str, where: str, exc: OSError) -> OSError:
+    """The error for the manifest ``where`` of partition ``named`` that could not be deleted (``exc``), with the fix:
+    the partition is left as it was."""
+    import errno
+
+    from repeval.cloud_reach import bucket_error, error_line, refusal, refused
+
+    what = f"{named}: its manifest {where} could not be deleted, to mark the partition incomplete before changing it"
+    if refused(exc):
+        why, fix = refusal(exc, deleting=True)
+        denied = PermissionError(f"{what} ({why}) — {fix}; nothing was changed")
+        denied.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
+        return denied
+    text, check = bucket_error(error_line(exc))
+    said = OSError(f"{what} ({text}){check}; nothing was changed")
+    said.errno = exc.errno
+    return said
+
+
 def _is_cut(notes: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Which of ``notes`` (``audio_note`` values) say a file cut short (:data:`CUT`; null stays null)."""
     return pc.starts_with(notes, "cut ")
@@ -154,10 +173,17 @@ class Partition(PartitionStamp):
         self.settle()
 
     def _unmark(self) -> None:
+        """Delete the manifest: the partition counts as incomplete (before rows are added or removed, or it is
+        deleted). One that cannot be deleted — this user may not (a bucket's access denied), the storage out of
+        reach — stops the change before it starts, named with the fix: ignored, it left the partition counted as
+        complete while its rows were removed (`repeval store rm … --track` said "now incomplete") or added."""
+        where = f"{self.path}/{MANIFEST}"
         try:
-            self.fs.delete_file(f"{self.path}/{MANIFEST}")
-        except (FileNotFoundError, OSError):
-            pass
+            self.fs.delete_file(where)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _undeleted(self.named, where, exc) from None
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()

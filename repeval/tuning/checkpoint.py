@@ -74,10 +74,9 @@ def _save_and_report(
 def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
     """The summary of a trial's persisted checkpoint at ``path`` on pyarrow filesystem ``fs`` if the checkpoint is
     whole (its summary readable, the other files there at their recorded sizes), else ``None``. One this user may not
-    read raises (:func:`repeval.cloud_reach.refused`): not whole, its experiment was deleted as holding none."""
+    read (:func:`repeval.cloud_reach.refused`) or on a bucket out of reach raises: taken as not whole, its experiment
+    was deleted as holding none."""
     import pyarrow.fs as pafs
-
-    from repeval.cloud_reach import refused
 
     try:
         with fs.open_input_stream(f"{path}/{SUMMARY_FILE}") as f:
@@ -87,9 +86,7 @@ def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
         if sizes != summary["files"] or not isinstance(summary["key"], str):
             return None
         return dict(summary)
-    except OSError as exc:  # absent, cut short — or refused: not "absent"
-        if refused(exc):
-            raise
+    except FileNotFoundError:  # absent (another OSError: refused, or out of reach — not "absent")
         return None
     except (ValueError, KeyError, TypeError):  # cut short or from another version
         return None

@@ -404,7 +404,7 @@ def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str
         rel = ck[len(st.base) + 1 :]
         try:
             summary = read_finished(st.fs, ck)
-        except OSError as exc:  # one this user may not read: not "not whole" (its experiment deleted as holding none)
+        except OSError as exc:  # refused, or out of reach: not "not whole" (its experiment deleted as holding none)
             raise st.unread(rel, exc) from None
         if summary is not None:
             out.setdefault(summary["key"], st.uri(rel))

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from repeval.config.run import ResourcesConfig
-from repeval.pipeline.placement import PACK_STALL_S, PACK_WAIT_S, PackedPool
+from repeval.pipeline.placement import PACK_STALL_S, PACK_WAIT_S, PackedPool, PoolNodeLost, _seconds
 
 GONE = "ab" * 28  # a node ID no live node has: the node the pool was asked for, dead
 
@@ -96,11 +96,54 @@ def test_a_watch_that_cannot_look_says_so_once(ray_session, caplog) -> None:
     )
 
 
+def test_a_watch_that_cannot_stop_the_stream_of_a_lost_pool_says_so(ray_session, caplog) -> None:
+    """A stop of the stream that raised (once the pool was lost) was said as a look at the group that failed: "could
+    not look at the placement group", when the look had found the pool lost and the stream was what went on — and,
+    after a look that had failed, at debug level only. It is said, at warning level, as what it is."""
+
+    class Lost(PackedPool):  # a first look that fails (said), then one that finds the pool lost
+        looks = 0
+
+        def _look(self, lost_at: float | None) -> float | None:
+            self.looks += 1
+            if self.looks == 1:
+                raise ConnectionError("GCS unreachable")
+            self.error = PoolNodeLost("lost")
+            return lost_at
+
+    def stop() -> bool:
+        raise RuntimeError("executor gone")
+
+    pool = Lost("clmr", {"CPU": 0.01}, 1, 0.5, GONE)
+    try:
+        with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+            pool.watch(stop)
+            deadline = time.monotonic() + 30
+            while "could not stop" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        pool.close()
+    assert caplog.text.count("could not look") == 1, caplog.text
+    assert (
+        "could not stop the stream of the embedding actors of clmr (RuntimeError: executor gone): trying again every "
+        "1 second"
+    ) in caplog.text, caplog.text
+
+
 def test_pool_wait_and_stall_are_positive_seconds() -> None:
-    """``run.resources.pool_wait_s`` / ``pool_stall_s`` take positive seconds, checked as the configuration loads."""
+    """``run.resources.pool_wait_s`` / ``pool_stall_s`` take positive seconds, checked as the configuration loads —
+    finite ones: YAML's ``.inf`` passed, and the watch of a pool whose node died failed every second on it (the
+    warning's "waiting up to …" cannot count infinite seconds), saying it could not look at the group."""
     assert ResourcesConfig(pool_wait_s=1800, pool_stall_s=120.5).pool_wait_s == 1800
-    for bad in (0, -5):
-        with pytest.raises(ValidationError, match="greater than 0"):
+    for bad, said in ((0, "greater than 0"), (-5, "greater than 0"), (float("inf"), "finite number")):
+        with pytest.raises(ValidationError, match=said):
             ResourcesConfig(pool_wait_s=bad)
-        with pytest.raises(ValidationError, match="greater than 0"):
+        with pytest.raises(ValidationError, match=said):
             ResourcesConfig(pool_stall_s=bad)
+
+
+def test_the_seconds_a_watch_names_are_counted_in_words() -> None:
+    """How long a pool waited or went without a batch is said to two digits, in the singular for one: a stall of
+    1.04 s under ``pool_stall_s: 1`` said "no batch for 1 seconds"."""
+    said = [_seconds(s) for s in (1.04, 0.999, 1.0, 0.25, 1.5, 12.7, 1800.0)]
+    assert said == ["1 second", "1 second", "1 second", "0.25 seconds", "1.5 seconds", "12 seconds", "1,800 seconds"]

@@ -49,9 +49,12 @@ def _complete(store: EmbeddingStore, scenario: str, ids: list[str]) -> None:
     part.finish({"dataset": "ds", "model": "m", "scenario": scenario})
 
 
-def _user_denied(s3: dict[str, Any], *denied: str, may_list: bool = True) -> dict[str, str]:
+def _user_denied(
+    s3: dict[str, Any], *denied: str, may_list: bool = True, action: str = "s3:GetObject"
+) -> dict[str, str]:
     """The credentials of a new IAM user of the moto server that may do anything in S3 but read the keys ``denied``
-    (patterns of the bucket ``repeval``) — nor list the bucket unless ``may_list`` —, as the environment gives them."""
+    (patterns of the bucket ``repeval``; ``action``: but that on them) — nor list the bucket unless ``may_list`` —, as
+    the environment gives them."""
     import boto3
 
     port = re.search(r"127\.0\.0\.1:(\d+)", s3["query"]).group(1)  # type: ignore[union-attr]
@@ -61,7 +64,7 @@ def _user_denied(s3: dict[str, Any], *denied: str, may_list: bool = True) -> dic
     statements: list[dict[str, Any]] = [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
     if denied:
         statements.append(
-            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]}
+            {"Effect": "Deny", "Action": action, "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]}
         )
     if not may_list:  # (moto does not read an IAM condition's s3:prefix: the whole bucket)
         statements.append({"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::repeval"})
@@ -117,6 +120,59 @@ def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unrea
     assert settle.stdout == f"nothing to settle: no stopped track removal in 2 partitions of {uri}\n", settle.stdout
 
 
+def test_a_track_removal_whose_manifest_may_not_be_deleted_stops_before_changing_the_partition(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval store rm … --track` marks a partition incomplete (deletes its manifest) before it removes rows. A
+    manifest these S3 credentials may not delete (AWS's ACCESS_DENIED on DeleteObject) was ignored: the rows went, the
+    command said "now incomplete", and the partition still counted as complete — `repeval train` trained on it without
+    those tracks, and `store ls` called it damaged, "a part file deleted or lost". It stops now, nothing removed."""
+    from moto.core.authorization import enable_iam_authentication
+
+    uri = f"s3://repeval/undeletable{s3['query']}"
+    _complete(EmbeddingStore(uri), "clean", ["a", "b"])
+    for k, v in _user_denied(s3, "undeletable/ds/m/clean/_manifest.json", action="s3:DeleteObject").items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        rm = CliRunner().invoke(app, ["store", "rm", uri, "ds/m/clean", "--track", "a", "--yes"])
+        part = EmbeddingStore(uri, create=False).partition("ds", "m", "clean")
+        complete, ids = part.complete, part.done_ids().to_pylist()
+    assert rm.exit_code == 1, rm.output
+    assert rm.stderr == (
+        f"error: store partition ds/m/clean in {uri}: its manifest repeval/undeletable/ds/m/clean/_manifest.json could "
+        "not be deleted, to mark the partition incomplete before changing it (access denied) — this user may not "
+        "delete it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the "
+        "instance role) on this machine (on a cluster, every node's) and that they may delete objects in the bucket "
+        "(docs/cluster.md); nothing was changed\n"
+    ), rm.stderr
+    assert complete and sorted(ids) == ["a", "b"]
+
+
+def test_repeval_runs_does_not_take_a_status_json_it_may_not_read_for_none(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval runs` read a run's ``status.json`` these S3 credentials may not read as none: a run whose training
+    failed was listed as "started", its reason untold. Its state is now unreadable, with the credentials to check."""
+    from moto.core.authorization import enable_iam_authentication
+
+    failed = {"state": "failed", "command": "train", "reason": "a probe diverged"}
+    for name, body in (("config.yaml", "experiments: []\n"), ("status.json", json.dumps(failed))):
+        with s3["fs"].open_output_stream(f"repeval/status/runs/r1/{name}") as f:
+            f.write(body.encode())
+    uri = f"s3://repeval/status/runs{s3['query']}"
+    for k, v in _user_denied(s3, "status/runs/r1/status.json").items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        listed = CliRunner().invoke(app, ["runs", uri])
+    assert listed.exit_code == 0, listed.output
+    assert re.search(r"^r1 +state unreadable ", listed.stdout, re.M), listed.stdout
+    assert (
+        "r1: status.json is unreadable (access denied): its last command's state is not known — this user may not read "
+        "it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) "
+        "on this machine (on a cluster, every node's) and that they may list and read the bucket (docs/cluster.md)\n"
+    ) in listed.stdout, listed.stdout
+
+
 def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the_disk(s3: dict[str, Any]) -> None:
     """A partition whose prefix these S3 credentials may not list (an IAM policy's ListBucket denied: AWS's
     ACCESS_DENIED, a plain OSError) was unreadable for `repeval store ls` with the fix "check the disk it is on", its
@@ -170,6 +226,17 @@ def _stand_in(answer: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+def _token_from(host: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google credentials whose token the stand-in at ``host`` serves (its ``/token``): google-cloud-cpp sends no
+    request without one."""
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({
+        "type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
+        "token_uri": f"http://{host}/token",
+    }))  # fmt: skip
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
 
 
 def test_a_gs_manifest_the_bucket_refuses_names_the_google_credentials_not_the_file_owner() -> None:
@@ -309,12 +376,7 @@ def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
             raised.append(exc)
 
     with _stand_in(gcs) as host:
-        creds = tmp_path / "creds.json"  # the stand-in's own token endpoint: google-cloud-cpp sends no request without
-        creds.write_text(json.dumps({
-            "type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r",
-            "token_uri": f"http://{host}/token",
-        }))  # fmt: skip
-        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+        _token_from(host, tmp_path, monkeypatch)
         worker = threading.Thread(target=fit, daemon=True)
         worker.start()
         worker.join(120)  # a deadline for a hang (Tune's own retries: 15 minutes), not a timing
@@ -388,3 +450,66 @@ def test_ray_tune_storage_out_of_reach_is_not_read_as_empty() -> None:
         "stopped: nothing there was taken as missing, moved or overwritten — run again once it can be read"
     )
     assert bucket_error(text) == (text, "")
+
+
+def test_an_s3_tune_storage_out_of_reach_names_its_fix_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The error of an ``s3://`` Tune storage out of reach already says what to check (:meth:`TuneStorage.unread`); the
+    command's error line said it again after it, the AWS client's words being in the text (the SDK's own error as
+    pyarrow raises it, with no network involved: its three tries take seconds)."""
+    import typer
+
+    from repeval.cli.common import _guard
+    from repeval.rundir import TuneStorage
+
+    st = TuneStorage("s3://bkt/tune?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1")
+    aws = OSError(
+        "When reading information for key 'tune/exp.repeval.json' in bucket 'bkt': AWS Error NETWORK_CONNECTION during "
+        "HeadObject operation: curlCode: 7, Could not connect to server"
+    )
+
+    def read() -> None:
+        raise st.unread("exp.repeval.json", aws)
+
+    with pytest.raises(typer.Exit):
+        _guard(read)
+    said = capsys.readouterr().err
+    assert said.startswith("error: Ray Tune storage s3://bkt/tune/exp.repeval.json could not be read (When reading "), (
+        said
+    )
+    assert said.count("this machine cannot reach the S3 server") == 1, said
+    assert said.endswith(
+        "; stopped: nothing there was taken as missing, moved or overwritten — run again once it can be read\n"
+    )
+
+
+def test_a_trial_checkpoint_on_a_bucket_out_of_reach_is_not_read_as_not_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial checkpoint's summary that a ``gs://`` bucket gone out of reach did not serve (after the experiment's
+    listing had) was "not whole": the experiment held no finished trial — its trials trained again, a copy moved aside
+    deleted as holding none. It stops now, naming the checkpoint and what to check. (The GCS JSON API stood in for: a
+    token, the listing of one trial checkpoint, every other request failing 503.)"""
+    from repeval.rundir import TuneStorage
+    from repeval.tuning.tuner import _finished_checkpoints
+
+    def gcs(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        item = {"bucket": "bkt", "size": "2", "updated": "2026-01-01T00:00:00Z"}
+        ckpt = "tune/exp/t0/checkpoint_000000/"
+        if path.startswith("/token"):
+            body: dict[str, Any] = {"access_token": "t", "expires_in": 3600, "token_type": "Bearer"}
+        elif "/o?prefix=tune%2Fexp%2F&" in path:
+            body = {"items": [{**item, "name": ckpt}, {**item, "name": f"{ckpt}summary.json"}]}
+        else:
+            body = {"error": {"code": 503, "message": "out of reach"}}
+        return 503 if "error" in body else 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    with _stand_in(gcs) as host:
+        _token_from(host, tmp_path, monkeypatch)
+        st = TuneStorage(f"gs://bkt/tune?endpoint_override={host}&scheme=http&retry_limit_seconds=1")
+        with pytest.raises(OSError) as said:
+            _finished_checkpoints(st, "exp")
+    text = str(said.value)
+    assert text.startswith(
+        "Ray Tune storage gs://bkt/tune/exp/t0/checkpoint_000000 could not be read (google::cloud::Status(UNAVAILABLE: "
+    ), text
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in text and text.endswith("run again once it can be read"), text
