@@ -10,7 +10,8 @@ parameters — but for one numeric parameter of one step (``p``, the probability
 they differ). Scenarios that form no series get no curve; a report without series shows none.
 
 Severity rises left to right: for a parameter known to get milder as it grows (SNR, bitrate) the axis runs from high
-to low, and says so. The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
+to low, and says so; a bitrate's on a log scale. A line runs through its points left to right (clean's among them
+where it has a level). The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
 a pitch shift of 0 semitones, a time stretch at rate 1 — as the curve's point there; where it has none (an SNR, a
 bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a made-up x.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,11 +33,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from repeval.report.cells import _higher
 from repeval.report.comparable import apart_runs, apart_scenarios, scenario_definitions
 from repeval.report.plots import _TEXT_IN_PER_CHAR, FIG_DPI, line_styles
 from repeval.report.precision import column_decimals
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run
+
+log = logging.getLogger(__name__)
 
 #: a parameter's name without ``min_``/``max_`` → its unit, how severity goes with it (``falls``: the lower the
 #: harsher; ``away``: the farther from its none value the harsher) and its none value (no deformation; None: not a
@@ -47,6 +52,10 @@ KNOWN_PARAMS: dict[str, tuple[str, str, float | None]] = {
     "semitones": ("semitones", "away", 0.0),
     "rate": ("×", "away", 1.0),
 }
+
+#: the parameters drawn on a log axis: a bitrate's halvings (320, 160, 64, 32, 16, 8 kbps) spaced alike, not its low
+#: end, where the metric changes, crowded into a corner
+LOG_PARAMS = frozenset({"bitrate"})
 
 #: the words on an axis that runs from high to low values
 _FALLING = "falls left to right"
@@ -74,6 +83,8 @@ class Series:
     ordered: bool
     #: how severity goes with the level (:data:`KNOWN_PARAMS`; empty: not known)
     way: str = ""
+    #: the axis is logarithmic (a parameter of :data:`LOG_PARAMS`, every level above 0)
+    log: bool = False
 
     @property
     def name(self) -> str:
@@ -84,7 +95,8 @@ class Series:
     @property
     def axis(self) -> str:
         """The x axis's label: the parameter, its unit and which way severity goes."""
-        unit = f" ({self.unit})" if self.unit else ""
+        scale = ", log scale" if self.log else ""
+        unit = f" ({self.unit}{scale})" if self.unit else f" ({scale[2:]})" if scale else ""
         if not self.ordered:
             away = f": more severe away from {self.none:g}" if self.way == "away" and self.none is not None else ""
             return f"{self.transform} {self.param}{unit}{away}"
@@ -144,14 +156,16 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
         if len(members) < 2 or len(set(levels)) < len(levels):
             continue  # one scenario, or two at one level: no curve to draw
         transform = json.loads(rest)[i][0]
-        unit, way, none = KNOWN_PARAMS.get(_base(label.split(" = ")[0]), (_unit(label), "", None))
+        base = _base(label.split(" = ")[0])
+        unit, way, none = KNOWN_PARAMS.get(base, (_unit(label), "", None))
         below = none is not None and all(x <= none for x in levels)
         above = none is not None and all(x >= none for x in levels)
         falling = way == "falls" or (way == "away" and below and not above)
         ordered = way == "falls" or (way == "away" and (below or above))
         points = sorted(((s, x) for s, x, _ in members), key=lambda p: -p[1] if falling else p[1])
         param = label + (" (midpoint)" if any(spread for *_, spread in members) else "")
-        out.append(Series(task, dataset, transform, i, param, unit, points, none, falling, ordered, way))
+        log = base in LOG_PARAMS and min(levels) > 0
+        out.append(Series(task, dataset, transform, i, param, unit, points, none, falling, ordered, way, log))
     return out
 
 
@@ -251,7 +265,10 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     fig = Figure(figsize=(6.4 + legend_in, max(3.8, 1.2 + 0.2 * len(models))), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     levels = curve.levels
-    placed = [(j, float(x)) for j, x in enumerate(levels) if x is not None]  # clean: none without a none value
+    # clean (none without a none value) among the levels where its x falls: a line through the points left to right
+    placed = sorted(
+        ((j, float(x)) for j, x in enumerate(levels) if x is not None), key=lambda p: -p[1] if s.falling else p[1]
+    )
     drawn, xs = [j for j, _ in placed], [x for _, x in placed]
     clean = curve.scenarios.index(CLEAN) if CLEAN in curve.scenarios else None
     spread = bool((curve.n > 1).any())
@@ -263,11 +280,15 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
                     **style)  # type: ignore[arg-type]  # fmt: skip
         if clean is not None and levels[clean] is None and math.isfinite(curve.mean[i, clean]):
             ax.axhline(curve.mean[i, clean], color=str(style["color"]), linestyle=(0, (4, 3)), lw=0.9, alpha=0.8)
+    if s.log:
+        ax.set_xscale("log")
+        ax.minorticks_off()  # the levels' ticks alone, as on a linear axis
     ax.set_xticks(xs, [f"{x:g}" + (" (clean)" if j == clean else "") for j, x in placed])
     if s.falling:
         ax.invert_xaxis()
     ax.set_xlabel(s.axis)
-    ax.set_ylabel(f"{curve.metric} (mean ± std over {curve.over})" if spread else curve.metric)
+    lower = "" if _higher(curve.metric) else ", lower is better"
+    ax.set_ylabel(f"{curve.metric}{lower} (mean ± std over {curve.over})" if spread else f"{curve.metric}{lower}")
     clean_note = "; dashed: clean" if clean is not None and levels[clean] is None else ""
     ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{clean_note}", fontsize=10)
     ax.grid(alpha=0.3)
@@ -340,10 +361,13 @@ def curves_csv(rows: Iterable[Sequence[object]]) -> str:
 @dataclass
 class CurveFiles:
     """Where the report writes each curve's figure (``<folder>/<stem>.png`` and ``.svg``) and their numbers
-    (``<folder>/robustness_curves.csv``: :func:`write_curve_files`)."""
+    (``<folder>/robustness_curves.csv``): the curves drawn, kept by :func:`curves_block` and written by
+    :func:`write_curve_files` once the report is built (building it only reads)."""
 
     folder: Path
     rows: list[list[object]] = field(default_factory=list)
+    #: each curve's figure and its file name without suffix
+    figures: list[tuple[Figure, str]] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
 
 
@@ -361,9 +385,9 @@ def curves_block(
 ) -> str:
     """The report's robustness curves of a task/dataset (``df``: the runs' combined results, models named
     ``<run>/<model>`` over several runs): per series a figure and its numbers, each model with the probe the heat map
-    stands it with, on the group's first metric; empty without a series. ``files``: also saved there."""
+    stands it with, on the group's first metric; empty without a series. ``files``: kept there to be saved
+    (:func:`write_curve_files`)."""
     from repeval.report.blocks import chosen_probes, probe_choice
-    from repeval.report.plots import figure_data_uri, save_figure
 
     steps, definers = group_definitions(runs, df, task, dataset)
     found = find_series(steps, task, dataset)
@@ -382,15 +406,12 @@ def curves_block(
         curve = curve_numbers(agg[defined_rows(agg, s, definers)], s, metric, probes)
         if not curve.probes:
             continue
-        fig = curve_figure(curve, multi, [r.run_id for r in runs])
         caption = f"{metric} against {s.name} ({', '.join(p for p, _ in s.points)})"
-        if files is not None:
-            files.written += save_figure(fig, files.folder / s.stem)
-            files.rows += curve_csv_rows(curve)
-        img = f'<img src="{figure_data_uri(fig, "png")}" alt="{_e(caption)}">'
         table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
-        parts.append(f'<div class="rv-figs"><figure class="rv-curve">{img}<figcaption>{_e(caption)}</figcaption>'
-                     f'</figure><div class="rv-scroll">{table}</div></div>')  # fmt: skip
+        if files is not None:
+            files.rows += curve_csv_rows(curve)
+        img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
+        parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>')
     if not parts:
         return ""
     clean = (
@@ -403,6 +424,22 @@ def curves_block(
         + (f" and in plots/{CURVES_CSV}" if files is not None else "")
     )
     return f'<h3>Robustness curves</h3><p class="rv-note">{_e(note)}</p>{"".join(parts)}'
+
+
+def _figure_html(curve: Curve, caption: str, multi: bool, run_ids: list[str], files: CurveFiles | None) -> str:
+    """The curve's figure inline (kept in ``files`` to be saved); one that fails to draw is a note, as the report's
+    other figures are (:func:`~repeval.report.blocks.figure`), never a failed report."""
+    from repeval.report.plots import figure_data_uri
+
+    try:
+        fig = curve_figure(curve, multi, run_ids)
+    except ValueError as exc:
+        log.info("robustness curve skipped (%s): %s", caption, exc)
+        return f'<p class="rv-note">{_e(caption)}: not available ({_e(str(exc))})</p>'
+    if files is not None:
+        files.figures.append((fig, curve.series.stem))
+    img = f'<img src="{figure_data_uri(fig, "png")}" alt="{_e(caption)}">'
+    return f'<figure class="rv-curve">{img}<figcaption>{_e(caption)}</figcaption></figure>'
 
 
 def defined_rows(rows: pd.DataFrame, series: Series, definers: Mapping[str, set[str]]) -> pd.Series:
@@ -423,13 +460,21 @@ def _e(text: str) -> str:
 
 
 def clear_curve_files(folder: Path) -> None:
-    """Remove the curve files an earlier report wrote into ``folder`` (a series since gone would keep its figure)."""
-    for path in [*folder.glob("robustness_curve__*"), folder / CURVES_CSV]:
-        path.unlink(missing_ok=True)
+    """Remove the curve files an earlier report wrote into ``folder`` (a series since gone would keep its figure);
+    nothing when ``folder`` is no folder (a report without curves writes none there)."""
+    if folder.is_dir():
+        for path in [*folder.glob("robustness_curve__*"), folder / CURVES_CSV]:
+            path.unlink(missing_ok=True)
 
 
 def write_curve_files(files: CurveFiles) -> None:
-    """Write the numbers of the curves drawn (:data:`CURVES_CSV`), none when there are none."""
+    """Replace an earlier report's curve files in :attr:`CurveFiles.folder` by the figures of the curves drawn and
+    their numbers (:data:`CURVES_CSV`), none when there are none."""
+    from repeval.report.plots import save_figure
+
+    clear_curve_files(files.folder)
+    for fig, stem in files.figures:
+        files.written += save_figure(fig, files.folder / stem)
     if files.rows:
         path = files.folder / CURVES_CSV
         path.write_text(curves_csv(files.rows), encoding="utf-8")
