@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from html import escape as _e
 from pathlib import Path
 from typing import Any
 
@@ -299,16 +300,10 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
 def curve_table_html(curve: Curve, caption: str) -> str:
     """The curve's numbers as a table: a row per model · probe, a column per point (clean first), ``mean ± std``
     (``(n=…)`` where a point has fewer replicates than the row's most)."""
-    import html
-
-    e = html.escape
     digits = column_decimals(curve.mean[np.isfinite(curve.mean)])
     unit = f" {curve.series.unit}" if curve.series.unit else ""
-    heads = [
-        CLEAN if x is None else f"{s} ({x:g}{unit})" if s != CLEAN else f"{CLEAN} ({x:g}{unit})"
-        for s, x in zip(curve.scenarios, curve.levels, strict=True)
-    ]
-    th = "".join(f'<th scope="col">{e(h)}</th>' for h in ["model · probe", *heads])
+    heads = [s if x is None else f"{s} ({x:g}{unit})" for s, x in zip(curve.scenarios, curve.levels, strict=True)]
+    th = "".join(f'<th scope="col">{_e(h)}</th>' for h in ["model · probe", *heads])
     body = []
     for i, (model, probe) in enumerate(curve.probes.items()):
         cells = []
@@ -321,10 +316,10 @@ def curve_table_html(curve: Curve, caption: str) -> str:
             if 0 < n < most:
                 text += f" (n={n})"
             value = f"{mean:.7g}" if math.isfinite(mean) else ""
-            cells.append(f'<td class="num" data-value="{value}">{e(text)}</td>')
-        body.append(f"<tr><td>{e(model)} · {e(probe)}</td>{''.join(cells)}</tr>")
+            cells.append(f'<td class="num" data-value="{value}">{_e(text)}</td>')
+        body.append(f"<tr><td>{_e(model)} · {_e(probe)}</td>{''.join(cells)}</tr>")
     return (
-        f'<table class="rv-table rv-curve"><caption>{e(caption)}</caption><thead><tr>{th}</tr></thead>'
+        f'<table class="rv-table rv-curve"><caption>{_e(caption)}</caption><thead><tr>{th}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -451,12 +446,6 @@ def defined_rows(rows: pd.DataFrame, series: Series, definers: Mapping[str, set[
         keep |= (rows["scenario"] == scenario) & runs.isin(definers.get(scenario, set()))
     some = set().union(*(definers.get(p, set()) for p, _ in series.points))
     return keep | ((rows["scenario"] == CLEAN) & runs.isin(some))
-
-
-def _e(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 def clear_curve_files(folder: Path) -> None:
