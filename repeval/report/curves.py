@@ -18,16 +18,13 @@ bitrate: clean audio is no finite value of them) as a dashed line of each model'
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from html import escape as _e
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +32,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report.cells import _higher
-from repeval.report.comparable import apart_runs, apart_scenarios, scenario_definitions
+from repeval.report.comparable import _effective, apart_runs, apart_scenarios, scenario_definitions
+from repeval.report.curve_files import CURVES_CSV, CurveFiles, curve_csv_rows
 from repeval.report.plots import _TEXT_IN_PER_CHAR, FIG_DPI, line_styles
 from repeval.report.precision import column_decimals
 from repeval.report.render import fmt_number
@@ -86,12 +84,16 @@ class Series:
     way: str = ""
     #: the axis is logarithmic (a parameter of :data:`LOG_PARAMS`, every level above 0)
     log: bool = False
+    #: the settings that set it apart from another series of the same parameter (``min_f_decay -3.01, …``: white and
+    #: pink noise, each at several SNRs), empty when there is none
+    detail: str = ""
 
     @property
     def name(self) -> str:
-        """``AddGaussianSNR min_snr_db = max_snr_db``, with the step's position when not the first."""
+        """``AddGaussianSNR min_snr_db = max_snr_db``, with the step's position when not the first and the
+        :attr:`detail` that sets it apart."""
         at = f" (step {self.step + 1})" if self.step else ""
-        return f"{self.transform}{at} {self.param}"
+        return f"{self.transform}{at} {self.param}" + (f" [{self.detail}]" if self.detail else "")
 
     @property
     def axis(self) -> str:
@@ -108,6 +110,7 @@ class Series:
     def stem(self) -> str:
         """The figure's file name without suffix, safe on any file system."""
         raw = f"robustness_curve__{self.task}__{self.dataset}__{self.transform}-{self.step}-{self.param}"
+        raw += f"__{self.detail}" if self.detail else ""
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw.replace(" = ", "-"))
 
 
@@ -141,7 +144,9 @@ def _level(params: dict[str, Any], names: tuple[str, ...]) -> float:
 def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str, dataset: str) -> list[Series]:
     """The series among one (task, dataset)'s scenarios, ``definitions`` (scenario → its steps as
     :func:`~repeval.report.comparable.scenario_definitions` gives them), in the order of their first scenario."""
-    parsed = {s: [(t, json.loads(p)) for t, p in d] for s, d in definitions.items() if s != CLEAN}
+    # each step's parameters left at their default written out: no `p` is `p: 0.5`, `min_bitrate: 32` alone is a range
+    # up to the default `max_bitrate`, not a level
+    parsed = {s: [(t, json.loads(p)) for t, p in _effective(tuple(d))] for s, d in definitions.items() if s != CLEAN}
     groups: dict[tuple[Any, ...], list[tuple[str, float, bool]]] = {}
     for scenario, steps in parsed.items():
         for (i, label), names in _candidates(steps):
@@ -151,8 +156,8 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
             key = (i, label, json.dumps(rest, sort_keys=True), round(width, 9))
             spread = width != 0
             groups.setdefault(key, []).append((scenario, _level(steps[i][1], names), spread))
-    out = []
-    for (i, label, rest, _), members in groups.items():
+    out, settings = [], []
+    for (i, label, rest, width), members in groups.items():
         levels = [x for _, x, _ in members]
         if len(members) < 2 or len(set(levels)) < len(levels):
             continue  # one scenario, or two at one level: no curve to draw
@@ -167,7 +172,30 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
         param = label + (" (midpoint)" if any(spread for *_, spread in members) else "")
         log = base in LOG_PARAMS and min(levels) > 0
         out.append(Series(task, dataset, transform, i, param, unit, points, none, falling, ordered, way, log))
+        steps = json.loads(rest)
+        at = {k if j == i else f"{t} {k}": v for j, (t, params) in enumerate(steps) for k, v in params.items()}
+        settings.append({**at, **({"width": width} if width else {})})
+    return _set_apart(out, settings)
+
+
+def _set_apart(found: list[Series], settings: list[dict[str, Any]]) -> list[Series]:
+    """``found`` with a :attr:`Series.detail` for each of two or more series of one name (and so one file name): the
+    settings, of ``settings`` (each series' other parameters), in which they differ, or else their first scenario."""
+    by_name: dict[str, list[int]] = {}
+    for k, s in enumerate(found):
+        by_name.setdefault(s.name, []).append(k)
+    out = list(found)
+    for ks in (ks for ks in by_name.values() if len(ks) > 1):
+        keys = dict.fromkeys(key for k in ks for key in settings[k])
+        differ = [key for key in keys if len({json.dumps(settings[k].get(key)) for k in ks}) > 1]
+        for k in ks:
+            said = ", ".join(f"{key} {_said(settings[k][key])}" for key in differ if key in settings[k])
+            out[k] = replace(found[k], detail=said or f"from {found[k].points[0][0]}")
     return out
+
+
+def _said(value: object) -> str:
+    return f"{value:g}" if _numeric(value) else str(value)
 
 
 def _unit(name: str) -> str:
@@ -291,7 +319,8 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     lower = "" if _higher(curve.metric) else ", lower is better"
     ax.set_ylabel(f"{curve.metric}{lower} (mean ± std over {curve.over})" if spread else f"{curve.metric}{lower}")
     clean_note = "; dashed: clean" if clean is not None and levels[clean] is None else ""
-    ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{clean_note}", fontsize=10)
+    detail = f" [{s.detail}]" if s.detail else ""
+    ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{detail}{clean_note}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
@@ -322,52 +351,6 @@ def curve_table_html(curve: Curve, caption: str) -> str:
         f'<table class="rv-table rv-curve"><caption>{_e(caption)}</caption><thead><tr>{th}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )
-
-
-CSV_COLUMNS = ["task", "dataset", "series", "transform", "param", "unit", "scenario", "level", "model", "probe",
-               "metric", "mean", "std", "n"]  # fmt: skip
-
-
-def curve_csv_rows(curve: Curve) -> list[list[object]]:
-    """The curve's numbers at full precision, a row per model and point (:data:`CSV_COLUMNS`; clean's level empty
-    where the transform has no none value)."""
-    s = curve.series
-    rows: list[list[object]] = []
-    for i, (model, probe) in enumerate(curve.probes.items()):
-        for j, (scenario, level) in enumerate(zip(curve.scenarios, curve.levels, strict=True)):
-            mean, std = curve.mean[i, j], curve.std[i, j]
-            if not curve.n[i, j]:
-                continue  # a level its run did not test (several runs)
-            rows.append([s.task, s.dataset, s.name, s.transform, s.param, s.unit, scenario,
-                         "" if level is None else repr(float(level)), model, probe, curve.metric,
-                         repr(float(mean)) if math.isfinite(mean) else "",
-                         repr(float(std)) if math.isfinite(std) else "", int(curve.n[i, j])])  # fmt: skip
-    return rows
-
-
-def curves_csv(rows: Iterable[Sequence[object]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-@dataclass
-class CurveFiles:
-    """Where the report writes each curve's figure (``<folder>/<stem>.png`` and ``.svg``) and their numbers
-    (``<folder>/robustness_curves.csv``): the curves drawn, kept by :func:`curves_block` and written by
-    :func:`write_curve_files` once the report is built (building it only reads)."""
-
-    folder: Path
-    rows: list[list[object]] = field(default_factory=list)
-    #: each curve's figure and its file name without suffix
-    figures: list[tuple[Figure, str]] = field(default_factory=list)
-    written: list[Path] = field(default_factory=list)
-
-
-#: the file of every curve's numbers, in :attr:`CurveFiles.folder`
-CURVES_CSV = "robustness_curves.csv"
 
 
 def curves_block(
@@ -446,25 +429,3 @@ def defined_rows(rows: pd.DataFrame, series: Series, definers: Mapping[str, set[
         keep |= (rows["scenario"] == scenario) & runs.isin(definers.get(scenario, set()))
     some = set().union(*(definers.get(p, set()) for p, _ in series.points))
     return keep | ((rows["scenario"] == CLEAN) & runs.isin(some))
-
-
-def clear_curve_files(folder: Path) -> None:
-    """Remove the curve files an earlier report wrote into ``folder`` (a series since gone would keep its figure);
-    nothing when ``folder`` is no folder (a report without curves writes none there)."""
-    if folder.is_dir():
-        for path in [*folder.glob("robustness_curve__*"), folder / CURVES_CSV]:
-            path.unlink(missing_ok=True)
-
-
-def write_curve_files(files: CurveFiles) -> None:
-    """Replace an earlier report's curve files in :attr:`CurveFiles.folder` by the figures of the curves drawn and
-    their numbers (:data:`CURVES_CSV`), none when there are none."""
-    from repeval.report.plots import save_figure
-
-    clear_curve_files(files.folder)
-    for fig, stem in files.figures:
-        files.written += save_figure(fig, files.folder / stem)
-    if files.rows:
-        path = files.folder / CURVES_CSV
-        path.write_text(curves_csv(files.rows), encoding="utf-8")
-        files.written.append(path)

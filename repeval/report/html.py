@@ -28,7 +28,8 @@ from repeval.report.blocks import slug as _slug
 from repeval.report.cells import fold_tracks
 from repeval.report.comparable import SplitDigests, split_digests
 from repeval.report.confusion import confusion_html, summed_confusion
-from repeval.report.curves import CurveFiles, curves_block, write_curve_files
+from repeval.report.curve_files import CurveFiles, write_curve_files
+from repeval.report.curves import curves_block
 from repeval.report.heat import robustness_html
 from repeval.report.labels import per_label_block as _per_label_block  # tests import it from here
 from repeval.report.left_out import (

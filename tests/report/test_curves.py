@@ -272,7 +272,7 @@ def test_a_curve_that_fails_to_draw_is_a_note_and_files_wait_for_the_report(seri
     """A figure that fails to draw is a note with the curve's numbers, as the report's other figures are, not a failed
     report; building the curves writes nothing (a file it cannot write is no run's file it cannot read): the figures
     and numbers are written after it, replacing an earlier report's curve files and no other file."""
-    from repeval.report import curves
+    from repeval.report import curve_files, curves
 
     run = load_run(series_run)
     drawn = curves.curve_figure
@@ -287,7 +287,7 @@ def test_a_curve_that_fails_to_draw_is_a_note_and_files_wait_for_the_report(seri
     folder.mkdir()
     for name in ("robustness_curve__t__d__Gone-0-x.png", CURVES_CSV, "mine.png"):
         (folder / name).write_text("earlier")
-    files = curves.CurveFiles(folder)
+    files = curve_files.CurveFiles(folder)
     snr = curves.curves_block([run], run.results, TASK, DATASET, run.validation, files)
     gain = curves.curves_block([run], run.results, TAGS, TAGGED, run.validation, files)
     assert sorted(p.name for p in folder.iterdir()) == sorted(["robustness_curve__t__d__Gone-0-x.png", CURVES_CSV,
@@ -295,7 +295,7 @@ def test_a_curve_that_fails_to_draw_is_a_note_and_files_wait_for_the_report(seri
     assert snr.count('<figure class="rv-curve"><img') == 1 and "not available" not in snr
     assert '<figure class="rv-curve">' not in gain and "not available (no room to draw)" in gain
     assert gain.count('<table class="rv-table rv-curve">') == 1  # its numbers still shown
-    curves.write_curve_files(files)
+    curve_files.write_curve_files(files)
     (stem,) = {p.stem for p in folder.glob("robustness_curve__*")}
     assert "AddGaussianSNR" in stem and sorted(p.name for p in folder.iterdir()) == sorted(
         [f"{stem}.png", f"{stem}.svg", CURVES_CSV, "mine.png"]
@@ -341,3 +341,28 @@ def test_a_bitrate_curve_has_a_log_axis_ticked_at_its_levels(series_run):
     assert [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()] == []
     snr = curve_figure(curve_numbers(rows, _series([_snr(20), _snr(5)])[0], "accuracy", probes)).axes[0]
     assert snr.get_xscale() == "linear"
+
+
+def test_series_read_each_step_with_its_defaults():
+    """A step's parameters at their default count as written: no ``p`` is ``p: 0.5`` (a series with a scenario that
+    writes it), and ``min_bitrate`` alone is a range up to the default ``max_bitrate`` (64 kbps), not a level."""
+    (snr,) = _series([_snr(20, p=0.5), [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10}}]])
+    assert [x for _, x in snr.points] == [20.0, 10.0]
+    low = [[{"type": "Mp3Compression", "params": {"min_bitrate": b, "p": 1}}] for b in (32, 48)]
+    assert _series(low) == []  # 32 to 64 and 48 to 64 kbps: two ranges, not two levels
+
+
+def test_series_of_one_parameter_are_told_apart_by_their_other_settings():
+    """White and pink noise (AddColorNoise's ``f_decay``), each at 20 and 10 dB: two series of one name wrote one file,
+    the second figure over the first, and two sets of CSV rows with one series name; now each says its ``f_decay``."""
+
+    def color(db: float, decay: float) -> list[dict[str, object]]:
+        params = {"min_snr_db": db, "max_snr_db": db, "min_f_decay": decay, "max_f_decay": decay, "p": 1}
+        return [{"type": "AddColorNoise", "params": params}]
+
+    found = _series([color(20, 0), color(10, 0), color(20, -3.01), color(10, -3.01)])
+    white, pink = [s for s in found if s.param.startswith("min_snr_db")]  # (and white against pink at each SNR)
+    assert white.name == "AddColorNoise min_snr_db = max_snr_db [max_f_decay 0, min_f_decay 0]"
+    assert pink.name.endswith("[max_f_decay -3.01, min_f_decay -3.01]") and white.stem != pink.stem
+    (alone,) = _series([color(20, 0), color(10, 0)])
+    assert alone.detail == "" and alone.name == "AddColorNoise min_snr_db = max_snr_db"
