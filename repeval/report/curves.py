@@ -378,7 +378,7 @@ def curves_block(
     if not probes or choice is None:
         return ""
     multi = len(runs) > 1
-    parts = []
+    parts, ordered = [], True
     for s in found:
         # each run's values at the levels it defines so (a run whose config.yaml does not say what its D1 was: none)
         curve = curve_numbers(agg[defined_rows(agg, s, definers)], s, metric, probes)
@@ -389,6 +389,7 @@ def curves_block(
         if files is not None:
             files.rows += curve_csv_rows(curve)
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
+        ordered &= s.ordered
         parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>')
     if not parts:
         return ""
@@ -396,9 +397,11 @@ def curves_block(
         "clean audio drawn at the transform's level of no deformation, or as a dashed line of the model's colour "
         "where it has none (an SNR, a bitrate)"
     )
+    # gains either side of 0 dB, a parameter not known (a cutoff): no way of the axis is the more severe one
+    way = "severity rises left to right" if ordered else "each axis says which way severity goes, where it is known"
     note = (
         f"{metric} of each model's probe {choice.rule()}, against the level of one deformation: scenarios that differ "
-        f"in that one parameter alone; severity rises left to right; {clean}; the numbers are in each figure's table"
+        f"in that one parameter alone; {way}; {clean}; the numbers are in each figure's table"
         + (f" and in plots/{CURVES_CSV}" if files is not None else "")
     )
     return f'<h3>Robustness curves</h3><p class="rv-note">{_e(note)}</p>{"".join(parts)}'

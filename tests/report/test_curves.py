@@ -366,3 +366,22 @@ def test_series_of_one_parameter_are_told_apart_by_their_other_settings():
     assert pink.name.endswith("[max_f_decay -3.01, min_f_decay -3.01]") and white.stem != pink.stem
     (alone,) = _series([color(20, 0), color(10, 0)])
     assert alone.detail == "" and alone.name == "AddColorNoise min_snr_db = max_snr_db"
+
+
+def test_the_note_claims_no_direction_of_severity_a_curve_has_not(series_run, tmp_path):
+    """Gains of +6 and −6 dB get more severe away from 0 dB, not left to right: the note said severity rises left to
+    right of every curve; it says so only when each curve's axis does."""
+    from repeval.report.curves import curves_block
+
+    run = tmp_path / "demo"
+    shutil.copytree(series_run, run, ignore=shutil.ignore_patterns("plots", "report.html"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    for exp in cfg["experiments"]:
+        if exp["task"]["name"] == TAGS:
+            exp["deformations"] = [_gain(6), _gain(-6)]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    both = load_run(run)
+    sides = curves_block([both], both.results, TAGS, TAGGED, both.validation)
+    assert "severity rises left to right" not in sides and "each axis says which way severity goes" in sides
+    snr = curves_block([both], both.results, TASK, DATASET, both.validation)
+    assert "severity rises left to right" in snr
