@@ -50,8 +50,8 @@ def curves_csv(rows: Iterable[Sequence[object]]) -> str:
 @dataclass
 class CurveFiles:
     """Where the report writes each curve's figure (``<folder>/<stem>.png`` and ``.svg``) and their numbers
-    (``<folder>/robustness_curves.csv``): the curves drawn, kept by :func:`curves_block` and written by
-    :func:`write_curve_files` once the report is built (building it only reads)."""
+    (``<folder>/robustness_curves.csv``): the curves drawn, kept by :func:`~repeval.report.curves.curves_block` and
+    written by :func:`write_curve_files` once the report is built (building it only reads)."""
 
     folder: Path
     rows: list[list[object]] = field(default_factory=list)

@@ -364,7 +364,7 @@ def curves_block(
     """The report's robustness curves of a task/dataset (``df``: the runs' combined results, models named
     ``<run>/<model>`` over several runs): per series a figure and its numbers, each model with the probe the heat map
     stands it with, on the group's first metric; empty without a series. ``files``: kept there to be saved
-    (:func:`write_curve_files`)."""
+    (:func:`~repeval.report.curve_files.write_curve_files`)."""
     from repeval.report.blocks import chosen_probes, probe_choice
 
     steps, definers = group_definitions(runs, df, task, dataset)

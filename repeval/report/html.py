@@ -244,7 +244,7 @@ def _group_section(
     figures, cards and per-label rows key on it), ``tables``: the results and validation with the models' own names,
     for the tables, whose rows lead with their run's id (default: ``df`` and ``validation``); ``test_sets``: the runs'
     test-set digests (:func:`~repeval.report.comparable.split_digests`), runs on different ones ranked apart;
-    ``files``: where the robustness curves are saved too (:class:`~repeval.report.curves.CurveFiles`)."""
+    ``files``: where the robustness curves are saved too (:class:`~repeval.report.curve_files.CurveFiles`)."""
     multi = len(runs) > 1
     level = ci_level(runs)
     table_df, table_validation = tables if tables is not None else (df, validation)
