@@ -10,32 +10,36 @@ parameters — but for one numeric parameter of one step (``p``, the probability
 they differ). Scenarios that form no series get no curve; a report without series shows none.
 
 Severity rises left to right: for a parameter known to get milder as it grows (SNR, bitrate) the axis runs from high
-to low, and says so. The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
+to low, and says so; a bitrate's on a log scale. A line runs through its points left to right (clean's among them
+where it has a level). The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
 a pitch shift of 0 semitones, a time stretch at rate 1 — as the curve's point there; where it has none (an SNR, a
 bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a made-up x.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, replace
+from html import escape as _e
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from repeval.report.comparable import apart_runs, apart_scenarios, scenario_definitions
+from repeval.report.cells import _higher
+from repeval.report.comparable import _effective, apart_runs, apart_scenarios, scenario_definitions
+from repeval.report.curve_files import CURVES_CSV, CurveFiles, curve_csv_rows
 from repeval.report.plots import _TEXT_IN_PER_CHAR, FIG_DPI, line_styles
 from repeval.report.precision import column_decimals
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run
+
+log = logging.getLogger(__name__)
 
 #: a parameter's name without ``min_``/``max_`` → its unit, how severity goes with it (``falls``: the lower the
 #: harsher; ``away``: the farther from its none value the harsher) and its none value (no deformation; None: not a
@@ -47,6 +51,10 @@ KNOWN_PARAMS: dict[str, tuple[str, str, float | None]] = {
     "semitones": ("semitones", "away", 0.0),
     "rate": ("×", "away", 1.0),
 }
+
+#: the parameters drawn on a log axis: a bitrate's halvings (320, 160, 64, 32, 16, 8 kbps) spaced alike, not its low
+#: end, where the metric changes, crowded into a corner
+LOG_PARAMS = frozenset({"bitrate"})
 
 #: the words on an axis that runs from high to low values
 _FALLING = "falls left to right"
@@ -74,17 +82,24 @@ class Series:
     ordered: bool
     #: how severity goes with the level (:data:`KNOWN_PARAMS`; empty: not known)
     way: str = ""
+    #: the axis is logarithmic (a parameter of :data:`LOG_PARAMS`, every level above 0)
+    log: bool = False
+    #: the settings that set it apart from another series of the same parameter (``min_f_decay -3.01, …``: white and
+    #: pink noise, each at several SNRs), empty when there is none
+    detail: str = ""
 
     @property
     def name(self) -> str:
-        """``AddGaussianSNR min_snr_db = max_snr_db``, with the step's position when not the first."""
+        """``AddGaussianSNR min_snr_db = max_snr_db``, with the step's position when not the first and the
+        :attr:`detail` that sets it apart."""
         at = f" (step {self.step + 1})" if self.step else ""
-        return f"{self.transform}{at} {self.param}"
+        return f"{self.transform}{at} {self.param}" + (f" [{self.detail}]" if self.detail else "")
 
     @property
     def axis(self) -> str:
         """The x axis's label: the parameter, its unit and which way severity goes."""
-        unit = f" ({self.unit})" if self.unit else ""
+        scale = ", log scale" if self.log else ""
+        unit = f" ({self.unit}{scale})" if self.unit else f" ({scale[2:]})" if scale else ""
         if not self.ordered:
             away = f": more severe away from {self.none:g}" if self.way == "away" and self.none is not None else ""
             return f"{self.transform} {self.param}{unit}{away}"
@@ -95,6 +110,7 @@ class Series:
     def stem(self) -> str:
         """The figure's file name without suffix, safe on any file system."""
         raw = f"robustness_curve__{self.task}__{self.dataset}__{self.transform}-{self.step}-{self.param}"
+        raw += f"__{self.detail}" if self.detail else ""
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw.replace(" = ", "-"))
 
 
@@ -128,7 +144,9 @@ def _level(params: dict[str, Any], names: tuple[str, ...]) -> float:
 def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str, dataset: str) -> list[Series]:
     """The series among one (task, dataset)'s scenarios, ``definitions`` (scenario → its steps as
     :func:`~repeval.report.comparable.scenario_definitions` gives them), in the order of their first scenario."""
-    parsed = {s: [(t, json.loads(p)) for t, p in d] for s, d in definitions.items() if s != CLEAN}
+    # each step's parameters left at their default written out: no `p` is `p: 0.5`, `min_bitrate: 32` alone is a range
+    # up to the default `max_bitrate`, not a level
+    parsed = {s: [(t, json.loads(p)) for t, p in _effective(tuple(d))] for s, d in definitions.items() if s != CLEAN}
     groups: dict[tuple[Any, ...], list[tuple[str, float, bool]]] = {}
     for scenario, steps in parsed.items():
         for (i, label), names in _candidates(steps):
@@ -138,21 +156,46 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
             key = (i, label, json.dumps(rest, sort_keys=True), round(width, 9))
             spread = width != 0
             groups.setdefault(key, []).append((scenario, _level(steps[i][1], names), spread))
-    out = []
-    for (i, label, rest, _), members in groups.items():
+    out, settings = [], []
+    for (i, label, rest, width), members in groups.items():
         levels = [x for _, x, _ in members]
         if len(members) < 2 or len(set(levels)) < len(levels):
             continue  # one scenario, or two at one level: no curve to draw
         transform = json.loads(rest)[i][0]
-        unit, way, none = KNOWN_PARAMS.get(_base(label.split(" = ")[0]), (_unit(label), "", None))
+        base = _base(label.split(" = ")[0])
+        unit, way, none = KNOWN_PARAMS.get(base, (_unit(label), "", None))
         below = none is not None and all(x <= none for x in levels)
         above = none is not None and all(x >= none for x in levels)
         falling = way == "falls" or (way == "away" and below and not above)
         ordered = way == "falls" or (way == "away" and (below or above))
         points = sorted(((s, x) for s, x, _ in members), key=lambda p: -p[1] if falling else p[1])
         param = label + (" (midpoint)" if any(spread for *_, spread in members) else "")
-        out.append(Series(task, dataset, transform, i, param, unit, points, none, falling, ordered, way))
+        log = base in LOG_PARAMS and min(levels) > 0
+        out.append(Series(task, dataset, transform, i, param, unit, points, none, falling, ordered, way, log))
+        steps = json.loads(rest)
+        at = {k if j == i else f"{t} {k}": v for j, (t, params) in enumerate(steps) for k, v in params.items()}
+        settings.append({**at, **({"width": width} if width else {})})
+    return _set_apart(out, settings)
+
+
+def _set_apart(found: list[Series], settings: list[dict[str, Any]]) -> list[Series]:
+    """``found`` with a :attr:`Series.detail` for each of two or more series of one name (and so one file name): the
+    settings, of ``settings`` (each series' other parameters), in which they differ, or else their first scenario."""
+    by_name: dict[str, list[int]] = {}
+    for k, s in enumerate(found):
+        by_name.setdefault(s.name, []).append(k)
+    out = list(found)
+    for ks in (ks for ks in by_name.values() if len(ks) > 1):
+        keys = dict.fromkeys(key for k in ks for key in settings[k])
+        differ = [key for key in keys if len({json.dumps(settings[k].get(key)) for k in ks}) > 1]
+        for k in ks:
+            said = ", ".join(f"{key} {_said(settings[k][key])}" for key in differ if key in settings[k])
+            out[k] = replace(found[k], detail=said or f"from {found[k].points[0][0]}")
     return out
+
+
+def _said(value: object) -> str:
+    return f"{value:g}" if _numeric(value) else str(value)
 
 
 def _unit(name: str) -> str:
@@ -251,7 +294,10 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     fig = Figure(figsize=(6.4 + legend_in, max(3.8, 1.2 + 0.2 * len(models))), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     levels = curve.levels
-    placed = [(j, float(x)) for j, x in enumerate(levels) if x is not None]  # clean: none without a none value
+    # clean (none without a none value) among the levels where its x falls: a line through the points left to right
+    placed = sorted(
+        ((j, float(x)) for j, x in enumerate(levels) if x is not None), key=lambda p: -p[1] if s.falling else p[1]
+    )
     drawn, xs = [j for j, _ in placed], [x for _, x in placed]
     clean = curve.scenarios.index(CLEAN) if CLEAN in curve.scenarios else None
     spread = bool((curve.n > 1).any())
@@ -263,13 +309,18 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
                     **style)  # type: ignore[arg-type]  # fmt: skip
         if clean is not None and levels[clean] is None and math.isfinite(curve.mean[i, clean]):
             ax.axhline(curve.mean[i, clean], color=str(style["color"]), linestyle=(0, (4, 3)), lw=0.9, alpha=0.8)
+    if s.log:
+        ax.set_xscale("log")
+        ax.minorticks_off()  # the levels' ticks alone, as on a linear axis
     ax.set_xticks(xs, [f"{x:g}" + (" (clean)" if j == clean else "") for j, x in placed])
     if s.falling:
         ax.invert_xaxis()
     ax.set_xlabel(s.axis)
-    ax.set_ylabel(f"{curve.metric} (mean ± std over {curve.over})" if spread else curve.metric)
+    lower = "" if _higher(curve.metric) else ", lower is better"
+    ax.set_ylabel(f"{curve.metric}{lower} (mean ± std over {curve.over})" if spread else f"{curve.metric}{lower}")
     clean_note = "; dashed: clean" if clean is not None and levels[clean] is None else ""
-    ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{clean_note}", fontsize=10)
+    detail = f" [{s.detail}]" if s.detail else ""
+    ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{detail}{clean_note}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
@@ -278,16 +329,10 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
 def curve_table_html(curve: Curve, caption: str) -> str:
     """The curve's numbers as a table: a row per model · probe, a column per point (clean first), ``mean ± std``
     (``(n=…)`` where a point has fewer replicates than the row's most)."""
-    import html
-
-    e = html.escape
     digits = column_decimals(curve.mean[np.isfinite(curve.mean)])
     unit = f" {curve.series.unit}" if curve.series.unit else ""
-    heads = [
-        CLEAN if x is None else f"{s} ({x:g}{unit})" if s != CLEAN else f"{CLEAN} ({x:g}{unit})"
-        for s, x in zip(curve.scenarios, curve.levels, strict=True)
-    ]
-    th = "".join(f'<th scope="col">{e(h)}</th>' for h in ["model · probe", *heads])
+    heads = [s if x is None else f"{s} ({x:g}{unit})" for s, x in zip(curve.scenarios, curve.levels, strict=True)]
+    th = "".join(f'<th scope="col">{_e(h)}</th>' for h in ["model · probe", *heads])
     body = []
     for i, (model, probe) in enumerate(curve.probes.items()):
         cells = []
@@ -300,55 +345,12 @@ def curve_table_html(curve: Curve, caption: str) -> str:
             if 0 < n < most:
                 text += f" (n={n})"
             value = f"{mean:.7g}" if math.isfinite(mean) else ""
-            cells.append(f'<td class="num" data-value="{value}">{e(text)}</td>')
-        body.append(f"<tr><td>{e(model)} · {e(probe)}</td>{''.join(cells)}</tr>")
+            cells.append(f'<td class="num" data-value="{value}">{_e(text)}</td>')
+        body.append(f"<tr><td>{_e(model)} · {_e(probe)}</td>{''.join(cells)}</tr>")
     return (
-        f'<table class="rv-table rv-curve"><caption>{e(caption)}</caption><thead><tr>{th}</tr></thead>'
+        f'<table class="rv-table rv-curve"><caption>{_e(caption)}</caption><thead><tr>{th}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )
-
-
-CSV_COLUMNS = ["task", "dataset", "series", "transform", "param", "unit", "scenario", "level", "model", "probe",
-               "metric", "mean", "std", "n"]  # fmt: skip
-
-
-def curve_csv_rows(curve: Curve) -> list[list[object]]:
-    """The curve's numbers at full precision, a row per model and point (:data:`CSV_COLUMNS`; clean's level empty
-    where the transform has no none value)."""
-    s = curve.series
-    rows: list[list[object]] = []
-    for i, (model, probe) in enumerate(curve.probes.items()):
-        for j, (scenario, level) in enumerate(zip(curve.scenarios, curve.levels, strict=True)):
-            mean, std = curve.mean[i, j], curve.std[i, j]
-            if not curve.n[i, j]:
-                continue  # a level its run did not test (several runs)
-            rows.append([s.task, s.dataset, s.name, s.transform, s.param, s.unit, scenario,
-                         "" if level is None else repr(float(level)), model, probe, curve.metric,
-                         repr(float(mean)) if math.isfinite(mean) else "",
-                         repr(float(std)) if math.isfinite(std) else "", int(curve.n[i, j])])  # fmt: skip
-    return rows
-
-
-def curves_csv(rows: Iterable[Sequence[object]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-@dataclass
-class CurveFiles:
-    """Where the report writes each curve's figure (``<folder>/<stem>.png`` and ``.svg``) and their numbers
-    (``<folder>/robustness_curves.csv``: :func:`write_curve_files`)."""
-
-    folder: Path
-    rows: list[list[object]] = field(default_factory=list)
-    written: list[Path] = field(default_factory=list)
-
-
-#: the file of every curve's numbers, in :attr:`CurveFiles.folder`
-CURVES_CSV = "robustness_curves.csv"
 
 
 def curves_block(
@@ -361,9 +363,9 @@ def curves_block(
 ) -> str:
     """The report's robustness curves of a task/dataset (``df``: the runs' combined results, models named
     ``<run>/<model>`` over several runs): per series a figure and its numbers, each model with the probe the heat map
-    stands it with, on the group's first metric; empty without a series. ``files``: also saved there."""
+    stands it with, on the group's first metric; empty without a series. ``files``: kept there to be saved
+    (:func:`~repeval.report.curve_files.write_curve_files`)."""
     from repeval.report.blocks import chosen_probes, probe_choice
-    from repeval.report.plots import figure_data_uri, save_figure
 
     steps, definers = group_definitions(runs, df, task, dataset)
     found = find_series(steps, task, dataset)
@@ -376,33 +378,49 @@ def curves_block(
     if not probes or choice is None:
         return ""
     multi = len(runs) > 1
-    parts = []
+    parts, ordered = [], True
     for s in found:
         # each run's values at the levels it defines so (a run whose config.yaml does not say what its D1 was: none)
         curve = curve_numbers(agg[defined_rows(agg, s, definers)], s, metric, probes)
         if not curve.probes:
             continue
-        fig = curve_figure(curve, multi, [r.run_id for r in runs])
         caption = f"{metric} against {s.name} ({', '.join(p for p, _ in s.points)})"
-        if files is not None:
-            files.written += save_figure(fig, files.folder / s.stem)
-            files.rows += curve_csv_rows(curve)
-        img = f'<img src="{figure_data_uri(fig, "png")}" alt="{_e(caption)}">'
         table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
-        parts.append(f'<div class="rv-figs"><figure class="rv-curve">{img}<figcaption>{_e(caption)}</figcaption>'
-                     f'</figure><div class="rv-scroll">{table}</div></div>')  # fmt: skip
+        if files is not None:
+            files.rows += curve_csv_rows(curve)
+        img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
+        ordered &= s.ordered
+        parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>')
     if not parts:
         return ""
     clean = (
         "clean audio drawn at the transform's level of no deformation, or as a dashed line of the model's colour "
         "where it has none (an SNR, a bitrate)"
     )
+    # gains either side of 0 dB, a parameter not known (a cutoff): no way of the axis is the more severe one
+    way = "severity rises left to right" if ordered else "each axis says which way severity goes, where it is known"
     note = (
         f"{metric} of each model's probe {choice.rule()}, against the level of one deformation: scenarios that differ "
-        f"in that one parameter alone; severity rises left to right; {clean}; the numbers are in each figure's table"
+        f"in that one parameter alone; {way}; {clean}; the numbers are in each figure's table"
         + (f" and in plots/{CURVES_CSV}" if files is not None else "")
     )
     return f'<h3>Robustness curves</h3><p class="rv-note">{_e(note)}</p>{"".join(parts)}'
+
+
+def _figure_html(curve: Curve, caption: str, multi: bool, run_ids: list[str], files: CurveFiles | None) -> str:
+    """The curve's figure inline (kept in ``files`` to be saved); one that fails to draw is a note, as the report's
+    other figures are (:func:`~repeval.report.blocks.figure`), never a failed report."""
+    from repeval.report.plots import figure_data_uri
+
+    try:
+        fig = curve_figure(curve, multi, run_ids)
+    except ValueError as exc:
+        log.info("robustness curve skipped (%s): %s", caption, exc)
+        return f'<p class="rv-note">{_e(caption)}: not available ({_e(str(exc))})</p>'
+    if files is not None:
+        files.figures.append((fig, curve.series.stem))
+    img = f'<img src="{figure_data_uri(fig, "png")}" alt="{_e(caption)}">'
+    return f'<figure class="rv-curve">{img}<figcaption>{_e(caption)}</figcaption></figure>'
 
 
 def defined_rows(rows: pd.DataFrame, series: Series, definers: Mapping[str, set[str]]) -> pd.Series:
@@ -414,23 +432,3 @@ def defined_rows(rows: pd.DataFrame, series: Series, definers: Mapping[str, set[
         keep |= (rows["scenario"] == scenario) & runs.isin(definers.get(scenario, set()))
     some = set().union(*(definers.get(p, set()) for p, _ in series.points))
     return keep | ((rows["scenario"] == CLEAN) & runs.isin(some))
-
-
-def _e(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
-def clear_curve_files(folder: Path) -> None:
-    """Remove the curve files an earlier report wrote into ``folder`` (a series since gone would keep its figure)."""
-    for path in [*folder.glob("robustness_curve__*"), folder / CURVES_CSV]:
-        path.unlink(missing_ok=True)
-
-
-def write_curve_files(files: CurveFiles) -> None:
-    """Write the numbers of the curves drawn (:data:`CURVES_CSV`), none when there are none."""
-    if files.rows:
-        path = files.folder / CURVES_CSV
-        path.write_text(curves_csv(files.rows), encoding="utf-8")
-        files.written.append(path)

@@ -28,7 +28,8 @@ from repeval.report.blocks import slug as _slug
 from repeval.report.cells import fold_tracks
 from repeval.report.comparable import SplitDigests, split_digests
 from repeval.report.confusion import confusion_html, summed_confusion
-from repeval.report.curves import CurveFiles, clear_curve_files, curves_block, write_curve_files
+from repeval.report.curve_files import CurveFiles, write_curve_files
+from repeval.report.curves import curves_block
 from repeval.report.heat import robustness_html
 from repeval.report.labels import per_label_block as _per_label_block  # tests import it from here
 from repeval.report.left_out import (
@@ -243,7 +244,7 @@ def _group_section(
     figures, cards and per-label rows key on it), ``tables``: the results and validation with the models' own names,
     for the tables, whose rows lead with their run's id (default: ``df`` and ``validation``); ``test_sets``: the runs'
     test-set digests (:func:`~repeval.report.comparable.split_digests`), runs on different ones ranked apart;
-    ``files``: where the robustness curves are saved too (:class:`~repeval.report.curves.CurveFiles`)."""
+    ``files``: where the robustness curves are saved too (:class:`~repeval.report.curve_files.CurveFiles`)."""
     multi = len(runs) > 1
     level = ci_level(runs)
     table_df, table_validation = tables if tables is not None else (df, validation)
@@ -418,10 +419,9 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         out = out / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)  # before the figures: a folder it cannot write fails at once
     files = CurveFiles(out.parent / "plots")
-    clear_curve_files(files.folder)
     with _reading():
         html = build_report_html(runs, files=files)
-    write_curve_files(files)
+    write_curve_files(files)  # after the reading: an OSError of writing them is not one of reading a run's file
     # whole or not at all: a full disk or a kill mid-write must not leave half a report in place of the last one
     tmp = out.with_name(f".{out.name}.tmp")
     try:

@@ -250,3 +250,138 @@ def test_runs_that_define_a_level_differently_each_draw_their_own(series_run, se
         assert scenarios == [s for s in [CLEAN, "D1", f"D2 ({second})", f"D2 ({first})"] if s in (CLEAN, "D1", own)]
     ax = curve_figure(curve, True, [first, second]).axes[0]
     assert [len(c.lines[0].get_xdata()) for c in ax.containers] == [2] * len(curve.probes)  # D1 and its own D2
+
+
+def test_a_curve_either_side_of_no_deformation_runs_in_the_levels_order(series_run):
+    """Gains of −6 and +6 dB: clean audio's 0 dB point lies between them, and the line runs −6, 0, +6 — it ran from
+    clean's point first (0, −6, +6), back across the axis."""
+    run = load_run(series_run)
+    df = run.results
+    (gain,) = _series([_gain(6), _gain(-6)])  # D1: +6 dB, D2: −6 dB, read off the tags' D1 and D2 results
+    probes = plots.best_probes(df, TAGS, TAGGED, "roc_auc_macro")
+    curve = curve_numbers(df[(df["task"] == TAGS) & (df["dataset"] == TAGGED)], gain, "roc_auc_macro", probes)
+    assert curve.scenarios == [CLEAN, "D2", "D1"]  # the table's order: clean first
+    ax = curve_figure(curve).axes[0]
+    for container, model in zip(ax.containers, probes, strict=True):
+        np.testing.assert_allclose(container.lines[0].get_xdata(), [-6, 0, 6])
+        want = [_expected(df, TAGS, TAGGED, "roc_auc_macro", probes, s)[model][0] for s in ("D2", CLEAN, "D1")]
+        np.testing.assert_allclose(container.lines[0].get_ydata(), want)
+
+
+def test_a_curve_that_fails_to_draw_is_a_note_and_files_wait_for_the_report(series_run, tmp_path, monkeypatch):
+    """A figure that fails to draw is a note with the curve's numbers, as the report's other figures are, not a failed
+    report; building the curves writes nothing (a file it cannot write is no run's file it cannot read): the figures
+    and numbers are written after it, replacing an earlier report's curve files and no other file."""
+    from repeval.report import curve_files, curves
+
+    run = load_run(series_run)
+    drawn = curves.curve_figure
+
+    def failing(curve, *args):
+        if curve.series.transform == "Gain":
+            raise ValueError("no room to draw")
+        return drawn(curve, *args)
+
+    monkeypatch.setattr(curves, "curve_figure", failing)
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    for name in ("robustness_curve__t__d__Gone-0-x.png", CURVES_CSV, "mine.png"):
+        (folder / name).write_text("earlier")
+    files = curve_files.CurveFiles(folder)
+    snr = curves.curves_block([run], run.results, TASK, DATASET, run.validation, files)
+    gain = curves.curves_block([run], run.results, TAGS, TAGGED, run.validation, files)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["robustness_curve__t__d__Gone-0-x.png", CURVES_CSV,
+                                                               "mine.png"])  # fmt: skip
+    assert snr.count('<figure class="rv-curve"><img') == 1 and "not available" not in snr
+    assert '<figure class="rv-curve">' not in gain and "not available (no room to draw)" in gain
+    assert gain.count('<table class="rv-table rv-curve">') == 1  # its numbers still shown
+    curve_files.write_curve_files(files)
+    (stem,) = {p.stem for p in folder.glob("robustness_curve__*")}
+    assert "AddGaussianSNR" in stem and sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{stem}.png", f"{stem}.svg", CURVES_CSV, "mine.png"]
+    )
+    assert {r["task"] for r in csv.DictReader((folder / CURVES_CSV).open())} == {TASK, TAGS}  # the failed one's too
+
+
+def test_a_report_without_curves_leaves_a_file_named_plots_alone(run_dir, tmp_path, monkeypatch):
+    """A report with no series writes nothing into plots/ and clears nothing there: with a regular file of that name
+    beside it, the report was not written (NotADirectoryError)."""
+    from repeval.report import html as report_html
+    from repeval.report.html import write_report
+
+    monkeypatch.setattr(report_html, "build_report_html", lambda runs, **_: "<!doctype html>the report")
+    (tmp_path / "plots").write_text("mine")
+    assert write_report([run_dir], tmp_path / "report.html").read_text() == "<!doctype html>the report"
+    assert (tmp_path / "plots").read_text() == "mine"
+
+
+def test_an_error_curve_says_lower_is_better(series_run):
+    """An error metric's curve rises with severity: its axis says lower is better, as the summary cards do."""
+    df = load_run(series_run).results
+    rows = df[(df["task"] == TASK) & (df["dataset"] == DATASET) & (df["metric"] == "accuracy")]
+    rows = rows.assign(metric="mean_absolute_error", value=1 - rows["value"])  # an error of the same results
+    (snr,) = _series([_snr(20), _snr(5)])
+    probes = plots.best_probes(rows, TASK, DATASET, "mean_absolute_error")
+    ax = curve_figure(curve_numbers(rows, snr, "mean_absolute_error", probes)).axes[0]
+    assert ax.get_ylabel() == "mean_absolute_error, lower is better (mean ± std over seeds)"
+
+
+def test_a_bitrate_curve_has_a_log_axis_ticked_at_its_levels(series_run):
+    """320, 64 and 32 kbps: a log axis, so that 64 and 32 kbps are not crowded into a corner, ticked at the levels
+    alone; an SNR's axis (in dB, already a log) stays linear."""
+    df = load_run(series_run).results
+    rows = df[(df["task"] == TASK) & (df["dataset"] == DATASET)]
+    mp3 = [[{"type": "Mp3Compression", "params": {"min_bitrate": b, "max_bitrate": b, "p": 1}}] for b in (320, 32)]
+    probes = plots.best_probes(df, TASK, DATASET, "accuracy")
+    fig = curve_figure(curve_numbers(rows, _series(mp3)[0], "accuracy", probes))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.xaxis_inverted() and "(kbps, log scale)" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] == ["320", "32"]
+    assert [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()] == []
+    snr = curve_figure(curve_numbers(rows, _series([_snr(20), _snr(5)])[0], "accuracy", probes)).axes[0]
+    assert snr.get_xscale() == "linear"
+
+
+def test_series_read_each_step_with_its_defaults():
+    """A step's parameters at their default count as written: no ``p`` is ``p: 0.5`` (a series with a scenario that
+    writes it), and ``min_bitrate`` alone is a range up to the default ``max_bitrate`` (64 kbps), not a level."""
+    (snr,) = _series([_snr(20, p=0.5), [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10}}]])
+    assert [x for _, x in snr.points] == [20.0, 10.0]
+    low = [[{"type": "Mp3Compression", "params": {"min_bitrate": b, "p": 1}}] for b in (32, 48)]
+    assert _series(low) == []  # 32 to 64 and 48 to 64 kbps: two ranges, not two levels
+
+
+def test_series_of_one_parameter_are_told_apart_by_their_other_settings():
+    """White and pink noise (AddColorNoise's ``f_decay``), each at 20 and 10 dB: two series of one name wrote one file,
+    the second figure over the first, and two sets of CSV rows with one series name; now each says its ``f_decay``."""
+
+    def color(db: float, decay: float) -> list[dict[str, object]]:
+        params = {"min_snr_db": db, "max_snr_db": db, "min_f_decay": decay, "max_f_decay": decay, "p": 1}
+        return [{"type": "AddColorNoise", "params": params}]
+
+    found = _series([color(20, 0), color(10, 0), color(20, -3.01), color(10, -3.01)])
+    white, pink = [s for s in found if s.param.startswith("min_snr_db")]  # (and white against pink at each SNR)
+    assert white.name == "AddColorNoise min_snr_db = max_snr_db [max_f_decay 0, min_f_decay 0]"
+    assert pink.name.endswith("[max_f_decay -3.01, min_f_decay -3.01]") and white.stem != pink.stem
+    (alone,) = _series([color(20, 0), color(10, 0)])
+    assert alone.detail == "" and alone.name == "AddColorNoise min_snr_db = max_snr_db"
+
+
+def test_the_note_claims_no_direction_of_severity_a_curve_has_not(series_run, tmp_path):
+    """Gains of +6 and −6 dB get more severe away from 0 dB, not left to right: the note said severity rises left to
+    right of every curve; it says so only when each curve's axis does."""
+    from repeval.report.curves import curves_block
+
+    run = tmp_path / "demo"
+    shutil.copytree(series_run, run, ignore=shutil.ignore_patterns("plots", "report.html"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    for exp in cfg["experiments"]:
+        if exp["task"]["name"] == TAGS:
+            exp["deformations"] = [_gain(6), _gain(-6)]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    both = load_run(run)
+    sides = curves_block([both], both.results, TAGS, TAGGED, both.validation)
+    assert "severity rises left to right" not in sides and "each axis says which way severity goes" in sides
+    snr = curves_block([both], both.results, TASK, DATASET, both.validation)
+    assert "severity rises left to right" in snr
