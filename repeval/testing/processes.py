@@ -39,3 +39,11 @@ def side_by_side(
     """``subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)`` of each ``(cmd, env)``, all at once."""
     with started(*runs, cwd=cwd) as procs:
         return [finished(p, timeout) for p in procs]
+
+
+def one_by_one(
+    *runs: tuple[list[str], dict[str, str]], timeout: float, cwd: Path | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """As :func:`side_by_side`, each ``(cmd, env)`` after the one before: for runs in the background (a module's
+    ``AHEAD``), where the tests running meanwhile may start a Ray too (several starting at once on 2 cores time out)."""
+    return [side_by_side(run, timeout=timeout, cwd=cwd)[0] for run in runs]

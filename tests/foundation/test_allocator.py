@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from repeval.cpu import KEEP_FREED_ENV, MODEL_TUNABLES
-from repeval.testing.processes import side_by_side
+from repeval.testing.processes import one_by_one
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,15 +140,15 @@ ray.shutdown()
 
 
 def both_rays(environ: dict[str, str]) -> dict[bool, subprocess.CompletedProcess[str]]:
-    """Both embedded Rays of the test below, run together (each costs a Ray start, ~10 s, mostly waiting). Started as
-    soon as the tests are collected (``AHEAD``): they run while the tests before this module do."""
+    """Both embedded Rays of the test below (each costs a Ray start, ~10 s, mostly waiting). Started as soon as the
+    tests are collected (``AHEAD``): they run, one after the other, while the tests before this module do."""
     runs = []
     for keep in (True, False):
         env = {k: v for k, v in environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
         if not keep:
             env[KEEP_FREED_ENV] = "0"
         runs.append(([sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)], env))
-    return dict(zip((True, False), side_by_side(*runs, timeout=300, cwd=REPO), strict=True))
+    return dict(zip((True, False), one_by_one(*runs, timeout=300, cwd=REPO), strict=True))
 
 
 AHEAD = {"embedded_rays": both_rays}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from repeval.testing.processes import side_by_side
+from repeval.testing.processes import one_by_one, side_by_side
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,9 +169,9 @@ Reexec = tuple[Path, subprocess.CompletedProcess[str], subprocess.CompletedProce
 
 
 def reexec_runs(environ: dict[str, str]) -> Iterator[Reexec]:
-    """The shim built, then a script re-executed on it and one that is not, side by side: each starts an embedded Ray
-    (~10 s, mostly waiting). Started as soon as the tests are collected (``AHEAD``): it runs while the tests before
-    this module do. The shim's folder goes at the end."""
+    """The shim built, then a script re-executed on it and one that is not: each starts an embedded Ray (~10 s, mostly
+    waiting). Started as soon as the tests are collected (``AHEAD``): they run, one after the other, while the tests
+    before this module do. The shim's folder goes at the end."""
     tmp = Path(tempfile.mkdtemp(prefix="rvmkl-"))
     try:
         lib = _lib(tmp, environ)
@@ -180,7 +180,7 @@ def reexec_runs(environ: dict[str, str]) -> Iterator[Reexec]:
         drop = ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")
         # PYTHONPATH: the checkout's package for the script, which runs from another folder
         env = {k: v for k, v in environ.items() if k not in drop} | {"PYTHONPATH": str(ROOT)}
-        on, off = side_by_side(
+        on, off = one_by_one(
             ([sys.executable, str(script), "--x", "1"], {**env, "REPEVAL_MKL_SHIM": str(lib)}),
             ([sys.executable, str(script)], {**env, "REPEVAL_MKL_SHIM": "0"}),
             timeout=300,

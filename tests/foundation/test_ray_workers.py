@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from repeval.testing.processes import side_by_side
+from repeval.testing.processes import one_by_one
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,17 +62,17 @@ ray.shutdown()
 
 
 def both_rays(environ: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
-    """The script under repeval's ``init_ray`` and under Ray's defaults, side by side, with Ray's idle-worker kill
-    threshold lowered from 1 s to 0.25 s so that an idle worker that outlives 1.25 s (repeval's) is one Ray keeps on
-    purpose, not one it has yet to kill. Started as soon as the tests are collected (``AHEAD``): its two Rays start
-    and run while the tests before this module do."""
+    """The script under repeval's ``init_ray``, then under Ray's defaults, with Ray's idle-worker kill threshold
+    lowered from 1 s to 0.25 s so that an idle worker that outlives 1.25 s (repeval's) is one Ray keeps on purpose,
+    not one it has yet to kill. Started as soon as the tests are collected (``AHEAD``): its two Rays start and run,
+    one after the other, while the tests before this module do."""
     runs = []
     for mode in ("repeval", "default"):
         env = {**environ, "RAY_AUTH_MODE": "disabled", "MODE": mode, "RAY_idle_worker_killing_time_threshold_ms": "250"}
         env.pop("RAY_num_workers_soft_limit", None)
         env.pop("RAY_ADDRESS", None)
         runs.append(([sys.executable, "-c", SCRIPT], env))
-    return side_by_side(*runs, timeout=180, cwd=REPO)
+    return one_by_one(*runs, timeout=180, cwd=REPO)
 
 
 AHEAD = {"worker_runs": both_rays}
