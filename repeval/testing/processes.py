@@ -6,15 +6,19 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 @contextmanager
-def started(*runs: tuple[list[str], dict[str, str]]) -> Iterator[list[subprocess.Popen[str]]]:
-    """Start every ``(cmd, env)`` at once (text pipes for stdout and stderr); kill what is still running at the end."""
+def started(*runs: tuple[list[str], dict[str, str]], cwd: Path | None = None) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start every ``(cmd, env)`` at once (text pipes for stdout and stderr), in ``cwd`` (``None``: this process'
+    working directory); kill what is still running at the end."""
     procs: list[subprocess.Popen[str]] = []
     try:
         for cmd, env in runs:
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
         yield procs
     finally:
         for p in procs:  # what a failing test left running
@@ -29,7 +33,17 @@ def finished(proc: subprocess.Popen[str], timeout: float) -> subprocess.Complete
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def side_by_side(*runs: tuple[list[str], dict[str, str]], timeout: float) -> list[subprocess.CompletedProcess[str]]:
-    """``subprocess.run(cmd, env=env, capture_output=True, text=True)`` of each ``(cmd, env)``, all at once."""
-    with started(*runs) as procs:
+def side_by_side(
+    *runs: tuple[list[str], dict[str, str]], timeout: float, cwd: Path | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """``subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)`` of each ``(cmd, env)``, all at once."""
+    with started(*runs, cwd=cwd) as procs:
         return [finished(p, timeout) for p in procs]
+
+
+def one_by_one(
+    *runs: tuple[list[str], dict[str, str]], timeout: float, cwd: Path | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """As :func:`side_by_side`, each ``(cmd, env)`` after the one before: for runs in the background (a module's
+    ``AHEAD``), where the tests running meanwhile may start a Ray too (several starting at once on 2 cores time out)."""
+    return [side_by_side(run, timeout=timeout, cwd=cwd)[0] for run in runs]

@@ -13,11 +13,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from repeval.cpu import KEEP_FREED_ENV, MODEL_TUNABLES
-from repeval.testing.processes import finished, started
+from repeval.testing.processes import one_by_one
+
+REPO = Path(__file__).resolve().parents[2]
 
 ROUNDS = r"""
 import ctypes, json, resource, sys
@@ -136,17 +139,24 @@ ray.shutdown()
 """
 
 
-@pytest.fixture(scope="module")
-def embedded_rays() -> Iterator[dict[bool, subprocess.Popen[str]]]:
-    """Both embedded Rays of the test below, started together (each costs a Ray start, ~10 s, mostly waiting)."""
+def both_rays(environ: dict[str, str]) -> dict[bool, subprocess.CompletedProcess[str]]:
+    """Both embedded Rays of the test below (each costs a Ray start, ~10 s, mostly waiting). Started as soon as the
+    tests are collected (``AHEAD``): they run, one after the other, while the tests before this module do."""
     runs = []
     for keep in (True, False):
-        env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
+        env = {k: v for k, v in environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
         if not keep:
             env[KEEP_FREED_ENV] = "0"
         runs.append(([sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)], env))
-    with started(*runs) as procs:
-        yield dict(zip((True, False), procs, strict=True))
+    return dict(zip((True, False), one_by_one(*runs, timeout=300, cwd=REPO), strict=True))
+
+
+AHEAD = {"embedded_rays": both_rays}
+
+
+@pytest.fixture(scope="module")
+def embedded_rays(started_ahead) -> Iterator[dict[bool, subprocess.CompletedProcess[str]]]:
+    yield from started_ahead("embedded_rays", both_rays)
 
 
 @pytest.mark.parametrize("keep", [True, False])
@@ -155,7 +165,7 @@ def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep, embedde
     heaps are unmapped and mapped afresh: the embedded Ray starts its processes with one arena and the
     thresholds that keep freed blocks (repeval.cpu.ray_process_env); the driver's own environment is left
     alone, and ``REPEVAL_KEEP_FREED=0`` leaves glibc's default."""
-    r = finished(embedded_rays[keep], timeout=300)
+    r = embedded_rays[keep]
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["driver"] is None

@@ -10,11 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from repeval.testing.processes import side_by_side
+from repeval.testing.processes import one_by_one, side_by_side
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,14 +44,16 @@ def _run(env: dict[str, str]) -> tuple[int, float]:
     return int(flag), float(err)
 
 
-def _lib(tmp_path: Path) -> Path:
-    """The shim built as scripts/setup.sh builds it (``python -m repeval.cpu build``)."""
+def _lib(tmp_path: Path, env: dict[str, str] | None = None) -> Path:
+    """The shim built as scripts/setup.sh builds it (``python -m repeval.cpu build``), in an environment ``env``
+    (``None``: this process')."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the MKL shim (make mkl-shim); install gcc")
     lib = tmp_path / "lib" / "librepeval-mkl-intel-cpu.so"
     out = subprocess.run(
-        [sys.executable, "-m", "repeval.cpu", "build", "--output", str(lib)], capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-m", "repeval.cpu", "build", "--output", str(lib)],
+        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+    )  # fmt: skip
     assert out.returncode == 0 and out.stdout.strip() == str(lib), out.stderr
     assert not [p for p in lib.parent.iterdir() if p != lib]  # built under a temporary name, renamed into place
     return lib
@@ -160,17 +164,43 @@ ray.shutdown()
 """
 
 
-def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(tmp_path: Path) -> None:
-    lib = _lib(tmp_path)
-    script = tmp_path / "prog.py"
-    script.write_text(REEXEC)
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")}
-    # both processes at once: each starts an embedded Ray (~10 s, mostly waiting)
-    on, off = side_by_side(
-        ([sys.executable, str(script), "--x", "1"], {**env, "REPEVAL_MKL_SHIM": str(lib)}),
-        ([sys.executable, str(script)], {**env, "REPEVAL_MKL_SHIM": "0"}),
-        timeout=300,
-    )
+#: the shim, the run on it and the run without it
+Reexec = tuple[Path, subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]
+
+
+def reexec_runs(environ: dict[str, str]) -> Iterator[Reexec]:
+    """The shim built, then a script re-executed on it and one that is not: each starts an embedded Ray (~10 s, mostly
+    waiting). Started as soon as the tests are collected (``AHEAD``): they run, one after the other, while the tests
+    before this module do. The shim's folder goes at the end."""
+    tmp = Path(tempfile.mkdtemp(prefix="rvmkl-"))
+    try:
+        lib = _lib(tmp, environ)
+        script = tmp / "prog.py"
+        script.write_text(REEXEC)
+        drop = ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")
+        # PYTHONPATH: the checkout's package for the script, which runs from another folder
+        env = {k: v for k, v in environ.items() if k not in drop} | {"PYTHONPATH": str(ROOT)}
+        on, off = one_by_one(
+            ([sys.executable, str(script), "--x", "1"], {**env, "REPEVAL_MKL_SHIM": str(lib)}),
+            ([sys.executable, str(script)], {**env, "REPEVAL_MKL_SHIM": "0"}),
+            timeout=300,
+            cwd=ROOT,
+        )
+        yield lib, on, off
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+AHEAD = {"reexec": reexec_runs}
+
+
+@pytest.fixture(scope="module")
+def reexec(started_ahead) -> Iterator[Reexec]:
+    yield from started_ahead("reexec", reexec_runs)
+
+
+def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(reexec) -> None:
+    lib, on, off = reexec
     assert on.returncode == 0, on.stderr[-3000:]
     lines = dict(line.split(": ", 1) for line in on.stdout.splitlines() if ": " in line)
     assert lines["driver"].startswith("Intel code path") and str(lib) in lines["driver"], on.stdout

@@ -4,10 +4,16 @@ a new process each time while an actor pool holds the node's other workers."""
 from __future__ import annotations
 
 import json
-import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
-from repeval.testing.processes import side_by_side
+import pytest
+
+from repeval.testing.processes import one_by_one
+
+REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import json, os, time
@@ -55,22 +61,31 @@ ray.shutdown()
 """
 
 
-def test_idle_decode_workers_are_reused_while_actors_hold_the_other_workers():
-    # Both Rays run side by side, with Ray's idle-worker kill threshold lowered from 1 s to 0.25 s so that an
-    # idle worker that outlives 1.25 s (repeval's) is one Ray keeps on purpose, not one it has yet to kill.
+def both_rays(environ: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """The script under repeval's ``init_ray``, then under Ray's defaults, with Ray's idle-worker kill threshold
+    lowered from 1 s to 0.25 s so that an idle worker that outlives 1.25 s (repeval's) is one Ray keeps on purpose,
+    not one it has yet to kill. Started as soon as the tests are collected (``AHEAD``): its two Rays start and run,
+    one after the other, while the tests before this module do."""
     runs = []
     for mode in ("repeval", "default"):
-        env = {
-            **os.environ,
-            "RAY_AUTH_MODE": "disabled",
-            "MODE": mode,
-            "RAY_idle_worker_killing_time_threshold_ms": "250",
-        }
+        env = {**environ, "RAY_AUTH_MODE": "disabled", "MODE": mode, "RAY_idle_worker_killing_time_threshold_ms": "250"}
         env.pop("RAY_num_workers_soft_limit", None)
         env.pop("RAY_ADDRESS", None)
         runs.append(([sys.executable, "-c", SCRIPT], env))
+    return one_by_one(*runs, timeout=180, cwd=REPO)
+
+
+AHEAD = {"worker_runs": both_rays}
+
+
+@pytest.fixture(scope="module")
+def worker_runs(started_ahead) -> Iterator[list[subprocess.CompletedProcess[str]]]:
+    yield from started_ahead("worker_runs", both_rays)
+
+
+def test_idle_decode_workers_are_reused_while_actors_hold_the_other_workers(worker_runs):
     pids = {}
-    for mode, r in zip(("repeval", "default"), side_by_side(*runs, timeout=180), strict=True):
+    for mode, r in zip(("repeval", "default"), worker_runs, strict=True):
         assert r.returncode == 0, r.stderr[-3000:]
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith("PIDS "))
         pids[mode] = json.loads(line.removeprefix("PIDS "))

@@ -119,12 +119,15 @@ def cli_env(tmp: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
 class Proc:
     """A ``repeval`` CLI subprocess whose stdout/stderr are drained by threads (lines queued as they come)."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path, env: dict[str, str] | None = None, environ: dict[str, str] | None = None
+    ) -> None:
+        """``env``: set on top of :func:`cli_env`'s environment, made from ``environ`` (``os.environ`` by default)."""
         self.tmpdir = Path(tempfile.mkdtemp(prefix="rvrel-"))
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "repeval.cli", *args],
             cwd=cwd,
-            env={**cli_env(self.tmpdir), **(env or {})},
+            env={**cli_env(self.tmpdir, environ), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

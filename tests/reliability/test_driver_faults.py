@@ -14,9 +14,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,7 @@ from reliability_helpers import (
     expected_ids,
     experiment,
     live_processes,
+    make_catalog,
     node_processes,
     results_of,
     wait_for,
@@ -113,13 +118,54 @@ def parse_summary(line: str) -> tuple[int, int, int]:
     return rows, already, errors
 
 
+@dataclass
+class CtrlC:
+    """A ``repeval run`` (fast + slow model, one deformation) Ctrl-C'd during embedding, in ``root``: its catalog (as
+    ``fault_catalog``'s), configuration, store and run directory; its exit status and output."""
+
+    root: Path
+    manifest: Path
+    config: Path
+    status: int
+    err: str
+    text: str
+
+
+def ctrl_c_during_embedding(environ: dict[str, str]) -> Iterator[CtrlC]:
+    """The fault chain's first run, Ctrl-C'd once the fast model's partitions are complete, the slow model's pipeline
+    running. A terminal sends SIGINT to the whole foreground process group (the driver and Ray's processes). Started
+    as soon as the tests are collected (``AHEAD``): its embedded Ray starts and its run embeds while the tests before
+    this module do. The folder goes at the end."""
+    root = Path(tempfile.mkdtemp(prefix="rvctrlc-"))
+    try:
+        manifest = make_catalog(root / "catalog", per_class=12)  # fault_catalog's 24 tones
+        cfg = write_config(root / "config.yaml", root, [experiment(manifest, [FAST_MODEL, SLOW_MODEL])])
+        fast_parts = set(expected_ids(manifest, [FAST_MODEL["id"]]))
+        p = Proc(["run", str(cfg)], root, environ=environ)
+        stop_when(p, lambda: complete(root / "store") == fast_parts)
+        os.killpg(p.pid, signal.SIGINT)
+        os.kill(p.pid, signal.SIGCONT)
+        status = p.wait()
+        yield CtrlC(root, manifest, cfg, status, "".join(p.err), p.text())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+AHEAD = {"ctrl_c_run": ctrl_c_during_embedding}
+
+
+@pytest.fixture
+def ctrl_c_run(started_ahead) -> Iterator[CtrlC]:
+    yield from started_ahead("ctrl_c_run", ctrl_c_during_embedding)
+
+
 def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
-    reference_run, ray_session, fault_catalog, tmp_path, caplog
+    reference_run, ray_session, ctrl_c_run, caplog
 ):
     fast, slow = FAST_MODEL["id"], SLOW_MODEL["id"]
-    expected = expected_ids(fault_catalog, [fast, slow])
+    expected = expected_ids(ctrl_c_run.manifest, [fast, slow])
     total = sum(len(v) for v in expected.values())  # per model: 24 tracks clean + 4 test tracks deformed
-    cfg = write_config(tmp_path / "config.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL, SLOW_MODEL])])
+    tmp_path, cfg = ctrl_c_run.root, ctrl_c_run.config
     store, run_dir = tmp_path / "store", tmp_path / "runs" / "r"
     slow_parts = {n for n in expected if f"/{slow}/" in n}
     fast_parts = set(expected) - slow_parts
@@ -129,14 +175,10 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
         return sum(check_store(store, expected).values())
 
     # 1. Ctrl-C during embedding — the fast model's partitions are complete, the slow model's pipeline is
-    #    running. A terminal sends SIGINT to the whole foreground process group (the driver and Ray's processes).
-    p = Proc(args, tmp_path)
-    stop_when(p, lambda: complete(store) == fast_parts)
-    os.killpg(p.pid, signal.SIGINT)
-    os.kill(p.pid, signal.SIGCONT)
-    assert p.wait() == 130, p.text()
-    assert "interrupted" in "".join(p.err) and f"`repeval run {cfg}` resumes it" in "".join(p.err)
-    assert "Traceback" not in p.text()
+    #    running (ctrl_c_during_embedding)
+    assert ctrl_c_run.status == 130, ctrl_c_run.text
+    assert "interrupted" in ctrl_c_run.err and f"`repeval run {cfg}` resumes it" in ctrl_c_run.err
+    assert "Traceback" not in ctrl_c_run.text
     n1 = done()  # check_store asserts the store is consistent
     assert complete(store) == fast_parts
     assert n1 < total

@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -27,9 +32,46 @@ def _catalog_with_a_broken_train_file(tmp_path):
     return manifest, broken, good
 
 
-def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path, caplog, monkeypatch):
-    manifest, broken, good = _catalog_with_a_broken_train_file(tmp_path)
-    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+@dataclass
+class FirstRun:
+    """The first run on that catalog (fast model, one deformation), in ``root``: its catalog, configuration (``c.yaml``),
+    store and run directory; what its embedding and training stages returned."""
+
+    root: Path
+    manifest: Path
+    broken: Path
+    good: bytes
+    embedded: Any
+    trained: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def broken_first_run(ray_session, tmp_path_factory) -> Callable[[], FirstRun]:
+    """The first run both tests on the broken train file start with — embedded, trained and tested once, its folder
+    kept as a template. Each call puts a fresh copy of it in the same place (the configuration, the store's records and
+    Tune's experiment name absolute paths; file times copied too) for a test to go on from."""
+    base = tmp_path_factory.mktemp("broken-first-run")
+    root, template = base / "run", base / "template"
+    manifest, broken, good = _catalog_with_a_broken_train_file(root)
+    cfg = load_config(write_config(root / "c.yaml", root, [experiment(manifest, [FAST_MODEL])]))
+    ctx = runner.make_context(cfg)
+    embedded = runner.stage_embed(ctx, progress=False)
+    trained = runner.stage_train(ctx)
+    runner.stage_evaluate(ctx)
+    shutil.copytree(root, template, symlinks=True)
+
+    def fresh() -> FirstRun:
+        shutil.rmtree(root)
+        shutil.copytree(template, root, symlinks=True)
+        return FirstRun(root, manifest, broken, good, embedded, trained)
+
+    return fresh
+
+
+def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(broken_first_run, caplog, monkeypatch):
+    first = broken_first_run()
+    tmp_path, manifest, broken, good = first.root, first.manifest, first.broken, first.good
+    cfg = load_config(tmp_path / "c.yaml")
     model = FAST_MODEL["id"]
 
     def run(retry: bool = False):
@@ -39,7 +81,7 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
         runner.stage_evaluate(ctx)
         return ctx, s, t
 
-    ctx, s, t = run()
+    ctx, s, t = runner.make_context(cfg), first.embedded, first.trained  # run() on the fresh catalog
     clean = ctx.store.partition("tones", model, "clean")
     assert s.errors == 1 and clean.complete and clean.counts() == (11, 1)
     assert clean.read_errors().column("track_id").to_pylist() == ["low-001"]
@@ -592,7 +634,7 @@ def _created_by_track(part) -> dict[str, object]:
     return dict(zip(ids, table.column("created_at").to_pylist(), strict=True))
 
 
-def test_store_rm_tracks_recomputes_just_those_and_trains_their_group_again(ray_session, tmp_path, caplog):
+def test_store_rm_tracks_recomputes_just_those_and_trains_their_group_again(broken_first_run, caplog):
     """A corrupt file replaced and a test track's audio fixed: `repeval store rm PARTITION --track ID` deletes their
     rows and error record, and the rerun embeds just those (one row per track in each partition), training the group
     again — also when the partition's counts end as they were (only its part files tell)."""
@@ -600,15 +642,16 @@ def test_store_rm_tracks_recomputes_just_those_and_trains_their_group_again(ray_
 
     from repeval.cli import app
 
-    manifest, broken, good = _catalog_with_a_broken_train_file(tmp_path)
-    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    first = broken_first_run()
+    tmp_path, broken, good = first.root, first.broken, first.good
+    cfg = load_config(tmp_path / "c.yaml")
     model = FAST_MODEL["id"]
 
     def run():
         ctx = runner.make_context(cfg)
         return ctx, runner.stage_embed(ctx, progress=False), runner.stage_train(ctx)
 
-    ctx, s, t = run()
+    ctx, s, t = runner.make_context(cfg), first.embedded, first.trained  # run() on the fresh catalog
     clean, d1 = (ctx.store.partition("tones", model, sid) for sid in ("clean", "D1"))
     assert clean.counts() == (11, 1) and t["trained"] == 1
     test_track = sorted(d1.embedded_ids().to_pylist())[0]
