@@ -27,9 +27,10 @@ class Level(enum.IntEnum):  # OFF is falsy
     ON = 1
 
 
-class Side(enum.Enum):  # each member's value is the other's name
+class Side(enum.Enum):  # each member's value is the other's name; PORT is LEFT (an alias)
     LEFT = "RIGHT"
     RIGHT = "LEFT"
+    PORT = "RIGHT"
 
 
 @register_model("annotated-model")

@@ -59,8 +59,9 @@ def test_a_partition_stamped_under_any_writing_of_the_same_members_is_reused_not
 ) -> None:
     """A partition an earlier repeval stamped under its configuration's writing of the members — a list's items mixed,
     by name and by value (``[green, RED]``) — serves a configuration writing them otherwise (``[GREEN, red]``), not
-    only the one writing each by its value; and one stamped under ``side: RIGHT`` — ``Side.RIGHT`` by its name, though
-    ``'RIGHT'`` is ``Side.LEFT``'s value — is not taken for ``side: LEFT``'s, as it was."""
+    only the one writing each by its value, or under an alias's name (``side: PORT``, ``Side.LEFT``); and one stamped
+    under ``side: RIGHT`` — ``Side.RIGHT`` by its name, though ``'RIGHT'`` is ``Side.LEFT``'s value — is not taken for
+    ``side: LEFT``'s, as it was."""
     from repeval.pipeline.partition_conflicts import accepted_spec
     from repeval.store import StoreConflict
 
@@ -69,6 +70,8 @@ def test_a_partition_stamped_under_any_writing_of_the_same_members_is_reused_not
     assert accepted_spec(before, mixed).fingerprint == before.stamped()["fingerprint"]
     left = _clean(tmp_path, {"side": "LEFT"})
     assert left.fingerprint["model"]["params"] == "20f1e67a8d4095f1"  # as c1eb7f5 hashed it
+    port = _stamped(tmp_path, "port", left, "59e10c839d06aeb4")  # side: PORT's, as c1eb7f5 hashed it
+    assert accepted_spec(port, left).fingerprint == port.stamped()["fingerprint"]
     with pytest.raises(StoreConflict, match=r'model.params: stored "a2fcd289c8104041", now "20f1e67a8d4095f1"'):
         accepted_spec(_stamped(tmp_path, "right", left, "a2fcd289c8104041"), left)  # side: RIGHT's, as c1eb7f5's
 
