@@ -12,7 +12,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from repeval.registry import did_you_mean
@@ -42,13 +42,8 @@ def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
         return None
     hint = _optional_list(hint) or hint
     if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
-        items = value if isinstance(value, list | tuple) else None
-        wrong = [v for v in items if not _among(v, allowed)] if items is not None else [value]
-        if not wrong:
-            return None
-        why = f": {wrong[0]!r} is not one{_close(wrong[0], allowed)}" if items is not None else ""
-        why = f" (a list: write [{value!r}])" if items is None and _among(value, allowed) else why
-        return f"{name}'s {key} takes a list whose items are {_either([repr(v) for v in allowed])}, got {value!r}{why}"
+        said = [repr(v) for v in allowed]
+        return _items_error(f"{name}'s {key}", value, lambda v: _among(v, allowed), said, allowed, repr(value))
     parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     allowed = _literals(parts)
     others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
@@ -138,13 +133,7 @@ def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
         return None
     names = [*slot.kind.__members__]
     if slot.listed:
-        items = value if isinstance(value, list | tuple) else None
-        wrong = [v for v in items if _member(slot.kind, v) is None] if items is not None else [value]
-        if not wrong:
-            return None
-        why = f": {wrong[0]!r} is not one{_close(wrong[0], names)}" if items is not None else ""
-        why = f" (a list: write [{value}])" if items is None and _member(slot.kind, value) is not None else why
-        return f"{name}'s {key} takes a list whose items are {_either(names)}, got {value!r}{why}"
+        return _items_error(f"{name}'s {key}", value, lambda v: _member(slot.kind, v) is not None, names, names, value)
     if _member(slot.kind, value) is not None:
         return None
     said = names + [n for kind in slot.beside for n in _said(kind)] + ["null"] * slot.nullable
@@ -220,6 +209,21 @@ def _named(value: Any) -> Any:
     if isinstance(value, list | tuple) and any(isinstance(v, enum.Enum) for v in value):
         return [_named(v) for v in value]
     return value
+
+
+def _items_error(
+    param: str, value: Any, takes: Callable[[Any], bool], said: list[str], close: list[Any], written: Any
+) -> str | None:
+    """Why ``value`` is not a list whose items ``param`` (``model's key``) each ``takes`` (a test; ``said``: its
+    values in words), the first wrong item named (and ``close`` one of the values it may mean), or a lone value it
+    takes said as a list (``written``, in it); None when it is such a list."""
+    items = value if isinstance(value, list | tuple) else None
+    wrong = [v for v in items if not takes(v)] if items is not None else [value]
+    if not wrong:
+        return None
+    why = f": {wrong[0]!r} is not one{_close(wrong[0], close)}" if items is not None else ""
+    why = f" (a list: write [{written}])" if items is None and takes(value) else why
+    return f"{param} takes a list whose items are {_either(said)}, got {value!r}{why}"
 
 
 def _literals(parts: Any) -> list[Any]:
