@@ -57,13 +57,15 @@ def test_an_enum_member_by_name_or_by_value_is_one_fingerprint_and_a_partition_s
 def test_a_partition_stamped_under_any_writing_of_the_same_members_is_reused_not_one_naming_others(
     tmp_path: Path, forget_plugins: None
 ) -> None:
-    """A partition an earlier repeval stamped under its configuration's writing of the members — a list's items mixed,
-    by name and by value (``[green, RED]``) — serves a configuration writing them otherwise (``[GREEN, red]``), not
-    only the one writing each by its value, or under an alias's name (``side: PORT``, ``Side.LEFT``); and one stamped
-    under ``side: RIGHT`` — ``Side.RIGHT`` by its name, though ``'RIGHT'`` is ``Side.LEFT``'s value — is not taken for
-    ``side: LEFT``'s, as it was."""
+    """A partition an earlier repeval stamped under another writing of the same members is reused, under its own
+    fingerprint: a list's items mixed by name and by value (``[green, RED]``, for ``[GREEN, red]``), an alias's name
+    (``side: PORT`` is ``Side.LEFT``), also stamped before fingerprints recorded the windows used (``chunk_s`` in the
+    params' hash); only the writing as before, or each member by its value, was. And one stamped under ``side: RIGHT``
+    — ``Side.RIGHT`` by its name, though ``'RIGHT'`` is ``Side.LEFT``'s value — is not taken for ``side: LEFT``'s, as
+    it was."""
+    from repeval.config.loader import config_hash
     from repeval.pipeline.partition_conflicts import accepted_spec
-    from repeval.store import StoreConflict
+    from repeval.store import EmbeddingStore, StoreConflict
 
     mixed = _clean(tmp_path, {"palette": ["GREEN", "red"]})
     before = _stamped(tmp_path, "mixed", mixed, "433f16fad3553526")  # [green, RED]'s, as c1eb7f5 hashed it
@@ -72,6 +74,12 @@ def test_a_partition_stamped_under_any_writing_of_the_same_members_is_reused_not
     assert left.fingerprint["model"]["params"] == "20f1e67a8d4095f1"  # as c1eb7f5 hashed it
     port = _stamped(tmp_path, "port", left, "59e10c839d06aeb4")  # side: PORT's, as c1eb7f5 hashed it
     assert accepted_spec(port, left).fingerprint == port.stamped()["fingerprint"]
+    # stamped before fingerprints recorded the windows used, too: chunk_s in the params' hash and the fingerprint's
+    windowed = _clean(tmp_path, {"mode": "GREEN", "chunk_s": 10})
+    older = EmbeddingStore(str(tmp_path / "store")).partition("older", "annotated-model", "clean")
+    params = config_hash({"mode": "green", "chunk_s": 10})
+    older.stamp({**windowed.fingerprint, "model": {**windowed.fingerprint["model"], "params": params}}, described={})
+    assert accepted_spec(older, windowed).fingerprint == older.stamped()["fingerprint"]
     with pytest.raises(StoreConflict, match=r'model.params: stored "a2fcd289c8104041", now "20f1e67a8d4095f1"'):
         accepted_spec(_stamped(tmp_path, "right", left, "a2fcd289c8104041"), left)  # side: RIGHT's, as c1eb7f5's
 
