@@ -7,9 +7,12 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import itertools
+import math
 import re
 import types
 import typing
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from repeval.registry import did_you_mean
@@ -39,13 +42,8 @@ def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
         return None
     hint = _optional_list(hint) or hint
     if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
-        items = value if isinstance(value, list | tuple) else None
-        wrong = [v for v in items if not _among(v, allowed)] if items is not None else [value]
-        if not wrong:
-            return None
-        why = f": {wrong[0]!r} is not one{_close(wrong[0], allowed)}" if items is not None else ""
-        why = f" (a list: write [{value!r}])" if items is None and _among(value, allowed) else why
-        return f"{name}'s {key} takes a list whose items are {_either([repr(v) for v in allowed])}, got {value!r}{why}"
+        said = [repr(v) for v in allowed]
+        return _items_error(f"{name}'s {key}", value, lambda v: _among(v, allowed), said, allowed, repr(value))
     parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     allowed = _literals(parts)
     others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
@@ -135,13 +133,7 @@ def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
         return None
     names = [*slot.kind.__members__]
     if slot.listed:
-        items = value if isinstance(value, list | tuple) else None
-        wrong = [v for v in items if _member(slot.kind, v) is None] if items is not None else [value]
-        if not wrong:
-            return None
-        why = f": {wrong[0]!r} is not one{_close(wrong[0], names)}" if items is not None else ""
-        why = f" (a list: write [{value}])" if items is None and _member(slot.kind, value) is not None else why
-        return f"{name}'s {key} takes a list whose items are {_either(names)}, got {value!r}{why}"
+        return _items_error(f"{name}'s {key}", value, lambda v: _member(slot.kind, v) is not None, names, names, value)
     if _member(slot.kind, value) is not None:
         return None
     said = names + [n for kind in slot.beside for n in _said(kind)] + ["null"] * slot.nullable
@@ -168,22 +160,70 @@ def member_names(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` as the model gets them (:func:`as_built`), each ``Enum`` member (a list's items too) written as its
     name: one form for a member however it is written (``mode: GREEN``, or its value ``mode: green``), which a
     partition's fingerprint hashes; equal to ``params`` when they name none (their hash as it always was)."""
-    return {k: _members_as(v, "name") for k, v in as_built(cls, params).items()}
+    return {k: _named(v) for k, v in as_built(cls, params).items()}
 
 
-def member_values(cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with each ``Enum`` member written as its value (``mode: green``): how a configuration that wrote
-    them so was fingerprinted before members were hashed by name (:func:`member_names`)."""
-    return {k: _members_as(v, "value") for k, v in as_built(cls, params).items()}
+def member_writings(cls: type, params: dict[str, Any], most: int = 64) -> list[dict[str, Any]]:
+    """Each way a configuration may have written ``params``' ``Enum`` members (a list's items each): by a name of the
+    member (an alias too) or by its value — where the value names that member, not another's name (``A = 'B'``) — as
+    a partition's fingerprint hashed them before members were hashed by name (:func:`member_names`, the first of
+    them). Mixed writings (``palette: [green, RED]``) are among them, up to ``most`` in all; beyond, each member by its
+    name or each by its value."""
+    built = as_built(cls, params)
+    spots: list[tuple[str, int | None, list[Any]]] = [
+        (k, None, _forms(v)) for k, v in built.items() if isinstance(v, enum.Enum)
+    ]
+    spots += [
+        (k, i, _forms(x))
+        for k, v in built.items()
+        if isinstance(v, list | tuple)
+        for i, x in enumerate(v)
+        if isinstance(x, enum.Enum)
+    ]
+    combos: Iterator[tuple[Any, ...]] = itertools.product(*(forms for _, _, forms in spots))
+    if math.prod(len(forms) for _, _, forms in spots) > most:
+        combos = iter([tuple(forms[0] for _, _, forms in spots), tuple(forms[-1] for _, _, forms in spots)])
+    out = []
+    for combo in combos:
+        written = {k: list(v) if isinstance(v, list | tuple) else v for k, v in built.items()}
+        for (key, i, _), form in zip(spots, combo, strict=True):
+            if i is None:
+                written[key] = form
+            else:
+                written[key][i] = form
+        out.append(written)
+    return out
 
 
-def _members_as(value: Any, form: str) -> Any:
-    """``value`` with an ``Enum`` member (or each of a list's) as its ``name`` or ``value``; anything else as it is."""
+def _forms(member: enum.Enum) -> list[Any]:
+    """The ways a configuration names ``member``: its name, its aliases' names, and its value when that names it."""
+    kind = type(member)
+    names: list[Any] = [n for n, m in kind.__members__.items() if m is member]
+    return names + [member.value] * (_member(kind, member.value) is member and member.value not in names)
+
+
+def _named(value: Any) -> Any:
+    """``value`` with an ``Enum`` member (or each of a list's) as its name; anything else as it is."""
     if isinstance(value, enum.Enum):
-        return getattr(value, form)
+        return value.name
     if isinstance(value, list | tuple) and any(isinstance(v, enum.Enum) for v in value):
-        return [_members_as(v, form) for v in value]
+        return [_named(v) for v in value]
     return value
+
+
+def _items_error(
+    param: str, value: Any, takes: Callable[[Any], bool], said: list[str], close: list[Any], written: Any
+) -> str | None:
+    """Why ``value`` is not a list whose items ``param`` (``model's key``) each ``takes`` (a test; ``said``: its
+    values in words), the first wrong item named (and ``close`` one of the values it may mean), or a lone value it
+    takes said as a list (``written``, in it); None when it is such a list."""
+    items = value if isinstance(value, list | tuple) else None
+    wrong = [v for v in items if not takes(v)] if items is not None else [value]
+    if not wrong:
+        return None
+    why = f": {wrong[0]!r} is not one{_close(wrong[0], close)}" if items is not None else ""
+    why = f" (a list: write [{written}])" if items is None and takes(value) else why
+    return f"{param} takes a list whose items are {_either(said)}, got {value!r}{why}"
 
 
 def _literals(parts: Any) -> list[Any]:

@@ -64,12 +64,15 @@ def written_hint(part: Any, spec: PartitionSpec) -> str:
     model = old.get("model")
     model = model if isinstance(model, dict) else {}
     now, params = spec.fingerprint, spec.model.params if spec.model else None
+    writings = [params, *spec.model.earlier] if spec.model else []  # an Enum member by its name or value, as written
     sides = {  # path → (stored hash, the run's, what it hashes as repeval hashed it before)
-        "model.params": (model.get("params"), now["model"]["params"], params),
-        "scenario": (old.get("scenario"), now.get("scenario"), spec.described.get("scenario")),
+        "model.params": (model.get("params"), now["model"]["params"], writings),
+        "scenario": (old.get("scenario"), now.get("scenario"), [spec.described.get("scenario")]),
     }
     if before := [
-        p for p, (held, hashed, of) in sides.items() if of is not None and held == config_hash(of, True) != hashed
+        p
+        for p, (held, hashed, of) in sides.items()
+        if held != hashed and held in {config_hash(o, True) for o in of if o is not None}
     ]:
         # the params as the run holds them say which rule applies; a scenario's (described: JSON) may hold either
         keys, dates = other_keys(params), date_values(params)

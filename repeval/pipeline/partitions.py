@@ -4,6 +4,7 @@ what that stage would do — one rule, so a partition the plan calls complete is
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from repeval.deformations import scenario_steps, track_level_steps
 from repeval.deformations.files import scenario_files
 from repeval.json_keys import json_text
 from repeval.models import resolve_model
-from repeval.models.param_kinds import member_names, member_values
+from repeval.models.param_kinds import member_names, member_writings
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
     dataset_source,
@@ -207,16 +208,19 @@ class PartitionSpec:
         model's shortest window, raised to it): such a partition holds the rows this run computes, and is completed
         under its own fingerprint. Its stamp's ``described`` names that ``chunk_s``; without it (stamped before it was
         kept), the fingerprint's ``chunk_s`` or none. And, with an ``Enum`` param, this partition as repeval
-        fingerprinted it before members were hashed by name — its params hashed as written, and with each member by
-        its value (:attr:`ModelSpec.earlier`): the same model's rows."""
+        fingerprinted it before members were hashed by name — its params hashed as the stamp's configuration wrote
+        them (:attr:`ModelSpec.earlier`, the one whose hash the stamp holds): the same model's rows."""
         m = self.model
         if m is None:
             return []
+        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+        held = old.get("model") if isinstance(old, dict) else None
+        held = held.get("params") if isinstance(held, dict) else None
         out = []
         for params in m.earlier:
-            fp = {**self.fingerprint, "model": {**self.fingerprint["model"], "params": config_hash(params)}}
-            out.append(PartitionSpec(self.sid, fp, self.described))
-        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+            if held is None or config_hash(params) == held:
+                fp = {**self.fingerprint, "model": {**self.fingerprint["model"], "params": config_hash(params)}}
+                out.append(PartitionSpec(self.sid, fp, self.described))
         if m.window_s is None or not isinstance(old, dict) or "chunk_s" not in old:
             return out
         described = stamp.get("described")
@@ -226,9 +230,11 @@ class PartitionSpec:
         else:
             value = old["chunk_s"]
             asked = [None, value] + ([int(value)] if isinstance(value, float) and value.is_integer() else [])
-        for chunk_s in asked:
-            params = m.params if chunk_s is None else {**m.params, "chunk_s": chunk_s}
+        for chunk_s, written in itertools.product(asked, (m.params, *m.earlier)):
+            params = written if chunk_s is None else {**written, "chunk_s": chunk_s}
             if window_s(m.family, params, m.sample_rate_hz) != m.window_s:
+                continue
+            if written is not m.params and config_hash(params) != held:
                 continue
             fp = {**self.fingerprint, "model": {**m.fingerprint, "params": config_hash(params)}}
             out.append(PartitionSpec(self.sid, {**fp, "chunk_s": model_chunk_s(m.family, params)}, self.described))
@@ -265,7 +271,8 @@ class ModelSpec:
     #: its params as fingerprinted (:func:`_fingerprinted`: but ``chunk_s`` and params choosing the framework)
     params: dict[str, Any] = field(default_factory=dict)
     #: its params as fingerprinted before an ``Enum`` member was hashed by its name, where that differs from
-    #: ``params``: as written (:func:`_as_written`), and each member by its value (:meth:`PartitionSpec.stamped_before`)
+    #: ``params``: as written (:func:`_as_written`), and each other writing of its members
+    #: (:func:`~repeval.models.param_kinds.member_writings`: by value, mixed; :meth:`PartitionSpec.stamped_before`)
     earlier: tuple[dict[str, Any], ...] = ()
 
     @classmethod
@@ -274,7 +281,7 @@ class ModelSpec:
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         fp = model_fingerprint(mcfg)
         hashed, written = _fingerprinted(fam, params), _as_written(fam, params)
-        earlier = [p for p in (written, member_values(fam.cls, written)) if p != hashed]
+        earlier = [p for p in (written, *member_writings(fam.cls, written)) if p != hashed]
         overlapped = model_geometry(fam, params) is not None
         raised_chunk_s(cfg, mcfg)
         return cls(

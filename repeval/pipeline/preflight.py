@@ -62,9 +62,9 @@ def check_store_partitions(
     cfg: Config, experiments: Sequence[ExperimentConfig], store: EmbeddingStore, deformed_only: bool = False
 ) -> None:
     """Every store partition the run would embed into, checked against what it holds (the check the planning does,
-    :func:`~repeval.pipeline.partition_conflicts.accepted_spec`) before any is planned, reopened or embedded into: one conflict
-    raises its own :class:`~repeval.store.StoreConflict`; several raise one that names them all — as ``repeval
-    plan`` lists them — and the one ``repeval store rm`` that deletes them, not one per run of the stage."""
+    :func:`~repeval.pipeline.partition_conflicts.accepted_spec`) before any is planned, reopened or embedded into: one
+    conflict raises its own :class:`~repeval.store.StoreConflict`; several raise one that names them all — as
+    ``repeval plan`` lists them — and the one ``repeval store rm`` that deletes them, not one per run of the stage."""
     found: dict[str, StoreConflict] = {}  # partition name → its conflict
     for exp in experiments:
         for ds in exp.datasets:

@@ -1,6 +1,6 @@
 """A plugin's model whose constructor's params are annotated (``Literal[...]``, ``list[float]``, an ``Enum`` alone,
-beside another kind and as a list's items) or not (``since``), and a configuration of it: the params tests' and the
-fingerprint tests'."""
+beside another kind and as a list's items, one whose values are its members' names, an ``IntEnum``'s) or not
+(``since``), and a configuration of it: the params tests' and the fingerprint tests'."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ class Color(enum.Enum):
     GREEN = "green"
 
 
+class Level(enum.IntEnum):  # OFF is falsy
+    OFF = 0
+    ON = 1
+
+
+class Side(enum.Enum):  # each member's value is the other's name; PORT is LEFT (an alias)
+    LEFT = "RIGHT"
+    RIGHT = "LEFT"
+    PORT = "RIGHT"
+
+
 @register_model("annotated-model")
 class AnnotatedModel(EmbeddingModel):
     sample_rate_hz = 16000
@@ -32,13 +43,14 @@ class AnnotatedModel(EmbeddingModel):
         scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
         mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, shade: Color | int = 0,
         palette: list[Color] = [Color.RED], accent: list[Color] | None = None, tint: Color | None = None, since=None,
+        side: Side = Side.LEFT, levels: list[Level] = [],
         **params,
     ):
         super().__init__(**params)
         if pooling not in ("mean", "max") or not isinstance(mode, Color):
             raise ValueError(pooling, mode)
         self.mode = mode
-        self.given = (shade, palette, accent, tint)
+        self.given = (shade, palette, accent, tint, levels)
         self.since = since
 
     def embed(self, audio):

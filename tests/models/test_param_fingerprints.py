@@ -54,13 +54,45 @@ def test_an_enum_member_by_name_or_by_value_is_one_fingerprint_and_a_partition_s
             accepted_spec(_stamped(tmp_path, f"other-{written}", spec, "0123456789abcdef"), spec)
 
 
+def test_a_partition_stamped_under_any_writing_of_the_same_members_is_reused_not_one_naming_others(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """A partition an earlier repeval stamped under another writing of the same members is reused, under its own
+    fingerprint: a list's items mixed by name and by value (``[green, RED]``, for ``[GREEN, red]``), an alias's name
+    (``side: PORT`` is ``Side.LEFT``), also stamped before fingerprints recorded the windows used (``chunk_s`` in the
+    params' hash); only the writing as before, or each member by its value, was. And one stamped under ``side: RIGHT``
+    — ``Side.RIGHT`` by its name, though ``'RIGHT'`` is ``Side.LEFT``'s value — is not taken for ``side: LEFT``'s, as
+    it was."""
+    from repeval.config.loader import config_hash
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.store import EmbeddingStore, StoreConflict
+
+    mixed = _clean(tmp_path, {"palette": ["GREEN", "red"]})
+    before = _stamped(tmp_path, "mixed", mixed, "433f16fad3553526")  # [green, RED]'s, as c1eb7f5 hashed it
+    assert accepted_spec(before, mixed).fingerprint == before.stamped()["fingerprint"]
+    left = _clean(tmp_path, {"side": "LEFT"})
+    assert left.fingerprint["model"]["params"] == "20f1e67a8d4095f1"  # as c1eb7f5 hashed it
+    port = _stamped(tmp_path, "port", left, "59e10c839d06aeb4")  # side: PORT's, as c1eb7f5 hashed it
+    assert accepted_spec(port, left).fingerprint == port.stamped()["fingerprint"]
+    # stamped before fingerprints recorded the windows used, too: chunk_s in the params' hash and the fingerprint's
+    windowed = _clean(tmp_path, {"mode": "GREEN", "chunk_s": 10})
+    older = EmbeddingStore(str(tmp_path / "store")).partition("older", "annotated-model", "clean")
+    params = config_hash({"mode": "green", "chunk_s": 10})
+    older.stamp({**windowed.fingerprint, "model": {**windowed.fingerprint["model"], "params": params}}, described={})
+    assert accepted_spec(older, windowed).fingerprint == older.stamped()["fingerprint"]
+    with pytest.raises(StoreConflict, match=r'model.params: stored "a2fcd289c8104041", now "20f1e67a8d4095f1"'):
+        accepted_spec(_stamped(tmp_path, "right", left, "a2fcd289c8104041"), left)  # side: RIGHT's, as c1eb7f5's
+
+
 def test_a_date_value_and_its_text_are_two_fingerprints_and_a_partition_hashed_alike_before_says_why(
     tmp_path: Path, forget_plugins: None
 ) -> None:
     """YAML reads ``since: 2024-01-01`` as a date — the plugin gets a ``datetime.date`` — and ``since: '2024-01-01'``
-    as text (a param the constructor takes as it is: no annotation, a default of None); the fingerprint hashed both as the text, so a partition embedded with one was taken for the other's (a
-    scenario's alike). They differ now, the text keeping its fingerprint; a partition stamped before with the date
-    conflicts, saying why."""
+    as text (a param the constructor takes as it is: no annotation, a default of None); the fingerprint hashed both as
+    the text, so a partition embedded with one was taken for the other's (a scenario's alike). They differ now, the
+    text keeping its fingerprint; a partition stamped before with the date conflicts, saying why — also beside an
+    ``Enum`` member written by its value (which the fingerprint hashes by name now: the conflict said only that the
+    params were written otherwise)."""
     from repeval.config.embed import DeformationScenario, DeformationStep
     from repeval.config.loader import config_hash
     from repeval.pipeline.partition_conflicts import accepted_spec
@@ -85,3 +117,7 @@ def test_a_date_value_and_its_text_are_two_fingerprints_and_a_partition_hashed_a
         "(`2024-01-01`) from its text (`'2024-01-01'`), which it hashed alike: the partition was embedded with these "
         "params or with the same dates written as text, which cannot be told apart, so its rows are not reused"
     )
+    green = _clean(tmp_path, {"since": datetime.date(2024, 1, 1), "mode": "green"})  # an Enum member by its value too
+    with pytest.raises(StoreConflict) as err:
+        accepted_spec(_stamped(tmp_path, "green", green, "f4dc0e1328a4c503"), green)  # as c1eb7f5 hashed it
+    assert "as repeval hashed it before it told a date value (`2024-01-01`) from its text" in str(err.value)

@@ -373,7 +373,8 @@ def test_an_enum_beside_another_kind_or_as_a_lists_items_is_checked_and_built_as
     """``shade: Color | int`` took ``shade: BLUE`` and ``palette: list[Color]`` took ``[RED, BLUE]`` (an ``Enum`` was
     read alone, or beside null), and the constructor got the texts, in every embedding actor. They are checked now
     as an ``Enum`` alone is — one line naming the model, the param and the members — and the model is built with the
-    members (a list's items each, a member's value too; an integer beside them as it is)."""
+    members (a list's items each — an ``IntEnum``'s member of value 0, falsy, too —, a member's value too; an integer
+    beside them as it is)."""
     from repeval.config import ConfigError, parse_config
     from repeval.models import build_model
 
@@ -390,16 +391,19 @@ def test_an_enum_beside_another_kind_or_as_a_lists_items_is_checked_and_built_as
         f"{at}.tint: annotated-model's tint takes RED, GREEN or null, got 'BLUE'",
     ]
 
-    def shown(value: Any) -> Any:  # a member as Color.NAME (the plugin's class), a text as itself
+    def shown(value: Any) -> Any:  # a member as Color.NAME (the plugin's class: Level.OFF too), a text as itself
         if isinstance(value, list | tuple):
             return [shown(v) for v in value]
-        return f"Color.{value.name}" if type(value).__name__ == "Color" else value
+        return f"{type(value).__name__}.{value.name}" if type(value).__name__ in ("Color", "Level") else value
 
     for params, given in (
-        ({"shade": 3, "palette": ["green", "RED"], "accent": None}, (3, ["Color.GREEN", "Color.RED"], None, None)),
+        (
+            {"shade": 3, "palette": ["green", "RED"], "accent": None, "levels": ["OFF", 1]},
+            (3, ["Color.GREEN", "Color.RED"], None, None, ["Level.OFF", "Level.ON"]),
+        ),
         (
             {"shade": "GREEN", "palette": [], "accent": ["RED"], "tint": "green"},
-            ("Color.GREEN", [], ["Color.RED"], "Color.GREEN"),
+            ("Color.GREEN", [], ["Color.RED"], "Color.GREEN", []),
         ),
     ):
         cfg = parse_config(annotated_config(tmp_path, params)).experiments[0].embedding_models[0]
