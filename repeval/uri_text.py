@@ -168,7 +168,10 @@ def _decoded(escapes: re.Match[str]) -> str:
 def shown(text: str) -> str:
     """``text`` (a message) with the path of each URI in it as the user wrote it: the percent-escapes
     :func:`parseable` added for pyarrow (``s3://b/my%20folder/m.csv``, ``C%23_major.wav``, ``caf%C3%A9``) shown as the
-    characters they stand for — a URI written with them shown alike, the same file; its query as it is."""
+    characters they stand for — a URI written with them shown alike, the same file; its query as it is, and a command
+    in backticks (`repeval embed CONFIG --store s3://b/my%20store`): pasted into a shell, a space would split it."""
     if "%" not in text:
         return text
-    return _URI_IN_TEXT.sub(lambda m: m.group(1) + _ESCAPES.sub(_decoded, m.group(2)), text)
+    parts = text.split("`")
+    parts[::2] = (_URI_IN_TEXT.sub(lambda m: m.group(1) + _ESCAPES.sub(_decoded, m.group(2)), p) for p in parts[::2])
+    return "`".join(parts)
