@@ -13,7 +13,8 @@ import yaml
 from dataset_fixtures import catalog_config
 from typer.testing import CliRunner
 
-from repeval.cli import CliFormatter, app
+from repeval import cli
+from repeval.cli import CliFormatter, _format_warning, app
 from repeval.cli.common import cli_path
 from repeval.config import ConfigError, parse_config
 from repeval.config.loader import check_data_paths
@@ -115,6 +116,8 @@ def test_an_error_shows_a_uri_as_it_was_typed(tmp_path, monkeypatch):
     said = logging.LogRecord("repeval.datasets", logging.INFO, "", 0, "catalog %s: 2 rows", (parse_config(
         catalog_config(uri)).experiments[0].datasets[0].manifest,), None)  # fmt: skip
     assert CliFormatter().format(said) == f"catalog {uri}: 2 rows"  # a run's log lines
+    warned = _format_warning(f"catalog {said.args[0]}: 1 row dropped", UserWarning, cli.__file__, 1)  # its warnings
+    assert warned == f"UserWarning: catalog {uri}: 1 row dropped\n"
     text = "s3://b/a%2Fb%3F%0A%C3.wav?endpoint_override=http%3A%2F%2Fh: no such file: m%20y.wav"
     assert shown(text) == text  # nothing typed differently: as it is
     # a file named '100%41.wav' is written s3://b/100%2541.wav: 's3://b/100%41.wav' is another file, '100A.wav'
