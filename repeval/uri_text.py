@@ -8,6 +8,7 @@ scheme pyarrow has no filesystem for (:func:`unread_scheme`), a Windows path on 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from urllib.parse import quote, unquote_to_bytes
@@ -17,8 +18,12 @@ NOT_IN_URI = r"[^A-Za-z0-9/._~!$&'()*+,;=:@-]"
 
 #: a whole URI whose path (before its query) :func:`parseable` changes, for Arrow's regular expressions (no lookahead):
 #: a character no URI's path holds (``#`` too: it would start a fragment, which names no file to pyarrow), a ``%``
-#: that starts no escape, or the host ``localhost`` of a ``file://`` URI — some rows it selects may be left as they are
-UNPARSED = r"^(?i:file://localhost/)|^[^?]*([^A-Za-z0-9/._~!$&'()*+,;=:@%?-]|%([^0-9A-Fa-f]|.[^0-9A-Fa-f]|.?$))"
+#: that starts no escape, the host ``localhost`` of a ``file://`` URI, or a scheme with an upper-case letter — some rows
+#: it selects may be left as they are
+UNPARSED = (
+    r"^(?i:file://localhost/)|^[a-z0-9+.-]*[A-Z][A-Za-z0-9+.-]*://|"
+    r"^[^?]*([^A-Za-z0-9/._~!$&'()*+,;=:@%?-]|%([^0-9A-Fa-f]|.[^0-9A-Fa-f]|.?$))"
+)
 
 _LOCALHOST = re.compile(r"^file://localhost(?=/)", re.IGNORECASE)
 
@@ -40,14 +45,15 @@ def encoded(text: str, keep: str = "") -> str:
 
 
 def parseable(uri: str) -> str:
-    """``uri`` (``scheme://…``) as pyarrow parses it: ``file://localhost/p`` as ``file:///p``, and the characters its
+    """``uri`` (``scheme://…``) as pyarrow parses it: its scheme in lower case (``S3://`` is ``s3://``: RFC 3986 reads a
+    scheme in either case, pyarrow only in lower case), ``file://localhost/p`` as ``file:///p``, and the characters its
     path cannot hold (:data:`NOT_IN_URI`; ``#`` too: a file's name's, ``C#_major.wav``, as a fragment names no file)
-    percent-encoded — its query as written. A path that is not a URI, or a URI that needs neither, as it is."""
+    percent-encoded — its query as written. A path that is not a URI, or a URI that needs none of it, as it is."""
     if "://" not in uri:
         return uri
     body, sep, query = _LOCALHOST.sub("file://", uri).partition("?")
     scheme, rest = body.split("://", 1)
-    return f"{scheme}://{encoded(rest)}{sep}{query}"
+    return f"{scheme.lower()}://{encoded(rest)}{sep}{query}"
 
 
 def dot_steps(uri: str) -> str:
@@ -111,15 +117,26 @@ def windows_path(text: str) -> bool:
     return bool(re.match(WINDOWS, text))
 
 
+def windows_unread(text: str, base: str = "") -> bool:
+    """Whether ``text`` is a Windows path (:func:`windows_path`) this system does not read as one — on Linux or macOS
+    — unless a file or folder so named exists (relative to the local folder ``base``), or one named as its first step
+    (``D:`` of ``D:/runs``): the path is then its name. A drive's ``C://data`` always: repeval reads it as a URI."""
+    if os.name == "nt" or not windows_path(text):
+        return False
+    return "://" in text or not any(os.path.lexists(os.path.join(base, p)) for p in (text, text.split("/", 1)[0]))
+
+
 def windows_fix(text: str) -> str:
-    """What to say of ``text``, a Windows path (:func:`windows_path`) given on a system that is not Windows."""
-    if text.startswith("\\\\"):
-        where = "where this machine mounts that network share"
-    else:
-        rest = text[2:].replace("\\", "/").strip("/")
-        where = f"where this machine mounts that drive: under WSL /mnt/{text[0].lower()}/{rest}".rstrip("/")
+    """What to say of ``text``, a Windows path (:func:`windows_path`) given on a system that is not Windows: the POSIX
+    path where this machine mounts it, or (of a drive's) how to name a folder ``C:``."""
     system = {"darwin": "macOS"}.get(sys.platform, sys.platform.capitalize())
-    return f"'{text}' is a Windows path, which {system} does not read as one — write it as a POSIX path ({where})"
+    said = f"'{text}' is a Windows path, which {system} does not read as one — write it as a POSIX path"
+    if text.startswith("\\\\"):
+        return f"{said} (where this machine mounts that network share)"
+    rest = text[2:].replace("\\", "/").strip("/")
+    mounted, local = (f"{top}/{rest}".rstrip("/") for top in (f"/mnt/{text[0].lower()}", f"./{text[:2]}"))
+    where = f"where this machine mounts that drive: under WSL {mounted}"
+    return f"{said} ({where}), or {local} for a folder named '{text[:2]}'"
 
 
 #: a URI in a message: its scheme, then its path up to its query, a space or a quote
@@ -128,22 +145,33 @@ _URI_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]+://)([^\s'\"?]*)")
 #: a run of percent-escapes
 _ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
+#: two hex digits: after a ``%``, an escape
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+
 
 def _decoded(escapes: re.Match[str]) -> str:
     """A run of percent-escapes as the characters :func:`encoded` wrote so (a space, ``#``, ``%``, a letter beyond
-    ASCII); ``/`` and ``?`` (which mean another path or a query as themselves), a control character, and bytes that
-    are not UTF-8 kept escaped."""
+    ASCII); ``/`` and ``?`` (which mean another path or a query as themselves), a ``%`` before two hex digits (``%41``
+    would be read as ``A``), a control character, and bytes that are not UTF-8 kept escaped."""
     try:
         text = unquote_to_bytes(escapes.group(0)).decode("utf-8")
     except UnicodeDecodeError:
         return escapes.group(0)
-    return "".join(c if c.isprintable() and c not in "/?" else quote(c, safe="") for c in text)
+    after = text + escapes.string[escapes.end() : escapes.end() + 2]  # what follows each character, as shown
+
+    def kept(at: int, c: str) -> bool:
+        return not c.isprintable() or c in "/?" or (c == "%" and _HEX2.match(after, at + 1) is not None)
+
+    return "".join(quote(c, safe="") if kept(at, c) else c for at, c in enumerate(text))
 
 
 def shown(text: str) -> str:
     """``text`` (a message) with the path of each URI in it as the user wrote it: the percent-escapes
     :func:`parseable` added for pyarrow (``s3://b/my%20folder/m.csv``, ``C%23_major.wav``, ``caf%C3%A9``) shown as the
-    characters they stand for — a URI written with them shown alike, the same file; its query as it is."""
+    characters they stand for — a URI written with them shown alike, the same file; its query as it is, and a command
+    in backticks (`repeval embed CONFIG --store s3://b/my%20store`): pasted into a shell, a space would split it."""
     if "%" not in text:
         return text
-    return _URI_IN_TEXT.sub(lambda m: m.group(1) + _ESCAPES.sub(_decoded, m.group(2)), text)
+    parts = text.split("`")
+    parts[::2] = (_URI_IN_TEXT.sub(lambda m: m.group(1) + _ESCAPES.sub(_decoded, m.group(2)), p) for p in parts[::2])
+    return "`".join(parts)

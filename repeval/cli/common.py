@@ -33,14 +33,14 @@ RunIdOpt = Annotated[
 
 def cli_path(value: str | None) -> str | None:
     """A path given on the command line (``--store``, ``--runs-dir``) read as the configuration's paths are
-    (:func:`repeval.config.base._local_path`): a quoted ``'~/x'`` or ``'$HOME/x'`` — which the shell did not expand —
+    (:func:`repeval.config.base._folder_path`): a quoted ``'~/x'`` or ``'$HOME/x'`` — which the shell did not expand —
     made a folder named ``~`` or ``$HOME``."""
-    from repeval.config.base import _local_path
+    from repeval.config.base import _folder_path
 
     if value is None:
         return None
     try:
-        return _local_path(value)
+        return _folder_path(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from repeval.config.yaml_keys import Twice, as_fault, key_fault, plain_key_faults
 from repeval.registry import ParamProblems, did_you_mean_any, suggestions
-from repeval.uri_text import parseable, scheme_refusal, unread_scheme, windows_fix, windows_path
+from repeval.uri_text import SCHEME_FIX, parseable, scheme_refusal, unread_scheme, windows_fix, windows_unread
 
 
 # --- reliability (issue 9): names end up in store and run-directory paths ---------------------------
@@ -37,7 +37,7 @@ FileName = Annotated[str, AfterValidator(_file_name)]
 _VARIABLE = re.compile(r"\$\{[^}]*\}?|\$\w+|%\w+%")
 
 
-def _local_path(v: str) -> str:
+def _local_path(v: str, fix: str = SCHEME_FIX) -> str:
     """A path read from the configuration: ``~`` (a home folder) expanded, as a shell would — the data checks
     expanded it, and the loaders and the store took it as a folder named ``~`` —; an environment variable refused
     (neither expands it: the run would make a folder named ``$HOME``), with the path it stands for here, unless a file
@@ -45,14 +45,12 @@ def _local_path(v: str) -> str:
     mistyped ``~/data`` made a folder named ``~data``); a URI as pyarrow parses it (:func:`repeval.uri_text.parseable`:
     ``file://localhost/p`` as ``file:///p``, a space in its path percent-encoded, ``s3://b/my%20folder/m.csv``, as an
     audio path joined to it is); a URI of a scheme no pyarrow filesystem reads (``https://``) refused, naming those it
-    reads, and a Windows path (``C:\\data``, ``\\\\server\\share``) on another system, naming the fix (unless a file or
-    folder of that name exists). The ``--store`` and ``--runs-dir`` options take the same
-    (:func:`repeval.cli.common.cli_path`)."""
-    # 'C:\data', 'C://data': no drive here — unless a file or folder is so named ('D:' of 'D:/runs')
-    if os.name != "nt" and windows_path(v) and not any(map(os.path.lexists, (v, v.split("/", 1)[0]))):
+    reads, then ``fix``, and a Windows path (``C:\\data``, ``\\\\server\\share``) on another system, naming the fix
+    (unless a file or folder of that name exists: :func:`~repeval.uri_text.windows_unread`)."""
+    if windows_unread(v):  # 'C:\data', 'C://data': no drive here — unless a file or folder is so named ('D:')
         raise ValueError(windows_fix(v))
     if scheme := unread_scheme(v):  # https://: known now, not when the data is read (--skip-data-check)
-        raise ValueError(scheme_refusal(v, scheme))
+        raise ValueError(scheme_refusal(v, scheme, fix))
     if "://" in v:
         return parseable(v)
     path = os.path.expanduser(v) if v.startswith("~") else v
@@ -74,8 +72,21 @@ def _local_path(v: str) -> str:
     return path
 
 
+#: what to do with a folder of a scheme repeval does not read (``run.store: ftp://…``)
+FOLDER_SCHEME_FIX = "give a local folder, or a bucket's s3:// or gs:// URI"
+
+
+def _folder_path(v: str) -> str:
+    """A folder repeval writes (``run.store``, ``run.runs_dir``) read as :func:`_local_path` reads a path, the fix of a
+    scheme no pyarrow filesystem reads said of a folder. The ``--store`` and ``--runs-dir`` options take the same
+    (:func:`repeval.cli.common.cli_path`)."""
+    return _local_path(v, FOLDER_SCHEME_FIX)
+
+
 #: a local path or URI of the configuration (:func:`_local_path`)
 PathText = Annotated[str, AfterValidator(_local_path)]
+#: ... of a folder repeval writes (:func:`_folder_path`)
+FolderText = Annotated[str, AfterValidator(_folder_path)]
 
 
 class Strict(BaseModel):

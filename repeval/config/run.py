@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from repeval.config.base import PathText, Strict
+from repeval.config.base import FolderText, Strict
 from repeval.deformations import WHOLE_TRACK_MAX_S
 
 #: what ``run.truncated_audio`` takes (:mod:`repeval.audio.partial`): refuse a file provably cut short, or decode
@@ -71,9 +71,9 @@ class RunConfig(Strict):
     #: the run directory's name (letters, digits, ``.``, ``_``, ``-``; default: run-<date>-<time>)
     run_id: str | None = None
     #: embedding store root (path or pyarrow filesystem URI)
-    store: PathText = "store"
+    store: FolderText = "store"
     #: runs directory (results, Tune experiments, reports)
-    runs_dir: PathText = "runs"
+    runs_dir: FolderText = "runs"
     #: the run's seed: deformation sampling and probe seeds derive from it
     seed: int = Field(default=0, ge=0)
     #: number of probe seeds per configuration (mean ± std over them)

@@ -32,6 +32,7 @@ from repeval.uri_text import (
     scheme_refusal,
     unread_scheme,
     windows_fix,
+    windows_unread,
 )
 
 
@@ -181,20 +182,20 @@ class AudioPaths:
 
     def unread(self, paths: pa.Array, fix: str) -> tuple[int, str] | None:
         """The first of ``paths`` that no filesystem here reads — a whole URI of a scheme no pyarrow filesystem reads
-        (``https://``), or on Linux or macOS a Windows path (``C:\\music\\a.wav``; unless such a file exists) —
-        with what to say of it (``fix``: of a scheme); ``None`` when there is none. Each track's decode would fail
-        alike. One check per distinct scheme."""
+        (``https://``), or on Linux or macOS a Windows path (``C:\\music\\a.wav``; unless such a file exists:
+        :func:`~repeval.uri_text.windows_unread`) — with what to say of it (``fix``: of a scheme); ``None`` when there
+        is none. Each track's decode would fail alike. One check per distinct scheme."""
         schemes = pc.struct_field(pc.extract_regex(paths, r"^(?P<s>[A-Za-z][A-Za-z0-9+.-]+)://"), "s")
-        for scheme in pc.unique(schemes.drop_null()).to_pylist():
-            if unread_scheme(f"{scheme}://") is not None:
-                at = int(pc.index(schemes, scheme).as_py())
-                return at, scheme_refusal(paths[at].as_py(), scheme, fix)
-        if os.name != "nt" and (windows := pc.match_substring_regex(paths, WINDOWS)).true_count:
-            at = int(pc.index(windows, True).as_py())
-            path = paths[at].as_py()
-            if not os.path.lexists(path if "://" in self.base else os.path.join(self.base, path)):
-                return at, windows_fix(path)
-        return None
+        unread = [s for s in pc.unique(schemes.drop_null()).to_pylist() if unread_scheme(f"{s}://") is not None]
+        at = pc.index(pc.is_in(schemes, pa.array(unread, pa.string())), True).as_py() if unread else -1
+        windows = pc.match_substring_regex(paths, WINDOWS).to_numpy(zero_copy_only=False)
+        base = "" if "://" in self.base else self.base  # (relative to a URI: a local file of that name)
+        for row in np.flatnonzero(windows[: at if at >= 0 else None]):  # a few rows, unless such files exist
+            if windows_unread(path := paths[int(row)].as_py(), base):
+                return int(row), windows_fix(path)
+        if at < 0:
+            return None
+        return at, scheme_refusal(paths[at].as_py(), schemes[at].as_py(), fix)
 
     def above_why(self, path: str) -> str:
         """Why a row whose audio path ``path`` (as written) climbs above its bucket (its own, a URI's; else that of

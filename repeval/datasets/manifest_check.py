@@ -90,17 +90,11 @@ def reach_problem(uri: str, seconds: float | None = None, fix: str = VALIDATE_FI
             fs, path = _filesystem(bounded(uri, seconds))
             found = fs.get_file_info(path).type != pafs.FileType.NotFound
     except (OSError, ValueError, pa.ArrowException) as exc:  # an unknown scheme, no network, refused credentials
-        if "Unrecognized filesystem type" in str(exc):  # http(s)://, ftp://: no network or credentials would help
-            return unread_scheme(uri)
+        if "Unrecognized filesystem type" in str(exc):  # http(s)://: said as the configuration is when it is read
+            return f"manifest: {scheme_refusal(uri, uri.split('://', 1)[0])}"
         why = error_line(exc, uri, seconds)
         return f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials{fix}"
     return None if found else f"manifest: no such file: {uri} — check dataset.manifest"
-
-
-def unread_scheme(uri: str) -> str:
-    """The problem of a manifest at a URI of a scheme no pyarrow filesystem reads (``https://``, ``ftp://``): the
-    schemes repeval reads, and the fix — as the configuration says of it when it is read."""
-    return f"manifest: {scheme_refusal(uri, uri.split('://', 1)[0])}"
 
 
 #: what a one-column header is looked for to hold, in this order: the characters its columns may be separated by

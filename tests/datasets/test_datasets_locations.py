@@ -13,7 +13,8 @@ import yaml
 from dataset_fixtures import catalog_config
 from typer.testing import CliRunner
 
-from repeval.cli import CliFormatter, app
+from repeval import cli
+from repeval.cli import CliFormatter, _format_warning, app
 from repeval.cli.common import cli_path
 from repeval.config import ConfigError, parse_config
 from repeval.config.loader import check_data_paths
@@ -54,14 +55,19 @@ def test_a_windows_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
 def test_a_scheme_no_filesystem_reads_is_refused_even_without_the_data_check(tmp_path, monkeypatch):
     """A manifest at ``https://`` passed ``repeval validate --skip-data-check`` (and ``plan``/``run`` until the load),
     and ``run.store: ftp://…`` the whole file: the scheme is known without touching data. Each is refused when the file
-    is read, naming the schemes repeval reads, in the words of the data check."""
+    is read, naming the schemes repeval reads, in the words of the data check — a folder repeval writes (a store, a
+    runs directory) with a folder's fix, not "download the file"."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as said:
         parse_config(catalog_config("https://example.org/m.csv", store="ftp://example.org/store"))
-    for key, uri in [("experiments[0].datasets[0].manifest", "https://example.org/m.csv"),
-                     ("run.store", "ftp://example.org/store")]:  # fmt: skip
+    for key, uri, fix in [
+        ("experiments[0].datasets[0].manifest", "https://example.org/m.csv", "download the file and give its path"),
+        ("run.store", "ftp://example.org/store", "give a local folder, or a bucket's s3:// or gs:// URI"),
+    ]:  # fmt: skip
         scheme = uri.split(":")[0]
-        assert f"{key}: {uri}: repeval cannot read {scheme}:// URIs — {READS}; download the file" in str(said.value)
+        assert f"{key}: {uri}: repeval cannot read {scheme}:// URIs — {READS}; {fix}" in str(said.value), said.value
+    with pytest.raises(typer.BadParameter, match=r"repeval cannot read sftp:// URIs .*; give a local folder"):
+        cli_path("sftp://example.org/runs")  # --store, --runs-dir
     (path := tmp_path / "c.yaml").write_text(yaml.safe_dump(catalog_config("HTTPS://example.org/m.csv")))
     res = CliRunner().invoke(app, ["validate", str(path), "--skip-data-check", "--skip-model-check"])
     assert res.exit_code == 2, res.output
@@ -110,8 +116,17 @@ def test_an_error_shows_a_uri_as_it_was_typed(tmp_path, monkeypatch):
     said = logging.LogRecord("repeval.datasets", logging.INFO, "", 0, "catalog %s: 2 rows", (parse_config(
         catalog_config(uri)).experiments[0].datasets[0].manifest,), None)  # fmt: skip
     assert CliFormatter().format(said) == f"catalog {uri}: 2 rows"  # a run's log lines
+    warned = _format_warning(f"catalog {said.args[0]}: 1 row dropped", UserWarning, cli.__file__, 1)  # its warnings
+    assert warned == f"UserWarning: catalog {uri}: 1 row dropped\n"
     text = "s3://b/a%2Fb%3F%0A%C3.wav?endpoint_override=http%3A%2F%2Fh: no such file: m%20y.wav"
     assert shown(text) == text  # nothing typed differently: as it is
+    # a file named '100%41.wav' is written s3://b/100%2541.wav: 's3://b/100%41.wav' is another file, '100A.wav'
+    assert shown("s3://b/100%2541.wav, s3://b/50%25%20off.wav") == "s3://b/100%2541.wav, s3://b/50% off.wav"
+    # a command to paste into a shell as it is: a space would split it
+    res = CliRunner().invoke(app, ["store", "show", f"{store}/none"])
+    assert res.exit_code == 1, res.output
+    assert f"no embedding store at {store}/none (" in res.output, res.output
+    assert f"`repeval embed CONFIG --store file://{tmp_path}/my%20store/none`" in res.output, res.output
 
 
 def test_a_home_folder_or_a_variable_in_an_audio_path_is_noted(tmp_path, monkeypatch):
@@ -135,3 +150,50 @@ def test_a_home_folder_or_a_variable_in_an_audio_path_is_noted(tmp_path, monkeyp
             f"the missing audio file exists with {head} expanded (e.g. {cell}): a manifest's audio paths are read as "
             "written, not by a shell — write them out in full, or relative to the manifest's folder" in report.notes
         ), report.notes
+
+
+def test_a_drive_written_as_a_uri_or_a_new_drive_folder_is_refused_naming_both_fixes(tmp_path, monkeypatch):
+    """With a folder named ``C:`` here, ``run.store: C://store`` (or an audio path ``C://a.wav`` beside one) passed as
+    that folder's — and was then read as a URI of scheme ``c``, pyarrow's "Unrecognized filesystem type": it is refused
+    as a Windows path. The error names the ``./D:`` a new folder so named is written as; and of a manifest's rows the
+    first such path is named, not a later row's ``https://``."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "C:").mkdir()
+    Path("C:/a.wav").write_bytes(b"RIFF")
+    with pytest.raises(ConfigError) as said:
+        parse_config(catalog_config("m.csv", store="C://store", runs_dir="D:"))
+    for said_of in [
+        "run.store: 'C://store' is a Windows path, which Linux does not read as one — write it as a POSIX path (where "
+        "this machine mounts that drive: under WSL /mnt/c/store), or ./C:/store for a folder named 'C:'",
+        "run.runs_dir: 'D:' is a Windows path, which Linux does not read as one — write it as a POSIX path (where this "
+        "machine mounts that drive: under WSL /mnt/d), or ./D: for a folder named 'D:'",
+    ]:
+        assert said_of in str(said.value), said.value
+    cfg = parse_config(catalog_config("m.csv", store="./D:", runs_dir="C:/runs"))  # the folders' names
+    assert (cfg.run.store, cfg.run.runs_dir) == ("./D:", "C:/runs")
+    ds, task = cfg.experiments[0].datasets[0], cfg.experiments[0].task
+    for cells, row, path in [
+        ("C:/a.wav,C://a.wav", 3, "C://a.wav"),
+        ("E:\\b.wav,https://example.org/b.wav", 2, "E:\\b.wav"),
+    ]:  # fmt: skip
+        first, second = cells.split(",")
+        Path("m.csv").write_text(f"track_id,audio_path,label\nt0,{first},a\nt1,{second},b\nt2,https://h/c.wav,a\n")
+        with pytest.raises(ValueError) as loaded:
+            load_dataset(ds, task)
+        assert f"row {row}'s audio path '{path}' is a Windows path" in str(loaded.value), loaded.value
+
+
+def test_a_scheme_written_in_upper_case_is_read(tmp_path, monkeypatch):
+    """``FILE:///…/m.csv``, ``S3://b/store``: RFC 3986 reads a scheme in either case, pyarrow only in lower case — such
+    a manifest was "cannot read FILE:// URIs — it reads … file://", such a store or audio path pyarrow's "Unrecognized
+    filesystem type". They are read in lower case."""
+    monkeypatch.chdir(tmp_path)
+    Path("a.wav").write_bytes(b"RIFF")
+    Path("m.csv").write_text(f"track_id,audio_path,label\nt0,a.wav,a\nt1,FILE://{tmp_path}/a.wav,b\n")
+    cfg = parse_config(catalog_config(f"File://{tmp_path}/m.csv", store="S3://b/store", runs_dir="GS://b/runs"))
+    assert (cfg.run.store, cfg.run.runs_dir) == ("s3://b/store", "gs://b/runs")
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    check_data_paths(cfg)
+    catalog, report = load_dataset(ds, cfg.experiments[0].task)
+    assert report.count("missing_audio") == 0, report.notes
+    assert catalog.column("audio_path").to_pylist() == [f"file://{tmp_path}/a.wav"] * 2
