@@ -49,11 +49,11 @@ class ResourcesConfig(Strict):
     embed_resources: dict[str, float] = Field(default_factory=dict)
     #: seconds a model's embedding actors, asked for on one node of a multi-node cluster (so that a decode task can
     #: always start: docs/cluster.md), may wait for Ray to place them again together once that node died before the
-    #: run stops (default 300); raise it when your nodes take longer to come back (an autoscaler's, spot instances)
-    pool_wait_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: run stops; raise it when your nodes take longer to come back (an autoscaler's, spot instances)
+    pool_wait_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     #: seconds such a pool, placed again where no node keeps a decode task's CPUs, may go without a batch before the
-    #: run stops (default 60)
-    pool_stall_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: run stops
+    pool_stall_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     @field_validator("embed_resources")
     @classmethod

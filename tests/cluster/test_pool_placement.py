@@ -45,7 +45,7 @@ for i in range(48):
     sf.write(root / f"t{i}.wav", (0.1 * np.sin(np.arange(8000) * (i + 1) / 50)).astype("float32"), 16000)
     rows.append(f"t{i},{root / f't{i}.wav'},{'ab'[i % 2]}")
 (root / "m.csv").write_text("\n".join(rows) + "\n")
-resources = "{embed_in_decode: never, embed_actors: 2, embed_num_cpus: 2, decode_num_cpus: 3}"
+resources = "{embed_in_decode: never, embed_actors: 2, embed_num_cpus: 2, decode_num_cpus: 3, pool_stall_s: 2}"
 (root / "exp.yaml").write_text(
     f"run: {{runs_dir: {root / 'runs'}, store: {root / 'store'}, part_rows: 2, resources: {resources}}}\n"
     f"plugins: [{root / 'slow_model.py'}]\n"
@@ -53,12 +53,10 @@ resources = "{embed_in_decode: never, embed_actors: 2, embed_num_cpus: 2, decode
     f"  datasets: [{{name: d, type: catalog, manifest: {root / 'm.csv'}, label_column: label}}]\n"
     "  embedding_models: [{id: slow, type: slow-model}]\n  downstream_models: [{type: classifier}]\n"
 )
-# the real command, with the stall it stops after shortened from a minute to 2 s (the test's wait); once it is done, and
-# before its exit handlers shut Ray down, it says the states of the cluster's placement groups
+# the real command (its stall shortened from a minute to 2 s, run.resources.pool_stall_s: the test's wait); once it is
+# done, and before its exit handlers shut Ray down, it says the states of the cluster's placement groups
 CLI = '''import sys
-from repeval.pipeline import placement
 from repeval.cli import entrypoint
-placement.PACK_STALL_S = 2.0
 sys.argv[0] = "repeval"
 try:
     entrypoint()
