@@ -131,7 +131,7 @@ def test_a_stream_says_when_no_rows_come_and_when_no_node_has_room_for_its_actor
         "before their first tracks",
         "write catalog/msd-musicnn: 1,200 of 3,600 rows (33%), 9.2 rows/s, about 5 min left",
         "write catalog/msd-musicnn: no rows for 3 min (1,200 of 3,600 rows written): waiting for the decode tasks, "
-        "which load the model before their first tracks",
+        "which embed the tracks they decode",
     ], caplog.messages
     gpu = StreamWatch(bar, "catalog/musicnn", 2, {"CPU": 1, "GPU": 1}, {"GPU": "run.resources.embed_num_gpus"})
     line = gpu.line(150, 0, 0, 2)
