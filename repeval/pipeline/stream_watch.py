@@ -78,8 +78,8 @@ class StreamWatch:
         quiet = self.bar.quiet_for(now)
         if quiet is None:
             return
-        line = self.line(quiet, *self.actors())
-        if not self.stopped.is_set():
+        line = self.line(quiet, *self.actors())  # queries of the GCS: rows (and their progress line) may come meanwhile
+        if not self.stopped.is_set() and self.bar.quiet_for(self.bar.clock()) is not None:
             self.bar.waiting(now, line)
 
     def actors(self) -> tuple[int, int, int]:
