@@ -147,10 +147,10 @@ def run_pipeline(
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
-    held = HeldFailureLines()
     waits = stream_watch(bar, label, res)
     watch = FailingModel(mcfg, run.stop_model_after_failed_tracks)  # a model failing on every track: stopped
     pool = None if res.fused else res.packed_pool(mcfg.id, run.resources.pool_wait_s, run.resources.pool_stall_s)
+    held = HeldFailureLines()  # last before the try: made before a failed pool (a GCS error), it held for good
     try:  # (the pool's placement group is removed once the stream ends: the finally below)
         # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
         # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
