@@ -28,7 +28,7 @@ from repeval.pipeline.partitions import model_geometry
 from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
 from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
-from repeval.pipeline.stream_watch import StreamWatch
+from repeval.pipeline.stream_watch import StreamWatch, embed_actors
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.pipeline.todo import Stream, todo_rows
 from repeval.store import PartitionWriter
@@ -147,10 +147,10 @@ def run_pipeline(
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
-    held = HeldFailureLines()
     waits = stream_watch(bar, label, res)
     watch = FailingModel(mcfg, run.stop_model_after_failed_tracks)  # a model failing on every track: stopped
     pool = None if res.fused else res.packed_pool(mcfg.id, run.resources.pool_wait_s, run.resources.pool_stall_s)
+    held = HeldFailureLines()  # last before the try: made before a failed pool (a GCS error), it held for good
     try:  # (the pool's placement group is removed once the stream ends: the finally below)
         # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
         # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
@@ -211,6 +211,7 @@ def run_pipeline(
         if os.environ.get("REPEVAL_DATA_STATS") == "1":  # Ray Data's per-operator timing breakdown
             log.warning("%s", ds.stats())
     except BaseException as exc:
+        waits.stop()  # before the teardown (up to STREAM_STOP_S): no line of a stream already broken off
         for a in _embed_actors(ds):  # those still in the pool, if Ray Data has not released them yet
             actors.setdefault(a._actor_id.hex(), a)
         _stop_stream(ds, exc)
@@ -338,10 +339,6 @@ def _release_actors(actors: dict[str, Any]) -> None:
             log.debug("could not kill an embedding actor of the failed stream: %s", exc)
 
 
-#: the class name Ray gives the embedding actors of a stream's pool (Ray Data's ``MapWorker`` of :class:`Embed`)
-EMBED_ACTOR_CLASS = "MapWorker(MapBatches(Embed))"
-
-
 def _kill_stray_embed_actors() -> None:
     """Kill this job's embedding actors still alive once a stream failed: Ray Data releases a failed stream's actors
     by dropping its handles, but those of a stream that failed before its first batch (a model whose constructor
@@ -355,12 +352,9 @@ def _kill_stray_embed_actors() -> None:
     try:
         from ray._raylet import ActorID
 
-        job = ray.get_runtime_context().get_job_id()
-        for actor_id, info in ray._private.state.actors().items():
-            if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job:
-                if info.get("State") != "DEAD":
-                    worker: Any = ray._private.worker.global_worker
-                    worker.core_worker.kill_actor(ActorID.from_hex(actor_id), True)
+        for actor_id in embed_actors():
+            worker: Any = ray._private.worker.global_worker
+            worker.core_worker.kill_actor(ActorID.from_hex(actor_id), True)
     except Exception as exc:  # the stream's own error is what the caller needs
         log.debug("could not kill the failed stream's embedding actors: %s", exc)
 

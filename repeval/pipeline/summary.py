@@ -387,17 +387,15 @@ def per_time(rate: float, unit: str) -> str:
     return f"{r:.1f} {unit}s/{per}" if r < 100 else f"{r:,.0f} {unit}s/{per}"
 
 
-def duration(seconds: int) -> str:
-    """``45 s``, ``12 min``, ``3 h 05 min``: a time left, to the second under a minute, else to the minute."""
+def duration(seconds: int, up: bool = True) -> str:
+    """``45 s``, ``12 min``, ``3 h 05 min``: a time left, to the second under a minute, else to the minute rounded up
+    (``up=False``: down, a time gone by — :func:`elapsed`)."""
     if seconds < 60:
         return f"{seconds} s"
-    minutes = math.ceil(seconds / 60)
+    minutes = math.ceil(seconds / 60) if up else seconds // 60
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def elapsed(seconds: int) -> str:
     """``45 s``, ``3 min``, ``2 h 05 min``: a time gone by, to the second under a minute, else to the whole minute."""
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+    return duration(seconds, up=False)

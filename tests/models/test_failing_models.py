@@ -91,7 +91,7 @@ def _alive_embed_actors(wait_s: float = 10.0) -> list[str]:
     """This job's embedding actors (of a stream's pool) still alive once a kill had ``wait_s`` to reach them."""
     import ray
 
-    from repeval.pipeline.stream import EMBED_ACTOR_CLASS
+    from repeval.pipeline.stream_watch import EMBED_ACTOR_CLASS
 
     job = ray.get_runtime_context().get_job_id()
     deadline = time.monotonic() + wait_s

@@ -131,7 +131,7 @@ def test_a_stream_says_when_no_rows_come_and_when_no_node_has_room_for_its_actor
         "before their first tracks",
         "write catalog/msd-musicnn: 1,200 of 3,600 rows (33%), 9.2 rows/s, about 5 min left",
         "write catalog/msd-musicnn: no rows for 3 min (1,200 of 3,600 rows written): waiting for the decode tasks, "
-        "which load the model before their first tracks",
+        "which embed the tracks they decode",
     ], caplog.messages
     gpu = StreamWatch(bar, "catalog/musicnn", 2, {"CPU": 1, "GPU": 1}, {"GPU": "run.resources.embed_num_gpus"})
     line = gpu.line(150, 0, 0, 2)
@@ -141,3 +141,14 @@ def test_a_stream_says_when_no_rows_come_and_when_no_node_has_room_for_its_actor
         "but no node of this Ray cluster (1 node) has that much"
     ), line
     assert "set run.resources.embed_num_gpus" not in line and "add a node with 1 CPU, 1 GPU" in line, line
+
+    class RowsWhileItLooks(StreamWatch):  # the first rows come while the watch asks the GCS for the pool's actors
+        def actors(self) -> tuple[int, int, int]:
+            self.bar.update(600)
+            return super().actors()
+
+    caplog.clear()
+    late = summary.Progress(3600, "write catalog/clap", clock=clock)
+    clock.now += 90
+    RowsWhileItLooks(late, "catalog/clap", 1, {"CPU": 1}, {}).check()
+    assert not caplog.messages, caplog.messages  # said "starting" after the stream's first rows
