@@ -350,8 +350,9 @@ def test_a_stop_is_recorded_where_the_model_failed_and_a_run_on_another_dataset_
     never given a track: a later run of the model on that dataset alone left it out "again", naming a partition that
     holds no error record (a model failing only on long recordings, stopped on them, never ran on short clips). Now
     the stop is recorded in the partitions the model failed in: a run on the other dataset runs it; one that includes
-    the failing one leaves it out again, naming that one — until `repeval store rm PARTITION --track ID` removes
-    error records of it ("the next run computes them again": it left the model out again, not run)."""
+    the failing one leaves it out again, naming that one (`repeval store show` says so: it said "rerun to finish it") —
+    until `repeval store rm PARTITION --track ID` removes error records of it ("the next run computes them again": it
+    left the model out again, not run)."""
     import numpy as np
     import pyarrow as pa
 
@@ -360,6 +361,7 @@ def test_a_stop_is_recorded_where_the_model_failed_and_a_run_on_another_dataset_
     from repeval.pipeline.failing import FailingModel, ModelFailing, mark_stopped, stopped_before
     from repeval.pipeline.todo import stream_key
     from repeval.store import EmbeddingStore, PartitionWriter
+    from repeval.store.inspect import show_text
     from repeval.store.layout import ERROR_SCHEMA, embedding_schema
 
     mcfg = EmbeddingModelConfig(id="net", type="mfcc-stats")
@@ -377,6 +379,8 @@ def test_a_stop_is_recorded_where_the_model_failed_and_a_run_on_another_dataset_
     assert stopped_before(mcfg, [parts["short"]], code, False, 3) is None  # never given a track: run it
     why = stopped_before(mcfg, [parts["short"], parts["long"]], code, False, 3)
     assert why is not None and "(store partition long/net/clean) when it failed on each of the first 3 tracks" in why
+    said = show_text(parts["long"])  # `repeval store show`: it said "rerun to finish it", which left the model out
+    assert "(incomplete: a run stopped its model when it failed on each of the first 3 tracks it was given" in said
     records = ErrorBlock()
     records.add("t0", "train", "clean", "embed", "RuntimeError: out of memory")
     writer = PartitionWriter(parts["long"], embedding_schema(2), 10)
