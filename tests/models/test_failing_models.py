@@ -180,7 +180,8 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
 
 def test_repeval_runs_names_the_models_a_run_left_out(left_out_run):
     """`repeval runs` did not read ``models_left_out.json``: a run that left models out listed them among its models
-    like the others. Now its models column marks them, a line names each with why, and ``--json`` has them."""
+    like the others, and their grids as not trained, which `repeval run` would train (it leaves them out again). Now
+    its models column marks them, a line names each with why, and ``--json`` has them."""
     from repeval.report.runs import runs_text
 
     runs = str(left_out_run.root / "runs")
@@ -190,6 +191,8 @@ def test_repeval_runs_names_the_models_a_run_left_out(left_out_run):
     text = " ".join(runs_text(runs).split())
     assert "broken (left out), flaky (left out), mfcc-stats, net-a (left out), net-b (left out)" in text, text
     assert "built: 4 embedding models left out (not trained, tested or reported): embedding model 'net-a' fail" in text
+    # nor are their grids "not trained when it was evaluated", which "`repeval run …` trains" (it leaves them out)
+    assert built["grids_untrained"] == [] and "probe grids of its configuration" not in text, built["grids_untrained"]
 
 
 def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some_is_not(left_out_run):
