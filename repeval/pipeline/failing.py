@@ -6,10 +6,10 @@ of them, before the next model started. A model that fails on a few files (the u
 never stopped: one embedded track, or failures of different reasons, end the watch; failures to decode or deform a
 file are not the model's.
 
-The stop is recorded in the stamp of each partition of the stream (:func:`mark_stopped`), so a plain rerun leaves the
-model out again without running it (:func:`stopped_before`) — its error records do not grow by as many again with
+The stop is recorded in the stamp of each partition the model failed in (:func:`mark_stopped`), so a plain rerun leaves
+the model out again without running it (:func:`stopped_before`) — its error records do not grow by as many again with
 each rerun — until its plugin's files change, the setting is raised past the stop's count (or null), or
-``--retry-errors`` tries it again."""
+``--retry-errors`` tries it again; a run of it on other partitions only (another dataset) runs it."""
 
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ import time
 from typing import Any
 
 from repeval.models import ModelUnavailable
+from repeval.pipeline.todo import stream_key
+from repeval.store.partition_stamp import STOPPED_FAILING
 from repeval.words import counted
 
 #: the default of ``run.stop_model_after_failed_tracks``: a stream whose first this many tracks all failed in the model,
 #: with one reason, none embedded, is stopped
 STOP_AFTER_FAILED_TRACKS = 32
-
-#: the key of a partition's stamp that records the stop of its model's stream (:func:`mark_stopped`)
-STOPPED = "stopped_failing"
 
 #: the setting that says when a model is stopped (named by the messages)
 SETTING = "run.stop_model_after_failed_tracks"
@@ -33,11 +32,13 @@ SETTING = "run.stop_model_after_failed_tracks"
 
 class ModelFailing(ModelUnavailable):
     """An embedding model stopped because it failed on each of the first tracks of its stream (the message names the
-    model, the reason and the fix); the error records it wrote are kept. ``stop``: what :func:`mark_stopped` records."""
+    model, the reason and the fix); the error records it wrote are kept. ``stop``: what :func:`mark_stopped` records;
+    ``keys``: the stream keys (``dataset<US>scenario``) of the partitions the model failed in."""
 
-    def __init__(self, message: str, stop: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, stop: dict[str, Any] | None = None, keys: Any = ()) -> None:
         super().__init__(message)
         self.stop = stop or {}
+        self.keys = frozenset(keys)
 
 
 def _shape(reason: str) -> str:
@@ -53,6 +54,7 @@ class FailingModel:
         self.limit = limit  # None: never stopped (``run.stop_model_after_failed_tracks: null``)
         self.watching = limit is not None
         self.failed: set[str] = set()
+        self.keys: set[str] = set()  # the stream keys of the partitions the failures were in
         self.records = 0
         self.reason = ""
         self._shape: str | None = None
@@ -66,7 +68,7 @@ class FailingModel:
             self.watching = False
             return
         self.records += len(errors)
-        for tid, stage, reason in zip(errors.track_id, errors.stage, errors.reason, strict=True):
+        for tid, key, stage, reason in zip(errors.track_id, errors.scenario, errors.stage, errors.reason, strict=True):
             if stage != "embed":  # a file that did not decode, a deformation that failed: not the model's fault
                 continue
             shape = _shape(str(reason))
@@ -76,9 +78,11 @@ class FailingModel:
                 self.watching = False
                 return
             self.failed.add(str(tid))
+            self.keys.add(str(key))
         if self.limit is not None and len(self.failed) >= self.limit:
             first = (self.reason.strip().splitlines() or [""])[0]
-            raise ModelFailing(self.message(), {"error": first, "tracks": len(self.failed), "at": time.time()})
+            stop = {"error": first, "tracks": len(self.failed), "at": time.time()}
+            raise ModelFailing(self.message(), stop, self.keys)
 
     def message(self) -> str:
         """Why the model was stopped, and the fix (what :class:`ModelFailing` says; whether the run's other models go
@@ -97,10 +101,14 @@ class FailingModel:
 
 
 def mark_stopped(parts: Any, exc: ModelFailing, code: dict[str, Any] | None) -> None:
-    """Record in the stamp of each of a stopped stream's partitions (``parts``) why it was stopped and the model's
-    plugin code then (``code``, :func:`~repeval.models.provenance.plugin_code`), for :func:`stopped_before`."""
+    """Record in the stamp of each of a stopped stream's partitions (``parts``) that the model failed in
+    (:attr:`ModelFailing.keys`) why it was stopped and the model's plugin code then (``code``,
+    :func:`~repeval.models.provenance.plugin_code`), for :func:`stopped_before`. Not in the stream's other partitions:
+    another dataset it was not given a track of yet (listed after the one it failed on) may be one it embeds — a run
+    of the model on it alone runs it, and the record names a partition that holds the failures."""
     for part in parts:
-        part.record(STOPPED, {**exc.stop, "model_code": code})
+        if stream_key(part.dataset, part.scenario) in exc.keys:
+            part.record(STOPPED_FAILING, {**exc.stop, "model_code": code})
 
 
 def stopped_before(
@@ -112,11 +120,11 @@ def stopped_before(
     reaches ``limit`` (``run.stop_model_after_failed_tracks``; ``None``: never stopped, so it runs): run again, it would
     only add as many error records. ``None``: it runs (the records of an earlier stop are cleared: a stop of this run
     records its own)."""
-    marked = [part for part in parts if isinstance((part.stamped() or {}).get(STOPPED), dict)]
-    why = left_out_again(mcfg, marked, code, retry_errors, limit)
+    marked = _stops(parts)
+    why = _again(mcfg, marked, code, retry_errors, limit)
     if why is None:
-        for part in marked:
-            part.record(STOPPED, None)
+        for part, _ in marked:
+            part.record(STOPPED_FAILING, None)
     return why
 
 
@@ -124,10 +132,25 @@ def left_out_again(
     mcfg: Any, parts: Any, code: dict[str, Any] | None, retry_errors: bool, limit: int | None
 ) -> str | None:
     """:func:`stopped_before`'s reason, read only (`repeval plan` says it, the store as it is)."""
+    return _again(mcfg, _stops(parts), code, retry_errors, limit)
+
+
+def _stops(parts: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """The partitions of ``parts`` whose stamp records a stop of their model (:func:`mark_stopped`), each with it."""
+    found = [(part, (part.stamped() or {}).get(STOPPED_FAILING)) for part in parts]
+    return [(part, stop) for part, stop in found if isinstance(stop, dict)]
+
+
+def _again(
+    mcfg: Any,
+    marked: list[tuple[Any, dict[str, Any]]],
+    code: dict[str, Any] | None,
+    retry_errors: bool,
+    limit: int | None,
+) -> str | None:
+    """Why the model is left out again, from the stops recorded in its partitions (``marked``); ``None``: it runs."""
     from repeval.pipeline.embedder import validate_command
 
-    marked = [(part, body[STOPPED]) for part in parts if isinstance(body := part.stamped() or {}, dict)
-              and isinstance(body.get(STOPPED), dict)]  # fmt: skip
     if not marked:
         return None
     part, stop = marked[0]
@@ -143,5 +166,5 @@ def left_out_again(
         f"{part.name}) when it failed on each of the first {counted(failed, 'track')} it was given, with the same "
         f"error, and embedded none: {stop.get('error', '')} — fix the model (`{validate_command(mcfg)}` runs it on test "
         f"audio and shows the traceback), {fix}; a model that fails only on some kind of track the dataset lists first "
-        f"runs again under a higher {SETTING} (now {limit}), or null"
+        f"runs again under a {SETTING} above {failed} (now {limit}), or null"
     )

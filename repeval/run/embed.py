@@ -64,6 +64,7 @@ def _stage_embed(
     ]
     from repeval.run.left_out import record_left_out
 
+    stage = "deform" if deformed_only else "embed"  # `repeval deform` leaves the clean partitions' record as it is
     try:
         total = embed_experiments(
             ctx.cfg,
@@ -77,8 +78,8 @@ def _stage_embed(
             start_ray=start_ray,
         )
     except EveryModelFailed as exc:  # the run stops: its record says this attempt, not an earlier one's
-        record_left_out(ctx.run_dir, "embed", exc.models)
+        record_left_out(ctx.run_dir, stage, exc.models)
         raise
     log.debug(total.line())  # the CLI prints it
-    record_left_out(ctx.run_dir, "embed", total.models_failed)  # the training stage trains the others
+    record_left_out(ctx.run_dir, stage, total.models_failed)  # the training stage trains the others
     return total

@@ -62,8 +62,9 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
         config[GROUPS_KEY] = json.dumps(sorted(wanted)).encode()
         _name_other_failures(ctx.run_dir, wanted)
         # the configuration's grids not trained yet (an interrupted `train`): the results lack them, and the run is
-        # not complete — `repeval runs` says so, and the CLI keeps an interrupted run's state (cli.common._stage)
-        ctx.untrained = sorted(wanted - {f.stem for f in files})
+        # not complete — `repeval runs` says so, and the CLI keeps an interrupted run's state (cli.common._stage); not
+        # those of a model left out (said as such, models_left_out.json: `repeval run` would leave it out again)
+        ctx.untrained = sorted(wanted - {f.stem for f in files} - _left_out_groups(ctx))
         if ctx.untrained:
             config[UNTRAINED_KEY] = json.dumps(ctx.untrained).encode()
         # the test tracks scored on embeddings of partial audio (audio_note): `repeval runs` and the report say so

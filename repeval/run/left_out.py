@@ -11,8 +11,12 @@ from pathlib import Path
 
 from repeval.words import counted
 
-#: the run directory's record of the models left out: ``{"embed": {model: why}, "train": {model: why}}``
+#: the run directory's record of the models left out: ``{"embed": {model: why}, "train": {model: why}}`` (and
+#: ``"deform"``: those ``repeval deform``, which embeds the deformed partitions only, left out since)
 LEFT_OUT = "models_left_out.json"
+
+#: the stages that record models left out, the embedding stage's first (its reason is the one said)
+STAGES = ("embed", "deform", "train")
 
 #: the exit status of a command that left an embedding model out (as ``--strict``'s: not everything was evaluated)
 LEFT_OUT_EXIT_STATUS = 3
@@ -46,7 +50,7 @@ def left_out_of(body: object) -> dict[str, str]:
     """Every model a ``models_left_out.json`` (its body, as read) names, and why (the embedding stage's first)."""
     out: dict[str, str] = {}
     stages = _stages(body)
-    for stage in ("embed", "train"):
+    for stage in STAGES:
         for model, why in stages.get(stage, {}).items():
             out.setdefault(model, why)
     return out
@@ -54,7 +58,9 @@ def left_out_of(body: object) -> dict[str, str]:
 
 def record_left_out(run_dir: Path, stage: str, models: dict[str, str]) -> None:
     """Record the models ``stage`` left out this time (replacing what it recorded before; none: the file goes when
-    no stage has any)."""
+    no stage has any). The embedding stage of every partition (``embed``) replaces what ``repeval deform`` recorded
+    too; ``deform`` keeps what the embedding stage recorded (a model it left out, whose clean tracks ``repeval deform``
+    does not embed, is still left out)."""
     from repeval.run.files import _write_text_atomic
 
     body = read_left_out(run_dir)
@@ -62,6 +68,8 @@ def record_left_out(run_dir: Path, stage: str, models: dict[str, str]) -> None:
         body[stage] = dict(models)
     else:
         body.pop(stage, None)
+    if stage == "embed":
+        body.pop("deform", None)
     path = Path(run_dir) / LEFT_OUT
     if body:
         _write_text_atomic(path, json.dumps(body, indent=1))

@@ -111,7 +111,8 @@ def _leave_out(
     report and ``repeval runs``."""
     from repeval.run.left_out import read_left_out, record_left_out
 
-    stopped = read_left_out(ctx.run_dir).get("embed", {})
+    stages = read_left_out(ctx.run_dir)
+    stopped = {**stages.get("deform", {}), **stages.get("embed", {})}  # the embedding stage's (`repeval deform`'s)
     none_embedded: dict[tuple[str, str], str] = {}  # (model, dataset) → why
     for item in pending:
         key = (item.model, item.dataset)

@@ -25,6 +25,7 @@ from repeval.store.layout import (
 )
 from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
+from repeval.store.partition_stamp import STOPPED_FAILING
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
 from repeval.words import counted
@@ -286,13 +287,26 @@ def audio_notes(
     return pa.concat_tables(found)
 
 
+def _incomplete(part: Partition) -> str:
+    """What ``store show`` says of an incomplete partition: rerun to finish it — unless a run stopped its model for
+    failing on each of its first tracks (``stopped_failing``), which later runs leave out, not run, until it is fixed."""
+    stop = (part.stamped() or {}).get(STOPPED_FAILING)
+    if not isinstance(stop, dict):
+        return "(incomplete: no manifest yet; rerun to finish it)"
+    return (
+        f"(incomplete: a run stopped its model when it failed on each of the first "
+        f"{counted(int(stop.get('tracks') or 0), 'track')} it was given, with the same error: {stop.get('error', '')}; "
+        "runs leave the model out, not run, until it is fixed — then rerun with --retry-errors)"
+    )
+
+
 def show_text(part: Partition, n_rows: int = 5) -> str:
     """The manifest, schema and counts of ``part``, then its first ``n_rows`` rows and error records (none: 0)."""
     if n_rows < 0:
         raise ValueError(f"n_rows must be 0 or more, got {n_rows}")
     out = [f"partition {part.name} at {part.path}"]
     m = part.manifest()
-    out.append(json.dumps(m, indent=1, sort_keys=True) if m else "(incomplete: no manifest yet; rerun to finish it)")
+    out.append(json.dumps(m, indent=1, sort_keys=True) if m else _incomplete(part))
     left = part.unsettled()
     if left is not None:
         out.append(unsettled_note(part, left))

@@ -34,7 +34,7 @@ from repeval.store.layout import (
 )
 from repeval.store.partition_files import rm_command as rm_command
 from repeval.store.partition_files import show_errors_command as show_errors_command
-from repeval.store.partition_stamp import PartitionStamp
+from repeval.store.partition_stamp import STOPPED_FAILING, PartitionStamp
 from repeval.store.rewrite import Removed, Settled, pending, remove_rows, say_settled, settle, stuck_text
 from repeval.words import counted
 
@@ -102,7 +102,9 @@ class Partition(PartitionStamp):
 
     def remove_tracks(self, ids: pa.Array) -> Removed:
         """Delete the rows and error records of the tracks ``ids`` (``repeval store rm PARTITION --track ID``) and mark
-        the partition incomplete: the next run computes those tracks again. Returns the rows and error records
+        the partition incomplete: the next run computes those tracks again (error records removed: a run's stop of the
+        model for failing on each of its first tracks, ``stopped_failing``, goes too — else the model would be left out
+        again, not run). Returns the rows and error records
         removed, and the replaced files it could not delete after (:class:`~repeval.store.rewrite.Removed`, named by
         their path in the partition), which the caller says.
 
@@ -120,6 +122,8 @@ class Partition(PartitionStamp):
         self.reopen()  # first: stopped midway, the partition is incomplete, never complete with rows missing
         n_rows, stuck_rows = remove_rows(self.fs, self.path, rows, ids)
         n_errors, stuck_errors = remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids)
+        if n_errors:
+            self.record(STOPPED_FAILING, None)
         return Removed(
             n_rows, n_errors, {**stuck_rows, **{f"{ERRORS_DIR}/{n}": why for n, why in stuck_errors.items()}}
         )

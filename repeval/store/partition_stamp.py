@@ -22,6 +22,10 @@ from repeval.store.fingerprint import (
 from repeval.store.layout import MANIFEST, STAMP, _atomic_write_bytes
 from repeval.store.partition_files import PartitionFiles
 
+#: the stamp's record that a run stopped the partition's model after it failed on each of its first tracks
+#: (:func:`repeval.pipeline.failing.mark_stopped`): later runs leave the model out again, not run
+STOPPED_FAILING = "stopped_failing"
+
 #: why a partition of a scenario whose steps read files (``sounds_path``, ``ir_path``) differs: by whether its stamp
 #: records what they held (a stamp from before repeval recorded it does not)
 FILES_HINTS = {

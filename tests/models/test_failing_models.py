@@ -180,7 +180,8 @@ def test_models_that_fail_to_build_are_each_left_out_and_the_others_train_test_a
 
 def test_repeval_runs_names_the_models_a_run_left_out(left_out_run):
     """`repeval runs` did not read ``models_left_out.json``: a run that left models out listed them among its models
-    like the others. Now its models column marks them, a line names each with why, and ``--json`` has them."""
+    like the others, and their grids as not trained, which `repeval run` would train (it leaves them out again). Now
+    its models column marks them, a line names each with why, and ``--json`` has them."""
     from repeval.report.runs import runs_text
 
     runs = str(left_out_run.root / "runs")
@@ -190,6 +191,8 @@ def test_repeval_runs_names_the_models_a_run_left_out(left_out_run):
     text = " ".join(runs_text(runs).split())
     assert "broken (left out), flaky (left out), mfcc-stats, net-a (left out), net-b (left out)" in text, text
     assert "built: 4 embedding models left out (not trained, tested or reported): embedding model 'net-a' fail" in text
+    # nor are their grids "not trained when it was evaluated", which "`repeval run …` trains" (it leaves them out)
+    assert built["grids_untrained"] == [] and "probe grids of its configuration" not in text, built["grids_untrained"]
 
 
 def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some_is_not(left_out_run):
@@ -235,8 +238,10 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert (
         "then rerun with --retry-errors, which tries it and the tracks it failed on again (a plain run after a" in why
     )
-    assert why.endswith(f"runs again under a higher run.stop_model_after_failed_tracks (now {STOP}), or null"), why
+    assert why.endswith(f"under a run.stop_model_after_failed_tracks above {STOP} (now {STOP}), or null"), why
     assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}
+    runner.stage_embed(ctx, deformed_only=True)  # `repeval deform`, none to embed: it deleted the record
+    assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}  # its clean tracks: none
     said = [n for n in make_plan(ctx.cfg, ctx.store, ctx.run_dir).notes if "left out again" in n]
     assert said == [f"`repeval run` would leave it out: {why}"], said  # the plan says it too, the store as it is
     # its plugin edited: run again, in the decode tasks (run.resources.embed_in_decode), and stopped again
@@ -253,7 +258,9 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     with pytest.raises(ModelUnavailable, match="left out again, not run"):
         runner.stage_embed(alone)
     assert list(json.loads((alone.run_dir / LEFT_OUT).read_text())["embed"]) == ["broken"]
-    # never stopped (run.stop_model_after_failed_tracks: null; its plugin as it was stopped): run again, to its end
+    # never stopped (run.stop_model_after_failed_tracks: null; its plugin as it was stopped): run again, to its end —
+    # an embedding of every partition, whose record replaces what a `repeval deform` since recorded
+    (ctx.run_dir / LEFT_OUT).write_text(json.dumps({"deform": {"broken": "a `repeval deform` attempt's"}}))
     ctx.cfg = ctx.cfg.model_copy(
         update={"run": ctx.cfg.run.model_copy(update={"stop_model_after_failed_tracks": None})}
     )
@@ -339,3 +346,54 @@ def test_the_watch_stops_one_fault_whatever_its_numbers_and_never_a_model_failin
         watch.see(block, other)
         watch.see(None, errors(*[one] * 4, first=2))
         assert not watch.watching
+
+
+def test_a_stop_is_recorded_where_the_model_failed_and_a_run_on_another_dataset_runs_it(tmp_path):
+    """A stream of two datasets stopped on the first one's tracks recorded the stop in the second's partition too,
+    never given a track: a later run of the model on that dataset alone left it out "again", naming a partition that
+    holds no error record (a model failing only on long recordings, stopped on them, never ran on short clips). Now
+    the stop is recorded in the partitions the model failed in: a run on the other dataset runs it; one that includes
+    the failing one leaves it out again, naming that one (`repeval store show` says so: it said "rerun to finish it") —
+    until `repeval store rm PARTITION --track ID` removes error records of it ("the next run computes them again": it
+    left the model out again, not run)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.assemble import ErrorBlock, errors_table
+    from repeval.pipeline.failing import FailingModel, ModelFailing, mark_stopped, stopped_before
+    from repeval.pipeline.todo import stream_key
+    from repeval.store import EmbeddingStore, PartitionWriter
+    from repeval.store.inspect import show_text
+    from repeval.store.layout import ERROR_SCHEMA, embedding_schema
+
+    mcfg = EmbeddingModelConfig(id="net", type="mfcc-stats")
+    store = EmbeddingStore(str(tmp_path / "store"))
+    parts = {name: store.partition(name, "net", "clean") for name in ("long", "short")}
+    for part in parts.values():  # the stream's partitions, as a run stamps them before it starts
+        part.stamp({"fp": 1}, {"config_hash": "abc"})
+    failed = ErrorBlock()
+    for i in range(3):
+        failed.add(f"t{i}", "train", stream_key("long", "clean"), "embed", "RuntimeError: out of memory")
+    with pytest.raises(ModelFailing) as stopped:
+        FailingModel(mcfg, limit=3).see(None, failed)
+    code = {"plugin": "p.py", "sha256": "0"}
+    mark_stopped(parts.values(), stopped.value, code)
+    assert stopped_before(mcfg, [parts["short"]], code, False, 3) is None  # never given a track: run it
+    why = stopped_before(mcfg, [parts["short"], parts["long"]], code, False, 3)
+    assert why is not None and "(store partition long/net/clean) when it failed on each of the first 3 tracks" in why
+    said = show_text(parts["long"])  # `repeval store show`: it said "rerun to finish it", which left the model out
+    assert "(incomplete: a run stopped its model when it failed on each of the first 3 tracks it was given" in said
+    records = ErrorBlock()
+    records.add("t0", "train", "clean", "embed", "RuntimeError: out of memory")
+    writer = PartitionWriter(parts["long"], embedding_schema(2), 10)
+    writer.add_errors(
+        errors_table(
+            records,
+            ERROR_SCHEMA,
+            {"model": "net", "config_hash": "abc", "repeval_version": "0", "created_at": np.datetime64(0, "ms")},
+        )
+    )
+    writer.flush()
+    assert parts["long"].remove_tracks(pa.array(["t0"])).errors == 1  # `repeval store rm long/net/clean --track t0`
+    assert stopped_before(mcfg, [parts["long"]], code, False, 3) is None
