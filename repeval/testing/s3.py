@@ -7,6 +7,10 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,33 +27,74 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_s3(bucket: str = "repeval", environ: bool = True) -> Iterator[dict[str, Any]]:
-    """A moto S3 server on 127.0.0.1 with the bucket ``bucket``: yields the URI query (``s3://bucket/key`` + it) and a
-    filesystem over it; the credentials are in the environment until it stops (``environ=False``: left out of it, for
-    a server started beside tests that run meanwhile — the filesystem is given them, a process it starts must be)."""
+def _threaded_server(port: int) -> Iterator[None]:
+    """moto in this process: its buckets and its switches (``enable_iam_authentication``) are this process' own."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    saved = {k: os.environ.get(k) for k in CREDENTIALS} if environ else {}
-    os.environ.update(CREDENTIALS if environ else {})
     try:
-        fs = pafs.S3FileSystem(
-            endpoint_override=f"127.0.0.1:{port}",
-            scheme="http",
-            region="us-east-1",
-            allow_bucket_creation=True,
-            access_key=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            secret_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-        fs.create_dir(bucket)
-        yield {"query": f"?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1", "fs": fs}
+        yield
     finally:
         server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _server_process(port: int, timeout: float = 120) -> Iterator[None]:
+    """moto in a process of its own (``python -m moto.server``), up once it takes connections; stopped at the end."""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while not _listening(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    said = log.read().decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"the moto server on 127.0.0.1:{port} did not start:\n{said}")
+                time.sleep(0.1)
+            yield
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def moto_s3(bucket: str = "repeval", own_process: bool = False) -> Iterator[dict[str, Any]]:
+    """A moto S3 server on 127.0.0.1 with the bucket ``bucket``: yields the URI query (``s3://bucket/key`` + it) and a
+    filesystem over it; the credentials are in the environment until it stops.
+
+    ``own_process``: the server runs in a process of its own and the credentials are left out of this process'
+    environment (the filesystem is given them; a process a test starts must be), for a server that runs beside tests
+    running meanwhile: moto's state is per process — a test's ``enable_iam_authentication`` denied every request
+    to an in-process server, its buckets were the other servers' of this process — and those tests change the
+    environment."""
+    port = _free_port()
+    with _server_process(port) if own_process else _threaded_server(port):
+        saved = {} if own_process else {k: os.environ.get(k) for k in CREDENTIALS}
+        os.environ.update({} if own_process else CREDENTIALS)
+        try:
+            fs = pafs.S3FileSystem(
+                endpoint_override=f"127.0.0.1:{port}",
+                scheme="http",
+                region="us-east-1",
+                allow_bucket_creation=True,
+                access_key=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                secret_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
+            fs.create_dir(bucket)
+            yield {"query": f"?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1", "fs": fs}
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

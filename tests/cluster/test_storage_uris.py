@@ -4,7 +4,8 @@
 - S3: a moto server on 127.0.0.1 (``moto[server]``'s ThreadedMotoServer) reached through pyarrow's
   S3FileSystem with ``?endpoint_override=127.0.0.1:PORT&scheme=http`` and credentials from the
   environment. The end-to-end run happens in a subprocess with its own embedded Ray, whose workers
-  (the Tune trials writing checkpoints to the bucket) inherit those credentials.
+  (the Tune trials writing checkpoints to the bucket) inherit those credentials; started ahead, beside the tests
+  before it, its moto server runs in a process of its own (moto's buckets and switches are per process).
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def first_s3_run(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
 
     tmp = Path(tempfile.mkdtemp(prefix="rv-s3-", dir="/tmp"))  # short: Ray's unix sockets live under it
     try:
-        with moto_s3(environ=False) as bucket:  # this process' environment is the tests' meanwhile: not changed
+        # in a process of its own: the tests running meanwhile change this one's environment and its moto state
+        with moto_s3(own_process=True) as bucket:
             notes = ("piano", "violin", "trumpet", "flute")  # tests/conftest.py's rendered_notes
             manifest = render_dataset(tmp / "notes", RenderSpec(instruments=notes, notes_per_instrument=12, seed=1))
             cfg = {

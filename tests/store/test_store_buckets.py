@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -226,6 +227,25 @@ def test_an_azure_refusal_is_access_denied_naming_the_azure_credentials() -> Non
         "identity) on this machine (on a cluster, every node's) and that they may list and read the bucket "
         "(docs/cluster.md)",
     ), raised.value
+
+
+def test_a_moto_server_of_its_own_process_is_not_the_tests_moto(s3: dict[str, Any]) -> None:
+    """The S3 end-to-end run started ahead (tests/cluster/test_storage_uris.py) runs beside other tests; its moto server
+    ran in this process, whose moto state they share: a test's ``enable_iam_authentication`` denied the run's every
+    request (the run failed, depending on which tests ran meanwhile) and its bucket was theirs. In a process of its
+    own, neither: nor are its credentials put in the environment, which those tests change."""
+    from moto.core.authorization import enable_iam_authentication
+
+    env = dict(os.environ)
+    with moto_s3(own_process=True) as apart:
+        assert dict(os.environ) == env
+        with enable_iam_authentication():  # as a test of this module does meanwhile
+            with apart["fs"].open_output_stream("repeval/apart/x") as f:
+                f.write(b"x")
+            assert apart["fs"].get_file_info("repeval/apart/x").size == 1
+        assert s3["fs"].get_file_info("repeval/apart/x").type == pafs.FileType.NotFound
+    with pytest.raises(OSError):  # stopped with it
+        apart["fs"].get_file_info("repeval/apart/x")
 
 
 def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
