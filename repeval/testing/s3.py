@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,44 +28,46 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _threaded_server(port: int) -> Iterator[None]:
-    """moto in this process: its buckets and its switches (``enable_iam_authentication``) are this process' own."""
+def _threaded_server() -> Iterator[int]:
+    """moto in this process, on a free port (yielded): its buckets and its switches (``enable_iam_authentication``) are
+    this process' own."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        yield
+        yield port
     finally:
         server.stop()
 
 
 @contextlib.contextmanager
-def _server_process(port: int, timeout: float = 120) -> Iterator[None]:
-    """moto in a process of its own (``python -m moto.server``), up once it takes connections; stopped at the end."""
+def _server_process(timeout: float = 120) -> Iterator[int]:
+    """moto in a process of its own (``python -m moto.server``) on the port the system gives it (yielded: no other
+    process can take it between its choice and the server's start), up once it says so; stopped at the end."""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + timeout
-            while not _listening(port):
+            while True:
+                log.seek(0)
+                said = log.read().decode(errors="replace")
+                up = re.search(r"Running on http://127\.0\.0\.1:(\d+)", said)
+                if up:
+                    break
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    said = log.read().decode(errors="replace")[-2000:]
-                    raise RuntimeError(f"the moto server on 127.0.0.1:{port} did not start:\n{said}")
+                    how = f"exited with {proc.returncode}" if proc.poll() is not None else f"not up in {timeout:.0f} s"
+                    raise RuntimeError(f"the moto server (python -m moto.server) {how}:\n{said[-2000:]}")
                 time.sleep(0.1)
-            yield
+            yield int(up.group(1))
         finally:
             proc.kill()
             proc.wait()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextlib.contextmanager
@@ -77,8 +80,7 @@ def moto_s3(bucket: str = "repeval", own_process: bool = False) -> Iterator[dict
     running meanwhile: moto's state is per process — a test's ``enable_iam_authentication`` denied every request
     to an in-process server, its buckets were the other servers' of this process — and those tests change the
     environment."""
-    port = _free_port()
-    with _server_process(port) if own_process else _threaded_server(port):
+    with _server_process() if own_process else _threaded_server() as port:
         saved = {} if own_process else {k: os.environ.get(k) for k in CREDENTIALS}
         os.environ.update({} if own_process else CREDENTIALS)
         try:
