@@ -80,8 +80,8 @@ def moto_s3(bucket: str = "repeval", own_process: bool = False) -> Iterator[dict
     running meanwhile: moto's state is per process — a test's ``enable_iam_authentication`` denied every request
     to an in-process server, its buckets were the other servers' of this process — and those tests change the
     environment."""
+    saved = {} if own_process else {k: os.environ.get(k) for k in CREDENTIALS}
     with _server_process() if own_process else _threaded_server() as port:
-        saved = {} if own_process else {k: os.environ.get(k) for k in CREDENTIALS}
         os.environ.update({} if own_process else CREDENTIALS)
         try:
             fs = pafs.S3FileSystem(
@@ -95,7 +95,7 @@ def moto_s3(bucket: str = "repeval", own_process: bool = False) -> Iterator[dict
             fs.create_dir(bucket)
             yield {"query": f"?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1", "fs": fs}
         finally:
-            for k, v in saved.items():
+            for k, v in saved.items():  # only these: the environment's other changes meanwhile are not undone
                 if v is None:
                     os.environ.pop(k, None)
                 else:
