@@ -43,13 +43,27 @@ def _threaded_server() -> Iterator[int]:
         server.stop()
 
 
+#: ``python -m moto.server ARGS`` that ends when its parent does (a test session killed with SIGKILL left it running)
+_SERVE = """import os, sys, threading, time
+from moto.server import main
+parent = os.getppid()
+def orphaned():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=orphaned, daemon=True).start()
+main(sys.argv[1:])
+"""
+
+
 @contextlib.contextmanager
 def _server_process(timeout: float = 120) -> Iterator[int]:
-    """moto in a process of its own (``python -m moto.server``) on the port the system gives it (yielded: no other
-    process can take it between its choice and the server's start), up once it says so; stopped at the end."""
+    """moto in a process of its own (``python -m moto.server``, ending with this one) on the port the system gives it
+    (yielded: no other process can take it between its choice and the server's start), up once it says so; stopped at
+    the end."""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            [sys.executable, "-c", _SERVE, "-H", "127.0.0.1", "-p", "0"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         try:

@@ -7,7 +7,11 @@ import contextlib
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,6 +250,34 @@ def test_a_moto_server_of_its_own_process_is_not_the_tests_moto(s3: dict[str, An
         assert s3["fs"].get_file_info("repeval/apart/x").type == pafs.FileType.NotFound
     with pytest.raises(OSError):  # stopped with it
         apart["fs"].get_file_info("repeval/apart/x")
+
+
+def test_a_moto_server_of_its_own_process_ends_with_the_session_that_started_it() -> None:
+    """A test session killed with SIGKILL (a CI job's timeout) left the moto server of its own process running for
+    ever: it ends with its parent."""
+    script = (
+        "from repeval.testing.s3 import moto_s3\n"
+        "with moto_s3(own_process=True) as bucket:\n"
+        "    print(bucket['query'], flush=True)\n"
+        "    input()\n"
+    )
+    session = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert session.stdout is not None
+        query = session.stdout.readline()
+    finally:
+        session.kill()
+        session.wait()
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", query).group(1))  # type: ignore[union-attr]
+    deadline = time.monotonic() + 60
+    while _listening(port):
+        assert time.monotonic() < deadline, f"the moto server on port {port} outlived the session that started it"
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
