@@ -1,5 +1,6 @@
-"""An S3 bucket for tests: a moto server on 127.0.0.1 (``moto[server]``'s ThreadedMotoServer) reached through
-pyarrow's S3FileSystem with ``?endpoint_override=127.0.0.1:PORT&scheme=http`` and credentials from the environment."""
+"""An S3 bucket for tests: a moto server on 127.0.0.1 (``moto[server]``'s ThreadedMotoServer, or a process of its own)
+reached through pyarrow's S3FileSystem with ``?endpoint_override=127.0.0.1:PORT&scheme=http`` and credentials from the
+environment."""
 
 from __future__ import annotations
 
