@@ -73,13 +73,9 @@ def ray_session():
 @pytest.fixture(scope="session")
 def rendered_notes(tmp_path_factory) -> Path:
     """A small rendered TinySOL-like set: 4 instruments × 12 notes (manifest path)."""
-    from repeval.datasets.render import render_dataset
-    from repeval.datasets.render_specs import RenderSpec
+    from repeval.testing.configs import render_notes
 
-    out = tmp_path_factory.mktemp("notes")
-    return render_dataset(
-        out, RenderSpec(instruments=("piano", "violin", "trumpet", "flute"), notes_per_instrument=12, seed=1)
-    )
+    return render_notes(tmp_path_factory.mktemp("notes"))
 
 
 #: the fixtures started ahead of their tests (fixture name -> its coming value and teardown): see _start_ahead

@@ -6,6 +6,16 @@ from pathlib import Path
 from typing import Any
 
 
+def render_notes(out: Path) -> Path:
+    """The tests' small rendered TinySOL-like set (the ``rendered_notes`` fixture's): 4 instruments × 12 notes rendered
+    into ``out``; returns its manifest path."""
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import RenderSpec
+
+    spec = RenderSpec(instruments=("piano", "violin", "trumpet", "flute"), notes_per_instrument=12, seed=1)
+    return render_dataset(out, spec)
+
+
 def notes_dataset(manifest: str | Path, **keys: Any) -> dict[str, Any]:
     """The rendered-notes catalog (``repeval data render``: one row per note, its ``instrument`` the label) as a
     config's dataset entry; its manifest's ``split`` column gives the splits unless ``keys`` say otherwise

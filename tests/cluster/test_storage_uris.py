@@ -4,7 +4,8 @@
 - S3: a moto server on 127.0.0.1 (``moto[server]``'s ThreadedMotoServer) reached through pyarrow's
   S3FileSystem with ``?endpoint_override=127.0.0.1:PORT&scheme=http`` and credentials from the
   environment. The end-to-end run happens in a subprocess with its own embedded Ray, whose workers
-  (the Tune trials writing checkpoints to the bucket) inherit those credentials.
+  (the Tune trials writing checkpoints to the bucket) inherit those credentials; started ahead, beside the tests
+  before it, its moto server runs in a process of its own (moto's buckets and switches are per process).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import yaml
 
 from repeval.run.split_digest import DIGEST_KEY
 from repeval.rundir import RunLocation, TuneStorage, join_uri
-from repeval.testing.configs import notes_dataset
+from repeval.testing.configs import notes_dataset, render_notes
 from repeval.testing.s3 import CREDENTIALS, moto_s3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,18 +196,15 @@ def _run_cli(
 def first_s3_run(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
     """The first run of ``test_run_with_store_runs_and_tune_on_s3``: ``jobs/run.py --smoke-test`` with every output in
     the bucket of a moto server of its own, in a process with an embedded Ray of its own (~20-25 s). Started as soon as
-    the tests are collected (``AHEAD``): it runs while the tests before this module do. On the rendered notes of
-    ``rendered_notes`` (the same spec, rendered here: a fixture cannot be). Yields the bucket (query, filesystem), the
-    run's directory (its config ``s3.yaml``), the store and runs-dir options it was given and what it said; the server
-    stops and the directory goes after the test."""
-    from repeval.datasets.render import render_dataset
-    from repeval.datasets.render_specs import RenderSpec
-
+    the tests are collected (``AHEAD``): it runs while the tests before this module do. On the notes of
+    ``rendered_notes``, rendered here by its ``render_notes`` (a fixture cannot be). Yields the bucket (query,
+    filesystem), the run's directory (its config ``s3.yaml``), the store and runs-dir options it was given and what it
+    said; the server stops and the directory goes after the test."""
     tmp = Path(tempfile.mkdtemp(prefix="rv-s3-", dir="/tmp"))  # short: Ray's unix sockets live under it
     try:
-        with moto_s3(environ=False) as bucket:  # this process' environment is the tests' meanwhile: not changed
-            notes = ("piano", "violin", "trumpet", "flute")  # tests/conftest.py's rendered_notes
-            manifest = render_dataset(tmp / "notes", RenderSpec(instruments=notes, notes_per_instrument=12, seed=1))
+        # in a process of its own: the tests running meanwhile change this one's environment and its moto state
+        with moto_s3(own_process=True) as bucket:
+            manifest = render_notes(tmp / "notes")
             cfg = {
                 "run": {"run_id": "s3run"},
                 "experiments": [
