@@ -14,7 +14,7 @@ import typer
 
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
-from repeval.cloud_reach import bucket_error
+from repeval.cloud_reach import bucket_error, forget_limits
 from repeval.config import ConfigError, load_config
 from repeval.run.left_out import LEFT_OUT_EXIT_STATUS, ModelsLeftOut
 from repeval.uri_text import shown
@@ -382,6 +382,7 @@ def _resume_hint() -> str:
 def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True) -> Any:
     """Turn expected failures into one-line errors (tracebacks with --debug); ``storage_hint``: what to check when
     a write fails, ``writes`` false for a command that only reads (:func:`_storage_hint`)."""
+    forget_limits()  # a bucket's error says the gs:// retry limits of this command's locations
     try:
         return fn()
     except typer.Exit:
