@@ -45,6 +45,17 @@ def cli_path(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def windows_checked(value: Any) -> Any:
+    """A path given on the command line that no run reads (``--data-home``, ``--out``): a Windows path (``C:\\out``,
+    ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths and ``--store`` are
+    (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current folder."""
+    from repeval.uri_text import windows_fix, windows_unread
+
+    if value is not None and windows_unread(str(value)):
+        raise typer.BadParameter(windows_fix(str(value)))
+    return value
+
+
 StoreOpt = Annotated[
     str | None,
     typer.Option("--store", callback=cli_path, help="embedding store root (path or URI; default: run.store)"),
