@@ -28,15 +28,16 @@ def bounded(uri: str, seconds: float | None = None) -> str:
         return uri
     own = _own_limit(uri)
     limit = own if own is not None else GCS_RETRY_SECONDS if seconds is None else seconds
-    _LIMITS[uri.split("?", 1)[0]] = limit
+    _LIMITS.add(limit)
     if own is not None or "retry_limit_seconds=" in uri:
         return uri
     return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={limit:g}"
 
 
-#: the retry limit in effect for each ``gs://`` location opened (:func:`bounded`) since :func:`forget_limits`: what
-#: :func:`bucket_error` says of an error that does not say which location it is of
-_LIMITS: dict[str, float] = {}
+#: the retry limits in effect of the ``gs://`` locations opened (:func:`bounded`) since :func:`forget_limits` — a
+#: few values, not a location each (a run opens every audio file): what :func:`bucket_error` says of an error that
+#: does not say which location it is of
+_LIMITS: set[float] = set()
 
 
 def forget_limits() -> None:
@@ -59,7 +60,7 @@ def retry_limits(uri: str | None = None) -> list[float]:
     if uri is not None:
         own = _own_limit(uri)
         return [GCS_RETRY_SECONDS if own is None else own]
-    return sorted(set(_LIMITS.values())) or [GCS_RETRY_SECONDS]
+    return sorted(_LIMITS) or [GCS_RETRY_SECONDS]
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
