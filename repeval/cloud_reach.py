@@ -24,10 +24,43 @@ def bounded(uri: str, seconds: float | None = None) -> str:
     """``uri`` with a Google Cloud Storage client's retries limited to ``seconds`` (default :data:`GCS_RETRY_SECONDS`)
     unless it sets its own ``retry_limit_seconds``; any other URI as it is (S3's client gives up after three tries of
     a few seconds each)."""
-    if uri.split("://", 1)[0].lower() not in GCS_SCHEMES or "retry_limit_seconds=" in uri:
+    if uri.split("://", 1)[0].lower() not in GCS_SCHEMES:
         return uri
-    limit = GCS_RETRY_SECONDS if seconds is None else seconds
+    own = _own_limit(uri)
+    limit = own if own is not None else GCS_RETRY_SECONDS if seconds is None else seconds
+    _LIMITS.add(limit)
+    if own is not None or "retry_limit_seconds=" in uri:
+        return uri
     return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={limit:g}"
+
+
+#: the retry limits in effect of the ``gs://`` locations opened (:func:`bounded`) since :func:`forget_limits` — a
+#: few values, not a location each (a run opens every audio file): what :func:`bucket_error` says of an error that
+#: does not say which location it is of
+_LIMITS: set[float] = set()
+
+
+def forget_limits() -> None:
+    """Forget the ``gs://`` locations opened so far (a command starting: its error is of its own locations)."""
+    _LIMITS.clear()
+
+
+def _own_limit(uri: str) -> float | None:
+    """The ``retry_limit_seconds`` ``uri`` sets in its query, ``None`` when it sets none (or none that is a number)."""
+    found = re.search(r"[?&]retry_limit_seconds=([^&#]*)", uri)
+    try:
+        return float(found.group(1)) if found else None
+    except ValueError:
+        return None
+
+
+def retry_limits(uri: str | None = None) -> list[float]:
+    """The retry limits in effect: ``uri``'s (a ``gs://`` URI), else those of the locations opened since
+    :func:`forget_limits` (none opened: the default :data:`GCS_RETRY_SECONDS`), fewest seconds first."""
+    if uri is not None:
+        own = _own_limit(uri)
+        return [GCS_RETRY_SECONDS if own is None else own]
+    return sorted(_LIMITS) or [GCS_RETRY_SECONDS]
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -58,7 +91,7 @@ _S3_REFUSED = (
 _GCS = (
     " — check this machine's network (on a cluster, every node's) and its Google credentials (`gcloud auth "
     "application-default login`, GOOGLE_APPLICATION_CREDENTIALS, or the node's service account) (docs/cluster.md); "
-    "repeval lets gs:// retry a request for {seconds:g} s before it fails: ?retry_limit_seconds=N on the URI "
+    "repeval lets gs:// retry a request for {seconds} before it fails: ?retry_limit_seconds=N on the URI "
     "sets another limit"
 )
 
@@ -118,16 +151,18 @@ def refusal(exc: BaseException, deleting: bool = False) -> tuple[str, str]:
     )
 
 
-def bucket_error(text: str) -> tuple[str, str]:
+def bucket_error(text: str, uri: str | None = None) -> tuple[str, str]:
     """``(what to say, what to check)`` for pyarrow's error ``text`` when it is a bucket's (``s3://``, ``gs://``):
     "AWS Error NETWORK_CONNECTION …" or google-cloud-cpp's "Status(UNAVAILABLE: Retry policy exhausted …" named no
     fix — and the latter ran to 800 characters, its message twice (``error_info``), cut here. Other text: unchanged,
-    nothing to check — nor when ``text`` says it already (an error repeval wrote round the client's)."""
-    said, check = _bucket_error(text)
+    nothing to check — nor when ``text`` says it already (an error repeval wrote round the client's). The ``gs://``
+    retry limit said is the one in effect: ``uri``'s (its own ``retry_limit_seconds`` or repeval's), else that of the
+    ``gs://`` locations opened (:func:`retry_limits`)."""
+    said, check = _bucket_error(text, uri)
     return (said, "") if check and check in text else (said, check)
 
 
-def _bucket_error(text: str) -> tuple[str, str]:
+def _bucket_error(text: str, uri: str | None) -> tuple[str, str]:
     if "AWS Error" in text:
         if any(mark in text for mark in ("NETWORK_CONNECTION", "Could not resolve", "Could not connect")):
             return text, _S3_UNREACHABLE
@@ -137,5 +172,10 @@ def _bucket_error(text: str) -> tuple[str, str]:
             return text, _S3_REFUSED
         return text, ""
     if text.startswith("google::cloud::Status("):
-        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS.format(seconds=GCS_RETRY_SECONDS)
+        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS.format(seconds=_said_limits(retry_limits(uri)))
     return text, ""
+
+
+def _said_limits(limits: list[float]) -> str:
+    """``60 s``; ``1 s or 60 s`` (locations of different limits, the error naming none of them)."""
+    return " or ".join(f"{s:g} s" for s in limits) + (" (as its URI sets)" if len(limits) > 1 else "")

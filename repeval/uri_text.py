@@ -110,11 +110,21 @@ def scheme_refusal(uri: str, scheme: str, fix: str = SCHEME_FIX) -> str:
 #: (``\\server\share``, ``//server/share`` is a POSIX path)
 WINDOWS = r"^(?:[A-Za-z]:(?:[\\/]|$)|\\\\)"
 
+#: a ``file://`` URI of a Windows drive: ``file:///C:/data`` (RFC 8089's), ``file://C:/data`` (the drive as its host)
+_FILE_DRIVE = re.compile(r"^file:///?(?=[A-Za-z]:(?:[\\/]|$))", re.IGNORECASE)
+
+
+def _drive(text: str) -> str:
+    """``text`` without the ``file://`` (or ``file:///``) before a Windows drive: ``C:/data`` of ``file:///C:/data``."""
+    return _FILE_DRIVE.sub("", text, count=1)
+
 
 def windows_path(text: str) -> bool:
-    """Whether ``text`` is written as a Windows path (:data:`WINDOWS`): on Linux or macOS a relative file name
-    (``C:\\data`` a file of that name in the current folder; ``C://data`` a URI of scheme ``c``)."""
-    return bool(re.match(WINDOWS, text))
+    """Whether ``text`` is written as a Windows path (:data:`WINDOWS`), or a ``file://`` URI of a drive
+    (``file:///C:/data``, ``file://C:/data``): on Linux or macOS a relative file name (``C:\\data`` a file of that name
+    in the current folder; ``C://data`` a URI of scheme ``c``; ``file:///C:/data`` the folder ``/C:/data``, and
+    ``file://C:/data`` a URI of host ``C:``, which pyarrow refuses)."""
+    return bool(re.match(WINDOWS, _drive(text)))
 
 
 def windows_unread(text: str, base: str = "") -> bool:
@@ -123,20 +133,23 @@ def windows_unread(text: str, base: str = "") -> bool:
     (``D:`` of ``D:/runs``): the path is then its name. A drive's ``C://data`` always: repeval reads it as a URI."""
     if os.name == "nt" or not windows_path(text):
         return False
+    if _FILE_DRIVE.match(text):  # file:///C:/x unless /C:/x is there; file://C:/x (a host C:) always
+        return not text.lower().startswith("file:///") or not os.path.lexists(text[7:])
     return "://" in text or not any(os.path.lexists(os.path.join(base, p)) for p in (text, text.split("/", 1)[0]))
 
 
 def windows_fix(text: str) -> str:
     """What to say of ``text``, a Windows path (:func:`windows_path`) given on a system that is not Windows: the POSIX
     path where this machine mounts it, or (of a drive's) how to name a folder ``C:``."""
+    drive = _drive(text)  # file:///C:/data: the drive's path
     system = {"darwin": "macOS"}.get(sys.platform, sys.platform.capitalize())
     said = f"'{text}' is a Windows path, which {system} does not read as one — write it as a POSIX path"
-    if text.startswith("\\\\"):
+    if drive.startswith("\\\\"):
         return f"{said} (where this machine mounts that network share)"
-    rest = text[2:].replace("\\", "/").strip("/")
-    mounted, local = (f"{top}/{rest}".rstrip("/") for top in (f"/mnt/{text[0].lower()}", f"./{text[:2]}"))
+    rest = drive[2:].replace("\\", "/").strip("/")
+    mounted, local = (f"{top}/{rest}".rstrip("/") for top in (f"/mnt/{drive[0].lower()}", f"./{drive[:2]}"))
     where = f"where this machine mounts that drive: under WSL {mounted}"
-    return f"{said} ({where}), or {local} for a folder named '{text[:2]}'"
+    return f"{said} ({where}), or {local} for a folder named '{drive[:2]}'"
 
 
 #: a URI in a message: its scheme, then its path up to its query, a space or a quote

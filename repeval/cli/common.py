@@ -14,7 +14,7 @@ import typer
 
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
-from repeval.cloud_reach import bucket_error
+from repeval.cloud_reach import bucket_error, forget_limits
 from repeval.config import ConfigError, load_config
 from repeval.run.left_out import LEFT_OUT_EXIT_STATUS, ModelsLeftOut
 from repeval.uri_text import shown
@@ -43,6 +43,17 @@ def cli_path(value: str | None) -> str | None:
         return _folder_path(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def windows_checked(value: Any) -> Any:
+    """A path given on the command line that no run reads (``--data-home``, ``--out``): a Windows path (``C:\\out``,
+    ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths and ``--store`` are
+    (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current folder."""
+    from repeval.uri_text import windows_fix, windows_unread
+
+    if value is not None and windows_unread(str(value)):
+        raise typer.BadParameter(windows_fix(str(value)))
+    return value
 
 
 StoreOpt = Annotated[
@@ -382,6 +393,7 @@ def _resume_hint() -> str:
 def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True) -> Any:
     """Turn expected failures into one-line errors (tracebacks with --debug); ``storage_hint``: what to check when
     a write fails, ``writes`` false for a command that only reads (:func:`_storage_hint`)."""
+    forget_limits()  # a bucket's error says the gs:// retry limits of this command's locations
     try:
         return fn()
     except typer.Exit:

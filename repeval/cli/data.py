@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import data_app
-from repeval.cli.common import ConfigArg, _fail, _guard, _load
+from repeval.cli.common import ConfigArg, _fail, _guard, _load, windows_checked
 from repeval.config import ConfigError
 from repeval.uri_text import shown
 
@@ -91,6 +91,7 @@ def data_download(
         str | None,
         typer.Option(
             "--data-home",
+            callback=windows_checked,
             help="where to put it: dataset.dir (default: mirdata's default folder, ~/mir_datasets/NAME, which a "
             "dataset without dir reads)",
         ),
@@ -132,6 +133,7 @@ def data_check(
         Path | None,
         typer.Option(
             "--out",
+            callback=windows_checked,
             help="write every missing and bad file to this .csv or .parquet, its folders created (dataset, track_id, "
             "audio_path, reason; a missing file's reason starts with `missing:`)",
         ),

@@ -22,6 +22,7 @@ from repeval.cli.common import (
     _strict_check,
     embedding_done,
     given_flags,
+    windows_checked,
 )
 from repeval.run.left_out import left_out_error
 from repeval.words import counted, named
@@ -285,7 +286,10 @@ def report(
         list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file to write (default: report.html in the first run)")
+        Path | None,
+        typer.Option(
+            "--out", callback=windows_checked, help="HTML file to write (default: report.html in the first run)"
+        ),
     ] = None,
 ) -> None:
     """Write a self-contained HTML report."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import app
-from repeval.cli.common import _guard, cli_path
+from repeval.cli.common import _guard, cli_path, windows_checked
 
 
 @app.command("runs")
@@ -54,6 +54,7 @@ def schema_cmd(
         str | None,
         typer.Option(
             "--out",
+            callback=windows_checked,
             help="write it to this file (a folder — one that exists, or written with a trailing /: its "
             "repeval.schema.json) instead of printing it",
         ),

@@ -69,43 +69,45 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None, progress: bo
     rows: list[dict[str, Any]] = []
     shuffled: list[np.ndarray] = []  # each instrument's notes (their rows) in a seeded order
     bar = Progress(len(spec.instruments) * spec.notes_per_instrument, f"render {out.name}", progress, unit="clip")
-    for inst in spec.instruments:
-        program, lo, hi = INSTRUMENTS[inst]
-        pitches = rng.choice(
-            np.arange(lo, hi + 1), size=spec.notes_per_instrument, replace=hi - lo + 1 < spec.notes_per_instrument
-        )
-        dyns = rng.choice(list(spec.dynamics), size=spec.notes_per_instrument)
-        synth.program_select(0, sfid, 0, program)
-        shuffled.append(len(rows) + rng.permutation(spec.notes_per_instrument))  # its splits, planned below
-        for i, (pitch, dyn) in enumerate(zip(pitches, dyns, strict=True)):
-            pitch = int(pitch)
-            synth.noteon(0, pitch, DYNAMICS[str(dyn)])
-            on = np.frombuffer(synth.generate(n_on), dtype=np.float32)
-            synth.noteoff(0, pitch)
-            tail = np.frombuffer(synth.generate(n_tail), dtype=np.float32)
-            synth.sounds_off(0)
-            synth.generate(1024)  # flush the release so the next note starts silent
-            stereo = np.concatenate([on, tail]).reshape(-1, 2)
-            audio = stereo.mean(axis=1)
-            peak = float(np.abs(audio).max())
-            if peak > 0.99:
-                audio = audio * (0.99 / peak)
-            track_id = f"{inst}-{pitch:03d}-{dyn}-{i:03d}"
-            rel = f"audio/{track_id}.wav"
-            sf.write(out / rel, audio, spec.sample_rate_hz, subtype="PCM_16")
-            bar.update(1)
-            rows.append(
-                {
-                    "track_id": track_id,
-                    "audio_path": rel,
-                    "instrument": inst,
-                    "pitch_class": PITCH_CLASSES[pitch % 12],
-                    "pitch": pitch,
-                    "dynamics": str(dyn),
-                    "split": "",
-                }
+    try:  # the bar closed on an error too: its line ended before the error's, not left open
+        for inst in spec.instruments:
+            program, lo, hi = INSTRUMENTS[inst]
+            pitches = rng.choice(
+                np.arange(lo, hi + 1), size=spec.notes_per_instrument, replace=hi - lo + 1 < spec.notes_per_instrument
             )
-    bar.close()
+            dyns = rng.choice(list(spec.dynamics), size=spec.notes_per_instrument)
+            synth.program_select(0, sfid, 0, program)
+            shuffled.append(len(rows) + rng.permutation(spec.notes_per_instrument))  # its splits, planned below
+            for i, (pitch, dyn) in enumerate(zip(pitches, dyns, strict=True)):
+                pitch = int(pitch)
+                synth.noteon(0, pitch, DYNAMICS[str(dyn)])
+                on = np.frombuffer(synth.generate(n_on), dtype=np.float32)
+                synth.noteoff(0, pitch)
+                tail = np.frombuffer(synth.generate(n_tail), dtype=np.float32)
+                synth.sounds_off(0)
+                synth.generate(1024)  # flush the release so the next note starts silent
+                stereo = np.concatenate([on, tail]).reshape(-1, 2)
+                audio = stereo.mean(axis=1)
+                peak = float(np.abs(audio).max())
+                if peak > 0.99:
+                    audio = audio * (0.99 / peak)
+                track_id = f"{inst}-{pitch:03d}-{dyn}-{i:03d}"
+                rel = f"audio/{track_id}.wav"
+                sf.write(out / rel, audio, spec.sample_rate_hz, subtype="PCM_16")
+                bar.update(1)
+                rows.append(
+                    {
+                        "track_id": track_id,
+                        "audio_path": rel,
+                        "instrument": inst,
+                        "pitch_class": PITCH_CLASSES[pitch % 12],
+                        "pitch": pitch,
+                        "dynamics": str(dyn),
+                        "split": "",
+                    }
+                )
+    finally:
+        bar.close()
     for row, split in zip(rows, _allocate(shuffled, len(rows), spec.split_ratios, rng), strict=True):
         row["split"] = split
     manifest = out / "manifest.csv"

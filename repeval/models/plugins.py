@@ -144,6 +144,10 @@ def load_config_plugins(specs: Iterable[Any]) -> None:
     that are not strings are left to the schema)."""
     for i, spec in enumerate(specs):
         if isinstance(spec, str) and spec.strip():
+            from repeval.uri_text import windows_fix, windows_unread
+
+            if windows_unread(spec.strip()):  # 'C:\\team\\model.py': a module name or a file of that name here
+                raise PluginError(f"plugins[{i}]: {windows_fix(spec.strip())}")
             try:
                 load_plugins([spec])
             except PluginError as exc:

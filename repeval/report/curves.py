@@ -13,7 +13,9 @@ Severity rises left to right: for a parameter known to get milder as it grows (S
 to low, and says so; a bitrate's on a log scale. A line runs through its points left to right (clean's among them
 where it has a level). The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
 a pitch shift of 0 semitones, a time stretch at rate 1 — as the curve's point there; where it has none (an SNR, a
-bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a made-up x.
+bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a made-up x — and
+so where a scenario is at that level (a gain of 0 dB), rather than its point on top of clean's. Two scenarios at one
+level (the same deformation under two names) keep the series: the curve draws the first, and a note names the other.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class Series:
     #: the settings that set it apart from another series of the same parameter (``min_f_decay -3.01, …``: white and
     #: pink noise, each at several SNRs), empty when there is none
     detail: str = ""
+    #: scenarios at the level of an earlier one of the series — the same deformation under another name — each with
+    #: that one, which the curve draws at that level (:func:`repeats_note`)
+    repeats: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -157,10 +162,18 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
             spread = width != 0
             groups.setdefault(key, []).append((scenario, _level(steps[i][1], names), spread))
     out, settings = [], []
-    for (i, label, rest, width), members in groups.items():
+    for (i, label, rest, width), found in groups.items():
+        first: dict[float, str] = {}  # each level's first scenario: the one drawn there
+        members, repeats = [], []
+        for m in found:
+            if m[1] in first:
+                repeats.append((m[0], first[m[1]]))
+            else:
+                first[m[1]] = m[0]
+                members.append(m)
         levels = [x for _, x, _ in members]
-        if len(members) < 2 or len(set(levels)) < len(levels):
-            continue  # one scenario, or two at one level: no curve to draw
+        if len(members) < 2:
+            continue  # one level: no curve to draw
         transform = json.loads(rest)[i][0]
         base = _base(label.split(" = ")[0])
         unit, way, none = KNOWN_PARAMS.get(base, (_unit(label), "", None))
@@ -171,11 +184,42 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
         points = sorted(((s, x) for s, x, _ in members), key=lambda p: -p[1] if falling else p[1])
         param = label + (" (midpoint)" if any(spread for *_, spread in members) else "")
         log = base in LOG_PARAMS and min(levels) > 0
-        out.append(Series(task, dataset, transform, i, param, unit, points, none, falling, ordered, way, log))
+        out.append(
+            Series(
+                task,
+                dataset,
+                transform,
+                i,
+                param,
+                unit,
+                points,
+                none,
+                falling,
+                ordered,
+                way,
+                log,
+                repeats=tuple(repeats),
+            )
+        )
         steps = json.loads(rest)
         at = {k if j == i else f"{t} {k}": v for j, (t, params) in enumerate(steps) for k, v in params.items()}
         settings.append({**at, **({"width": width} if width else {})})
     return _set_apart(out, settings)
+
+
+def repeats_note(series: Series) -> str:
+    """What to say of the scenarios of ``series`` at an earlier one's level (:attr:`Series.repeats`): which one the
+    curve draws there; empty when there are none."""
+    level = dict(series.points)
+    unit = f" {series.unit}" if series.unit else ""
+    said = [
+        f"{r} is at the same level as {k} ({level[k]:g}{unit}), the same deformation: the curve draws {k} there"
+        for r, k in series.repeats
+    ]
+    if not said:
+        return ""
+    left = " and ".join(r for r, _ in series.repeats)
+    return f"{'; '.join(said)}; the results of {left} are in the heat map"
 
 
 def _set_apart(found: list[Series], settings: list[dict[str, Any]]) -> list[Series]:
@@ -294,12 +338,14 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     fig = Figure(figsize=(6.4 + legend_in, max(3.8, 1.2 + 0.2 * len(models))), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     levels = curve.levels
+    clean = curve.scenarios.index(CLEAN) if CLEAN in curve.scenarios else None
+    if clean is not None and levels[clean] is not None and levels.count(levels[clean]) > 1:
+        levels[clean] = None  # a scenario at the level of no deformation (a gain of 0 dB): clean dashed, not under it
     # clean (none without a none value) among the levels where its x falls: a line through the points left to right
     placed = sorted(
         ((j, float(x)) for j, x in enumerate(levels) if x is not None), key=lambda p: -p[1] if s.falling else p[1]
     )
     drawn, xs = [j for j, _ in placed], [x for _, x in placed]
-    clean = curve.scenarios.index(CLEAN) if CLEAN in curve.scenarios else None
     spread = bool((curve.n > 1).any())
     for i, (model, name) in enumerate(zip(models, names, strict=True)):
         style = styles[model]
@@ -390,12 +436,13 @@ def curves_block(
             files.rows += curve_csv_rows(curve)
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
         ordered &= s.ordered
-        parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>')
+        repeats = f'<p class="rv-note">{_e(said)}</p>' if (said := repeats_note(s)) else ""
+        parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>{repeats}')
     if not parts:
         return ""
     clean = (
         "clean audio drawn at the transform's level of no deformation, or as a dashed line of the model's colour "
-        "where it has none (an SNR, a bitrate)"
+        "where it has none (an SNR, a bitrate) or a scenario is at it"
     )
     # gains either side of 0 dB, a parameter not known (a cutoff): no way of the axis is the more severe one
     way = "severity rises left to right" if ordered else "each axis says which way severity goes, where it is known"

@@ -475,8 +475,8 @@ def test_a_bucket_out_of_reach_is_one_error_line_naming_what_to_check(tmp_path: 
     assert line.startswith("error: google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), line
     assert "error_info" not in line and "GOOGLE_APPLICATION_CREDENTIALS" in line, line
     assert line.endswith(
-        "retry a request for 60 s before it fails: ?retry_limit_seconds=N on the URI sets another limit"
-    ), line
+        "retry a request for 1 s before it fails: ?retry_limit_seconds=N on the URI sets another limit"
+    ), line  # the URI's limit, not repeval's 60 s
     # an S3 server out of reach (the AWS SDK's own retries make the CLI take ~12 s: its error, asked once)
     from repeval.cloud_reach import bucket_error
 

@@ -52,6 +52,36 @@ def test_a_windows_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
     assert parse_config(catalog_config("m.csv", runs_dir="D:/runs")).run.runs_dir == "D:/runs"
 
 
+def test_a_windows_drive_as_a_file_uri_or_an_output_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
+    """``file://C:/data/m.csv`` was read as a URI of host ``C:`` ("cannot be read from here (Unsupported hostname…) —
+    check the network"), ``file:///C:/data/m.csv`` as the folder ``/C:`` ("no such file"), and ``--data-home``,
+    ``--out`` and ``plugins:`` were not checked at all (a file or folder named ``C:\\out`` made here): each is refused
+    with the same fix as the other locations."""
+    monkeypatch.chdir(tmp_path)
+    cfg = catalog_config("file://C:/data/m.csv")
+    cfg["experiments"][0]["datasets"][0]["dir"] = "file:///D:/audio"
+    with pytest.raises(ConfigError) as said:
+        parse_config(cfg)
+    with pytest.raises(ConfigError) as plugin:  # plugins are loaded first, before the experiments are read
+        parse_config({**cfg, "plugins": ["C:\\team\\model.py"]})
+    for error, key, text, fix in [
+        (said, "experiments[0].datasets[0].manifest", "file://C:/data/m.csv", "under WSL /mnt/c/data/m.csv"),
+        (said, "experiments[0].datasets[0].dir", "file:///D:/audio", "under WSL /mnt/d/audio"),
+        (plugin, "plugins[0]", "C:\\team\\model.py", "under WSL /mnt/c/team/model.py"),
+    ]:  # fmt: skip
+        assert f"{key}: '{text}' is a Windows path, which Linux does not read as one" in str(error.value), error.value
+        assert fix in str(error.value), error.value
+    for args in (
+        ["data", "download", "tinysol", "--data-home", "C:\\mir"],
+        ["data", "check", "cfg.yaml", "--out", "C:\\bad.csv"],
+        ["report", "runs/r1", "--out", "D:/report.html"],
+        ["schema", "--out", "C:\\schema.json"],
+    ):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and f"'{args[-1]}' is a Windows path" in " ".join(res.output.split()), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written under such a name
+
+
 def test_a_scheme_no_filesystem_reads_is_refused_even_without_the_data_check(tmp_path, monkeypatch):
     """A manifest at ``https://`` passed ``repeval validate --skip-data-check`` (and ``plan``/``run`` until the load),
     and ``run.store: ftp://…`` the whole file: the scheme is known without touching data. Each is refused when the file

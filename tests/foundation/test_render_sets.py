@@ -442,3 +442,23 @@ def test_render_command_rejects_bad_numbers_before_writing(tmp_path, args, messa
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)  # no traceback
     assert message in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_note_sets_progress_bar_is_closed_when_rendering_fails(tmp_path: Path) -> None:
+    """``repeval data render --kind notes`` closed its progress bar only once every clip was written: a clip that could
+    not be written (here a folder where its file goes) left the bar open, the error's line written onto it. It is
+    closed on an error too, as the other sets' bars are."""
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import DYNAMICS, RenderSpec
+
+    out = tmp_path / "n"
+    for pitch in range(128):  # wherever the first clip falls, its file is a folder
+        for dyn in DYNAMICS:
+            (out / "audio" / f"piano-{pitch:03d}-{dyn}-000.wav").mkdir(parents=True)
+    with pytest.raises(sf.LibsndfileError) as failed:
+        render_dataset(out, RenderSpec(instruments=("piano",), notes_per_instrument=2), progress=True)
+    assert failed.traceback  # the bar referenced by the error's frames, as when the error is shown
+    assert [bar for bar in list(tqdm._instances) if bar.desc == "render n"] == []

@@ -16,7 +16,14 @@ import yaml
 
 from repeval.report import plots
 from repeval.report.comparable import scenario_definitions
-from repeval.report.curves import CURVES_CSV, curve_figure, curve_numbers, find_series, group_definitions
+from repeval.report.curves import (
+    CURVES_CSV,
+    curve_figure,
+    curve_numbers,
+    find_series,
+    group_definitions,
+    repeats_note,
+)
 from repeval.report.results import CLEAN, load_run
 
 REPO = Path(__file__).parents[2]
@@ -97,7 +104,7 @@ def test_scenarios_that_differ_otherwise_form_no_series():
     assert _series([_snr(20), _gain(-6)]) == []  # another transform
     assert _series([_snr(20), _snr(10, p=0.5)]) == []  # the level and p: two things at once
     assert _series([_snr(20, p=1), _snr(20, p=0.5)]) == []  # p is never the level
-    assert _series([_snr(20), {"name": "again", "steps": _snr(20)}]) == []  # two scenarios at one level
+    assert _series([_snr(20), {"name": "again", "steps": _snr(20)}]) == []  # two scenarios at one level, no other
     assert _series([_gain(-6) + _snr(20), _gain(-12) + _snr(10)]) == []  # two steps' levels at once
     # a range of SNRs beside fixed ones: its pair does not move with theirs (its midpoint is no level of theirs)
     ranged = [{"type": "AddGaussianSNR", "params": {"min_snr_db": 5, "max_snr_db": 25, "p": 1}}]
@@ -385,3 +392,38 @@ def test_the_note_claims_no_direction_of_severity_a_curve_has_not(series_run, tm
     assert "severity rises left to right" not in sides and "each axis says which way severity goes" in sides
     snr = curves_block([both], both.results, TASK, DATASET, both.validation)
     assert "severity rises left to right" in snr
+
+
+def test_two_scenarios_at_one_level_keep_the_series_and_are_named():
+    """Two scenarios at one level (the same deformation under two names) dropped the whole series, saying nothing; the
+    curve draws the first of them now, and a note names the other."""
+    (snr,) = _series([_snr(20), {"name": "again", "steps": _snr(20)}, _snr(10), _snr(10)])
+    assert snr.points == [("D1", 20.0), ("D3", 10.0)] and snr.repeats == (("again", "D1"), ("D4", "D3"))
+    assert repeats_note(snr) == (
+        "again is at the same level as D1 (20 dB), the same deformation: the curve draws D1 there; D4 is at the same "
+        "level as D3 (10 dB), the same deformation: the curve draws D3 there; the results of again and D4 are in the "
+        "heat map"
+    )
+    assert repeats_note(_series([_snr(20), _snr(10)])[0]) == ""
+
+
+def test_a_scenario_at_the_level_of_no_deformation_is_not_drawn_on_top_of_clean(series_run):
+    """A gain of 0 dB is clean audio's level: its point lay on clean's, two ticks "0 (clean)" and "0" one over the
+    other and the line running back and forth between them. Clean is a dashed line then, as where the transform has no
+    level of none, and 0 dB the scenario's point alone."""
+    df = load_run(series_run).results
+    rows = df[(df["task"] == TAGS) & (df["dataset"] == TAGGED)]
+    (gain,) = _series([_gain(0), _gain(-6)])  # D1: 0 dB, D2: −6 dB
+    probes = plots.best_probes(df, TAGS, TAGGED, "roc_auc_macro")
+    curve = curve_numbers(rows, gain, "roc_auc_macro", probes)
+    assert curve.scenarios == [CLEAN, "D1", "D2"] and curve.levels == [0.0, 0.0, -6.0]  # the table's: both at 0 dB
+    fig = curve_figure(curve)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()] == ["0", "-6"]
+    for container in ax.containers:
+        np.testing.assert_allclose(container.lines[0].get_xdata(), [0, -6])
+    clean = _expected(df, TAGS, TAGGED, "roc_auc_macro", probes, CLEAN)
+    dashed = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--")
+    np.testing.assert_allclose(dashed, sorted(v[0] for v in clean.values()))
+    assert ax.get_title().endswith("; dashed: clean")

@@ -387,6 +387,26 @@ def test_a_gs_store_or_runs_directory_out_of_reach_is_given_up_on_soon(monkeypat
         TuneStorage(f"gs://repeval/runs/r1/tune{query}").exists("exp")
 
 
+def test_a_gs_error_says_the_retry_limit_the_uri_sets() -> None:
+    """A ``gs://`` location out of reach whose URI sets its own ``retry_limit_seconds`` was said to have been retried
+    "for 60 s" (repeval's default) whatever it set; the error says the limit in effect now — the command's (`repeval
+    store ls`), and Ray Tune storage's — and the default where the URI sets none."""
+    from repeval.cloud_reach import bucket_error
+    from repeval.rundir import TuneStorage
+
+    query = "?endpoint_override=127.0.0.1:1&scheme=http&retry_limit_seconds=1.5"
+    res = CliRunner().invoke(app, ["store", "ls", f"gs://repeval/store{query}"])
+    assert res.exit_code == 1, res.output
+    (line,) = res.output.splitlines()
+    assert line.endswith("repeval lets gs:// retry a request for 1.5 s before it fails: ?retry_limit_seconds=N on "
+                         "the URI sets another limit"), line  # fmt: skip
+    with pytest.raises(OSError) as tune:
+        TuneStorage(f"gs://repeval/runs/r1/tune{query}").read_text("exp.repeval.json")
+    assert "retry a request for 1.5 s before it fails" in str(tune.value), tune.value
+    text = "google::cloud::Status(UNAVAILABLE: Retry policy exhausted, with a last message of x)"
+    assert "retry a request for 60 s before" in bucket_error(text, "gs://b/store")[1]
+
+
 def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -395,7 +415,7 @@ def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
     gone out of reach after repeval had read an experiment's marker held the train stage that long. Tune is given the
     bounded filesystem now (a second here), and the error is the one line that says so. (The GCS JSON API stood in
     for: a token, the marker of a resumable experiment and its listing served, every other request failing 503.)"""
-    from repeval.cloud_reach import bucket_error
+    from repeval.cloud_reach import bucket_error, forget_limits
     from repeval.tuning.tuner import _fit
 
     def gcs(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -411,6 +431,7 @@ def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
         return 503 if "error" in body else 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
     monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
+    forget_limits()  # as a command starts: its error says the limits of the locations it opened
     raised: list[BaseException] = []
 
     def fit() -> None:
