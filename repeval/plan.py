@@ -345,8 +345,12 @@ def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = Fa
         return ""
     if gpus > 0:
         return f" + {amount:g} GPU"
-    if mode == "always":
-        return f" + {amount:g} GPU{what} (none up yet: waits for the autoscaler to add GPU nodes)"
+    if (
+        mode == "always"
+    ):  # on a cluster it may add (RAY_ADDRESS); the embedded Ray gets none (ray_cluster.no_gpu_misfit)
+        return f" + {amount:g} GPU{what} (none up yet: waits for the autoscaler to add GPU nodes" + (
+            ")" if known else "; without RAY_ADDRESS, on a machine with no GPU, the run stops before it embeds)"
+        )
     return "" if known else f" (+ {amount:g} GPU{what} when Ray reports GPUs)"
 
 

@@ -325,8 +325,8 @@ def check_request_fits(
     in the job's log — and for a node the autoscaler adds, the pool sizes were fixed when the stage started from the
     nodes then up (docs/cluster.md, GPUs). ``settings``: the configuration key that asked for each resource;
     ``nodes``: the live nodes' resources when the caller has them (:func:`alive_node_resources`), else read here.
-    GPU requests under ``run.resources.use_gpu: always`` are not checked by the callers: that mode waits for the
-    autoscaler to add GPU nodes."""
+    GPU requests under ``run.resources.use_gpu: always`` are checked by the callers only on a Ray that cannot grow
+    (:func:`no_gpu_misfit`): on an attached cluster that mode waits for the autoscaler to add GPU nodes."""
     nodes = alive_node_resources() if nodes is None else nodes
     problem = request_misfit(what, request, settings, nodes, may_grow=may_grow())
     if problem:
@@ -471,14 +471,36 @@ def pool_misfit(
     )
 
 
+def no_gpu_misfit(
+    what: str, gpus: float, setting: str, nodes: Sequence[Mapping[str, float]], may_grow: bool
+) -> str | None:
+    """Why requests of ``gpus`` GPUs each (``what`` names them; ``setting``: the key that asked for them) under ``run.resources.use_gpu: always`` would wait for
+    ever: no live node (``nodes``) has a GPU and the Ray cannot grow (``may_grow`` false: the embedded Ray of this
+    machine, which no autoscaler adds a GPU node to) — else ``None`` (an attached cluster may add GPU nodes)."""
+    if may_grow or gpus <= 0 or not nodes or any(float(n.get("GPU", 0)) > 0 for n in nodes):
+        return None
+    return (
+        f"run.resources.use_gpu is always, so {what} each ask for {_amounts({'GPU': float(gpus)})} ({setting}), "
+        "but this machine has no GPU Ray can see (the Ray repeval started here gets no more nodes), so they would "
+        "wait for ever: set run.resources.use_gpu to auto (a GPU where Ray sees one, else the CPUs), or run on a "
+        "cluster with a GPU node (RAY_ADDRESS)"
+    )
+
+
 def trials_misfit(res: Any, use_gpu: bool, nodes: Sequence[Mapping[str, float]], may_grow: bool = True) -> str | None:
     """Why no live node (``nodes``) holds a probe trial (``run.resources.trial_num_cpus``/``trial_num_gpus``, as
     :mod:`repeval.tuning.grid` requests them; ``use_gpu``: whether they take their GPUs) — ``None`` when one does, or
-    when the trials take a GPU under ``use_gpu: always``: they can only go to a GPU node, which may not be up yet, so
-    the live nodes' CPUs say nothing about them either."""
-    if res.use_gpu == "always" and res.trial_num_gpus > 0:
+    when the trials take a GPU under ``use_gpu: always`` on a cluster that ``may_grow``: they can only go to a GPU
+    node, which may not be up yet, so the live nodes' CPUs say nothing about them either. On one that cannot grow
+    (the embedded Ray) they are checked whole, GPU and all (:func:`no_gpu_misfit` when no node has a GPU)."""
+    always = res.use_gpu == "always" and res.trial_num_gpus > 0
+    if always and may_grow:
         return None  # trials that take a GPU go to the GPU nodes the autoscaler adds, whatever their CPUs
-    gpu = res.trial_num_gpus if use_gpu else 0
+    if always:
+        problem = no_gpu_misfit("the probe trials", res.trial_num_gpus, "run.resources.trial_num_gpus", nodes, may_grow)
+        if problem:
+            return problem
+    gpu = res.trial_num_gpus if use_gpu or always else 0
     keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
     return request_misfit("the probe trials", {"CPU": res.trial_num_cpus, "GPU": gpu}, keys, nodes, may_grow)
 

@@ -395,12 +395,13 @@ def stream_misfit(
     (:func:`~repeval.ray_cluster.request_misfit`): an ``embed_num_cpus`` above every node's CPUs (the requests are
     sized from the cluster's total), the GPUs of ``embed_num_gpus`` on nodes of fewer; or the actor pool and a
     decode task together (:func:`~repeval.ray_cluster.pool_misfit`) — except an actor pool under ``use_gpu:
-    always``, which waits for the autoscaler's GPU nodes; or a pool that Ray could place so that no node keeps a
+    always``, which waits for the autoscaler's GPU nodes on a cluster that ``may_grow`` (on one that cannot, the
+    embedded Ray, its actors are checked alone: :func:`~repeval.ray_cluster.no_gpu_misfit` when no node has a GPU); or a pool that Ray could place so that no node keeps a
     decode task's CPUs and that no node holds whole (:func:`~repeval.pipeline.placement.spread_misfit`; one that a
     node holds whole is asked for there: :func:`packed`). ``None`` when they fit. ``replan``: the stream planned
     again (:func:`replanner`), by which the pool's message names the settings that fit (:func:`_settings_that_fit`)."""
     from repeval.pipeline.placement import spread_misfit
-    from repeval.ray_cluster import pool_misfit, request_misfit
+    from repeval.ray_cluster import no_gpu_misfit, pool_misfit, request_misfit
 
     keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
     decode = {"CPU": res.decode_num_cpus}
@@ -409,13 +410,15 @@ def stream_misfit(
     problem = request_misfit(
         f"the decode tasks of {model}", decode, {"CPU": "run.resources.decode_num_cpus"}, nodes, may_grow
     )
-    if problem or use_gpu == "always":
+    if problem or (use_gpu == "always" and may_grow):
         return problem
     custom = {k: f"run.resources.embed_resources.{k}" for k in res.resources}
     actor = _actor(res)
-    problem = request_misfit(f"the embedding actors of {model}", actor, {**keys, **custom}, nodes, may_grow)
-    if problem:
-        return problem
+    what = f"the embedding actors of {model}"
+    problem = no_gpu_misfit(what, res.num_gpus, keys["GPU"], nodes, may_grow) if use_gpu == "always" else None
+    problem = problem or request_misfit(what, actor, {**keys, **custom}, nodes, may_grow)
+    if problem or use_gpu == "always":
+        return problem  # the pool under use_gpu: always is not packed (pack_index): its actors are checked alone
     if pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow) is not None:
         fits = _settings_that_fit(model, res, use_gpu, nodes, may_grow, replan) if replan else None
         return pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow, fits)

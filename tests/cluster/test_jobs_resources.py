@@ -54,6 +54,7 @@ def test_use_gpu_always_requests_gpus_before_any_gpu_node_is_up_and_never_keeps_
     text = make_plan(_cfg(use_gpu="always", trial_num_gpus=0.25, embed_in_decode="never")).text()
     assert "embed actor:      1 CPU + 1 GPU for GPU models (none up yet: waits for the autoscaler" in text, text
     assert "probe trial:      1 CPU + 0.25 GPU (none up yet: waits for the autoscaler" in text, text
+    assert "; without RAY_ADDRESS, on a machine with no GPU, the run stops before it embeds)" in text, text
     text = make_plan(_cfg(use_gpu="never", trial_num_gpus=0.25), cluster={"CPU": 4, "GPU": 1}).text()
     assert "probe trial:      1 CPU\n" in text + "\n" and "0.25 GPU" not in text, text
 
@@ -101,42 +102,96 @@ def _notes_config(notes: Path, tmp_path: Path, run_id: str, resources: dict[str,
     }
 
 
+def _refused_run(tmp_path: Path, cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The one error of `repeval run` of ``cfg`` on the embedded Ray (exit status 1), checked to have embedded
+    nothing: Ray starts once the streams are planned (and the partitions to fill stamped), only when there is work."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "run.yaml")])
+    assert res.exit_code == 1, res.output[-3000:]
+    errors = " ".join(res.stderr.split()).split("error: ")[1:]
+    assert len(errors) == 1, res.output[-3000:]
+    assert not list((tmp_path / "store").rglob("*.parquet")), "embedded before it stopped"
+    return errors[0]
+
+
 def test_probe_trials_no_node_can_hold_stop_the_run_before_it_embeds(
     ray_session: Any, rendered_notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``run.resources.trial_num_cpus`` above every node's CPUs: Tune's trials waited for ever (Ray's autoscaler only
     repeating "No available node types can fulfill resource request {'CPU': 3.0}" in a job's log), after the
     embedding. Now the run stops before it embeds, naming the setting, the most a node has and the fix."""
-    import yaml
-    from typer.testing import CliRunner
-
-    from repeval.cli import app
-
     cpus = int(ray_session.cluster_resources()["CPU"])
     cfg = _notes_config(rendered_notes, tmp_path, "big", {"trial_num_cpus": cpus + 1})
-    (tmp_path / "big.yaml").write_text(yaml.safe_dump(cfg))
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    res = CliRunner().invoke(app, ["run", str(tmp_path / "big.yaml")])
-    assert res.exit_code == 1, res.output[-3000:]
-    errors = " ".join(res.stderr.split()).split("error: ")[1:]
-    assert len(errors) == 1, res.output[-3000:]
-    assert errors[0].startswith(
+    error = _refused_run(tmp_path, cfg, monkeypatch)
+    assert error.startswith(
         f"the probe trials each ask for {cpus + 1} CPUs, but no node of this Ray cluster (1 node) has that much — "
         f"the most one has: {cpus} CPUs — so they would wait for ever: set run.resources.trial_num_cpus to at most "
         f"{cpus}, or add a node with {cpus + 1} CPUs"
-    ), errors
-    # Ray starts once the streams are planned (and the partitions to fill stamped), only when there is work: nothing
-    # is embedded before the check stops the run
-    assert not list((tmp_path / "store").rglob("*.parquet")), "embedded before it stopped"
+    ), error
 
 
-def test_gpu_trials_under_use_gpu_always_wait_for_the_autoscaler_whatever_their_cpus(ray_session: Any) -> None:
+def test_use_gpu_always_on_the_embedded_ray_without_a_gpu_stops_the_run_before_it_embeds(
+    ray_session: Any, rendered_notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``use_gpu: always`` and ``trial_num_gpus: 1`` on the embedded Ray of a machine without a GPU: the run embedded,
+    then its trials waited for ever for a GPU node no autoscaler would add (the stream saying so once a minute). Now
+    it stops before it embeds, naming the setting and the fix, as the project's other resource refusals do."""
+    assert not ray_session.cluster_resources().get("GPU")
+    cfg = _notes_config(rendered_notes, tmp_path, "gpu", {"use_gpu": "always", "trial_num_gpus": 1})
+    error = _refused_run(tmp_path, cfg, monkeypatch)
+    assert error.startswith(
+        "run.resources.use_gpu is always, so the probe trials each ask for 1 GPU (run.resources.trial_num_gpus), but "
+        "this machine has no GPU Ray can see (the Ray repeval started here gets no more nodes), so they would wait for "
+        "ever: set run.resources.use_gpu to auto (a GPU where Ray sees one, else the CPUs), or run on a cluster with a "
+        "GPU node (RAY_ADDRESS)"
+    ), error
+
+
+def test_a_gpu_model_under_use_gpu_always_is_refused_by_the_embedded_ray_without_a_gpu(
+    ray_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``use_gpu: always`` with a model that takes a GPU (clmr-v2) on the embedded Ray of a machine without one: its
+    stream started and its actor waited for ever. Refused before the stream starts now; on a cluster reached through
+    ``RAY_ADDRESS`` (which may add a GPU node) the actor still waits for the autoscaler."""
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.resources import stream_resources
+
+    assert not ray_session.cluster_resources().get("GPU")
+    mcfg, always = EmbeddingModelConfig(id="clmr-v2"), ResourcesConfig(use_gpu="always")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ValueError) as refused:
+        stream_resources(mcfg, always)
+    assert str(refused.value) == (
+        "run.resources.use_gpu is always, so the embedding actors of clmr-v2 each ask for 1 GPU "
+        "(run.resources.embed_num_gpus), but this machine has no GPU Ray can see (the Ray repeval started here gets "
+        "no more nodes), so they would wait for ever: set run.resources.use_gpu to auto (a GPU where Ray sees one, "
+        "else the CPUs), or run on a cluster with a GPU node (RAY_ADDRESS)"
+    )
+    assert stream_resources(mcfg, ResourcesConfig(use_gpu="auto")).num_gpus == 0  # the fix it names runs
+    monkeypatch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)  # as if attached: may grow
+    assert stream_resources(mcfg, always).num_gpus == 1
+
+
+def test_gpu_trials_under_use_gpu_always_wait_for_the_autoscaler_whatever_their_cpus(
+    ray_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``use_gpu: always`` with ``trial_num_gpus``: the trials can only go to a GPU node the autoscaler adds (one of 8
-    CPUs while the live nodes have 2), so the live nodes' CPUs do not refuse them; without the GPU they still do."""
+    CPUs while the live nodes have 2), so the live nodes' CPUs do not refuse them; without the GPU they still do. On
+    the embedded Ray (no ``RAY_ADDRESS``), which no autoscaler adds a GPU node to, they are refused."""
     from repeval.ray_cluster import check_trials_fit
 
     cpus = int(ray_session.cluster_resources()["CPU"])
+    monkeypatch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)  # attached: may grow
     check_trials_fit(ResourcesConfig(use_gpu="always", trial_num_gpus=1, trial_num_cpus=cpus + 6))  # no error
+    monkeypatch.delenv("RAY_ADDRESS")
+    with pytest.raises(ValueError, match=r"^run\.resources\.use_gpu is always, so the probe trials each ask for 1 GPU"):
+        check_trials_fit(ResourcesConfig(use_gpu="always", trial_num_gpus=1))
     with pytest.raises(ValueError, match=f"set run.resources.trial_num_cpus to at most {cpus},"):
         check_trials_fit(ResourcesConfig(use_gpu="always", trial_num_cpus=cpus + 6))
 
