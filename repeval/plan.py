@@ -307,7 +307,7 @@ def make_plan(
     trial_gpu = _gpu_note(r.use_gpu, r.trial_num_gpus, gpus, "", known=cluster is not None)
     p.resources["probe trial"] = f"{r.trial_num_cpus:g} CPU{trial_gpu}"
     if nodes:  # as the run checks them before it embeds (the trials' GPU decided as their stage decides it)
-        from repeval.ray_cluster import trials_misfit
+        from repeval.ray_fit import trials_misfit
         from repeval.ray_utils import wants_gpu
 
         misfit = trials_misfit(r, wants_gpu(r.use_gpu, r.trial_num_gpus, gpus), nodes)
@@ -345,9 +345,7 @@ def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = Fa
         return ""
     if gpus > 0:
         return f" + {amount:g} GPU"
-    if (
-        mode == "always"
-    ):  # on a cluster it may add (RAY_ADDRESS); the embedded Ray gets none (ray_cluster.no_gpu_misfit)
+    if mode == "always":  # on a cluster it may add (RAY_ADDRESS); the embedded Ray gets none (ray_fit.no_gpu_misfit)
         return f" + {amount:g} GPU{what} (none up yet: waits for the autoscaler to add GPU nodes" + (
             ")" if known else "; without RAY_ADDRESS, on a machine with no GPU, the run stops before it embeds)"
         )

@@ -159,7 +159,7 @@ def largest_node_memory(nodes: list[dict[str, float]] | None = None) -> dict[str
     try:
         import ray
 
-        from repeval.ray_cluster import alive_node_resources
+        from repeval.ray_fit import alive_node_resources
 
         if nodes is None:
             nodes = alive_node_resources() if ray.is_initialized() else []

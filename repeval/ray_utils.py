@@ -232,7 +232,7 @@ def cluster_resources(address: str, given: str = "RAY_ADDRESS") -> dict[str, flo
 
 def cluster_nodes(address: str, given: str = "RAY_ADDRESS") -> tuple[dict[str, float], list[dict[str, float]]]:
     """The resources of the Ray cluster at ``address`` (``ray.cluster_resources()``) and each live node's
-    (:func:`repeval.ray_cluster.alive_node_resources`: what the plan checks the run's requests against, node by node,
+    (:func:`repeval.ray_fit.alive_node_resources`: what the plan checks the run's requests against, node by node,
     as the run does), read by attaching to it as a driver — never starting a Ray — and detaching; those of the Ray
     this process is attached to already, if any. With the resources the largest node's memory
     (:func:`repeval.plan_memory.largest_node_memory`: the plan judges a trial's frames by it, as the run does, not by
@@ -240,7 +240,7 @@ def cluster_nodes(address: str, given: str = "RAY_ADDRESS") -> tuple[dict[str, f
     import ray
 
     from repeval.plan_memory import largest_node_memory
-    from repeval.ray_cluster import alive_node_resources
+    from repeval.ray_fit import alive_node_resources
 
     def read() -> tuple[dict[str, float], list[dict[str, float]]]:
         nodes = alive_node_resources()

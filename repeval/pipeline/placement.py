@@ -2,7 +2,7 @@
 
 Ray Data 2.60 creates an actor pool's actors with ``scheduling_strategy="SPREAD"`` unless ``map_batches`` is given
 another (``ActorPoolMapOperator._apply_default_remote_args``: ``DataContext.scheduling_strategy``), and starts the
-whole pool before the first decode task. :func:`~repeval.ray_cluster.pool_misfit` checks that *a* placement keeps a
+whole pool before the first decode task. :func:`~repeval.ray_fit.pool_misfit` checks that *a* placement keeps a
 decode task's CPUs free on some node; Ray may pick another: on two 4-CPU nodes, two 2-CPU actors spread one to a
 node leave 2 CPUs on each, and a decode task of 3 CPUs never started (the stream stood still). So:
 
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from repeval.ray_cluster import _amounts, _count
+from repeval.ray_fit import _amounts, _count
 from repeval.words import counted
 
 log = logging.getLogger("repeval.pipeline.embed")
@@ -146,7 +146,7 @@ class PackedPool:
     ) -> None:
         from ray.util.placement_group import placement_group
 
-        from repeval.ray_cluster import alive_nodes
+        from repeval.ray_fit import alive_nodes
 
         self.model, self.n_actors, self.task_cpus, self.node = model, n_actors, task_cpus, node
         self.wait_s = PACK_WAIT_S if wait_s is None else float(wait_s)  # run.resources.pool_wait_s
@@ -207,7 +207,7 @@ class PackedPool:
         """One look (:meth:`watch`): when the group was first seen away from a live node (``None``: it is not)."""
         import ray
 
-        from repeval.ray_cluster import alive_nodes
+        from repeval.ray_fit import alive_nodes
 
         table = ray.util.placement_group_table(self.group)
         where = {str(n) for n in table.get("bundles_to_node_id", {}).values()}

@@ -149,7 +149,7 @@ def models_on_nodes(cfg: Config, mcfgs: list[Any]) -> NodeCheck:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from repeval.ray_cluster import alive_nodes
+    from repeval.ray_fit import alive_nodes
 
     nodes = alive_nodes()
     have_all = [dict(n.get("Resources") or {}) for n in nodes]

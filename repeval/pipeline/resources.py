@@ -299,7 +299,7 @@ def stream_resources(mcfg: Any, resources: Any, nodes: Sequence[Mapping[str, flo
     res = plan_resources(fam.cls, resources, cpus, gpus, cluster)
     replan = replanner(fam.cls, resources, cpus, gpus, cluster)
     if nodes is None:
-        from repeval.ray_cluster import alive_node_resources
+        from repeval.ray_fit import alive_node_resources
 
         nodes = alive_node_resources()
     use_gpu = str(getattr(resources, "use_gpu", "auto"))
@@ -312,7 +312,7 @@ def packed(res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float
     node keeps a decode task's CPUs (:mod:`repeval.pipeline.placement`); ``res`` itself when it need not be."""
     from dataclasses import replace
 
-    from repeval.ray_cluster import alive_nodes
+    from repeval.ray_fit import alive_nodes
 
     at = pack_index(res, use_gpu, nodes)
     if at is None:
@@ -375,7 +375,7 @@ def check_stream_fits(
     replan: Replan | None = None,
 ) -> None:
     """Refuse a stream the live nodes cannot hold (:func:`stream_misfit`), read once (``nodes``, else here)."""
-    from repeval.ray_cluster import alive_node_resources, may_grow
+    from repeval.ray_fit import alive_node_resources, may_grow
 
     nodes = alive_node_resources() if nodes is None else nodes
     problem = stream_misfit(model, res, use_gpu, nodes, may_grow(), replan)
@@ -392,16 +392,16 @@ def stream_misfit(
     replan: Replan | None = None,
 ) -> str | None:
     """Why the live nodes (``nodes``, each one's resources) cannot hold a stream's decode tasks or embedding actors
-    (:func:`~repeval.ray_cluster.request_misfit`): an ``embed_num_cpus`` above every node's CPUs (the requests are
+    (:func:`~repeval.ray_fit.request_misfit`): an ``embed_num_cpus`` above every node's CPUs (the requests are
     sized from the cluster's total), the GPUs of ``embed_num_gpus`` on nodes of fewer; or the actor pool and a
-    decode task together (:func:`~repeval.ray_cluster.pool_misfit`) — except an actor pool under ``use_gpu:
+    decode task together (:func:`~repeval.ray_fit.pool_misfit`) — except an actor pool under ``use_gpu:
     always``, which waits for the autoscaler's GPU nodes on a cluster that ``may_grow`` (on one that cannot, the
-    embedded Ray, its actors are checked alone: :func:`~repeval.ray_cluster.no_gpu_misfit` when no node has a GPU); or a pool that Ray could place so that no node keeps a
+    embedded Ray, its actors are checked alone: :func:`~repeval.ray_fit.no_gpu_misfit` when no node has a GPU); or a pool that Ray could place so that no node keeps a
     decode task's CPUs and that no node holds whole (:func:`~repeval.pipeline.placement.spread_misfit`; one that a
     node holds whole is asked for there: :func:`packed`). ``None`` when they fit. ``replan``: the stream planned
     again (:func:`replanner`), by which the pool's message names the settings that fit (:func:`_settings_that_fit`)."""
     from repeval.pipeline.placement import spread_misfit
-    from repeval.ray_cluster import no_gpu_misfit, pool_misfit, request_misfit
+    from repeval.ray_fit import no_gpu_misfit, pool_misfit, request_misfit
 
     keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
     decode = {"CPU": res.decode_num_cpus}
@@ -445,7 +445,7 @@ def _settings_that_fit(
     fewer actors get more each): on nodes of 2 and 1 CPUs, the 0.334 CPUs three actors left free beside
     ``decode_num_cpus: 0.5`` became 0.25 once it was lowered to 0.334."""
     from repeval.pipeline.placement import pack_node, safe_room
-    from repeval.ray_cluster import pool_room
+    from repeval.ray_fit import pool_room
 
     def planned(update: dict[str, Any]) -> EmbedResources | None:
         try:

@@ -8,7 +8,7 @@ lines included), says what the stream waits for — on a terminal and off it::
     write catalog/musicnn: no rows for 3 min (1,234 of 3,600 rows written), 2 of 2 embedding actors ready
 
 — and, when an actor waits for resources that no node of the cluster has, says so with the fix
-(:func:`~repeval.ray_cluster.request_misfit`)."""
+(:func:`~repeval.ray_fit.request_misfit`)."""
 
 from __future__ import annotations
 
@@ -115,8 +115,8 @@ class StreamWatch:
 
     def room(self) -> str:
         """What a waiting actor waits for: a node with its resources free — and, when no node of the cluster has them
-        (:func:`~repeval.ray_cluster.request_misfit`), why and the fix."""
-        from repeval.ray_cluster import _amounts, alive_node_resources, may_grow, request_misfit
+        (:func:`~repeval.ray_fit.request_misfit`), why and the fix."""
+        from repeval.ray_fit import _amounts, alive_node_resources, may_grow, request_misfit
 
         free = f"a node with {_amounts(self.actor)} free"
         what = f"the embedding actors of {self.label}"

@@ -39,7 +39,7 @@ def _stage_embed(
     ctx: RunContext, deformed_only: bool, progress: bool | None, retry_errors: bool, trainable: bool
 ) -> EmbedSummary:
     from repeval.config.embed import default_p_warnings, deform_splits_warnings
-    from repeval.ray_cluster import check_trials_fit
+    from repeval.ray_fit import check_trials_fit
     from repeval.ray_utils import init_ray
     from repeval.run.split_check import check_splits_assigned
 

@@ -161,7 +161,7 @@ def run_groups(
     import ray
     from ray import tune
 
-    from repeval.ray_cluster import check_trials_fit
+    from repeval.ray_fit import check_trials_fit
     from repeval.ray_utils import wants_gpu
 
     for inp in inputs:

@@ -184,7 +184,7 @@ def test_gpu_trials_under_use_gpu_always_wait_for_the_autoscaler_whatever_their_
     """``use_gpu: always`` with ``trial_num_gpus``: the trials can only go to a GPU node the autoscaler adds (one of 8
     CPUs while the live nodes have 2), so the live nodes' CPUs do not refuse them; without the GPU they still do. On
     the embedded Ray (no ``RAY_ADDRESS``), which no autoscaler adds a GPU node to, they are refused."""
-    from repeval.ray_cluster import check_trials_fit
+    from repeval.ray_fit import check_trials_fit
 
     cpus = int(ray_session.cluster_resources()["CPU"])
     monkeypatch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)  # attached: may grow
@@ -199,7 +199,7 @@ def test_gpu_trials_under_use_gpu_always_wait_for_the_autoscaler_whatever_their_
 def test_a_request_whose_parts_are_on_different_nodes_names_what_to_lower() -> None:
     """16-CPU nodes and 8-CPU GPU nodes (cluster/aws.yaml's types), trials of 12 CPUs and a GPU: each amount is on
     some node, so "the most one has: 16 CPUs, 1 GPU" named no setting to lower; the GPU nodes' 8 CPUs do."""
-    from repeval.ray_cluster import request_misfit
+    from repeval.ray_fit import request_misfit
 
     nodes = [{"CPU": 0.0}, {"CPU": 16.0}, {"CPU": 8.0, "GPU": 1.0, "embed": 1.0}]
     keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
@@ -221,7 +221,7 @@ def test_a_cluster_scaled_to_zero_is_left_to_its_autoscaler() -> None:
     """The head (num-cpus 0) alone, every worker group idled away (cluster/kuberay's CPU group has minReplicas 0; a
     GPU group under ``use_gpu: always`` may too): a run went on, the autoscaler adding the nodes its decode tasks and
     trials asked for. The check must not refuse it for the 0 CPUs of the live node."""
-    from repeval.ray_cluster import request_misfit
+    from repeval.ray_fit import request_misfit
 
     keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
     head = {"CPU": 0.0, "memory": 8e9, "object_store_memory": 4e9, "node:__internal_head__": 1.0}
@@ -342,7 +342,7 @@ def test_a_stream_check_reads_the_live_nodes_once(ray_session: Any) -> None:
 def test_a_pool_spread_over_nodes_leaves_a_decode_task_room_on_one() -> None:
     """Two 4-CPU nodes, decode tasks of 3 CPUs: two 2-CPU actors fit (one node holds both, the other the task);
     three of 1.666 CPUs cannot leave 3 CPUs on any node — the message says what either setting may be."""
-    from repeval.ray_cluster import pool_misfit
+    from repeval.ray_fit import pool_misfit
 
     nodes = [{"CPU": 4.0}, {"CPU": 4.0}]
     assert pool_misfit("clmr", {"CPU": 2.0}, 2, {"CPU": 3.0}, nodes) is None
