@@ -1,5 +1,6 @@
 """The test suite's fixtures started ahead of their tests (``AHEAD``, tests/conftest.py), in a pytest session of their
-own: one that ends early (-x, Ctrl-C) starts none of those still queued."""
+own: one that ends early (-x, Ctrl-C) starts none of those still queued; a background run whose Ray did not start
+in time runs once more."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from repeval.testing.processes import one_by_one
+
 REPO = Path(__file__).resolve().parents[2]
 
 # "a" runs until the session, at its end, waits for it (the main thread in pytest_sessionfinish, in Future.result):
@@ -16,6 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 MODULE = r"""
 import sys, threading, time
 from pathlib import Path
+
+from repeval.testing.processes import one_by_one
 
 import pytest
 
@@ -85,3 +90,32 @@ def test_a_session_stopped_early_starts_no_fixture_still_queued(tmp_path: Path) 
     r = subprocess.run([*args, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
     assert (tmp_path / "started.txt").read_text().split() == ["a"]
+
+
+# each start noted in the file argv[1]; the first fails as ray.init does when its node is slow to start, or (argv[2]
+# "other") as a run fails for any other reason
+FLAKY_START = r"""
+import sys
+from pathlib import Path
+
+from repeval.testing.processes import one_by_one
+
+from repeval.testing.processes import RAY_START_TIMED_OUT
+
+starts = Path(sys.argv[1])
+with starts.open("a") as f:
+    f.write("start\n")
+if len(starts.read_text().split()) == 1:
+    sys.exit(f"Exception: {RAY_START_TIMED_OUT}." if sys.argv[2] == "ray" else "Exception: something else")
+print("ran")
+"""
+
+
+def test_a_background_run_whose_ray_start_timed_out_runs_once_more(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ray, other = tmp_path / "ray.txt", tmp_path / "other.txt"
+    runs = [([sys.executable, "-c", FLAKY_START, str(path), path.stem], env) for path in (ray, other)]
+    again, failed = one_by_one(*runs, timeout=60)
+    assert again.returncode == 0 and again.stdout == "ran\n", again.stderr
+    assert failed.returncode == 1 and "something else" in failed.stderr
+    assert len(ray.read_text().split()) == 2 and len(other.read_text().split()) == 1
