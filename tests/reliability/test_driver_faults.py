@@ -142,10 +142,13 @@ def ctrl_c_during_embedding(environ: dict[str, str]) -> Iterator[CtrlC]:
         cfg = write_config(root / "config.yaml", root, [experiment(manifest, [FAST_MODEL, SLOW_MODEL])])
         fast_parts = set(expected_ids(manifest, [FAST_MODEL["id"]]))
         p = Proc(["run", str(cfg)], root, environ=environ)
-        stop_when(p, lambda: complete(root / "store") == fast_parts)
-        os.killpg(p.pid, signal.SIGINT)
-        os.kill(p.pid, signal.SIGCONT)
-        status = p.wait()
+        try:
+            stop_when(p, lambda: complete(root / "store") == fast_parts)
+            os.killpg(p.pid, signal.SIGINT)
+            os.kill(p.pid, signal.SIGCONT)
+            status = p.wait()
+        finally:
+            p.reap()  # a run that ended before the fault point (or never reached it): reaped, what is left killed
         yield CtrlC(root, manifest, cfg, status, "".join(p.err), p.text())
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -157,6 +160,30 @@ AHEAD = {"ctrl_c_run": ctrl_c_during_embedding}
 @pytest.fixture
 def ctrl_c_run(started_ahead) -> Iterator[CtrlC]:
     yield from started_ahead("ctrl_c_run", ctrl_c_during_embedding)
+
+
+def unreaped_children() -> set[int]:
+    """This process' children that have ended and that it has not reaped (zombies)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if state == "Z" and int(ppid) == os.getpid():
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_a_ctrl_c_run_ended_before_its_fault_point_is_reaped_with_its_folder(tmp_path, monkeypatch):
+    """The background first run failing (here its Python does not start) fails its test, and leaves no unreaped
+    process nor temporary folder behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's folders (mkdtemp) go here
+    before = unreaped_children()
+    with pytest.raises(AssertionError, match="the run ended"):
+        next(ctrl_c_during_embedding({**os.environ, "PYTHONHOME": str(tmp_path / "none")}))
+    assert unreaped_children() <= before
+    assert not list(tmp_path.iterdir())
 
 
 def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
