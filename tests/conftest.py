@@ -132,9 +132,12 @@ def _in_background(make: Callable[[dict[str, str]], Any], environ: dict[str, str
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # a fixture started ahead whose tests did not run (-x, Ctrl-C) ends before the session does, its teardown run: its
-    # subprocesses and temporary files go with it; one not started yet never starts
-    for done in session.config.stash.get(_AHEAD, {}).values():
+    # subprocesses and temporary files go with it; the ones not started yet never start (all cancelled before waiting
+    # for the one running: the queue would start the next as soon as it ends)
+    ahead = session.config.stash.get(_AHEAD, {}).values()
+    for done in ahead:
         done.cancel()
+    for done in ahead:
         with contextlib.suppress(BaseException):
             _, teardown = done.result()
             if teardown is not None:

@@ -1,0 +1,121 @@
+"""The test suite's fixtures started ahead of their tests (``AHEAD``, tests/conftest.py), in a pytest session of their
+own: one that ends early (-x, Ctrl-C) starts none of those still queued; a background run whose Ray did not start
+in time runs once more."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from repeval.testing.processes import one_by_one
+
+REPO = Path(__file__).resolve().parents[2]
+
+# "a" runs until the session, at its end, waits for it (the main thread in pytest_sessionfinish, in Future.result):
+# the fixtures queued behind it are to be cancelled by then
+MODULE = r"""
+import sys, threading, time
+from pathlib import Path
+
+from repeval.testing.processes import one_by_one
+
+import pytest
+
+STARTED = Path(__file__).parent / "started.txt"
+
+
+def session_waits_for_it() -> bool:
+    frame, names = sys._current_frames().get(threading.main_thread().ident), []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return any(a == "result" and b == "pytest_sessionfinish" for a, b in zip(names, names[1:]))
+
+
+def job(name):
+    def make(environ):
+        with STARTED.open("a") as f:
+            f.write(name + "\n")
+        deadline = time.monotonic() + 120
+        while name == "a" and not session_waits_for_it() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return name
+
+    return make
+
+
+AHEAD = {name: job(name) for name in "abc"}
+
+
+@pytest.fixture
+def a(started_ahead):
+    yield from started_ahead("a", AHEAD["a"])
+
+
+@pytest.fixture
+def b(started_ahead):
+    yield from started_ahead("b", AHEAD["b"])
+
+
+@pytest.fixture
+def c(started_ahead):
+    yield from started_ahead("c", AHEAD["c"])
+
+
+def test_fails():
+    assert False, "stops the session (-x)"
+
+
+def test_a(a):
+    pass
+
+
+def test_b(b):
+    pass
+
+
+def test_c(c):
+    pass
+"""
+
+
+def test_a_session_stopped_early_starts_no_fixture_still_queued(tmp_path: Path) -> None:
+    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_queue.py").write_text(MODULE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+    r = subprocess.run([*args, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "started.txt").read_text().split() == ["a"]
+
+
+# each start noted in the file argv[1]; the first fails as ray.init does when its node is slow to start, or (argv[2]
+# "other") as a run fails for any other reason
+FLAKY_START = r"""
+import sys
+from pathlib import Path
+
+from repeval.testing.processes import one_by_one
+
+from repeval.testing.processes import RAY_START_TIMED_OUT
+
+starts = Path(sys.argv[1])
+with starts.open("a") as f:
+    f.write("start\n")
+if len(starts.read_text().split()) == 1:
+    sys.exit(f"Exception: {RAY_START_TIMED_OUT}." if sys.argv[2] == "ray" else "Exception: something else")
+print("ran")
+"""
+
+
+def test_a_background_run_whose_ray_start_timed_out_runs_once_more(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ray, other = tmp_path / "ray.txt", tmp_path / "other.txt"
+    runs = [([sys.executable, "-c", FLAKY_START, str(path), path.stem], env) for path in (ray, other)]
+    again, failed = one_by_one(*runs, timeout=60)
+    assert again.returncode == 0 and again.stdout == "ran\n", again.stderr
+    assert failed.returncode == 1 and "something else" in failed.stderr
+    assert len(ray.read_text().split()) == 2 and len(other.read_text().split()) == 1
