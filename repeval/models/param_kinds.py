@@ -4,6 +4,8 @@ in every embedding actor."""
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import enum
 import functools
 import inspect
@@ -17,6 +19,7 @@ from typing import Any
 
 from repeval.registry import did_you_mean
 
+_UNIONS = (typing.Union, types.UnionType)
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
 _PLURALS = {bool: "true or false values", int: "integers", float: "numbers", str: "strings"}
 
@@ -126,41 +129,131 @@ def enum_annotated(cls: type, key: str) -> bool:
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
     """Why ``value`` names no member of the ``Enum`` ``cls.__init__``'s parameter ``key`` is annotated with (``mode:
     Color = Color.RED``: ``mode: RED``, or a member's value when one member has it; ``Color | None``: null too; ``Color
-    | int``: an integer too; ``list[Color]``: a list of them), naming the model ``name`` and the members' names: any
-    value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
-    slot = _enum(_hint(cls, key))
-    if slot is None or (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):
+    | int``: an integer too; ``list[Color]``: a list of them; a mapping's values — ``dict[str, Color]``, a TypedDict's
+    or dataclass' field — each as its annotation says: ``styles.a``), naming the model ``name`` and the members'
+    names: any value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
+    return _enum_error(_hint(cls, key), f"{name}'s {key}", value)
+
+
+def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None:
+    slot = _enum(hint)
+    if slot is None:
+        fields = _fields(hint, depth)
+        if fields is None or not isinstance(value, dict):
+            return None
+        found = (_enum_error(fields(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
+        return next((e for e in found if e), None)
+    if (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):
         return None
     names = [*slot.kind.__members__]
     if slot.listed:
-        return _items_error(f"{name}'s {key}", value, lambda v: _member(slot.kind, v) is not None, names, names, value)
+        return _items_error(param, value, lambda v: _member(slot.kind, v) is not None, names, names, value)
     if _member(slot.kind, value) is not None:
         return None
     said = names + [n for kind in slot.beside for n in _said(kind)] + ["null"] * slot.nullable
-    return f"{name}'s {key} takes {_either(said)}, got {value!r}{_close(value, names)}"
+    return f"{param} takes {_either(said)}, got {value!r}{_close(value, names)}"
+
+
+def _fields(hint: Any, depth: int = 0) -> Callable[[Any], Any] | None:
+    """For a mapping annotation holding an ``Enum`` at some depth (``dict[str, Color]``, ``dict[str, list[Color]]``,
+    a ``TypedDict`` or dataclass with a ``Color`` field; ``| None`` too): each key's annotation (None for a key it
+    names none of); None for any other annotation."""
+    parts = [p for p in (typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)) if p is not None]
+    parts = [p for p in parts if p is not type(None)]
+    if depth > 4 or len(parts) != 1:
+        return None
+    hint = parts[0]
+    if typing.get_origin(hint) in (dict, collections.abc.Mapping, collections.abc.MutableMapping):
+        args = typing.get_args(hint)
+        if len(args) != 2:
+            return None
+        each: dict[Any, Any] | None = None
+        inner = [args[1]]
+    elif typing.is_typeddict(hint) or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        try:
+            each = typing.get_type_hints(hint)
+        except Exception:
+            return None
+        inner = list(each.values())
+    else:
+        return None
+    if not any(_enum(h) is not None or _fields(h, depth + 1) is not None for h in inner):
+        return None
+    return each.get if each is not None else (lambda _key: inner[0])
 
 
 def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` as ``cls``'s constructor takes them: an ``Enum``-annotated param's name (as YAML and the stored
-    fingerprint hold it), or a member's value, as its member — a list's items each (``list[Color]``), not a value of
-    a kind the annotation allows beside it (``Color | int``: ``1``); the others as they are."""
-    out = dict(params)
-    for key, value in params.items():
-        slot = _enum(_hint(cls, key)) if value is not None else None
-        if slot is None or any(_fits(value, kind) for kind in slot.beside):
-            continue
-        if slot.listed and isinstance(value, list | tuple):
-            out[key] = [v if (m := _member(slot.kind, v)) is None else m for v in value]  # (IntEnum's 0 is falsy)
-        elif not slot.listed and (member := _member(slot.kind, value)) is not None:
-            out[key] = member
+    fingerprint hold it), or a member's value, as its member — a list's items each (``list[Color]``), a mapping's
+    values each (``dict[str, Color]``, a TypedDict's or dataclass' field: the mapping stays a ``dict``) —; a text
+    naming a member is the member whatever kinds the annotation allows beside it (``Color | str``: ``GREEN`` is
+    ``Color.GREEN``, ``blue`` the text), a value of another kind allowed beside it is as it is (``Color | int``:
+    ``1``; ``Level | int``: ``1`` too, though an ``IntEnum`` member has it); the others as they are."""
+    return {key: _built(_hint(cls, key), value) for key, value in params.items()}
+
+
+def _built(hint: Any, value: Any, depth: int = 0) -> Any:
+    """``value`` as the constructor gets it under the annotation ``hint`` (:func:`as_built`)."""
+    slot = _enum(hint) if value is not None else None
+    if slot is None:
+        fields = _fields(hint, depth) if isinstance(value, dict) else None
+        if fields is None:
+            return value
+        return {k: v if (h := fields(k)) is None else _built(h, v, depth + 1) for k, v in value.items()}
+    if slot.listed:
+        if isinstance(value, list | tuple) and not any(_fits(value, kind) for kind in slot.beside):
+            return [v if (m := _member(slot.kind, v)) is None else m for v in value]  # (IntEnum's 0 is falsy)
+        return value
+    if not isinstance(value, str) and any(_fits(value, kind) for kind in slot.beside):
+        return value
+    member = _member(slot.kind, value)
+    return value if member is None else member
+
+
+def given_as_text_before(cls: type, params: dict[str, Any]) -> list[str]:
+    """The keys of ``params`` holding an ``Enum`` member the model is built with where repeval gave it the text until
+    it built them as members: a member beside another kind (``Color | int``, ``Color | str``), a list's items
+    (``list[Color]``) and a mapping's values (``dict[str, Color]``) — only an ``Enum`` alone (``mode: Color``, ``|
+    None`` too) was built as its member before. A plugin may read the text otherwise than the member (``mode ==
+    Color.GREEN`` is false for ``'GREEN'``): rows a partition holds from then are not this model's, so such params are
+    fingerprinted in a form of their own (:func:`member_names`) and no earlier writing of them is reused."""
+    out = []
+    for key, value in as_built(cls, params).items():
+        slot = _enum(_hint(cls, key))
+        plain = slot is not None and not slot.listed and not slot.beside
+        if not plain and _holds_member(value):
+            out.append(key)
     return out
 
 
+def _holds_member(value: Any) -> bool:
+    if isinstance(value, enum.Enum):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_holds_member(v) for v in value)
+    return isinstance(value, dict) and any(_holds_member(v) for v in value.values())
+
+
 def member_names(cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` as the model gets them (:func:`as_built`), each ``Enum`` member (a list's items too) written as its
-    name: one form for a member however it is written (``mode: GREEN``, or its value ``mode: green``), which a
-    partition's fingerprint hashes; equal to ``params`` when they name none (their hash as it always was)."""
-    return {k: _named(v) for k, v in as_built(cls, params).items()}
+    """``params`` as the model gets them (:func:`as_built`), each ``Enum`` member written as its name: one form for
+    a member however it is written (``mode: GREEN``, or its value ``mode: green``), which a partition's fingerprint
+    hashes; equal to ``params`` when they name none (their hash as it always was). A member given as text before
+    (:func:`given_as_text_before`: ``palette: [GREEN]``, ``shade: GREEN``, ``styles: {a: GREEN}``) is written
+    ``{"Color": "GREEN"}``, a form no text takes, so a partition stamped when the model got ``'GREEN'`` conflicts."""
+    built = as_built(cls, params)
+    text = set(given_as_text_before(cls, params))
+    return {k: _marked(v) if k in text else _named(v) for k, v in built.items()}
+
+
+def _marked(value: Any) -> Any:
+    """``value`` with each ``Enum`` member in it (a list's item, a mapping's value) as ``{class name: its name}``."""
+    if isinstance(value, enum.Enum):
+        return {type(value).__name__: value.name}
+    if isinstance(value, list | tuple) and _holds_member(value):
+        return [_marked(v) for v in value]
+    if isinstance(value, dict) and _holds_member(value):
+        return {k: _marked(v) for k, v in value.items()}
+    return value
 
 
 def member_writings(cls: type, params: dict[str, Any], most: int = 64) -> list[dict[str, Any]]:
@@ -168,7 +261,8 @@ def member_writings(cls: type, params: dict[str, Any], most: int = 64) -> list[d
     member (an alias too) or by its value — where the value names that member, not another's name (``A = 'B'``) — as
     a partition's fingerprint hashed them before members were hashed by name (:func:`member_names`, the first of
     them). Mixed writings (``palette: [green, RED]``) are among them, up to ``most`` in all; beyond, each member by its
-    name or each by its value."""
+    name or each by its value. (Only those of params without a member given as text before are reused:
+    :func:`given_as_text_before`; the others name why a partition stamped under one conflicts.)"""
     built = as_built(cls, params)
     spots: list[tuple[str, int | None, list[Any]]] = [
         (k, None, _forms(v)) for k, v in built.items() if isinstance(v, enum.Enum)

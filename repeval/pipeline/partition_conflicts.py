@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from repeval.config.loader import config_hash
 from repeval.json_keys import date_values, other_keys
 from repeval.store import StoreConflict
+from repeval.words import named
 
 if TYPE_CHECKING:
     from repeval.pipeline.partitions import PartitionSpec
@@ -65,6 +66,15 @@ def written_hint(part: Any, spec: PartitionSpec) -> str:
     model = model if isinstance(model, dict) else {}
     now, params = spec.fingerprint, spec.model.params if spec.model else None
     writings = [params, *spec.model.earlier] if spec.model else []  # an Enum member by its name or value, as written
+    if spec.model is not None and spec.model.as_text and model.get("params") != now["model"]["params"]:
+        texts = {config_hash(o, rule) for o in spec.model.text_writings for rule in (False, True)}
+        if model.get("params") in texts:
+            return (
+                f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model "
+                f"the `Enum` members of {named('param', spec.model.as_text)} as text (`'GREEN'`, not `Color.GREEN`): "
+                "it builds them as members now, which a model may read otherwise, so the partition's rows are not "
+                "reused"
+            )
     sides = {  # path → (stored hash, the run's, what it hashes as repeval hashed it before)
         "model.params": (model.get("params"), now["model"]["params"], writings),
         "scenario": (old.get("scenario"), now.get("scenario"), [spec.described.get("scenario")]),

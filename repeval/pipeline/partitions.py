@@ -20,7 +20,7 @@ from repeval.deformations import scenario_steps, track_level_steps
 from repeval.deformations.files import scenario_files
 from repeval.json_keys import json_text
 from repeval.models import resolve_model
-from repeval.models.param_kinds import member_names, member_writings
+from repeval.models.param_kinds import given_as_text_before, member_names, member_writings
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
     dataset_source,
@@ -274,6 +274,11 @@ class ModelSpec:
     #: ``params``: as written (:func:`_as_written`), and each other writing of its members
     #: (:func:`~repeval.models.param_kinds.member_writings`: by value, mixed; :meth:`PartitionSpec.stamped_before`)
     earlier: tuple[dict[str, Any], ...] = ()
+    #: the params whose ``Enum`` members repeval gave the model as text before it built them as members
+    #: (:func:`~repeval.models.param_kinds.given_as_text_before`), and the writings it hashed then: never reused
+    #: (the model may read the text otherwise), named by a conflict with a partition stamped under one of them
+    as_text: tuple[str, ...] = ()
+    text_writings: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
@@ -281,7 +286,13 @@ class ModelSpec:
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         fp = model_fingerprint(mcfg)
         hashed, written = _fingerprinted(fam, params), _as_written(fam, params)
-        earlier = [p for p in (written, *member_writings(fam.cls, written)) if p != hashed]
+        writings = [p for p in (written, *member_writings(fam.cls, written)) if p != hashed]
+        # Reused only where the model was built alike then: an Enum alone was built as its member before its member
+        # was hashed by name (by its value too), so a partition stamped under any writing of it holds this model's
+        # rows. A member given as text before (a list's item, beside another kind, a mapping's value) is not: a
+        # plugin may read 'GREEN' otherwise than Color.GREEN, and such rows are not the model's as it is built now.
+        as_text = given_as_text_before(fam.cls, written)
+        earlier = [] if as_text else writings
         overlapped = model_geometry(fam, params) is not None
         raised_chunk_s(cfg, mcfg)
         return cls(
@@ -295,6 +306,8 @@ class ModelSpec:
             fam,
             hashed,
             tuple(p for i, p in enumerate(earlier) if p not in earlier[:i]),
+            tuple(as_text),
+            tuple(writings) if as_text else (),
         )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:

@@ -1,6 +1,7 @@
 """A plugin's model whose constructor's params are annotated (``Literal[...]``, ``list[float]``, an ``Enum`` alone,
-beside another kind and as a list's items, one whose values are its members' names, an ``IntEnum``'s) or not
-(``since``), and a configuration of it: the params tests' and the fingerprint tests'."""
+beside another kind — text too — and as a list's items or a mapping's values, one whose values are its members'
+names, an ``IntEnum``'s) or not (``since``), and a configuration of it: the params tests' and the fingerprint
+tests'."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 #: a plugin whose constructor's params are annotated ``Literal[...]``, ``list[float]`` and an ``Enum`` (no
 #: ``param_choices``), and one it takes as it is (``since``: no annotation, a default of None)
 ANNOTATED_PLUGIN = """
+import dataclasses
 import enum
 from typing import Literal
 
@@ -33,6 +35,12 @@ class Side(enum.Enum):  # each member's value is the other's name; PORT is LEFT 
     PORT = "RIGHT"
 
 
+@dataclasses.dataclass
+class Look:  # a mapping param's fields
+    color: Color = Color.RED
+    size: int = 1
+
+
 @register_model("annotated-model")
 class AnnotatedModel(EmbeddingModel):
     sample_rate_hz = 16000
@@ -43,7 +51,8 @@ class AnnotatedModel(EmbeddingModel):
         scales: list[float] = [1.0], size: Literal["auto"] | int | None = "auto", modes: list[Literal["a", "b"]] = ["a"],
         mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, shade: Color | int = 0,
         palette: list[Color] = [Color.RED], accent: list[Color] | None = None, tint: Color | None = None, since=None,
-        side: Side = Side.LEFT, levels: list[Level] = [],
+        side: Side = Side.LEFT, levels: list[Level] = [], styles: dict[str, Color] | None = None,
+        look: Look | None = None, hue: Color | str = "plain",
         **params,
     ):
         super().__init__(**params)
@@ -51,6 +60,7 @@ class AnnotatedModel(EmbeddingModel):
             raise ValueError(pooling, mode)
         self.mode = mode
         self.given = (shade, palette, accent, tint, levels)
+        self.held = (styles, look, hue)
         self.since = since
 
     def embed(self, audio):

@@ -58,18 +58,14 @@ def test_a_partition_stamped_under_any_writing_of_the_same_members_is_reused_not
     tmp_path: Path, forget_plugins: None
 ) -> None:
     """A partition an earlier repeval stamped under another writing of the same members is reused, under its own
-    fingerprint: a list's items mixed by name and by value (``[green, RED]``, for ``[GREEN, red]``), an alias's name
-    (``side: PORT`` is ``Side.LEFT``), also stamped before fingerprints recorded the windows used (``chunk_s`` in the
-    params' hash); only the writing as before, or each member by its value, was. And one stamped under ``side: RIGHT``
-    — ``Side.RIGHT`` by its name, though ``'RIGHT'`` is ``Side.LEFT``'s value — is not taken for ``side: LEFT``'s, as
-    it was."""
+    fingerprint: an alias's name (``side: PORT`` is ``Side.LEFT``), also stamped before fingerprints recorded the
+    windows used (``chunk_s`` in the params' hash); only the writing as before, or each member by its value, was. And
+    one stamped under ``side: RIGHT`` — ``Side.RIGHT`` by its name, though ``'RIGHT'`` is ``Side.LEFT``'s value — is
+    not taken for ``side: LEFT``'s, as it was."""
     from repeval.config.loader import config_hash
     from repeval.pipeline.partition_conflicts import accepted_spec
     from repeval.store import EmbeddingStore, StoreConflict
 
-    mixed = _clean(tmp_path, {"palette": ["GREEN", "red"]})
-    before = _stamped(tmp_path, "mixed", mixed, "433f16fad3553526")  # [green, RED]'s, as c1eb7f5 hashed it
-    assert accepted_spec(before, mixed).fingerprint == before.stamped()["fingerprint"]
     left = _clean(tmp_path, {"side": "LEFT"})
     assert left.fingerprint["model"]["params"] == "20f1e67a8d4095f1"  # as c1eb7f5 hashed it
     port = _stamped(tmp_path, "port", left, "59e10c839d06aeb4")  # side: PORT's, as c1eb7f5 hashed it
@@ -82,6 +78,39 @@ def test_a_partition_stamped_under_any_writing_of_the_same_members_is_reused_not
     assert accepted_spec(older, windowed).fingerprint == older.stamped()["fingerprint"]
     with pytest.raises(StoreConflict, match=r'model.params: stored "a2fcd289c8104041", now "20f1e67a8d4095f1"'):
         accepted_spec(_stamped(tmp_path, "right", left, "a2fcd289c8104041"), left)  # side: RIGHT's, as c1eb7f5's
+
+
+def test_a_partition_stamped_when_the_model_got_enum_members_as_text_is_not_reused_saying_why(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """Until repeval built them as members, a list's items (``palette: list[Color]``), a member beside another kind
+    (``shade: Color | int``; ``hue: Color | str``, text until now) and a mapping's values (``styles: dict[str,
+    Color]``) reached the model as text, hashed as written: a partition stamped then was reused under the same hash
+    (or any writing of the members) by a model that gets ``Color.GREEN`` now — which a plugin may read otherwise
+    than ``'GREEN'``. They are hashed in a form of their own now, and such a partition conflicts, saying why; a value
+    naming no member (``shade: 3``, ``hue: blue``) keeps its hash, as a configuration without them keeps its own."""
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.store import StoreConflict
+
+    for params, hashed_then in (  # each as c1eb7f5 hashed it (the first: [green, RED], another writing)
+        ({"palette": ["GREEN", "red"]}, "433f16fad3553526"),
+        ({"palette": ["GREEN", "red"]}, "4b91e1c2e22cd08f"),
+        ({"shade": "GREEN"}, "eabaacfc7a4c5eda"),
+        ({"hue": "GREEN"}, "68026480aa541c23"),
+        ({"styles": {"a": "GREEN"}}, "5a99b557e56c5c8f"),
+    ):
+        spec = _clean(tmp_path, params)
+        assert spec.fingerprint["model"]["params"] != hashed_then
+        key = next(iter(params))
+        with pytest.raises(StoreConflict) as err:
+            accepted_spec(_stamped(tmp_path, f"{key}-{hashed_then}", spec, hashed_then), spec)
+        assert str(err.value).endswith(
+            f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model the "
+            f"`Enum` members of param {key} as text (`'GREEN'`, not `Color.GREEN`): it builds them as members now, "
+            "which a model may read otherwise, so the partition's rows are not reused"
+        ), err.value
+    for params, hashed in (({"shade": 3}, "2a404354b7eebc67"), ({"hue": "blue"}, "79720214d6301b11")):
+        assert _clean(tmp_path, params).fingerprint["model"]["params"] == hashed  # as c1eb7f5 hashed it
 
 
 def test_a_date_value_and_its_text_are_two_fingerprints_and_a_partition_hashed_alike_before_says_why(

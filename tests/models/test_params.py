@@ -408,3 +408,38 @@ def test_an_enum_beside_another_kind_or_as_a_lists_items_is_checked_and_built_as
     ):
         cfg = parse_config(annotated_config(tmp_path, params)).experiments[0].embedding_models[0]
         assert shown(build_model(cfg).given) == list(given)  # type: ignore[attr-defined]
+
+
+def test_an_enum_in_a_mapping_param_is_checked_and_built_and_a_text_naming_a_member_beside_str_is_the_member(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """``styles: dict[str, Color]`` took ``{a: BLUE}`` and the dataclass field of ``look: Look`` took ``{color: GREN}``,
+    and the constructor got the texts: they are checked now as a param of its own is (its key named) and built with
+    the members. ``hue: Color | str`` gave the constructor the text ``'GREEN'`` where ``shade: Color | int`` gave the
+    member: a text naming a member is the member now whatever kinds are beside it, any other text as it is."""
+    from repeval.config import ConfigError, parse_config
+    from repeval.models import build_model
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"styles": {"a": "RED", "b": "BLUE"}, "look": {"color": "GREN"}}))
+    at = "experiments[0].embedding_models[0].params"
+    assert refused.value.problems == [
+        f"{at}.styles: annotated-model's styles.b takes RED or GREEN, got 'BLUE'",
+        f"{at}.look: annotated-model's look.color takes RED or GREEN, got 'GREN' — did you mean 'GREEN'?",
+    ]
+    for params, held in (
+        (
+            {"styles": {"a": "GREEN", "b": "red"}, "look": {"color": "green", "size": 2}, "hue": "GREEN"},
+            ({"a": "Color.GREEN", "b": "Color.RED"}, {"color": "Color.GREEN", "size": 2}, "Color.GREEN"),
+        ),
+        ({"hue": "blue"}, (None, None, "blue")),
+    ):
+        cfg = parse_config(annotated_config(tmp_path, params)).experiments[0].embedding_models[0]
+        got = build_model(cfg).held  # type: ignore[attr-defined]
+
+        def shown(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: shown(x) for k, x in v.items()}
+            return f"{type(v).__name__}.{v.name}" if type(v).__name__ == "Color" else v
+
+        assert tuple(shown(v) for v in got) == held
