@@ -9,13 +9,16 @@ parameters — but for one numeric parameter of one step (``p``, the probability
 ``min_``/``max_`` pair of one (``min_snr_db``/``max_snr_db``), whose value is then the level (their midpoint where
 they differ). Scenarios that form no series get no curve; a report without series shows none.
 
-Severity rises left to right: for a parameter known to get milder as it grows (SNR, bitrate) the axis runs from high
+Severity rises left to right (:mod:`~repeval.report.curve_levels` knows which way it goes with each parameter of
+audiomentations' transforms that has a clear one): for a parameter known to get milder as it grows (SNR, bitrate) the axis runs from high
 to low, and says so; a bitrate's on a log scale. A line runs through its points left to right (clean's among them
 where it has a level). The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
 a pitch shift of 0 semitones, a time stretch at rate 1 — as the curve's point there; where it has none (an SNR, a
 bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a made-up x — and
 so where a scenario is at that level (a gain of 0 dB), rather than its point on top of clean's. Two scenarios at one
 level (the same deformation under two names) keep the series: the curve draws the first, and a note names the other.
+A level a model's run tests without a value (a failed test cell, or not run) breaks its line there, and a note says
+which and why (:mod:`~repeval.report.curve_gaps`).
 """
 
 from __future__ import annotations
@@ -36,27 +39,14 @@ from matplotlib.figure import Figure
 from repeval.report.cells import _higher
 from repeval.report.comparable import _effective, apart_runs, apart_scenarios, scenario_definitions
 from repeval.report.curve_files import CURVES_CSV, CurveFiles, curve_csv_rows
+from repeval.report.curve_gaps import missing_note, tested
+from repeval.report.curve_levels import LOG_PARAMS, severity
 from repeval.report.plots import _TEXT_IN_PER_CHAR, FIG_DPI, line_styles
 from repeval.report.precision import column_decimals
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run
 
 log = logging.getLogger(__name__)
-
-#: a parameter's name without ``min_``/``max_`` → its unit, how severity goes with it (``falls``: the lower the
-#: harsher; ``away``: the farther from its none value the harsher) and its none value (no deformation; None: not a
-#: finite value of it)
-KNOWN_PARAMS: dict[str, tuple[str, str, float | None]] = {
-    "snr_db": ("dB", "falls", None),
-    "bitrate": ("kbps", "falls", None),
-    "gain_db": ("dB", "away", 0.0),
-    "semitones": ("semitones", "away", 0.0),
-    "rate": ("×", "away", 1.0),
-}
-
-#: the parameters drawn on a log axis: a bitrate's halvings (320, 160, 64, 32, 16, 8 kbps) spaced alike, not its low
-#: end, where the metric changes, crowded into a corner
-LOG_PARAMS = frozenset({"bitrate"})
 
 #: the words on an axis that runs from high to low values
 _FALLING = "falls left to right"
@@ -80,11 +70,11 @@ class Series:
     none: float | None
     #: the axis runs from high to low values (severity rises as the level falls)
     falling: bool
-    #: whether severity is known to rise left to right (a parameter of :data:`KNOWN_PARAMS`, levels on one side)
+    #: whether severity is known to rise left to right (a parameter of :data:`~repeval.report.curve_levels.KNOWN_PARAMS`, levels on one side)
     ordered: bool
-    #: how severity goes with the level (:data:`KNOWN_PARAMS`; empty: not known)
+    #: how severity goes with the level (:data:`~repeval.report.curve_levels.KNOWN_PARAMS`; empty: not known)
     way: str = ""
-    #: the axis is logarithmic (a parameter of :data:`LOG_PARAMS`, every level above 0)
+    #: the axis is logarithmic (a parameter of :data:`~repeval.report.curve_levels.LOG_PARAMS`, every level above 0)
     log: bool = False
     #: the settings that set it apart from another series of the same parameter (``min_f_decay -3.01, …``: white and
     #: pink noise, each at several SNRs), empty when there is none
@@ -107,7 +97,7 @@ class Series:
         unit = f" ({self.unit}{scale})" if self.unit else f" ({scale[2:]})" if scale else ""
         if not self.ordered:
             away = f": more severe away from {self.none:g}" if self.way == "away" and self.none is not None else ""
-            return f"{self.transform} {self.param}{unit}{away}"
+            return f"{self.transform} {self.param}{unit}{away or ': no one direction of severity'}"
         way = f"{_FALLING}, more severe →" if self.falling else "more severe →"
         return f"{self.transform} {self.param}{unit}: {way}"
 
@@ -176,11 +166,11 @@ def find_series(definitions: Mapping[str, Sequence[tuple[str, str]]], task: str,
             continue  # one level: no curve to draw
         transform = json.loads(rest)[i][0]
         base = _base(label.split(" = ")[0])
-        unit, way, none = KNOWN_PARAMS.get(base, (_unit(label), "", None))
+        unit, way, none = severity(transform, base, label)
         below = none is not None and all(x <= none for x in levels)
         above = none is not None and all(x >= none for x in levels)
         falling = way == "falls" or (way == "away" and below and not above)
-        ordered = way == "falls" or (way == "away" and (below or above))
+        ordered = way in ("falls", "rises") or (way == "away" and (below or above))
         points = sorted(((s, x) for s, x, _ in members), key=lambda p: -p[1] if falling else p[1])
         param = label + (" (midpoint)" if any(spread for *_, spread in members) else "")
         log = base in LOG_PARAMS and min(levels) > 0
@@ -242,14 +232,6 @@ def _said(value: object) -> str:
     return f"{value:g}" if _numeric(value) else str(value)
 
 
-def _unit(name: str) -> str:
-    """A unit read off a parameter's name (``_db``, ``_hz``, ``_ms``), or none."""
-    for suffix, unit in (("_db", "dB"), ("_hz", "Hz"), ("_freq", "Hz"), ("_ms", "ms"), ("_seconds", "s")):
-        if name.lower().endswith(suffix):
-            return unit
-    return ""
-
-
 def group_definitions(
     runs: Sequence[Run], df: pd.DataFrame, task: str, dataset: str
 ) -> tuple[dict[str, tuple[Any, ...]], dict[str, set[str]]]:
@@ -290,6 +272,9 @@ class Curve:
     n: np.ndarray
     #: the replicates are seeds × folds (a k-fold dataset's), not seeds alone
     folds: bool = False
+    #: per model and point, whether the model's run tests it (None: every point; over several runs a model's own run
+    #: defines only some levels): a point it tests without a value breaks its line (:func:`~repeval.report.curve_gaps.missing_points`)
+    tested: np.ndarray | None = None
 
     @property
     def over(self) -> str:
@@ -347,9 +332,12 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     )
     drawn, xs = [j for j, _ in placed], [x for _, x in placed]
     spread = bool((curve.n > 1).any())
+    tested = curve.tested  # None: one run's models, each testing every point (several runs: each its own run's)
     for i, (model, name) in enumerate(zip(models, names, strict=True)):
         style = styles[model]
-        has = np.isfinite(curve.mean[i, drawn])  # a run's model at the levels its run tested (several runs)
+        # a run's model at the levels its run tests (several runs); one it tests without a value (failed, not run)
+        # is a gap in its line (NaN), not bridged
+        has = np.isfinite(curve.mean[i, drawn]) | (tested[i, drawn] if tested is not None else not run_prefixed)
         err = np.where(curve.n[i, drawn] > 1, np.nan_to_num(curve.std[i, drawn]), 0.0)[has]
         ax.errorbar(np.array(xs, dtype=float)[has], curve.mean[i, drawn][has], yerr=err, capsize=2, markersize=4, label=name,
                     **style)  # type: ignore[arg-type]  # fmt: skip
@@ -436,7 +424,10 @@ def curves_block(
             files.rows += curve_csv_rows(curve)
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
         ordered &= s.ordered
+        if multi:
+            curve = replace(curve, tested=tested(curve, definers))
         repeats = f'<p class="rv-note">{_e(said)}</p>' if (said := repeats_note(s)) else ""
+        repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, runs)) else ""
         parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>{repeats}')
     if not parts:
         return ""

@@ -87,13 +87,13 @@ def test_series_are_the_scenarios_that_differ_in_one_level():
     mp3 = [[{"type": "Mp3Compression", "params": {"min_bitrate": b, "max_bitrate": b, "p": 1}}] for b in (32, 320, 64)]
     (b,) = _series(mp3)
     assert [x for _, x in b.points] == [320.0, 64.0, 32.0] and b.unit == "kbps"
-    # a parameter not known: in rising order, its unit read off its name, no claim of which way is harsher
-    lpf = [
-        [{"type": "LowPassFilter", "params": {"min_cutoff_freq": f, "max_cutoff_freq": f, "p": 1}}] for f in (4e3, 1e3)
+    # a parameter with no one direction: in rising order, its unit read off its name, no claim of which way is harsher
+    peak = [
+        [{"type": "PeakingFilter", "params": {"min_center_freq": f, "max_center_freq": f, "p": 1}}] for f in (4e3, 1e3)
     ]
-    (cut,) = _series(lpf)
-    assert cut.points == [("D2", 1000.0), ("D1", 4000.0)] and cut.unit == "Hz" and not cut.ordered
-    assert cut.axis == "LowPassFilter min_cutoff_freq = max_cutoff_freq (Hz)"
+    (centre,) = _series(peak)
+    assert centre.points == [("D2", 1000.0), ("D1", 4000.0)] and centre.unit == "Hz" and not centre.ordered
+    assert centre.axis == "PeakingFilter min_center_freq = max_center_freq (Hz): no one direction of severity"
     # the level of a later step, the steps before it alike
     (chain,) = _series([_gain(-6) + _snr(20), _gain(-6) + _snr(10)])
     assert chain.step == 1 and chain.transform == "AddGaussianSNR" and chain.name.startswith("AddGaussianSNR (step 2)")
@@ -427,3 +427,75 @@ def test_a_scenario_at_the_level_of_no_deformation_is_not_drawn_on_top_of_clean(
     dashed = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--")
     np.testing.assert_allclose(dashed, sorted(v[0] for v in clean.values()))
     assert ax.get_title().endswith("; dashed: clean")
+
+
+def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_says_which_and_why(series_run):
+    """A model without a value at a level its run tests — a failed test cell, or none at all — had its line drawn
+    straight across the gap (the table showing "–"), as if it were measured there. The line breaks there now, and a
+    note below the curve names each missing point and why: the reason ``failed.parquet`` gives, else not run."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from repeval.report.curves import curves_block
+
+    run = load_run(series_run)
+    df = run.results
+    models = list(dict.fromkeys(df[df["task"] == TAGS]["model"]))
+    failing, absent = models[0], models[-1]
+    gone = ((df["model"] == failing) & (df["scenario"] == "D1")) | ((df["model"] == absent) & (df["scenario"] == "D2"))
+    probes_of = df[(df["task"] == TAGS) & (df["model"] == failing)]["probe"].unique()
+    failed = pd.DataFrame(
+        [{"task": TAGS, "dataset": TAGGED, "model": failing, "probe": p, "seed": 0, "fold": None, "params": "{}",
+          "scenario": "D1", "reason": "scores not finite"} for p in probes_of]
+    )  # fmt: skip
+    cut = replace(run, results=df[~gone].reset_index(drop=True), failed=failed)
+    rows = cut.results[(cut.results["task"] == TAGS) & (cut.results["dataset"] == TAGGED)]
+    (series,) = find_series(group_definitions([cut], cut.results, TAGS, TAGGED)[0], TAGS, TAGGED)
+    probes = plots.best_probes(cut.results, TAGS, TAGGED, "roc_auc_macro")
+    curve = curve_numbers(rows, series, "roc_auc_macro", probes)
+    ax = curve_figure(curve).axes[0]
+    for container, model in zip(ax.containers, probes, strict=True):
+        x, y = container.lines[0].get_xdata(), container.lines[0].get_ydata()
+        np.testing.assert_allclose(x, [0, -6, -18])  # clean, D1, D2: each point in its place, a gap where missing
+        missing = {failing: -6, absent: -18}.get(model)
+        assert [float(v) for v, w in zip(x, y, strict=True) if not np.isfinite(w)] == ([missing] if missing else [])
+    page = html_lib.unescape(curves_block([cut], cut.results, TAGS, TAGGED))
+    (note,) = re.findall(r"\d+ points? missing[^<]*", page)
+    assert note.startswith("2 points missing, each line broken there (– in the table): ")
+    assert re.search(rf"{re.escape(failing)} · \S+ at D1 \(-6 dB\): failed \(scores not finite\)", note), note
+    assert re.search(rf"{re.escape(absent)} · \S+ at D2 \(-18 dB\): not run \(no result", note), note
+
+
+def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild_to_severe():
+    """Severity's direction was known for SNR, bitrate, gain, semitones and rate alone: a low-pass cutoff, a bit
+    depth, a clipping percentile or a reverberation time was drawn with no direction, its axis saying nothing. Each
+    runs from mild to severe now (a low-pass filter's cutoff falling, a high-pass filter's rising), and a parameter
+    with no one direction says so on its axis."""
+
+    def one(transform: str, param: str, levels: list[float]) -> object:
+        def step(v: float) -> list[dict[str, object]]:
+            return [{"type": transform, "params": {f"min_{param}": v, f"max_{param}": v, "p": 1}}]
+
+        (series,) = _series([step(v) for v in levels])
+        return series
+
+    for transform, param, levels, falling in (
+        ("LowPassFilter", "cutoff_freq", [4000, 1000, 8000], True),
+        ("HighPassFilter", "cutoff_freq", [4000, 1000], False),
+        ("BandPassFilter", "bandwidth_fraction", [1.5, 0.5], True),
+        ("BandStopFilter", "bandwidth_fraction", [0.5, 1.5], False),
+        ("BitCrush", "bit_depth", [4, 8, 12], True),
+        ("ClippingDistortion", "percentile_threshold", [10, 30], False),
+        ("TanhDistortion", "distortion", [0.1, 0.5], False),
+        ("RoomSimulator", "target_rt60", [0.3, 0.9], False),
+        ("Limiter", "threshold_db", [-6, -20], True),
+        ("Aliasing", "sample_rate", [16000, 8000], True),
+    ):
+        s = one(transform, param, levels)
+        assert (s.ordered, s.falling) == (True, falling), transform
+        levels_in_order = [x for _, x in s.points]
+        assert levels_in_order == sorted(levels, reverse=falling), transform
+        assert s.axis.endswith("more severe →"), s.axis
+    centre = one("PeakingFilter", "center_freq", [500, 2000])
+    assert not centre.ordered and centre.axis.endswith("(Hz): no one direction of severity"), centre.axis
