@@ -291,6 +291,8 @@ class ModelSpec:
         # was hashed by name (by its value too), so a partition stamped under any writing of it holds this model's
         # rows. A member given as text before (a list's item, beside another kind, a mapping's value) is not: a
         # plugin may read 'GREEN' otherwise than Color.GREEN, and such rows are not the model's as it is built now.
+        # (An Enum alone was given as text too before repeval checked it, commit 85382a1: a partition stamped then
+        # under its name's hash cannot be told from one stamped since, and is reused; by its value's, it is too.)
         as_text = given_as_text_before(fam.cls, written)
         earlier = [] if as_text else writings
         overlapped = model_geometry(fam, params) is not None
