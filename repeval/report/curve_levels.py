@@ -20,7 +20,7 @@ KNOWN_PARAMS: dict[str, tuple[str, str, float | None]] = {
     "time_between_sounds": ("s", "falls", None),  # AddShortNoises: the more often, the harsher
     "bit_depth": ("bits", "falls", None),  # BitCrush
     "percentile_threshold": ("%", "rises", 0.0),  # ClippingDistortion: the share of samples clipped
-    "distortion": ("", "rises", 0.0),  # TanhDistortion
+    "distortion": ("", "rises", None),  # TanhDistortion (at 0 it still shapes the wave: no level of none)
     "threshold_db": ("dB", "falls", None),  # Limiter: the lower, the more limited
     "band_part": ("", "rises", 0.0),  # TimeMask: the share of the track silenced
     "fraction": ("", "rises", 0.0),  # Padding: the share of the track replaced
