@@ -1,7 +1,7 @@
 """The ``repeval`` command line: the Typer apps, the global options and the entry point. The commands live in
 :mod:`repeval.cli.planning` (validate, plan), :mod:`repeval.cli.experiment` (run … report), :mod:`repeval.cli.data`
 (``repeval data``), :mod:`repeval.cli.listings` (runs, schema, datasets, models, validate-model) and
-:mod:`repeval.cli.store` (``repeval store``); what they share in :mod:`repeval.cli.common`."""
+:mod:`repeval.cli.store` (``repeval store``); what they share in :mod:`repeval.cli.common`, how they fail in :mod:`repeval.cli.errors`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
-from repeval.cli.common import _state  # noqa: E402
+from repeval.cli.errors import _state  # noqa: E402
 from repeval.uri_text import shown  # noqa: E402
 
 # a bare `repeval` (`repeval data`, `repeval store`) prints its help and exits 0, as git and ray do: Typer's

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import data_app
-from repeval.cli.common import ConfigArg, _fail, _guard, _load, windows_checked
+from repeval.cli.common import ConfigArg, _load, windows_checked
+from repeval.cli.errors import _fail, _guard
 from repeval.config import ConfigError
 from repeval.uri_text import shown
 
