@@ -30,7 +30,14 @@ def data_render(
     clips: Annotated[
         int | None, typer.Option("--clips", help="clips to render (--kind mixtures: 300, keys: 240 by default)")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="what is drawn at random — pitches and dynamics, mixtures, keys, the train/validation/test split — "
+            "comes from it: the same seed renders the same files",
+        ),
+    ] = 0,
     manifest_format: Annotated[
         str, typer.Option("--format", help="manifest format for mixtures and keys: csv or parquet")
     ] = "csv",
