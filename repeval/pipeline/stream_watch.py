@@ -182,6 +182,8 @@ def mark_loading(loading: bool) -> None:
         import ray
         from ray.experimental import internal_kv
 
+        if not ray.is_initialized():  # built in this process (a test, a benchmark): get_runtime_context() starts Ray
+            return
         actor = ray.get_runtime_context().get_actor_id()
         if not actor or not internal_kv._internal_kv_initialized():
             return
