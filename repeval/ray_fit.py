@@ -70,10 +70,12 @@ def request_misfit(
     settings: Mapping[str, str],
     nodes: Sequence[Mapping[str, float]],
     may_grow: bool = True,
+    one: bool = False,
 ) -> str | None:
     """Why no node of ``nodes`` (each node's resources, as ``ray.nodes()`` reports them) holds ``request`` whole —
     :func:`check_request_fits`'s message — or ``None`` when one does, when nothing is known of the nodes, or when
-    none has a CPU on a cluster that ``may_grow`` (one scaled to zero, which only its autoscaler runs anything on)."""
+    none has a CPU on a cluster that ``may_grow`` (one scaled to zero, which only its autoscaler runs anything on).
+    ``one``: ``what`` names one actor or task ("the embedding actor of …": "asks for", not "each ask for")."""
     from repeval.words import counted
 
     want = {k: float(v) for k, v in request.items() if float(v) > 0}
@@ -100,8 +102,8 @@ def request_misfit(
         to = " or ".join(f"{settings.get(k, k)} to at most {cap[k] or most[k]:g}" for k in short if most[k] > 0)
         lower = f"set {to}, or " if to else ""
         return (
-            f"{what} each ask for {_amounts(want)}, but {cluster} has that much — the most one has: "
-            f"{_amounts({k: most[k] for k in want})} — so they would wait for ever: {lower}{add}"
+            f"{what} {asks(one)} {_amounts(want)}, but {cluster} has that much — the most one has: "
+            f"{_amounts({k: most[k] for k in want})} — so {they(one)} would wait for ever: {lower}{add}"
         )
     # every amount is on some node, but not together (12 CPUs and a GPU asked of the nodes above): what each
     # request could be lowered to on the nodes that hold the rest of it
@@ -109,11 +111,20 @@ def request_misfit(
     said = [f"the nodes with {rest[k]} have at most {_amounts({k: cap[k]})}" for k in want if cap[k] > 0]
     to = " or ".join(f"{settings.get(k, k)} to at most {cap[k]:g}" for k in want if cap[k] > 0)
     return (
-        f"{what} each ask for {_amounts(want)}, but {cluster} has all of it at once — "
-        f"{'; '.join(said) or 'each node lacks one of them'} — so they would wait for ever: "
+        f"{what} {asks(one)} {_amounts(want)}, but {cluster} has all of it at once — "
+        f"{'; '.join(said) or 'each node lacks one of them'} — so {they(one)} would wait for ever: "
         + (f"set {to}, or " if to else "")
         + add
     )
+
+
+def asks(one: bool) -> str:
+    """The verb of a request's message: "asks for" of one actor or task, "each ask for" of several."""
+    return "asks for" if one else "each ask for"
+
+
+def they(one: bool) -> str:
+    return "it" if one else "they"
 
 
 def _count(node: Mapping[str, float], want: Mapping[str, float]) -> int:
@@ -199,7 +210,7 @@ def pool_misfit(
 
 
 def no_gpu_misfit(
-    what: str, gpus: float, setting: str, nodes: Sequence[Mapping[str, float]], may_grow: bool
+    what: str, gpus: float, setting: str, nodes: Sequence[Mapping[str, float]], may_grow: bool, one: bool = False
 ) -> str | None:
     """Why requests of ``gpus`` GPUs each (``what`` names them; ``setting``: the key that asked for them) under ``run.resources.use_gpu: always`` would wait for
     ever: no live node (``nodes``) has a GPU and the Ray cannot grow (``may_grow`` false: the embedded Ray of this
@@ -207,9 +218,9 @@ def no_gpu_misfit(
     if may_grow or gpus <= 0 or not nodes or any(float(n.get("GPU", 0)) > 0 for n in nodes):
         return None
     return (
-        f"run.resources.use_gpu is always, so {what} each ask for {_amounts({'GPU': float(gpus)})} ({setting}), "
-        "but this machine has no GPU Ray can see (the Ray repeval started here gets no more nodes), so they would "
-        "wait for ever: set run.resources.use_gpu to auto (a GPU where Ray sees one, else the CPUs), or run on a "
+        f"run.resources.use_gpu is always, so {what} {asks(one)} {_amounts({'GPU': float(gpus)})} ({setting}), "
+        f"but this machine has no GPU Ray can see (the Ray repeval started here gets no more nodes), so {they(one)} "
+        "would wait for ever: set run.resources.use_gpu to auto (a GPU where Ray sees one, else the CPUs), or run on a "
         "cluster with a GPU node (RAY_ADDRESS)"
     )
 

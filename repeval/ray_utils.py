@@ -84,11 +84,29 @@ def _init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
                 os.environ[RAY_OWNER_ENV] = owner
             try:
                 ray.init(**_embedded_options(num_cpus, kwargs))
+            except Exception as exc:
+                said = start_timed_out(exc)
+                if said is None:
+                    raise
+                raise said from exc
             finally:
                 os.environ.pop(RAY_OWNER_ENV, None)
         if owner:
             tell_watchdog_session()
         stop_monitor_first_at_exit()
+
+
+def start_timed_out(exc: Exception) -> RuntimeError | None:
+    """The one-line error, with its fix, of an embedded Ray that did not start in time — Ray 2.60 raises a bare
+    ``Exception`` ("The current node timed out during startup …") when its raylet has not registered with its GCS
+    within 30 s, which the CLI printed as a page of traceback; ``None`` for any other failure."""
+    if type(exc) is not Exception or "timed out during startup" not in str(exc):
+        return None
+    return RuntimeError(
+        "the Ray that repeval starts on this machine did not come up: its raylet did not register within Ray's 30 "
+        "seconds — the machine is most likely too busy (`uptime` shows its load) or short of memory (`free -h`): "
+        "rerun the command when it is less loaded (everything finished so far is saved)"
+    )
 
 
 #: the variable whose value marks the processes of the embedded Ray this process starts (see repeval/ray_watchdog.py)

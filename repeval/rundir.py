@@ -444,7 +444,7 @@ class TuneStorage:
         if refused(exc):
             why, fix = refusal(exc)
             denied = PermissionError(f"Ray Tune storage {where}: {why} — {fix}; {kept}")
-            denied.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
+            denied.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.errors._storage_hint``)
             return denied
         text, check = bucket_error(str(exc).strip(), self.storage_path)
         said = OSError(f"Ray Tune storage {where} could not be read ({error_line(OSError(text))}){check}; {kept}")

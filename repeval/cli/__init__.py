@@ -1,7 +1,7 @@
 """The ``repeval`` command line: the Typer apps, the global options and the entry point. The commands live in
 :mod:`repeval.cli.planning` (validate, plan), :mod:`repeval.cli.experiment` (run … report), :mod:`repeval.cli.data`
 (``repeval data``), :mod:`repeval.cli.listings` (runs, schema, datasets, models, validate-model) and
-:mod:`repeval.cli.store` (``repeval store``); what they share in :mod:`repeval.cli.common`."""
+:mod:`repeval.cli.store` (``repeval store``); what they share in :mod:`repeval.cli.common`, how they fail in :mod:`repeval.cli.errors`."""
 
 from __future__ import annotations
 
@@ -21,14 +21,22 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
-from repeval.cli.common import _state  # noqa: E402
+from repeval.cli.errors import _state  # noqa: E402
 from repeval.uri_text import shown  # noqa: E402
 
 # a bare `repeval` (`repeval data`, `repeval store`) prints its help and exits 0, as git and ray do: Typer's
 # no_args_is_help exits 2 under click ≥ 8.2 (a usage error); the callbacks print the help themselves (_help_if_bare)
 app = typer.Typer(add_completion=False, invoke_without_command=True, help="Evaluate music audio embeddings at catalog scale.")  # fmt: skip
-data_app = typer.Typer(invoke_without_command=True, help="Quickstart data, downloads, audio checks.")
-store_app = typer.Typer(invoke_without_command=True, help="Inspect the embedding store.")
+data_app = typer.Typer(
+    invoke_without_command=True,
+    help="Render the quickstart's data (render), download a mirdata set (download), check audio files before a "
+    "run (check).",
+)
+store_app = typer.Typer(
+    invoke_without_command=True,
+    help="Inspect the embedding store (ls, show) and tidy it: delete partitions or tracks (rm), finish stopped "
+    "removals (settle), remove a dead run's lease (unlock).",
+)
 app.add_typer(data_app, name="data")
 app.add_typer(store_app, name="store")
 

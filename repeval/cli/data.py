@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import data_app
-from repeval.cli.common import ConfigArg, _fail, _guard, _load, windows_checked
+from repeval.cli.common import ConfigArg, _load, windows_checked
+from repeval.cli.errors import _fail, _guard
 from repeval.config import ConfigError
 from repeval.uri_text import shown
 
@@ -29,7 +30,14 @@ def data_render(
     clips: Annotated[
         int | None, typer.Option("--clips", help="clips to render (--kind mixtures: 300, keys: 240 by default)")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="what is drawn at random — pitches and dynamics, mixtures, keys, the train/validation/test split — "
+            "comes from it: the same seed renders the same files",
+        ),
+    ] = 0,
     manifest_format: Annotated[
         str, typer.Option("--format", help="manifest format for mixtures and keys: csv or parquet")
     ] = "csv",

@@ -17,13 +17,13 @@ from repeval.cli.common import (
     SmokeOpt,
     StoreOpt,
     StrictOpt,
-    _guard,
     _stage,
     _strict_check,
     embedding_done,
     given_flags,
     windows_checked,
 )
+from repeval.cli.errors import _guard
 from repeval.run.left_out import left_out_error
 from repeval.words import counted, named
 

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import app
-from repeval.cli.common import _guard, cli_path, windows_checked
+from repeval.cli.common import cli_path, windows_checked
+from repeval.cli.errors import _guard
 
 
 @app.command("runs")

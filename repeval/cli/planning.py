@@ -15,11 +15,11 @@ from repeval.cli.common import (
     RunIdOpt,
     RunsDirOpt,
     StoreOpt,
-    _guard,
     _load,
     _with_runs_dir,
     with_smoke_test,
 )
+from repeval.cli.errors import _guard
 from repeval.uri_text import shown
 from repeval.words import counted
 

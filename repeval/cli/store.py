@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import store_app
-from repeval.cli.common import _guard, cli_path
+from repeval.cli.common import cli_path
+from repeval.cli.errors import _guard
 from repeval.words import counted
 
 

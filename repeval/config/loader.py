@@ -149,6 +149,19 @@ def parse_config(data: Any, source: str | None = None, smoke_test: bool = False,
         raise ConfigError(_format(exc), source) from None
 
 
+def _near_config(p: Path) -> str:
+    """The fix of a configuration path that is no file: a YAML file beside it of a name close to its own
+    (``quickstart.yml`` for ``quickstart.yaml``, a letter off), else "check the path"."""
+    import difflib
+
+    try:
+        names = [q.name for q in p.parent.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file()]
+    except OSError:  # no such folder, or not readable: nothing to suggest
+        names = []
+    near = difflib.get_close_matches(p.name, names, n=1, cutoff=0.8)
+    return f"did you mean {p.parent / near[0]}?" if near else "check the path"
+
+
 def load_config(path: str | Path, smoke_test: bool = False, files: bool = True) -> Config:
     """Read a YAML file safely and validate all of it before anything runs (``smoke_test``, ``files``:
     :func:`parse_config`)."""
@@ -158,7 +171,7 @@ def load_config(path: str | Path, smoke_test: bool = False, files: bool = True) 
         hint = f" in it: {', '.join(found[:5])}{', …' if len(found) > 5 else ''}" if found else ""
         raise ConfigError([f"{p} is a directory; give a YAML config file{hint}"])
     if not p.is_file():
-        raise ConfigError([f"config file not found: {p} — check the path"], str(p))
+        raise ConfigError([f"config file not found: {p} — {_near_config(p)}"], str(p))
     text = p.read_text(encoding="utf-8")
     try:
         data = yaml.load(text, Loader=Loader)  # a SafeLoader (yaml_keys.Loader)

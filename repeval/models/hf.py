@@ -203,7 +203,7 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
             return None
         return (
             f"weights for '{model}' are not in the Hugging Face cache and downloads are off: run "
-            f"`huggingface-cli download {model}` where the hub is reachable (or set HF_HOME to a cache that has it), "
+            f"`hf download {model}` where the hub is reachable (or set HF_HOME to a cache that has it), "
             "set params.model to a local directory, or set params.allow_download: true"
         )
 
@@ -255,7 +255,7 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         if not _config_file(model, "config.json"):
             return (
                 f"{model}'s config.json is not on this machine (the Hugging Face cache or a save_pretrained directory) "
-                f"and planning downloads nothing: `huggingface-cli download {model} config.json "
+                f"and planning downloads nothing: `hf download {model} config.json "
                 "preprocessor_config.json` lets it be stated"
             )
         return f"{model}'s config.json gives no hidden_size or conv_stride"

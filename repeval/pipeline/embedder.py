@@ -108,6 +108,22 @@ class Embed:
         sample_rate_hz: int | None = None,
         plugins: tuple[Plugin, ...] = (),
     ) -> None:
+        from repeval.pipeline.stream_watch import mark_loading
+
+        mark_loading(True)  # the stream's watch says this actor loads its model, not that its worker starts
+        try:
+            self._build(model_cfg, keep_frames, threads, sample_rate_hz, plugins)
+        finally:
+            mark_loading(False)
+
+    def _build(
+        self,
+        model_cfg: Any,
+        keep_frames: KeepFrames,
+        threads: int | None,
+        sample_rate_hz: int | None,
+        plugins: tuple[Plugin, ...],
+    ) -> None:
         from repeval.cpu import keep_freed_memory
         from repeval.models import ModelUnavailable, build_model
         from repeval.models.plugins import PluginError, load_plugins

@@ -414,9 +414,10 @@ def stream_misfit(
         return problem
     custom = {k: f"run.resources.embed_resources.{k}" for k in res.resources}
     actor = _actor(res)
-    what = f"the embedding actors of {model}"
-    problem = no_gpu_misfit(what, res.num_gpus, keys["GPU"], nodes, may_grow) if use_gpu == "always" else None
-    problem = problem or request_misfit(what, actor, {**keys, **custom}, nodes, may_grow)
+    one = res.n_actors == 1
+    what = f"the embedding {'actor' if one else 'actors'} of {model}"
+    problem = no_gpu_misfit(what, res.num_gpus, keys["GPU"], nodes, may_grow, one) if use_gpu == "always" else None
+    problem = problem or request_misfit(what, actor, {**keys, **custom}, nodes, may_grow, one)
     if problem or use_gpu == "always":
         return problem  # the pool under use_gpu: always is not packed (pack_index): its actors are checked alone
     if pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow) is not None:

@@ -147,7 +147,7 @@ def run_pipeline(
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
-    waits = stream_watch(bar, label, res)
+    waits = stream_watch(bar, label, res, str(run.resources.use_gpu))
     watch = FailingModel(mcfg, run.stop_model_after_failed_tracks)  # a model failing on every track: stopped
     pool = None if res.fused else res.packed_pool(mcfg.id, run.resources.pool_wait_s, run.resources.pool_stall_s)
     held = HeldFailureLines()  # last before the try: made before a failed pool (a GCS error), it held for good
@@ -238,13 +238,15 @@ def run_pipeline(
     return versions
 
 
-def stream_watch(bar: Progress, label: str, res: EmbedResources) -> StreamWatch:
-    """The watch that says what a stream waits for (:class:`~repeval.pipeline.stream_watch.StreamWatch`)."""
+def stream_watch(bar: Progress, label: str, res: EmbedResources, use_gpu: str = "auto") -> StreamWatch:
+    """The watch that says what a stream waits for (:class:`~repeval.pipeline.stream_watch.StreamWatch`), its actors
+    taking their GPU under ``run.resources.use_gpu`` = ``use_gpu``."""
     from repeval.pipeline.resources import _actor
 
     keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
     keys.update({k: f"run.resources.embed_resources.{k}" for k in res.resources})
-    return StreamWatch(bar, label, res.n_actors, _actor(res) if res.n_actors else {}, keys)
+    always = use_gpu == "always" and res.num_gpus > 0
+    return StreamWatch(bar, label, res.n_actors, _actor(res) if res.n_actors else {}, keys, always)
 
 
 class HeldFailureLines(logging.Filter):

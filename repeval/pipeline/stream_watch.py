@@ -8,7 +8,10 @@ lines included), says what the stream waits for — on a terminal and off it::
     write catalog/musicnn: no rows for 3 min (1,234 of 3,600 rows written), 2 of 2 embedding actors ready
 
 — and, when an actor waits for resources that no node of the cluster has, says so with the fix
-(:func:`~repeval.ray_fit.request_misfit`)."""
+(:func:`~repeval.ray_fit.request_misfit`), or, under ``run.resources.use_gpu: always`` on a cluster that may grow
+(``RAY_ADDRESS``), that it waits for the autoscaler. An actor whose Ray worker has started but that has not begun
+building its model (Ray importing its code) is said to be in worker start-up, not loading the model: the actor marks
+in the GCS's key-value store when its model's build begins (:func:`mark_loading`)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from typing import Any
 from repeval.pipeline.summary import Progress, elapsed
 from repeval.words import counted
 
+#: the GCS key-value namespace and key prefix of the marks of embedding actors building their model (:func:`mark_loading`)
+LOADING_NAMESPACE, LOADING_PREFIX = "repeval", "embed-loading:"
+
 log = logging.getLogger("repeval.pipeline.summary")  # where the stream's progress lines go
 
 #: how often the watch looks at a stream (seconds): a line is due after a minute of nothing
@@ -31,9 +37,11 @@ EMBED_ACTOR_CLASS = "MapWorker(MapBatches(Embed))"
 
 
 class StreamWatch:
-    """Watches a stream's progress ``bar`` and its embedding actors from a thread (:meth:`start`, :meth:`stop`). ``actor``: what each of its ``n_actors`` embedding
-    actors asks for (none: the model runs inside the decode tasks), ``settings`` the configuration key of each
-    resource, which a message of resources no node has names."""
+    """Watches a stream's progress ``bar`` and its embedding actors from a thread (:meth:`start`, :meth:`stop`).
+    ``actor``: what each of its ``n_actors`` embedding actors asks for (none: the model runs inside the decode tasks),
+    ``settings`` the configuration key of each resource, which a message of resources no node has names; ``always``:
+    the actors take their GPU under ``run.resources.use_gpu: always``, which on a cluster that may grow waits for its
+    autoscaler to add a GPU node."""
 
     def __init__(
         self,
@@ -42,8 +50,9 @@ class StreamWatch:
         n_actors: int,
         actor: Mapping[str, float],
         settings: Mapping[str, str],
+        always: bool = False,
     ) -> None:
-        self.bar, self.label, self.n_actors = bar, label, n_actors
+        self.bar, self.label, self.n_actors, self.always = bar, label, n_actors, always
         self.actor, self.settings = {k: float(v) for k, v in actor.items() if float(v) > 0}, settings
         self.stopped = threading.Event()
         #: embedding actors alive before the stream's (an earlier stream's, being released): not counted
@@ -82,18 +91,21 @@ class StreamWatch:
         if not self.stopped.is_set() and self.bar.quiet_for(self.bar.clock()) is not None:
             self.bar.waiting(now, line)
 
-    def actors(self) -> tuple[int, int, int]:
-        """The pool's actors: (ready, loading their model, waiting for a node with room), as the GCS has them — Ray
+    def actors(self) -> tuple[int, int, int, int]:
+        """The pool's actors: (ready, in worker start-up, loading their model, waiting), as the GCS has them — Ray
         Data's own pool is not in reach while it starts — leaving out those alive before the stream (:meth:`start`:
-        an earlier stream's, being released)."""
+        an earlier stream's, being released). An actor given a worker process (a ``Pid``) is loading its model once
+        it marked so (:func:`mark_loading`), else in worker start-up (Ray importing its code); one without a worker
+        waits for a node with room — or for its worker process to start, which Ray does not tell apart."""
         if not self.n_actors:
-            return 0, 0, 0
-        mine = [info for a, info in embed_actors().items() if a not in self.before]
-        ready = sum(1 for info in mine if info.get("State") == "ALIVE")
-        loading = sum(1 for info in mine if info.get("State") != "ALIVE" and int(info.get("Pid") or 0) > 0)
-        return ready, loading, len(mine) - ready - loading
+            return 0, 0, 0, 0
+        mine = {a: info for a, info in embed_actors().items() if a not in self.before}
+        ready = sum(1 for info in mine.values() if info.get("State") == "ALIVE")
+        started = [a for a, info in mine.items() if info.get("State") != "ALIVE" and int(info.get("Pid") or 0) > 0]
+        loading = len(set(started) & loading_actors()) if started else 0
+        return ready, len(started) - loading, loading, len(mine) - ready - len(started)
 
-    def line(self, quiet: float, ready: int, loading: int, waiting: int) -> str:
+    def line(self, quiet: float, ready: int, starting: int, loading: int, waiting: int) -> str:
         """What the stream waits for, ``quiet`` seconds into nothing, its actors as :meth:`actors` counts them."""
         took = elapsed(math.floor(quiet))
         bar = self.bar
@@ -104,6 +116,7 @@ class StreamWatch:
             actors = ""
         else:
             actors = f"{ready} of {counted(self.n_actors, 'embedding actor')} ready"
+            actors += f", {starting} in worker start-up" if starting else ""
             actors += f", {loading} loading the model" if loading else ""
             actors += f", {waiting} waiting for {self.room()}" if waiting else ""
             what = ""
@@ -115,13 +128,34 @@ class StreamWatch:
 
     def room(self) -> str:
         """What a waiting actor waits for: a node with its resources free — and, when no node of the cluster has them
-        (:func:`~repeval.ray_fit.request_misfit`), why and the fix."""
-        from repeval.ray_fit import _amounts, alive_node_resources, may_grow, request_misfit
+        (:func:`~repeval.ray_fit.request_misfit`), why and the fix; under ``use_gpu: always`` on a cluster that may
+        grow, the autoscaler (:meth:`autoscaler`)."""
+        from repeval.ray_fit import _amounts, alive_node_resources, asks, may_grow, request_misfit
 
         free = f"a node with {_amounts(self.actor)} free"
-        what = f"the embedding actors of {self.label}"
-        misfit = request_misfit(what, self.actor, self.settings, alive_node_resources(), may_grow())
-        return f"{free} — {misfit}" if misfit else f"{free} (taken by other work on the cluster, or a node starting)"
+        one = self.n_actors == 1
+        what = f"the embedding {'actor' if one else 'actors'} of {self.label}"
+        nodes, grow = alive_node_resources(), may_grow()
+        misfit = request_misfit(what, self.actor, self.settings, nodes, grow, one)
+        if misfit and grow and self.always and self.actor.get("GPU", 0) > 0:
+            return f"{free} — {what} {asks(one)} {_amounts(self.actor)}, {self.autoscaler(len(nodes))}"
+        if misfit:
+            return f"{free} — {misfit}"
+        return f"{free} (taken by other work on the cluster, a node starting, or its worker process starting)"
+
+    def autoscaler(self, n_nodes: int) -> str:
+        """Why an actor that takes its GPU under ``use_gpu: always`` waits on a cluster that may grow, where no node
+        up holds it: not for ever — its autoscaler may be adding one."""
+        from repeval.ray_fit import _amounts
+
+        they, wait = ("it", "waits") if self.n_actors == 1 else ("they", "wait")
+        return (
+            f"which no node up of this Ray cluster ({counted(n_nodes, 'node')}) has: under run.resources.use_gpu: "
+            f"always {they} {wait} for the cluster's autoscaler to add such a node (`ray status` on the cluster lists "
+            f"the request under its demands, and a node being launched under pending); if the cluster does not "
+            f"autoscale, {they} would wait for ever: set run.resources.use_gpu to auto, or add a node with "
+            f"{_amounts(self.actor)}"
+        )
 
 
 def embed_actors() -> dict[str, dict[str, Any]]:
@@ -138,3 +172,34 @@ def embed_actors() -> dict[str, dict[str, Any]]:
         for actor_id, info in ray._private.state.actors(job_id=ray.JobID.from_hex(job)).items()
         if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job and info.get("State") != "DEAD"
     }
+
+
+def mark_loading(loading: bool) -> None:
+    """Mark in the GCS's key-value store that this embedding actor builds its model (``loading``), or no longer does:
+    what tells its model's loading from its Ray worker's start-up (:meth:`StreamWatch.actors`). Best effort: an
+    actor whose mark fails is said to be in worker start-up until it is ready."""
+    try:
+        import ray
+        from ray.experimental import internal_kv
+
+        if not ray.is_initialized():  # built in this process (a test, a benchmark): get_runtime_context() starts Ray
+            return
+        actor = ray.get_runtime_context().get_actor_id()
+        if not actor or not internal_kv._internal_kv_initialized():
+            return
+        key = LOADING_PREFIX + actor
+        if loading:
+            internal_kv._internal_kv_put(key, b"1", namespace=LOADING_NAMESPACE)
+        else:
+            internal_kv._internal_kv_del(key, namespace=LOADING_NAMESPACE)
+    except Exception as exc:  # the actor's model matters, not its mark
+        log.debug("could not mark the embedding actor's model loading: %s", exc)
+
+
+def loading_actors() -> set[str]:
+    """The embedding actors that marked that they build their model (:func:`mark_loading`), by id: one query of the
+    GCS."""
+    from ray.experimental import internal_kv
+
+    keys = internal_kv._internal_kv_list(LOADING_PREFIX, namespace=LOADING_NAMESPACE)
+    return {k.decode()[len(LOADING_PREFIX) :] for k in keys}

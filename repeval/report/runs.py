@@ -485,6 +485,10 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         # the run's directory, not its id: `repeval table ID` looked for ./ID ("no results.parquet in ./quickstart")
         one = quote(in_folder(runs_dir, infos[0]["run"] if len(infos) == 1 else "RUN"))
         shown = "show it" if len(infos) == 1 else "show one"
+        if len(infos) == 1 and infos[0]["result_rows"] is None and not infos[0]["results_unreadable"]:
+            shown = (
+                "show it once its test stage has written results (it has none yet)"  # they said "no results.parquet"
+            )
         lines.append(
             f"{counted(len(infos), 'run')} — {runs_dir}; `repeval table {one}` / `repeval report {one}` {shown}"
         )

@@ -23,7 +23,7 @@ def unreadable_parquet(path: Path) -> str | None:
     """Why the Parquet file at ``path`` cannot be read — cut short, corrupted, not Parquet — in one line; ``None``
     when its footer reads (a missing file is the caller's to tell). A file this user may not read raises its
     ``PermissionError``: its content may be whole (another user's file), so nothing is trained again nor moved aside
-    for it — the command stops naming the file (``repeval.cli.common._guard``)."""
+    for it — the command stops naming the file (``repeval.cli.errors._guard``)."""
     try:
         pq.read_metadata(path)
     except FileNotFoundError:

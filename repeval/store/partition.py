@@ -58,7 +58,7 @@ def _undeleted(named: str, where: str, exc: OSError) -> OSError:
     if refused(exc):
         why, fix = refusal(exc, deleting=True)
         denied = PermissionError(f"{what} ({why}) — {fix}; nothing was changed")
-        denied.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
+        denied.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.errors._storage_hint``)
         return denied
     text, check = bucket_error(error_line(exc))
     said = OSError(f"{what} ({text}){check}; nothing was changed")

@@ -81,7 +81,7 @@ def denied(fs: pafs.FileSystem, directory: str, path: str, exc: OSError, prefix:
     except OSError:
         path = directory
     said = PermissionError(f"{prefix}{path}: {' — '.join(refusal(exc))}")
-    said.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
+    said.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.errors._storage_hint``)
     return said
 
 

@@ -150,7 +150,7 @@ class EmbeddingStore:
         from repeval.report.run_files import unlisted
 
         raised = type(exc)(unlisted(f"{self.root}/{folder}", what, exc))
-        raised.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
+        raised.errno = exc.errno  # still a storage error (``repeval.cli.errors._storage_hint``)
         return raised
 
     def refuse_foreign(self, parts: list[Partition]) -> None:

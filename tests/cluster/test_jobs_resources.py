@@ -168,9 +168,9 @@ def test_a_gpu_model_under_use_gpu_always_is_refused_by_the_embedded_ray_without
     with pytest.raises(ValueError) as refused:
         stream_resources(mcfg, always)
     assert str(refused.value) == (
-        "run.resources.use_gpu is always, so the embedding actors of clmr-v2 each ask for 1 GPU "
+        "run.resources.use_gpu is always, so the embedding actor of clmr-v2 asks for 1 GPU "
         "(run.resources.embed_num_gpus), but this machine has no GPU Ray can see (the Ray repeval started here gets "
-        "no more nodes), so they would wait for ever: set run.resources.use_gpu to auto (a GPU where Ray sees one, "
+        "no more nodes), so it would wait for ever: set run.resources.use_gpu to auto (a GPU where Ray sees one, "
         "else the CPUs), or run on a cluster with a GPU node (RAY_ADDRESS)"
     )
     assert stream_resources(mcfg, ResourcesConfig(use_gpu="auto")).num_gpus == 0  # the fix it names runs

@@ -26,6 +26,22 @@ def _config(tmp_path: Path, run_id: str | None) -> Path:
     return one_row_config(tmp_path, run_id)
 
 
+def test_every_option_says_what_it_does_and_each_group_names_its_commands():
+    """``repeval store --help`` said "Inspect the embedding store." over commands that delete partitions and tracks
+    (``rm``), finish removals (``settle``) and remove a lease (``unlock``); ``repeval data render --seed`` had no
+    help at all. Each group's help names its commands, and every option says what it does."""
+    root = typer.main.get_command(app)
+    unnamed, silent = {}, []
+    for name, cmd in root.commands.items():  # type: ignore[attr-defined]
+        subs = getattr(cmd, "commands", None) or {}
+        unnamed[name] = [s for s in subs if not re.search(rf"\b{s}\b", cmd.help or "")]
+        for sub_name, sub in (subs or {name: cmd}).items():
+            where = f"{name} {sub_name}" if subs else name
+            silent += [f"{where} {p.opts[0]}" for p in sub.params if p.param_type_name == "option" and not p.help]
+    assert {name: subs for name, subs in unnamed.items() if subs} == {}
+    assert silent == [], "options without help"
+
+
 def test_the_help_listing_wraps_each_commands_summary_as_one_text():
     """``repeval --help`` listed each command with its docstring's own line breaks (Typer's rich listing keeps
     them), so "validate" broke mid-sentence after "every" and again after "`ray job submit`)" — ragged lines in

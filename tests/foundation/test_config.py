@@ -741,8 +741,12 @@ def test_yaml_errors_and_missing_file(tmp_path):
     p.write_text("experiments: [\n  - task: {name: x\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_config(p)
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="config file not found") as missing:
         load_config(tmp_path / "nope.yaml")
+    assert str(missing.value).endswith(" — check the path"), missing.value
+    with pytest.raises(ConfigError) as near:  # quickstart.yml for quickstart.yaml: the file beside it is named
+        load_config(tmp_path / "bad.yml")
+    assert str(near.value).endswith(f"config file not found: {tmp_path / 'bad.yml'} — did you mean {p}?"), near.value
 
 
 def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp_path, monkeypatch):

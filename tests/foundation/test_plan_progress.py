@@ -347,7 +347,8 @@ def test_a_failure_that_came_of_another_names_its_root_cause(rendered_notes, tmp
     (``from None``)."""
     import typer
 
-    from repeval.cli.common import _guard, _reason, _stage
+    from repeval.cli.common import _stage
+    from repeval.cli.errors import _guard, _reason
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(_raw(tmp_path, rendered_notes, run_id="chained")))

@@ -300,7 +300,7 @@ def test_hf_hub_id_not_in_cache_names_the_fix(tmp_path: Path, monkeypatch: pytes
     from repeval.models.hf import MERT
 
     reason = MERT.availability({"model": "m-a-p/MERT-v1-95M"})
-    assert reason and "huggingface-cli download m-a-p/MERT-v1-95M" in reason
+    assert reason and "run `hf download m-a-p/MERT-v1-95M` where the hub is reachable" in reason, reason
     assert MERT.availability({"model": "m-a-p/MERT-v1-95M", "allow_download": True}) is None
 
 
@@ -449,7 +449,7 @@ def test_declared_hops_follow_the_constructors_defaults_and_hf_states_its_checkp
     assert frame_rate(unknown) is None
     assert undeclared_frames(unknown) == (
         "someone/an-encoder's config.json is not on this machine (the Hugging Face cache or a save_pretrained "
-        "directory) and planning downloads nothing: `huggingface-cli download someone/an-encoder config.json "
+        "directory) and planning downloads nothing: `hf download someone/an-encoder config.json "
         "preprocessor_config.json` lets it be stated"
     )
 

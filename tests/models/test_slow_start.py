@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import textwrap
+import time
 
 import yaml
 
@@ -134,7 +136,7 @@ def test_a_stream_says_when_no_rows_come_and_when_no_node_has_room_for_its_actor
         "which embed the tracks they decode",
     ], caplog.messages
     gpu = StreamWatch(bar, "catalog/musicnn", 2, {"CPU": 1, "GPU": 1}, {"GPU": "run.resources.embed_num_gpus"})
-    line = gpu.line(150, 0, 0, 2)
+    line = gpu.line(150, 0, 0, 0, 2)
     assert line.startswith(
         "write catalog/musicnn: no rows for 2 min (1,200 of 3,600 rows written), 0 of 2 embedding actors ready, "
         "2 waiting for a node with 1 CPU, 1 GPU free — the embedding actors of catalog/musicnn each ask for 1 CPU, 1 GPU, "
@@ -152,3 +154,77 @@ def test_a_stream_says_when_no_rows_come_and_when_no_node_has_room_for_its_actor
     clock.now += 90
     RowsWhileItLooks(late, "catalog/clap", 1, {"CPU": 1}, {}).check()
     assert not caplog.messages, caplog.messages  # said "starting" after the stream's first rows
+
+
+def test_a_gpu_pool_under_use_gpu_always_waits_for_the_autoscaler_of_a_cluster_that_may_grow(
+    ray_session, monkeypatch
+) -> None:
+    """Under ``use_gpu: always`` on a cluster reached through ``RAY_ADDRESS`` (which may autoscale), actors asking for
+    a GPU no node up has wait for its autoscaler: the line said they "would wait for ever: add a node" while one may
+    be on its way. On the embedded Ray it still says so; a single actor's line reads "asks for", not "each ask for"."""
+    from repeval.pipeline import summary
+    from repeval.pipeline.stream_watch import StreamWatch
+
+    clock = Clock()
+    bar = summary.Progress(3600, "write catalog/musicnn", clock=clock)
+    ask, keys = {"CPU": 1, "GPU": 1}, {"GPU": "run.resources.embed_num_gpus"}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    one = StreamWatch(bar, "catalog/musicnn", 1, ask, keys, always=True).line(150, 0, 0, 0, 1)
+    assert one.startswith(
+        "embed catalog/musicnn: starting, 0 of 1 embedding actor ready, 1 waiting for a node with 1 CPU, 1 GPU free — "
+        "the embedding actor of catalog/musicnn asks for 1 CPU, 1 GPU, but no node of this Ray cluster (1 node) has "
+        "that much — the most one has: "
+    ), one
+    assert "so it would wait for ever: add a node with 1 CPU, 1 GPU" in one, one
+    monkeypatch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)  # as if attached: may grow
+    grows = StreamWatch(bar, "catalog/musicnn", 2, ask, keys, always=True).line(150, 0, 0, 0, 2)
+    assert grows == (
+        "embed catalog/musicnn: starting, 0 of 2 embedding actors ready, 2 waiting for a node with 1 CPU, 1 GPU free — "
+        "the embedding actors of catalog/musicnn each ask for 1 CPU, 1 GPU, which no node up of this Ray cluster "
+        "(1 node) has: under run.resources.use_gpu: always they wait for the cluster's autoscaler to add such a node "
+        "(`ray status` on the cluster lists the request under its demands, and a node being launched under pending); "
+        "if the cluster does not autoscale, they would wait for ever: set run.resources.use_gpu to auto, or add a "
+        "node with 1 CPU, 1 GPU (2 min)"
+    ), grows
+    auto = StreamWatch(bar, "catalog/musicnn", 2, ask, keys).line(150, 0, 0, 0, 2)  # use_gpu: auto saw a GPU node
+    assert "so they would wait for ever" in auto and "autoscaler to add" not in auto, auto
+
+
+def test_an_actor_whose_worker_starts_is_not_said_to_load_its_model(ray_session, tmp_path, monkeypatch, caplog) -> None:
+    """An embedding actor given a worker process that has not begun building its model (Ray importing its code: here,
+    a constructor held before it marks anything) is in worker start-up; it was said to be loading the model. The
+    model's own loading (its mark) is what test_a_stream_says_while_its_model_loads sees."""
+    from repeval.pipeline import summary
+    from repeval.pipeline.stream_watch import EMBED_ACTOR_CLASS, StreamWatch, embed_actors
+
+    release = tmp_path / "release"
+
+    class Starting:
+        def __init__(self, release: str) -> None:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        def ping(self) -> int:
+            return 1
+
+    Starting.__name__ = Starting.__qualname__ = EMBED_ACTOR_CLASS  # as Ray Data names a stream's embedding actors
+    monkeypatch.setattr(summary.sys, "stderr", io.StringIO())  # no terminal
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.summary")
+    clock = Clock()
+    watch = StreamWatch(summary.Progress(8, "write notes/slow", clock=clock), "notes/slow", 1, {"CPU": 0.01}, {})
+    watch.before = set(embed_actors())
+    actor = ray_session.remote(num_cpus=0.01)(Starting).remote(str(release))
+    try:
+        deadline = time.monotonic() + 60
+        while watch.actors() != (0, 1, 0, 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        clock.now += 65
+        watch.check()
+    finally:
+        release.touch()
+        ray_session.get(actor.ping.remote())
+        ray_session.kill(actor)
+    assert caplog.messages == [
+        "embed notes/slow: starting, 0 of 1 embedding actor ready, 1 in worker start-up (1 min)"
+    ], caplog.messages

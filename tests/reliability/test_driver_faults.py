@@ -44,7 +44,7 @@ from reliability_helpers import (
 from typer.testing import CliRunner
 
 from repeval import cli, ray_signals
-from repeval.cli import common
+from repeval.cli import common, errors
 from repeval.store.lock import holder
 from repeval.testing.processes import RAY_START_TIMED_OUT
 
@@ -302,7 +302,7 @@ def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, f
     try:
         ray_signals.exit_on_sigterm()  # what the CLI's entry point and init_ray do
         with pytest.raises(typer.Exit) as stopped:
-            common._guard(train)
+            errors._guard(train)
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray_signals._sigterms.clear()
@@ -340,7 +340,7 @@ def test_sigterm_outside_ray_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
         dispatcher.emit({"lines": ["a worker's abort"]})
         assert printed == [{"lines": ["a worker's abort"]}]  # only the other handler saw it
         with pytest.raises(typer.Exit) as stopped:
-            common._guard(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+            errors._guard(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
         assert stopped.value.exit_code == 143
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -366,7 +366,7 @@ def test_a_job_stopped_by_sigterm_is_resumed_by_submitting_it_again(tmp_path, mo
     (upload / "data").mkdir(parents=True)
     (upload / ".gitignore").write_text("/data/\n/store/\n")
     monkeypatch.chdir(upload)
-    monkeypatch.setitem(common._state, "script", "jobs/run.py")  # what jobs/_common.py runs it as
+    monkeypatch.setitem(errors._state, "script", "jobs/run.py")  # what jobs/_common.py runs it as
 
     def run() -> None:
         with common._stage("run", cfg, None, None, False, None):
@@ -377,7 +377,7 @@ def test_a_job_stopped_by_sigterm_is_resumed_by_submitting_it_again(tmp_path, mo
     try:
         ray_signals.exit_on_sigterm()
         with pytest.raises(typer.Exit):
-            common._guard(run)
+            errors._guard(run)
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray_signals._sigterms.clear()
@@ -408,7 +408,7 @@ def test_a_job_stopped_by_sigterm_is_resumed_by_submitting_it_again(tmp_path, mo
     ), said
     # run from the checkout, not as a job: `repeval run` alone, and the job's record gone
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
-    monkeypatch.delitem(common._state, "script")
+    monkeypatch.delitem(errors._state, "script")
     with common._stage("run", cfg, None, None, False, None):
         pass
     status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())

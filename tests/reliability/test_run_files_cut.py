@@ -186,7 +186,7 @@ def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborte
 
     import typer
 
-    from repeval.cli.common import _guard
+    from repeval.cli.errors import _guard
 
     with pytest.raises(typer.Exit) as stopped:
         _guard(lambda: pickle.loads(b""))
@@ -202,7 +202,7 @@ def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborte
 def test_a_file_read_back_cut_short_is_recorded_for_repeval_runs_with_its_fix():
     """status.json recorded only pickle's "Ran out of input" of a command stopped on a file cut short, where the
     terminal named the likely cause (a full disk) and the fix: `repeval runs` showed no fix."""
-    from repeval.cli.common import _reason
+    from repeval.cli.errors import _reason
 
     assert _reason(EOFError("Ran out of input")) == (
         "a file ended early as it was read back (EOFError: Ran out of input) — when the disk of run.store or "
@@ -217,7 +217,7 @@ def test_a_storage_failure_recorded_for_repeval_runs_names_what_to_check(tmp_pat
     import errno
     import socket
 
-    from repeval.cli.common import _reason
+    from repeval.cli.errors import _reason
     from repeval.report.runs import run_info
     from repeval.run.status import write_status
 
@@ -319,7 +319,7 @@ def test_repeval_runs_over_a_runs_directory_this_user_may_not_list_says_so_not_a
     (tmp_path / "runs" / "r").mkdir(parents=True)
     (tmp_path / "runs").chmod(0)
     code = (
-        "import sys\nimport typer\nfrom repeval.cli.common import _guard\nfrom repeval.report.runs import runs_text\n"
+        "import sys\nimport typer\nfrom repeval.cli.errors import _guard\nfrom repeval.report.runs import runs_text\n"
         "sys.stderr = sys.stdout\ntry:\n    _guard(lambda: runs_text(sys.argv[1]))\nexcept typer.Exit as exc:\n"
         "    print('exit', exc.exit_code)\n"
     )

@@ -250,6 +250,37 @@ def test_embedded_ray_binds_the_dashboard_to_localhost(monkeypatch):
     assert "dashboard_host" not in seen[-1] and "include_dashboard" not in seen[-1]
 
 
+def test_an_embedded_ray_that_does_not_start_in_time_is_one_line_with_its_fix(tmp_path, monkeypatch, capsys):
+    """Ray raises a bare ``Exception`` when its raylet has not registered within 30 s (a busy machine): the CLI,
+    which says ``RuntimeError``s in one line, printed a page of traceback ending in "The current node timed out during
+    startup"."""
+    import ray
+    import typer
+
+    from repeval import ray_utils
+    from repeval.cli.errors import _guard
+
+    def timed_out(**kw):
+        raise Exception(
+            "The current node timed out during startup. This could happen because some of the raylet failed to "
+            "startup or the GCS has become overloaded."
+        )
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", timed_out)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(typer.Exit) as stopped:
+        _guard(ray_utils.init_ray)
+    said = capsys.readouterr().err
+    assert stopped.value.exit_code == 1 and said.startswith(
+        "error: the Ray that repeval starts on this machine did not come up: its raylet did not register within "
+        "Ray's 30 seconds — the machine is most likely too busy (`uptime` shows its load) or short of memory "
+        "(`free -h`): rerun the command when it is less loaded (everything finished so far is saved) (caused by "
+        "Exception: The current node timed out during startup."
+    ), said
+    assert len(said.strip().splitlines()) == 1, said
+
+
 def test_cluster_launcher_heads_bind_the_dashboard_to_localhost():
     for name in ("aws.yaml", "gcp.yaml"):
         cfg = yaml.safe_load((REPO / "cluster" / name).read_text())

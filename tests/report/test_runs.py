@@ -194,7 +194,11 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
     for run_id in "ds":
         shutil.rmtree(runs / run_id)
     said = runs_text(str(runs))
-    assert f"1 run — {runs}; `repeval table {runs}/e` / `repeval report {runs}/e` show it" in said  # "1 run(s)"
+    # "1 run(s)"; an embedded run has no results to show ("no results.parquet in …")
+    assert said.endswith(
+        f"1 run — {runs}; `repeval table {runs}/e` / `repeval report {runs}/e` show it once its test stage has written "
+        "results (it has none yet)"
+    ), said
     uri = f"file://{runs}?x=1&y=2"  # a URI's query kept, quoted for the shell
     assert f"`repeval table '{join_uri(uri, 'e')}'`" in runs_text(uri)
 

@@ -531,7 +531,7 @@ def test_an_s3_tune_storage_out_of_reach_names_its_fix_once(capsys: pytest.Captu
     pyarrow raises it, with no network involved: its three tries take seconds)."""
     import typer
 
-    from repeval.cli.common import _guard
+    from repeval.cli.errors import _guard
     from repeval.rundir import TuneStorage
 
     st = TuneStorage("s3://bkt/tune?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1")
