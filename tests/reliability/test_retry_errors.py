@@ -45,9 +45,9 @@ class FirstRun:
 
 @pytest.fixture(scope="module")
 def broken_first_run(ray_session, tmp_path_factory) -> Callable[[], FirstRun]:
-    """The first run both tests on the broken train file start with — embedded, trained and tested once, its folder
-    kept as a template. Each call puts a fresh copy of it in the same place (the configuration, the store's records and
-    Tune's experiment name absolute paths; file times copied too) for a test to go on from."""
+    """The first run this module's tests start with, on the catalog with the broken train file — embedded, trained and
+    tested once, its folder kept as a template. Each call puts a fresh copy of it in the same place (the configuration,
+    the store's records and Tune's experiment name absolute paths; file times copied too) for a test to go on from."""
     base = tmp_path_factory.mktemp("broken-first-run")
     root, template = base / "run", base / "template"
     manifest, broken, good = _catalog_with_a_broken_train_file(root)
@@ -260,13 +260,15 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(broken_fi
     assert after.column("value").to_pylist() != before.column("value").to_pylist()
 
 
-def test_a_label_edited_before_the_upgrade_trains_an_earlier_repevals_group_again(ray_session, tmp_path, caplog):
+def test_a_label_edited_before_the_upgrade_trains_an_earlier_repevals_group_again(broken_first_run, caplog):
     """A group recorded by an earlier repeval (no digest of its tracks' labels) whose catalog label was edited before
     the upgrade was reused with the probes trained on the old label: the splits file the run saved when it trained
     holds the old label, so `repeval plan` and the run say the labels changed and train it again — also `repeval
-    train` after a `repeval embed` that saved the new labels."""
-    manifest = make_catalog(tmp_path / "catalog", per_class=6)
-    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    train` after a `repeval embed` that saved the new labels. It goes on from the module's first run (its broken
+    train file an error record, which these plain runs leave as it is)."""
+    first = broken_first_run()
+    tmp_path, manifest = first.root, first.manifest
+    cfg = load_config(tmp_path / "c.yaml")
     model = FAST_MODEL["id"]
 
     def run():
@@ -274,7 +276,7 @@ def test_a_label_edited_before_the_upgrade_trains_an_earlier_repevals_group_agai
         runner.stage_embed(ctx, progress=False)
         return runner.stage_train(ctx)
 
-    assert run()["trained"] == 1
+    assert first.trained["trained"] == 1  # run() on the fresh catalog
     sidecar = tmp_path / "runs" / cfg.run.run_id / "groups" / f"pitch__tones__{model}.inputs.json"
     sidecar.write_text(json.dumps(as_earlier(json.loads(sidecar.read_text()))))
     text = manifest.read_text()
