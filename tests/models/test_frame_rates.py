@@ -85,7 +85,14 @@ def test_frame_memory_per_minute_is_the_frames_a_real_embed_stores(
         )
     cfg = parse_config(
         {
-            "run": {"run_id": "rates", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+            "run": {
+                "run_id": "rates",
+                "store": str(tmp_path / "store"),
+                "runs_dir": str(tmp_path / "runs"),
+                # one embedding actor per model: the track's two windows need no more, and each actor of the pool
+                # loads essentia and its graph (seconds of CPU)
+                "resources": {"embed_actors": 1},
+            },
             "experiments": [
                 {
                     "task": {"name": "t", "type": "multiclass_classification", "embedding_aggregation": "prediction"},

@@ -30,7 +30,13 @@ def test_pretrained_model_embeds_shared_data(ray_session, shared_data, tmp_path,
     home = shared_data / "medley_solos_db_small"
     cfg = parse_config(
         {
-            "run": {"run_id": "zoo", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+            "run": {
+                "run_id": "zoo",
+                "store": str(tmp_path / "store"),
+                "runs_dir": str(tmp_path / "runs"),
+                # one embedding actor: two recordings need no more, and each actor of a pool builds the model
+                "resources": {"embed_actors": 1},
+            },
             "experiments": [
                 {
                     "task": {"name": "instrument_classification", "type": "multiclass_classification"},

@@ -255,8 +255,10 @@ def test_a_model_with_weights_inside_the_decode_tasks(ray_session, rendered_note
     clmr = {"id": "clmr-v2", "params": dummy_params("clmr-v2", tmp_path / "w"), "batch_size": 4}
     out = {}
     for placement in ("always", "never"):
+        # the actor pool of one actor: each actor builds the model, and 8 tracks need no more
+        pool = {"embed_actors": 1} if placement == "never" else {}
         path = _config(
-            tmp_path, manifest, str(tmp_path / f"store-{placement}"), resources={"embed_in_decode": placement}
+            tmp_path, manifest, str(tmp_path / f"store-{placement}"), resources={"embed_in_decode": placement, **pool}
         )
         cfg = yaml.safe_load(path.read_text())
         cfg["experiments"][0]["embedding_models"] = [clmr]

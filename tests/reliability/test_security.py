@@ -7,6 +7,7 @@ text: comments and docstrings that *mention* ``torch.load`` do not count, calls 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import os
 import shutil
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,13 @@ from repeval.store import EmbeddingStore
 from repeval.store.layout import _safe
 
 SOURCES = sorted([*(REPO / "repeval").rglob("*.py"), *(REPO / "jobs").rglob("*.py")])
+
+
+@functools.cache
+def _nodes(path: Path) -> list[ast.AST]:
+    """Every node of the source file ``path``, parsed once for this module's scans of the package (~1 s each)."""
+    return list(ast.walk(ast.parse(path.read_text(), str(path))))
+
 
 #: unpickling-style loaders: never on a file a user or a store could supply
 UNSAFE_LOADERS = {
@@ -63,7 +71,7 @@ def safe_yaml_loaders(sources: list[Path]) -> set[str]:
     checked to be one once imported: ``yaml.load(text, Loader=<one of them>)`` reads YAML as ``yaml.safe_load`` does."""
     names = {"SafeLoader", "CSafeLoader"}
     for path in sources:
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _nodes(path):
             if isinstance(node, ast.ClassDef) and any(_dotted(b) == ("yaml", "SafeLoader") for b in node.bases):
                 module = importlib.import_module(".".join(path.relative_to(REPO).with_suffix("").parts))
                 assert issubclass(getattr(module, node.name), yaml.SafeLoader), (path, node.name)
@@ -80,8 +88,12 @@ def _safe_yaml_load(call: ast.Call, name: tuple[str, ...], safe: frozenset[str] 
 
 def findings(source: str, filename: str = "<src>", safe: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Every dangerous call in ``source`` as ``file:line: what`` (``safe``: :func:`safe_yaml_loaders`)."""
+    return _findings(ast.walk(ast.parse(source, filename)), filename, safe)
+
+
+def _findings(nodes: Iterable[ast.AST], filename: str, safe: frozenset[str] | set[str]) -> list[str]:
     out = []
-    for node in ast.walk(ast.parse(source, filename)):
+    for node in nodes:
         if not isinstance(node, ast.Call):
             continue
         name = _dotted(node.func)
@@ -126,7 +138,7 @@ subprocess.run([sys.executable, '-c', code]); yaml.safe_load(t); np.load(p); yam
 def test_package_source_has_no_code_execution_from_data():
     assert len(SOURCES) > 30
     safe = safe_yaml_loaders(SOURCES)
-    problems = [f for path in SOURCES for f in findings(path.read_text(), str(path.relative_to(REPO)), safe)]
+    problems = [f for path in SOURCES for f in _findings(_nodes(path), str(path.relative_to(REPO)), safe)]
     assert problems == []
 
 
@@ -135,7 +147,7 @@ def test_yaml_is_only_read_with_safe_load():
     calls = set()
     safe = safe_yaml_loaders(SOURCES)
     for path in SOURCES:
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _nodes(path):
             if isinstance(node, ast.Call) and _dotted(node.func)[:1] == ("yaml",):
                 name = _dotted(node.func)
                 calls.add("safe_load" if _safe_yaml_load(node, name, safe) else name[1])
