@@ -12,6 +12,7 @@ import typer
 from repeval.cli import app
 from repeval.cli.common import (
     ConfigArg,
+    RetryModelOpt,
     RunIdOpt,
     RunsDirOpt,
     StoreOpt,
@@ -153,15 +154,7 @@ def plan(
             "computed again) and the probe grids trained on them as to train",
         ),
     ] = False,
-    retry_model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--retry-model",
-            metavar="MODEL",
-            help="plan `repeval run --retry-model MODEL` (repeatable): as --retry-errors, for that embedding model's "
-            "partitions only, and a model a run stopped for failing on each of its first tracks runs again",
-        ),
-    ] = None,
+    retry_model: RetryModelOpt = None,
 ) -> None:
     """Print the grid of work, how much of it is already done and the resources it will request."""
     from repeval.pipeline.failing import check_retry_models

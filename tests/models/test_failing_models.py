@@ -340,7 +340,9 @@ def test_a_model_that_embedded_none_of_a_split_is_left_out_of_training_and_the_o
     assert ids and not ids & test, (ids, test)  # (the notes flaky fails on: its content's; all of the test split's)
     why = json.loads((r.run_dir / LEFT_OUT).read_text())["train"]["flaky"]
     assert why.startswith("embedding model 'flaky': inst on notes/flaky: the test split has no embedded tracks"), why
-    assert "notes/flaky/clean --errors` says why" in why and why.endswith("then rerun with --retry-errors")
+    assert "notes/flaky/clean --errors` says why" in why and why.endswith(
+        "then rerun with --retry-model flaky (--retry-errors: every model's error records)"
+    )
     assert {row["model"] for row in pq.read_table(r.run_dir / "results.parquet").to_pylist()} == {"mfcc-stats"}
     from repeval.plan import make_plan
 
