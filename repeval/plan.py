@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,10 @@ class Plan:
     #: partition's count) is one track
     retry_tracks: set[tuple[str, str]] = field(default_factory=set)
     retry_errors: bool = False
+    #: ``--retry-model``: the embedding models whose error records are retried (all under :attr:`retry_errors`), and
+    #: each model's share of :attr:`retry_tracks`
+    retry_models: frozenset[str] = frozenset()
+    retry_tracks_of: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     test_cells: int = 0
     test_cells_done: int = 0
     lines: list[str] = field(default_factory=list)
@@ -123,19 +128,36 @@ class Plan:
         """What ``--retry-errors`` would do with the partitions' error records (:attr:`retries`): said under it, else a
         note of the records a plain run leaves as they are."""
         if self.retry_errors:
-            records, tracks = sum(v[0] for v in self.retries.values()), len(self.retry_tracks)
-            names = _names(list(self.retries))
-            if not self.retries:
-                return ["retry errors: none — no error records in this configuration's store partitions"]
-            return [
-                f"retry errors: {names}: {counted(records, 'error record')} deleted, {counted(tracks, 'track')} of "
-                "this run they name computed again (--retry-errors); these partitions and the probe grids trained on "
-                "them count as to do — a grid is trained again unless every such track fails again"
-            ]
-        left = {k: v for k, v in self.retries.items() if v[1]}  # of this run's tracks: those a plain run leaves out
+            return self._retried(self.retries, len(self.retry_tracks), "--retry-errors")
+        if self.retry_models:  # --retry-model: its models' partitions retried, the others' records left
+            ours = {k: v for k, v in self.retries.items() if k.split("/")[1] in self.retry_models}
+            tracks = set().union(*(self.retry_tracks_of.get(m, set()) for m in self.retry_models))
+            flags = " ".join(f"--retry-model {shlex.quote(m)}" for m in sorted(self.retry_models))
+            return self._retried(ours, len(tracks), flags) + self._plain_note(
+                {k: v for k, v in self.retries.items() if k not in ours},
+                set().union(*(t for m, t in self.retry_tracks_of.items() if m not in self.retry_models)),
+            )
+        return self._plain_note(self.retries, self.retry_tracks)
+
+    def _retried(self, retries: dict[str, tuple[int, int]], tracks: int, flags: str) -> list[str]:
+        """The ``retry errors:`` line of the partitions ``retries`` that ``flags`` retries, and their ``tracks``."""
+        if not retries:
+            return ["retry errors: none — no error records in this configuration's store partitions" + (
+                "" if flags == "--retry-errors" else f" of the models {flags} names"
+            )]  # fmt: skip
+        records, names = sum(v[0] for v in retries.values()), _names(list(retries))
+        return [
+            f"retry errors: {names}: {counted(records, 'error record')} deleted, {counted(tracks, 'track')} of "
+            f"this run they name computed again ({flags}); these partitions and the probe grids trained on "
+            "them count as to do — a grid is trained again unless every such track fails again"
+        ]
+
+    def _plain_note(self, retries: dict[str, tuple[int, int]], tracks_named: set[tuple[str, str]]) -> list[str]:
+        """The note of the error records ``retries`` a plain run leaves as they are, and the run's tracks they name."""
+        left = {k: v for k, v in retries.items() if v[1]}  # of this run's tracks: those a plain run leaves out
         if not left:
             return []
-        records, tracks = sum(v[0] for v in left.values()), len(self.retry_tracks)
+        records, tracks = sum(v[0] for v in left.values()), len(tracks_named)
         return [
             f"note: {counted(records, 'error record')} in {counted(len(left), 'partition')} ({_names(list(left))}), "
             f"{counted(tracks, 'track')} "
@@ -154,6 +176,7 @@ def make_plan(
     smoke_of: Config | None = None,
     retry_errors: bool = False,
     nodes: list[dict[str, float]] | None = None,
+    retry_models: frozenset[str] = frozenset(),
 ) -> Plan:
     """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests, which with
     ``nodes`` (each live node's resources) are checked as ``repeval run`` checks them before it embeds: a request no
@@ -167,15 +190,17 @@ def make_plan(
     Of the grids not done, the trainings an interrupted run finished that the rerun reuses are counted from the
     run's Tune experiments (``tune_storage``, default ``run_dir/tune``): their markers and checkpoint summaries.
     ``retry_errors``: plan ``repeval run --retry-errors`` — the partitions with error records are to do, their
-    records' tracks computed again, and the grids trained on them are not done (:attr:`Plan.retries`)."""
+    records' tracks computed again, and the grids trained on them are not done (:attr:`Plan.retries`); ``retry_models``:
+    plan ``repeval run --retry-model MODEL`` — so for those models' partitions only."""
     from repeval.config.embed import default_p_warnings, deform_splits_warnings
 
     p = Plan(experiments=len(cfg.experiments))
     p.warnings = default_p_warnings(cfg.experiments) + deform_splits_warnings(cfg)  # as `repeval validate` says them
     ctx = states = None
     if store is not None:
-        ctx, states = _progress(cfg, store, run_dir, p, retry_errors)
+        ctx, states = _progress(cfg, store, run_dir, p, retry_errors, retry_models)
         p.retry_errors = retry_errors and states is not None  # what it would do is known: said
+        p.retry_models = retry_models if states is not None else frozenset()
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
     pending: dict[str, dict[str, Any]] = {}  # probe grid not done, its partitions complete → its inputs now

@@ -20,11 +20,18 @@ if TYPE_CHECKING:
     from repeval.plan import Plan
 
 
-def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_errors: bool = False) -> tuple[Any, Any]:
+def _progress(
+    cfg: Config,
+    store: Any,
+    run_dir: Path | None,
+    p: Plan,
+    retry_errors: bool = False,
+    retry_models: frozenset[str] = frozenset(),
+) -> tuple[Any, Any]:
     """A read-only run context (the datasets' rows loaded, nothing written) and what the embedding stage would do
     with each partition: ``(dataset, model, scenario)`` → :func:`~repeval.pipeline.partitions.partition_state`
     (for a partition several experiments share, the one with the most to do) — under ``--retry-errors`` when
-    ``retry_errors``. The partitions' error records are counted into :attr:`Plan.retries` either way. ``(None, None)``
+    ``retry_errors`` (for the partitions of the models ``retry_models`` names: ``--retry-model``). The partitions' error records are counted into :attr:`Plan.retries` either way. ``(None, None)``
     when the rows cannot be loaded (the reason is added to the plan's lines)."""
     from repeval.models import resolve_model
     from repeval.models.provenance import changed_code_note, plugin_code
@@ -69,13 +76,14 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                 spec = ModelSpec.of(cfg, m)
                 fam, params = resolve_model(m)
                 code = plugin_code(fam, params)  # a plugin's model: what the run would warn of its reused rows
+                retry = retry_errors or m.id in retry_models
                 for sid, wanted in masks.items():
                     key = (ds.name, m.id, sid)
                     part = store.partition(*key)
                     # the partition's ids, read once for its state and error records, whatever the experiments using it
                     stored = read.setdefault(key, StoredIds(part))
                     state, what, done = partition_state(
-                        part, spec.partition(cfg, exp, ds, sid), ids, wanted, retry_errors, stored
+                        part, spec.partition(cfg, exp, ds, sid), ids, wanted, retry, stored
                     )
                     if key not in states or rank[state] > rank[states[key][0]]:
                         states[key] = (state, what)
@@ -87,12 +95,13 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                         if records:
                             p.retries[part.name] = (records, max(len(tracks), p.retries.get(part.name, (0, 0))[1]))
                             p.retry_tracks.update((ds.name, t) for t in tracks)  # a track fails in each scenario
+                            p.retry_tracks_of.setdefault(m.id, set()).update((ds.name, t) for t in tracks)
                     if code is not None and done is not None and m.id not in code_notes and (wanted & done).any():
                         note = changed_code_note(part, m.id, fam, code, "plan")
                         if note is not None:  # once per model, as the run says it
                             code_notes[m.id] = note
                     if state == "todo" and m.id not in again:  # a model an earlier run stopped: not run again
-                        why = left_out_again(m, [part], code, retry_errors, cfg.run.stop_model_after_failed_tracks)
+                        why = left_out_again(m, [part], code, retry, cfg.run.stop_model_after_failed_tracks)
                         if why is not None:
                             again[m.id] = f"`repeval run` would leave it out: {why}"
                     if done is not None and cfg.run.truncated_audio == "error":

@@ -169,18 +169,27 @@ def _stage(
     """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure. The
     run's ``status.json`` says the command started, then that it finished or failed (with the reason), and records
     the command line that resumes it: the command's own options, with those of ``flags`` it was given (``--strict``,
-    ``--retry-errors``; the latter until :func:`embedding_done`); one that
+    ``--retry-errors``, ``--retry-model=MODEL``, each a model of the configuration or refused; the latter two until
+    :func:`embedding_done`); one that
     finds an earlier stage unfinished (``EarlierStageUnfinished``: ``train`` before ``embed``) puts back the state it
     found, as does an ``evaluate`` that left grids of the configuration untrained (``ctx.untrained``) on a run whose
     other command was interrupted or failed. A command that writes the store and finds it locked by another run is
     refused before its run directory is made."""
+    from repeval.pipeline.failing import check_retry_models
     from repeval.ray_cluster import job_submission, resume_hint
-    from repeval.run.status import read_status, recorded_flags, restore_status, write_status
+    from repeval.run.status import RETRY_MODEL, read_status, recorded_flags, restore_status, write_status
     from repeval.rundir import EarlierStageUnfinished
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
+    retried = [w.split("=", 1)[1] for w in flags if w.startswith(f"{RETRY_MODEL}=")]
+    try:  # a --retry-model naming no model of the configuration: refused before the command starts
+        check_retry_models(ctx.cfg, retried)
+    except ValueError:
+        if ctx.lock is not None:
+            ctx.lock.release()
+        raise
     before = read_status(ctx.run_dir)
-    own = list(flags)  # less --retry-errors once the embedding stage finished (`embedding_done`)
+    own = list(flags)  # less --retry-errors, --retry-model once the embedding stage finished (`embedding_done`)
 
     def line(c: str) -> str:
         """``c``'s command line on this run: with this command's flags, and an earlier command's own, recorded, when
@@ -197,8 +206,9 @@ def _stage(
         return resume, job
 
     def embedded() -> None:
-        if "--retry-errors" in own:
-            own.remove("--retry-errors")
+        retried = [w for w in own if w == "--retry-errors" or w.startswith(f"{RETRY_MODEL}=")]
+        if retried:
+            own[:] = [w for w in own if w not in retried]
             resumed()
 
     _state["embedded"] = embedded  # what `embedding_done` calls
@@ -349,6 +359,17 @@ RetryOpt = Annotated[
         help="compute again the tracks that have error records in the store (e.g. after fixing or replacing "
         "the files); groups trained on the old embeddings are trained again (`repeval plan --retry-errors` says "
         "which beforehand)",
+    ),
+]
+
+RetryModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--retry-model",
+        metavar="MODEL",
+        help="as --retry-errors for the embedding model MODEL only (its id; repeatable): compute again the tracks that "
+        "have its error records, and run it again if a run stopped it for failing on each of its first tracks; the "
+        "other models' error records stay as they are",
     ),
 ]
 

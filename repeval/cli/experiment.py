@@ -11,6 +11,7 @@ import typer
 from repeval.cli import app
 from repeval.cli.common import (
     ConfigArg,
+    RetryModelOpt,
     RetryOpt,
     RunIdOpt,
     RunsDirOpt,
@@ -105,15 +106,18 @@ def run(
     strict: StrictOpt = False,
     runs_dir: RunsDirOpt = None,
     retry_errors: RetryOpt = False,
+    retry_model: RetryModelOpt = None,
 ) -> None:
     """Run every stage (embed with deformations, train, evaluate); resumable."""
     from repeval import runner
 
     def go() -> None:
-        flags = given_flags(strict=strict, retry_errors=retry_errors)
+        flags = given_flags(strict=strict, retry_errors=retry_errors, retry_models=retry_model)
         with _stage("run", config, run_id, store, smoke_test, runs_dir, flags) as ctx:
             typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
-            s = runner.stage_embed(ctx, retry_errors=retry_errors, trainable=True)  # stops on an empty split first
+            s = runner.stage_embed(
+                ctx, retry_errors=retry_errors, trainable=True, retry_models=frozenset(retry_model or ())
+            )  # stops on an empty split first
             embedding_done()
             typer.echo(s.text())
             if strict:
@@ -142,15 +146,24 @@ def deform(
     smoke_test: SmokeOpt = False,
     runs_dir: RunsDirOpt = None,
     retry_errors: RetryOpt = False,
+    retry_model: RetryModelOpt = None,
 ) -> None:
     """Embed deformed audio only (deformations are applied on the fly; deformed audio is not stored)."""
     from repeval import runner
 
     def go() -> None:
         with _stage(
-            "deform", config, run_id, store, smoke_test, runs_dir, given_flags(retry_errors=retry_errors)
+            "deform",
+            config,
+            run_id,
+            store,
+            smoke_test,
+            runs_dir,
+            given_flags(retry_errors=retry_errors, retry_models=retry_model),
         ) as ctx:
-            s = runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors)
+            s = runner.stage_embed(
+                ctx, deformed_only=True, retry_errors=retry_errors, retry_models=frozenset(retry_model or ())
+            )
             embedding_done()
             typer.echo(s.text())
             if s.models_failed:
@@ -168,14 +181,15 @@ def embed(
     strict: StrictOpt = False,
     runs_dir: RunsDirOpt = None,
     retry_errors: RetryOpt = False,
+    retry_model: RetryModelOpt = None,
 ) -> None:
     """Compute clean and deformed embeddings into the store."""
     from repeval import runner
 
     def go() -> None:
-        flags = given_flags(strict=strict, retry_errors=retry_errors)
+        flags = given_flags(strict=strict, retry_errors=retry_errors, retry_models=retry_model)
         with _stage("embed", config, run_id, store, smoke_test, runs_dir, flags) as ctx:
-            s = runner.stage_embed(ctx, retry_errors=retry_errors)
+            s = runner.stage_embed(ctx, retry_errors=retry_errors, retry_models=frozenset(retry_model or ()))
             embedding_done()
             typer.echo(s.text())
             if strict:  # inside the stage, as in `run`: status.json (`repeval runs`) says it failed --strict

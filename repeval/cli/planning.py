@@ -12,6 +12,7 @@ import typer
 from repeval.cli import app
 from repeval.cli.common import (
     ConfigArg,
+    RetryModelOpt,
     RunIdOpt,
     RunsDirOpt,
     StoreOpt,
@@ -153,8 +154,10 @@ def plan(
             "computed again) and the probe grids trained on them as to train",
         ),
     ] = False,
+    retry_model: RetryModelOpt = None,
 ) -> None:
     """Print the grid of work, how much of it is already done and the resources it will request."""
+    from repeval.pipeline.failing import check_retry_models
     from repeval.plan import make_plan
     from repeval.plan_progress import load_notes
     from repeval.rundir import RunLocation
@@ -164,6 +167,7 @@ def plan(
     given_cfg = _with_runs_dir(_load(config, smoke_test=smoke_test), runs_dir)
     cfg, rid = with_smoke_test(given_cfg, smoke_test, run_id)
     smoke_of = given_cfg if cfg is not given_cfg else None  # its probe entries: what the smoke test's probe is of
+    retried = _guard(lambda: check_retry_models(cfg, retry_model or ()))  # a name that is no model: refused
     rid = rid or cfg.run.run_id
     if rid:
         _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
@@ -194,6 +198,7 @@ def plan(
             smoke_of=smoke_of,
             retry_errors=retry_errors,
             nodes=nodes,
+            retry_models=retried,
         )
     )
     if st is None:  # nothing embedded yet: what the load drops is said still (with a store, make_plan says it)

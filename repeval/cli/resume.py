@@ -43,10 +43,13 @@ def resume_command(
     return " ".join(shlex.quote(w) for w in words)
 
 
-def given_flags(strict: bool = False, retry_errors: bool = False) -> list[str]:
+def given_flags(
+    strict: bool = False, retry_errors: bool = False, retry_models: Sequence[str] | None = None
+) -> list[str]:
     """The options of a stage's command line that the line resuming it repeats (:func:`~repeval.cli.common._stage`), as it was given
-    them."""
-    return [flag for flag, given in (("--strict", strict), ("--retry-errors", retry_errors)) if given]
+    them (``--retry-model MODEL`` as one word, ``--retry-model=MODEL``)."""
+    flags = [flag for flag, given in (("--strict", strict), ("--retry-errors", retry_errors)) if given]
+    return flags + [f"--retry-model={m}" for m in dict.fromkeys(retry_models or ())]
 
 
 def _untrained_fix(before: dict[str, Any], command: str, line: Callable[[str], str]) -> str:

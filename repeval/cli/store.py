@@ -67,11 +67,14 @@ def store_ls(
 ) -> None:
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
     completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it),
+    an incomplete one whose model a run stopped for failing on each of its first tracks `stopped` (why on stderr),
     one this user cannot read `unreadable` (its fix on stderr, as a damaged one's)."""
     from repeval.store.inspect import (
         NOT_A_PARTITION,
+        STOPPED,
         ls_text,
         partition_info,
+        stopped_text,
         stray,
         stray_note,
         unlisted_folder,
@@ -88,6 +91,8 @@ def store_ls(
         for part, info in zip(parts, infos, strict=True):  # readable by repeval: a note, not a failure
             if info["unsettled"] is not None:
                 typer.echo(unsettled_note(part, info["unsettled"]), err=True)
+            if info["state"] == STOPPED:  # not "rerun to finish it": a rerun leaves the model out
+                typer.echo(f"{part.name}: {stopped_text(part, info['stopped'])}", err=True)
         foreign = {i["partition"] for i in infos if i["state"] == NOT_A_PARTITION}  # each listed as such already
         if len(foreign) < len(infos):  # a store: not a runs directory (said as that), nor a folder of no partition
             strays = [f for f in files if stray(f) and "/".join(f.split("/")[:3]) not in foreign]

@@ -33,7 +33,7 @@ from repeval.config import Config, ExperimentConfig
 from repeval.models import ModelUnavailable, resolve_model
 from repeval.models.provenance import plugin_code
 from repeval.pipeline import preflight
-from repeval.pipeline.failing import ModelFailing, mark_stopped, stopped_before
+from repeval.pipeline.failing import ModelFailing, clear_stops, left_out_again, mark_stopped
 from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
     model_chunk_s,
     model_fingerprint,
@@ -89,12 +89,15 @@ def embed_experiments(
     sources: dict[str, list[dict[str, Any]]] | None = None,
     prechecked: bool = False,
     start_ray: Callable[[], None] | None = None,
+    retry_models: frozenset[str] = frozenset(),
+    summary: EmbedSummary | None = None,
 ) -> EmbedSummary:
     """Embed what the store lacks for a run's experiments: one stream (one actor pool, weights loaded once per
     actor) per embedding model, however many datasets and experiments use it.
 
     ``retry_errors`` first deletes the error records of the partitions, so tracks that failed before (a file
-    since fixed or replaced) are computed again. Tracks in ``run.deform_splits`` are deformed; a work item's
+    since fixed or replaced) are computed again; ``retry_models`` (``--retry-model``) those of the partitions of the
+    models it names only — and either runs a model an earlier run stopped (:mod:`repeval.pipeline.failing`). Tracks in ``run.deform_splits`` are deformed; a work item's
     ``deform_ids[dataset]``, when given, names them instead (k folds: a track in the test split of any fold).
     A partition two experiments share (one dataset, two tasks) is planned once: a track is embedded once.
     ``sources``: where each dataset takes its audio from (:func:`~repeval.pipeline.partitions.run_sources`, with
@@ -105,8 +108,10 @@ def embed_experiments(
     again; called without it, this function runs them itself. ``start_ray``: called once the streams are planned, only
     when one has tracks to embed, before anything that needs Ray (the embed stage starts Ray there: a rerun with
     nothing left to embed never starts it); its time is not the stage's (``wall_s``). Without it, Ray is up already.
+    ``summary``: the caller's, filled as the stage goes (the models left out so far: what an attempt stopped midway
+    recorded, :func:`repeval.run.embed.stage_embed`); by default a new one.
     """
-    summary = EmbedSummary(store_uri=store.uri)
+    summary = summary if summary is not None else EmbedSummary(store_uri=store.uri)
     t0 = time.perf_counter()
     streams: dict[str, Stream] = {}
     uses: dict[str, int] = {}
@@ -123,16 +128,22 @@ def embed_experiments(
     for exp, rows_by_dataset, deform_ids in work:
         for ds in exp.datasets:
             plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary, deformed_only,
-                         retry_errors, moved_from, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
+                         retry_errors, moved_from, shared=uses[ds.name] > 1, sources=sources[ds.name],
+                         retry_models=retry_models)  # fmt: skip
     say_moved(store.uri, moved_from, sources)  # once per dataset, every model of it in one note
     say_complete(streams, summary)
     cut = summary.cut_reused_warning()
     if cut:  # once per run, before its streams start: said for every partition together
         log.warning("%s", cut)
-    # a model an earlier run stopped (it failed on each of its first tracks): left out again, not run
+    # a model an earlier run stopped (it failed on each of its first tracks): left out again, not run — said in the
+    # summary now, so an attempt stopped before its streams (a check below, Ctrl-C) records it too
     again = {
-        name: why for name, st in streams.items() if has_work(st) and (why := _stopped_before(cfg, st, retry_errors))
+        name: why
+        for name, st in streams.items()
+        if has_work(st) and (why := _left_out_again(cfg, st, retry_errors or st.mcfg.id in retry_models))
     }
+    for name, why in again.items():
+        summary.models_failed[streams[name].mcfg.id] = why
     working = [st.mcfg for name, st in streams.items() if has_work(st) and name not in again]
     if working and start_ray is not None:
         t_ray = time.perf_counter()
@@ -143,13 +154,13 @@ def embed_experiments(
     run_models = {st.mcfg.id for st in streams.values()}
     for name, st in streams.items():
         if name in again:  # its partitions stay incomplete, its error records as they are
-            summary.models_failed[st.mcfg.id] = again[name]
             if run_models - set(again):
                 log.error("%s — the run's other embedding models go on", again[name])
             continue
         for dataset, (cols, masks) in st.pending.items():
             spool_todo(st, dataset, cols, masks)
         st.pending.clear()
+        clear_stops(st.parts.values())  # every check passed: it runs (a stop of this run records its own)
         try:
             _run_stream(cfg, st, store, summary, progress)
         except ModelUnavailable as exc:  # this model is left out (its partitions stay incomplete); the others go on
@@ -173,10 +184,10 @@ class EveryModelFailed(ModelUnavailable):
         self.models = dict(models)
 
 
-def _stopped_before(cfg: Config, st: Stream, retry_errors: bool) -> str | None:
-    """Why ``st``'s model is left out again without running (:func:`~repeval.pipeline.failing.stopped_before`)."""
+def _left_out_again(cfg: Config, st: Stream, retry: bool) -> str | None:
+    """Why ``st``'s model is left out again without running (:func:`~repeval.pipeline.failing.left_out_again`)."""
     code = plugin_code(*resolve_model(st.mcfg))
-    return stopped_before(st.mcfg, st.parts.values(), code, retry_errors, cfg.run.stop_model_after_failed_tracks)
+    return left_out_again(st.mcfg, st.parts.values(), code, retry, cfg.run.stop_model_after_failed_tracks)
 
 
 def _all_failed(failed: dict[str, str]) -> str:

@@ -7,20 +7,22 @@ never stopped: one embedded track, or failures of different reasons, end the wat
 file are not the model's.
 
 The stop is recorded in the stamp of each partition the model failed in (:func:`mark_stopped`), so a plain rerun leaves
-the model out again without running it (:func:`stopped_before`) — its error records do not grow by as many again with
+the model out again without running it (:func:`left_out_again`) — its error records do not grow by as many again with
 each rerun — until its plugin's files change, the setting is raised past the stop's count (or null), or
-``--retry-errors`` tries it again; a run of it on other partitions only (another dataset) runs it."""
+``--retry-model`` naming it (or ``--retry-errors``) tries it again; a run of it on other partitions only (another
+dataset) runs it."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from typing import Any
 
 from repeval.models import ModelUnavailable
 from repeval.pipeline.todo import stream_key
 from repeval.store.partition_stamp import STOPPED_FAILING
-from repeval.words import counted
+from repeval.words import counted, named
 
 #: the default of ``run.stop_model_after_failed_tracks``: a stream whose first this many tracks all failed in the model,
 #: with one reason, none embedded, is stopped
@@ -94,16 +96,36 @@ class FailingModel:
             f"embedding model '{self.mcfg.id}' failed on each of the first {counted(len(self.failed), 'track')} it was "
             f"given, with the same error, and embedded none: {first} — stopped early (its "
             f"{counted(self.records, 'error record')} so far are kept); fix the model (`{validate_command(self.mcfg)}` "
-            "runs it on test audio and shows the traceback), then rerun with --retry-errors; a model that fails only "
+            f"runs it on test audio and shows the traceback), then rerun with {retry_option(self.mcfg.id)} (it and the "
+            "tracks it failed on; --retry-errors retries every model's error records); a model that fails only "
             "on some kind of track (the longest: out of memory, a length limit) that the dataset lists first is not "
             f"broken: raise {SETTING} (now {self.limit}), or set it to null never to stop a model"
         )
 
 
+def retry_option(model_id: str) -> str:
+    """The option that runs a stopped model ``model_id`` again and computes its failed tracks again, leaving the other
+    models' error records as they are (``--retry-errors`` retries every model's)."""
+    return f"--retry-model {shlex.quote(model_id)}"
+
+
+def check_retry_models(cfg: Any, names: Any) -> frozenset[str]:
+    """``--retry-model``'s ``names``, each the id of an embedding model of ``cfg``'s experiments; else a
+    :class:`ValueError` naming the unknown ones and the models there are."""
+    known = list(dict.fromkeys(m.id for exp in cfg.experiments for m in exp.embedding_models))
+    unknown = [n for n in dict.fromkeys(names) if n not in known]
+    if unknown:
+        raise ValueError(
+            f"--retry-model: the configuration has no {named('embedding model', [repr(n) for n in unknown])}; give "
+            f"the id of one of its embedding models: {', '.join(known)}"
+        )
+    return frozenset(names)
+
+
 def mark_stopped(parts: Any, exc: ModelFailing, code: dict[str, Any] | None) -> None:
     """Record in the stamp of each of a stopped stream's partitions (``parts``) that the model failed in
     (:attr:`ModelFailing.keys`) why it was stopped and the model's plugin code then (``code``,
-    :func:`~repeval.models.provenance.plugin_code`), for :func:`stopped_before`. Not in the stream's other partitions:
+    :func:`~repeval.models.provenance.plugin_code`), for :func:`left_out_again`. Not in the stream's other partitions:
     another dataset it was not given a track of yet (listed after the one it failed on) may be one it embeds — a run
     of the model on it alone runs it, and the record names a partition that holds the failures."""
     for part in parts:
@@ -111,41 +133,38 @@ def mark_stopped(parts: Any, exc: ModelFailing, code: dict[str, Any] | None) -> 
             part.record(STOPPED_FAILING, {**exc.stop, "model_code": code})
 
 
-def stopped_before(
-    mcfg: Any, parts: Any, code: dict[str, Any] | None, retry_errors: bool, limit: int | None
-) -> str | None:
+def left_out_again(mcfg: Any, parts: Any, code: dict[str, Any] | None, retry: bool, limit: int | None) -> str | None:
     """Why ``mcfg``'s stream, about to run on ``parts``, is left out again without running: a partition records that
     an earlier run stopped it (:func:`mark_stopped`) and nothing gives a new reason to try it — its plugin's files
-    (``code`` now) are as they were, ``retry_errors`` does not ask for it, and the stop's count of failed tracks still
-    reaches ``limit`` (``run.stop_model_after_failed_tracks``; ``None``: never stopped, so it runs): run again, it would
-    only add as many error records. ``None``: it runs (the records of an earlier stop are cleared: a stop of this run
-    records its own)."""
-    marked = _stops(parts)
-    why = _again(mcfg, marked, code, retry_errors, limit)
-    if why is None:
-        for part, _ in marked:
-            part.record(STOPPED_FAILING, None)
-    return why
+    (``code`` now) are as they were, ``retry`` (``--retry-errors``, or ``--retry-model`` naming it) does not ask for
+    it, and the stop's count of failed tracks still reaches ``limit`` (``run.stop_model_after_failed_tracks``;
+    ``None``: never stopped, so it runs): run again, it would only add as many error records. ``None``: it runs.
+    Read only (`repeval plan` says it, the store as it is): the stream that runs clears the stops first
+    (:func:`clear_stops`), once every check before the streams passed — not before, or a run stopped by another
+    model's check would leave no stop recorded, and the next plain run would try the model again."""
+    return _again(mcfg, _stops(parts), code, retry, limit)
 
 
-def left_out_again(
-    mcfg: Any, parts: Any, code: dict[str, Any] | None, retry_errors: bool, limit: int | None
-) -> str | None:
-    """:func:`stopped_before`'s reason, read only (`repeval plan` says it, the store as it is)."""
-    return _again(mcfg, _stops(parts), code, retry_errors, limit)
+def clear_stops(parts: Any) -> None:
+    """Clear the stops recorded in ``parts`` (:func:`mark_stopped`) as their model's stream starts again: a stop of
+    this run records its own."""
+    for part, _ in _stops(parts):
+        part.record(STOPPED_FAILING, None)
 
 
 def _stops(parts: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """The partitions of ``parts`` whose stamp records a stop of their model (:func:`mark_stopped`), each with it."""
-    found = [(part, (part.stamped() or {}).get(STOPPED_FAILING)) for part in parts]
-    return [(part, stop) for part, stop in found if isinstance(stop, dict)]
+    """The partitions of ``parts`` whose stamp records a stop of their model (:func:`mark_stopped`), each with it (one
+    unreadable is said in a warning and taken as none: :meth:`~repeval.store.partition_stamp.PartitionStamp.
+    stopped_failing`)."""
+    found = [(part, part.stopped_failing()) for part in parts]
+    return [(part, stop) for part, stop in found if stop is not None]
 
 
 def _again(
     mcfg: Any,
     marked: list[tuple[Any, dict[str, Any]]],
     code: dict[str, Any] | None,
-    retry_errors: bool,
+    retry: bool,
     limit: int | None,
 ) -> str | None:
     """Why the model is left out again, from the stops recorded in its partitions (``marked``); ``None``: it runs."""
@@ -154,17 +173,18 @@ def _again(
     if not marked:
         return None
     part, stop = marked[0]
-    failed = int(stop.get("tracks") or 0)
-    if retry_errors or stop.get("model_code") != code or limit is None or limit > failed:
+    failed = int(stop["tracks"])
+    if retry or stop.get("model_code") != code or limit is None or limit > failed:
         return None
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(stop.get("at") or 0)))
-    fix = "then rerun with --retry-errors, which tries it and the tracks it failed on again" + (
-        " (a plain run after a change to its plugin's files tries it too, without those tracks)" if code else ""
-    )
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(stop["at"])))
+    fix = (
+        f"then rerun with {retry_option(mcfg.id)}, which tries it and the tracks it failed on again, the other models' "
+        "error records left as they are (--retry-errors retries every model's)"
+    ) + ("; a plain run after a change to its plugin's files tries it too, without those tracks" if code else "")
     return (
         f"embedding model '{mcfg.id}' left out again, not run: a run stopped it at {when} (store partition "
         f"{part.name}) when it failed on each of the first {counted(failed, 'track')} it was given, with the same "
-        f"error, and embedded none: {stop.get('error', '')} — fix the model (`{validate_command(mcfg)}` runs it on test "
+        f"error, and embedded none: {stop['error']} — fix the model (`{validate_command(mcfg)}` runs it on test "
         f"audio and shows the traceback), {fix}; a model that fails only on some kind of track the dataset lists first "
         f"runs again under a {SETTING} above {failed} (now {limit}), or null"
     )

@@ -163,6 +163,7 @@ def plan_dataset(
     moved_from: dict[str, dict[str, dict[str, tuple[Any, int]]]],
     shared: bool = True,
     sources: list[dict[str, Any]] | None = None,
+    retry_models: frozenset[str] = frozenset(),
 ) -> None:
     """Add one (experiment, dataset)'s missing tracks to each model's stream. ``shared``: another experiment
     of the run uses the dataset too, so the ids planned here are kept for its turn (a track is embedded once);
@@ -170,7 +171,8 @@ def plan_dataset(
     where the run's definitions of the dataset take its audio from, recorded in the partitions it computes or
     reuses; reused rows computed from audio elsewhere (not recomputed) are added to ``moved_from`` (dataset → model →
     scenario → (the sources they were computed from, tracks)), which :func:`say_moved` says once per dataset after
-    every experiment is planned."""
+    every experiment is planned. ``retry_models`` (``--retry-model``): the models whose partitions' error records are
+    deleted, as ``retry_errors`` deletes every partition's."""
     scenarios = exp.scenarios_for(ds)
     ids = rows.column("track_id").combine_chunks()
     wanted_in = wanted_masks(cfg, exp, ds, rows, deform_ids)
@@ -189,7 +191,7 @@ def plan_dataset(
             summary.partition_order[part.name] = None  # the configuration's order, which the summary's lists follow
             pspec = accepted_spec(part, spec.partition(cfg, exp, ds, sid))  # stored with frames: completed with them
             fp = pspec.fingerprint
-            if retry_errors and key not in st.parts:
+            if (retry_errors or mcfg.id in retry_models) and key not in st.parts:
                 summary.retried += part.clear_errors()
             wanted = wanted_in[sid]
             stored = part.done_ids()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from repeval.pipeline import preflight
-from repeval.pipeline.embed import EmbedSummary, EveryModelFailed, embed_experiments
+from repeval.pipeline.embed import EmbedSummary, embed_experiments
 from repeval.run.context import RunContext
 from repeval.run.rows import audio_sources, deform_ids, load_rows
 from repeval.store.lock import StoreLock
@@ -19,10 +19,16 @@ def stage_embed(
     progress: bool | None = None,
     retry_errors: bool = False,
     trainable: bool = False,
+    retry_models: frozenset[str] = frozenset(),
 ) -> EmbedSummary:
     """Embed every experiment's datasets into the store; ``trainable`` (``repeval run``, which trains next): first
     stop, once they are loaded, on a split that holds none of its tracks (:func:`check_splits_assigned`), so nothing
-    is embedded that the training stage would refuse."""
+    is embedded that the training stage would refuse. ``retry_models`` (``--retry-model``): the embedding models whose
+    error records are deleted and whose tracks they name are computed again, a model an earlier run stopped run again
+    (:func:`~repeval.pipeline.failing.check_retry_models` first: each an id of the configuration's)."""
+    from repeval.pipeline.failing import check_retry_models
+
+    retry_models = check_retry_models(ctx.cfg, retry_models)
     # reliability (issue 9): one writer per store — a second run refuses before Ray starts (and, when the CLI took
     # the lock with the run context, before its run directory is made)
     lock, ctx.lock = ctx.lock, None
@@ -30,19 +36,29 @@ def stage_embed(
         lock = StoreLock(ctx.store, ctx.run_id)
         lock.acquire()
     try:
-        return _stage_embed(ctx, deformed_only, progress, retry_errors, trainable)
+        return _stage_embed(ctx, deformed_only, progress, retry_errors, trainable, retry_models)
     finally:
         lock.release()
 
 
 def _stage_embed(
-    ctx: RunContext, deformed_only: bool, progress: bool | None, retry_errors: bool, trainable: bool
+    ctx: RunContext,
+    deformed_only: bool,
+    progress: bool | None,
+    retry_errors: bool,
+    trainable: bool,
+    retry_models: frozenset[str],
 ) -> EmbedSummary:
     from repeval.config.embed import default_p_warnings, deform_splits_warnings
     from repeval.ray_fit import check_trials_fit
     from repeval.ray_utils import init_ray
+    from repeval.run.left_out import record_left_out
     from repeval.run.split_check import check_splits_assigned
 
+    stage = "deform" if deformed_only else "embed"  # `repeval deform` leaves the clean partitions' record as it is
+    # this attempt's record, from its start: an earlier attempt's models left out are not this one's (an attempt
+    # stopped midway — Ctrl-C, an error — records those it left out until then)
+    record_left_out(ctx.run_dir, stage, {})
     for line in default_p_warnings(ctx.cfg.experiments) + deform_splits_warnings(ctx.cfg):
         log.warning(line)
     # before Ray starts and the catalogs load (and only here: embed_experiments is told they ran)
@@ -62,11 +78,9 @@ def _stage_embed(
         (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, deform_ids(ctx, ei))
         for ei, exp in enumerate(ctx.cfg.experiments)
     ]
-    from repeval.run.left_out import record_left_out
-
-    stage = "deform" if deformed_only else "embed"  # `repeval deform` leaves the clean partitions' record as it is
+    total = EmbedSummary(store_uri=ctx.store.uri)
     try:
-        total = embed_experiments(
+        embed_experiments(
             ctx.cfg,
             work,
             ctx.store,
@@ -76,10 +90,10 @@ def _stage_embed(
             sources=audio_sources(ctx),
             prechecked=True,
             start_ray=start_ray,
+            retry_models=retry_models,
+            summary=total,
         )
-    except EveryModelFailed as exc:  # the run stops: its record says this attempt, not an earlier one's
-        record_left_out(ctx.run_dir, stage, exc.models)
-        raise
+    finally:  # finished, every model failed, or stopped midway: the record says this attempt's models left out
+        record_left_out(ctx.run_dir, stage, total.models_failed)  # the training stage trains the others
     log.debug(total.line())  # the CLI prints it
-    record_left_out(ctx.run_dir, stage, total.models_failed)  # the training stage trains the others
     return total

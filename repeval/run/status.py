@@ -19,17 +19,27 @@ STATUS = "status.json"
 
 #: the options of a stage's command line that the line resuming it keeps (:func:`repeval.cli.resume.resume_command`),
 #: each with the commands that take it: a line of another command on the run (:func:`command_line`) keeps those that
-#: command takes. A line written once the embedding stage finished leaves ``--retry-errors`` out: its error records
-#: were deleted and their tracks computed again, which a rerun would only repeat
+#: command takes. A line written once the embedding stage finished leaves ``--retry-errors`` and ``--retry-model`` out:
+#: their error records were deleted and their tracks computed again, which a rerun would only repeat. An option with a
+#: value is kept as one word, ``--retry-model=MODEL``
 RESUMED_FLAGS: dict[str, frozenset[str]] = {
     "--strict": frozenset({"run", "embed"}),
     "--retry-errors": frozenset({"run", "embed", "deform"}),
+    "--retry-model": frozenset({"run", "embed", "deform"}),
 }
+
+#: ``--retry-model``, which a resuming line keeps as ``--retry-model=MODEL``
+RETRY_MODEL = "--retry-model"
+
+
+def _flag(word: str) -> str:
+    """The option a word of a command line gives (``--retry-model=x``: ``--retry-model``)."""
+    return word.split("=", 1)[0] if word.startswith("--") else word
 
 
 def for_command(command: str, words: Iterable[str]) -> list[str]:
     """``words`` (of a command line, after its command) without the :data:`RESUMED_FLAGS` ``command`` does not take."""
-    return [w for w in words if w not in RESUMED_FLAGS or command in RESUMED_FLAGS[w]]
+    return [w for w in words if _flag(w) not in RESUMED_FLAGS or command in RESUMED_FLAGS[_flag(w)]]
 
 
 def recorded_flags(status: dict[str, Any]) -> list[str]:
@@ -41,7 +51,7 @@ def recorded_flags(status: dict[str, Any]) -> list[str]:
         words = shlex.split(resume) if isinstance(resume, str) else []
     except ValueError:
         return []
-    return [w for w in words if w in RESUMED_FLAGS]
+    return [w for w in words if _flag(w) in RESUMED_FLAGS]
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:

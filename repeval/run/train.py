@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -143,7 +144,10 @@ def _failed_embedding(ctx: RunContext, item: _Pending, embedded: dict[tuple[str,
     if not part.complete or not item.rows.num_rows:
         return None
     ids = _embedded_ids(ctx, item, CLEAN, embedded)
-    fix = "fix the model or the files, then rerun with --retry-errors"
+    fix = (  # that model's error records: the others' stay as they are (--retry-errors retries them too)
+        f"fix the model or the files, then rerun with --retry-model {shlex.quote(item.model)} (--retry-errors: every "
+        "model's error records)"
+    )
     if not len(ids):
         return (
             f"embedding model '{item.model}' embedded none of the {counted(item.rows.num_rows, 'track')} of "

@@ -25,7 +25,6 @@ from repeval.store.layout import (
 )
 from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
-from repeval.store.partition_stamp import STOPPED_FAILING
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
 from repeval.words import counted
@@ -68,6 +67,10 @@ def _listing(part: Partition) -> list[pafs.FileInfo]:
     return [i for i in part.fs.get_file_info(sel) if i.type == pafs.FileType.File]
 
 
+#: ``store ls``'s state of an incomplete partition whose model a run stopped for failing on each of its first tracks
+#: (``stopped_failing``): runs leave the model out until it is fixed (``--retry-model``)
+STOPPED = "stopped"
+
 #: ``store ls``'s state of a partition whose track removal was stopped, or could not delete what it replaced
 UNSETTLED = "unsettled"
 
@@ -98,7 +101,7 @@ def _unknown(part: Partition, state: str, size: int | None) -> dict[str, Any]:
     return {
         "partition": part.name, "state": state, "damage": None, "rows": None, "errors": None, "dim": None,
         "frames": None, "model_version": None, "config_hash": None, "created_at": None, "completed_at": None,
-        "bytes": size, "unsettled": None,
+        "bytes": size, "unsettled": None, "stopped": None,
     }  # fmt: skip
 
 
@@ -199,11 +202,14 @@ def partition_info(part: Partition) -> dict[str, Any]:
         return {**_unknown(part, UNREADABLE, size), "damage": unreadable(part, exc)}
     if m and damage is None and isinstance(m.get("rows"), int) and rows != m["rows"]:
         damage = _rows_differ(part, rows, m["rows"])
+    stop = None if m else part.stopped_failing()  # a run stopped its model: runs leave it out, not "rerun to finish"
+    state = STOPPED if stop else "complete" if m else "incomplete"
     return {
         "partition": part.name,
-        "state": "damaged" if damage else UNSETTLED if left is not None else "complete" if m else "incomplete",
+        "state": "damaged" if damage else UNSETTLED if left is not None else state,
         "damage": damage,
         "unsettled": left,
+        "stopped": {k: stop[k] for k in ("error", "tracks", "at")} if stop else None,
         "rows": rows,
         "errors": errors,
         "dim": dim,
@@ -290,13 +296,19 @@ def audio_notes(
 def _incomplete(part: Partition) -> str:
     """What ``store show`` says of an incomplete partition: rerun to finish it — unless a run stopped its model for
     failing on each of its first tracks (``stopped_failing``), which later runs leave out, not run, until it is fixed."""
-    stop = (part.stamped() or {}).get(STOPPED_FAILING)
-    if not isinstance(stop, dict):
+    stop = part.stopped_failing()  # one edited by hand into other types: said in a warning, taken as none
+    if stop is None:
         return "(incomplete: no manifest yet; rerun to finish it)"
+    return f"(incomplete: {stopped_text(part, stop)})"
+
+
+def stopped_text(part: Partition, stop: dict[str, Any]) -> str:
+    """What ``store show`` and ``store ls`` say of a partition whose model a run stopped (``stop``: its
+    ``stopped_failing``): why, and that runs leave the model out until it is fixed and retried."""
     return (
-        f"(incomplete: a run stopped its model when it failed on each of the first "
-        f"{counted(int(stop.get('tracks') or 0), 'track')} it was given, with the same error: {stop.get('error', '')}; "
-        "runs leave the model out, not run, until it is fixed — then rerun with --retry-errors)"
+        f"a run stopped its model when it failed on each of the first {counted(stop['tracks'], 'track')} it was "
+        f"given, with the same error: {stop['error']}; runs leave the model out, not run, until it is fixed — then "
+        f"rerun with --retry-model {shlex.quote(part.model)}"
     )
 
 

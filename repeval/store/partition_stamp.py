@@ -5,6 +5,7 @@ sources its stamp and manifest record. :class:`~repeval.store.partition.Partitio
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -22,9 +23,31 @@ from repeval.store.fingerprint import (
 from repeval.store.layout import MANIFEST, STAMP, _atomic_write_bytes
 from repeval.store.partition_files import PartitionFiles
 
+log = logging.getLogger("repeval.store")
+
 #: the stamp's record that a run stopped the partition's model after it failed on each of its first tracks
 #: (:func:`repeval.pipeline.failing.mark_stopped`): later runs leave the model out again, not run
 STOPPED_FAILING = "stopped_failing"
+
+#: the partition files whose unreadable ``stopped_failing`` record was said (once each per process)
+_BAD_STOP_SAID: set[str] = set()
+
+
+def _stop_problem(stop: Any) -> str | None:
+    """What is wrong with a ``stopped_failing`` record's types (``None``: nothing)."""
+    if not isinstance(stop, dict):
+        return f"not an object but {type(stop).__name__}"
+    checks = (
+        ("error", isinstance(stop.get("error"), str), "a string"),
+        ("tracks", type(stop.get("tracks")) is int and stop["tracks"] >= 1, "a whole number, 1 or more"),
+        ("at", type(stop.get("at")) in (int, float), "a number (seconds since 1970)"),
+        ("model_code", stop.get("model_code") is None or isinstance(stop.get("model_code"), dict), "an object or null"),
+    )
+    for key, ok, want in checks:
+        if not ok:
+            return f"{key} is {json.dumps(stop.get(key))}, not {want}"
+    return None
+
 
 #: why a partition of a scenario whose steps read files (``sounds_path``, ``ir_path``) differs: by whether its stamp
 #: records what they held (a stamp from before repeval recorded it does not)
@@ -218,6 +241,30 @@ class PartitionStamp(PartitionFiles):
             new = {k: v for k, v in body.items() if k != key} if value is None else {**body, key: value}
             text = json.dumps(new, indent=1 if name == MANIFEST else None, sort_keys=True)
             _atomic_write_bytes(self.fs, f"{self.path}/{name}", text.encode())
+
+    def stopped_failing(self) -> dict[str, Any] | None:
+        """The stop a run recorded of the partition's model (``stopped_failing``, :func:`repeval.pipeline.failing.
+        mark_stopped`): ``error`` (str), ``tracks`` (a count, 1 or more), ``at`` (seconds since the epoch) and
+        ``model_code``; ``None`` without one. One whose values are not of those types (edited by hand) is unreadable,
+        as a damaged stamp is: said once in a warning naming the file and the fix, and taken as no stop — the next run
+        tries the model again (a stop of that run records its own)."""
+        body = self.stamped() or {}
+        stop = body.get(STOPPED_FAILING)
+        if stop is None:
+            return None
+        bad = _stop_problem(stop)
+        if bad is None:
+            return dict(stop)
+        where = f"{self.path}/{MANIFEST if self.manifest() is not None else STAMP}"
+        if where not in _BAD_STOP_SAID:
+            _BAD_STOP_SAID.add(where)
+            log.warning(
+                "store partition %s: the %s record of %s is unreadable (%s): the model is taken as not stopped — the "
+                "next run tries it again; delete the %s key from the file (a run that stops the model records it "
+                "anew), or restore it as a run wrote it",
+                self.name, STOPPED_FAILING, where, bad, STOPPED_FAILING,
+            )  # fmt: skip
+        return None
 
     def restamp(self, fingerprint: dict[str, Any], provenance: dict[str, Any] | None = None) -> bool:
         """Write ``fingerprint`` into the stamp and manifest of a partition that :meth:`check_compatible` has just

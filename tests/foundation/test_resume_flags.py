@@ -1,6 +1,7 @@
 """The command line a run records as resuming it (``status.json``'s ``resume``, the "… resumes it" hints, ``repeval
 runs``) repeats the options it was given that still apply: ``--strict`` always, ``--retry-errors`` until the embedding
-stage finished; a line for another command on the run keeps only the options that command takes."""
+stage finished (``--retry-model`` too); a line for another command on the run keeps only the options that command
+takes."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def _stopped(*_: object, **__: object) -> None:
         ("embed", ["--strict", "--retry-errors"]),
         ("run", ["--strict", "--retry-errors"]),
         ("deform", ["--retry-errors"]),
+        ("embed", ["--retry-model=mfcc-stats"]),
     ],
 )
 def test_a_stage_stopped_while_embedding_resumes_with_the_options_it_was_given(tmp_path, monkeypatch, command, flags):
@@ -57,7 +59,7 @@ def test_a_run_stopped_after_embedding_resumes_without_retrying_errors_again(tmp
     )
     monkeypatch.setattr(runner, "not_evaluated", lambda _ctx: [])
     monkeypatch.setattr(runner, "stage_train", _stopped)
-    res = CliRunner().invoke(app, ["run", str(cfg), "--retry-errors", "--strict"])
+    res = CliRunner().invoke(app, ["run", str(cfg), "--retry-errors", "--strict", "--retry-model", "mfcc-stats"])
     assert res.exit_code == 130, res.output
     status = read_status(tmp_path / "runs" / "r")
     assert status["resume"] == f"repeval run {cfg} --strict", status
@@ -70,9 +72,9 @@ def test_a_run_stopped_after_embedding_resumes_without_retrying_errors_again(tmp
 
 
 def test_a_line_for_another_command_keeps_the_options_that_command_takes():
-    status = {"resume": "repeval embed c.yaml --run-id r --strict --retry-errors"}
-    assert command_line(status, "run") == "repeval run c.yaml --run-id r --strict --retry-errors"
-    assert command_line(status, "deform") == "repeval deform c.yaml --run-id r --retry-errors"
+    status = {"resume": "repeval embed c.yaml --run-id r --strict --retry-errors --retry-model=m"}
+    assert command_line(status, "run") == "repeval run c.yaml --run-id r --strict --retry-errors --retry-model=m"
+    assert command_line(status, "deform") == "repeval deform c.yaml --run-id r --retry-errors --retry-model=m"
     assert command_line(status, "train") == "repeval train c.yaml --run-id r"  # `train --strict`: no such option
     submit = "ray job submit --working-dir . -- python jobs/embed.py c.yaml --run-id r --strict --retry-errors"
     job = {"job": {"submit": submit}}
@@ -105,3 +107,18 @@ def test_an_unfinished_earlier_command_is_named_with_its_own_options(tmp_path):
     said = " ".join(res.output.split())
     assert f"this run's `repeval run` was interrupted: finish it with `{resume}`" in said, said
     assert f"train them first — `repeval train {cfg}`, or `{resume}`, which also resumes" in said, said
+
+
+def test_a_retry_model_that_names_no_model_of_the_configuration_is_refused_with_the_models_there_are(tmp_path):
+    """`repeval embed CONFIG --retry-model NAME` retries one embedding model's error records (and a model a run
+    stopped); a name that is no model of the configuration (a typo) is refused before the command starts, naming the
+    models there are — not a run that retries nothing."""
+    cfg = _config(tmp_path)
+    res = CliRunner().invoke(app, ["embed", str(cfg), "--retry-model", "mfcc-stat", "--retry-model", "clap"])
+    assert res.exit_code == 1, res.output
+    said = " ".join(res.stderr.split())
+    assert (
+        "--retry-model: the configuration has no embedding models 'mfcc-stat', 'clap'; give the id of one of its "
+        "embedding models: mfcc-stats"
+    ) in said, said
+    assert read_status(tmp_path / "runs" / "r") == {}  # not started

@@ -20,7 +20,7 @@ import yaml
 from repeval.words import counted
 
 #: plugin models: one whose constructor reads a weights file, one that raises at every call, one that fails on some
-#: of the tracks (every third clip, by its content)
+#: of the tracks (every third clip, by its content), one that cannot run here (an extra not installed)
 FAILING_MODELS = """
 import numpy as np
 
@@ -57,6 +57,19 @@ class SometimesFails(EmbeddingModel):
         if int(abs(float(np.sum(audio))) * 1000) % 3 == 0:
             raise ValueError("a clip it cannot take")
         return np.array([[audio.mean(), audio.std()]], np.float32)
+
+
+@register_model("needs-extra")
+class NeedsExtra(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 2
+
+    @classmethod
+    def availability(cls, params):
+        return "needs the 'nothing' extra (pip install nothing)"
+
+    def embed(self, audio):
+        return np.zeros((1, 2), np.float32)
 """
 
 #: the run's notes: 3 instruments × 4; a model is stopped once its first STOP tracks all failed (of 12: the runs set
@@ -215,7 +228,8 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert why.startswith(f"embedding model 'broken' failed on each of the first {STOP} tracks"), why
     assert "embedded none" in why
     assert "RuntimeError: no accelerator for" in why and "other models" not in why
-    assert "`repeval validate-model always-fails --plugin " in why and "then rerun with --retry-errors" in why
+    assert "`repeval validate-model always-fails --plugin " in why
+    assert "then rerun with --retry-model broken (it and the tracks it failed on; --retry-errors retries every" in why
     ctx = runner.make_context(load_config(r.run_dir / "config.yaml"))
     broken = ctx.store.partition("notes", "broken", "clean")
     kept = broken.read_errors().num_rows
@@ -236,7 +250,8 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert f"(store partition notes/broken/clean) when it failed on each of the first {STOP} tracks" in why, why
     assert "RuntimeError: no accelerator for # samples" not in why and "RuntimeError: no accelerator for" in why
     assert (
-        "then rerun with --retry-errors, which tries it and the tracks it failed on again (a plain run after a" in why
+        "then rerun with --retry-model broken, which tries it and the tracks it failed on again, the other models' "
+        "error records left as they are (--retry-errors retries every model's); a plain run after a change" in why
     )
     assert why.endswith(f"under a run.stop_model_after_failed_tracks above {STOP} (now {STOP}), or null"), why
     assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}
@@ -244,6 +259,39 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}  # its clean tracks: none
     said = [n for n in make_plan(ctx.cfg, ctx.store, ctx.run_dir).notes if "left out again" in n]
     assert said == [f"`repeval run` would leave it out: {why}"], said  # the plan says it too, the store as it is
+    retried = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_models=frozenset({"broken"}))  # plan --retry-model
+    assert not [n for n in retried.notes if "left out again" in n], retried.notes
+    assert f"retry errors: notes/broken/clean: {counted(kept, 'error record')} deleted, " in retried.text()
+    assert "computed again (--retry-model broken); these partitions" in retried.text(), retried.text()
+    # an attempt that another model's check stops before any stream starts: its models_left_out.json says this
+    # attempt, not an earlier one's (it kept it: `repeval runs` named models the latest attempt had not left out) ...
+    needs = {"id": "no-extra", "type": "needs-extra"}
+    checked = runner.make_context(load_config(_config(r.root, r.notes, [models[0], needs], "checked")))
+    (checked.run_dir / LEFT_OUT).write_text(json.dumps({"embed": {"net-a": "an earlier attempt's"}}))
+    with pytest.raises(ModelUnavailable, match="needs the 'nothing' extra"):
+        runner.stage_embed(checked)
+    assert json.loads((checked.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}
+    # ... and, the setting raised past the stop, the stop stays recorded until the model's stream runs: it was
+    # cleared before the check, so the next plain run tried the model once more
+    checked.cfg = checked.cfg.model_copy(
+        update={"run": checked.cfg.run.model_copy(update={"stop_model_after_failed_tracks": STOP + 1})}
+    )
+    with pytest.raises(ModelUnavailable, match="needs the 'nothing' extra"):
+        runner.stage_embed(checked)
+    assert "stopped_failing" in (broken.stamped() or {}), broken.stamped()
+    assert not (checked.run_dir / LEFT_OUT).exists()  # this attempt left none out
+    # --retry-model broken: it alone is tried again with the tracks it failed on (its error records deleted first: not
+    # kept + STOP of them), another model's error records left as they are (--retry-errors, the only way, retried
+    # those too)
+    flaky_cfg = {"id": "flaky", "type": "sometimes-fails"}
+    both = runner.make_context(load_config(_config(r.root, r.notes, [models[0], flaky_cfg], "retry-one")))
+    with pytest.raises(ValueError, match="--retry-model: the configuration has no embedding model 'brokn'; give the"):
+        runner.stage_embed(both, retry_models=frozenset({"brokn"}))
+    retried = runner.stage_embed(both, retry_models=frozenset({"broken"})).models_failed["broken"]
+    assert retried.startswith("embedding model 'broken' failed on each of the first"), retried  # run, stopped again
+    assert STOP <= broken.read_errors().num_rows < kept + STOP, kept  # its records computed anew
+    assert flaky.complete and flaky.read_errors().num_rows == failed  # another model's: as they were
+    kept = broken.read_errors().num_rows
     # its plugin edited: run again, in the decode tasks (run.resources.embed_in_decode), and stopped again
     plugin = r.root / "failing_models.py"
     written = plugin.read_text()
@@ -292,7 +340,9 @@ def test_a_model_that_embedded_none_of_a_split_is_left_out_of_training_and_the_o
     assert ids and not ids & test, (ids, test)  # (the notes flaky fails on: its content's; all of the test split's)
     why = json.loads((r.run_dir / LEFT_OUT).read_text())["train"]["flaky"]
     assert why.startswith("embedding model 'flaky': inst on notes/flaky: the test split has no embedded tracks"), why
-    assert "notes/flaky/clean --errors` says why" in why and why.endswith("then rerun with --retry-errors")
+    assert "notes/flaky/clean --errors` says why" in why and why.endswith(
+        "then rerun with --retry-model flaky (--retry-errors: every model's error records)"
+    )
     assert {row["model"] for row in pq.read_table(r.run_dir / "results.parquet").to_pylist()} == {"mfcc-stats"}
     from repeval.plan import make_plan
 
@@ -361,7 +411,7 @@ def test_a_stop_is_recorded_where_the_model_failed_and_a_run_on_another_dataset_
 
     from repeval.config.embed import EmbeddingModelConfig
     from repeval.pipeline.assemble import ErrorBlock, errors_table
-    from repeval.pipeline.failing import FailingModel, ModelFailing, mark_stopped, stopped_before
+    from repeval.pipeline.failing import FailingModel, ModelFailing, left_out_again, mark_stopped
     from repeval.pipeline.todo import stream_key
     from repeval.store import EmbeddingStore, PartitionWriter
     from repeval.store.inspect import show_text
@@ -379,11 +429,26 @@ def test_a_stop_is_recorded_where_the_model_failed_and_a_run_on_another_dataset_
         FailingModel(mcfg, limit=3).see(None, failed)
     code = {"plugin": "p.py", "sha256": "0"}
     mark_stopped(parts.values(), stopped.value, code)
-    assert stopped_before(mcfg, [parts["short"]], code, False, 3) is None  # never given a track: run it
-    why = stopped_before(mcfg, [parts["short"], parts["long"]], code, False, 3)
+    assert left_out_again(mcfg, [parts["short"]], code, False, 3) is None  # never given a track: run it
+    why = left_out_again(mcfg, [parts["short"], parts["long"]], code, False, 3)
     assert why is not None and "(store partition long/net/clean) when it failed on each of the first 3 tracks" in why
     said = show_text(parts["long"])  # `repeval store show`: it said "rerun to finish it", which left the model out
     assert "(incomplete: a run stopped its model when it failed on each of the first 3 tracks it was given" in said
+    assert "runs leave the model out, not run, until it is fixed — then rerun with --retry-model net)" in said, said
+    # `repeval store ls` listed it "incomplete" as any partition a rerun finishes: now "stopped", why on stderr
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    listed = CliRunner().invoke(app, ["store", "ls", str(tmp_path / "store")])
+    assert listed.exit_code == 0, listed.output
+    states = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines()[1:3]}
+    assert states == {"long/net/clean": "stopped", "short/net/clean": "incomplete"}, listed.stdout
+    assert listed.stderr.strip() == (
+        "long/net/clean: a run stopped its model when it failed on each of the first 3 tracks it was given, with the "
+        "same error: RuntimeError: out of memory; runs leave the model out, not run, until it is fixed — then rerun "
+        "with --retry-model net"
+    ), listed.stderr
     records = ErrorBlock()
     records.add("t0", "train", "clean", "embed", "RuntimeError: out of memory")
     writer = PartitionWriter(parts["long"], embedding_schema(2), 10)
@@ -396,4 +461,30 @@ def test_a_stop_is_recorded_where_the_model_failed_and_a_run_on_another_dataset_
     )
     writer.flush()
     assert parts["long"].remove_tracks(pa.array(["t0"])).errors == 1  # `repeval store rm long/net/clean --track t0`
-    assert stopped_before(mcfg, [parts["long"]], code, False, 3) is None
+    assert left_out_again(mcfg, [parts["long"]], code, False, 3) is None
+
+
+def test_a_stop_edited_into_other_types_is_said_unreadable_as_a_damaged_stamp_is(tmp_path, caplog):
+    """A ``stopped_failing`` record edited by hand (a count as words, a time as a date) stopped `repeval run`, `plan`
+    and `store show` with a raw ``ValueError: invalid literal for int()``. Now it is unreadable as a damaged stamp
+    is: said once in a warning naming the file and the fix, and taken as no stop (the next run tries the model)."""
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.failing import left_out_again
+    from repeval.store import EmbeddingStore
+    from repeval.store.inspect import show_text
+
+    mcfg = EmbeddingModelConfig(id="net", type="mfcc-stats")
+    part = EmbeddingStore(str(tmp_path / "store")).partition("notes", "net", "clean")
+    part.stamp({"fp": 1}, {"config_hash": "abc"})
+    stop = {"error": "RuntimeError: out of memory", "tracks": "thirty-two", "at": 1.7e9, "model_code": None}
+    part.record("stopped_failing", stop)
+    with caplog.at_level(logging.WARNING, logger="repeval.store"):
+        assert left_out_again(mcfg, [part], None, False, 3) is None  # the model runs
+        assert "(incomplete: no manifest yet; rerun to finish it)" in show_text(part)
+    said = [r.getMessage() for r in caplog.records if "stopped_failing" in r.getMessage()]
+    assert said == [
+        f"store partition notes/net/clean: the stopped_failing record of {part.path}/_stamp.json is unreadable "
+        '(tracks is "thirty-two", not a whole number, 1 or more): the model is taken as not stopped — the next run '
+        "tries it again; delete the stopped_failing key from the file (a run that stops the model records it anew), "
+        "or restore it as a run wrote it"
+    ], said  # once per file
