@@ -107,8 +107,7 @@ def test_a_scheme_no_filesystem_reads_is_refused_even_without_the_data_check(tmp
 def test_audio_paths_no_filesystem_reads_stop_the_load_once(tmp_path, monkeypatch):
     """An ``https://`` audio path in a manifest read with ``check_files: false`` became one error record per track at
     decode (pyarrow's "Unrecognized filesystem type"), a ``C:\\music\\a.wav`` one a file not found: the load stops on
-    the first, naming its row, the schemes repeval reads and the fix, and ``repeval validate`` finds it in the first
-    rows."""
+    the first, naming its row, the schemes repeval reads and the fix, and ``repeval validate`` finds it in its rows."""
     monkeypatch.chdir(tmp_path)
     Path("a.wav").write_bytes(b"RIFF")
     for cell, said in [
@@ -227,3 +226,28 @@ def test_a_scheme_written_in_upper_case_is_read(tmp_path, monkeypatch):
     catalog, report = load_dataset(ds, cfg.experiments[0].task)
     assert report.count("missing_audio") == 0, report.notes
     assert catalog.column("audio_path").to_pylist() == [f"file://{tmp_path}/a.wav"] * 2
+
+
+def test_validate_reads_every_row_of_a_manifest_for_audio_paths_no_filesystem_reads(tmp_path, monkeypatch):
+    """``repeval validate`` checked the audio paths of the manifest's first batch alone (a CSV's first 64 KiB, a
+    Parquet file's first 65,536 rows): a Windows path in a later row passed it and stopped the run's load. Every row is
+    read now, a batch at a time — CSV and Parquet alike."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    Path("a.wav").write_bytes(b"RIFF")
+    n = 70_000  # past one Parquet batch (65,536 rows) and many CSV blocks
+    ids, paths = [f"t{i}" for i in range(n)], ["a.wav"] * n
+    paths[-1] = "C:\\music\\z.wav"
+    rows = pa.table({"track_id": ids, "audio_path": paths, "label": ["a", "b"] * (n // 2)})
+    pq.write_table(rows, "m.parquet")
+    Path("m.csv").write_text(
+        "track_id,audio_path,label\n" + "".join(f"{i},{p},a\n" for i, p in zip(ids, paths, strict=True))
+    )
+    for manifest, row in (("m.csv", f"row {n + 1}"), ("m.parquet", f"row {n - 1}")):  # (a CSV's header is its row 1)
+        with pytest.raises(ConfigError) as checked:
+            check_data_paths(parse_config(catalog_config(manifest)))
+        assert f"audio_column: {row}'s audio path 'C:\\music\\z.wav' is a Windows path" in str(checked.value), (
+            checked.value
+        )
