@@ -354,13 +354,18 @@ def open_run(run: str) -> RunLocation:
     if not is_uri(run):
         p = Path(run).resolve()
         return RunLocation.open(str(p.parent), p.name)
+    import shlex
+
     base, sep, query = run.partition("?")
     runs_dir, _, run_id = base.rstrip("/").rpartition("/")
     if not run_id or runs_dir.endswith(":/"):
         raise ValueError(f"{run}: give a run directory, <runs_dir>/<run_id>, not a bucket")
     loc = RunLocation.open(f"{runs_dir}{sep}{query}", run_id)
     if loc.staged and not any(loc.local.iterdir()):
-        raise FileNotFoundError(f"no run directory at {loc.display} (nothing there): check the bucket and the run id")
+        raise FileNotFoundError(
+            f"no run directory at {loc.display} (nothing there): check the bucket and the run id; `repeval runs "
+            f"{shlex.quote(runs_dir + sep + query)}` lists the runs there"
+        )
     return loc
 
 

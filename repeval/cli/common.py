@@ -45,6 +45,17 @@ def cli_path(value: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def cli_paths(values: list[str] | None) -> list[str] | None:
+    """Paths given on the command line as a command's arguments (``repeval table|report RUN...``), each read as
+    :func:`cli_path` reads ``--store`` and ``--runs-dir``: a quoted ``'~/runs/r1'`` was the folder ``./~/runs/r1``, a
+    Windows path or a URI of a scheme no filesystem reads a missing folder of that name."""
+    try:
+        return None if values is None else [cli_path(v) or v for v in values]
+    except typer.BadParameter as exc:
+        exc.param_hint = "RUN"
+        raise
+
+
 def windows_checked(value: Any) -> Any:
     """A path given on the command line that no run reads (``--data-home``, ``--out``): a Windows path (``C:\\out``,
     ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths and ``--store`` are

@@ -55,8 +55,9 @@ def test_a_windows_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
 def test_a_windows_drive_as_a_file_uri_or_an_output_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
     """``file://C:/data/m.csv`` was read as a URI of host ``C:`` ("cannot be read from here (Unsupported hostname…) —
     check the network"), ``file:///C:/data/m.csv`` as the folder ``/C:`` ("no such file"), and ``--data-home``,
-    ``--out`` and ``plugins:`` were not checked at all (a file or folder named ``C:\\out`` made here): each is refused
-    with the same fix as the other locations."""
+    ``--out``, ``data render``'s output folder, ``table``'s and ``report``'s run directories and ``plugins:`` were not
+    checked at all (a file or folder named ``C:\\out`` made here, a run "not found"): each is refused with the same fix
+    as the other locations."""
     monkeypatch.chdir(tmp_path)
     cfg = catalog_config("file://C:/data/m.csv")
     cfg["experiments"][0]["datasets"][0]["dir"] = "file:///D:/audio"
@@ -76,6 +77,9 @@ def test_a_windows_drive_as_a_file_uri_or_an_output_path_is_refused_with_the_pos
         ["data", "check", "cfg.yaml", "--out", "C:\\bad.csv"],
         ["report", "runs/r1", "--out", "D:/report.html"],
         ["schema", "--out", "C:\\schema.json"],
+        ["data", "render", "--notes", "1", "C:\\notes"],  # the output folder: it rendered into one so named
+        ["table", "runs/r1", "C:\\runs\\r2"],  # run directories: every one read as --runs-dir is
+        ["report", "D:/runs/r1"],
     ):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and f"'{args[-1]}' is a Windows path" in " ".join(res.output.split()), res.output
@@ -251,3 +255,25 @@ def test_validate_reads_every_row_of_a_manifest_for_audio_paths_no_filesystem_re
         assert f"audio_column: {row}'s audio path 'C:\\music\\z.wav' is a Windows path" in str(checked.value), (
             checked.value
         )
+
+
+def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_repeval_runs(tmp_path, monkeypatch):
+    """``repeval table|report RUN``: a quoted ``'~/runs/r1'`` was looked for as ``./~/runs/r1`` (``--runs-dir`` expands
+    it), and a run directory that does not exist named no way to find the right one. It is read as ``--runs-dir`` is,
+    and a missing one names ``repeval runs`` of its folder."""
+    home = tmp_path / "home"
+    (home / "runs").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    for command in ("table", "report"):
+        res = CliRunner().invoke(app, [command, "~/runs/r1"])
+        assert res.exit_code == 1, res.output
+        assert res.stderr == (
+            f"error: no results.parquet in {home}/runs/r1 (the directory does not exist): pass a run directory such as "
+            f"runs/<run_id> whose `repeval run` finished its test stage; `repeval runs {home}/runs` lists the runs "
+            "there\n"
+        ), res.stderr
+    res = CliRunner().invoke(app, ["table", "$NO_SUCH_VARIABLE/r1"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Invalid value for RUN: '$NO_SUCH_VARIABLE/r1': environment variables" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
