@@ -178,6 +178,50 @@ def test_repeval_runs_does_not_take_a_status_json_it_may_not_read_for_none(
     ) in listed.stdout, listed.stdout
 
 
+def test_repeval_runs_names_a_load_report_or_left_out_models_it_may_not_read(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval runs` read a run's ``load_report.json`` these S3 credentials may not read as none — its dropped rows
+    counted 0, silently — and its ``models_left_out.json`` likewise (no model marked left out). Each is now named,
+    unreadable, with the credentials to check, as ``status.json`` is; ``--json``'s ``rows_not_evaluated`` is null."""
+    from moto.core.authorization import enable_iam_authentication
+
+    load = {"loads": [{"dataset": "cat", "tasks": ["label"], "rows": 3, "problems": {"missing_audio": 2},
+                       "lines": ["2 rows without their audio file"], "not_evaluated": 2}]}  # fmt: skip
+    left = {"embed": {"clap": "failed to build"}}
+    for name, body in (
+        ("config.yaml", "experiments: []\n"),
+        ("load_report.json", json.dumps(load)),
+        ("models_left_out.json", json.dumps(left)),
+    ):
+        with s3["fs"].open_output_stream(f"repeval/loads/runs/r1/{name}") as f:
+            f.write(body.encode())
+    uri = f"s3://repeval/loads/runs{s3['query']}"
+    allowed = CliRunner().invoke(app, ["runs", uri, "--json"])
+    for k, v in _user_denied(s3, "loads/runs/r1/load_report.json", "loads/runs/r1/models_left_out.json").items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        listed = CliRunner().invoke(app, ["runs", uri])
+        as_json = CliRunner().invoke(app, ["runs", uri, "--json"])
+    readable = json.loads(allowed.stdout)[0]
+    assert (readable["rows_not_evaluated"], readable["models_left_out"]) == (2, left["embed"]), readable
+    assert listed.exit_code == 0, listed.output
+    fix = (
+        "this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+        "or the instance role) on this machine (on a cluster, every node's) and that they may list and read the bucket "
+        "(docs/cluster.md)"
+    )
+    for line in (
+        f"r1: load_report.json is unreadable (access denied): the dataset rows dropped at load are not known — {fix}",
+        f"r1: models_left_out.json is unreadable (access denied): the embedding models its last attempt left out are "
+        f"not known — {fix}",
+    ):
+        assert f"{line}\n" in listed.stdout, listed.stdout
+    info = json.loads(as_json.stdout)[0]
+    assert (info["rows_not_evaluated"], info["models_left_out"]) == (None, {}), info
+    assert info["load_report_unreadable"].startswith("load_report.json is unreadable (access denied)"), info
+
+
 def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the_disk(s3: dict[str, Any]) -> None:
     """A partition whose prefix these S3 credentials may not list (an IAM policy's ListBucket denied: AWS's
     ACCESS_DENIED, a plain OSError) was unreadable for `repeval store ls` with the fix "check the disk it is on", its
