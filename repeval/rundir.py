@@ -398,7 +398,12 @@ class TuneStorage:
         return (f"{self.base}/{name}" if name else self.base), self.fs
 
     def exists(self, name: str) -> bool:
-        return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+        """Whether file or folder ``name`` is there; one this user may not read, or a bucket out of reach, raises
+        (:meth:`unread`) — read as missing, a plan counted the probes it names as gone."""
+        try:
+            return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+        except OSError as exc:
+            raise self.unread(name, exc) from None
 
     def read_text(self, name: str) -> str | None:
         """The text of file ``name``; ``None`` when it is not there. One this user may not read (a bucket's access

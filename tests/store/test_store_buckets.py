@@ -222,6 +222,40 @@ def test_repeval_runs_names_a_load_report_or_left_out_models_it_may_not_read(
     assert info["load_report_unreadable"].startswith("load_report.json is unreadable (access denied)"), info
 
 
+def test_repeval_plan_of_a_store_the_bucket_refuses_names_the_store_and_the_credentials(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`repeval plan` read the store's root through pyarrow alone: a bucket refusing these credentials the listing
+    stopped it with pyarrow's words ("When listing objects under key … AWS Error ACCESS_DENIED during ListObjectsV2
+    operation …"). It now names the store, "access denied" and the credentials, as the store's other reads do."""
+    from moto.core.authorization import enable_iam_authentication
+
+    uri = f"s3://repeval/planned{s3['query']}"
+    _complete(EmbeddingStore(uri), "clean", ["a", "b"])
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\nt0,a.wav,a\nt1,a.wav,b\n")
+    config = {
+        "run": {"store": uri},
+        "experiments": [{
+            "task": {"name": "label", "type": "multiclass_classification"},
+            "datasets": [{"name": "cat", "type": "catalog", "manifest": str(tmp_path / "m.csv"), "check_files": False}],
+            "embedding_models": ["mfcc-stats"],
+            "downstream_models": [{"type": "classifier", "hidden_units": []}],
+        }],
+    }  # fmt: skip
+    (tmp_path / "c.yaml").write_text(json.dumps(config))
+    for k, v in _user_denied(s3, "planned/*", may_list=False).items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        planned = CliRunner().invoke(app, ["plan", str(tmp_path / "c.yaml")])
+    assert planned.exit_code == 1, planned.output
+    assert planned.stderr == (
+        "error: embedding store s3://repeval/planned: access denied — this user may not read it: check the S3 "
+        "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) on this machine "
+        "(on a cluster, every node's) and that they may list and read the bucket (docs/cluster.md)\n"
+    ), planned.stderr
+
+
 def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the_disk(s3: dict[str, Any]) -> None:
     """A partition whose prefix these S3 credentials may not list (an IAM policy's ListBucket denied: AWS's
     ACCESS_DENIED, a plain OSError) was unreadable for `repeval store ls` with the fix "check the disk it is on", its
@@ -500,13 +534,19 @@ def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
         assert not worker.is_alive(), "Ray Tune still retrying the gs:// runs directory"
     (exc,) = raised
     said, fix = bucket_error(str(exc))
-    assert isinstance(exc, OSError) and said.startswith("google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), (
-        exc
-    )
-    assert "\n" not in said and fix.endswith(
-        "repeval lets gs:// retry a request for 1 s before it fails: "
-        "?retry_limit_seconds=N on the URI sets another limit"
-    ), fix
+    # Tune's read of the experiment said as the storage's other reads are (TuneStorage.unread): what to check, once
+    assert isinstance(exc, OSError) and said.startswith(
+        "Ray Tune storage gs://bkt/runs/r1/tune/exp could not be read (google::cloud::Status(UNAVAILABLE: Retry policy "
+        "exhausted"
+    ), exc
+    assert "\n" not in said and fix == "", fix
+    assert (
+        said.count(
+            "repeval lets gs:// retry a request for 1 s before it fails: ?retry_limit_seconds=N on the URI sets another "
+            "limit; stopped: nothing there was taken as missing"
+        )
+        == 1
+    ), said
 
 
 def test_ray_tune_storage_the_bucket_refuses_is_not_read_as_empty(s3: dict[str, Any], monkeypatch) -> None:
@@ -517,6 +557,7 @@ def test_ray_tune_storage_the_bucket_refuses_is_not_read_as_empty(s3: dict[str, 
     from moto.core.authorization import enable_iam_authentication
 
     from repeval.rundir import TuneStorage
+    from repeval.tuning.checkpoint import open_finished
     from repeval.tuning.tuner import _finished_checkpoints
 
     uri = f"s3://repeval/refused/tune{s3['query']}"
@@ -546,9 +587,19 @@ def test_ray_tune_storage_the_bucket_refuses_is_not_read_as_empty(s3: dict[str, 
     # and the copy moved aside that held them deleted as holding none
     for k, v in _user_denied(s3, "refused/tune/exp/*/summary.json").items():
         monkeypatch.setenv(k, v)
-    with enable_iam_authentication(), pytest.raises(PermissionError) as summary:
-        _finished_checkpoints(TuneStorage(uri), "exp")
-    assert str(summary.value) == f"Ray Tune storage s3://repeval/refused/tune/exp/t0/checkpoint_000000: {fix}"
+    st = TuneStorage(uri)
+    ckpt = "exp/t0/checkpoint_000000"
+    with enable_iam_authentication():
+        with pytest.raises(PermissionError) as summary:
+            _finished_checkpoints(st, "exp")
+        # what `repeval plan` reads of them too — a probe's files, a checkpoint's summary: pyarrow's error, raw
+        with pytest.raises(PermissionError) as exists:
+            st.exists(f"{ckpt}/summary.json")
+        with pytest.raises(PermissionError) as opened:
+            open_finished(st.uri(ckpt), st)
+    assert str(summary.value) == f"Ray Tune storage s3://repeval/refused/tune/{ckpt}: {fix}"
+    assert str(exists.value) == f"Ray Tune storage s3://repeval/refused/tune/{ckpt}/summary.json: {fix}"
+    assert str(opened.value) == f"Ray Tune storage s3://repeval/refused/tune/{ckpt}: {fix}"
 
 
 def test_ray_tune_storage_out_of_reach_is_not_read_as_empty() -> None:
