@@ -378,6 +378,55 @@ def test_an_azure_refusal_is_access_denied_naming_the_azure_credentials() -> Non
     ), raised.value
 
 
+def test_an_s3_refusal_is_told_from_a_missing_file_by_what_aws_answers_not_moto() -> None:
+    """moto answers some refused reads 404 where AWS answers 403 (a missing key to a user who may not list the
+    bucket), so the tests against moto do not show what pyarrow says of AWS's own answers. Served as AWS serves them —
+    a HeadObject refused: 403 without a body, whatever the reason; a GetObject or a listing: 403 with the reason's code
+    in its body — each read is refused (``access denied``, the S3 credentials to check) and a missing key (404) is
+    missing, not refused. Keys AWS does not know or a secret that signs otherwise (``InvalidAccessKeyId``,
+    ``SignatureDoesNotMatch``) were not taken for a refusal in a listing: pyarrow names them by the AWS SDK's error
+    (``INVALID_ACCESS_KEY_ID``), which no mark matched, so a partition's folder these keys may not list was pyarrow's
+    error with nothing to check."""
+    from repeval.cloud_reach import bucket_error, refusal, refused
+
+    def body(code: str) -> bytes:
+        return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>m</Message><RequestId>r</RequestId></Error>".encode()
+
+    said: dict[str, Any] = {}
+
+    def aws(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if said["code"] is None:  # the key is missing (to a user who may list the bucket): 404, and an empty listing
+            empty = b"<?xml version='1.0'?><ListBucketResult><KeyCount>0</KeyCount></ListBucketResult>"
+            return (404, {}, b"") if method == "HEAD" else (200, {"Content-Type": "application/xml"}, empty)
+        return 403, {"Content-Type": "application/xml"}, b"" if method == "HEAD" else body(said["code"])
+
+    s3_fix = "check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role)"
+    with _stand_in(aws) as host:
+        fs = pafs.S3FileSystem(
+            endpoint_override=host, scheme="http", region="us-east-1", access_key="k", secret_key="s",
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+        )  # fmt: skip
+        reads: dict[str, Callable[[], Any]] = {
+            "open": lambda: fs.open_input_stream("b/ds/m/clean/_manifest.json").read(),
+            "info": lambda: fs.get_file_info("b/ds/m/clean/_manifest.json"),
+            "list": lambda: fs.get_file_info(pafs.FileSelector("b/ds/m/clean", allow_not_found=True)),
+        }
+        for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+            said["code"] = code
+            for op, read in reads.items():
+                with pytest.raises(OSError) as exc:
+                    read()
+                assert refused(exc.value), (code, op, exc.value)
+                why, fix = refusal(exc.value)
+                assert why == "access denied" and s3_fix in fix, (code, op, fix)
+                assert bucket_error(str(exc.value))[1].startswith(" — check the S3 credentials"), (code, op, exc.value)
+        said["code"] = None
+        with pytest.raises(FileNotFoundError):
+            reads["open"]()
+        assert reads["info"]().type == pafs.FileType.NotFound
+        assert reads["list"]() == []
+
+
 def test_a_moto_server_of_its_own_process_is_not_the_tests_moto(s3: dict[str, Any]) -> None:
     """The S3 end-to-end run started ahead (tests/cluster/test_storage_uris.py) runs beside other tests; its moto server
     ran in this process, whose moto state they share: a test's ``enable_iam_authentication`` denied the run's every
