@@ -24,7 +24,22 @@ log = logging.getLogger("repeval")
 #: set by the ``repeval`` callback (``--debug``: tracebacks with the one-line errors)
 _state: dict[str, Any] = {"debug": False}
 
-ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
+
+def config_path(value: Path) -> Path:
+    """A command's CONFIG read as the other paths given on the command line are (:func:`cli_path`): a quoted
+    ``'~/exp.yaml'`` was "config file not found: ~/exp.yaml", a Windows path (``C:\\exp.yaml``) on Linux or macOS
+    "not found — check the path" without the fix."""
+    text = str(value)
+    if "://" in text:  # not a local file: the load says what it reads
+        return value
+    try:
+        return Path(cli_path(text) or text)
+    except typer.BadParameter as exc:
+        exc.param_hint = "CONFIG"
+        raise
+
+
+ConfigArg = Annotated[Path, typer.Argument(callback=config_path, help="experiment YAML file")]
 RunIdOpt = Annotated[
     str | None,
     typer.Option("--run-id", help="run id (default: run.run_id, else a new run-<date>-<time> on every command)"),

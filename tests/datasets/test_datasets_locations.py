@@ -277,3 +277,18 @@ def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_re
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "Invalid value for RUN: '$NO_SUCH_VARIABLE/r1': environment variables" in said, said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_a_config_path_is_read_as_the_other_paths_given_on_the_command_line(tmp_path, monkeypatch):
+    """A command's CONFIG was read as written: a quoted ``'~/c.yaml'`` (which the shell did not expand) was "config
+    file not found", a Windows path "not found — check the path" without the fix. It is read as ``--runs-dir`` is."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "c.yaml").write_text(yaml.safe_dump(catalog_config("https://example.org/m.csv")))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["validate", "~/c.yaml", "--skip-data-check", "--skip-model-check"])
+    assert res.exit_code == 2 and "manifest: https://example.org/m.csv: repeval cannot read" in res.output, res.output
+    res = CliRunner().invoke(app, ["plan", "C:\\exp\\c.yaml"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Invalid value for CONFIG: 'C:\\exp\\c.yaml' is a Windows path" in said, said
