@@ -12,6 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
+from repeval.cli.paths import cli_path as cli_path
+from repeval.cli.paths import cli_paths as cli_paths
+from repeval.cli.paths import config_path
+from repeval.cli.paths import windows_checked as windows_checked
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
 from repeval.cloud_reach import bucket_error, forget_limits
@@ -25,61 +29,11 @@ log = logging.getLogger("repeval")
 _state: dict[str, Any] = {"debug": False}
 
 
-def config_path(value: Path) -> Path:
-    """A command's CONFIG read as the other paths given on the command line are (:func:`cli_path`): a quoted
-    ``'~/exp.yaml'`` was "config file not found: ~/exp.yaml", a Windows path (``C:\\exp.yaml``) on Linux or macOS
-    "not found — check the path" without the fix."""
-    text = str(value)
-    if "://" in text:  # not a local file: the load says what it reads
-        return value
-    try:
-        return Path(cli_path(text) or text)
-    except typer.BadParameter as exc:
-        exc.param_hint = "CONFIG"
-        raise
-
-
 ConfigArg = Annotated[Path, typer.Argument(callback=config_path, help="experiment YAML file")]
 RunIdOpt = Annotated[
     str | None,
     typer.Option("--run-id", help="run id (default: run.run_id, else a new run-<date>-<time> on every command)"),
 ]
-
-
-def cli_path(value: str | None) -> str | None:
-    """A path given on the command line (``--store``, ``--runs-dir``) read as the configuration's paths are
-    (:func:`repeval.config.base._folder_path`): a quoted ``'~/x'`` or ``'$HOME/x'`` — which the shell did not expand —
-    made a folder named ``~`` or ``$HOME``."""
-    from repeval.config.base import _folder_path
-
-    if value is None:
-        return None
-    try:
-        return _folder_path(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def cli_paths(values: list[str] | None) -> list[str] | None:
-    """Paths given on the command line as a command's arguments (``repeval table|report RUN...``), each read as
-    :func:`cli_path` reads ``--store`` and ``--runs-dir``: a quoted ``'~/runs/r1'`` was the folder ``./~/runs/r1``, a
-    Windows path or a URI of a scheme no filesystem reads a missing folder of that name."""
-    try:
-        return None if values is None else [cli_path(v) or v for v in values]
-    except typer.BadParameter as exc:
-        exc.param_hint = "RUN"
-        raise
-
-
-def windows_checked(value: Any) -> Any:
-    """A path given on the command line that no run reads (``--data-home``, ``--out``): a Windows path (``C:\\out``,
-    ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths and ``--store`` are
-    (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current folder."""
-    from repeval.uri_text import windows_fix, windows_unread
-
-    if value is not None and windows_unread(str(value)):
-        raise typer.BadParameter(windows_fix(str(value)))
-    return value
 
 
 StoreOpt = Annotated[
