@@ -36,14 +36,20 @@ def cli_paths(values: list[str] | None) -> list[str] | None:
 
 
 def windows_checked(value: Any) -> Any:
-    """A path given on the command line that no run reads (``--data-home``, ``--out``): a Windows path (``C:\\out``,
-    ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths and ``--store`` are
-    (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current folder."""
+    """A path given on the command line that no run reads (``--data-home``, ``--out``, ``data render``'s OUT): a
+    Windows path (``C:\\out``, ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths
+    and ``--store`` are (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current
+    folder; a local path read as :func:`cli_path` reads one (a quoted ``'~/report.html'`` was ``./~/report.html``)."""
     from repeval.uri_text import windows_fix, windows_unread
 
-    if value is not None and windows_unread(str(value)):
+    if value is None:
+        return value
+    if windows_unread(str(value)):
         raise typer.BadParameter(windows_fix(str(value)))
-    return value
+    if "://" in str(value):
+        return value
+    read = cli_path(str(value)) or str(value)  # ~ expanded; an environment variable refused, with what it stands for
+    return Path(read) if isinstance(value, Path) else read
 
 
 def config_path(value: Path) -> Path:

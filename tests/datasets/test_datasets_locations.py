@@ -260,7 +260,7 @@ def test_validate_reads_every_row_of_a_manifest_for_audio_paths_no_filesystem_re
 def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_repeval_runs(tmp_path, monkeypatch):
     """``repeval table|report RUN``: a quoted ``'~/runs/r1'`` was looked for as ``./~/runs/r1`` (``--runs-dir`` expands
     it), and a run directory that does not exist named no way to find the right one. It is read as ``--runs-dir`` is,
-    and a missing one names ``repeval runs`` of its folder."""
+    and a missing one names ``repeval runs`` of its folder; an output path (``--out``) is read alike."""
     home = tmp_path / "home"
     (home / "runs").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
@@ -273,6 +273,8 @@ def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_re
             f"runs/<run_id> whose `repeval run` finished its test stage; `repeval runs {home}/runs` lists the runs "
             "there\n"
         ), res.stderr
+    res = CliRunner().invoke(app, ["schema", "--out", "~/schema.json"])  # an output path: read alike
+    assert res.exit_code == 0 and (home / "schema.json").is_file(), res.output
     res = CliRunner().invoke(app, ["table", "$NO_SUCH_VARIABLE/r1"])
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "Invalid value for RUN: '$NO_SUCH_VARIABLE/r1': environment variables" in said, said
