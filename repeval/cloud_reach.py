@@ -99,10 +99,14 @@ _GCS = (
 #: what an object store's client says of a request this user may not make, when pyarrow raises a plain ``OSError``:
 #: AWS's ACCESS_DENIED (an S3-compatible server's 403 without a body: "HTTP status 403"), Azure's
 #: AuthorizationPermissionMismatch — by what the error says, not by the filesystem's type (google-cloud-cpp's
-#: PERMISSION_DENIED comes as a ``PermissionError``, errno 13)
+#: PERMISSION_DENIED comes as a ``PermissionError``, errno 13). AWS answers a HeadObject it refuses — a key these
+#: credentials may not read, keys it does not know or sign otherwise, and a missing key to a user who may not list the
+#: bucket (moto answers that one 404) — with a 403 without a body, which pyarrow says as ``ACCESS_DENIED … No response
+#: body``; a GetObject or a listing, with the reason's code in its body, which pyarrow says by the AWS SDK's name:
+#: ``ACCESS_DENIED``, ``INVALID_ACCESS_KEY_ID``, ``SIGNATURE_DOES_NOT_MATCH``, else ``UNKNOWN (HTTP status 403)``
 _DENIED_MARKS = (
     "ACCESS_DENIED", "AccessDenied", "PERMISSION_DENIED", "AuthorizationPermissionMismatch", "AuthorizationFailure",
-    "HTTP status 403", "status code 403", "403 Forbidden",
+    "HTTP status 403", "status code 403", "403 Forbidden", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH",
 )  # fmt: skip
 
 #: each bucket client's mark in its errors (pyarrow's words), and the credentials a refusal of it says to check
@@ -162,13 +166,19 @@ def bucket_error(text: str, uri: str | None = None) -> tuple[str, str]:
     return (said, "") if check and check in text else (said, check)
 
 
+#: what an S3 error says of credentials the bucket refuses: :data:`_DENIED_MARKS`' AWS ones — pyarrow names the AWS
+#: SDK's error (``INVALID_ACCESS_KEY_ID``), S3's code (``InvalidAccessKeyId``) is in what an S3-compatible server says
+_S3_REFUSED_MARKS = (
+    "ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "INVALID_ACCESS_KEY_ID",
+    "SIGNATURE_DOES_NOT_MATCH", "HTTP status 403",
+)  # fmt: skip
+
+
 def _bucket_error(text: str, uri: str | None) -> tuple[str, str]:
     if "AWS Error" in text:
         if any(mark in text for mark in ("NETWORK_CONNECTION", "Could not resolve", "Could not connect")):
             return text, _S3_UNREACHABLE
-        if any(
-            mark in text for mark in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
-        ):
+        if any(mark in text for mark in _S3_REFUSED_MARKS):
             return text, _S3_REFUSED
         return text, ""
     if text.startswith("google::cloud::Status("):

@@ -354,13 +354,18 @@ def open_run(run: str) -> RunLocation:
     if not is_uri(run):
         p = Path(run).resolve()
         return RunLocation.open(str(p.parent), p.name)
+    import shlex
+
     base, sep, query = run.partition("?")
     runs_dir, _, run_id = base.rstrip("/").rpartition("/")
     if not run_id or runs_dir.endswith(":/"):
         raise ValueError(f"{run}: give a run directory, <runs_dir>/<run_id>, not a bucket")
     loc = RunLocation.open(f"{runs_dir}{sep}{query}", run_id)
     if loc.staged and not any(loc.local.iterdir()):
-        raise FileNotFoundError(f"no run directory at {loc.display} (nothing there): check the bucket and the run id")
+        raise FileNotFoundError(
+            f"no run directory at {loc.display} (nothing there): check the bucket and the run id; `repeval runs "
+            f"{shlex.quote(runs_dir + sep + query)}` lists the runs there"
+        )
     return loc
 
 
@@ -393,7 +398,12 @@ class TuneStorage:
         return (f"{self.base}/{name}" if name else self.base), self.fs
 
     def exists(self, name: str) -> bool:
-        return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+        """Whether file or folder ``name`` is there; one this user may not read, or a bucket out of reach, raises
+        (:meth:`unread`) — read as missing, a plan counted the probes it names as gone."""
+        try:
+            return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+        except OSError as exc:
+            raise self.unread(name, exc) from None
 
     def read_text(self, name: str) -> str | None:
         """The text of file ``name``; ``None`` when it is not there. One this user may not read (a bucket's access

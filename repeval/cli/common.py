@@ -13,6 +13,10 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli.errors import _fail, _reason, _state, _terminated
+from repeval.cli.paths import cli_path as cli_path
+from repeval.cli.paths import cli_paths as cli_paths
+from repeval.cli.paths import config_path
+from repeval.cli.paths import windows_checked as windows_checked
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
 from repeval.config import ConfigError, load_config
@@ -20,36 +24,12 @@ from repeval.words import counted
 
 log = logging.getLogger("repeval")
 
-ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
+
+ConfigArg = Annotated[Path, typer.Argument(callback=config_path, help="experiment YAML file")]
 RunIdOpt = Annotated[
     str | None,
     typer.Option("--run-id", help="run id (default: run.run_id, else a new run-<date>-<time> on every command)"),
 ]
-
-
-def cli_path(value: str | None) -> str | None:
-    """A path given on the command line (``--store``, ``--runs-dir``) read as the configuration's paths are
-    (:func:`repeval.config.base._folder_path`): a quoted ``'~/x'`` or ``'$HOME/x'`` — which the shell did not expand —
-    made a folder named ``~`` or ``$HOME``."""
-    from repeval.config.base import _folder_path
-
-    if value is None:
-        return None
-    try:
-        return _folder_path(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def windows_checked(value: Any) -> Any:
-    """A path given on the command line that no run reads (``--data-home``, ``--out``): a Windows path (``C:\\out``,
-    ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths and ``--store`` are
-    (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current folder."""
-    from repeval.uri_text import windows_fix, windows_unread
-
-    if value is not None and windows_unread(str(value)):
-        raise typer.BadParameter(windows_fix(str(value)))
-    return value
 
 
 StoreOpt = Annotated[

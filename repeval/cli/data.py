@@ -17,7 +17,7 @@ from repeval.uri_text import shown
 
 @data_app.command("render")
 def data_render(
-    out: Annotated[Path, typer.Argument(help="output folder")],
+    out: Annotated[Path, typer.Argument(callback=windows_checked, help="output folder")],
     kind: Annotated[
         str,
         typer.Option(

@@ -20,6 +20,7 @@ from repeval.cli.common import (
     StrictOpt,
     _stage,
     _strict_check,
+    cli_paths,
     embedding_done,
     given_flags,
     windows_checked,
@@ -244,7 +245,12 @@ def evaluate(
 @app.command()
 def table(
     runs: Annotated[
-        list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
+        list[str],
+        typer.Argument(
+            metavar="RUN",
+            callback=cli_paths,
+            help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)",
+        ),
     ],
     preset: Annotated[
         str,
@@ -297,7 +303,12 @@ def table(
 @app.command()
 def report(
     runs: Annotated[
-        list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
+        list[str],
+        typer.Argument(
+            metavar="RUN",
+            callback=cli_paths,
+            help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)",
+        ),
     ],
     out: Annotated[
         Path | None,

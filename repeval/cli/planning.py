@@ -177,7 +177,7 @@ def plan(
     # plan only reads: a store that does not exist yet has nothing done (and is not created here); a file given as
     # the store is an error naming what to pass, as `repeval store ls` says it — not a plan with nothing done
     st: EmbeddingStore | None = _guard(lambda: EmbeddingStore(st_root, create=False, must_exist=False))
-    if st is not None and not st.exists():
+    if st is not None and not _guard(st.exists):  # a root refused to these credentials: one line naming them
         st = None
     cluster = nodes = None
     given = "--address" if address else "RAY_ADDRESS"

@@ -125,10 +125,10 @@ _WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
 
 
 def manifest_problems(ds: Any, task: Any) -> list[str]:
-    """What ``load_catalog`` would refuse, from the manifest's header and first rows: columns the dataset names that
+    """What ``load_catalog`` would refuse, from the manifest's header and rows: columns the dataset names that
     the manifest lacks (with the closest column), a manifest without rows (or without a byte), one written as JSON
     (:class:`JsonManifestError`), a row of another number of cells than the header (:class:`ManifestRowError`, in the
-    rows read), and a regression task's label column with no target or whose every target is a number with a thousands
+    rows read), an audio path no filesystem here reads (:func:`_audio_problem`, every row), and a regression task's label column with no target or whose every target is a number with a thousands
     separator (:func:`_target_problem`: read until a batch has held a target and one of another kind — the first, for
     a usable manifest; the whole column only when it is refused)."""
     try:
@@ -234,22 +234,21 @@ def _problems(ds: Any, task: Any) -> list[str]:
 
 
 def _audio_problem(ds: Any) -> str | None:
-    """The first audio path of the manifest's first rows (a CSV block, a Parquet batch) that the load refuses: a URI
-    of a scheme no pyarrow filesystem reads, a Windows path on another system
-    (:meth:`~repeval.datasets.audio_paths.AudioPaths.unread`) — with its row."""
+    """The first audio path of the manifest that the load refuses: a URI of a scheme no pyarrow filesystem reads, a
+    Windows path on another system (:meth:`~repeval.datasets.audio_paths.AudioPaths.unread`) — with its row. Every
+    row is read, a batch (a CSV block, a Parquet batch) at a time: the first batch alone let a manifest whose later
+    rows hold such a path pass ``repeval validate`` and stop the run's load."""
     from repeval.datasets.audio_paths import AudioPaths
     from repeval.datasets.manifest_rows import AUDIO_SCHEME_FIX, _rowref
 
+    paths_of = AudioPaths(ds)
     with contextlib.closing(iter_manifest(ds.manifest, [ds.audio_column], delimiter=ds.delimiter)) as batches:
-        first = next(batches, None)
-    if first is None:
-        return None
-    start, batch = first
-    paths = pc.utf8_trim_whitespace(batch.column(0).fill_null(""))
-    if (unread := AudioPaths(ds).unread(paths, AUDIO_SCHEME_FIX)) is None:
-        return None
-    at, why = unread
-    return f"audio_column: {_rowref(manifest_format(ds.manifest), start + at)}'s audio path {why}"
+        for start, batch in batches:
+            paths = pc.utf8_trim_whitespace(batch.column(0).fill_null(""))
+            if (unread := paths_of.unread(paths, AUDIO_SCHEME_FIX)) is not None:
+                at, why = unread
+                return f"audio_column: {_rowref(manifest_format(ds.manifest), start + at)}'s audio path {why}"
+    return None
 
 
 def label_fix(ds: Any, task: Any) -> str:

@@ -288,9 +288,18 @@ def dropped_at_load(run: Run) -> list[LoadRecord]:
     """The records of ``run``'s ``load_report.json`` (:func:`repeval.run.load_records.read_records`: a dataset's loads
     that found the same once, with the tasks that loaded it so — one missing file of a catalog three tasks read is one
     finding, not three) that dropped rows or noted problems, as the run said them; ``[]`` when the file is missing or
-    unreadable."""
+    unreadable — one this user may not read (another user's) said in the report's notes and a warning, naming it and
+    its permissions: read as none, the rows the run dropped went untold."""
+    from repeval.report.run_files import say_unread, unread_files
+
+    path = run.path / LOAD_REPORT
     try:
-        body = json.loads((run.path / LOAD_REPORT).read_text())
+        body = json.loads(path.read_text())
+    except PermissionError as exc:
+        say_unread(
+            run.unread, unread_files([(path, exc)], "the dataset rows dropped at load are not in the report", "")
+        )
+        return []
     except (OSError, ValueError):
         return []
     return [r for r in read_records(body) if r.dropped]

@@ -165,6 +165,16 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
     return df
 
 
+def _runs_there(runs_dir: Path) -> str:
+    """Where to find a run's directory when one given does not exist: ``repeval runs`` of its folder, when that is
+    one (a mistyped run id), else of a runs directory to give."""
+    import shlex
+
+    if runs_dir.is_dir():
+        return f"; `repeval runs {shlex.quote(str(runs_dir))}` lists the runs there"
+    return "; `repeval runs DIR` lists the runs of a runs directory"
+
+
 def _no_results_hint(run_dir: Path) -> str:
     """Why a directory has no results and what to pass instead: it does not exist; it is a runs directory (its runs
     named); or it is a run whose last command stopped before the test stage (its state, from ``status.json``)."""
@@ -178,7 +188,7 @@ def _no_results_hint(run_dir: Path) -> str:
         beside = run_dir.parent / "runs" / run_dir.name  # a run id given for its directory (`repeval table ID`)
         if (beside / "results.parquet").is_file():
             return f" (the directory does not exist): pass the run's directory, {beside}"
-        return f" (the directory does not exist){usual}"
+        return f" (the directory does not exist){usual}{_runs_there(run_dir.parent)}"
     if not run_dir.is_dir():
         if (run_dir.parent / "results.parquet").is_file() or (run_dir.parent / STATUS).is_file():
             return f": {run_dir.name} is a file of a run; pass the run's directory, {run_dir.parent}"

@@ -1,6 +1,7 @@
 """A run directory's files the report reads besides its results, read tolerantly: ``config.yaml`` — the one the
 results' evaluation recorded when it was rewritten since, or cut short — and Parquet files whose loss leaves part of
-the report out (a history, ``failed.parquet``), named in a warning when unreadable."""
+the report out (a history, ``failed.parquet``), named in a warning when unreadable; and, for ``repeval runs``, the JSON files a run keeps of its datasets' loads and
+the models it left out, told from none when this user may not read them (:func:`refused_line`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
 from repeval.cloud_reach import refusal, refused
 from repeval.run.files import damaged, may_not_read, parquet_error
+from repeval.run.load_records import read_records
+from repeval.rundir import LOAD_REPORT, json_read
 from repeval.words import counted
 
 log = logging.getLogger("repeval.report.results")  # the warnings of the results it reads beside
@@ -156,3 +160,34 @@ def listed(
         else:  # not a file cut short: the folder itself, or the disk under it
             say_unread(notes, unlisted(folder, what, exc))
         return []
+
+
+def models_left_out_of(fs: pafs.FileSystem, path: str) -> tuple[dict[str, str], str | None]:
+    """The embedding models the run left out (``models_left_out.json``: :func:`~repeval.run.left_out.left_out_models`,
+    read on ``fs``, a bucket too) → why; and, when this user may not read the file, why with the fix
+    (:func:`refused_line`) — read as none, a run that left models out looked like any other."""
+    from repeval.run.left_out import LEFT_OUT, left_out_of
+
+    body, refused = json_read(fs, path, LEFT_OUT)
+    return left_out_of(body), refused_line(LEFT_OUT, "the embedding models its last attempt left out", refused)
+
+
+def rows_not_evaluated_of(fs: pafs.FileSystem, path: str) -> tuple[int | None, str | None]:
+    """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated: the sum over the records of
+    ``load_report.json`` (:func:`repeval.run.load_records.read_records`), each dataset's loads that found the same
+    once, as the run said them and ``--strict`` counts them — one missing file of a catalog three tasks read is one
+    row, not 3. ``None`` and why, with the fix, when this user may not read the file (:func:`refused_line`): it was
+    counted as 0, the rows dropped untold."""
+    body, refused = json_read(fs, path, LOAD_REPORT)
+    if refused is not None:
+        return None, refused_line(LOAD_REPORT, "the dataset rows dropped at load", refused)
+    return sum(r.not_evaluated for r in read_records(body)), None
+
+
+def refused_line(name: str, what: str, exc: OSError | None) -> str | None:
+    """``NAME is unreadable (access denied): WHAT are not known — FIX`` of a run file this user may not read (another
+    user's, a bucket's key refused: ``exc``), as ``status.json``'s is said; ``None`` without ``exc``."""
+    if exc is None:
+        return None
+    why, fix = refusal(exc)
+    return f"{name} is unreadable ({why}): {what} are not known — {fix}"

@@ -24,9 +24,8 @@ from repeval.cloud_reach import refusal
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.report.left_out import error_records_line, run_error_records
-from repeval.report.run_files import short_why, unlisted
+from repeval.report.run_files import models_left_out_of, rows_not_evaluated_of, short_why, unlisted
 from repeval.run.files import damaged, may_not_read, parquet_error
-from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
 from repeval.run.status import STATUS, command_line, gone_process
 from repeval.rundir import (
@@ -37,7 +36,6 @@ from repeval.rundir import (
     folder_of,
     grid_name,
     in_folder,
-    json_at,
     json_read,
     recorded_grids,
     recorded_untrained,
@@ -103,22 +101,6 @@ def _failed_unreadable(exc: BaseException | None) -> str | None:
         "next `repeval run`, a `repeval train` that trains a grid (it records that grid's anew) or `repeval evaluate` "
         "move it aside"
     )
-
-
-def _left_out(fs: pafs.FileSystem, path: str) -> dict[str, str]:
-    """The embedding models the run left out (``models_left_out.json``: :func:`~repeval.run.left_out.left_out_models`,
-    read on ``fs``, a bucket too) → why."""
-    from repeval.run.left_out import LEFT_OUT, left_out_of
-
-    return left_out_of(json_at(fs, path, LEFT_OUT))
-
-
-def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
-    """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated: the sum over the records of
-    ``load_report.json`` (:func:`repeval.run.load_records.read_records`), each dataset's loads that found the same
-    once, as the run said them and ``--strict`` counts them — one missing file of a catalog three tasks read is one
-    row, not 3."""
-    return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
 
 
 def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
@@ -193,6 +175,8 @@ def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
         "failed_cells": None,
         "failed_unreadable": None,
         "rows_not_evaluated": 0,
+        "load_report_unreadable": None,
+        "models_left_out_unreadable": None,
         "error_records": None,
         "error_records_command": None,
         "error_records_partitions_unread": [],
@@ -295,6 +279,8 @@ def run_info(
             f"{STATUS} is unreadable ({why}): its last command's state is not known — {fix}",
         )
     split_failures: list[tuple[str, Exception]] = []
+    left_out, left_out_refused = models_left_out_of(fs, path)
+    not_evaluated, load_report_refused = rows_not_evaluated_of(fs, path)
     info = {  # its keys are _record's
         "run": run_id,
         "state": state,
@@ -307,7 +293,9 @@ def run_info(
         "tasks": tasks,
         "models": models,
         #: the embedding models its last attempt left out (``models_left_out.json``), each with why and the fix
-        "models_left_out": _left_out(fs, path),
+        "models_left_out": left_out,
+        #: why ``models_left_out.json`` cannot be read (this user may not), with the fix; ``None``: read, or none
+        "models_left_out_unreadable": left_out_refused,
         "grids_trained": len(groups),
         #: why ``groups/`` could not be listed (another user's): its trained grids are not counted
         "groups_unreadable": _unlisted_why("groups/", "its trained grids are not counted", groups_error),
@@ -323,7 +311,9 @@ def run_info(
         "failed_cells": failed_cells,
         #: why ``failed.parquet`` cannot be read (cut short or corrupted, or not readable by this user), with the fix
         "failed_unreadable": _failed_unreadable(failed_error),
-        "rows_not_evaluated": _not_evaluated(fs, path),
+        #: ``None`` when ``load_report.json`` may not be read (``load_report_unreadable`` says why)
+        "rows_not_evaluated": not_evaluated,
+        "load_report_unreadable": load_report_refused,
         #: the error records of its partitions, as the report counts them (of a run with readable results)
         **(run_error_records(cfg, {} if seen is None else seen) if footer is not None else {}),
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
@@ -393,6 +383,10 @@ def _trains_untrained(info: dict[str, Any]) -> str:
     return f"{said} trains them and evaluates again (finished work is kept)"
 
 
+#: the keys of a run's record saying a run file this user may not read (:func:`repeval.report.run_files.refused_line`)
+_REFUSED_FILES = ("load_report_unreadable", "models_left_out_unreadable")
+
+
 def runs_text(runs_dir: str, as_json: bool = False) -> str:
     """``repeval runs``: the runs under ``runs_dir`` (as JSON with ``as_json``); a run directory given in its place is
     listed alone, with the command that lists the runs beside it."""
@@ -430,6 +424,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines += [f"{i['run']}: {i['failed_unreadable']}" for i in infos if i["failed_unreadable"]]
     lines += [f"{i['run']}: {i['splits_unreadable']}" for i in infos if i["splits_unreadable"]]
     lines += [f"{i['run']}: {i['groups_unreadable']}" for i in infos if i["groups_unreadable"]]
+    lines += [f"{i['run']}: {i[key]}" for i in infos for key in _REFUSED_FILES if i[key]]
     lines += [
         f"{i['run']}: its results lack {counted(len(i['grids_untrained']), 'probe grid')} of its configuration, "
         f"not trained when it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "

@@ -65,7 +65,7 @@ class EmbeddingStore:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
         if create:
             self.fs.create_dir(self.root, recursive=True)
-        elif (kind := self.fs.get_file_info(self.root).type) == pafs.FileType.File:
+        elif (kind := self._root_type()) == pafs.FileType.File:
             raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
         elif must_exist and kind != pafs.FileType.Directory:
             what = "URI" if "://" in root else "path"
@@ -91,8 +91,26 @@ class EmbeddingStore:
             self.lock.check()
 
     def exists(self) -> bool:
-        """Whether the store's root is a folder (a store made by an embedding stage, or one it may fill)."""
-        return bool(self.fs.get_file_info(self.root).type == pafs.FileType.Directory)
+        """Whether the store's root is a folder (a store made by an embedding stage, or one it may fill). A root this
+        user may not read raises (:meth:`_root_type`)."""
+        return bool(self._root_type() == pafs.FileType.Directory)
+
+    def _root_type(self) -> pafs.FileType:
+        """What the store's root is. A root this user may not read or list (a bucket refusing these credentials,
+        another user's folder) is a ``PermissionError`` naming the store, ``access denied`` and the credentials to
+        check (:func:`repeval.cloud_reach.refusal`), as a partition's files are said — not pyarrow's error; one out of
+        reach is pyarrow's error, which the command's error line names what to check of."""
+        try:
+            return self.fs.get_file_info(self.root).type
+        except OSError as exc:
+            if not cloud_reach.refused(exc):
+                raise
+            import errno
+
+            why, fix = cloud_reach.refusal(exc)
+            said = PermissionError(f"embedding store {self.uri.split('?', 1)[0]}: {why} — {fix}")
+            said.errno = exc.errno or errno.EACCES  # still a storage error (``repeval.cli.common._storage_hint``)
+            raise said from None
 
     def partition(self, dataset: str, model: str, scenario: str) -> Partition:
         return Partition(

@@ -92,15 +92,24 @@ def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
         return None
 
 
-def open_finished(src: str) -> tuple[Any, str, dict[str, Any]] | None:
-    """``(filesystem, path, summary)`` of the whole trial checkpoint at ``src`` (a path or a filesystem URI)."""
+def open_finished(src: str, storage: Any = None) -> tuple[Any, str, dict[str, Any]] | None:
+    """``(filesystem, path, summary)`` of the whole trial checkpoint at ``src`` (a path or a filesystem URI). A summary
+    this user may not read, or on a bucket out of reach, raises — as Ray Tune storage ``storage`` (a
+    :class:`~repeval.rundir.TuneStorage` that ``src`` is under) says it (:meth:`~repeval.rundir.TuneStorage.unread`),
+    naming the checkpoint and the credentials to check, when it is given; else pyarrow's error."""
     from repeval.rundir import filesystem_of
 
     try:
         fs, path = filesystem_of(src)
     except (OSError, ValueError):
         return None
-    summary = read_finished(fs, path)
+    try:
+        summary = read_finished(fs, path)
+    except OSError as exc:
+        if storage is None:
+            raise
+        rel = src.split("?", 1)[0].removeprefix(storage.uri("").split("?", 1)[0])
+        raise storage.unread(rel.strip("/"), exc) from None
     return None if summary is None else (fs, path, summary)
 
 

@@ -74,7 +74,7 @@ def finished_of_groups(
         current = _same_plan(rec, fp, data, _rewritten_since(st, marker, rec, data, when))  # else moved aside as stale
         held, _ = _plan_checkpoints(st, name, fp, data, current=current, say=False, written=when)
         for key, src in _merged(held).items():
-            found = open_finished(src)
+            found = open_finished(src, st)
             if found is None:
                 continue
             summary = found[2]
@@ -123,7 +123,7 @@ def unrecorded_of_groups(
             if _rewritten_since(st, own, _marker(st.read_text(own)), UNREAD_DATA, when):
                 continue  # of the old embeddings: moved aside as stale, or a copy never reused
             for key, src in _finished_checkpoints(st, d, say=False).items():
-                opened = open_finished(src) if key not in found else None
+                opened = open_finished(src, st) if key not in found else None
                 metrics = opened[2].get("metrics") if opened is not None else None
                 if isinstance(metrics, dict) and isinstance(metrics.get("members"), int):
                     found[key] = metrics["members"]

@@ -103,7 +103,7 @@ def _fit(
     # without its experiment state (a driver killed before Tune first wrote it) a restore runs, finds no trials and
     # is moved aside after seconds of Tune's start: go to the fresh experiment at once (it reuses every checkpoint)
     at, fs = st.for_tune(name)  # what Tune reaches the experiment by (on gs://, a bounded filesystem)
-    if same and st.has_experiment_state(name) and tune.Tuner.can_restore(at, storage_filesystem=fs):
+    if same and st.has_experiment_state(name) and _can_restore(st, name):
         log.info("resuming Tune experiment %s", path)
         started = time.time()
         try:
@@ -256,6 +256,21 @@ def _same_plan(rec: dict[str, Any], fingerprint: str, data: str | None, rewritte
     if rec.get("data") is None:
         return data is None or not rewritten
     return data is None or data == UNREAD_DATA or rec.get("data") == data
+
+
+def _can_restore(st: Any, name: str) -> bool:
+    """``tune.Tuner.can_restore`` of experiment ``name`` of Tune storage ``st``; its read refused to this user, or of
+    a bucket out of reach, said as the storage's other reads are (:meth:`~repeval.rundir.TuneStorage.unread`), not
+    pyarrow's error."""
+    from ray import tune
+
+    at, fs = st.for_tune(name)  # what Tune reaches the experiment by (on gs://, a bounded filesystem)
+    try:
+        return bool(tune.Tuner.can_restore(at, storage_filesystem=fs))
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise st.unread(name, exc) from None
 
 
 def _rewritten_since(

@@ -55,8 +55,9 @@ def test_a_windows_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
 def test_a_windows_drive_as_a_file_uri_or_an_output_path_is_refused_with_the_posix_fix(tmp_path, monkeypatch):
     """``file://C:/data/m.csv`` was read as a URI of host ``C:`` ("cannot be read from here (Unsupported hostname…) —
     check the network"), ``file:///C:/data/m.csv`` as the folder ``/C:`` ("no such file"), and ``--data-home``,
-    ``--out`` and ``plugins:`` were not checked at all (a file or folder named ``C:\\out`` made here): each is refused
-    with the same fix as the other locations."""
+    ``--out``, ``data render``'s output folder, ``table``'s and ``report``'s run directories and ``plugins:`` were not
+    checked at all (a file or folder named ``C:\\out`` made here, a run "not found"): each is refused with the same fix
+    as the other locations."""
     monkeypatch.chdir(tmp_path)
     cfg = catalog_config("file://C:/data/m.csv")
     cfg["experiments"][0]["datasets"][0]["dir"] = "file:///D:/audio"
@@ -76,6 +77,9 @@ def test_a_windows_drive_as_a_file_uri_or_an_output_path_is_refused_with_the_pos
         ["data", "check", "cfg.yaml", "--out", "C:\\bad.csv"],
         ["report", "runs/r1", "--out", "D:/report.html"],
         ["schema", "--out", "C:\\schema.json"],
+        ["data", "render", "--notes", "1", "C:\\notes"],  # the output folder: it rendered into one so named
+        ["table", "runs/r1", "C:\\runs\\r2"],  # run directories: every one read as --runs-dir is
+        ["report", "D:/runs/r1"],
     ):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and f"'{args[-1]}' is a Windows path" in " ".join(res.output.split()), res.output
@@ -107,8 +111,7 @@ def test_a_scheme_no_filesystem_reads_is_refused_even_without_the_data_check(tmp
 def test_audio_paths_no_filesystem_reads_stop_the_load_once(tmp_path, monkeypatch):
     """An ``https://`` audio path in a manifest read with ``check_files: false`` became one error record per track at
     decode (pyarrow's "Unrecognized filesystem type"), a ``C:\\music\\a.wav`` one a file not found: the load stops on
-    the first, naming its row, the schemes repeval reads and the fix, and ``repeval validate`` finds it in the first
-    rows."""
+    the first, naming its row, the schemes repeval reads and the fix, and ``repeval validate`` finds it in its rows."""
     monkeypatch.chdir(tmp_path)
     Path("a.wav").write_bytes(b"RIFF")
     for cell, said in [
@@ -227,3 +230,67 @@ def test_a_scheme_written_in_upper_case_is_read(tmp_path, monkeypatch):
     catalog, report = load_dataset(ds, cfg.experiments[0].task)
     assert report.count("missing_audio") == 0, report.notes
     assert catalog.column("audio_path").to_pylist() == [f"file://{tmp_path}/a.wav"] * 2
+
+
+def test_validate_reads_every_row_of_a_manifest_for_audio_paths_no_filesystem_reads(tmp_path, monkeypatch):
+    """``repeval validate`` checked the audio paths of the manifest's first batch alone (a CSV's first 64 KiB, a
+    Parquet file's first 65,536 rows): a Windows path in a later row passed it and stopped the run's load. Every row is
+    read now, a batch at a time — CSV and Parquet alike."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    Path("a.wav").write_bytes(b"RIFF")
+    n = 70_000  # past one Parquet batch (65,536 rows) and many CSV blocks
+    ids, paths = [f"t{i}" for i in range(n)], ["a.wav"] * n
+    paths[-1] = "C:\\music\\z.wav"
+    rows = pa.table({"track_id": ids, "audio_path": paths, "label": ["a", "b"] * (n // 2)})
+    pq.write_table(rows, "m.parquet")
+    Path("m.csv").write_text(
+        "track_id,audio_path,label\n" + "".join(f"{i},{p},a\n" for i, p in zip(ids, paths, strict=True))
+    )
+    for manifest, row in (("m.csv", f"row {n + 1}"), ("m.parquet", f"row {n - 1}")):  # (a CSV's header is its row 1)
+        with pytest.raises(ConfigError) as checked:
+            check_data_paths(parse_config(catalog_config(manifest)))
+        assert f"audio_column: {row}'s audio path 'C:\\music\\z.wav' is a Windows path" in str(checked.value), (
+            checked.value
+        )
+
+
+def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_repeval_runs(tmp_path, monkeypatch):
+    """``repeval table|report RUN``: a quoted ``'~/runs/r1'`` was looked for as ``./~/runs/r1`` (``--runs-dir`` expands
+    it), and a run directory that does not exist named no way to find the right one. It is read as ``--runs-dir`` is,
+    and a missing one names ``repeval runs`` of its folder; an output path (``--out``) is read alike."""
+    home = tmp_path / "home"
+    (home / "runs").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    for command in ("table", "report"):
+        res = CliRunner().invoke(app, [command, "~/runs/r1"])
+        assert res.exit_code == 1, res.output
+        assert res.stderr == (
+            f"error: no results.parquet in {home}/runs/r1 (the directory does not exist): pass a run directory such as "
+            f"runs/<run_id> whose `repeval run` finished its test stage; `repeval runs {home}/runs` lists the runs "
+            "there\n"
+        ), res.stderr
+    res = CliRunner().invoke(app, ["schema", "--out", "~/schema.json"])  # an output path: read alike
+    assert res.exit_code == 0 and (home / "schema.json").is_file(), res.output
+    res = CliRunner().invoke(app, ["table", "$NO_SUCH_VARIABLE/r1"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Invalid value for RUN: '$NO_SUCH_VARIABLE/r1': environment variables" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_a_config_path_is_read_as_the_other_paths_given_on_the_command_line(tmp_path, monkeypatch):
+    """A command's CONFIG was read as written: a quoted ``'~/c.yaml'`` (which the shell did not expand) was "config
+    file not found", a Windows path "not found — check the path" without the fix. It is read as ``--runs-dir`` is."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "c.yaml").write_text(yaml.safe_dump(catalog_config("https://example.org/m.csv")))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["validate", "~/c.yaml", "--skip-data-check", "--skip-model-check"])
+    assert res.exit_code == 2 and "manifest: https://example.org/m.csv: repeval cannot read" in res.output, res.output
+    res = CliRunner().invoke(app, ["plan", "C:\\exp\\c.yaml"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Invalid value for CONFIG: 'C:\\exp\\c.yaml' is a Windows path" in said, said

@@ -469,3 +469,30 @@ def test_probes_and_splits_files_cut_short_are_said_with_what_writes_them_anew(t
         "under groups/ and rerun `repeval run`",
     ], run.unread
     assert (run.validation is not None) == (len(probe_files) > 1)  # the other files read
+
+
+def test_a_load_report_this_user_may_not_read_is_named_in_the_report(tmp_path):
+    """The report read a run's ``load_report.json`` this user may not read (another user's) as none: the rows its
+    datasets dropped at load — tracks not evaluated — went untold. It is now a note at the top of the report and a
+    warning, naming the file and its permissions."""
+    import ast
+    import json
+
+    from repeval.testing.results import FakeRunSpec, make_run_dir
+
+    spec = {"models": ("a",), "probes": ("M1",), "seeds": (0,), "scenarios": ("clean",), "n_resamples": 10}
+    run = make_run_dir(tmp_path / "1", FakeRunSpec(run_id="r1", **spec))  # type: ignore[arg-type]
+    load = {"loads": [{"dataset": "cat", "tasks": ["label"], "rows": 3, "problems": {"missing_audio": 2},
+                       "lines": ["2 rows without their audio file"], "not_evaluated": 2}]}  # fmt: skip
+    (run / "load_report.json").write_text(json.dumps(load))
+    (run / "load_report.json").chmod(0)
+    code = (
+        "import sys\nfrom pathlib import Path\nimport pandas as pd\nfrom repeval.report.left_out import dropped_at_load\n"
+        "from repeval.report.results import Run\nrun = Run('r1', Path(sys.argv[1]), pd.DataFrame())\n"
+        "print(repr(dropped_at_load(run)))\nprint(repr(run.unread))\n"  # the notes atop the report
+    )
+    dropped, notes = map(ast.literal_eval, _unreadable_to_this_user(code, str(run))[:2])
+    assert dropped == [] and notes == [
+        f"{run / 'load_report.json'} is unreadable (permission denied): the dataset rows dropped at load are not in the "
+        "report; this user may not read it: check its owner and permissions (`ls -l`)"
+    ], notes

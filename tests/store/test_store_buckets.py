@@ -178,6 +178,84 @@ def test_repeval_runs_does_not_take_a_status_json_it_may_not_read_for_none(
     ) in listed.stdout, listed.stdout
 
 
+def test_repeval_runs_names_a_load_report_or_left_out_models_it_may_not_read(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval runs` read a run's ``load_report.json`` these S3 credentials may not read as none — its dropped rows
+    counted 0, silently — and its ``models_left_out.json`` likewise (no model marked left out). Each is now named,
+    unreadable, with the credentials to check, as ``status.json`` is; ``--json``'s ``rows_not_evaluated`` is null."""
+    from moto.core.authorization import enable_iam_authentication
+
+    load = {"loads": [{"dataset": "cat", "tasks": ["label"], "rows": 3, "problems": {"missing_audio": 2},
+                       "lines": ["2 rows without their audio file"], "not_evaluated": 2}]}  # fmt: skip
+    left = {"embed": {"clap": "failed to build"}}
+    for name, body in (
+        ("config.yaml", "experiments: []\n"),
+        ("load_report.json", json.dumps(load)),
+        ("models_left_out.json", json.dumps(left)),
+    ):
+        with s3["fs"].open_output_stream(f"repeval/loads/runs/r1/{name}") as f:
+            f.write(body.encode())
+    uri = f"s3://repeval/loads/runs{s3['query']}"
+    allowed = CliRunner().invoke(app, ["runs", uri, "--json"])
+    for k, v in _user_denied(s3, "loads/runs/r1/load_report.json", "loads/runs/r1/models_left_out.json").items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        listed = CliRunner().invoke(app, ["runs", uri])
+        as_json = CliRunner().invoke(app, ["runs", uri, "--json"])
+    readable = json.loads(allowed.stdout)[0]
+    assert (readable["rows_not_evaluated"], readable["models_left_out"]) == (2, left["embed"]), readable
+    assert listed.exit_code == 0, listed.output
+    fix = (
+        "this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+        "or the instance role) on this machine (on a cluster, every node's) and that they may list and read the bucket "
+        "(docs/cluster.md)"
+    )
+    for line in (
+        f"r1: load_report.json is unreadable (access denied): the dataset rows dropped at load are not known — {fix}",
+        f"r1: models_left_out.json is unreadable (access denied): the embedding models its last attempt left out are "
+        f"not known — {fix}",
+    ):
+        assert f"{line}\n" in listed.stdout, listed.stdout
+    info = json.loads(as_json.stdout)[0]
+    assert (info["rows_not_evaluated"], info["models_left_out"]) == (None, {}), info
+    assert info["load_report_unreadable"].startswith("load_report.json is unreadable (access denied)"), info
+
+
+def test_repeval_plan_of_a_store_the_bucket_refuses_names_the_store_and_the_credentials(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`repeval plan` read the store's root through pyarrow alone: a bucket refusing these credentials the listing
+    stopped it with pyarrow's words ("When listing objects under key … AWS Error ACCESS_DENIED during ListObjectsV2
+    operation …"). It now names the store, "access denied" and the credentials, as the store's other reads do."""
+    from moto.core.authorization import enable_iam_authentication
+
+    uri = f"s3://repeval/planned{s3['query']}"
+    _complete(EmbeddingStore(uri), "clean", ["a", "b"])
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\nt0,a.wav,a\nt1,a.wav,b\n")
+    config = {
+        "run": {"store": uri},
+        "experiments": [{
+            "task": {"name": "label", "type": "multiclass_classification"},
+            "datasets": [{"name": "cat", "type": "catalog", "manifest": str(tmp_path / "m.csv"), "check_files": False}],
+            "embedding_models": ["mfcc-stats"],
+            "downstream_models": [{"type": "classifier", "hidden_units": []}],
+        }],
+    }  # fmt: skip
+    (tmp_path / "c.yaml").write_text(json.dumps(config))
+    for k, v in _user_denied(s3, "planned/*", may_list=False).items():
+        monkeypatch.setenv(k, v)
+    with enable_iam_authentication():
+        planned = CliRunner().invoke(app, ["plan", str(tmp_path / "c.yaml")])
+    assert planned.exit_code == 1, planned.output
+    assert planned.stderr == (
+        "error: embedding store s3://repeval/planned: access denied — this user may not read it: check the S3 "
+        "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) on this machine "
+        "(on a cluster, every node's) and that they may list and read the bucket (docs/cluster.md)\n"
+    ), planned.stderr
+
+
 def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the_disk(s3: dict[str, Any]) -> None:
     """A partition whose prefix these S3 credentials may not list (an IAM policy's ListBucket denied: AWS's
     ACCESS_DENIED, a plain OSError) was unreadable for `repeval store ls` with the fix "check the disk it is on", its
@@ -298,6 +376,55 @@ def test_an_azure_refusal_is_access_denied_naming_the_azure_credentials() -> Non
         "identity) on this machine (on a cluster, every node's) and that they may list and read the bucket "
         "(docs/cluster.md)",
     ), raised.value
+
+
+def test_an_s3_refusal_is_told_from_a_missing_file_by_what_aws_answers_not_moto() -> None:
+    """moto answers some refused reads 404 where AWS answers 403 (a missing key to a user who may not list the
+    bucket), so the tests against moto do not show what pyarrow says of AWS's own answers. Served as AWS serves them —
+    a HeadObject refused: 403 without a body, whatever the reason; a GetObject or a listing: 403 with the reason's code
+    in its body — each read is refused (``access denied``, the S3 credentials to check) and a missing key (404) is
+    missing, not refused. Keys AWS does not know or a secret that signs otherwise (``InvalidAccessKeyId``,
+    ``SignatureDoesNotMatch``) were not taken for a refusal in a listing: pyarrow names them by the AWS SDK's error
+    (``INVALID_ACCESS_KEY_ID``), which no mark matched, so a partition's folder these keys may not list was pyarrow's
+    error with nothing to check."""
+    from repeval.cloud_reach import bucket_error, refusal, refused
+
+    def body(code: str) -> bytes:
+        return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>m</Message><RequestId>r</RequestId></Error>".encode()
+
+    said: dict[str, Any] = {}
+
+    def aws(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if said["code"] is None:  # the key is missing (to a user who may list the bucket): 404, and an empty listing
+            empty = b"<?xml version='1.0'?><ListBucketResult><KeyCount>0</KeyCount></ListBucketResult>"
+            return (404, {}, b"") if method == "HEAD" else (200, {"Content-Type": "application/xml"}, empty)
+        return 403, {"Content-Type": "application/xml"}, b"" if method == "HEAD" else body(said["code"])
+
+    s3_fix = "check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role)"
+    with _stand_in(aws) as host:
+        fs = pafs.S3FileSystem(
+            endpoint_override=host, scheme="http", region="us-east-1", access_key="k", secret_key="s",
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+        )  # fmt: skip
+        reads: dict[str, Callable[[], Any]] = {
+            "open": lambda: fs.open_input_stream("b/ds/m/clean/_manifest.json").read(),
+            "info": lambda: fs.get_file_info("b/ds/m/clean/_manifest.json"),
+            "list": lambda: fs.get_file_info(pafs.FileSelector("b/ds/m/clean", allow_not_found=True)),
+        }
+        for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
+            said["code"] = code
+            for op, read in reads.items():
+                with pytest.raises(OSError) as exc:
+                    read()
+                assert refused(exc.value), (code, op, exc.value)
+                why, fix = refusal(exc.value)
+                assert why == "access denied" and s3_fix in fix, (code, op, fix)
+                assert bucket_error(str(exc.value))[1].startswith(" — check the S3 credentials"), (code, op, exc.value)
+        said["code"] = None
+        with pytest.raises(FileNotFoundError):
+            reads["open"]()
+        assert reads["info"]().type == pafs.FileType.NotFound
+        assert reads["list"]() == []
 
 
 def test_a_moto_server_of_its_own_process_is_not_the_tests_moto(s3: dict[str, Any]) -> None:
@@ -456,13 +583,19 @@ def test_ray_tune_gives_up_on_a_gs_runs_directory_out_of_reach_soon_too(
         assert not worker.is_alive(), "Ray Tune still retrying the gs:// runs directory"
     (exc,) = raised
     said, fix = bucket_error(str(exc))
-    assert isinstance(exc, OSError) and said.startswith("google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), (
-        exc
-    )
-    assert "\n" not in said and fix.endswith(
-        "repeval lets gs:// retry a request for 1 s before it fails: "
-        "?retry_limit_seconds=N on the URI sets another limit"
-    ), fix
+    # Tune's read of the experiment said as the storage's other reads are (TuneStorage.unread): what to check, once
+    assert isinstance(exc, OSError) and said.startswith(
+        "Ray Tune storage gs://bkt/runs/r1/tune/exp could not be read (google::cloud::Status(UNAVAILABLE: Retry policy "
+        "exhausted"
+    ), exc
+    assert "\n" not in said and fix == "", fix
+    assert (
+        said.count(
+            "repeval lets gs:// retry a request for 1 s before it fails: ?retry_limit_seconds=N on the URI sets another "
+            "limit; stopped: nothing there was taken as missing"
+        )
+        == 1
+    ), said
 
 
 def test_ray_tune_storage_the_bucket_refuses_is_not_read_as_empty(s3: dict[str, Any], monkeypatch) -> None:
@@ -473,6 +606,7 @@ def test_ray_tune_storage_the_bucket_refuses_is_not_read_as_empty(s3: dict[str, 
     from moto.core.authorization import enable_iam_authentication
 
     from repeval.rundir import TuneStorage
+    from repeval.tuning.checkpoint import open_finished
     from repeval.tuning.tuner import _finished_checkpoints
 
     uri = f"s3://repeval/refused/tune{s3['query']}"
@@ -502,9 +636,19 @@ def test_ray_tune_storage_the_bucket_refuses_is_not_read_as_empty(s3: dict[str, 
     # and the copy moved aside that held them deleted as holding none
     for k, v in _user_denied(s3, "refused/tune/exp/*/summary.json").items():
         monkeypatch.setenv(k, v)
-    with enable_iam_authentication(), pytest.raises(PermissionError) as summary:
-        _finished_checkpoints(TuneStorage(uri), "exp")
-    assert str(summary.value) == f"Ray Tune storage s3://repeval/refused/tune/exp/t0/checkpoint_000000: {fix}"
+    st = TuneStorage(uri)
+    ckpt = "exp/t0/checkpoint_000000"
+    with enable_iam_authentication():
+        with pytest.raises(PermissionError) as summary:
+            _finished_checkpoints(st, "exp")
+        # what `repeval plan` reads of them too — a probe's files, a checkpoint's summary: pyarrow's error, raw
+        with pytest.raises(PermissionError) as exists:
+            st.exists(f"{ckpt}/summary.json")
+        with pytest.raises(PermissionError) as opened:
+            open_finished(st.uri(ckpt), st)
+    assert str(summary.value) == f"Ray Tune storage s3://repeval/refused/tune/{ckpt}: {fix}"
+    assert str(exists.value) == f"Ray Tune storage s3://repeval/refused/tune/{ckpt}/summary.json: {fix}"
+    assert str(opened.value) == f"Ray Tune storage s3://repeval/refused/tune/{ckpt}: {fix}"
 
 
 def test_ray_tune_storage_out_of_reach_is_not_read_as_empty() -> None:

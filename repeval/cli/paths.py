@@ -1,0 +1,66 @@
+"""How the ``repeval`` commands read the paths given on their command lines — ``--store``, ``--runs-dir``, a run
+directory, CONFIG, an output file or folder — as the configuration's paths are read: ``~`` expanded, an environment
+variable or a Windows path on Linux or macOS refused with the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def cli_path(value: str | None) -> str | None:
+    """A path given on the command line (``--store``, ``--runs-dir``) read as the configuration's paths are
+    (:func:`repeval.config.base._folder_path`): a quoted ``'~/x'`` or ``'$HOME/x'`` — which the shell did not expand —
+    made a folder named ``~`` or ``$HOME``."""
+    from repeval.config.base import _folder_path
+
+    if value is None:
+        return None
+    try:
+        return _folder_path(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def cli_paths(values: list[str] | None) -> list[str] | None:
+    """Paths given on the command line as a command's arguments (``repeval table|report RUN...``), each read as
+    :func:`cli_path` reads ``--store`` and ``--runs-dir``: a quoted ``'~/runs/r1'`` was the folder ``./~/runs/r1``, a
+    Windows path or a URI of a scheme no filesystem reads a missing folder of that name."""
+    try:
+        return None if values is None else [cli_path(v) or v for v in values]
+    except typer.BadParameter as exc:
+        exc.param_hint = "RUN"
+        raise
+
+
+def windows_checked(value: Any) -> Any:
+    """A path given on the command line that no run reads (``--data-home``, ``--out``, ``data render``'s OUT): a
+    Windows path (``C:\\out``, ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths
+    and ``--store`` are (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current
+    folder; a local path read as :func:`cli_path` reads one (a quoted ``'~/report.html'`` was ``./~/report.html``)."""
+    from repeval.uri_text import windows_fix, windows_unread
+
+    if value is None:
+        return value
+    if windows_unread(str(value)):
+        raise typer.BadParameter(windows_fix(str(value)))
+    if "://" in str(value):
+        return value
+    read = cli_path(str(value)) or str(value)  # ~ expanded; an environment variable refused, with what it stands for
+    return Path(read) if isinstance(value, Path) else read
+
+
+def config_path(value: Path) -> Path:
+    """A command's CONFIG read as the other paths given on the command line are (:func:`cli_path`): a quoted
+    ``'~/exp.yaml'`` was "config file not found: ~/exp.yaml", a Windows path (``C:\\exp.yaml``) on Linux or macOS
+    "not found — check the path" without the fix."""
+    text = str(value)
+    if "://" in text:  # not a local file: the load says what it reads
+        return value
+    try:
+        return Path(cli_path(text) or text)
+    except typer.BadParameter as exc:
+        exc.param_hint = "CONFIG"
+        raise
