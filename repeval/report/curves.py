@@ -422,10 +422,10 @@ def curves_block(
         table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
         if files is not None:
             files.rows += curve_csv_rows(curve)
+        if multi:  # (before it is drawn: a level a model's run tests without a value breaks its line)
+            curve = replace(curve, tested=tested(curve, definers))
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
         ordered &= s.ordered
-        if multi:
-            curve = replace(curve, tested=tested(curve, definers))
         repeats = f'<p class="rv-note">{_e(said)}</p>' if (said := repeats_note(s)) else ""
         repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, runs)) else ""
         parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>{repeats}')

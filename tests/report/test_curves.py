@@ -467,6 +467,33 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_says_which_a
     assert re.search(rf"{re.escape(absent)} · \S+ at D2 \(-18 dB\): not run \(no result", note), note
 
 
+def test_over_several_runs_a_point_missing_for_a_model_breaks_its_line_in_the_reports_figure(series_run, tmp_path):
+    """Over several runs the report's figure was drawn before each model's levels were known: a point a model's run
+    tests without a value was bridged, the note below saying the line broke there. It breaks in the figure too."""
+    from dataclasses import replace
+
+    from repeval.report.curve_files import CurveFiles
+    from repeval.report.curves import curves_block
+    from repeval.report.results import combine_results
+
+    run = load_run(series_run)
+    df = run.results.assign(run_id="again")
+    model = str(df[df["task"] == TAGS]["model"].iloc[0])
+    again = replace(run, run_id="again", results=df[(df["model"] != model) | (df["scenario"] != "D1")])
+    both = combine_results([run, again])
+    both = both.assign(model=both["run_id"].astype(str) + "/" + both["model"])  # as the report names them
+    files = CurveFiles(tmp_path)
+    page = html_lib.unescape(curves_block([run, again], both, TAGS, TAGGED, None, files))
+    assert f"1 point missing, each line broken there (– in the table): again/{model} · " in page
+    ((fig, _),) = files.figures
+    ax = fig.axes[0]
+    names = [t.get_text().split(" · ")[0] for t in ax.get_legend().get_texts()]
+    lines = {name: c.lines[0] for c, name in zip(ax.containers, names, strict=True)}
+    for name, line in lines.items():  # clean (0 dB), D1 (−6 dB), D2 (−18 dB): D1 a gap in the line it is missing from
+        np.testing.assert_allclose(line.get_xdata(), [0, -6, -18])
+        assert np.isfinite(line.get_ydata()).tolist() == [True, name != f"again/{model}", True], name
+
+
 def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild_to_severe():
     """Severity's direction was known for SNR, bitrate, gain, semitones and rate alone: a low-pass cutoff, a bit
     depth, a clipping percentile or a reverberation time was drawn with no direction, its axis saying nothing. Each
