@@ -226,6 +226,29 @@ def given_as_text_before(cls: type, params: dict[str, Any]) -> list[str]:
     return out
 
 
+def first_given_as_text(cls: type, params: dict[str, Any]) -> tuple[Any, enum.Enum] | None:
+    """The first ``Enum`` member of ``params`` that repeval gave the model as text before
+    (:func:`given_as_text_before`), as ``(the text as written, the member)`` — what a conflict shows of it; None
+    when there is none."""
+    built = as_built(cls, params)
+    for key in given_as_text_before(cls, params):
+        if (found := _first_member(params[key], built[key])) is not None:
+            return found
+    return None
+
+
+def _first_member(written: Any, built: Any) -> tuple[Any, enum.Enum] | None:
+    if isinstance(built, enum.Enum):
+        return written, built
+    if isinstance(built, list | tuple) and isinstance(written, list | tuple):
+        pairs: Any = zip(written, built, strict=False)
+    elif isinstance(built, dict) and isinstance(written, dict):
+        pairs = ((written.get(k), v) for k, v in built.items())
+    else:
+        return None
+    return next((f for w, b in pairs if (f := _first_member(w, b)) is not None), None)
+
+
 def _holds_member(value: Any) -> bool:
     if isinstance(value, enum.Enum):
         return True
