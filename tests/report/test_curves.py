@@ -502,6 +502,8 @@ def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild
 
     def one(transform: str, param: str, levels: list[float]) -> object:
         def step(v: float) -> list[dict[str, object]]:
+            if param in ("a_max", "a_min", "top_db"):  # a parameter of its own, not a min_/max_ pair
+                return [{"type": transform, "params": {param: v, "p": 1}}]
             return [{"type": transform, "params": {f"min_{param}": v, f"max_{param}": v, "p": 1}}]
 
         (series,) = _series([step(v) for v in levels])
@@ -518,6 +520,10 @@ def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild
         ("RoomSimulator", "target_rt60", [0.3, 0.9], False),
         ("Limiter", "threshold_db", [-6, -20], True),
         ("Aliasing", "sample_rate", [16000, 8000], True),
+        ("Clip", "a_max", [0.5, 0.1, 0.9], True),
+        ("Clip", "a_min", [-0.5, -0.1], False),
+        ("Trim", "top_db", [20, 40], True),
+        ("RepeatPart", "part_duration", [0.5, 2.0], False),
     ):
         s = one(transform, param, levels)
         assert (s.ordered, s.falling) == (True, falling), transform
