@@ -37,7 +37,7 @@ KNOWN_PARAMS: dict[str, tuple[str, str, float | None]] = {
     "a_min": ("", "rises", None),  # Clip: the higher the floor, the more clipped
     "top_db": ("dB", "falls", None),  # Trim: the lower, the more is taken for silence and cut
     "part_duration": ("s", "rises", None),  # RepeatPart: the longer the part repeated, the more of the track
-    "max_order": ("", "rises", None),  # RoomSimulator: the more reflections, the more reverberant
+    "order": ("", "rises", None),  # RoomSimulator's max_order: the more reflections, the more reverberant
     "burst_probability": ("", "rises", None),  # AddShortNoises: the more bursts, the more noise
 }
 

@@ -502,7 +502,7 @@ def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild
 
     def one(transform: str, param: str, levels: list[float]) -> object:
         def step(v: float) -> list[dict[str, object]]:
-            if param in ("a_max", "a_min", "top_db"):  # a parameter of its own, not a min_/max_ pair
+            if param in ("a_max", "a_min", "top_db", "max_order"):  # a parameter of its own, not a min_/max_ pair
                 return [{"type": transform, "params": {param: v, "p": 1}}]
             return [{"type": transform, "params": {f"min_{param}": v, f"max_{param}": v, "p": 1}}]
 
@@ -524,6 +524,7 @@ def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild
         ("Clip", "a_min", [-0.5, -0.1], False),
         ("Trim", "top_db", [20, 40], True),
         ("RepeatPart", "part_duration", [0.5, 2.0], False),
+        ("RoomSimulator", "max_order", [3, 1], False),  # (a max_ without a min_: the level of its own)
     ):
         s = one(transform, param, levels)
         assert (s.ordered, s.falling) == (True, falling), transform
