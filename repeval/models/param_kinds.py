@@ -14,7 +14,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from repeval.registry import did_you_mean
@@ -81,30 +81,46 @@ def _optional_list(hint: Any) -> Any:
 class _EnumSlot(typing.NamedTuple):
     """Where an ``Enum`` stands in a param's annotation: ``kind``, the class; ``listed``, the items of a list name its
     members (``list[Color]``); ``nullable``, null is allowed (``| None``); ``beside``, the kinds the annotation allows
-    beside it (``Color | int``: ``[int]``)."""
+    beside it (``Color | int``: ``[int]``); ``items_beside``, those a list's items may be beside it (``list[Color |
+    int]``: ``[int]``)."""
 
     kind: type[enum.Enum]
     listed: bool
     nullable: bool
     beside: list[Any]
+    items_beside: tuple[Any, ...] = ()
 
 
 def _enum(hint: Any) -> _EnumSlot | None:
     """The ``Enum`` ``hint`` names — alone or in a union (``Color``, ``Color | None``, ``Color | int``), or as a list's
-    items (``list[Color]``, ``list[Color] | None``); None for any other annotation, or one with a kind beside it not
-    checked here (a path, ``Any``)."""
-    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    items (``list[Color]``, ``list[Color | int]``, ``Sequence[Color]``, ``tuple[Color, ...]``; ``| None`` too); None
+    for any other annotation, or one with a kind beside it not checked here (a path, ``Any``)."""
+    parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
     rest = [p for p in parts if p is not type(None)]
-    found = [(p, False) for p in rest if _is_enum(p)]
-    found += [(p, True) for p in rest if typing.get_origin(p) is list and _is_enum(next(iter(typing.get_args(p)), 0))]
+    found: list[tuple[Any, _EnumSlot | None]] = [(p, None) for p in rest if _is_enum(p)]
+    found += [(p, item) for p in rest if (item := _items(p)) is not None]
     if len(found) != 1:
         return None
-    slot, listed = found[0]
+    slot, item = found[0]
     each = [_kinds(p) for p in rest if p is not slot]
     if None in each:
         return None
-    kind = typing.get_args(slot)[0] if listed else slot
-    return _EnumSlot(kind, listed, len(rest) < len(parts), [k for ks in each if ks for k in ks])
+    beside = [k for ks in each if ks for k in ks]
+    if item is None:
+        return _EnumSlot(slot, False, len(rest) < len(parts), beside)
+    return _EnumSlot(item.kind, True, len(rest) < len(parts), beside, tuple(item.beside))
+
+
+def _items(hint: Any) -> _EnumSlot | None:
+    """The ``Enum`` a list's items name (``list[Color]``, ``list[Color | int]``, ``Sequence[Color]``, ``tuple[Color,
+    ...]``), with the kinds beside it: None for any other annotation."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis):
+        return None
+    if origin not in (list, tuple, collections.abc.Sequence) or not args:
+        return None
+    item = _enum(args[0])
+    return item if item is not None and not item.listed and not item.nullable else None
 
 
 def _is_enum(hint: Any) -> bool:
@@ -129,7 +145,7 @@ def enum_annotated(cls: type, key: str) -> bool:
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
     """Why ``value`` names no member of the ``Enum`` ``cls.__init__``'s parameter ``key`` is annotated with (``mode:
     Color = Color.RED``: ``mode: RED``, or a member's value when one member has it; ``Color | None``: null too; ``Color
-    | int``: an integer too; ``list[Color]``: a list of them; a mapping's values — ``dict[str, Color]``, a TypedDict's
+    | int``: an integer too; ``list[Color]``: a list of them, ``list[Color | int]`` integers too; a mapping's values — ``dict[str, Color]``, a TypedDict's
     or dataclass' field — each as its annotation says: ``styles.a``), naming the model ``name`` and the members'
     names: any value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
     return _enum_error(_hint(cls, key), f"{name}'s {key}", value)
@@ -147,11 +163,17 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
         return None
     names = [*slot.kind.__members__]
     if slot.listed:
-        return _items_error(param, value, lambda v: _member(slot.kind, v) is not None, names, names, value)
+        said = names + [n for kind in slot.items_beside for n in _said(kind)]
+        return _items_error(param, value, lambda v: _member_or_beside(slot, v), said, names, value)
     if _member(slot.kind, value) is not None:
         return None
     said = names + [n for kind in slot.beside for n in _said(kind)] + ["null"] * slot.nullable
     return f"{param} takes {_either(said)}, got {value!r}{_close(value, names)}"
+
+
+def _member_or_beside(slot: _EnumSlot, item: Any) -> bool:
+    """Whether a list's ``item`` names a member of ``slot``'s ``Enum`` or is of a kind allowed beside it."""
+    return _member(slot.kind, item) is not None or any(_fits(item, kind) for kind in slot.items_beside)
 
 
 def _fields(hint: Any, depth: int = 0) -> Callable[[Any], Any] | None:
@@ -202,12 +224,18 @@ def _built(hint: Any, value: Any, depth: int = 0) -> Any:
         return {k: v if (h := fields(k)) is None else _built(h, v, depth + 1) for k, v in value.items()}
     if slot.listed:
         if isinstance(value, list | tuple) and not any(_fits(value, kind) for kind in slot.beside):
-            return [v if (m := _member(slot.kind, v)) is None else m for v in value]  # (IntEnum's 0 is falsy)
+            return [_built_item(slot.kind, slot.items_beside, v) for v in value]
         return value
-    if not isinstance(value, str) and any(_fits(value, kind) for kind in slot.beside):
+    return _built_item(slot.kind, slot.beside, value)
+
+
+def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any:
+    """``value`` as the member of ``kind`` it names — a text naming one whatever ``beside`` allows, a value of another
+    kind ``beside`` allows as it is — or as it is."""
+    if not isinstance(value, str) and any(_fits(value, k) for k in beside):
         return value
-    member = _member(slot.kind, value)
-    return value if member is None else member
+    member = _member(kind, value)
+    return value if member is None else member  # (IntEnum's 0 is falsy)
 
 
 def given_as_text_before(cls: type, params: dict[str, Any]) -> list[str]:

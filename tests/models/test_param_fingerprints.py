@@ -98,6 +98,7 @@ def test_a_partition_stamped_when_the_model_got_enum_members_as_text_is_not_reus
         ({"shade": "GREEN"}, "eabaacfc7a4c5eda", "GREEN"),
         ({"hue": "GREEN"}, "68026480aa541c23", "GREEN"),
         ({"styles": {"a": "GREEN"}}, "5a99b557e56c5c8f", "GREEN"),
+        ({"mixed": ["GREEN", 2]}, "a4f65b830d0c4a52", "GREEN"),  # list[Color | int]: as 635908e hashed it
     ):
         spec = _clean(tmp_path, params)
         assert spec.fingerprint["model"]["params"] != hashed_then
