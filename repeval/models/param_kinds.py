@@ -155,8 +155,10 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     slot = _enum(hint)
     if slot is None:
         fields = _fields(hint, depth)
-        if fields is None or not isinstance(value, dict):
-            return None
+        if fields is None or (value is None and (depth == 0 or type(None) in typing.get_args(hint))):
+            return None  # (null at the top: a constructor's default of None, whatever its annotation says)
+        if not isinstance(value, dict):
+            return f"{param} takes a mapping (`key: value` lines), got {value!r}"
         found = (_enum_error(fields(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
         return next((e for e in found if e), None)
     if (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):

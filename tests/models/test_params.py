@@ -462,3 +462,18 @@ def test_a_lists_items_of_an_enum_beside_another_kind_are_checked_and_built(
     cfg = parse_config(annotated_config(tmp_path, {"mixed": ["GREEN", 2, "red"]})).experiments[0].embedding_models[0]
     got = build_model(cfg).mixed  # type: ignore[attr-defined]
     assert [v if isinstance(v, int) else f"{type(v).__name__}.{v.name}" for v in got] == ["Color.GREEN", 2, "Color.RED"]
+
+
+def test_a_mapping_param_holding_an_enum_given_no_mapping_is_refused(tmp_path: Any, forget_plugins: None) -> None:
+    """``styles: dict[str, Color]`` took ``styles: GREEN`` and the constructor got the text where it reads a mapping:
+    a mapping param holding an ``Enum`` is refused anything but a mapping (or null, its default)."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"styles": "GREEN", "look": ["GREEN"]}))
+    at = "experiments[0].embedding_models[0].params"
+    assert refused.value.problems == [
+        f"{at}.styles: annotated-model's styles takes a mapping (`key: value` lines), got 'GREEN'",
+        f"{at}.look: annotated-model's look takes a mapping (`key: value` lines), got ['GREEN']",
+    ]
+    parse_config(annotated_config(tmp_path, {"styles": None, "look": None}))
