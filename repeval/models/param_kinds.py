@@ -47,7 +47,7 @@ def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
     if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
         said = [repr(v) for v in allowed]
         return _items_error(f"{name}'s {key}", value, lambda v: _among(v, allowed), said, allowed, repr(value))
-    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
     allowed = _literals(parts)
     others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
     each = [_kinds(p) for p in others]  # the kinds beside it (``Literal['auto'] | int``: an integer too)
@@ -66,13 +66,13 @@ def literal_annotated(cls: type, key: str) -> bool:
     its value then, not its default's kind: ``Literal['auto'] | int = 'auto'`` takes 1024)."""
     hint = _hint(cls, key)
     hint = _optional_list(hint) or hint
-    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType, list) else (hint,)
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (*_UNIONS, list) else (hint,)
     return bool(_literals(parts))
 
 
 def _optional_list(hint: Any) -> Any:
     """The ``list[...]`` of ``list[...] | None`` (None for any other annotation)."""
-    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+    if typing.get_origin(hint) not in _UNIONS:
         return None
     parts = [p for p in typing.get_args(hint) if p is not type(None)]
     return parts[0] if len(parts) == 1 and typing.get_origin(parts[0]) is list else None
@@ -182,8 +182,8 @@ def _fields(hint: Any, depth: int = 0) -> Callable[[Any], Any] | None:
     """For a mapping annotation holding an ``Enum`` at some depth (``dict[str, Color]``, ``dict[str, list[Color]]``,
     a ``TypedDict`` or dataclass with a ``Color`` field; ``| None`` too): each key's annotation (None for a key it
     names none of); None for any other annotation."""
-    parts = [p for p in (typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)) if p is not None]
-    parts = [p for p in parts if p is not type(None)]
+    union = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
+    parts = [p for p in union if p is not None and p is not type(None)]  # (None: a key the mapping names no field of)
     if depth > 4 or len(parts) != 1:
         return None
     hint = parts[0]
@@ -418,7 +418,7 @@ def _kinds(hint: Any) -> list[Any] | None:
     if hint in _NAMES:
         return [hint]
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
+    if origin in _UNIONS:
         parts = [_kinds(a) for a in typing.get_args(hint)]
         return None if any(p is None for p in parts) else [k for p in parts if p for k in p]
     if origin in (list, tuple) and (args := typing.get_args(hint)) and args[0] in _PLURALS:

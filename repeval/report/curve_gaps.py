@@ -58,4 +58,5 @@ def missing_note(curve: Curve, runs: Sequence[Run]) -> str:
     if not found:
         return ""
     said = "; ".join(f"{who} at {at}: {why}" for who, at, why in found)
-    return f"{counted(len(found), 'point')} missing, each line broken there (– in the table): {said}"
+    broken = "its line" if len(found) == 1 else "each line"
+    return f"{counted(len(found), 'point')} missing, {broken} broken there (– in the table): {said}"

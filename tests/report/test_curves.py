@@ -484,7 +484,7 @@ def test_over_several_runs_a_point_missing_for_a_model_breaks_its_line_in_the_re
     both = both.assign(model=both["run_id"].astype(str) + "/" + both["model"])  # as the report names them
     files = CurveFiles(tmp_path)
     page = html_lib.unescape(curves_block([run, again], both, TAGS, TAGGED, None, files))
-    assert f"1 point missing, each line broken there (– in the table): again/{model} · " in page
+    assert f"1 point missing, its line broken there (– in the table): again/{model} · " in page
     ((fig, _),) = files.figures
     ax = fig.axes[0]
     names = [t.get_text().split(" · ")[0] for t in ax.get_legend().get_texts()]
