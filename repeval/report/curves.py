@@ -412,6 +412,7 @@ def curves_block(
     if not probes or choice is None:
         return ""
     multi = len(runs) > 1
+    sids = {column: sid for column, (sid, _) in apart_scenarios(df).items()}  # a column per definition: its runs' sid
     parts, ordered = [], True
     for s in found:
         # each run's values at the levels it defines so (a run whose config.yaml does not say what its D1 was: none)
@@ -427,7 +428,7 @@ def curves_block(
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
         ordered &= s.ordered
         repeats = f'<p class="rv-note">{_e(said)}</p>' if (said := repeats_note(s)) else ""
-        repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, runs)) else ""
+        repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, runs, sids)) else ""
         parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>{repeats}')
     if not parts:
         return ""

@@ -494,6 +494,40 @@ def test_over_several_runs_a_point_missing_for_a_model_breaks_its_line_in_the_re
         assert np.isfinite(line.get_ydata()).tolist() == [True, name != f"again/{model}", True], name
 
 
+def test_a_point_failed_in_a_column_the_runs_define_differently_is_said_failed(series_run, tmp_path):
+    """Two runs defining D2 differently (5 and 10 dB SNR) have a column each, ``D2 (<run>)``: a point failed in one
+    of them was said not run, ``failed.parquet`` looked up under the column's name, not the run's scenario, D2."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from repeval.report.curves import curves_block
+    from repeval.report.results import combine_results, load_runs
+    from repeval.tuning.results import FAILED_SCHEMA
+
+    other = tmp_path / "other" / "demo"
+    shutil.copytree(series_run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["experiments"][0]["deformations"] = [_snr(20), _snr(10)]
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    df = pd.read_parquet(other / "results.parquet")
+    model = str(df[df["task"] == TASK]["model"].iloc[0])
+    df[(df["model"] != model) | (df["scenario"] != "D2")].to_parquet(other / "results.parquet", index=False)
+    failed = [{"task": TASK, "task_type": "multiclass_classification", "dataset": DATASET, "model": model, "probe": p,
+               "seed": 0, "params": "{}", "scenario": "D2", "reason": "scores not finite", "fold": None}
+              for p in df["probe"].unique()]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(failed, schema=FAILED_SCHEMA), other / "failed.parquet")
+    runs = load_runs([series_run, other])
+    both = combine_results(runs)
+    both = both.assign(model=both["run_id"].astype(str) + "/" + both["model"])  # as the report names them
+    page = html_lib.unescape(curves_block(runs, both, TASK, DATASET))
+    (note,) = re.findall(r"\d+ points? missing[^<]*", page)
+    second = re.escape(runs[1].run_id)
+    assert re.search(
+        rf"{second}/{re.escape(model)} · \S+ at D2 \({second}\) \(10 dB\): failed \(scores not finite\)", note
+    ), note
+
+
 def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild_to_severe():
     """Severity's direction was known for SNR, bitrate, gain, semitones and rate alone: a low-pass cutoff, a bit
     depth, a clipping percentile or a reverberation time was drawn with no direction, its axis saying nothing. Each
