@@ -145,9 +145,10 @@ def enum_annotated(cls: type, key: str) -> bool:
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
     """Why ``value`` names no member of the ``Enum`` ``cls.__init__``'s parameter ``key`` is annotated with (``mode:
     Color = Color.RED``: ``mode: RED``, or a member's value when one member has it; ``Color | None``: null too; ``Color
-    | int``: an integer too; ``list[Color]``: a list of them, ``list[Color | int]`` integers too; a mapping's values — ``dict[str, Color]``, a TypedDict's
-    or dataclass' field — each as its annotation says: ``styles.a``), naming the model ``name`` and the members'
-    names: any value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
+    | int``: an integer too; ``list[Color]``: a list of them, ``list[Color | int]``'s integers too; a mapping's values
+    — ``dict[str, Color]``, a TypedDict's or dataclass' field — each as its annotation says: ``styles.a``, and no
+    mapping refused), naming the model ``name`` and the members' names: any value passed and the constructor got a
+    string; None when it names one (or no ``Enum``)."""
     return _enum_error(_hint(cls, key), f"{name}'s {key}", value)
 
 

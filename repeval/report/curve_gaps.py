@@ -44,7 +44,7 @@ def missing_points(
 
 
 def _why_missing(runs: Sequence[Run], model: str, probe: str, scenario: str, series: Series) -> str:
-    run_id, _, name = model.rpartition("/") if len(runs) > 1 else ("", "", model)
+    run_id, _, name = model.partition("/") if len(runs) > 1 else ("", "", model)
     for run in runs:
         f = run.failed
         if f is None or f.empty or (run_id and run.run_id != run_id) or "scenario" not in f.columns:
