@@ -14,7 +14,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from repeval.registry import did_you_mean
@@ -47,7 +47,7 @@ def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
     if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
         said = [repr(v) for v in allowed]
         return _items_error(f"{name}'s {key}", value, lambda v: _among(v, allowed), said, allowed, repr(value))
-    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
     allowed = _literals(parts)
     others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
     each = [_kinds(p) for p in others]  # the kinds beside it (``Literal['auto'] | int``: an integer too)
@@ -66,13 +66,13 @@ def literal_annotated(cls: type, key: str) -> bool:
     its value then, not its default's kind: ``Literal['auto'] | int = 'auto'`` takes 1024)."""
     hint = _hint(cls, key)
     hint = _optional_list(hint) or hint
-    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType, list) else (hint,)
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (*_UNIONS, list) else (hint,)
     return bool(_literals(parts))
 
 
 def _optional_list(hint: Any) -> Any:
     """The ``list[...]`` of ``list[...] | None`` (None for any other annotation)."""
-    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+    if typing.get_origin(hint) not in _UNIONS:
         return None
     parts = [p for p in typing.get_args(hint) if p is not type(None)]
     return parts[0] if len(parts) == 1 and typing.get_origin(parts[0]) is list else None
@@ -81,30 +81,46 @@ def _optional_list(hint: Any) -> Any:
 class _EnumSlot(typing.NamedTuple):
     """Where an ``Enum`` stands in a param's annotation: ``kind``, the class; ``listed``, the items of a list name its
     members (``list[Color]``); ``nullable``, null is allowed (``| None``); ``beside``, the kinds the annotation allows
-    beside it (``Color | int``: ``[int]``)."""
+    beside it (``Color | int``: ``[int]``); ``items_beside``, those a list's items may be beside it (``list[Color |
+    int]``: ``[int]``)."""
 
     kind: type[enum.Enum]
     listed: bool
     nullable: bool
     beside: list[Any]
+    items_beside: tuple[Any, ...] = ()
 
 
 def _enum(hint: Any) -> _EnumSlot | None:
     """The ``Enum`` ``hint`` names — alone or in a union (``Color``, ``Color | None``, ``Color | int``), or as a list's
-    items (``list[Color]``, ``list[Color] | None``); None for any other annotation, or one with a kind beside it not
-    checked here (a path, ``Any``)."""
-    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    items (``list[Color]``, ``list[Color | int]``, ``Sequence[Color]``, ``tuple[Color, ...]``; ``| None`` too); None
+    for any other annotation, or one with a kind beside it not checked here (a path, ``Any``)."""
+    parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
     rest = [p for p in parts if p is not type(None)]
-    found = [(p, False) for p in rest if _is_enum(p)]
-    found += [(p, True) for p in rest if typing.get_origin(p) is list and _is_enum(next(iter(typing.get_args(p)), 0))]
+    found: list[tuple[Any, _EnumSlot | None]] = [(p, None) for p in rest if _is_enum(p)]
+    found += [(p, item) for p in rest if (item := _items(p)) is not None]
     if len(found) != 1:
         return None
-    slot, listed = found[0]
+    slot, item = found[0]
     each = [_kinds(p) for p in rest if p is not slot]
     if None in each:
         return None
-    kind = typing.get_args(slot)[0] if listed else slot
-    return _EnumSlot(kind, listed, len(rest) < len(parts), [k for ks in each if ks for k in ks])
+    beside = [k for ks in each if ks for k in ks]
+    if item is None:
+        return _EnumSlot(slot, False, len(rest) < len(parts), beside)
+    return _EnumSlot(item.kind, True, len(rest) < len(parts), beside, tuple(item.beside))
+
+
+def _items(hint: Any) -> _EnumSlot | None:
+    """The ``Enum`` a list's items name (``list[Color]``, ``list[Color | int]``, ``Sequence[Color]``, ``tuple[Color,
+    ...]``), with the kinds beside it: None for any other annotation."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis):
+        return None
+    if origin not in (list, tuple, collections.abc.Sequence) or not args:
+        return None
+    item = _enum(args[0])
+    return item if item is not None and not item.listed and not item.nullable else None
 
 
 def _is_enum(hint: Any) -> bool:
@@ -129,9 +145,10 @@ def enum_annotated(cls: type, key: str) -> bool:
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
     """Why ``value`` names no member of the ``Enum`` ``cls.__init__``'s parameter ``key`` is annotated with (``mode:
     Color = Color.RED``: ``mode: RED``, or a member's value when one member has it; ``Color | None``: null too; ``Color
-    | int``: an integer too; ``list[Color]``: a list of them; a mapping's values — ``dict[str, Color]``, a TypedDict's
-    or dataclass' field — each as its annotation says: ``styles.a``), naming the model ``name`` and the members'
-    names: any value passed and the constructor got a string; None when it names one (or no ``Enum``)."""
+    | int``: an integer too; ``list[Color]``: a list of them, ``list[Color | int]``'s integers too; a mapping's values
+    — ``dict[str, Color]``, a TypedDict's or dataclass' field — each as its annotation says: ``styles.a``, and no
+    mapping refused), naming the model ``name`` and the members' names: any value passed and the constructor got a
+    string; None when it names one (or no ``Enum``)."""
     return _enum_error(_hint(cls, key), f"{name}'s {key}", value)
 
 
@@ -139,27 +156,35 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     slot = _enum(hint)
     if slot is None:
         fields = _fields(hint, depth)
-        if fields is None or not isinstance(value, dict):
-            return None
+        if fields is None or (value is None and (depth == 0 or type(None) in typing.get_args(hint))):
+            return None  # (null at the top: a constructor's default of None, whatever its annotation says)
+        if not isinstance(value, dict):
+            return f"{param} takes a mapping (`key: value` lines), got {value!r}"
         found = (_enum_error(fields(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
         return next((e for e in found if e), None)
     if (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):
         return None
     names = [*slot.kind.__members__]
     if slot.listed:
-        return _items_error(param, value, lambda v: _member(slot.kind, v) is not None, names, names, value)
+        said = names + [n for kind in slot.items_beside for n in _said(kind)]
+        return _items_error(param, value, lambda v: _member_or_beside(slot, v), said, names, value)
     if _member(slot.kind, value) is not None:
         return None
     said = names + [n for kind in slot.beside for n in _said(kind)] + ["null"] * slot.nullable
     return f"{param} takes {_either(said)}, got {value!r}{_close(value, names)}"
 
 
+def _member_or_beside(slot: _EnumSlot, item: Any) -> bool:
+    """Whether a list's ``item`` names a member of ``slot``'s ``Enum`` or is of a kind allowed beside it."""
+    return _member(slot.kind, item) is not None or any(_fits(item, kind) for kind in slot.items_beside)
+
+
 def _fields(hint: Any, depth: int = 0) -> Callable[[Any], Any] | None:
     """For a mapping annotation holding an ``Enum`` at some depth (``dict[str, Color]``, ``dict[str, list[Color]]``,
     a ``TypedDict`` or dataclass with a ``Color`` field; ``| None`` too): each key's annotation (None for a key it
     names none of); None for any other annotation."""
-    parts = [p for p in (typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)) if p is not None]
-    parts = [p for p in parts if p is not type(None)]
+    union = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
+    parts = [p for p in union if p is not None and p is not type(None)]  # (None: a key the mapping names no field of)
     if depth > 4 or len(parts) != 1:
         return None
     hint = parts[0]
@@ -202,12 +227,18 @@ def _built(hint: Any, value: Any, depth: int = 0) -> Any:
         return {k: v if (h := fields(k)) is None else _built(h, v, depth + 1) for k, v in value.items()}
     if slot.listed:
         if isinstance(value, list | tuple) and not any(_fits(value, kind) for kind in slot.beside):
-            return [v if (m := _member(slot.kind, v)) is None else m for v in value]  # (IntEnum's 0 is falsy)
+            return [_built_item(slot.kind, slot.items_beside, v) for v in value]
         return value
-    if not isinstance(value, str) and any(_fits(value, kind) for kind in slot.beside):
+    return _built_item(slot.kind, slot.beside, value)
+
+
+def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any:
+    """``value`` as the member of ``kind`` it names — a text naming one whatever ``beside`` allows, a value of another
+    kind ``beside`` allows as it is — or as it is."""
+    if not isinstance(value, str) and any(_fits(value, k) for k in beside):
         return value
-    member = _member(slot.kind, value)
-    return value if member is None else member
+    member = _member(kind, value)
+    return value if member is None else member  # (IntEnum's 0 is falsy)
 
 
 def given_as_text_before(cls: type, params: dict[str, Any]) -> list[str]:
@@ -224,6 +255,29 @@ def given_as_text_before(cls: type, params: dict[str, Any]) -> list[str]:
         if not plain and _holds_member(value):
             out.append(key)
     return out
+
+
+def first_given_as_text(cls: type, params: dict[str, Any]) -> tuple[Any, enum.Enum] | None:
+    """The first ``Enum`` member of ``params`` that repeval gave the model as text before
+    (:func:`given_as_text_before`), as ``(the text as written, the member)`` — what a conflict shows of it; None
+    when there is none."""
+    built = as_built(cls, params)
+    for key in given_as_text_before(cls, params):
+        if (found := _first_member(params[key], built[key])) is not None:
+            return found
+    return None
+
+
+def _first_member(written: Any, built: Any) -> tuple[Any, enum.Enum] | None:
+    if isinstance(built, enum.Enum):
+        return written, built
+    if isinstance(built, list | tuple) and isinstance(written, list | tuple):
+        pairs: Any = zip(written, built, strict=False)
+    elif isinstance(built, dict) and isinstance(written, dict):
+        pairs = ((written.get(k), v) for k, v in built.items())
+    else:
+        return None
+    return next((f for w, b in pairs if (f := _first_member(w, b)) is not None), None)
 
 
 def _holds_member(value: Any) -> bool:
@@ -365,7 +419,7 @@ def _kinds(hint: Any) -> list[Any] | None:
     if hint in _NAMES:
         return [hint]
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
+    if origin in _UNIONS:
         parts = [_kinds(a) for a in typing.get_args(hint)]
         return None if any(p is None for p in parts) else [k for p in parts if p for k in p]
     if origin in (list, tuple) and (args := typing.get_args(hint)) and args[0] in _PLURALS:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from repeval.config.loader import config_hash
 from repeval.json_keys import date_values, other_keys
+from repeval.models.param_kinds import first_given_as_text
 from repeval.store import StoreConflict
 from repeval.words import named
 
@@ -67,11 +68,14 @@ def written_hint(part: Any, spec: PartitionSpec) -> str:
     now, params = spec.fingerprint, spec.model.params if spec.model else None
     writings = [params, *spec.model.earlier] if spec.model else []  # an Enum member by its name or value, as written
     if spec.model is not None and spec.model.as_text and model.get("params") != now["model"]["params"]:
-        texts = {config_hash(o, rule) for o in spec.model.text_writings for rule in (False, True)}
-        if model.get("params") in texts:
+        held = model.get("params")
+        then = next((o for o in spec.model.text_writings if held in (config_hash(o), config_hash(o, True))), None)
+        if then is not None:  # the writing the partition was stamped under: what the model got then, as text
+            found = first_given_as_text(spec.model.family.cls, then)
+            shown = f" (`{found[0]!r}`, not `{type(found[1]).__name__}.{found[1].name}`)" if found else ""
             return (
                 f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model "
-                f"the `Enum` members of {named('param', spec.model.as_text)} as text (`'GREEN'`, not `Color.GREEN`): "
+                f"the `Enum` members of {named('param', spec.model.as_text)} as text{shown}: "
                 "it builds them as members now, which a model may read otherwise, so the partition's rows are not "
                 "reused"
             )

@@ -24,10 +24,13 @@ def tested(curve: Curve, definers: Mapping[str, set[str]]) -> np.ndarray:
     )
 
 
-def missing_points(curve: Curve, runs: Sequence[Run]) -> list[tuple[str, str, str]]:
+def missing_points(
+    curve: Curve, runs: Sequence[Run], sids: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str]]:
     """Each point a model's run tests but the curve has no value at — its line broken there, its table cell "–" —
     as ``(model · probe, scenario (level), why)``: the test cells ``failed.parquet`` names (its reason), else not
-    run (no result: the run stopped before it, or no test track was embedded there)."""
+    run (no result: the run stopped before it, or no test track was embedded there). ``sids``: the scenario a column
+    the runs define differently stands for in each run's files (``D2 (r2)`` → ``D2``)."""
     unit = f" {curve.series.unit}" if curve.series.unit else ""
     out = []
     for i, (model, probe) in enumerate(curve.probes.items()):
@@ -35,12 +38,13 @@ def missing_points(curve: Curve, runs: Sequence[Run]) -> list[tuple[str, str, st
             if math.isfinite(curve.mean[i, j]) or (curve.tested is not None and not curve.tested[i, j]):
                 continue
             at = scenario if level is None else f"{scenario} ({level:g}{unit})"
-            out.append((f"{model} · {probe}", at, _why_missing(runs, model, probe, scenario, curve.series)))
+            sid = (sids or {}).get(scenario, scenario)
+            out.append((f"{model} · {probe}", at, _why_missing(runs, model, probe, sid, curve.series)))
     return out
 
 
 def _why_missing(runs: Sequence[Run], model: str, probe: str, scenario: str, series: Series) -> str:
-    run_id, _, name = model.rpartition("/") if len(runs) > 1 else ("", "", model)
+    run_id, _, name = model.partition("/") if len(runs) > 1 else ("", "", model)
     for run in runs:
         f = run.failed
         if f is None or f.empty or (run_id and run.run_id != run_id) or "scenario" not in f.columns:
@@ -52,10 +56,11 @@ def _why_missing(runs: Sequence[Run], model: str, probe: str, scenario: str, ser
     return "not run (no result: the run stopped before it, or no test track was embedded there)"
 
 
-def missing_note(curve: Curve, runs: Sequence[Run]) -> str:
+def missing_note(curve: Curve, runs: Sequence[Run], sids: Mapping[str, str] | None = None) -> str:
     """What to say below a curve of its missing points (:func:`missing_points`): empty when none is."""
-    found = missing_points(curve, runs)
+    found = missing_points(curve, runs, sids)
     if not found:
         return ""
     said = "; ".join(f"{who} at {at}: {why}" for who, at, why in found)
-    return f"{counted(len(found), 'point')} missing, each line broken there (– in the table): {said}"
+    broken = "its line" if len(found) == 1 else "each line"
+    return f"{counted(len(found), 'point')} missing, {broken} broken there (– in the table): {said}"

@@ -32,7 +32,13 @@ KNOWN_PARAMS: dict[str, tuple[str, str, float | None]] = {
     "mic_distance": ("m", "rises", None),  # RoomSimulator: farther from the source, more room than source
     "quality": ("", "rises", None),  # Mp3Compression's LAME quality: 0 best, 9 worst
     "sample_rate": ("Hz", "falls", None),  # Aliasing, Resample: the lower, the more is lost
-    "rolloff": ("dB/octave", "rises", None),  # the pass, stop and shelf filters: the steeper, the more removed
+    "rolloff": ("dB/octave", "rises", None),  # the pass and stop filters (no shelf has one): steeper, more removed
+    "a_max": ("", "falls", None),  # Clip: the lower the ceiling, the more clipped
+    "a_min": ("", "rises", None),  # Clip: the higher the floor, the more clipped
+    "top_db": ("dB", "falls", None),  # Trim: the lower, the more is taken for silence and cut
+    "part_duration": ("s", "rises", None),  # RepeatPart: the longer the part repeated, the more of the track
+    "order": ("", "rises", None),  # RoomSimulator's max_order: the more reflections, the more reverberant
+    "burst_probability": ("", "rises", None),  # AddShortNoises: the more bursts, the more noise
 }
 
 #: a (transform, parameter) whose direction differs from another transform's of the same parameter name

@@ -10,15 +10,15 @@ parameters — but for one numeric parameter of one step (``p``, the probability
 they differ). Scenarios that form no series get no curve; a report without series shows none.
 
 Severity rises left to right (:mod:`~repeval.report.curve_levels` knows which way it goes with each parameter of
-audiomentations' transforms that has a clear one): for a parameter known to get milder as it grows (SNR, bitrate) the axis runs from high
-to low, and says so; a bitrate's on a log scale. A line runs through its points left to right (clean's among them
-where it has a level). The clean test set is drawn where the transform has a natural "none" value — a gain of 0 dB,
-a pitch shift of 0 semitones, a time stretch at rate 1 — as the curve's point there; where it has none (an SNR, a
-bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a made-up x — and
-so where a scenario is at that level (a gain of 0 dB), rather than its point on top of clean's. Two scenarios at one
-level (the same deformation under two names) keep the series: the curve draws the first, and a note names the other.
-A level a model's run tests without a value (a failed test cell, or not run) breaks its line there, and a note says
-which and why (:mod:`~repeval.report.curve_gaps`).
+audiomentations' transforms that has a clear one): for a parameter known to get milder as it grows (SNR, bitrate) the
+axis runs from high to low, and says so; a bitrate's on a log scale. A line runs through its points left to right
+(clean's among them where it has a level). The clean test set is drawn where the transform has a natural "none" value
+— a gain of 0 dB, a pitch shift of 0 semitones, a time stretch at rate 1 — as the curve's point there; where it has
+none (an SNR, a bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a
+made-up x — and so where a scenario is at that level (a gain of 0 dB), rather than its point on top of clean's. Two
+scenarios at one level (the same deformation under two names) keep the series: the curve draws the first, and a note
+names the other. A level a model's run tests without a value (a failed test cell, or not run) breaks its line there,
+and a note says which and why (:mod:`~repeval.report.curve_gaps`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class Series:
     none: float | None
     #: the axis runs from high to low values (severity rises as the level falls)
     falling: bool
-    #: whether severity is known to rise left to right (a parameter of :data:`~repeval.report.curve_levels.KNOWN_PARAMS`, levels on one side)
+    #: whether severity is known to rise left to right (a parameter of
+    #: :data:`~repeval.report.curve_levels.KNOWN_PARAMS`, levels on one side)
     ordered: bool
     #: how severity goes with the level (:data:`~repeval.report.curve_levels.KNOWN_PARAMS`; empty: not known)
     way: str = ""
@@ -273,7 +274,8 @@ class Curve:
     #: the replicates are seeds × folds (a k-fold dataset's), not seeds alone
     folds: bool = False
     #: per model and point, whether the model's run tests it (None: every point; over several runs a model's own run
-    #: defines only some levels): a point it tests without a value breaks its line (:func:`~repeval.report.curve_gaps.missing_points`)
+    #: defines only some levels): a point it tests without a value breaks its line
+    #: (:func:`~repeval.report.curve_gaps.missing_points`)
     tested: np.ndarray | None = None
 
     @property
@@ -412,6 +414,7 @@ def curves_block(
     if not probes or choice is None:
         return ""
     multi = len(runs) > 1
+    sids = {column: sid for column, (sid, _) in apart_scenarios(df).items()}  # a column per definition: its runs' sid
     parts, ordered = [], True
     for s in found:
         # each run's values at the levels it defines so (a run whose config.yaml does not say what its D1 was: none)
@@ -422,12 +425,12 @@ def curves_block(
         table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
         if files is not None:
             files.rows += curve_csv_rows(curve)
+        if multi:  # (before it is drawn: a level a model's run tests without a value breaks its line)
+            curve = replace(curve, tested=tested(curve, definers))
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
         ordered &= s.ordered
-        if multi:
-            curve = replace(curve, tested=tested(curve, definers))
         repeats = f'<p class="rv-note">{_e(said)}</p>' if (said := repeats_note(s)) else ""
-        repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, runs)) else ""
+        repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, runs, sids)) else ""
         parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>{repeats}')
     if not parts:
         return ""

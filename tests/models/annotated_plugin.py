@@ -1,5 +1,5 @@
 """A plugin's model whose constructor's params are annotated (``Literal[...]``, ``list[float]``, an ``Enum`` alone,
-beside another kind — text too — and as a list's items or a mapping's values, one whose values are its members'
+beside another kind — text too — and as a list's items (beside another kind too) or a mapping's values, one whose values are its members'
 names, an ``IntEnum``'s) or not (``since``), and a configuration of it: the params tests' and the fingerprint
 tests'."""
 
@@ -52,7 +52,7 @@ class AnnotatedModel(EmbeddingModel):
         mode: Color = Color.RED, tags: list[Literal["x", "y"]] | None = None, shade: Color | int = 0,
         palette: list[Color] = [Color.RED], accent: list[Color] | None = None, tint: Color | None = None, since=None,
         side: Side = Side.LEFT, levels: list[Level] = [], styles: dict[str, Color] | None = None,
-        look: Look | None = None, hue: Color | str = "plain",
+        look: Look | None = None, hue: Color | str = "plain", mixed: list[Color | int] | None = None,
         **params,
     ):
         super().__init__(**params)
@@ -61,6 +61,7 @@ class AnnotatedModel(EmbeddingModel):
         self.mode = mode
         self.given = (shade, palette, accent, tint, levels)
         self.held = (styles, look, hue)
+        self.mixed = mixed
         self.since = since
 
     def embed(self, audio):

@@ -92,12 +92,13 @@ def test_a_partition_stamped_when_the_model_got_enum_members_as_text_is_not_reus
     from repeval.pipeline.partition_conflicts import accepted_spec
     from repeval.store import StoreConflict
 
-    for params, hashed_then in (  # each as c1eb7f5 hashed it (the first: [green, RED], another writing)
-        ({"palette": ["GREEN", "red"]}, "433f16fad3553526"),
-        ({"palette": ["GREEN", "red"]}, "4b91e1c2e22cd08f"),
-        ({"shade": "GREEN"}, "eabaacfc7a4c5eda"),
-        ({"hue": "GREEN"}, "68026480aa541c23"),
-        ({"styles": {"a": "GREEN"}}, "5a99b557e56c5c8f"),
+    for params, hashed_then, text in (  # each as c1eb7f5 hashed it (the first: [green, RED], another writing)
+        ({"palette": ["GREEN", "red"]}, "433f16fad3553526", "green"),
+        ({"palette": ["GREEN", "red"]}, "4b91e1c2e22cd08f", "GREEN"),
+        ({"shade": "GREEN"}, "eabaacfc7a4c5eda", "GREEN"),
+        ({"hue": "GREEN"}, "68026480aa541c23", "GREEN"),
+        ({"styles": {"a": "GREEN"}}, "5a99b557e56c5c8f", "GREEN"),
+        ({"mixed": ["GREEN", 2]}, "a4f65b830d0c4a52", "GREEN"),  # list[Color | int]: as 635908e hashed it
     ):
         spec = _clean(tmp_path, params)
         assert spec.fingerprint["model"]["params"] != hashed_then
@@ -106,11 +107,31 @@ def test_a_partition_stamped_when_the_model_got_enum_members_as_text_is_not_reus
             accepted_spec(_stamped(tmp_path, f"{key}-{hashed_then}", spec, hashed_then), spec)
         assert str(err.value).endswith(
             f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model the "
-            f"`Enum` members of param {key} as text (`'GREEN'`, not `Color.GREEN`): it builds them as members now, "
+            f"`Enum` members of param {key} as text (`'{text}'`, not `Color.GREEN`): it builds them as members now, "
             "which a model may read otherwise, so the partition's rows are not reused"
         ), err.value
     for params, hashed in (({"shade": 3}, "2a404354b7eebc67"), ({"hue": "blue"}, "79720214d6301b11")):
         assert _clean(tmp_path, params).fingerprint["model"]["params"] == hashed  # as c1eb7f5 hashed it
+
+
+def test_the_conflict_with_a_partition_stamped_when_members_were_given_as_text_shows_the_text_it_was_given(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """The conflict said `'GREEN'`, not `Color.GREEN` whatever the members: it shows the text the model got then, as
+    the partition's writing has it, and the member it is built with now."""
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.store import StoreConflict
+
+    for params, hashed_then, shown in (  # each as c1eb7f5 hashed it
+        ({"palette": ["red"]}, "6c6837d4174f2d39", "(`'red'`, not `Color.RED`)"),
+        ({"palette": ["red"]}, "405c71caa2b9977d", "(`'RED'`, not `Color.RED`)"),  # stamped under [RED]
+        ({"levels": [1]}, "4814572d52507fbb", "(`1`, not `Level.ON`)"),
+    ):
+        spec = _clean(tmp_path, params)
+        key = next(iter(params))
+        with pytest.raises(StoreConflict) as err:
+            accepted_spec(_stamped(tmp_path, f"{key}-{hashed_then}", spec, hashed_then), spec)
+        assert f"`Enum` members of param {key} as text {shown}: it builds them as members now" in str(err.value)
 
 
 def test_a_date_value_and_its_text_are_two_fingerprints_and_a_partition_hashed_alike_before_says_why(

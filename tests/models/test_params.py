@@ -443,3 +443,37 @@ def test_an_enum_in_a_mapping_param_is_checked_and_built_and_a_text_naming_a_mem
             return f"{type(v).__name__}.{v.name}" if type(v).__name__ == "Color" else v
 
         assert tuple(shown(v) for v in got) == held
+
+
+def test_a_lists_items_of_an_enum_beside_another_kind_are_checked_and_built(
+    tmp_path: Any, forget_plugins: None
+) -> None:
+    """``mixed: list[Color | int]`` took ``[GREN]`` and the constructor got the texts: its items are checked as
+    ``list[Color]``'s are, an integer too, and built with the members (an integer as it is)."""
+    from repeval.config import ConfigError, parse_config
+    from repeval.models import build_model
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"mixed": ["GREN", 2]}))
+    assert refused.value.problems == [
+        "experiments[0].embedding_models[0].params.mixed: annotated-model's mixed takes a list whose items are RED, "
+        "GREEN or an integer, got ['GREN', 2]: 'GREN' is not one — did you mean 'GREEN'?"
+    ]
+    cfg = parse_config(annotated_config(tmp_path, {"mixed": ["GREEN", 2, "red"]})).experiments[0].embedding_models[0]
+    got = build_model(cfg).mixed  # type: ignore[attr-defined]
+    assert [v if isinstance(v, int) else f"{type(v).__name__}.{v.name}" for v in got] == ["Color.GREEN", 2, "Color.RED"]
+
+
+def test_a_mapping_param_holding_an_enum_given_no_mapping_is_refused(tmp_path: Any, forget_plugins: None) -> None:
+    """``styles: dict[str, Color]`` took ``styles: GREEN`` and the constructor got the text where it reads a mapping:
+    a mapping param holding an ``Enum`` is refused anything but a mapping (or null, its default)."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"styles": "GREEN", "look": ["GREEN"]}))
+    at = "experiments[0].embedding_models[0].params"
+    assert refused.value.problems == [
+        f"{at}.styles: annotated-model's styles takes a mapping (`key: value` lines), got 'GREEN'",
+        f"{at}.look: annotated-model's look takes a mapping (`key: value` lines), got ['GREEN']",
+    ]
+    parse_config(annotated_config(tmp_path, {"styles": None, "look": None}))

@@ -467,6 +467,67 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_says_which_a
     assert re.search(rf"{re.escape(absent)} · \S+ at D2 \(-18 dB\): not run \(no result", note), note
 
 
+def test_over_several_runs_a_point_missing_for_a_model_breaks_its_line_in_the_reports_figure(series_run, tmp_path):
+    """Over several runs the report's figure was drawn before each model's levels were known: a point a model's run
+    tests without a value was bridged, the note below saying the line broke there. It breaks in the figure too."""
+    from dataclasses import replace
+
+    from repeval.report.curve_files import CurveFiles
+    from repeval.report.curves import curves_block
+    from repeval.report.results import combine_results
+
+    run = load_run(series_run)
+    df = run.results.assign(run_id="again")
+    model = str(df[df["task"] == TAGS]["model"].iloc[0])
+    again = replace(run, run_id="again", results=df[(df["model"] != model) | (df["scenario"] != "D1")])
+    both = combine_results([run, again])
+    both = both.assign(model=both["run_id"].astype(str) + "/" + both["model"])  # as the report names them
+    files = CurveFiles(tmp_path)
+    page = html_lib.unescape(curves_block([run, again], both, TAGS, TAGGED, None, files))
+    assert f"1 point missing, its line broken there (– in the table): again/{model} · " in page
+    ((fig, _),) = files.figures
+    ax = fig.axes[0]
+    names = [t.get_text().split(" · ")[0] for t in ax.get_legend().get_texts()]
+    lines = {name: c.lines[0] for c, name in zip(ax.containers, names, strict=True)}
+    for name, line in lines.items():  # clean (0 dB), D1 (−6 dB), D2 (−18 dB): D1 a gap in the line it is missing from
+        np.testing.assert_allclose(line.get_xdata(), [0, -6, -18])
+        assert np.isfinite(line.get_ydata()).tolist() == [True, name != f"again/{model}", True], name
+
+
+def test_a_point_failed_in_a_column_the_runs_define_differently_is_said_failed(series_run, tmp_path):
+    """Two runs defining D2 differently (5 and 10 dB SNR) have a column each, ``D2 (<run>)``: a point failed in one
+    of them was said not run, ``failed.parquet`` looked up under the column's name, not the run's scenario, D2."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from repeval.report.curves import curves_block
+    from repeval.report.results import combine_results, load_runs
+    from repeval.tuning.results import FAILED_SCHEMA
+
+    other = tmp_path / "other" / "demo"
+    shutil.copytree(series_run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["experiments"][0]["deformations"] = [_snr(20), _snr(10)]
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    df = pd.read_parquet(other / "results.parquet")
+    model = str(df[df["task"] == TASK]["model"].iloc[0])
+    df[(df["model"] != model) | (df["scenario"] != "D2")].to_parquet(other / "results.parquet", index=False)
+    failed = [{"task": TASK, "task_type": "multiclass_classification", "dataset": DATASET, "model": model, "probe": p,
+               "seed": 0, "params": "{}", "scenario": "D2", "reason": "scores not finite", "fold": None}
+              for p in df["probe"].unique()]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(failed, schema=FAILED_SCHEMA), other / "failed.parquet")
+    runs = load_runs([series_run, other])
+    both = combine_results(runs)
+    both = both.assign(model=both["run_id"].astype(str) + "/" + both["model"])  # as the report names them
+    page = html_lib.unescape(curves_block(runs, both, TASK, DATASET))
+    (note,) = re.findall(r"\d+ points? missing[^<]*", page)
+    second = re.escape(runs[1].run_id)
+    assert re.search(
+        rf"{second}/{re.escape(model)} · \S+ at D2 \({second}\) \(10 dB\): failed \(scores not finite\)", note
+    ), note
+
+
 def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild_to_severe():
     """Severity's direction was known for SNR, bitrate, gain, semitones and rate alone: a low-pass cutoff, a bit
     depth, a clipping percentile or a reverberation time was drawn with no direction, its axis saying nothing. Each
@@ -475,6 +536,8 @@ def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild
 
     def one(transform: str, param: str, levels: list[float]) -> object:
         def step(v: float) -> list[dict[str, object]]:
+            if param in ("a_max", "a_min", "top_db", "max_order"):  # a parameter of its own, not a min_/max_ pair
+                return [{"type": transform, "params": {param: v, "p": 1}}]
             return [{"type": transform, "params": {f"min_{param}": v, f"max_{param}": v, "p": 1}}]
 
         (series,) = _series([step(v) for v in levels])
@@ -491,6 +554,11 @@ def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild
         ("RoomSimulator", "target_rt60", [0.3, 0.9], False),
         ("Limiter", "threshold_db", [-6, -20], True),
         ("Aliasing", "sample_rate", [16000, 8000], True),
+        ("Clip", "a_max", [0.5, 0.1, 0.9], True),
+        ("Clip", "a_min", [-0.5, -0.1], False),
+        ("Trim", "top_db", [20, 40], True),
+        ("RepeatPart", "part_duration", [0.5, 2.0], False),
+        ("RoomSimulator", "max_order", [3, 1], False),  # (a max_ without a min_: the level of its own)
     ):
         s = one(transform, param, levels)
         assert (s.ordered, s.falling) == (True, falling), transform
