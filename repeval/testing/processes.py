@@ -3,6 +3,7 @@ waiting on Ray's own processes) take about the time of one when they run side by
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,7 +53,11 @@ def one_by_one(
     """As :func:`side_by_side`, each ``(cmd, env)`` after the one before: for runs in the background (a module's
     ``ahead_fixture``), where the tests running meanwhile may start a Ray too (several starting at once on 2 cores time
     out). A run whose Ray did not start in time (:data:`RAY_START_TIMED_OUT`) runs once more."""
-    return [again_if_ray_timed_out(lambda run=run: side_by_side(run, timeout=timeout, cwd=cwd)[0]) for run in runs]
+    return [again_if_ray_timed_out(functools.partial(_alone, run, timeout, cwd)) for run in runs]
+
+
+def _alone(run: tuple[list[str], dict[str, str]], timeout: float, cwd: Path | None) -> subprocess.CompletedProcess[str]:
+    return side_by_side(run, timeout=timeout, cwd=cwd)[0]
 
 
 def again_if_ray_timed_out(run: Callable[[], subprocess.CompletedProcess[str]]) -> subprocess.CompletedProcess[str]:
