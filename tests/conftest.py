@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import signal
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from repeval.cpu import use_huge_pages
+from repeval.testing.ahead import STARTED, ahead_of, setup
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # the `repeval` commands the tests start stay on the test process' MKL code path (tests/foundation/test_mkl_shim.py
@@ -78,26 +76,17 @@ def rendered_notes(tmp_path_factory) -> Path:
     return render_notes(tmp_path_factory.mktemp("notes"))
 
 
-#: the fixtures started ahead of their tests (fixture name -> its coming value and teardown): see _start_ahead
-_AHEAD = pytest.StashKey[dict[str, Future]]()
 #: options by which a collected test may yet be left out of the run
 _SELECTING = ("keyword", "markexpr", "deselect", "lf", "stepwise")
 
 
 def _start_ahead(config: pytest.Config, item: pytest.Item) -> None:
-    """Start each fixture that ``item``'s module lists in its ``AHEAD`` and ``item`` uses, once, in a background
-    thread. ``AHEAD`` maps a fixture name to a function that returns the fixture's value, or yields it as a fixture
-    does (what follows the ``yield``, its teardown, runs when the fixture ends). Meant for work that is a subprocess of
-    its own (a Ray of its own, a batch of ``repeval`` processes): it overlaps the collection and the tests that run
-    before its module, on the core they leave idle, instead of adding its wall time.
-
-    The function's one argument is a copy of ``os.environ`` taken here, before any test runs: it gives that to every
-    process it starts (``env=``), and a working directory (``cwd=``), and reads neither from this process, whose
-    environment and directory the tests running meanwhile change (``monkeypatch.setenv``, ``chdir``)."""
-    ahead = config.stash.setdefault(_AHEAD, {})
-    for name, make in getattr(getattr(item, "module", None), "AHEAD", {}).items():
+    """Start each fixture that ``item``'s module makes with ``ahead_fixture`` (repeval.testing.ahead) and ``item``
+    uses, once, in a background thread, with a copy of ``os.environ`` taken here, before any test runs."""
+    ahead = config.stash.setdefault(STARTED, {})
+    for name, make in ahead_of(getattr(item, "module", None)).items():
         if name in getattr(item, "fixturenames", ()) and name not in ahead:
-            ahead[name] = _in_background(make, dict(os.environ))
+            ahead[name] = _AHEAD_QUEUE.submit(setup, make, dict(os.environ))  # its fixture re-raises what it raised
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -113,28 +102,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _start_ahead(session.config, item)
 
 
-def _setup(make: Callable[[dict[str, str]], Any], environ: dict[str, str]) -> tuple[Any, Iterator[Any] | None]:
-    """``make``'s value, and the generator whose next step is its teardown (``None``: it has none)."""
-    made = make(environ)
-    if inspect.isgenerator(made):
-        return next(made), made
-    return made, None
-
-
 #: one at a time, in the order their tests run: each is a Ray start or a batch of processes that keeps both cores busy
 #: (several Rays starting at once on 2 cores time out)
 _AHEAD_QUEUE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
-
-
-def _in_background(make: Callable[[dict[str, str]], Any], environ: dict[str, str]) -> Future:
-    return _AHEAD_QUEUE.submit(_setup, make, environ)  # the fixture re-raises what it raised in its test
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # a fixture started ahead whose tests did not run (-x, Ctrl-C) ends before the session does, its teardown run: its
     # subprocesses and temporary files go with it; the ones not started yet never start (all cancelled before waiting
     # for the one running: the queue would start the next as soon as it ends)
-    ahead = session.config.stash.get(_AHEAD, {}).values()
+    ahead = session.config.stash.get(STARTED, {}).values()
     for done in ahead:
         done.cancel()
     for done in ahead:
@@ -142,21 +119,3 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             _, teardown = done.result()
             if teardown is not None:
                 next(teardown, None)
-
-
-@pytest.fixture(scope="session")
-def started_ahead(request: pytest.FixtureRequest) -> Callable[[str, Callable[[dict[str, str]], Any]], Iterator[Any]]:
-    """``yield from started_ahead(name, make)`` in the fixture ``name`` that its module lists in ``AHEAD``: the value
-    ``make`` made in the background (made here and now if it was not started), then its teardown."""
-    ahead = request.config.stash.get(_AHEAD, {})
-
-    def fixture(name: str, make: Callable[[dict[str, str]], Any]) -> Iterator[Any]:
-        done = ahead.get(name)
-        value, teardown = _setup(make, dict(os.environ)) if done is None else done.result()
-        try:
-            yield value
-        finally:
-            if teardown is not None:
-                next(teardown, None)
-
-    return fixture

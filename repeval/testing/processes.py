@@ -3,8 +3,9 @@ waiting on Ray's own processes) take about the time of one when they run side by
 
 from __future__ import annotations
 
+import functools
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,12 +51,19 @@ def one_by_one(
     *runs: tuple[list[str], dict[str, str]], timeout: float, cwd: Path | None = None
 ) -> list[subprocess.CompletedProcess[str]]:
     """As :func:`side_by_side`, each ``(cmd, env)`` after the one before: for runs in the background (a module's
-    ``AHEAD``), where the tests running meanwhile may start a Ray too (several starting at once on 2 cores time out).
-    A run whose Ray did not start in time (:data:`RAY_START_TIMED_OUT`) runs once more."""
-    done = []
-    for run in runs:
-        r = side_by_side(run, timeout=timeout, cwd=cwd)[0]
-        if r.returncode != 0 and RAY_START_TIMED_OUT in r.stderr:
-            r = side_by_side(run, timeout=timeout, cwd=cwd)[0]
-        done.append(r)
-    return done
+    ``ahead_fixture``), where the tests running meanwhile may start a Ray too (several starting at once on 2 cores time
+    out). A run whose Ray did not start in time (:data:`RAY_START_TIMED_OUT`) runs once more."""
+    return [again_if_ray_timed_out(functools.partial(_alone, run, timeout, cwd)) for run in runs]
+
+
+def _alone(run: tuple[list[str], dict[str, str]], timeout: float, cwd: Path | None) -> subprocess.CompletedProcess[str]:
+    return side_by_side(run, timeout=timeout, cwd=cwd)[0]
+
+
+def again_if_ray_timed_out(run: Callable[[], subprocess.CompletedProcess[str]]) -> subprocess.CompletedProcess[str]:
+    """``run()`` (a process run in the background, as in a module's ``ahead_fixture``), once more if its Ray did not
+    start in time: :data:`RAY_START_TIMED_OUT` in what it said (stdout or stderr) as it failed."""
+    r = run()
+    if r.returncode != 0 and RAY_START_TIMED_OUT in (r.stdout or "") + (r.stderr or ""):
+        r = run()
+    return r

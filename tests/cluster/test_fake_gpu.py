@@ -12,13 +12,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from repeval.testing.ahead import ahead_fixture
 from repeval.testing.configs import notes_dataset
+from repeval.testing.processes import again_if_ray_timed_out
 
 REPO = Path(__file__).resolve().parents[2]
 #: the instruments of the session's ``rendered_notes`` (tests/conftest.py)
@@ -87,8 +86,8 @@ ray.shutdown()
 
 def run_fake_gpu(environ: dict[str, str]) -> dict[str, Any]:
     """The fake-GPU driver's RESULT (one Ray start for the tests of a node that declares a GPU). Started as soon as
-    the tests are collected (``AHEAD``): its Ray starts and its run embeds and trains while the tests before this
-    module run. On the rendered notes of ``rendered_notes`` (the same spec, rendered here: a fixture cannot be)."""
+    the tests are collected (``ahead_fixture``): its Ray starts and its run embeds and trains while the tests before
+    this module run. On the rendered notes of ``rendered_notes`` (the same spec, rendered here: a fixture cannot be)."""
     import socket
 
     import yaml
@@ -124,7 +123,9 @@ def run_fake_gpu(environ: dict[str, str]) -> dict[str, Any]:
         env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}
         env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
         args = [sys.executable, "-c", DRIVER, str(tmp / "gpu.yaml"), str(tmp / "runs"), str(tmp / "store"), str(port)]
-        r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500, check=False)
+        r = again_if_ray_timed_out(  # the tests running meanwhile start Rays too: once more if its own timed out
+            lambda: subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500, check=False)
+        )
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
         assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-6000:]
         out = json.loads(lines[-1][len("RESULT ") :])
@@ -133,12 +134,7 @@ def run_fake_gpu(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-AHEAD = {"fake_gpu_run": run_fake_gpu}
-
-
-@pytest.fixture(scope="module")
-def fake_gpu_run(started_ahead) -> Iterator[dict[str, Any]]:
-    yield from started_ahead("fake_gpu_run", run_fake_gpu)
+fake_gpu_run = ahead_fixture("fake_gpu_run", run_fake_gpu, scope="module")
 
 
 def test_fake_gpu_node_activates_gpu_requests(fake_gpu_run: dict[str, Any]) -> None:

@@ -4,14 +4,14 @@ actors, and a pool the check accepted could leave no node room for a decode task
 One test runs a real ``repeval embed``, twice, on a real cluster of 4-CPU nodes (``ray.cluster_utils.Cluster``,
 beside a CPU-less head: the nodes the test kills must not be the head), in a subprocess of its own — it cannot share
 the session's embedded Ray — that shuts it down in a ``finally`` and gives up after a deadline of its own, so a
-regression fails instead of hanging. The others check the plan, which runs the same rules on given nodes.
+regression fails instead of hanging; started ahead of the tests (``packed_pool``). The others check the plan, which runs
+the same rules on given nodes.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from repeval.config.run import ResourcesConfig
+from repeval.testing.ahead import ahead_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 TWO_NODES = ({"CPU": 8.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0}, [{"CPU": 4.0}, {"CPU": 4.0}])
@@ -134,19 +135,13 @@ finally:
 """
 
 
-def test_a_packed_pool_whose_node_dies_stops_the_run_naming_it_and_a_rerun_does_the_rest() -> None:
-    """Two 4-CPU nodes, two 2-CPU actors, decode tasks of 3 CPUs: Ray Data spread the actors one to a node and no
-    decode task ever started (the stream hung); they are asked for on one node, as one STRICT_PACK placement group.
-
-    A real ``repeval embed`` (its stall shortened from a minute to 2 s): the node the pool was asked for dies
-    mid-stream, and Ray places the pool again on the other node, which then keeps no decode task's CPUs (asked for
-    with a soft node affinity, the actors came back there and the stream stood still for ever): the run stops,
-    naming the dead node and the fix, keeping what was written. Run again on a cluster a node joined, it embeds only
-    the rest — and when a node the pool is not on dies, it waits for another to join (the run stopped after the stall,
-    saying the pool's live node had died)."""
+def packed_pool_runs(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The ``DRIVER`` of the packed-pool test: its cluster and its two ``repeval embed`` runs (~60 s, much of it spent
+    waiting: a model of 0.3 s a track, the stalls, a node that joins 10 s later). Started as soon as the tests are
+    collected (``ahead_fixture``): it runs while the tests before this module do."""
     tmp = Path(tempfile.mkdtemp(prefix="rv-pack-", dir="/tmp"))  # Ray's temp dir (short unix socket paths)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}
         # RAY_ENABLE_AUTO_CONNECT=0: a Ray call left running past the deadline must not ray.init() again after the
         # shutdown — it connected to another Ray of this machine (and kept it from ending)
         env.update(
@@ -166,6 +161,25 @@ def test_a_packed_pool_whose_node_dies_stops_the_run_naming_it_and_a_rerun_does_
         r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return r
+
+
+packed_pool = ahead_fixture("packed_pool", packed_pool_runs, scope="module")
+
+
+def test_a_packed_pool_whose_node_dies_stops_the_run_naming_it_and_a_rerun_does_the_rest(
+    packed_pool: subprocess.CompletedProcess[str],
+) -> None:
+    """Two 4-CPU nodes, two 2-CPU actors, decode tasks of 3 CPUs: Ray Data spread the actors one to a node and no
+    decode task ever started (the stream hung); they are asked for on one node, as one STRICT_PACK placement group.
+
+    A real ``repeval embed`` (``packed_pool``, run ahead; its stall shortened from a minute to 2 s): the node the pool
+    was asked for dies mid-stream, and Ray places the pool again on the other node, which then keeps no decode task's
+    CPUs (asked for with a soft node affinity, the actors came back there and the stream stood still for ever): the
+    run stops, naming the dead node and the fix, keeping what was written. Run again on a cluster a node joined, it
+    embeds only the rest — and when a node the pool is not on dies, it waits for another to join (the run stopped
+    after the stall, saying the pool's live node had died)."""
+    r = packed_pool
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-6000:]
     out = json.loads(lines[-1][len("RESULT ") :])

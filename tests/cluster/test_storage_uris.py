@@ -32,7 +32,9 @@ import yaml
 
 from repeval.run.split_digest import DIGEST_KEY
 from repeval.rundir import RunLocation, TuneStorage, join_uri
+from repeval.testing.ahead import ahead_fixture
 from repeval.testing.configs import notes_dataset, render_notes
+from repeval.testing.processes import again_if_ray_timed_out
 from repeval.testing.s3 import CREDENTIALS, moto_s3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,16 +189,42 @@ def _run_cli(
     env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **CREDENTIALS})
     if merged:
         env["PYTHONUNBUFFERED"] = "1"
-    return subprocess.run(
-        [sys.executable, *args], cwd=tmp, env=env, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False,
-        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+    return again_if_ray_timed_out(  # the tests running meanwhile start Rays too: once more if its own timed out
+        lambda: subprocess.run(
+            [sys.executable, *args], cwd=tmp, env=env, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False,
+            stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+        )
     )  # fmt: skip
+
+
+# each start noted in the file argv[1]; the first fails as ray.init does when its node is slow to start, or (argv[2]
+# "other") as a run fails for any other reason
+FLAKY_START = r"""
+import sys
+from pathlib import Path
+from repeval.testing.processes import RAY_START_TIMED_OUT
+starts = Path(sys.argv[1])
+starts.write_text((starts.read_text() if starts.exists() else "") + "start\n")
+if starts.read_text().count("start") == 1:
+    sys.exit(f"Exception: {RAY_START_TIMED_OUT}." if sys.argv[2] == "ray" else "Exception: something else")
+print("ran")
+"""
+
+
+def test_the_background_s3_run_runs_once_more_when_its_ray_start_timed_out(tmp_path: Path) -> None:
+    """``first_s3_run``'s process (``_run_cli``), run while other tests start Rays, starts once more when its Ray did
+    not start in time (it failed the bucket test), not when it failed for another reason."""
+    env, ray, other = {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path / "ray.txt", tmp_path / "other.txt"
+    again, failed = (_run_cli(["-c", FLAKY_START, str(p), p.stem], tmp_path, env, 60, True) for p in (ray, other))
+    assert again.returncode == 0 and again.stdout == "ran\n", again.stdout
+    assert failed.returncode == 1 and "something else" in failed.stdout, failed.stdout
+    assert ray.read_text().count("start") == 2 and other.read_text().count("start") == 1
 
 
 def first_s3_run(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
     """The first run of ``test_run_with_store_runs_and_tune_on_s3``: ``jobs/run.py --smoke-test`` with every output in
     the bucket of a moto server of its own, in a process with an embedded Ray of its own (~20-25 s). Started as soon as
-    the tests are collected (``AHEAD``): it runs while the tests before this module do. On the notes of
+    the tests are collected (``ahead_fixture``): it runs while the tests before this module do. On the notes of
     ``rendered_notes``, rendered here by its ``render_notes`` (a fixture cannot be). Yields the bucket (query,
     filesystem), the run's directory (its config ``s3.yaml``), the store and runs-dir options it was given and what it
     said; the server stops and the directory goes after the test."""
@@ -231,12 +259,7 @@ def first_s3_run(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-AHEAD = {"s3_run": first_s3_run}
-
-
-@pytest.fixture(scope="module")
-def s3_run(started_ahead) -> Iterator[dict[str, Any]]:
-    yield from started_ahead("s3_run", first_s3_run)
+s3_run = ahead_fixture("s3_run", first_s3_run, scope="module")
 
 
 def test_run_with_store_runs_and_tune_on_s3(

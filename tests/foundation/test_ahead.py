@@ -1,6 +1,6 @@
-"""The test suite's fixtures started ahead of their tests (``AHEAD``, tests/conftest.py), in a pytest session of their
-own: one that ends early (-x, Ctrl-C) starts none of those still queued; a background run whose Ray did not start
-in time runs once more."""
+"""The test suite's fixtures started ahead of their tests (``ahead_fixture``, repeval/testing/ahead.py, started by
+tests/conftest.py), in a pytest session of their own: one that ends early (-x, Ctrl-C) starts none of those still
+queued; a background run whose Ray did not start in time runs once more."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from pathlib import Path
 from repeval.testing.processes import one_by_one
 
 import pytest
+
+from repeval.testing.ahead import ahead_fixture
 
 STARTED = Path(__file__).parent / "started.txt"
 
@@ -47,22 +49,7 @@ def job(name):
     return make
 
 
-AHEAD = {name: job(name) for name in "abc"}
-
-
-@pytest.fixture
-def a(started_ahead):
-    yield from started_ahead("a", AHEAD["a"])
-
-
-@pytest.fixture
-def b(started_ahead):
-    yield from started_ahead("b", AHEAD["b"])
-
-
-@pytest.fixture
-def c(started_ahead):
-    yield from started_ahead("c", AHEAD["c"])
+a, b, c = (ahead_fixture(name, job(name)) for name in "abc")
 
 
 def test_fails():

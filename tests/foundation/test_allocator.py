@@ -12,12 +12,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from repeval.cpu import KEEP_FREED_ENV, MODEL_TUNABLES
+from repeval.testing.ahead import ahead_fixture
 from repeval.testing.processes import one_by_one
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,7 +141,7 @@ ray.shutdown()
 
 def both_rays(environ: dict[str, str]) -> dict[bool, subprocess.CompletedProcess[str]]:
     """Both embedded Rays of the test below (each costs a Ray start, ~10 s, mostly waiting). Started as soon as the
-    tests are collected (``AHEAD``): they run, one after the other, while the tests before this module do."""
+    tests are collected (``ahead_fixture``): they run, one after the other, while the tests before this module do."""
     runs = []
     for keep in (True, False):
         env = {k: v for k, v in environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
@@ -151,12 +151,7 @@ def both_rays(environ: dict[str, str]) -> dict[bool, subprocess.CompletedProcess
     return dict(zip((True, False), one_by_one(*runs, timeout=300, cwd=REPO), strict=True))
 
 
-AHEAD = {"embedded_rays": both_rays}
-
-
-@pytest.fixture(scope="module")
-def embedded_rays(started_ahead) -> Iterator[dict[bool, subprocess.CompletedProcess[str]]]:
-    yield from started_ahead("embedded_rays", both_rays)
+embedded_rays = ahead_fixture("embedded_rays", both_rays, scope="module")
 
 
 @pytest.mark.parametrize("keep", [True, False])

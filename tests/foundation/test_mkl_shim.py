@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from repeval.testing.ahead import ahead_fixture
 from repeval.testing.processes import one_by_one, side_by_side
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,8 +171,8 @@ Reexec = tuple[Path, subprocess.CompletedProcess[str], subprocess.CompletedProce
 
 def reexec_runs(environ: dict[str, str]) -> Iterator[Reexec]:
     """The shim built, then a script re-executed on it and one that is not: each starts an embedded Ray (~10 s, mostly
-    waiting). Started as soon as the tests are collected (``AHEAD``): they run, one after the other, while the tests
-    before this module do. The shim's folder goes at the end."""
+    waiting). Started as soon as the tests are collected (``ahead_fixture``): they run, one after the other, while the
+    tests before this module do. The shim's folder goes at the end."""
     tmp = Path(tempfile.mkdtemp(prefix="rvmkl-"))
     try:
         lib = _lib(tmp, environ)
@@ -191,12 +192,7 @@ def reexec_runs(environ: dict[str, str]) -> Iterator[Reexec]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-AHEAD = {"reexec": reexec_runs}
-
-
-@pytest.fixture(scope="module")
-def reexec(started_ahead) -> Iterator[Reexec]:
-    yield from started_ahead("reexec", reexec_runs)
+reexec = ahead_fixture("reexec", reexec_runs, scope="module")
 
 
 def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(reexec) -> None:

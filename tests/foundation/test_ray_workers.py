@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
+from repeval.testing.ahead import ahead_fixture
 from repeval.testing.processes import one_by_one
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,8 +62,8 @@ ray.shutdown()
 def both_rays(environ: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
     """The script under repeval's ``init_ray``, then under Ray's defaults, with Ray's idle-worker kill threshold
     lowered from 1 s to 0.25 s so that an idle worker that outlives 1.25 s (repeval's) is one Ray keeps on purpose,
-    not one it has yet to kill. Started as soon as the tests are collected (``AHEAD``): its two Rays start and run,
-    one after the other, while the tests before this module do."""
+    not one it has yet to kill. Started as soon as the tests are collected (``ahead_fixture``): its two Rays start and
+    run, one after the other, while the tests before this module do."""
     runs = []
     for mode in ("repeval", "default"):
         env = {**environ, "RAY_AUTH_MODE": "disabled", "MODE": mode, "RAY_idle_worker_killing_time_threshold_ms": "250"}
@@ -75,12 +73,7 @@ def both_rays(environ: dict[str, str]) -> list[subprocess.CompletedProcess[str]]
     return one_by_one(*runs, timeout=180, cwd=REPO)
 
 
-AHEAD = {"worker_runs": both_rays}
-
-
-@pytest.fixture(scope="module")
-def worker_runs(started_ahead) -> Iterator[list[subprocess.CompletedProcess[str]]]:
-    yield from started_ahead("worker_runs", both_rays)
+worker_runs = ahead_fixture("worker_runs", both_rays, scope="module")
 
 
 def test_idle_decode_workers_are_reused_while_actors_hold_the_other_workers(worker_runs):

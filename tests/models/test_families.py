@@ -9,7 +9,6 @@ import sys
 import tempfile
 import threading
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import MODELS, resolve_model
 from repeval.models._common import cut_windows, missing_modules, stub_modules
 from repeval.models.validate import ValidationReport, _run_checks, list_models
+from repeval.testing.ahead import ahead_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -587,7 +587,7 @@ _MUSICNN_CLIP = ("librosa_examples/audio/Kevin_MacLeod_-_Vibe_Ace.ogg", 7.0, 0.0
 
 def run_musicnn(environ: dict[str, str]) -> tuple[str, ...]:
     """One fresh ``tf`` process for the musicnn tests (TensorFlow's import and a graph cost seconds): its lines.
-    Started as soon as the tests are collected (``AHEAD``): it runs while the tests before this module do."""
+    Started as soon as the tests are collected (``ahead_fixture``): it runs while the tests before this module do."""
     tmp = Path(tempfile.mkdtemp(prefix="rv-musicnn-"))
     try:
         return _musicnn_lines(REPO.parent / "shared" / "data", tmp, environ)
@@ -595,12 +595,7 @@ def run_musicnn(environ: dict[str, str]) -> tuple[str, ...]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-AHEAD = {"musicnn_process": run_musicnn}
-
-
-@pytest.fixture(scope="module")
-def musicnn_process(shared_data: Path, started_ahead) -> Iterator[tuple[str, ...]]:
-    yield from started_ahead("musicnn_process", run_musicnn)
+musicnn_process = ahead_fixture("musicnn_process", run_musicnn, scope="module", uses=("shared_data",))
 
 
 def _musicnn_lines(shared_data: Path, tmp: Path, environ: dict[str, str]) -> tuple[str, ...]:

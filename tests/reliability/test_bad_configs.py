@@ -29,6 +29,7 @@ import pytest
 import yaml
 from reliability_helpers import REPO, cli_env
 
+from repeval.testing.ahead import ahead_fixture
 from repeval.testing.badaudio import write_good
 
 GAIN = {"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -3, "p": 1}}
@@ -496,7 +497,7 @@ def _batch(
 
 def run_cases(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
     """Every case through ``validate`` and ``run``: ~20 ``repeval`` processes' start-up. Started as soon as the tests
-    are collected (``AHEAD``), their waiting overlaps the tests before this module."""
+    are collected (``ahead_fixture``), their waiting overlaps the tests before this module."""
     root = Path(tempfile.mkdtemp(prefix="rv-badcfg-"))
     try:
         write_good(root / "a.wav")
@@ -532,12 +533,7 @@ def run_cases(environ: dict[str, str]) -> Iterator[dict[str, Any]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-AHEAD = {"outcomes": run_cases}
-
-
-@pytest.fixture(scope="module")
-def outcomes(started_ahead) -> Iterator[dict[str, Any]]:
-    yield from started_ahead("outcomes", run_cases)
+outcomes = ahead_fixture("outcomes", run_cases, scope="module")
 
 
 def _check(res: subprocess.CompletedProcess, name: str) -> None:

@@ -46,6 +46,7 @@ from typer.testing import CliRunner
 from repeval import cli, ray_signals
 from repeval.cli import common, errors
 from repeval.store.lock import holder
+from repeval.testing.ahead import ahead_fixture
 from repeval.testing.processes import RAY_START_TIMED_OUT
 
 #: the embedding stage's summary line: rows written, rows already in store, errors ("nothing to embed: …": none)
@@ -135,8 +136,8 @@ class CtrlC:
 def ctrl_c_during_embedding(environ: dict[str, str]) -> Iterator[CtrlC]:
     """The fault chain's first run, Ctrl-C'd once the fast model's partitions are complete, the slow model's pipeline
     running. A terminal sends SIGINT to the whole foreground process group (the driver and Ray's processes). Started
-    as soon as the tests are collected (``AHEAD``): its embedded Ray starts and its run embeds while the tests before
-    this module do. The folder goes at the end."""
+    as soon as the tests are collected (``ahead_fixture``): its embedded Ray starts and its run embeds while the tests
+    before this module do. The folder goes at the end."""
     root = Path(tempfile.mkdtemp(prefix="rvctrlc-"))
     try:
         manifest = make_catalog(root / "catalog", per_class=12)  # fault_catalog's 24 tones
@@ -161,12 +162,7 @@ def ctrl_c_during_embedding(environ: dict[str, str]) -> Iterator[CtrlC]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-AHEAD = {"ctrl_c_run": ctrl_c_during_embedding}
-
-
-@pytest.fixture
-def ctrl_c_run(started_ahead) -> Iterator[CtrlC]:
-    yield from started_ahead("ctrl_c_run", ctrl_c_during_embedding)
+ctrl_c_run = ahead_fixture("ctrl_c_run", ctrl_c_during_embedding)
 
 
 def unreaped_children() -> set[int]:

@@ -27,6 +27,7 @@ from reliability_helpers import REPO
 from repeval.config import ConfigError, load_config, parse_config
 from repeval.store import EmbeddingStore
 from repeval.store.layout import _safe
+from repeval.testing.ahead import ahead_fixture
 
 SOURCES = sorted([*(REPO / "repeval").rglob("*.py"), *(REPO / "jobs").rglob("*.py")])
 
@@ -338,8 +339,8 @@ def test_token_file_is_made_private(tmp_path):
 
 def embedded_ray_with_token(environ: dict[str, str]) -> Iterator[tuple[subprocess.CompletedProcess, Path]]:
     """A real embedded Ray in a fresh home directory with ``RAY_AUTH_MODE`` unset (what ``make run`` starts): its
-    output and the home directory. Started as soon as the tests are collected (``AHEAD``): its Ray starts while the
-    tests before this module run."""
+    output and the home directory. Started as soon as the tests are collected (``ahead_fixture``): its Ray starts while
+    the tests before this module run."""
     home = Path(tempfile.mkdtemp(prefix="rv-home-"))
     try:
         script = (
@@ -368,12 +369,7 @@ def embedded_ray_with_token(environ: dict[str, str]) -> Iterator[tuple[subproces
         shutil.rmtree(home, ignore_errors=True)
 
 
-AHEAD = {"token_ray": embedded_ray_with_token}
-
-
-@pytest.fixture(scope="module")
-def token_ray(started_ahead) -> Iterator[tuple[subprocess.CompletedProcess, Path]]:
-    yield from started_ahead("token_ray", embedded_ray_with_token)
+token_ray = ahead_fixture("token_ray", embedded_ray_with_token, scope="module")
 
 
 def test_embedded_ray_runs_with_token_authentication_and_a_private_token(token_ray):
