@@ -1216,11 +1216,11 @@ def test_trial_actors_import_torch_without_the_collectors_rescans(asha_search_ru
     Ray worker, the same block changes nothing."""
     import gc
 
-    from repeval.cpu import imports_frozen_in_workers
-
     assert not asha_search_run.g.failed
     assert asha_search_run.gc["frozen"] > 100_000, asha_search_run.gc
     assert asha_search_run.gc["enabled"] is True
+    from repeval.cpu import imports_frozen_in_workers
+
     frozen = gc.get_freeze_count()
     with imports_frozen_in_workers():
         assert gc.isenabled()
