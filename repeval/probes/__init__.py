@@ -5,12 +5,16 @@
 rates, successive halving), ``train`` (the training loop) and ``inference`` (a checkpoint's scores).
 """
 
-from repeval.probes.data import ProbeData
-from repeval.probes.inference import predict
-from repeval.probes.model import Probe, build_probe, resolve_hidden_units
-from repeval.probes.schedule import Halving
-from repeval.probes.stacked import StackedMLP, StackedOptimizer
-from repeval.probes.train import TrainResult, group_key, train_probe, train_probes
+from repeval.cpu import imports_frozen_in_workers
+
+# a trial actor imports torch here first (through repeval.tuning.trial): without the collector's rescans of it
+with imports_frozen_in_workers():
+    from repeval.probes.data import ProbeData
+    from repeval.probes.inference import predict
+    from repeval.probes.model import Probe, build_probe, resolve_hidden_units
+    from repeval.probes.schedule import Halving
+    from repeval.probes.stacked import StackedMLP, StackedOptimizer
+    from repeval.probes.train import TrainResult, group_key, train_probe, train_probes
 
 __all__ = [
     "Halving",

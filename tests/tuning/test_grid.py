@@ -194,13 +194,16 @@ def test_non_finite_test_scores_fail_only_their_test_set(ray_session, tmp_path):
 
 
 def env_recorder(seen: Path):
-    """Write the runtime environment of each trial's actor to ``seen``."""
+    """Write the runtime environment of each trial's actor to ``seen``, with its garbage collector's state."""
 
     def record_env(fn):
         def wrapped(config, data=None, units=None):
+            import gc
+
             import ray
 
-            seen.write_text(json.dumps(ray.get_runtime_context().runtime_env))
+            gc_state = {"frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}
+            seen.write_text(json.dumps({"env": ray.get_runtime_context().runtime_env, "gc": gc_state}))
             return fn(config, data=data, units=units)
 
         return wrapped
@@ -248,7 +251,8 @@ def asha_search_run(ray_session, tmp_path_factory):
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
-    return SimpleNamespace(g=g, log="\n".join(said), env=json.loads(seen.read_text()), before=before,
+    actor = json.loads(seen.read_text())
+    return SimpleNamespace(g=g, log="\n".join(said), env=actor["env"], gc=actor["gc"], before=before,
                            after=dict(class_cache.DEFAULT_ENV_VARS))  # fmt: skip
 
 
@@ -1203,6 +1207,24 @@ def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(as
     assert not g.failed and {r["probe"] for r in g.rows} == {"tuned"}
     assert "PL_DISABLE_FORK" not in (env.get("env_vars") or {}), env
     assert asha_search_run.after == before and "PL_DISABLE_FORK" in before
+
+
+def test_trial_actors_import_torch_without_the_collectors_rescans(asha_search_run):
+    """A trial actor's first import of repeval.probes (torch with it: ~340,000 objects that live as long as the
+    process) runs with the cyclic garbage collector off and moves what it built into the collector's permanent
+    generation, which no collection scans again; the collector is back on for the trial. In this process, not a
+    Ray worker, the same block changes nothing."""
+    import gc
+
+    assert not asha_search_run.g.failed
+    assert asha_search_run.gc["frozen"] > 100_000, asha_search_run.gc
+    assert asha_search_run.gc["enabled"] is True
+    from repeval.cpu import imports_frozen_in_workers
+
+    frozen = gc.get_freeze_count()
+    with imports_frozen_in_workers():
+        assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen and gc.isenabled()
 
 
 def test_train_summary_line_counts_reused_trials():
