@@ -30,7 +30,7 @@ class _FlagsWithoutType:
     value: Typer 0.29's help panel gives every option its type, ``--debug <bool>``, even ``--help <bool>``, and has
     no setting to leave it out — an empty metavar is what it shows instead."""
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
