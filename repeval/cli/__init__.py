@@ -16,23 +16,47 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
-from typing import Annotated  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
-from typer.core import TyperGroup  # noqa: E402
+from typer.core import TyperCommand, TyperGroup  # noqa: E402
 
 from repeval.cli.errors import _state  # noqa: E402
 from repeval.uri_text import shown  # noqa: E402
 
+
+class _FlagsWithoutType:
+    """A command whose ``--help`` shows a flag as a flag (``--debug  show tracebacks``), not as an option taking a
+    value: Typer 0.29's help panel gives every option its type, ``--debug <bool>``, even ``--help <bool>``, and has
+    no setting to leave it out — an empty metavar is what it shows instead."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params  # type: ignore[no-any-return]
+
+
+class FlagsGroup(_FlagsWithoutType, TyperGroup):
+    """A group of commands whose help shows its flags as flags (:class:`_FlagsWithoutType`)."""
+
+
+class FlagsCommand(_FlagsWithoutType, TyperCommand):
+    """A command whose help shows its flags as flags (:class:`_FlagsWithoutType`)."""
+
+
 # a bare `repeval` (`repeval data`, `repeval store`) prints its help and exits 0, as git and ray do: Typer's
 # no_args_is_help exits 2 under click ≥ 8.2 (a usage error); the callbacks print the help themselves (_help_if_bare)
-app = typer.Typer(add_completion=False, invoke_without_command=True, help="Evaluate music audio embeddings at catalog scale.")  # fmt: skip
+app = typer.Typer(cls=FlagsGroup, add_completion=False, invoke_without_command=True, help="Evaluate music audio embeddings at catalog scale.")  # fmt: skip
 data_app = typer.Typer(
+    cls=FlagsGroup,
     invoke_without_command=True,
     help="Render the quickstart's data (render), download a mirdata set (download), check audio files before a "
     "run (check).",
 )
 store_app = typer.Typer(
+    cls=FlagsGroup,
     invoke_without_command=True,
     help="Inspect the embedding store (ls, show) and tidy it: delete partitions or tracks (rm), finish stopped "
     "removals (settle), remove a dead run's lease (unlock).",
@@ -155,7 +179,16 @@ def _one_line_listings(*apps: typer.Typer) -> None:
                 info.short_help = " ".join(doc.split("\n\n")[0].split())
 
 
+def _flags_as_flags(*apps: typer.Typer) -> None:
+    """Each command's ``--help`` shows its flags as flags (:class:`FlagsCommand`)."""
+    for sub in apps:
+        for info in sub.registered_commands:
+            if info.cls is None or info.cls is TyperCommand:  # the default (Typer's app.command gives it)
+                info.cls = FlagsCommand
+
+
 _one_line_listings(app, data_app, store_app)
+_flags_as_flags(app, data_app, store_app)
 started(_starting)
 
 #: repeval's own options, which click takes only before the command (`repeval -v run CONFIG`, `repeval --version`)

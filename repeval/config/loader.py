@@ -171,7 +171,7 @@ def load_config(path: str | Path, smoke_test: bool = False, files: bool = True) 
         hint = f" in it: {', '.join(found[:5])}{', …' if len(found) > 5 else ''}" if found else ""
         raise ConfigError([f"{p} is a directory; give a YAML config file{hint}"])
     if not p.is_file():
-        raise ConfigError([f"config file not found: {p} — {_near_config(p)}"], str(p))
+        raise ConfigError([f"config file not found — {_near_config(p)}"], str(p))  # the path once: the source names it
     text = p.read_text(encoding="utf-8")
     try:
         data = yaml.load(text, Loader=Loader)  # a SafeLoader (yaml_keys.Loader)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import urllib.error
 from typing import Any
@@ -94,8 +95,47 @@ def describe_dataset(name: str) -> str:
     module = inspect.getmodule(getattr(loader, "func", loader))  # mtg_jamendo_<subset> are partials of one loader
     doc = inspect.getdoc(module) if module is not None else None
     if doc:
-        lines += ["", doc]
+        lines += ["", terminal_text(doc)]
     return "\n".join(lines)
+
+
+#: a reference to code in a docstring (``:class:`~repeval.datasets.manifest.ManifestRowError```): its name is said
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+
+
+def terminal_text(doc: str, width: int | None = None) -> str:
+    """A module's documentation (reStructuredText) as a terminal shows it (``repeval datasets NAME``): each paragraph
+    and list item as one text wrapped to ``width`` (the terminal's, at most 100 columns) — not the source's line
+    breaks —, a literal block (after ``::``, a folder layout) as it is, ````key```` as `key` and a reference to code
+    (``:data:`~x.OBSERVED```) as its name."""
+    import shutil
+    import textwrap
+
+    width = width or max(40, min(shutil.get_terminal_size((100, 24)).columns, 100))
+
+    def inline(text: str) -> str:
+        text = _ROLE.sub(lambda m: f"`{m[2].rpartition('.')[2] if m[1] else m[2]}`", text)
+        return re.sub(r"\*\*([^*]+)\*\*", r"\1", text.replace("``", "`"))
+
+    out: list[str] = []
+    literal = False
+    for block in re.split(r"\n\s*\n", doc.strip()):
+        if literal and block.startswith((" ", "\t")):  # a literal block's lines, kept
+            out.append(block)
+            continue
+        literal = block.rstrip().endswith("::")
+        if literal:
+            block = block.rstrip()[:-1].rstrip(":").rstrip() + ":"
+        items = re.split(r"\n(?=- )", block) if block.startswith("- ") else [block]
+        for item in items:
+            bullet = item.startswith("- ")
+            text = inline(" ".join(item[2:].split() if bullet else item.split()))
+            indent = "  " if bullet else ""
+            first = "- " if bullet else ""
+            out.append(
+                textwrap.fill(text, width, initial_indent=first, subsequent_indent=indent, break_on_hyphens=False)
+            )
+    return "\n\n".join(out).replace("\n\n- ", "\n- ")
 
 
 def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None:

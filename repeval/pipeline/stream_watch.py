@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -70,9 +71,13 @@ class StreamWatch:
         return self
 
     def stop(self) -> None:
+        """Stop watching; and delete the marks of the stream's actors (:func:`forget_marks`): called again after a
+        failed stream's teardown, once its actors are killed."""
         self.stopped.set()
         if self.thread.is_alive():
             self.thread.join(timeout=10)
+        if self.n_actors:
+            forget_marks()
 
     def _run(self) -> None:
         while not self.stopped.wait(WATCH_TICK_S):
@@ -95,14 +100,15 @@ class StreamWatch:
         """The pool's actors: (ready, in worker start-up, loading their model, waiting), as the GCS has them — Ray
         Data's own pool is not in reach while it starts — leaving out those alive before the stream (:meth:`start`:
         an earlier stream's, being released). An actor given a worker process (a ``Pid``) is loading its model once
-        it marked so (:func:`mark_loading`), else in worker start-up (Ray importing its code); one without a worker
+        that process marked so (:func:`mark_loading`), else in worker start-up (Ray importing its code); one without a worker
         waits for a node with room — or for its worker process to start, which Ray does not tell apart."""
         if not self.n_actors:
             return 0, 0, 0, 0
         mine = {a: info for a, info in embed_actors().items() if a not in self.before}
         ready = sum(1 for info in mine.values() if info.get("State") == "ALIVE")
-        started = [a for a, info in mine.items() if info.get("State") != "ALIVE" and int(info.get("Pid") or 0) > 0]
-        loading = len(set(started) & loading_actors()) if started else 0
+        started = {a: int(info.get("Pid") or 0) for a, info in mine.items() if info.get("State") != "ALIVE"}
+        started = {a: pid for a, pid in started.items() if pid > 0}
+        loading = len(set(started.items()) & loading_actors()) if started else 0
         return ready, len(started) - loading, loading, len(mine) - ready - len(started)
 
     def line(self, quiet: float, ready: int, starting: int, loading: int, waiting: int) -> str:
@@ -176,18 +182,21 @@ def embed_actors() -> dict[str, dict[str, Any]]:
 
 def mark_loading(loading: bool) -> None:
     """Mark in the GCS's key-value store that this embedding actor builds its model (``loading``), or no longer does:
-    what tells its model's loading from its Ray worker's start-up (:meth:`StreamWatch.actors`). Best effort: an
-    actor whose mark fails is said to be in worker start-up until it is ready."""
+    what tells its model's loading from its Ray worker's start-up (:meth:`StreamWatch.actors`). The key names the job,
+    the actor and its worker process: a worker killed mid-build leaves its mark, which neither the actor Ray restarts
+    (same id, another process) nor any later job's actor matches, and which :func:`forget_marks` deletes once the
+    stream is over. Best effort: an actor whose mark fails is said to be in worker start-up until it is ready."""
     try:
         import ray
         from ray.experimental import internal_kv
 
         if not ray.is_initialized():  # built in this process (a test, a benchmark): get_runtime_context() starts Ray
             return
-        actor = ray.get_runtime_context().get_actor_id()
+        context = ray.get_runtime_context()
+        actor = context.get_actor_id()
         if not actor or not internal_kv._internal_kv_initialized():
             return
-        key = LOADING_PREFIX + actor
+        key = f"{LOADING_PREFIX}{context.get_job_id()}:{actor}:{os.getpid()}"
         if loading:
             internal_kv._internal_kv_put(key, b"1", namespace=LOADING_NAMESPACE)
         else:
@@ -196,10 +205,32 @@ def mark_loading(loading: bool) -> None:
         log.debug("could not mark the embedding actor's model loading: %s", exc)
 
 
-def loading_actors() -> set[str]:
-    """The embedding actors that marked that they build their model (:func:`mark_loading`), by id: one query of the
-    GCS."""
+def _job_prefix() -> str:
+    import ray
+
+    return f"{LOADING_PREFIX}{ray.get_runtime_context().get_job_id()}:"
+
+
+def loading_actors() -> set[tuple[str, int]]:
+    """This job's embedding actors that marked that they build their model (:func:`mark_loading`), as (actor id,
+    worker process id): one query of the GCS."""
     from ray.experimental import internal_kv
 
-    keys = internal_kv._internal_kv_list(LOADING_PREFIX, namespace=LOADING_NAMESPACE)
-    return {k.decode()[len(LOADING_PREFIX) :] for k in keys}
+    prefix = _job_prefix()
+    keys = internal_kv._internal_kv_list(prefix, namespace=LOADING_NAMESPACE)
+    marks = (k.decode()[len(prefix) :].rpartition(":") for k in keys)
+    return {(actor, int(pid)) for actor, _, pid in marks if pid.isdigit()}
+
+
+def forget_marks() -> None:
+    """Delete this job's marks (:func:`mark_loading`) once its stream is over: those of actors killed mid-build (Ray
+    Data releasing a pool whose model was still loading, a failed stream's teardown) would stay in the GCS of a
+    cluster for as long as it lives. One request of the GCS; best effort."""
+    try:
+        import ray
+        from ray.experimental import internal_kv
+
+        if ray.is_initialized() and internal_kv._internal_kv_initialized():
+            internal_kv._internal_kv_del(_job_prefix(), del_by_prefix=True, namespace=LOADING_NAMESPACE)
+    except Exception as exc:  # the stream's rows matter, not its marks
+        log.debug("could not delete the marks of the embedding actors' model loading: %s", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import urllib.error
 from pathlib import Path
@@ -135,6 +136,29 @@ def test_datasets_name_describes_where_the_data_comes_from_and_its_layout():
     assert "download NAME --data-home DIR" in said and "download mirdata" not in said, said
     res = runner.invoke(app, ["datasets", "vocalst"])
     assert res.exit_code == 1 and "did you mean 'vocalset'" in res.output
+
+
+def test_datasets_name_shows_the_loaders_documentation_as_text_not_its_source():
+    """``repeval datasets catalog`` printed its module's docstring as written: RST double backticks (````decimal````),
+    code references (``:data:`~repeval.datasets.base.OBSERVED```) and the source's line breaks mid-sentence. Each
+    paragraph is now one text wrapped to the terminal, a folder layout (a literal block) kept as it is."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    said = CliRunner().invoke(app, ["datasets", "catalog"], env={"COLUMNS": "100"}).output
+    assert "``" not in said and ":data:" not in said and ":class:" not in said, said
+    assert "carry them in the `OBSERVED` column" in said and "(`ManifestRowError`)" in said, said
+    assert max(len(line) for line in said.splitlines()[3:]) <= 100, said
+    lines = said.splitlines()
+    # a sentence wraps where the width falls: its source's break ("…relative to the manifest's folder, or ``dir`` when
+    # given…" over two source lines) is gone, and a line ends short only at a paragraph's or item's end
+    short = [a for a, b in itertools.pairwise(lines) if a and b and not b.startswith("- ") and len(a) < 80]
+    assert short == [], short
+    layout = CliRunner().invoke(app, ["datasets", "magnatagatune"], env={"COLUMNS": "100"}).output
+    assert "On-disk layout (`dataset.dir`; the first existing location of each file is used):\n\n    annotations_" in (
+        layout
+    ), layout
 
 
 def test_a_missing_data_path_says_how_to_get_the_data(tmp_path, monkeypatch):

@@ -59,6 +59,19 @@ def test_the_help_listing_wraps_each_commands_summary_as_one_text():
     assert "Exit status 2: the configuration is invalid" in " ".join(full.split())
 
 
+def test_the_help_shows_a_flag_as_a_flag_and_an_option_with_its_type():
+    """Every option of ``--help`` showed a type, flags too: ``--debug <bool>``, ``--help <bool>``, ``repeval store rm
+    --yes <bool>`` — as if they took a value (``--yes true`` is an error). A flag shows none; an option taking a value
+    keeps its type."""
+    for args in ([], ["run"], ["store", "rm"], ["data", "render"]):
+        said = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"}).output
+        rows = {line.split()[1]: line for line in said.splitlines() if re.match(r"│ --", line)}
+        assert "--help" in rows and "<bool>" not in said, (args, said)
+    assert re.search(r"--debug +show tracebacks", said_root := CliRunner().invoke(app, ["--help"]).output), said_root
+    run = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--run-id +<str> +run id", run) and re.search(r"--strict +exit with status 3", run), run
+
+
 def test_a_bare_repeval_prints_its_help_and_exits_0_and_version_says_the_versions():
     """A bare ``repeval`` (or ``repeval data``, ``repeval store``) exited 2, a usage error (Typer's no_args_is_help
     under click 8.2): it now prints the help and exits 0, as git and ray do; ``repeval --version`` did not exist."""

@@ -228,3 +228,55 @@ def test_an_actor_whose_worker_starts_is_not_said_to_load_its_model(ray_session,
     assert caplog.messages == [
         "embed notes/slow: starting, 0 of 1 embedding actor ready, 1 in worker start-up (1 min)"
     ], caplog.messages
+
+
+def test_an_actor_killed_mid_build_leaves_no_mark_that_says_loading(ray_session, tmp_path) -> None:
+    """An embedding actor's worker that dies while its model builds (killed for memory, a crash) left its "loading"
+    mark in the GCS: the actor Ray restarts (the same id, another worker process) was said to load its model while
+    its new worker started, and the mark stayed in the cluster's GCS for good. The mark is its worker's, and the
+    watch deletes the job's marks once the stream is over."""
+    from repeval.pipeline import summary
+    from repeval.pipeline.stream_watch import EMBED_ACTOR_CLASS, StreamWatch, embed_actors, loading_actors
+
+    crash, restarted, release = tmp_path / "crash", tmp_path / "restarted", tmp_path / "release"
+
+    def wait_for(path: os.PathLike[str]) -> None:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    class CrashesMidBuild:
+        def __init__(self) -> None:
+            from repeval.pipeline.stream_watch import mark_loading
+
+            if os.path.exists(crash):  # restarted: its worker starts (held here, before any mark)
+                open(restarted, "w").close()
+                wait_for(release)
+                return
+            mark_loading(True)  # its model builds…
+            open(crash, "w").close()
+            time.sleep(0.5)
+            os._exit(1)  # …and its worker dies: no mark_loading(False)
+
+        def ping(self) -> int:
+            return 1
+
+    CrashesMidBuild.__name__ = CrashesMidBuild.__qualname__ = EMBED_ACTOR_CLASS
+    watch = StreamWatch(summary.Progress(8, "write notes/crash", clock=Clock()), "notes/crash", 1, {"CPU": 0.01}, {})
+    watch.before = set(embed_actors())
+    actor = ray_session.remote(num_cpus=0.01, max_restarts=1)(CrashesMidBuild).remote()
+    try:
+        wait_for(restarted)
+        deadline = time.monotonic() + 60
+        while watch.actors() != (0, 1, 0, 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        counted = watch.actors()  # (ready, in worker start-up, loading, waiting)
+        left = loading_actors()
+    finally:
+        release.touch()
+        ray_session.get(actor.ping.remote())
+        ray_session.kill(actor)
+    assert counted == (0, 1, 0, 0), counted
+    assert len(left) == 1, left  # the dead worker's mark, which no longer counts
+    watch.stop()
+    assert loading_actors() == set()
