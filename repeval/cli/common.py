@@ -162,8 +162,8 @@ def _stage(
     from repeval.run.status import RETRY_MODEL, read_status, recorded_flags, restore_status, write_status
     from repeval.rundir import EarlierStageUnfinished
 
-    retried = [w.split("=", 1)[1] for w in flags if w.startswith(f"{RETRY_MODEL}=")]
-    ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS, retry_models=retried)
+    models = [w.split("=", 1)[1] for w in flags if w.startswith(f"{RETRY_MODEL}=")]
+    ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS, retry_models=models)
     before = read_status(ctx.run_dir)
     own = list(flags)  # less --retry-errors, --retry-model once the embedding stage finished (`embedding_done`)
 
