@@ -142,8 +142,9 @@ class Plan:
     def _retried(self, retries: dict[str, tuple[int, int]], tracks: int, flags: str) -> list[str]:
         """The ``retry errors:`` line of the partitions ``retries`` that ``flags`` retries, and their ``tracks``."""
         if not retries:
+            of = named("embedding model", [repr(m) for m in sorted(self.retry_models)])  # --retry-model's
             return ["retry errors: none — no error records in this configuration's store partitions" + (
-                "" if flags == "--retry-errors" else f" of the models {flags} names"
+                "" if flags == "--retry-errors" else f" of {of} ({flags})"
             )]  # fmt: skip
         records, names = sum(v[0] for v in retries.values()), _names(list(retries))
         return [

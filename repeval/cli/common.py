@@ -122,12 +122,15 @@ def _ctx(
     smoke_test: bool = False,
     runs_dir: str | None = None,
     lock: bool = False,
+    retry_models: Sequence[str] = (),
 ) -> Any:
     from repeval.datasets.manifest_check import RUN_FIX
+    from repeval.pipeline.failing import check_retry_models
     from repeval.ray_cluster import check_job_output_paths
     from repeval.runner import make_context
 
     cfg, rid = with_smoke_test(_with_runs_dir(_load(config, True, RUN_FIX, smoke_test), runs_dir), smoke_test, run_id)
+    check_retry_models(cfg, retry_models)  # a name that is no model of it: refused before the run directory is made
     check_job_output_paths(store or cfg.run.store, cfg.run.runs_dir)  # not inside a `ray job submit` job's copy
     return make_context(cfg, rid, store, lock=lock, read_only=not lock)
 
@@ -155,19 +158,12 @@ def _stage(
     found, as does an ``evaluate`` that left grids of the configuration untrained (``ctx.untrained``) on a run whose
     other command was interrupted or failed. A command that writes the store and finds it locked by another run is
     refused before its run directory is made."""
-    from repeval.pipeline.failing import check_retry_models
     from repeval.ray_cluster import job_submission, resume_hint
     from repeval.run.status import RETRY_MODEL, read_status, recorded_flags, restore_status, write_status
     from repeval.rundir import EarlierStageUnfinished
 
-    ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
-    retried = [w.split("=", 1)[1] for w in flags if w.startswith(f"{RETRY_MODEL}=")]
-    try:  # a --retry-model naming no model of the configuration: refused before the command starts
-        check_retry_models(ctx.cfg, retried)
-    except ValueError:
-        if ctx.lock is not None:
-            ctx.lock.release()
-        raise
+    models = [w.split("=", 1)[1] for w in flags if w.startswith(f"{RETRY_MODEL}=")]
+    ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS, retry_models=models)
     before = read_status(ctx.run_dir)
     own = list(flags)  # less --retry-errors, --retry-model once the embedding stage finished (`embedding_done`)
 

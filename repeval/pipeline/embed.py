@@ -161,6 +161,7 @@ def embed_experiments(
             spool_todo(st, dataset, cols, masks)
         st.pending.clear()
         clear_stops(st.parts.values())  # every check passed: it runs (a stop of this run records its own)
+        st.clear_retried()  # and --retry-errors/--retry-model's error records go (not before: kept if a check stops)
         try:
             _run_stream(cfg, st, store, summary, progress)
         except ModelUnavailable as exc:  # this model is left out (its partitions stay incomplete); the others go on

@@ -51,9 +51,14 @@ def _shape(reason: str) -> str:
 class FailingModel:
     """Watches one model's stream (:meth:`see` each batch the driver gets) for a model that fails on every track."""
 
-    def __init__(self, mcfg: Any, limit: int | None = STOP_AFTER_FAILED_TRACKS) -> None:
+    def __init__(self, mcfg: Any, limit: int | None = STOP_AFTER_FAILED_TRACKS, retried: Any = frozenset()) -> None:
         self.mcfg = mcfg
         self.limit = limit  # None: never stopped (``run.stop_model_after_failed_tracks: null``)
+        # the (stream key, track id) whose earlier error records --retry-errors/--retry-model deleted in partitions
+        # where the model embedded other tracks: its stream gives it those first (often only those) — failing on them
+        # again is no sign that it fails on every track, which would stop it and leave it out from then on, its
+        # embedded tracks unused
+        self.retried = retried
         self.watching = limit is not None
         self.failed: set[str] = set()
         self.keys: set[str] = set()  # the stream keys of the partitions the failures were in
@@ -71,7 +76,7 @@ class FailingModel:
             return
         self.records += len(errors)
         for tid, key, stage, reason in zip(errors.track_id, errors.scenario, errors.stage, errors.reason, strict=True):
-            if stage != "embed":  # a file that did not decode, a deformation that failed: not the model's fault
+            if stage != "embed" or (str(key), str(tid)) in self.retried:  # a file's fault, or failed before
                 continue
             shape = _shape(str(reason))
             if self._shape is None:

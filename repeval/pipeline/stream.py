@@ -148,7 +148,8 @@ def run_pipeline(
     first = True
     actors: dict[str, Any] = {}
     waits = stream_watch(bar, label, res, str(run.resources.use_gpu))
-    watch = FailingModel(mcfg, run.stop_model_after_failed_tracks)  # a model failing on every track: stopped
+    # a model failing on every track: stopped (failing again on the tracks --retry-errors/--retry-model retries: not)
+    watch = FailingModel(mcfg, run.stop_model_after_failed_tracks, st.retrying)
     pool = None if res.fused else res.packed_pool(mcfg.id, run.resources.pool_wait_s, run.resources.pool_stall_s)
     held = HeldFailureLines()  # last before the try: made before a failed pool (a GCS error), it held for good
     try:  # (the pool's placement group is removed once the stream ends: the finally below)

@@ -87,6 +87,13 @@ class Stream:
     planned: dict[str, pa.Array] = field(default_factory=dict)
     #: partition keys whose stored tracks the summary has counted
     examined: set[str] = field(default_factory=set)
+    #: ``--retry-errors``/``--retry-model``: the partitions whose error records are deleted as the stream starts
+    #: (:meth:`clear_retried`), once every check before the streams passed — planned as deleted, their tracks to do
+    retried: dict[str, Any] = field(default_factory=dict)
+    #: the (partition key, track id) of those error records, deleted, in partitions holding rows the model embedded:
+    #: it failing on them again is no sign that it fails on every track (:class:`~repeval.pipeline.failing.
+    #: FailingModel` leaves them out); in one of none, it is (a model that embeds nothing, retried: stopped as before)
+    retrying: set[tuple[str, str]] = field(default_factory=set)
     #: of the tracks it reuses, those whose stored rows were cut (under ``run.truncated_audio: error``)
     cut: CutReused = field(default_factory=CutReused)
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
@@ -95,6 +102,16 @@ class Stream:
     #: that share a dataset (whatever their rows: :func:`merge_todo`) merge their masks here, so a track one task
     #: wants clean and another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
     pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def clear_retried(self) -> None:
+        """Delete the error records of the partitions :attr:`retried` (their tracks are this stream's to compute):
+        not as they are planned, or a run stopped before its streams (a model failing the check on the nodes, Ctrl-C)
+        would have deleted them without computing their tracks again."""
+        for key, part in self.retried.items():
+            if part.counts()[0]:  # the model embeds tracks of it: failing again on those it failed on is no sign
+                self.retrying.update((key, str(t)) for t in part.error_ids().to_pylist())
+            part.clear_errors()
+        self.retried.clear()
 
     def add_todo(self, piece: pa.Table) -> None:
         if self.todo is None:
@@ -191,16 +208,19 @@ def plan_dataset(
             summary.partition_order[part.name] = None  # the configuration's order, which the summary's lists follow
             pspec = accepted_spec(part, spec.partition(cfg, exp, ds, sid))  # stored with frames: completed with them
             fp = pspec.fingerprint
-            if (retry_errors or mcfg.id in retry_models) and key not in st.parts:
-                summary.retried += part.clear_errors()
+            records = len(part.error_ids()) if (retry_errors or mcfg.id in retry_models) and key not in st.parts else 0
+            if records:  # deleted as the stream starts (:meth:`Stream.clear_retried`), planned as deleted
+                st.retried[key] = part
+                summary.retried += records
             wanted = wanted_in[sid]
-            stored = part.done_ids()
+            stored = part.embedded_ids() if key in st.retried else part.done_ids()
             done = pc.is_in(ids, value_set=stored).to_numpy(zero_copy_only=False)
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
                 if sid != CLEAN:
                     _mend_params(part)
                 reused = int((wanted & done).sum())  # rows and error records: a rows count leaves the records out
-                summary.skipped += reused - _count_earlier_errors(part, ids, wanted, summary)
+                earlier = 0 if key in st.retried else _count_earlier_errors(part, ids, wanted, summary)
+                summary.skipped += reused - earlier
                 recorded = changed_source(part, sources) if reused and sources else None
                 if recorded is not None:
                     moved[sid] = (recorded, reused)
@@ -214,7 +234,7 @@ def plan_dataset(
             if key in st.planned:  # another experiment's share of this partition already holds these tracks
                 done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)
             missing = wanted & ~done
-            if not missing.any() and (part.complete or key in st.parts):
+            if not missing.any() and ((part.complete and key not in st.retried) or key in st.parts):
                 if key not in st.parts:  # complete; accepted under a stamp from before WINDOWING_ENTRIES: say so once
                     summary.partitions_already_complete.add(part.name)
                     part.restamp(fp, {"config_hash": config_hash(fp)})

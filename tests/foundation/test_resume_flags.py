@@ -122,3 +122,7 @@ def test_a_retry_model_that_names_no_model_of_the_configuration_is_refused_with_
         "embedding models: mfcc-stats"
     ) in said, said
     assert read_status(tmp_path / "runs" / "r") == {}  # not started
+    # a configuration without run.run_id: no new run directory is made (it was, holding only config.yaml)
+    res = CliRunner().invoke(app, ["run", str(one_row_config(tmp_path)), "--retry-model", "mfcc-stat"])
+    assert res.exit_code == 1 and "has no embedding model 'mfcc-stat'" in res.stderr, res.output
+    assert not (tmp_path / "runs").exists(), sorted((tmp_path / "runs").iterdir())

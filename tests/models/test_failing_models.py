@@ -263,6 +263,11 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert not [n for n in retried.notes if "left out again" in n], retried.notes
     assert f"retry errors: notes/broken/clean: {counted(kept, 'error record')} deleted, " in retried.text()
     assert "computed again (--retry-model broken); these partitions" in retried.text(), retried.text()
+    none = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_models=frozenset({"mfcc-stats"})).text()
+    assert (  # it said "of the models --retry-model mfcc-stats names"
+        "retry errors: none — no error records in this configuration's store partitions of embedding model "
+        "'mfcc-stats' (--retry-model mfcc-stats)\n" in none
+    ), none
     # an attempt that another model's check stops before any stream starts: its models_left_out.json says this
     # attempt, not an earlier one's (it kept it: `repeval runs` named models the latest attempt had not left out) ...
     needs = {"id": "no-extra", "type": "needs-extra"}
@@ -280,6 +285,11 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
         runner.stage_embed(checked)
     assert "stopped_failing" in (broken.stamped() or {}), broken.stamped()
     assert not (checked.run_dir / LEFT_OUT).exists()  # this attempt left none out
+    # --retry-model broken stopped by that check keeps its error records: they were deleted as its partitions were
+    # planned, before the check, and their tracks computed by no one
+    with pytest.raises(ModelUnavailable, match="needs the 'nothing' extra"):
+        runner.stage_embed(checked, retry_models=frozenset({"broken"}))
+    assert broken.read_errors().num_rows == kept and "stopped_failing" in (broken.stamped() or {})
     # --retry-model broken: it alone is tried again with the tracks it failed on (its error records deleted first: not
     # kept + STOP of them), another model's error records left as they are (--retry-errors, the only way, retried
     # those too)
@@ -291,6 +301,13 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert retried.startswith("embedding model 'broken' failed on each of the first"), retried  # run, stopped again
     assert STOP <= broken.read_errors().num_rows < kept + STOP, kept  # its records computed anew
     assert flaky.complete and flaky.read_errors().num_rows == failed  # another model's: as they were
+    # --retry-model flaky, a model failing on some tracks, given those only: they fail again, as before — no sign of
+    # a model failing on every track (it was stopped, and left out from then on, its embedded tracks unused)
+    assert failed >= STOP, failed  # as many as the stop's count
+    assert "flaky" not in runner.stage_embed(both, retry_models=frozenset({"flaky"})).models_failed
+    assert (
+        flaky.complete and flaky.read_errors().num_rows == failed and "stopped_failing" not in (flaky.stamped() or {})
+    )
     kept = broken.read_errors().num_rows
     # its plugin edited: run again, in the decode tasks (run.resources.embed_in_decode), and stopped again
     plugin = r.root / "failing_models.py"
