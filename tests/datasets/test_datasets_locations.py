@@ -80,6 +80,9 @@ def test_a_windows_drive_as_a_file_uri_or_an_output_path_is_refused_with_the_pos
         ["data", "render", "--notes", "1", "C:\\notes"],  # the output folder: it rendered into one so named
         ["table", "runs/r1", "C:\\runs\\r2"],  # run directories: every one read as --runs-dir is
         ["report", "D:/runs/r1"],
+        ["models", "--plugin", "C:\\team\\model.py"],  # as plugins: is (it was "no such file: ./C:\\team\\…")
+        ["validate-model", "mfcc-stats", "--dummy-weights", "C:\\weights"],
+        ["store", "rm", "a/b/c", "--tracks-from", "C:\\ids.txt"],
     ):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and f"'{args[-1]}' is a Windows path" in " ".join(res.output.split()), res.output
@@ -278,6 +281,12 @@ def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_re
     res = CliRunner().invoke(app, ["table", "$NO_SUCH_VARIABLE/r1"])
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "Invalid value for RUN: '$NO_SUCH_VARIABLE/r1': environment variables" in said, said
+    for option in ("--plugin", "--tracks-from"):  # files read: alike (a plugin was "no such file: ./$NO_SUCH…")
+        args = ["models", "--plugin", "m.py", "--plugin"] if option == "--plugin" else ["store", "rm", "a/b/c", option]
+        res = CliRunner().invoke(app, [*args, "$NO_SUCH_VARIABLE/x"])
+        said = " ".join(res.output.replace("│", "").split())  # (without the box rich draws around it)
+        assert res.exit_code == 2 and f"Invalid value for '{option}': '$NO_SUCH_VARIABLE/x'" in said, said
+        assert "environment variables are not expanded" in said, said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 
