@@ -166,11 +166,15 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
 
 
 def _runs_there(runs_dir: Path) -> str:
-    """Where to find a run's directory when one given does not exist: ``repeval runs`` of its folder, when that is
-    one (a mistyped run id), else of a runs directory to give."""
+    """Where to find a run's directory when one given does not exist: ``repeval runs`` of its folder, when that holds
+    a run (a mistyped run id), else of a runs directory to give — of a folder without one (the current folder, the
+    home folder) it says "no runs"."""
     import shlex
 
-    if runs_dir.is_dir():
+    from repeval.run.status import STATUS
+
+    marks = ("results.parquet", STATUS, "config.yaml")
+    if runs_dir.is_dir() and any(p.is_dir() and any((p / m).is_file() for m in marks) for p in runs_dir.iterdir()):
         return f"; `repeval runs {shlex.quote(str(runs_dir))}` lists the runs there"
     return "; `repeval runs DIR` lists the runs of a runs directory"
 
@@ -179,6 +183,7 @@ def _no_results_hint(run_dir: Path) -> str:
     """Why a directory has no results and what to pass instead: it does not exist; it is a runs directory (its runs
     named); or it is a run whose last command stopped before the test stage (its state, from ``status.json``)."""
     import json
+    import shlex
 
     from repeval.ray_cluster import job_resubmit
     from repeval.run.status import STATUS
@@ -196,7 +201,7 @@ def _no_results_hint(run_dir: Path) -> str:
     runs = sorted(p.name for p in run_dir.iterdir() if (p / "results.parquet").is_file() or (p / STATUS).is_file())
     if runs and not (run_dir / STATUS).is_file():
         shown = ", ".join(str(run_dir / r) for r in runs[:5]) + (", …" if len(runs) > 5 else "")
-        return f": it is a runs directory; pass one of its runs ({shown}); `repeval runs {run_dir}` lists them"
+        return f": it is a runs directory; pass one of its runs ({shown}); `repeval runs {shlex.quote(str(run_dir))}` lists them"
     try:
         status = json.loads((run_dir / STATUS).read_text())
     except (OSError, ValueError):

@@ -265,17 +265,24 @@ def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_re
     it), and a run directory that does not exist named no way to find the right one. It is read as ``--runs-dir`` is,
     and a missing one names ``repeval runs`` of its folder; an output path (``--out``) is read alike."""
     home = tmp_path / "home"
-    (home / "runs").mkdir(parents=True)
+    (home / "runs" / "r0").mkdir(parents=True)
+    (home / "runs" / "r0" / "config.yaml").write_text("experiments: []\n")  # a run there: r1 a mistyped run id
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path)
+    usual = "pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
     for command in ("table", "report"):
         res = CliRunner().invoke(app, [command, "~/runs/r1"])
         assert res.exit_code == 1, res.output
         assert res.stderr == (
-            f"error: no results.parquet in {home}/runs/r1 (the directory does not exist): pass a run directory such as "
-            f"runs/<run_id> whose `repeval run` finished its test stage; `repeval runs {home}/runs` lists the runs "
-            "there\n"
+            f"error: no results.parquet in {home}/runs/r1 (the directory does not exist): {usual}; `repeval runs "
+            f"{home}/runs` lists the runs there\n"
         ), res.stderr
+    # a folder holding no run (the home folder): `repeval runs` of it would say "no runs" — not named
+    res = CliRunner().invoke(app, ["table", "~/r1"])
+    assert res.stderr == (
+        f"error: no results.parquet in {home}/r1 (the directory does not exist): {usual}; `repeval runs DIR` lists the "
+        "runs of a runs directory\n"
+    ), res.stderr
     res = CliRunner().invoke(app, ["schema", "--out", "~/schema.json"])  # an output path: read alike
     assert res.exit_code == 0 and (home / "schema.json").is_file(), res.output
     res = CliRunner().invoke(app, ["table", "$NO_SUCH_VARIABLE/r1"])
