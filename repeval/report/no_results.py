@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from repeval.run.status import command_line
+from repeval.rundir import join_uri, staged_from
 
 
 def _runs_there(runs_dir: Path) -> str:
@@ -45,8 +46,11 @@ def no_results_hint(run_dir: Path) -> str:
         return usual
     runs = sorted(p.name for p in run_dir.iterdir() if (p / "results.parquet").is_file() or (p / STATUS).is_file())
     if runs and not (run_dir / STATUS).is_file():
-        shown = ", ".join(str(run_dir / r) for r in runs[:5]) + (", …" if len(runs) > 5 else "")
-        return f": it is a runs directory; pass one of its runs ({shown}); `repeval runs {shlex.quote(str(run_dir))}` lists them"
+        remote = staged_from(run_dir)  # a bucket's, staged locally: its URI, not the temporary folder
+        where = [join_uri(remote, r) if remote else str(run_dir / r) for r in runs[:5]]
+        shown = ", ".join(where) + (", …" if len(runs) > 5 else "")
+        listed = shlex.quote(remote or str(run_dir))
+        return f": it is a runs directory; pass one of its runs ({shown}); `repeval runs {listed}` lists them"
     try:
         status = json.loads((run_dir / STATUS).read_text())
     except (OSError, ValueError):

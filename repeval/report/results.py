@@ -171,7 +171,8 @@ def load_run(run_dir: Path) -> Run:
     if not res_path.is_file():
         from repeval.report.no_results import no_results_hint
 
-        raise ValueError(f"no results.parquet in {run_dir}{no_results_hint(run_dir)}")
+        shown = staged_from(run_dir) or run_dir  # a bucket's run by its URI, not the temporary folder staging it
+        raise ValueError(f"no results.parquet in {shown}{no_results_hint(run_dir)}")
     try:
         frame = pd.read_parquet(res_path)
     except (OSError, pa.ArrowInvalid) as exc:  # cut short or corrupted (a copy, a full disk)
