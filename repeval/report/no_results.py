@@ -11,6 +11,24 @@ from repeval.run.status import command_line
 from repeval.rundir import join_uri, staged_from
 
 
+def results_file(run_dir: Path) -> Path:
+    """The run's ``results.parquet``; a ``ValueError`` naming what to pass instead when there is none
+    (:func:`no_results_hint`), or naming the run directory and its permissions when this user may not look into it
+    (another user's) — `repeval table` said the ``PermissionError`` of ``results.parquet`` with the fix of a write,
+    "check that run.store and run.runs_dir are writable directories with free space"."""
+    path = run_dir / "results.parquet"
+    shown = staged_from(run_dir) or run_dir  # a bucket's run by its URI, not the temporary folder staging it
+    try:
+        if path.is_file():
+            return path
+    except PermissionError:
+        raise ValueError(
+            f"{shown} cannot be read (permission denied): this user may not read it: check the owner and permissions "
+            "of it and of the folders above it (`ls -ld`)"
+        ) from None
+    raise ValueError(f"no results.parquet in {shown}{no_results_hint(run_dir)}")
+
+
 def _runs_there(runs_dir: Path) -> str:
     """Where to find a run's directory when one given does not exist: ``repeval runs`` of its folder, when that holds
     a run (a mistyped run id), else of a runs directory to give — of a folder without one (the current folder, the

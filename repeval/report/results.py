@@ -166,13 +166,10 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
 
 def load_run(run_dir: Path) -> Run:
     """Load one run directory; ``ValueError`` naming the fix when ``results.parquet`` is missing."""
-    run_dir = Path(run_dir)
-    res_path = run_dir / "results.parquet"
-    if not res_path.is_file():
-        from repeval.report.no_results import no_results_hint
+    from repeval.report.no_results import results_file
 
-        shown = staged_from(run_dir) or run_dir  # a bucket's run by its URI, not the temporary folder staging it
-        raise ValueError(f"no results.parquet in {shown}{no_results_hint(run_dir)}")
+    run_dir = Path(run_dir)
+    res_path = results_file(run_dir)
     try:
         frame = pd.read_parquet(res_path)
     except (OSError, pa.ArrowInvalid) as exc:  # cut short or corrupted (a copy, a full disk)

@@ -536,3 +536,26 @@ def test_models_left_out_this_user_may_not_read_are_not_read_as_none(tmp_path):
             "are not in the report; this user may not read it: check its owner and permissions (`ls -l`)"
         ],
     ], said
+
+
+def test_a_run_directory_this_user_may_not_look_into_is_said_so_by_table_and_report(tmp_path):
+    """`repeval table` of a run directory this user may not look into (another user's folder) said the permission
+    error of its ``results.parquet`` with the fix of a write — "check that run.store and run.runs_dir are writable
+    directories with free space" — and `repeval report` named ``results.parquet`` as the file to check. Both name the
+    run directory and the permissions to check."""
+    run = tmp_path / "locked" / "r1"
+    run.mkdir(parents=True)
+    run.parent.chmod(0)
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom repeval.cli import app\n"
+        "for command in ('table', 'report'):\n    print(repr(CliRunner().invoke(app, [command, sys.argv[1]]).output))\n"
+    )
+    try:
+        said = _unreadable_to_this_user(code, str(run))[:2]
+    finally:
+        run.parent.chmod(0o755)
+    line = (
+        f"error: {run} cannot be read (permission denied): this user may not read it: check the owner and permissions "
+        "of it and of the folders above it (`ls -ld`)\n"
+    )
+    assert said == [repr(line)] * 2, said
