@@ -12,6 +12,7 @@ import typer
 from repeval.cli import app
 from repeval.cli.common import cli_path, windows_checked
 from repeval.cli.errors import _guard
+from repeval.cli.paths import each_windows_checked
 
 
 @app.command("runs")
@@ -104,6 +105,7 @@ _PluginOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--plugin",
+        callback=each_windows_checked,
         help="a module (my_team.models) or .py file that registers embedding models of your own, as in a config's "
         "plugins: (repeatable)",
     ),
@@ -141,7 +143,11 @@ def validate_model_cmd(
     name: Annotated[str, typer.Argument(help="model id (e.g. mfcc-stats, crepe-tiny)")],
     dummy_weights: Annotated[
         Path | None,
-        typer.Option("--dummy-weights", help="folder for stand-in weights of families without shipped ones"),
+        typer.Option(
+            "--dummy-weights",
+            callback=windows_checked,
+            help="folder for stand-in weights of families without shipped ones",
+        ),
     ] = None,
     plugin: _PluginOpt = None,
     param: Annotated[

@@ -36,7 +36,8 @@ def cli_paths(values: list[str] | None) -> list[str] | None:
 
 
 def windows_checked(value: Any) -> Any:
-    """A path given on the command line that no run reads (``--data-home``, ``--out``, ``data render``'s OUT): a
+    """A path given on the command line that no run reads (``--data-home``, ``--out``, ``data render``'s OUT,
+    ``--dummy-weights``, ``--plugin``, ``store rm --tracks-from``): a
     Windows path (``C:\\out``, ``file:///C:/out``) refused on Linux or macOS with the fix, as the configuration's paths
     and ``--store`` are (:func:`repeval.uri_text.windows_unread`) — it was a file or folder of that name in the current
     folder; a local path read as :func:`cli_path` reads one (a quoted ``'~/report.html'`` was ``./~/report.html``)."""
@@ -50,6 +51,11 @@ def windows_checked(value: Any) -> Any:
         return value
     read = cli_path(str(value)) or str(value)  # ~ expanded; an environment variable refused, with what it stands for
     return Path(read) if isinstance(value, Path) else read
+
+
+def each_windows_checked(values: list[str] | None) -> list[str] | None:
+    """Each path of a repeatable option (``--plugin``) read as :func:`windows_checked` reads one."""
+    return None if values is None else [windows_checked(v) for v in values]
 
 
 def config_path(value: Path) -> Path:

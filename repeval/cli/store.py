@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import store_app
-from repeval.cli.common import cli_path
+from repeval.cli.common import cli_path, windows_checked
 from repeval.cli.errors import _guard
 from repeval.words import counted
 
@@ -187,6 +187,7 @@ def store_rm(
         typer.Option(
             "--tracks-from",
             metavar="FILE",
+            callback=windows_checked,
             help="as --track, for each track id in FILE (one a line; blank lines and lines starting with # skipped; "
             "- reads them from stdin)",
         ),
@@ -386,7 +387,7 @@ def _track_ids(given: list[str], path: str | None) -> list[str]:
 
     ids = list(given)
     if path is not None:
-        text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()  # (~ expanded by --tracks-from)
         ids += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not ids:
         raise ValueError(f"{path} names no track id (one a line): give the ids to delete, or no --tracks-from")

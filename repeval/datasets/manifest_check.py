@@ -128,9 +128,10 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
     """What ``load_catalog`` would refuse, from the manifest's header and rows: columns the dataset names that
     the manifest lacks (with the closest column), a manifest without rows (or without a byte), one written as JSON
     (:class:`JsonManifestError`), a row of another number of cells than the header (:class:`ManifestRowError`, in the
-    rows read), an audio path no filesystem here reads (:func:`_audio_problem`, every row), and a regression task's label column with no target or whose every target is a number with a thousands
-    separator (:func:`_target_problem`: read until a batch has held a target and one of another kind — the first, for
-    a usable manifest; the whole column only when it is refused)."""
+    rows read), an audio path no filesystem here reads (:func:`_audio_problem`, every row), and a regression task's
+    label column with no target or whose every target is a number with a thousands separator
+    (:func:`_target_problem`: read until a batch has held a target and one of another kind — the first, for a usable
+    manifest; the whole column only when it is refused)."""
     try:
         return _problems(ds, task)
     except (

@@ -305,16 +305,29 @@ def dropped_at_load(run: Run) -> list[LoadRecord]:
     return [r for r in read_records(body) if r.dropped]
 
 
+def _left_out(run: Run) -> dict[str, str]:
+    """The embedding models ``run`` left out (:func:`repeval.run.left_out.left_out_models`) → why; none, said in the
+    report's notes and a warning naming the file and its permissions, when this user may not read it (another user's):
+    read as none, the models left out went untold."""
+    from repeval.report.run_files import say_unread, unread_files
+    from repeval.run.left_out import LEFT_OUT, left_out_models
+
+    try:
+        return left_out_models(run.path)
+    except PermissionError as exc:
+        what = "the embedding models the run left out are not in the report"
+        say_unread(run.unread, unread_files([(run.path / LEFT_OUT, exc)], what, ""))
+        return {}
+
+
 def models_left_out_block(runs: list[Run]) -> str:
     """The embedding models the runs left out while their others were trained (``models_left_out.json``,
     :mod:`repeval.run.left_out`): each with why and the fix; empty when none was."""
-    from repeval.run.left_out import left_out_models
-
     multi = len(runs) > 1
     items = [
         f"<li>{e(run.run_id + ': ' if multi else '')}<code>{e(model)}</code>: {e(why)}</li>"
         for run in runs
-        for model, why in left_out_models(run.path).items()
+        for model, why in _left_out(run).items()
     ]
     if not items:
         return ""

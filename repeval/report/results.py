@@ -46,7 +46,6 @@ from repeval.report.run_files import (
 from repeval.report.selection import load_validation
 from repeval.run.files import damaged, parquet_error
 from repeval.run.fold_overlap import fill_fold_overlap
-from repeval.run.status import command_line
 from repeval.rundir import evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
@@ -165,78 +164,12 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
     return df
 
 
-def _runs_there(runs_dir: Path) -> str:
-    """Where to find a run's directory when one given does not exist: ``repeval runs`` of its folder, when that is
-    one (a mistyped run id), else of a runs directory to give."""
-    import shlex
-
-    if runs_dir.is_dir():
-        return f"; `repeval runs {shlex.quote(str(runs_dir))}` lists the runs there"
-    return "; `repeval runs DIR` lists the runs of a runs directory"
-
-
-def _no_results_hint(run_dir: Path) -> str:
-    """Why a directory has no results and what to pass instead: it does not exist; it is a runs directory (its runs
-    named); or it is a run whose last command stopped before the test stage (its state, from ``status.json``)."""
-    import json
-
-    from repeval.ray_cluster import job_resubmit
-    from repeval.run.status import STATUS
-
-    usual = ": pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
-    if not run_dir.exists():
-        beside = run_dir.parent / "runs" / run_dir.name  # a run id given for its directory (`repeval table ID`)
-        if (beside / "results.parquet").is_file():
-            return f" (the directory does not exist): pass the run's directory, {beside}"
-        return f" (the directory does not exist){usual}{_runs_there(run_dir.parent)}"
-    if not run_dir.is_dir():
-        if (run_dir.parent / "results.parquet").is_file() or (run_dir.parent / STATUS).is_file():
-            return f": {run_dir.name} is a file of a run; pass the run's directory, {run_dir.parent}"
-        return usual
-    runs = sorted(p.name for p in run_dir.iterdir() if (p / "results.parquet").is_file() or (p / STATUS).is_file())
-    if runs and not (run_dir / STATUS).is_file():
-        shown = ", ".join(str(run_dir / r) for r in runs[:5]) + (", …" if len(runs) > 5 else "")
-        return f": it is a runs directory; pass one of its runs ({shown}); `repeval runs {run_dir}` lists them"
-    try:
-        status = json.loads((run_dir / STATUS).read_text())
-    except (OSError, ValueError):
-        return usual
-    if not isinstance(status, dict) or status.get("state") not in ("interrupted", "failed", "started"):
-        return usual
-    said = {"started": "is running or was killed", "interrupted": "was interrupted", "failed": "failed"}
-    reason = str(status.get("reason") or "")
-    # an interruption's reason names the command line that resumes the run (`repeval run CONFIG --run-id …`), or for
-    # a job how to submit it again: said below, once
-    resume = re.match(r"(.*?); `(repeval [a-z-]+ .*)` resumes it", reason)
-    reason = resume.group(1) if resume else re.split(r"; (?:rerun it|submit the job again)", reason)[0]
-    reason = f" ({reason})" if reason else ""
-    # the run's `repeval run` line: from the command line status.json records (a failure's too), else the reason's
-    line = command_line(status, "run") or (
-        re.sub(r"^repeval [a-z-]+ ", "repeval run ", resume.group(2)) if resume else None
-    )
-    how = (
-        f"`{line}` finishes it"
-        if line
-        else "run `repeval run CONFIG` with the run's configuration (and --run-id, --runs-dir if it had them) to "
-        "finish it"
-    )
-    submit = job_resubmit(status, "run")
-    if submit:  # a run a `ray job submit` job started: submitted again, as a job
-        how = f"submit the job again to finish it: `{submit}`" + (
-            f", or run `{line}` from the checkout" if line else ""
-        )
-    return (
-        f": its last command, `repeval {status.get('command')}`, {said[status['state']]}{reason} before the test "
-        f"stage wrote results; {how} — finished work is kept"
-    )
-
-
 def load_run(run_dir: Path) -> Run:
     """Load one run directory; ``ValueError`` naming the fix when ``results.parquet`` is missing."""
+    from repeval.report.no_results import results_file
+
     run_dir = Path(run_dir)
-    res_path = run_dir / "results.parquet"
-    if not res_path.is_file():
-        raise ValueError(f"no results.parquet in {run_dir}{_no_results_hint(run_dir)}")
+    res_path = results_file(run_dir)
     try:
         frame = pd.read_parquet(res_path)
     except (OSError, pa.ArrowInvalid) as exc:  # cut short or corrupted (a copy, a full disk)
@@ -409,7 +342,6 @@ def combine_results(runs: list[Run]) -> pd.DataFrame:
 
 def natural_key(text: str) -> tuple[object, ...]:
     """Sort key that orders ``M2`` before ``M10`` and ``D2`` before ``D10``."""
-    import re
 
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text)))
 

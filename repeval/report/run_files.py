@@ -1,7 +1,8 @@
 """A run directory's files the report reads besides its results, read tolerantly: ``config.yaml`` — the one the
 results' evaluation recorded when it was rewritten since, or cut short — and Parquet files whose loss leaves part of
-the report out (a history, ``failed.parquet``), named in a warning when unreadable; and, for ``repeval runs``, the JSON files a run keeps of its datasets' loads and
-the models it left out, told from none when this user may not read them (:func:`refused_line`)."""
+the report out (a history, ``failed.parquet``), named in a warning when unreadable; and, for ``repeval runs``, the
+JSON files a run keeps of its datasets' loads and the models it left out, told from none when this user may not read
+them (:func:`refused_line`)."""
 
 from __future__ import annotations
 

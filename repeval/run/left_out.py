@@ -27,9 +27,22 @@ class ModelsLeftOut(RuntimeError):
 
 
 def read_left_out(run_dir: Path) -> dict[str, dict[str, str]]:
-    """``models_left_out.json`` of ``run_dir``: stage → model id → why (``{}`` without the file, or unreadable)."""
+    """``models_left_out.json`` of ``run_dir``: stage → model id → why (``{}`` without the file, or cut short). One
+    this user may not read (another user's, in a shared run directory) raises a ``PermissionError`` naming it and its
+    permissions: read as none, ``repeval evaluate`` ended 0 with models left out unsaid, and the next stage's record
+    replaced the file, losing the embedding stage's."""
+    path = Path(run_dir) / LEFT_OUT
     try:
-        body = json.loads((Path(run_dir) / LEFT_OUT).read_text())
+        body = json.loads(path.read_text())
+    except PermissionError as exc:
+        from repeval.run.files import may_not_read
+
+        said = PermissionError(
+            f"{path} is unreadable (permission denied): the embedding models the run left out are not known — "
+            f"{may_not_read()}"
+        )
+        said.errno = exc.errno
+        raise said from None
     except (OSError, ValueError):
         return {}
     return _stages(body)

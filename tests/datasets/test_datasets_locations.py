@@ -80,6 +80,9 @@ def test_a_windows_drive_as_a_file_uri_or_an_output_path_is_refused_with_the_pos
         ["data", "render", "--notes", "1", "C:\\notes"],  # the output folder: it rendered into one so named
         ["table", "runs/r1", "C:\\runs\\r2"],  # run directories: every one read as --runs-dir is
         ["report", "D:/runs/r1"],
+        ["models", "--plugin", "C:\\team\\model.py"],  # as plugins: is (it was "no such file: ./C:\\team\\…")
+        ["validate-model", "mfcc-stats", "--dummy-weights", "C:\\weights"],
+        ["store", "rm", "a/b/c", "--tracks-from", "C:\\ids.txt"],
     ):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and f"'{args[-1]}' is a Windows path" in " ".join(res.output.split()), res.output
@@ -262,22 +265,35 @@ def test_a_run_directory_given_is_read_as_runs_dir_is_and_a_missing_one_names_re
     it), and a run directory that does not exist named no way to find the right one. It is read as ``--runs-dir`` is,
     and a missing one names ``repeval runs`` of its folder; an output path (``--out``) is read alike."""
     home = tmp_path / "home"
-    (home / "runs").mkdir(parents=True)
+    (home / "runs" / "r0").mkdir(parents=True)
+    (home / "runs" / "r0" / "config.yaml").write_text("experiments: []\n")  # a run there: r1 a mistyped run id
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path)
+    usual = "pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
     for command in ("table", "report"):
         res = CliRunner().invoke(app, [command, "~/runs/r1"])
         assert res.exit_code == 1, res.output
         assert res.stderr == (
-            f"error: no results.parquet in {home}/runs/r1 (the directory does not exist): pass a run directory such as "
-            f"runs/<run_id> whose `repeval run` finished its test stage; `repeval runs {home}/runs` lists the runs "
-            "there\n"
+            f"error: no results.parquet in {home}/runs/r1 (the directory does not exist): {usual}; `repeval runs "
+            f"{home}/runs` lists the runs there\n"
         ), res.stderr
+    # a folder holding no run (the home folder): `repeval runs` of it would say "no runs" — not named
+    res = CliRunner().invoke(app, ["table", "~/r1"])
+    assert res.stderr == (
+        f"error: no results.parquet in {home}/r1 (the directory does not exist): {usual}; `repeval runs DIR` lists the "
+        "runs of a runs directory\n"
+    ), res.stderr
     res = CliRunner().invoke(app, ["schema", "--out", "~/schema.json"])  # an output path: read alike
     assert res.exit_code == 0 and (home / "schema.json").is_file(), res.output
     res = CliRunner().invoke(app, ["table", "$NO_SUCH_VARIABLE/r1"])
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "Invalid value for RUN: '$NO_SUCH_VARIABLE/r1': environment variables" in said, said
+    for option in ("--plugin", "--tracks-from"):  # files read: alike (a plugin was "no such file: ./$NO_SUCH…")
+        args = ["models", "--plugin", "m.py", "--plugin"] if option == "--plugin" else ["store", "rm", "a/b/c", option]
+        res = CliRunner().invoke(app, [*args, "$NO_SUCH_VARIABLE/x"])
+        said = " ".join(res.output.replace("│", "").split())  # (without the box rich draws around it)
+        assert res.exit_code == 2 and f"Invalid value for '{option}': '$NO_SUCH_VARIABLE/x'" in said, said
+        assert "environment variables are not expanded" in said, said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 

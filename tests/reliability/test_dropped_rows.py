@@ -209,7 +209,7 @@ def test_runs_counts_each_count_of_loads_alike_but_for_what_strict_counts(tmp_pa
     --strict counts differs by task) kept the last load's count alone in `repeval runs`; the report's left-out
     section tells them apart by that count, and so does the count now (a load report as an earlier repeval wrote it:
     an entry per task)."""
-    from repeval.report.runs import _not_evaluated
+    from repeval.report.run_files import rows_not_evaluated_of
 
     entry = {"dataset": "tones", "lines": ["2 missing audio: ghost-1"], "rows": 4}
     report = {
@@ -218,7 +218,7 @@ def test_runs_counts_each_count_of_loads_alike_but_for_what_strict_counts(tmp_pa
         "c__tones": {**entry, "task": "c", "not_evaluated": 3},  # as a's: counted once
     }
     (tmp_path / "load_report.json").write_text(json.dumps(report))
-    assert _not_evaluated(pafs.LocalFileSystem(), str(tmp_path)) == 3 + 2
+    assert rows_not_evaluated_of(pafs.LocalFileSystem(), str(tmp_path)) == (3 + 2, None)
 
 
 def test_a_set_too_small_for_its_split_ratios_is_named_with_its_splits_and_the_fix(dropped_run):

@@ -496,3 +496,66 @@ def test_a_load_report_this_user_may_not_read_is_named_in_the_report(tmp_path):
         f"{run / 'load_report.json'} is unreadable (permission denied): the dataset rows dropped at load are not in the "
         "report; this user may not read it: check its owner and permissions (`ls -l`)"
     ], notes
+
+
+def test_models_left_out_this_user_may_not_read_are_not_read_as_none(tmp_path):
+    """A run's ``models_left_out.json`` this user may not read (another user's, in a shared run directory) was read
+    as none: ``repeval evaluate`` ended 0 without naming the models left out, the report left them unsaid, and the
+    training stage's record replaced the file — the embedding stage's record of them lost. The stages now stop naming
+    the file and its permissions, nothing written; the report says it in its notes and a warning."""
+    import ast
+    import json
+
+    from repeval.testing.results import FakeRunSpec, make_run_dir
+
+    spec = {"models": ("a",), "probes": ("M1",), "seeds": (0,), "scenarios": ("clean",), "n_resamples": 10}
+    run = make_run_dir(tmp_path / "1", FakeRunSpec(run_id="r1", **spec))  # type: ignore[arg-type]
+    body = json.dumps({"embed": {"clap": "failed to build"}})
+    (run / "models_left_out.json").write_text(body)
+    (run / "models_left_out.json").chmod(0)
+    code = (
+        "import sys\nfrom pathlib import Path\nimport pandas as pd\nfrom repeval.report.left_out import "
+        "models_left_out_block\nfrom repeval.report.results import Run\n"
+        "from repeval.run.left_out import left_out_models, record_left_out\nrun = Path(sys.argv[1])\n"
+        "for call in (lambda: left_out_models(run), lambda: record_left_out(run, 'train', {'b': 'no track'})):\n"
+        "    try:\n        print(repr(('returned', call())))\n    except PermissionError as exc:\n"
+        "        print(repr(('raised', exc.errno, str(exc))))\n"
+        "report = Run('r1', run, pd.DataFrame())\nprint(repr(models_left_out_block([report])))\nprint(repr(report.unread))\n"
+    )
+    said = [ast.literal_eval(line) for line in _unreadable_to_this_user(code, str(run))[:4]]
+    error = (
+        f"{run / 'models_left_out.json'} is unreadable (permission denied): the embedding models the run left out are "
+        "not known — this user may not read it: check its owner and permissions (`ls -l`)"
+    )
+    assert said[:2] == [("raised", 13, error)] * 2, said
+    assert (run / "models_left_out.json").read_text() == body  # the embedding stage's record kept
+    assert said[2:] == [
+        "",
+        [
+            f"{run / 'models_left_out.json'} is unreadable (permission denied): the embedding models the run left out "
+            "are not in the report; this user may not read it: check its owner and permissions (`ls -l`)"
+        ],
+    ], said
+
+
+def test_a_run_directory_this_user_may_not_look_into_is_said_so_by_table_and_report(tmp_path):
+    """`repeval table` of a run directory this user may not look into (another user's folder) said the permission
+    error of its ``results.parquet`` with the fix of a write — "check that run.store and run.runs_dir are writable
+    directories with free space" — and `repeval report` named ``results.parquet`` as the file to check. Both name the
+    run directory and the permissions to check."""
+    run = tmp_path / "locked" / "r1"
+    run.mkdir(parents=True)
+    run.parent.chmod(0)
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom repeval.cli import app\n"
+        "for command in ('table', 'report'):\n    print(repr(CliRunner().invoke(app, [command, sys.argv[1]]).output))\n"
+    )
+    try:
+        said = _unreadable_to_this_user(code, str(run))[:2]
+    finally:
+        run.parent.chmod(0o755)
+    line = (
+        f"error: {run} cannot be read (permission denied): this user may not read it: check the owner and permissions "
+        "of it and of the folders above it (`ls -ld`)\n"
+    )
+    assert said == [repr(line)] * 2, said

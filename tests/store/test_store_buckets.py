@@ -730,3 +730,22 @@ def test_a_trial_checkpoint_on_a_bucket_out_of_reach_is_not_read_as_not_whole(
         "Ray Tune storage gs://bkt/tune/exp/t0/checkpoint_000000 could not be read (google::cloud::Status(UNAVAILABLE: "
     ), text
     assert "GOOGLE_APPLICATION_CREDENTIALS" in text and text.endswith("run again once it can be read"), text
+
+
+def test_a_bucket_run_without_results_is_named_by_its_uri_not_its_staging_folder(s3: dict[str, Any]) -> None:
+    """`repeval table|report` of a bucket's run without results said "no results.parquet in /tmp/repeval-run-r1-…":
+    the temporary folder it was staged into, gone when the command ends — and of a bucket's runs directory named its
+    runs by their staging paths, to pass again. Each is named by its URI."""
+    with s3["fs"].open_output_stream("repeval/staged/runs/r1/status.json") as f:
+        f.write(json.dumps({"state": "finished"}).encode())
+    runs = "s3://repeval/staged/runs"
+    for command in ("table", "report"):
+        res = CliRunner().invoke(app, [command, f"{runs}/r1{s3['query']}"])
+        assert res.exit_code == 1 and res.stderr.startswith(f"error: no results.parquet in {runs}/r1: pass a run "), (
+            res.output
+        )
+    res = CliRunner().invoke(app, ["table", f"{runs}{s3['query']}"])
+    assert res.stderr == (
+        f"error: no results.parquet in {runs}: it is a runs directory; pass one of its runs ({runs}/r1); `repeval runs "
+        f"{runs}` lists them\n"
+    ), res.output
