@@ -131,11 +131,12 @@ class MusiCNN(WindowedModel):
     checkpoint: ClassVar[str] = "MSD_musicnn"
     #: the backends' frames agree to float32 rounding: a partition embedded by one is complete for the other
     fingerprint_exempt: ClassVar[tuple[str, ...]] = ("backend",)
-    #: patches per session run: 8, 16 and 32 give bit-identical embeddings at the same speed on one CPU thread,
-    #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
-    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27;
-    #: TensorFlow — onnxruntime peaks at 575 MiB at 8)
-    max_batch_windows = 8
+    #: patches per onnxruntime run: one. onnxruntime's musicnn convolutions round a patch differently by its index in
+    #: the run modulo 4 (up to 1.9e-6 in an embedding), so a clip's embedding depended on which clips shared its run
+    #: and a resumed run stored other bits than an uninterrupted one; one patch a run costs nothing on one CPU
+    #: thread (msd-musicnn 35.0 against 35.5 ms per patch at 8, msd-vgg 17.7 against 18.4) and each run's
+    #: activations are ~25 MiB per patch (the TF backend: ``_TFMusiCNN``)
+    max_batch_windows = 1
     embedding_version = "2"
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "musicnn")
     #: what converting the checkpoint to ONNX needs (once per checkpoint and layer; cached)
@@ -269,6 +270,10 @@ class _TFMusiCNN(MusiCNN):
 
     extra = "tf"
     process_group = "tf"
+    #: patches per session run: 8, 16 and 32 give bit-identical embeddings at the same speed on one CPU thread,
+    #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
+    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27)
+    max_batch_windows = 8
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn")
 
     def _build(self) -> None:
