@@ -53,7 +53,8 @@ def _config(root: Path, manifest: Path, store: Path) -> Path:
 
 def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rendered_notes, tmp_path):
     """Every other track embedded first, the rest by the resumed run: each in other model calls (and places in them)
-    than in one run of all — before, 18 of 24 msd-musicnn embeddings differed in their last bits."""
+    than in one run of all. Before, resumed this way, 18 of 24 tracks' msd-musicnn embeddings differed by up to
+    9.5e-7 from an uninterrupted run's."""
     rows = list(csv.DictReader(rendered_notes.open()))[:8]
     every = notes_manifest(rendered_notes, tmp_path / "all.csv", rows)
     half = notes_manifest(rendered_notes, tmp_path / "half.csv", rows[1::2])
