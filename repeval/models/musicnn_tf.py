@@ -31,7 +31,8 @@ that embeds never imports TensorFlow. Its frames agree with TensorFlow's to floa
 layer, 30 patches of three recordings: at most 2.5e-6 of the layer's largest value, cosine ≥ 0.9999998 per patch).
 A fresh process reaches its first batch of 8 patches in 1.1-1.2 CPU-s against TensorFlow's 5.0-5.1 (imports,
 graph, restore, first batch; peak RSS 575 against 890-950 MiB) and runs a patch in 40-65 ms against 120-250 at one
-thread, 8 patches a call (msd-vgg: 21-44 against 37-84 ms; session 44, a 2-core machine shared with other work). ``backend`` is not part of a store's
+thread, 8 patches a call (msd-vgg: 21-44 against 37-84 ms; session 44, a 2-core machine shared with other work); it
+now runs one patch a call, as fast (:attr:`MusiCNN.max_batch_windows`). ``backend`` is not part of a store's
 fingerprint (``fingerprint_exempt``): a partition embedded by either backend is complete for the other, and a
 store embedded before the ONNX backend existed is neither refused nor recomputed.
 
