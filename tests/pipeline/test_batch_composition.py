@@ -25,9 +25,9 @@ def test_a_clips_frames_are_the_same_alone_and_in_any_batch(model_id: str) -> No
     model = build_model(EmbeddingModelConfig(id=model_id))
     rng = np.random.default_rng(1)
     sr = model.sample_rate_hz
-    clips = [(0.1 * rng.standard_normal(int(sr * s))).astype(np.float32) for s in (2.0, 3.5, 4.0, 6.5, 3.2, 5.0)]
+    clips = [(0.1 * rng.standard_normal(int(sr * s))).astype(np.float32) for s in (1.0, 3.2, 2.5, 4.0)]
     alone = [model.embed_batch([c])[0] for c in clips]
-    for order in (list(range(len(clips))), [3, 5, 0, 4, 1, 2]):
+    for order in (list(range(len(clips))), [2, 0, 3, 1]):
         together = model.embed_batch([clips[i] for i in order])
         for i, frames in zip(order, together, strict=True):
             np.testing.assert_array_equal(frames, alone[i], err_msg=f"clip {i} in batch order {order}")
