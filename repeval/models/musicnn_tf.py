@@ -31,7 +31,8 @@ that embeds never imports TensorFlow. Its frames agree with TensorFlow's to floa
 layer, 30 patches of three recordings: at most 2.5e-6 of the layer's largest value, cosine ≥ 0.9999998 per patch).
 A fresh process reaches its first batch of 8 patches in 1.1-1.2 CPU-s against TensorFlow's 5.0-5.1 (imports,
 graph, restore, first batch; peak RSS 575 against 890-950 MiB) and runs a patch in 40-65 ms against 120-250 at one
-thread, 8 patches a call (msd-vgg: 21-44 against 37-84 ms; session 44, a 2-core machine shared with other work). ``backend`` is not part of a store's
+thread, 8 patches a call (msd-vgg: 21-44 against 37-84 ms; session 44, a 2-core machine shared with other work); it
+now runs one patch a call, as fast (:attr:`MusiCNN.max_batch_windows`). ``backend`` is not part of a store's
 fingerprint (``fingerprint_exempt``): a partition embedded by either backend is complete for the other, and a
 store embedded before the ONNX backend existed is neither refused nor recomputed.
 
@@ -131,11 +132,12 @@ class MusiCNN(WindowedModel):
     checkpoint: ClassVar[str] = "MSD_musicnn"
     #: the backends' frames agree to float32 rounding: a partition embedded by one is complete for the other
     fingerprint_exempt: ClassVar[tuple[str, ...]] = ("backend",)
-    #: patches per session run: 8, 16 and 32 give bit-identical embeddings at the same speed on one CPU thread,
-    #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
-    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27;
-    #: TensorFlow — onnxruntime peaks at 575 MiB at 8)
-    max_batch_windows = 8
+    #: patches per onnxruntime run: one. onnxruntime's musicnn convolutions round a patch differently by its index in
+    #: the run modulo 4 (up to 1.9e-6 in an embedding), so a clip's embedding depended on which clips shared its run
+    #: and a resumed run stored other bits than an uninterrupted one; one patch a run costs nothing on one CPU
+    #: thread (msd-musicnn 35.0 against 35.5 ms per patch at 8, msd-vgg 17.7 against 18.4) and each run's
+    #: activations are ~25 MiB per patch (the TF backend: ``_TFMusiCNN``)
+    max_batch_windows = 1
     embedding_version = "2"
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "musicnn")
     #: what converting the checkpoint to ONNX needs (once per checkpoint and layer; cached)
@@ -269,6 +271,10 @@ class _TFMusiCNN(MusiCNN):
 
     extra = "tf"
     process_group = "tf"
+    #: patches per session run: 8, 16 and 32 give bit-identical embeddings at the same speed on one CPU thread,
+    #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
+    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27)
+    max_batch_windows = 8
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn")
 
     def _build(self) -> None:

@@ -614,7 +614,8 @@ def _musicnn_lines(shared_data: Path, tmp: Path, environ: dict[str, str]) -> tup
         "ops = tfm._sess.graph.get_operations()\n"
         "flow = ('If', 'StatelessIf', 'Switch', 'Merge')\n"
         "print('GRAPH', len(ops), sorted({o.type for o in ops if o.type in flow}))\n"
-        # 8 patches per session call (the memory a process first touches) must not change what a clip gets
+        # patches per session call (one: the default; 8, the memory a process first touches) must not change what a
+        # clip gets
         "rng = np.random.default_rng(0)\n"
         "clips = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000 * 7, 16000 * 22, 9000, 16000 * 13)]\n"
         # REPEVAL_MODEL_THREADS=1 (the pipeline's cap): about one thread works at a time (the log-mel in this thread, the
@@ -623,8 +624,9 @@ def _musicnn_lines(shared_data: Path, tmp: Path, environ: dict[str, str]) -> tup
         "import time\n"
         "t, c = time.perf_counter(), time.process_time()\n"
         "small = np.concatenate(m.embed_batch(clips))\n"
-        "m.max_batch_windows = 64\n"
+        "m.max_batch_windows = 8\n"
         "large = np.concatenate(m.embed_batch(clips))\n"
+        "m.max_batch_windows = 1\n"
         "one = np.concatenate([m.embed(c) for c in clips])\n"
         "load = (time.process_time() - c) / (time.perf_counter() - t)\n"
         "print(small.shape, float(np.abs(small - large).max()), float(np.abs(small - one).max()))\n"
@@ -710,13 +712,13 @@ def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_c
 ) -> None:
     """A musicnn actor's start (TensorFlow's import, the graph, the first batch) must not pay for librosa's
     import (scipy.signal, numba: ~1 CPU-s of every TensorFlow actor's start): a fresh process builds the model,
-    embeds a clip and lists what it imported. In the same process: clips embedded 8 patches per session call
-    (the default), 64 per call and one clip at a time get the same frames."""
+    embeds a clip and lists what it imported. In the same process: clips embedded one patch per session call
+    (the default), 8 per call and one clip at a time get the same frames."""
     imports, _graph, batches, load, *_ = musicnn_process
     assert float(load.split()[1]) <= 1.5, load  # 1.2 here; 1.9 with the ConfigProto alone (two busy threads)
     assert imports == "(1, 200) []"  # nor TensorFlow (onnxruntime, the default backend)
     shape, d_large, d_one = batches.rsplit(" ", 2)
-    assert shape == "(14, 200)"  # 2 + 7 + 1 (zero-padded) + 4 patches of 3 s: two calls of 8, the second clip in both
+    assert shape == "(14, 200)"  # 2 + 7 + 1 (zero-padded) + 4 patches of 3 s: at 8, two calls, the second clip in both
     assert float(d_large) <= 1e-5 and float(d_one) <= 1e-5, batches
 
 

@@ -193,8 +193,10 @@ def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_famil
     whole = decode(path, embed.model.sample_rate_hz)
     if read:
         slices = embed.model._windows(whole)
-        np.testing.assert_allclose(np.concatenate([w for w, _ in read]), slices, rtol=1e-4, atol=1e-4)
-        expected = np.concatenate([f for _, f in read])
+        # the windows a call was filled up with (zeros: every call holds max_batch_windows) are not the track's
+        real = [(w[i], f[i]) for w, f in read for i in range(len(w)) if w[i].any()]
+        np.testing.assert_allclose(np.stack([w for w, _ in real]), slices, rtol=1e-4, atol=1e-4)
+        expected = np.stack([f for _, f in real])
     else:
         expected = embed.model.embed(whole)
     assert row["n_frames"] == len(expected) > 3 and row["n_chunks"] == 3
