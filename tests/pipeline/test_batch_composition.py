@@ -33,6 +33,25 @@ def test_a_clips_frames_are_the_same_alone_and_in_any_batch(model_id: str) -> No
             np.testing.assert_array_equal(frames, alone[i], err_msg=f"clip {i} in batch order {order}")
 
 
+def test_a_short_clip_is_not_filled_up_to_a_full_model_call() -> None:
+    """Every call was filled up with zero windows to max_batch_windows: crepe-tiny computed 32 windows for a clip of
+    11, 64 for one of 33, and CLMR 32 for a one-second clip's one (40 times its CPU time). Only a call that would
+    hold a window alone gets a zero window too."""
+    model = build_model(EmbeddingModelConfig(id="crepe-tiny"))
+    forward, sizes = model._forward, []
+
+    def counted(windows: np.ndarray) -> np.ndarray:
+        sizes.append(len(windows))
+        return forward(windows)
+
+    model._forward = counted  # type: ignore[method-assign]
+    sr = model.sample_rate_hz
+    for seconds, frames in ((1.0, 11), (3.2, 33), (0.6, 7)):
+        sizes.clear()
+        out = model.embed_batch([np.full(int(sr * seconds), 0.1, np.float32)])[0]
+        assert len(out) == frames and sum(sizes) == frames + (frames % 32 == 1), (seconds, sizes)
+
+
 def _config(root: Path, manifest: Path, store: Path) -> Path:
     cfg = {
         "run": {"run_id": "t", "store": str(store), "runs_dir": str(root / "runs"), "part_rows": 4},

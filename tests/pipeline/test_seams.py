@@ -193,7 +193,7 @@ def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_famil
     whole = decode(path, embed.model.sample_rate_hz)
     if read:
         slices = embed.model._windows(whole)
-        # the windows a call was filled up with (zeros: every call holds max_batch_windows) are not the track's
+        # a zero window given a call that would hold one window alone is not the track's
         real = [(w[i], f[i]) for w, f in read for i in range(len(w)) if w[i].any()]
         np.testing.assert_allclose(np.stack([w for w, _ in real]), slices, rtol=1e-4, atol=1e-4)
         expected = np.stack([f for _, f in real])
