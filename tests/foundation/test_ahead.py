@@ -15,41 +15,48 @@ from repeval.testing.processes import one_by_one
 REPO = Path(__file__).resolve().parents[2]
 
 # "a" runs until the session, at its end, waits for it (the main thread in pytest_sessionfinish, in Future.result):
-# the fixtures queued behind it are to be cancelled by then
+# the fixtures queued behind it are to be cancelled by then; or, given a FIRST, until the tests run (all are queued)
 MODULE = r"""
 import sys, threading, time
 from pathlib import Path
-
-from repeval.testing.processes import one_by_one
-
-import pytest
 
 from repeval.testing.ahead import ahead_fixture
 
 STARTED = Path(__file__).parent / "started.txt"
 
 
-def session_waits_for_it() -> bool:
+def main_thread_in() -> list[str]:  # the functions the main thread is in, innermost first
     frame, names = sys._current_frames().get(threading.main_thread().ident), []
     while frame is not None:
         names.append(frame.f_code.co_name)
         frame = frame.f_back
+    return names
+
+
+def session_waits_for_it() -> bool:
+    names = main_thread_in()
     return any(a == "result" and b == "pytest_sessionfinish" for a, b in zip(names, names[1:]))
 
 
-def job(name):
+def running_tests() -> bool:
+    return "runtestprotocol" in main_thread_in()  # the collection is over: every fixture is queued
+
+
+def job(name, until=session_waits_for_it):
     def make(environ):
         with STARTED.open("a") as f:
             f.write(name + "\n")
         deadline = time.monotonic() + 120
-        while name == "a" and not session_waits_for_it() and time.monotonic() < deadline:
+        while name == "a" and not until() and time.monotonic() < deadline:
             time.sleep(0.01)
         return name
 
     return make
 
 
-a, b, c = (ahead_fixture(name, job(name)) for name in "abc")
+FIRST = ""  # the fixture that goes first, if any ("a" then waits for the tests to run: all three are queued)
+until = running_tests if FIRST else session_waits_for_it
+a, b, c = (ahead_fixture(name, job(name, until), first=name == FIRST) for name in "abc")
 
 
 def test_fails():
@@ -85,8 +92,6 @@ FLAKY_START = r"""
 import sys
 from pathlib import Path
 
-from repeval.testing.processes import one_by_one
-
 from repeval.testing.processes import RAY_START_TIMED_OUT
 
 starts = Path(sys.argv[1])
@@ -96,6 +101,19 @@ if len(starts.read_text().split()) == 1:
     sys.exit(f"Exception: {RAY_START_TIMED_OUT}." if sys.argv[2] == "ray" else "Exception: something else")
 print("ran")
 """
+
+
+def test_a_fixture_that_goes_first_starts_before_those_queued_ahead_of_it(tmp_path: Path) -> None:
+    """The packed-pool run (``first``: ~60 s, its test late in tests/cluster) starts before the multinode head and
+    worker queued ahead of it, so that it does not run beside the crash test that uses them."""
+    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
+    module = MODULE.replace('FIRST = ""', 'FIRST = "c"').replace("def test_fails():", "def no_test():")
+    (tmp_path / "test_queue.py").write_text(module)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+    r = subprocess.run([*args, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "started.txt").read_text().split() == ["a", "c", "b"]
 
 
 def test_a_background_run_whose_ray_start_timed_out_runs_once_more(tmp_path: Path) -> None:
