@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # "a" runs until the session, at its end, waits for it (the main thread in pytest_sessionfinish, in Future.result):
 # the fixtures queued behind it are to be cancelled by then; or, given a FIRST, until the tests run (all are queued)
-MODULE = r"""
+JOBS = r"""
 import sys, threading, time
 from pathlib import Path
 
@@ -52,7 +52,10 @@ def job(name, until=session_waits_for_it):
         return name
 
     return make
-
+"""
+MODULE = (
+    JOBS
+    + r"""
 
 FIRST = ""  # the fixture that goes first, if any ("a" then waits for the tests to run: all three are queued)
 until = running_tests if FIRST else session_waits_for_it
@@ -74,6 +77,7 @@ def test_b(b):
 def test_c(c):
     pass
 """
+)
 
 
 def test_a_session_stopped_early_starts_no_fixture_still_queued(tmp_path: Path) -> None:
@@ -84,6 +88,51 @@ def test_a_session_stopped_early_starts_no_fixture_still_queued(tmp_path: Path) 
     r = subprocess.run([*args, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
     assert (tmp_path / "started.txt").read_text().split() == ["a"]
+
+
+# "b" is still running when the session, stopped by -x, ends: it needs what "a" made until it ends (as the multinode
+# worker node joining the head started before it)
+TEARDOWN_ORDER = (
+    JOBS
+    + r"""
+
+def made_a(environ):
+    yield "a"
+    with STARTED.open("a") as f:
+        f.write("a-torn-down\n")
+
+
+def made_b(environ):  # running until the session, at its end, waits for it
+    deadline = time.monotonic() + 120
+    while not session_waits_for_it() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with STARTED.open("a") as f:
+        f.write("b-ended\n")
+
+
+a, b = ahead_fixture("a", made_a), ahead_fixture("b", made_b)
+
+
+def test_fails():
+    assert False, "stops the session (-x)"
+
+
+def test_b(a, b):
+    pass
+"""
+)
+
+
+def test_a_fixture_started_ahead_is_torn_down_after_those_started_after_it_end(tmp_path: Path) -> None:
+    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_order.py").write_text(TEARDOWN_ORDER)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+    r = subprocess.run(
+        [*args, str(tmp_path / "test_order.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "started.txt").read_text().split() == ["b-ended", "a-torn-down"]
 
 
 # each start noted in the file argv[1]; the first fails as ray.init does when its node is slow to start, or (argv[2]
