@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from repeval.testing.processes import one_by_one
+from repeval.testing.processes import FAILS_ITS_FIRST_START, one_by_one
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,23 +135,6 @@ def test_a_fixture_started_ahead_is_torn_down_after_those_started_after_it_end(t
     assert (tmp_path / "started.txt").read_text().split() == ["b-ended", "a-torn-down"]
 
 
-# each start noted in the file argv[1]; the first fails as ray.init does when its node is slow to start, or (argv[2]
-# "other") as a run fails for any other reason
-FLAKY_START = r"""
-import sys
-from pathlib import Path
-
-from repeval.testing.processes import RAY_START_TIMED_OUT
-
-starts = Path(sys.argv[1])
-with starts.open("a") as f:
-    f.write("start\n")
-if len(starts.read_text().split()) == 1:
-    sys.exit(f"Exception: {RAY_START_TIMED_OUT}." if sys.argv[2] == "ray" else "Exception: something else")
-print("ran")
-"""
-
-
 def test_a_fixture_that_goes_first_starts_before_those_queued_ahead_of_it(tmp_path: Path) -> None:
     """The packed-pool run (``first``: ~60 s, its test late in tests/cluster) starts before the multinode head and
     worker queued ahead of it, so that it does not run beside the crash test that uses them."""
@@ -168,7 +151,7 @@ def test_a_fixture_that_goes_first_starts_before_those_queued_ahead_of_it(tmp_pa
 def test_a_background_run_whose_ray_start_timed_out_runs_once_more(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ray, other = tmp_path / "ray.txt", tmp_path / "other.txt"
-    runs = [([sys.executable, "-c", FLAKY_START, str(path), path.stem], env) for path in (ray, other)]
+    runs = [([sys.executable, "-c", FAILS_ITS_FIRST_START, str(path), path.stem], env) for path in (ray, other)]
     again, failed = one_by_one(*runs, timeout=60)
     assert again.returncode == 0 and again.stdout == "ran\n", again.stderr
     assert failed.returncode == 1 and "something else" in failed.stderr
