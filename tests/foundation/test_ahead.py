@@ -80,14 +80,20 @@ def test_c(c):
 )
 
 
-def test_a_session_stopped_early_starts_no_fixture_still_queued(tmp_path: Path) -> None:
+def session(tmp_path: Path, module: str, *options: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """A pytest session of the test suite's conftest.py on ``module``: what it said, and what its jobs noted."""
     shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
-    (tmp_path / "test_queue.py").write_text(MODULE)
+    (tmp_path / "test_queue.py").write_text(module)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+    args = [sys.executable, "-m", "pytest", "-q", *options, "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
     r = subprocess.run([*args, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return r, (tmp_path / "started.txt").read_text().split()
+
+
+def test_a_session_stopped_early_starts_no_fixture_still_queued(tmp_path: Path) -> None:
+    r, started = session(tmp_path, MODULE, "-x")
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
-    assert (tmp_path / "started.txt").read_text().split() == ["a"]
+    assert started == ["a"]
 
 
 # "b" is still running when the session, stopped by -x, ends: it needs what "a" made until it ends (as the multinode
@@ -124,28 +130,18 @@ def test_b(a, b):
 
 
 def test_a_fixture_started_ahead_is_torn_down_after_those_started_after_it_end(tmp_path: Path) -> None:
-    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
-    (tmp_path / "test_order.py").write_text(TEARDOWN_ORDER)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
-    r = subprocess.run(
-        [*args, str(tmp_path / "test_order.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    r, started = session(tmp_path, TEARDOWN_ORDER, "-x")
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
-    assert (tmp_path / "started.txt").read_text().split() == ["b-ended", "a-torn-down"]
+    assert started == ["b-ended", "a-torn-down"]
 
 
 def test_a_fixture_that_goes_first_starts_before_those_queued_ahead_of_it(tmp_path: Path) -> None:
     """The packed-pool run (``first``: ~60 s, its test late in tests/cluster) starts before the multinode head and
     worker queued ahead of it, so that it does not run beside the crash test that uses them."""
-    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
     module = MODULE.replace('FIRST = ""', 'FIRST = "c"').replace("def test_fails():", "def no_test():")
-    (tmp_path / "test_queue.py").write_text(module)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
-    r = subprocess.run([*args, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    r, started = session(tmp_path, module)
     assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout + r.stderr
-    assert (tmp_path / "started.txt").read_text().split() == ["a", "c", "b"]
+    assert started == ["a", "c", "b"]
 
 
 def test_a_background_run_whose_ray_start_timed_out_runs_once_more(tmp_path: Path) -> None:
