@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from repeval.cpu import use_huge_pages
-from repeval.testing.ahead import STARTED, Queue, ahead_of
+from repeval.testing.ahead import STARTED, ahead_of, setup
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # the `repeval` commands the tests start stay on the test process' MKL code path (tests/foundation/test_mkl_shim.py
@@ -83,9 +84,9 @@ def _start_ahead(config: pytest.Config, item: pytest.Item) -> None:
     """Start each fixture that ``item``'s module makes with ``ahead_fixture`` (repeval.testing.ahead) and ``item``
     uses, once, in a background thread, with a copy of ``os.environ`` taken here, before any test runs."""
     ahead = config.stash.setdefault(STARTED, {})
-    for name, (make, first) in ahead_of(getattr(item, "module", None)).items():
+    for name, make in ahead_of(getattr(item, "module", None)).items():
         if name in getattr(item, "fixturenames", ()) and name not in ahead:
-            ahead[name] = _AHEAD_QUEUE.submit(make, dict(os.environ), first)
+            ahead[name] = _AHEAD_QUEUE.submit(setup, make, dict(os.environ))  # its fixture re-raises what it raised
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -101,8 +102,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _start_ahead(session.config, item)
 
 
-#: one at a time, in the order their tests run (but for those that go ``first``)
-_AHEAD_QUEUE = Queue()
+#: one at a time, in the order their tests run: each is a Ray start or a batch of processes that keeps both cores busy
+#: (several Rays starting at once on 2 cores time out)
+_AHEAD_QUEUE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -138,9 +138,7 @@ finally:
 def packed_pool_runs(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The ``DRIVER`` of the packed-pool test: its cluster and its two ``repeval embed`` runs (~60 s, much of it spent
     waiting: a model of 0.3 s a track, the stalls, a node that joins 10 s later). Started as soon as the tests are
-    collected (``ahead_fixture``): it runs while the tests before this module do; ``first``, before the multinode
-    head and worker queued ahead of it, so that it is over before their crash test runs (beside it, each slowed the
-    other: the crash test took 250 s instead of 185-210 s)."""
+    collected (``ahead_fixture``): it runs while the tests before this module do."""
     tmp = Path(tempfile.mkdtemp(prefix="rv-pack-", dir="/tmp"))  # Ray's temp dir (short unix socket paths)
     try:
         env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}
@@ -166,7 +164,7 @@ def packed_pool_runs(environ: dict[str, str]) -> subprocess.CompletedProcess[str
     return r
 
 
-packed_pool = ahead_fixture("packed_pool", packed_pool_runs, scope="module", first=True)
+packed_pool = ahead_fixture("packed_pool", packed_pool_runs, scope="module")
 
 
 def test_a_packed_pool_whose_node_dies_stops_the_run_naming_it_and_a_rerun_does_the_rest(

@@ -15,7 +15,7 @@ from repeval.testing.processes import FAILS_ITS_FIRST_START, one_by_one
 REPO = Path(__file__).resolve().parents[2]
 
 # "a" runs until the session, at its end, waits for it (the main thread in pytest_sessionfinish, in Future.result):
-# the fixtures queued behind it are to be cancelled by then; or, given a FIRST, until the tests run (all are queued)
+# the fixtures queued behind it are to be cancelled by then
 JOBS = r"""
 import sys, threading, time
 from pathlib import Path
@@ -38,16 +38,12 @@ def session_waits_for_it() -> bool:
     return any(a == "result" and b == "pytest_sessionfinish" for a, b in zip(names, names[1:]))
 
 
-def running_tests() -> bool:
-    return "runtestprotocol" in main_thread_in()  # the collection is over: every fixture is queued
-
-
-def job(name, until=session_waits_for_it):
+def job(name):
     def make(environ):
         with STARTED.open("a") as f:
             f.write(name + "\n")
         deadline = time.monotonic() + 120
-        while name == "a" and not until() and time.monotonic() < deadline:
+        while name == "a" and not session_waits_for_it() and time.monotonic() < deadline:
             time.sleep(0.01)
         return name
 
@@ -57,9 +53,7 @@ MODULE = (
     JOBS
     + r"""
 
-FIRST = ""  # the fixture that goes first, if any ("a" then waits for the tests to run: all three are queued)
-until = running_tests if FIRST else session_waits_for_it
-a, b, c = (ahead_fixture(name, job(name, until), first=name == FIRST) for name in "abc")
+a, b, c = (ahead_fixture(name, job(name)) for name in "abc")
 
 
 def test_fails():
@@ -133,15 +127,6 @@ def test_a_fixture_started_ahead_is_torn_down_after_those_started_after_it_end(t
     r, started = session(tmp_path, TEARDOWN_ORDER, "-x")
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
     assert started == ["b-ended", "a-torn-down"]
-
-
-def test_a_fixture_that_goes_first_starts_before_those_queued_ahead_of_it(tmp_path: Path) -> None:
-    """The packed-pool run (``first``: ~60 s, its test late in tests/cluster) starts before the multinode head and
-    worker queued ahead of it, so that it does not run beside the crash test that uses them."""
-    module = MODULE.replace('FIRST = ""', 'FIRST = "c"').replace("def test_fails():", "def no_test():")
-    r, started = session(tmp_path, module)
-    assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout + r.stderr
-    assert started == ["a", "c", "b"]
 
 
 def test_a_background_run_whose_ray_start_timed_out_runs_once_more(tmp_path: Path) -> None:
