@@ -110,12 +110,17 @@ _AHEAD_QUEUE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # a fixture started ahead whose tests did not run (-x, Ctrl-C) ends before the session does, its teardown run: its
     # subprocesses and temporary files go with it; the ones not started yet never start (all cancelled before waiting
-    # for the one running: the queue would start the next as soon as it ends)
+    # for the one running: the queue would start the next as soon as it ends). Each teardown runs once every running
+    # fixture has ended, the last started first, as pytest ends fixtures: the multinode head's teardown stopped the
+    # cluster while the worker node queued after it was still joining it (a node start that then outlived the head)
     ahead = session.config.stash.get(STARTED, {}).values()
     for done in ahead:
         done.cancel()
+    teardowns = []
     for done in ahead:
         with contextlib.suppress(BaseException):
-            _, teardown = done.result()
+            teardowns.append(done.result()[1])
+    for teardown in reversed(teardowns):
+        with contextlib.suppress(BaseException):
             if teardown is not None:
                 next(teardown, None)

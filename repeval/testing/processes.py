@@ -67,3 +67,21 @@ def again_if_ray_timed_out(run: Callable[[], subprocess.CompletedProcess[str]]) 
     if r.returncode != 0 and RAY_START_TIMED_OUT in (r.stdout or "") + (r.stderr or ""):
         r = run()
     return r
+
+
+#: a ``python -c`` script for tests of :func:`again_if_ray_timed_out`'s callers: each start noted in the file
+#: ``argv[1]``; the first fails as ``ray.init`` does when its node is slow to start, or (``argv[2]`` "other") as a run
+#: fails for any other reason ("something else"); a later start prints "ran"
+FAILS_ITS_FIRST_START = r"""
+import sys
+from pathlib import Path
+
+from repeval.testing.processes import RAY_START_TIMED_OUT
+
+starts = Path(sys.argv[1])
+with starts.open("a") as f:
+    f.write("start\n")
+if len(starts.read_text().split()) == 1:
+    sys.exit(f"Exception: {RAY_START_TIMED_OUT}." if sys.argv[2] == "ray" else "Exception: something else")
+print("ran")
+"""

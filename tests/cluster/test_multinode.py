@@ -243,10 +243,14 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     )
     validate = short_tmp / "validate.yaml"
     validate.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cluster.submit(["python", "-m", "repeval.cli", "validate", str(validate)], REPO, job_runtime_env(), "validate-1")
+    cluster.submit(
+        ["python", "-m", "repeval.cli", "validate", str(validate)], REPO, job_runtime_env(), "validate-1", cli=False
+    )
     # the next job (below) submitted at once: the two drivers start and check side by side (one job's wait, not two)
     big = write_config(short_tmp / "big.yaml", manifest, {"id": "mfcc-stats"}, "big", resources={"embed_num_cpus": 3})
-    cluster.submit(["python", "-m", "repeval.cli", "validate", str(big)], REPO, job_runtime_env(), "validate-2")
+    cluster.submit(
+        ["python", "-m", "repeval.cli", "validate", str(big)], REPO, job_runtime_env(), "validate-2", cli=False
+    )
     status, logs = cluster.wait_job("validate-1"), cluster.logs("validate-1")
     assert status == "FAILED" and cluster.exit_code("validate-1") == 1, logs[-3000:]
     assert "Traceback" not in logs and "SystemExit" not in logs, logs[-3000:]  # repeval's error, its exit status
@@ -290,7 +294,7 @@ def test_a_node_that_joins_later_is_checked_at_its_actors_start_and_a_stopped_jo
     entry += ["--runs-dir", f"file://{short_tmp}/runs"]
 
     def submit_until_embedding(submission_id: str) -> None:
-        cluster.submit(entry, REPO, job_runtime_env(), submission_id)
+        cluster.submit(entry, REPO, job_runtime_env(), submission_id, cli=False)
         while "tracks to embed" not in cluster.logs(submission_id):  # checked (no GPU node: none), the actor waits
             status = cluster.job_status(submission_id)
             assert status not in TERMINAL, f"job ended ({status}):\n{cluster.logs(submission_id)[-4000:]}"

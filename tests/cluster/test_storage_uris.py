@@ -34,7 +34,7 @@ from repeval.run.split_digest import DIGEST_KEY
 from repeval.rundir import RunLocation, TuneStorage, join_uri
 from repeval.testing.ahead import ahead_fixture
 from repeval.testing.configs import notes_dataset, render_notes
-from repeval.testing.processes import again_if_ray_timed_out
+from repeval.testing.processes import FAILS_ITS_FIRST_START, again_if_ray_timed_out
 from repeval.testing.s3 import CREDENTIALS, moto_s3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,25 +197,13 @@ def _run_cli(
     )  # fmt: skip
 
 
-# each start noted in the file argv[1]; the first fails as ray.init does when its node is slow to start, or (argv[2]
-# "other") as a run fails for any other reason
-FLAKY_START = r"""
-import sys
-from pathlib import Path
-from repeval.testing.processes import RAY_START_TIMED_OUT
-starts = Path(sys.argv[1])
-starts.write_text((starts.read_text() if starts.exists() else "") + "start\n")
-if starts.read_text().count("start") == 1:
-    sys.exit(f"Exception: {RAY_START_TIMED_OUT}." if sys.argv[2] == "ray" else "Exception: something else")
-print("ran")
-"""
-
-
 def test_the_background_s3_run_runs_once_more_when_its_ray_start_timed_out(tmp_path: Path) -> None:
     """``first_s3_run``'s process (``_run_cli``), run while other tests start Rays, starts once more when its Ray did
     not start in time (it failed the bucket test), not when it failed for another reason."""
     env, ray, other = {**os.environ, "PYTHONPATH": str(REPO)}, tmp_path / "ray.txt", tmp_path / "other.txt"
-    again, failed = (_run_cli(["-c", FLAKY_START, str(p), p.stem], tmp_path, env, 60, True) for p in (ray, other))
+    again, failed = (
+        _run_cli(["-c", FAILS_ITS_FIRST_START, str(p), p.stem], tmp_path, env, 60, True) for p in (ray, other)
+    )
     assert again.returncode == 0 and again.stdout == "ran\n", again.stdout
     assert failed.returncode == 1 and "something else" in failed.stdout, failed.stdout
     assert ray.read_text().count("start") == 2 and other.read_text().count("start") == 1
