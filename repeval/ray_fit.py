@@ -124,6 +124,7 @@ def asks(one: bool) -> str:
 
 
 def they(one: bool) -> str:
+    """The pronoun of a request's message: "it" of one actor or task, "they" of several."""
     return "it" if one else "they"
 
 

@@ -153,8 +153,10 @@ class StreamWatch:
         """Why an actor that takes its GPU under ``use_gpu: always`` waits on a cluster that may grow, where no node
         up holds it: not for ever — its autoscaler may be adding one."""
         from repeval.ray_fit import _amounts
+        from repeval.ray_fit import they as pronoun
 
-        they, wait = ("it", "waits") if self.n_actors == 1 else ("they", "wait")
+        one = self.n_actors == 1
+        they, wait = pronoun(one), "waits" if one else "wait"
         return (
             f"which no node up of this Ray cluster ({counted(n_nodes, 'node')}) has: under run.resources.use_gpu: "
             f"always {they} {wait} for the cluster's autoscaler to add such a node (`ray status` on the cluster lists "

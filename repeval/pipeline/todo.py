@@ -88,8 +88,9 @@ class Stream:
     #: partition keys whose stored tracks the summary has counted
     examined: set[str] = field(default_factory=set)
     #: ``--retry-errors``/``--retry-model``: the partitions whose error records are deleted as the stream starts
-    #: (:meth:`clear_retried`), once every check before the streams passed — planned as deleted, their tracks to do
-    retried: dict[str, Any] = field(default_factory=dict)
+    #: (:meth:`clear_retried`), once every check before the streams passed — planned as deleted, their tracks to do —
+    #: each with the track ids of those records, as planning read them
+    retried: dict[str, tuple[Any, pa.Array]] = field(default_factory=dict)
     #: the (partition key, track id) of those error records, deleted, in partitions holding rows the model embedded:
     #: it failing on them again is no sign that it fails on every track (:class:`~repeval.pipeline.failing.
     #: FailingModel` leaves them out); in one of none, it is (a model that embeds nothing, retried: stopped as before)
@@ -107,9 +108,9 @@ class Stream:
         """Delete the error records of the partitions :attr:`retried` (their tracks are this stream's to compute):
         not as they are planned, or a run stopped before its streams (a model failing the check on the nodes, Ctrl-C)
         would have deleted them without computing their tracks again."""
-        for key, part in self.retried.items():
+        for key, (part, errors) in self.retried.items():
             if part.counts()[0]:  # the model embeds tracks of it: failing again on those it failed on is no sign
-                self.retrying.update((key, str(t)) for t in part.error_ids().to_pylist())
+                self.retrying.update((key, str(t)) for t in errors.to_pylist())
             part.clear_errors()
         self.retried.clear()
 
@@ -208,10 +209,11 @@ def plan_dataset(
             summary.partition_order[part.name] = None  # the configuration's order, which the summary's lists follow
             pspec = accepted_spec(part, spec.partition(cfg, exp, ds, sid))  # stored with frames: completed with them
             fp = pspec.fingerprint
-            records = len(part.error_ids()) if (retry_errors or mcfg.id in retry_models) and key not in st.parts else 0
-            if records:  # deleted as the stream starts (:meth:`Stream.clear_retried`), planned as deleted
-                st.retried[key] = part
-                summary.retried += records
+            retry = (retry_errors or mcfg.id in retry_models) and key not in st.parts
+            errors = part.error_ids() if retry else None
+            if errors is not None and len(errors):  # deleted as the stream starts (Stream.clear_retried), planned so
+                st.retried[key] = (part, errors)
+                summary.retried += len(errors)
             wanted = wanted_in[sid]
             stored = part.embedded_ids() if key in st.retried else part.done_ids()
             done = pc.is_in(ids, value_set=stored).to_numpy(zero_copy_only=False)
