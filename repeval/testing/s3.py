@@ -115,3 +115,9 @@ def moto_s3(bucket: str = "repeval", own_process: bool = False) -> Iterator[dict
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+def bucket_files(fs: pafs.FileSystem, prefix: str) -> dict[str, int]:
+    """The files under ``prefix`` in ``fs`` (recursively): their paths below it and sizes."""
+    sel = pafs.FileSelector(prefix, recursive=True, allow_not_found=True)
+    return {i.path[len(prefix) + 1 :]: i.size for i in fs.get_file_info(sel) if i.type == pafs.FileType.File}

@@ -428,7 +428,7 @@ def test_an_s3_refusal_is_told_from_a_missing_file_by_what_aws_answers_not_moto(
 
 
 def test_a_moto_server_of_its_own_process_is_not_the_tests_moto(s3: dict[str, Any]) -> None:
-    """The S3 end-to-end run started ahead (tests/cluster/test_storage_uris.py) runs beside other tests; its moto server
+    """The S3 end-to-end run started ahead (tests/cluster/test_s3_run.py) runs beside other tests; its moto server
     ran in this process, whose moto state they share: a test's ``enable_iam_authentication`` denied the run's every
     request (the run failed, depending on which tests ran meanwhile) and its bucket was theirs. In a process of its
     own, neither: nor are its credentials put in the environment, which those tests change."""
