@@ -46,7 +46,7 @@ from repeval.report.run_files import (
 from repeval.report.selection import load_validation
 from repeval.run.files import damaged, parquet_error
 from repeval.run.fold_overlap import fill_fold_overlap
-from repeval.rundir import evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
+from repeval.rundir import REFUSED, evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ def load_run(run_dir: Path) -> Run:
     results = normalise_results(frame, source=str(res_path))
     results = fill_fold_overlap(results, run_dir)  # results evaluated before the folds' overlap was recorded
     unread: list[str] = []  # the run's files not read, what the report leaves out, and the fix: its notes
+    for said in REFUSED.get(run_dir.resolve(), {}).values():  # a bucket's keys these credentials may not read
+        say_unread(unread, said)
     config_text = results_config(run_dir, unread)
     try:
         config = yaml.safe_load(config_text) if config_text else None

@@ -121,3 +121,30 @@ def bucket_files(fs: pafs.FileSystem, prefix: str) -> dict[str, int]:
     """The files under ``prefix`` in ``fs`` (recursively): their paths below it and sizes."""
     sel = pafs.FileSelector(prefix, recursive=True, allow_not_found=True)
     return {i.path[len(prefix) + 1 :]: i.size for i in fs.get_file_info(sel) if i.type == pafs.FileType.File}
+
+
+def denied_user(
+    s3: dict[str, Any], *denied: str, may_list: bool = True, action: str = "s3:GetObject"
+) -> dict[str, str]:
+    """The credentials of a new IAM user of the moto server that may do anything in S3 but read the keys ``denied``
+    (patterns of the bucket ``repeval``; ``action``: but that on them) — nor list the bucket unless ``may_list`` —, as
+    the environment gives them."""
+    import json
+
+    import boto3
+
+    port = re.search(r"127\.0\.0\.1:(\d+)", s3["query"]).group(1)  # type: ignore[union-attr]
+    iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    name = f"u{len(iam.list_users()['Users'])}"
+    iam.create_user(UserName=name)
+    statements: list[dict[str, Any]] = [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
+    if denied:
+        statements.append(
+            {"Effect": "Deny", "Action": action, "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]}
+        )
+    if not may_list:  # (moto does not read an IAM condition's s3:prefix: the whole bucket)
+        statements.append({"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::repeval"})
+    policy = {"Version": "2012-10-17", "Statement": statements}
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}

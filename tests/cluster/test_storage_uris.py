@@ -23,6 +23,7 @@ import yaml
 
 from repeval.rundir import RunLocation, TuneStorage, join_uri
 from repeval.testing.s3 import bucket_files as _files
+from repeval.testing.s3 import denied_user as _user_denied
 from repeval.testing.s3 import moto_s3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -325,3 +326,40 @@ def test_a_bucket_out_of_reach_is_one_error_line_naming_what_to_check(tmp_path: 
     refused = "When getting information for key 'store' in bucket 'b': AWS Error ACCESS_DENIED during HeadObject"
     assert "AWS_ACCESS_KEY_ID" in bucket_error(refused)[1]
     assert bucket_error("[Errno 28] No space left on device") == ("[Errno 28] No space left on device", "")
+
+
+def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_reported(
+    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One key of a bucket's run refused (AccessDenied on its history) stopped `repeval table|report RUN` whole, where a
+    local run's unreadable file is noted and the rest built. The bucket's run does as the local one now: the refused
+    file named with the credentials to check, left out, the rest built (exit 0); refused results fail it (exit 1)."""
+    from moto.core.authorization import enable_iam_authentication
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.testing.results import FakeRunSpec, make_run_dir
+
+    spec = FakeRunSpec(run_id="demo", models=("msd-musicnn",), probes=("M1",), seeds=(0,), n_resamples=5)
+    local = make_run_dir(tmp_path / "runs", spec)
+    for run in ("curves", "results"):
+        pafs.copy_files(str(local), f"repeval/refused/{run}", source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=s3["fs"])  # fmt: skip
+    user = _user_denied(s3, "refused/curves/history.parquet", "refused/results/results.parquet")
+    for k, v in user.items():
+        monkeypatch.setenv(k, v)
+    said = (
+        "s3://repeval/refused/{}.parquet is unreadable (access denied): left out — this user may not read it: check "
+        "the S3 credentials (AWS_ACCESS_KEY_ID"
+    )
+    caplog.set_level("WARNING", logger="repeval.report.results")
+    with enable_iam_authentication():
+        table = CliRunner().invoke(app, ["table", f"s3://repeval/refused/curves{s3['query']}", "--format", "csv"])
+        report = CliRunner().invoke(app, ["report", f"s3://repeval/refused/curves{s3['query']}"])
+        failed = CliRunner().invoke(app, ["table", f"s3://repeval/refused/results{s3['query']}"])
+    assert table.exit_code == 0 and "msd-musicnn" in table.stdout, table.output
+    assert report.exit_code == 0, report.output
+    assert caplog.text.count(said.format("curves/history")) == 2, caplog.text  # a warning each, as a local run's
+    with s3["fs"].open_input_file("repeval/refused/curves/report.html") as f:
+        assert "history.parquet is unreadable (access denied)" in f.read().decode()  # the report's notes say it too
+    assert failed.exit_code == 1 and failed.stderr.startswith(f"error: {said.format('results/results')}"), failed.output

@@ -25,6 +25,7 @@ from repeval.cli import app
 from repeval.pipeline.assemble import RowBlock, rows_table
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.layout import embedding_schema
+from repeval.testing.s3 import denied_user as _user_denied
 from repeval.testing.s3 import moto_s3
 
 DIM = 4
@@ -52,31 +53,6 @@ def _complete(store: EmbeddingStore, scenario: str, ids: list[str]) -> None:
     w.add_table(rows_table(block, embedding_schema(DIM), PROV))
     w.flush()
     part.finish({"dataset": "ds", "model": "m", "scenario": scenario})
-
-
-def _user_denied(
-    s3: dict[str, Any], *denied: str, may_list: bool = True, action: str = "s3:GetObject"
-) -> dict[str, str]:
-    """The credentials of a new IAM user of the moto server that may do anything in S3 but read the keys ``denied``
-    (patterns of the bucket ``repeval``; ``action``: but that on them) — nor list the bucket unless ``may_list`` —, as
-    the environment gives them."""
-    import boto3
-
-    port = re.search(r"127\.0\.0\.1:(\d+)", s3["query"]).group(1)  # type: ignore[union-attr]
-    iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
-    name = f"u{len(iam.list_users()['Users'])}"
-    iam.create_user(UserName=name)
-    statements: list[dict[str, Any]] = [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
-    if denied:
-        statements.append(
-            {"Effect": "Deny", "Action": action, "Resource": [f"arn:aws:s3:::repeval/{d}" for d in denied]}
-        )
-    if not may_list:  # (moto does not read an IAM condition's s3:prefix: the whole bucket)
-        statements.append({"Effect": "Deny", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::repeval"})
-    policy = {"Version": "2012-10-17", "Statement": statements}
-    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
 
 
 def test_a_bucket_partition_whose_manifest_or_part_file_may_not_be_read_is_unreadable_not_incomplete(
