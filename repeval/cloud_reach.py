@@ -96,18 +96,49 @@ _GCS = (
 )
 
 
-#: what an object store's client says of a request this user may not make, when pyarrow raises a plain ``OSError``:
-#: AWS's ACCESS_DENIED (an S3-compatible server's 403 without a body: "HTTP status 403"), Azure's
-#: AuthorizationPermissionMismatch — by what the error says, not by the filesystem's type (google-cloud-cpp's
-#: PERMISSION_DENIED comes as a ``PermissionError``, errno 13). AWS answers a HeadObject it refuses — a key these
-#: credentials may not read, keys it does not know or sign otherwise, and a missing key to a user who may not list the
-#: bucket (moto answers that one 404) — with a 403 without a body, which pyarrow says as ``ACCESS_DENIED … No response
-#: body``; a GetObject or a listing, with the reason's code in its body, which pyarrow says by the AWS SDK's name:
-#: ``ACCESS_DENIED``, ``INVALID_ACCESS_KEY_ID``, ``SIGNATURE_DOES_NOT_MATCH``, else ``UNKNOWN (HTTP status 403)``
-_DENIED_MARKS = (
-    "ACCESS_DENIED", "AccessDenied", "PERMISSION_DENIED", "AuthorizationPermissionMismatch", "AuthorizationFailure",
-    "HTTP status 403", "status code 403", "403 Forbidden", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH",
+#: what an S3 error says of a request these credentials may not make (a key they may not read, keys S3 does not know
+#: or a secret that signs otherwise): AWS answers a HeadObject it refuses — a key these credentials may not read, keys
+#: it does not know or sign otherwise, and a missing key to a user who may not list the bucket (moto answers that one
+#: 404) — with a 403 without a body, which pyarrow says as ``ACCESS_DENIED … No response body``; a GetObject or a
+#: listing, with the reason's code in its body, which pyarrow says by the AWS SDK's name: ``ACCESS_DENIED``,
+#: ``INVALID_ACCESS_KEY_ID``, ``SIGNATURE_DOES_NOT_MATCH``, else ``UNKNOWN (HTTP status 403)``; S3's own code
+#: (``InvalidAccessKeyId``) is in what an S3-compatible server says
+_S3_DENIED_MARKS = (
+    "ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+    "SignatureDoesNotMatch", "HTTP status 403",
 )  # fmt: skip
+
+#: what an object store's client says of a request this user may not make, when pyarrow raises a plain ``OSError``:
+#: S3's (:data:`_S3_DENIED_MARKS`), an S3-compatible server's 403 without a body, Azure's
+#: AuthorizationPermissionMismatch — by what the error says, not by the filesystem's type (google-cloud-cpp's
+#: PERMISSION_DENIED comes as a ``PermissionError``, errno 13)
+_DENIED_MARKS = (
+    *_S3_DENIED_MARKS, "PERMISSION_DENIED", "AuthorizationPermissionMismatch", "AuthorizationFailure", "status code 403",
+    "403 Forbidden",
+)  # fmt: skip
+
+#: S3 refusing a request for its time or its token, not its rights — what pyarrow says (S3's code in a listing's or a
+#: GetObject's answer; a HeadObject's has no body: ``ACCESS_DENIED``, ``UNKNOWN (HTTP status 400)``) and the fix:
+#: ``REQUEST_TIME_TOO_SKEWED`` (403: this machine's clock 15 minutes off), ``ExpiredToken`` (400, pyarrow: "Unable to
+#: parse ExceptionName: ExpiredToken Message: The provided token has expired."), ``InvalidToken``,
+#: ``TokenRefreshRequired``
+_S3_TIME_OR_TOKEN = (
+    (("REQUEST_TIME_TOO_SKEWED", "RequestTimeTooSkewed"),
+     "this machine's clock is more than 15 minutes off the S3 server's (each request is signed with the time): sync "
+     "it — turn on NTP (`timedatectl set-ntp true`, chrony or ntpd); on a cluster, every node's"),
+    (("ExpiredToken", "InvalidToken", "TokenRefreshRequired"),
+     "the session token has expired or is no longer valid (temporary credentials: an assumed role, SSO, STS): refresh "
+     "them — set "
+     "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN anew, or `aws sso login` for AWS_PROFILE's; on a "
+     "cluster, every node's (docs/cluster.md)"),
+)  # fmt: skip
+
+
+def _time_or_token(text: str) -> str | None:
+    """The fix when S3's error ``text`` refuses a request for this machine's clock or an expired session token
+    (:data:`_S3_TIME_OR_TOKEN`), else ``None``."""
+    return next((fix for marks, fix in _S3_TIME_OR_TOKEN if any(m in text for m in marks)), None)
+
 
 #: each bucket client's mark in its errors (pyarrow's words), and the credentials a refusal of it says to check
 _CREDENTIALS = (
@@ -141,6 +172,9 @@ def refusal(exc: BaseException, deleting: bool = False) -> tuple[str, str]:
 
     text = _unquoted(exc)
     creds = next((c for mark, c in _CREDENTIALS if mark in text), None)
+    cause = _time_or_token(text) if "AWS Error" in text else None
+    if cause is not None:  # refused (a 403), but for this machine's clock or its session token
+        return "access denied", cause
     if creds is None and isinstance(exc, PermissionError):
         if deleting:
             return (
@@ -166,19 +200,14 @@ def bucket_error(text: str, uri: str | None = None) -> tuple[str, str]:
     return (said, "") if check and check in text else (said, check)
 
 
-#: what an S3 error says of credentials the bucket refuses: :data:`_DENIED_MARKS`' AWS ones — pyarrow names the AWS
-#: SDK's error (``INVALID_ACCESS_KEY_ID``), S3's code (``InvalidAccessKeyId``) is in what an S3-compatible server says
-_S3_REFUSED_MARKS = (
-    "ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "INVALID_ACCESS_KEY_ID",
-    "SIGNATURE_DOES_NOT_MATCH", "HTTP status 403",
-)  # fmt: skip
-
-
 def _bucket_error(text: str, uri: str | None) -> tuple[str, str]:
     if "AWS Error" in text:
         if any(mark in text for mark in ("NETWORK_CONNECTION", "Could not resolve", "Could not connect")):
             return text, _S3_UNREACHABLE
-        if any(mark in text for mark in _S3_REFUSED_MARKS):
+        fix = _time_or_token(text)
+        if fix is not None:
+            return text, f" — {fix}"
+        if any(mark in text for mark in _S3_DENIED_MARKS):
             return text, _S3_REFUSED
         return text, ""
     if text.startswith("google::cloud::Status("):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.layout import embedding_schema
 from repeval.testing.s3 import denied_user as _user_denied
 from repeval.testing.s3 import moto_s3
+from repeval.testing.stand_in import stand_in as _stand_in
 
 DIM = 4
 PROV = {"model": "m", "config_hash": "abc123", "repeval_version": "0.1.0", "created_at": np.datetime64(0, "ms")}
@@ -255,36 +255,6 @@ def test_a_bucket_partition_that_may_not_be_listed_names_the_credentials_not_the
         "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role) on this machine (on a cluster, every node's) and that "
         "they may list and read the bucket (docs/cluster.md)"
     ), info
-
-
-@contextlib.contextmanager
-def _stand_in(answer: Callable[[str, str], tuple[int, dict[str, str], bytes]]) -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 standing in for a cloud storage API, reached by pyarrow's own client: each request
-    (method, path) is answered ``answer``'s (status, headers, body); yields its ``host:port``."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-        def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))  # a POST's body, unread else
-            code, headers, body = answer(self.command, self.path)
-            self.send_response(code)
-            for k, v in {**headers, "Content-Length": str(len(body))}.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_HEAD = do_POST = _answer  # http.server calls them by these names
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
 
 
 def _token_from(host: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
