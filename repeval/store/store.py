@@ -69,8 +69,11 @@ class EmbeddingStore:
             raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
         elif must_exist and kind != pafs.FileType.Directory:
             what = "URI" if "://" in root else "path"
+            # where a relative path or a file:// URI is on this machine; a bucket's URI or an absolute path: as given
+            local = isinstance(self.fs, pafs.LocalFileSystem) and self.root != (root.rstrip("/") or "/")
             raise FileNotFoundError(
-                f"no embedding store at {root} ({self.root}): check the {what} (a configuration's run.store"
+                f"no embedding store at {root}{f' ({self.root})' if local else ''}: check the {what} (a configuration's "
+                "run.store"
                 f"{'' if '://' in root else ', relative to the current directory'}), or embed into it with `repeval "
                 f"embed CONFIG --store {root}`"
             )

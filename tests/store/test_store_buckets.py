@@ -427,7 +427,7 @@ def test_store_show_of_a_bucket_uri_alone_names_it(s3: dict[str, Any]) -> None:
     nope = f"s3://repeval/nope{s3['query']}"
     res = CliRunner().invoke(app, ["store", "show", nope])
     assert res.exit_code == 1 and res.stderr == (
-        f"error: no embedding store at {nope} (repeval/nope): check the URI (a configuration's run.store), or embed "
+        f"error: no embedding store at {nope}: check the URI (a configuration's run.store), or embed "
         f"into it with `repeval embed CONFIG --store {nope}`\n"
     ), res.output
     with s3["fs"].open_output_stream("repeval/notes/readme.txt") as fh:
