@@ -20,12 +20,15 @@ from repeval.cli.paths import windows_checked as windows_checked
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
 from repeval.config import ConfigError, load_config
+from repeval.config.stdin import config_name
 from repeval.words import counted
 
 log = logging.getLogger("repeval")
 
 
-ConfigArg = Annotated[Path, typer.Argument(callback=config_path, help="experiment YAML file")]
+ConfigArg = Annotated[
+    Path, typer.Argument(callback=config_path, help="experiment YAML file (-: read it from standard input)")
+]
 RunIdOpt = Annotated[
     str | None,
     typer.Option("--run-id", help="run id (default: run.run_id, else a new run-<date>-<time> on every command)"),
@@ -68,7 +71,7 @@ def _load(
         from repeval.config.loader import check_data_paths
 
         try:
-            check_data_paths(cfg, str(path), unreached_fix)  # a manifest it cannot reach: its fix, by command
+            check_data_paths(cfg, config_name(path), unreached_fix)  # a manifest it cannot reach: its fix, by command
         except ConfigError as exc:
             _fail(_in_job_copy(exc))
     return cfg

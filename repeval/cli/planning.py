@@ -21,6 +21,7 @@ from repeval.cli.common import (
     with_smoke_test,
 )
 from repeval.cli.errors import _guard
+from repeval.config.stdin import config_name
 from repeval.uri_text import shown
 from repeval.words import counted
 
@@ -66,7 +67,7 @@ def validate(
 
     cfg = _load(config, check_data=not skip_data_check, smoke_test=smoke_test, files=not skip_data_check)
     n = len(cfg.experiments)
-    head = f"{config}: valid ({counted(n, 'experiment')})"
+    head = f"{config_name(config)}: valid ({counted(n, 'experiment')})"
     said, problems = ("", []) if skip_model_check else _check_models(cfg)
     if problems:  # the file is valid, the run would stop: the first line says both (exit status 1)
         head += f", but {said}:"
@@ -232,7 +233,7 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
             note += f" ({Path(st_root).resolve()}: relative paths start from the current directory)"
         notes.append(note)
     try:
-        check_data_paths(cfg, str(config))
+        check_data_paths(cfg, config_name(config))
     except ConfigError as exc:
         notes += [f"note: `repeval run` would stop here: {problem}" for problem in exc.problems]
     if not os.environ.get("RAY_ADDRESS"):  # on a cluster its nodes answer, at `repeval validate` and the run's start

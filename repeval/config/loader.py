@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from repeval.config.schema import Config
+from repeval.config.stdin import STDIN, stdin_text
 from repeval.config.yaml_keys import Loader
 from repeval.json_keys import date_values, json_text, other_keys, sorted_json
 from repeval.registry import did_you_mean
@@ -163,8 +164,10 @@ def _near_config(p: Path) -> str:
 
 
 def load_config(path: str | Path, smoke_test: bool = False, files: bool = True) -> Config:
-    """Read a YAML file safely and validate all of it before anything runs (``smoke_test``, ``files``:
-    :func:`parse_config`)."""
+    """Read a YAML file (``-``: standard input, :data:`STDIN`) safely and validate all of it before anything runs
+    (``smoke_test``, ``files``: :func:`parse_config`)."""
+    if str(path) == STDIN:
+        return _parse_text(stdin_text(), "stdin", smoke_test, files)
     p = Path(path)
     if p.is_dir():
         found = sorted(q.name for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
@@ -172,7 +175,12 @@ def load_config(path: str | Path, smoke_test: bool = False, files: bool = True) 
         raise ConfigError([f"{p} is a directory; give a YAML config file{hint}"])
     if not p.is_file():
         raise ConfigError([f"config file not found — {_near_config(p)}"], str(p))  # the path once: the source names it
-    text = p.read_text(encoding="utf-8")
+    return _parse_text(p.read_text(encoding="utf-8"), str(p), smoke_test, files)
+
+
+def _parse_text(text: str, source: str, smoke_test: bool, files: bool) -> Config:
+    """The configuration YAML ``text`` (of ``source``: a file's path, ``stdin``) holds, validated (:func:`parse_config`);
+    YAML it is not said with the line and the usual slip."""
     try:
         data = yaml.load(text, Loader=Loader)  # a SafeLoader (yaml_keys.Loader)
     except yaml.YAMLError as exc:
@@ -184,8 +192,8 @@ def load_config(path: str | Path, smoke_test: bool = False, files: bool = True) 
             line = lines[mark.line]
             shown = f" (line {mark.line + 1}: {_shown_line(line, mark.column)})"
         before = line[: mark.column] if mark is not None else ""
-        raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem, before)}"], str(p)) from None
-    return parse_config(data, str(p), smoke_test, files)
+        raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem, before)}"], source) from None
+    return parse_config(data, source, smoke_test, files)
 
 
 def _shown_line(line: str, column: int = 0) -> str:
