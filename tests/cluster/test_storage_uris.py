@@ -338,9 +338,12 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     from typer.testing import CliRunner
 
     from repeval.cli import app
-    from repeval.testing.results import FakeRunSpec, make_run_dir
+    from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
 
-    spec = FakeRunSpec(run_id="demo", models=("msd-musicnn",), probes=("M1",), seeds=(0,), n_resamples=5)
+    spec = FakeRunSpec(
+        run_id="demo", experiments=DEFAULT_EXPERIMENTS[:1], models=("msd-musicnn",), probes=("M1",), seeds=(0,),
+        scenarios=("clean", "D1"), n_resamples=5, n_test=20,
+    )  # fmt: skip
     local = make_run_dir(tmp_path / "runs", spec)
     for run in ("curves", "results"):
         pafs.copy_files(str(local), f"repeval/refused/{run}", source_filesystem=pafs.LocalFileSystem(),
