@@ -10,8 +10,11 @@ import logging
 import os
 import textwrap
 import time
+from pathlib import Path
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: a model whose constructor waits for ``release``: a large model loading for minutes
 SLOW_MODEL = """
@@ -291,7 +294,7 @@ import ray
 from repeval.pipeline import stream_watch
 
 stream_watch.FORGET_TIMEOUT_S = 1.0  # (5 s in a run)
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # its own cluster
 node = ray._private.worker._global_node
 (gcs,) = node.all_processes["gcs_server"]
 gcs.process.kill()  # Ray died under the run
@@ -314,8 +317,11 @@ def test_a_stream_whose_cluster_died_ends_without_waiting_for_its_gcs() -> None:
 
     from repeval.testing.processes import again_if_ray_timed_out
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # never the session's cluster
+    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
+
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", GCS_GONE], capture_output=True, text=True, timeout=300)
+        return subprocess.run([sys.executable, "-c", GCS_GONE], env=env, capture_output=True, text=True, timeout=300)
 
     r = again_if_ray_timed_out(run)
     assert r.returncode == 0 and r.stdout == "forgotten\n", (r.returncode, r.stdout, r.stderr[-2000:])
