@@ -28,7 +28,8 @@ from repeval.uri_text import shown  # noqa: E402
 class _FlagsWithoutType:
     """A command whose ``--help`` shows a flag as a flag (``--debug  show tracebacks``), not as an option taking a
     value: Typer 0.29's help panel gives every option its type, ``--debug <bool>``, even ``--help <bool>``, and has
-    no setting to leave it out — an empty metavar is what it shows instead."""
+    no setting to leave it out — an empty metavar is what it shows instead. Its usage line shows each argument plain
+    (:meth:`collect_usage_pieces`)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)  # type: ignore[misc]
@@ -36,6 +37,23 @@ class _FlagsWithoutType:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
         return params  # type: ignore[no-any-return]
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """The usage line with each argument plain, as click writes it: ``RUN...``, ``CONFIG``, ``[RUNS_DIR]`` — Typer
+        0.29 writes a required one in braces (``{RUN}...``, ``{config}``), a notation no user types."""
+        arguments = [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        plain = {" ".join(p.get_usage_pieces(ctx)): _plain_argument(p) for p in arguments}
+        return [plain.get(piece, piece) for piece in super().collect_usage_pieces(ctx)]  # type: ignore[misc]
+
+
+def _plain_argument(param: Any) -> str:
+    """An argument as the usage line shows it: its metavar (else its name in capitals), in brackets when optional
+    (unless its metavar has them: ``[STORE] [PARTITION...]``), ``...`` after it when it takes several (unless its
+    metavar says so: ``[STORE] PARTITION...``)."""
+    name = param.metavar or param.name.upper()
+    if not param.required and not name.startswith("["):
+        name = f"[{name}]"
+    return name + ("..." if param.nargs != 1 and "..." not in name else "")
 
 
 class FlagsGroup(_FlagsWithoutType, TyperGroup):

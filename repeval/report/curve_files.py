@@ -1,13 +1,14 @@
 """The files of the robustness curves (:mod:`repeval.report.curves`) beside the report: each curve's figure
-(``plots/<stem>.png`` and ``.svg``) and every curve's numbers (``plots/robustness_curves.csv``), written once the report
-is built (:func:`write_curve_files`), replacing an earlier report's."""
+(``plots/<stem>.png`` and ``.svg``) and every curve's numbers (``plots/robustness_curves.csv``, its missing points
+too: an empty mean and why in its ``missing`` column), written once the report is built (:func:`write_curve_files`),
+replacing an earlier report's."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,23 +20,26 @@ if TYPE_CHECKING:
 
 
 CSV_COLUMNS = ["task", "dataset", "series", "transform", "param", "unit", "scenario", "level", "model", "probe",
-               "metric", "mean", "std", "n"]  # fmt: skip
+               "metric", "mean", "std", "n", "missing"]  # fmt: skip
 
 
-def curve_csv_rows(curve: Curve) -> list[list[object]]:
+def curve_csv_rows(curve: Curve, missing: Mapping[tuple[int, int], str]) -> list[list[object]]:
     """The curve's numbers at full precision, a row per model and point (:data:`CSV_COLUMNS`; clean's level empty
-    where the transform has no none value)."""
+    where the transform has no none value). A point its model's run tests without a value (``missing``: (model row,
+    point column) → why, :func:`~repeval.report.curve_gaps.missing_reasons`) is a row too, its mean and std empty, its
+    n 0 and its ``missing`` why, as the note below the figure says; ``missing`` is empty in every other row."""
     s = curve.series
     rows: list[list[object]] = []
     for i, (model, probe) in enumerate(curve.probes.items()):
         for j, (scenario, level) in enumerate(zip(curve.scenarios, curve.levels, strict=True)):
             mean, std = curve.mean[i, j], curve.std[i, j]
-            if not curve.n[i, j]:
+            why = missing.get((i, j), "")
+            if not curve.n[i, j] and not why:
                 continue  # a level its run did not test (several runs)
             rows.append([s.task, s.dataset, s.name, s.transform, s.param, s.unit, scenario,
                          "" if level is None else repr(float(level)), model, probe, curve.metric,
                          repr(float(mean)) if math.isfinite(mean) else "",
-                         repr(float(std)) if math.isfinite(std) else "", int(curve.n[i, j])])  # fmt: skip
+                         repr(float(std)) if math.isfinite(std) else "", int(curve.n[i, j]), why])  # fmt: skip
     return rows
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from repeval.config.run import ResourcesConfig
 from repeval.testing.ahead import ahead_fixture
+from repeval.testing.processes import again_if_ray_timed_out
 
 REPO = Path(__file__).resolve().parents[2]
 TWO_NODES = ({"CPU": 8.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0}, [{"CPU": 4.0}, {"CPU": 4.0}])
@@ -135,10 +136,18 @@ finally:
 """
 
 
-def packed_pool_runs(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def packed_pool_runs(
+    environ: dict[str, str], driver: str = DRIVER, argv: tuple[str, ...] = ("150",)
+) -> subprocess.CompletedProcess[str]:
     """The ``DRIVER`` of the packed-pool test: its cluster and its two ``repeval embed`` runs (~60 s, much of it spent
     waiting: a model of 0.3 s a track, the stalls, a node that joins 10 s later). Started as soon as the tests are
-    collected (``ahead_fixture``): it runs while the tests before this module do."""
+    collected (``ahead_fixture``): it runs while the tests before this module do — which start Rays too, so once more
+    if its own did not start in time, in a temp folder of its own (``driver`` and ``argv``: another script, before
+    the folder, for the test of that)."""
+    return again_if_ray_timed_out(functools.partial(_packed_pool_run, environ, driver, argv))
+
+
+def _packed_pool_run(environ: dict[str, str], driver: str, argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     tmp = Path(tempfile.mkdtemp(prefix="rv-pack-", dir="/tmp"))  # Ray's temp dir (short unix socket paths)
     try:
         env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}
@@ -157,11 +166,43 @@ def packed_pool_runs(environ: dict[str, str]) -> subprocess.CompletedProcess[str
                 "PYTHONPATH": str(REPO),
             }
         )
-        args = [sys.executable, "-c", DRIVER, "150", str(tmp)]
-        r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+        args = [sys.executable, "-c", driver, *argv, str(tmp)]
+        return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return r
+
+
+#: a driver for the test of ``packed_pool_runs``' second start: each start notes its temp folder (its last argument)
+#: in the file ``argv[1]`` and leaves a file in it; the first fails as ``ray.init`` does when its node is slow to start,
+#: the second says what its folder held before
+FIRST_START_TIMES_OUT = r"""
+import sys
+from pathlib import Path
+
+from repeval.testing.processes import RAY_START_TIMED_OUT
+
+starts, tmp = Path(sys.argv[1]), Path(sys.argv[-1])
+held = sorted(p.name for p in tmp.iterdir())
+(tmp / "ray.sock").write_text("a start's")
+with starts.open("a") as f:
+    f.write(f"{tmp}\n")
+if len(starts.read_text().split()) == 1:
+    sys.exit(f"Exception: {RAY_START_TIMED_OUT}.")
+print(held)
+"""
+
+
+def test_the_packed_pool_run_starts_once_more_in_a_fresh_folder_when_its_ray_start_timed_out(tmp_path: Path) -> None:
+    """``packed_pool_runs`` ran once: a Ray that did not start in time (other tests start Rays meanwhile) failed the
+    packed-pool test. It runs once more, as the other background runs do, in a temp folder of its own (not the
+    first start's, with what that left)."""
+    import os
+
+    starts = tmp_path / "starts.txt"
+    r = packed_pool_runs(dict(os.environ), FIRST_START_TIMES_OUT, (str(starts),))
+    assert r.returncode == 0 and r.stdout == "[]\n", (r.stdout, r.stderr[-2000:])
+    first, second = starts.read_text().split()
+    assert first != second and not Path(first).exists() and not Path(second).exists()
 
 
 packed_pool = ahead_fixture("packed_pool", packed_pool_runs, scope="module")

@@ -72,6 +72,26 @@ def test_the_help_shows_a_flag_as_a_flag_and_an_option_with_its_type():
     assert re.search(r"--run-id +<str> +run id", run) and re.search(r"--strict +exit with status 3", run), run
 
 
+def test_usage_lines_show_arguments_plain():
+    """Typer 0.29 wrote a required argument in braces on the usage line: ``repeval table [OPTIONS] {RUN}...``,
+    ``repeval run [OPTIONS] {config}`` — a notation no user types. Every command's usage line shows its arguments as
+    click does: ``RUN...``, ``CONFIG``, ``[RUNS_DIR]``."""
+    root = typer.main.get_command(app)
+    usage = {}
+    for name, cmd in root.commands.items():  # type: ignore[attr-defined]
+        for sub_name, sub in (getattr(cmd, "commands", None) or {name: cmd}).items():
+            where = [name, sub_name] if sub is not cmd else [name]
+            said = CliRunner().invoke(app, [*where, "--help"], env={"COLUMNS": "200"}).output
+            (usage[" ".join(where)],) = re.findall(r"Usage: \S+ (.*\S)", said)
+    assert {k: v for k, v in usage.items() if re.search(r"[{}]", v)} == {}
+    assert usage["table"] == "table [OPTIONS] RUN..." and usage["run"] == "run [OPTIONS] CONFIG"
+    assert usage["runs"] == "runs [OPTIONS] [RUNS_DIR]"
+    assert usage["store show"] == "store show [OPTIONS] [STORE] DATASET/MODEL/SCENARIO..."
+    assert usage["store settle"] == "store settle [OPTIONS] [STORE] [PARTITION...]"
+    said = CliRunner().invoke(app, ["store", "--help"], env={"COLUMNS": "200"}).output
+    assert "Usage: root store [OPTIONS] COMMAND [ARGS]..." in said, said
+
+
 def test_a_bare_repeval_prints_its_help_and_exits_0_and_version_says_the_versions():
     """A bare ``repeval`` (or ``repeval data``, ``repeval store``) exited 2, a usage error (Typer's no_args_is_help
     under click 8.2): it now prints the help and exits 0, as git and ray do; ``repeval --version`` did not exist."""

@@ -10,8 +10,11 @@ import logging
 import os
 import textwrap
 import time
+from pathlib import Path
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: a model whose constructor waits for ``release``: a large model loading for minutes
 SLOW_MODEL = """
@@ -280,3 +283,45 @@ def test_an_actor_killed_mid_build_leaves_no_mark_that_says_loading(ray_session,
     assert len(left) == 1, left  # the dead worker's mark, which no longer counts
     watch.stop()
     assert loading_actors() == set()
+
+
+#: a driver whose cluster's GCS dies before its stream's end deletes its marks (:func:`forget_marks`), then says so
+GCS_GONE = r"""
+import os
+
+import ray
+
+from repeval.pipeline import stream_watch
+
+stream_watch.FORGET_TIMEOUT_S = 1.0  # (5 s in a run)
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # its own cluster
+node = ray._private.worker._global_node
+(gcs,) = node.all_processes["gcs_server"]
+gcs.process.kill()  # Ray died under the run
+gcs.process.wait()
+stream_watch.forget_marks()
+print("forgotten", flush=True)
+for infos in node.all_processes.values():  # what is left of the cluster: this test's own, not the session's
+    for info in infos:
+        info.process.kill()
+os._exit(0)
+"""
+
+
+def test_a_stream_whose_cluster_died_ends_without_waiting_for_its_gcs() -> None:
+    """A stream's end deletes its actors' marks in the GCS (:func:`forget_marks`). With the GCS gone (Ray died under
+    the run) that request waited for it for a minute, and then Ray ended the process (exit status 1) before the run
+    could say what happened. The request gives up soon, and the driver goes on."""
+    import subprocess
+    import sys
+
+    from repeval.testing.processes import again_if_ray_timed_out
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # never the session's cluster
+    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", GCS_GONE], env=env, capture_output=True, text=True, timeout=300)
+
+    r = again_if_ray_timed_out(run)
+    assert r.returncode == 0 and r.stdout == "forgotten\n", (r.returncode, r.stdout, r.stderr[-2000:])

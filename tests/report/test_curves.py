@@ -429,25 +429,34 @@ def test_a_scenario_at_the_level_of_no_deformation_is_not_drawn_on_top_of_clean(
     assert ax.get_title().endswith("; dashed: clean")
 
 
-def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_says_which_and_why(series_run):
+def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_which_and_why(series_run, tmp_path):
     """A model without a value at a level its run tests — a failed test cell, or none at all — had its line drawn
     straight across the gap (the table showing "–"), as if it were measured there. The line breaks there now, and a
-    note below the curve names each missing point and why: the reason ``failed.parquet`` gives, else not run."""
+    note below the curve names each missing point and why: the reason ``failed.parquet`` gives, else not run. The
+    CSV left missing points out (a reader of it could not tell a gap from a level never tested); each is a row now,
+    its mean empty and why in ``missing``. A probe whose training failed (``failed.parquet``'s row without a
+    scenario: an exception or a NaN loss) was said not run; its reason is given now."""
     from dataclasses import replace
 
     import pandas as pd
 
+    from repeval.report.curve_files import CurveFiles, write_curve_files
     from repeval.report.curves import curves_block
 
     run = load_run(series_run)
     df = run.results
     models = list(dict.fromkeys(df[df["task"] == TAGS]["model"]))
-    failing, absent = models[0], models[-1]
+    failing, diverged, absent = models
+    # diverged: seed 0's training failed (none of its rows), seed 1 stopped before D1
     gone = ((df["model"] == failing) & (df["scenario"] == "D1")) | ((df["model"] == absent) & (df["scenario"] == "D2"))
+    gone |= (df["model"] == diverged) & ((df["seed"] == 0) | (df["scenario"] == "D1"))
     probes_of = df[(df["task"] == TAGS) & (df["model"] == failing)]["probe"].unique()
+    nan_loss = "non-finite loss at epoch 3: the training diverged — lower learning_rate, or set standardize: true"
     failed = pd.DataFrame(
         [{"task": TAGS, "dataset": TAGGED, "model": failing, "probe": p, "seed": 0, "fold": None, "params": "{}",
           "scenario": "D1", "reason": "scores not finite"} for p in probes_of]
+        + [{"task": TAGS, "dataset": TAGGED, "model": diverged, "probe": p, "seed": 0, "fold": None, "params": "{}",
+            "scenario": None, "reason": nan_loss} for p in probes_of]
     )  # fmt: skip
     cut = replace(run, results=df[~gone].reset_index(drop=True), failed=failed)
     rows = cut.results[(cut.results["task"] == TAGS) & (cut.results["dataset"] == TAGGED)]
@@ -455,16 +464,29 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_says_which_a
     probes = plots.best_probes(cut.results, TAGS, TAGGED, "roc_auc_macro")
     curve = curve_numbers(rows, series, "roc_auc_macro", probes)
     ax = curve_figure(curve).axes[0]
+    want = {failing: -6, diverged: -6, absent: -18}
     for container, model in zip(ax.containers, probes, strict=True):
         x, y = container.lines[0].get_xdata(), container.lines[0].get_ydata()
         np.testing.assert_allclose(x, [0, -6, -18])  # clean, D1, D2: each point in its place, a gap where missing
-        missing = {failing: -6, absent: -18}.get(model)
-        assert [float(v) for v, w in zip(x, y, strict=True) if not np.isfinite(w)] == ([missing] if missing else [])
-    page = html_lib.unescape(curves_block([cut], cut.results, TAGS, TAGGED))
+        assert [float(v) for v, w in zip(x, y, strict=True) if not np.isfinite(w)] == [want[model]]
+    files = CurveFiles(tmp_path)
+    page = html_lib.unescape(curves_block([cut], cut.results, TAGS, TAGGED, None, files))
     (note,) = re.findall(r"\d+ points? missing[^<]*", page)
-    assert note.startswith("2 points missing, each line broken there (– in the table): ")
+    assert note.startswith("3 points missing, each line broken there (– in the table): ")
     assert re.search(rf"{re.escape(failing)} · \S+ at D1 \(-6 dB\): failed \(scores not finite\)", note), note
+    said = "training failed: non-finite loss at epoch 3: the training diverged;"
+    assert re.search(rf"{re.escape(diverged)} · \S+ at D1 \(-6 dB\): {said}", note), note
     assert re.search(rf"{re.escape(absent)} · \S+ at D2 \(-18 dB\): not run \(no result", note), note
+    write_curve_files(files)
+    csv_rows = pd.read_csv(tmp_path / CURVES_CSV)  # as a reader parses it: a gap's mean NaN, not the row left out
+    assert len(csv_rows) == 3 * 3 and csv_rows["mean"].dtype == float
+    gaps = csv_rows[csv_rows["mean"].isna()]
+    assert dict(zip(gaps["model"], gaps["level"], strict=True)) == want
+    assert gaps["n"].tolist() == [0, 0, 0] and gaps["std"].isna().all()
+    why = dict(zip(gaps["model"], gaps["missing"], strict=True))
+    assert why[failing] == "failed (scores not finite)" and why[diverged] == said[:-1]
+    assert why[absent].startswith("not run (no result")
+    assert csv_rows[csv_rows["mean"].notna()]["missing"].isna().all()  # empty where the point has a value
 
 
 def test_over_several_runs_a_point_missing_for_a_model_breaks_its_line_in_the_reports_figure(series_run, tmp_path):
