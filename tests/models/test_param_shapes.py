@@ -195,3 +195,13 @@ def test_the_conflict_builds_the_params_once_to_show_what_the_model_got_as_text(
     found = shown(spec.model.family.cls, {"palette": ["GREEN"]})
     assert found is not None and (found[0], found[1].name) == ("GREEN", "GREEN")
     assert len(calls) == 1, calls
+
+
+def test_the_schema_says_how_params_of_each_annotated_kind_are_written() -> None:
+    """An editor's hover on a model's ``params`` (the JSON Schema, ``repeval schema``) said only "the model's
+    constructor parameters": it says how an ``Enum`` member, a list or mapping of them and a dataclass are written."""
+    from repeval.config.jsonschema import config_json_schema
+
+    said = config_json_schema()["$defs"]["EmbeddingModelConfig"]["properties"]["params"]["description"]
+    for written in ("`mode: GREEN`", "`dict[Color, int]`", "`Literal`", "dataclass (`look: {color: GREEN, size: 2}`)"):
+        assert written in said, said
