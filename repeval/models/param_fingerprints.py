@@ -41,15 +41,12 @@ def given_as_mapping_before(built: dict[str, Any]) -> list[str]:
     return [key for key, value in built.items() if _holds_made(value)]
 
 
-def first_given_as_text(cls: type, params: dict[str, Any]) -> tuple[Any, Any] | None:
+def first_given_as_text(cls: type, params: dict[str, Any]) -> tuple[Any, enum.Enum] | None:
     """The first ``Enum`` member of ``params`` that repeval gave the model as text before
-    (:func:`given_as_text_before`), as ``(the text as written, the member)`` — or, for a dataclass param repeval gave
-    the model as a mapping before, ``(the mapping as written, the dataclass)`` —, what a conflict shows of it; None
+    (:func:`given_as_text_before`), as ``(the text as written, the member)`` — what a conflict shows of it; None
     when there is none."""
     built = as_built(cls, params)
     for key in given_as_text_before(cls, params, built):
-        if _holds_made(built[key]):
-            return params[key], built[key]
         if (found := _first_member(params[key], built[key])) is not None:
             return found
     return None

@@ -159,6 +159,7 @@ def test_a_partition_stamped_when_the_model_got_these_shapes_as_text_or_a_mappin
     for params, hashed_then in (  # as 1673aaa hashed them: the mapping as written, its member as a member
         ({"frame": {"look": {"size": 2}}}, "8332c9c6e91d3e5b"),
         ({"look": {"color": "GREEN"}}, "11db2ff9a67c273e"),
+        ({"frame": {"look": {"size": 2}}, "palette": ["GREEN"]}, "f1db57c40d962ee8"),  # the dataclass' param named
     ):
         spec = _spec(tmp_path, params)
         key = next(iter(params))
