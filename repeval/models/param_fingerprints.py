@@ -41,6 +41,20 @@ def given_as_mapping_before(built: dict[str, Any]) -> list[str]:
     return [key for key, value in built.items() if _holds_made(value)]
 
 
+def dataclass_params(cls: type, params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The params of ``params`` holding a dataclass built from the mapping written (:func:`given_as_mapping_before`),
+    each with the dataclass' name (``('look', 'Look')``; of a dataclass in a list or mapping, the first's)."""
+    built = as_built(cls, params)
+    return tuple((key, _first_made(built[key])) for key in given_as_mapping_before(built))
+
+
+def _first_made(value: Any) -> str:
+    if _made(value):
+        return type(value).__name__
+    inner = value if isinstance(value, list | tuple) else value.values() if isinstance(value, dict) else []
+    return next((_first_made(v) for v in inner if _holds_made(v)), "dataclass")
+
+
 def first_given_as_text(cls: type, params: dict[str, Any]) -> tuple[Any, enum.Enum] | None:
     """The first ``Enum`` member of ``params`` that repeval gave the model as text before
     (:func:`given_as_text_before`), as ``(the text as written, the member)`` — what a conflict shows of it; None

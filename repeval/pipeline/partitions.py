@@ -20,7 +20,13 @@ from repeval.deformations import scenario_steps, track_level_steps
 from repeval.deformations.files import scenario_files
 from repeval.json_keys import json_text
 from repeval.models import resolve_model
-from repeval.models.param_fingerprints import given_as_text_before, mapping_forms, member_names, member_writings
+from repeval.models.param_fingerprints import (
+    dataclass_params,
+    given_as_text_before,
+    mapping_forms,
+    member_names,
+    member_writings,
+)
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
     dataset_source,
@@ -280,6 +286,8 @@ class ModelSpec:
     #: may read the text otherwise), named by a conflict with a partition stamped under one of them
     as_text: tuple[str, ...] = ()
     text_writings: tuple[dict[str, Any], ...] = ()
+    #: of those, the params holding a dataclass it gave the model as the mapping written, each with its class' name
+    as_mapping: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
@@ -311,6 +319,7 @@ class ModelSpec:
             tuple(p for i, p in enumerate(earlier) if p not in earlier[:i]),
             tuple(as_text),
             tuple(writings + mapping_forms(fam.cls, written)) if as_text else (),
+            dataclass_params(fam.cls, written) if as_text else (),
         )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
