@@ -161,7 +161,7 @@ def _member(kind: type[enum.Enum], value: Any) -> enum.Enum | None:
 
 def enum_annotated(cls: type, key: str) -> bool:
     """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum`` (:func:`enum_error` judges it)."""
-    return _enum(hint := _hint(cls, key)) is not None or _mapping(hint) is not None
+    return _enum(hint := _hint(cls, key)) is not None or _mapping(hint) is not None or _listed(hint) is not None
 
 
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -179,7 +179,7 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     if slot is None:
         shape = _mapping(hint, depth)
         if shape is None:
-            return _field_error(hint, param, value) if depth else None
+            return _listed_error(hint, param, value, depth)
         if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
             return None  # (null at the top: a constructor's default of None, whatever its annotation says)
         if not isinstance(value, dict):
@@ -219,6 +219,34 @@ def _field_error(hint: Any, param: str, value: Any) -> str | None:
     return f"{param} takes {_either([n for kind in kinds for n in _said(kind)])}, got {value!r}"
 
 
+def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
+    """Why ``value`` is not a list of what :func:`_listed` finds ``hint`` to list (``looks: list[Look]``: each item
+    checked as ``looks[0]``), or fits no field annotated ``hint`` (:func:`_field_error`); None when it fits."""
+    item = _listed(hint, depth)
+    if item is None:
+        return _field_error(hint, param, value) if depth else None
+    if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
+        return None
+    if not isinstance(value, list | tuple):
+        return f"{param} takes a list of mappings (`- key: value` items), got {value!r}"
+    found = (_enum_error(item, f"{param}[{i}]", v, depth + 1) for i, v in enumerate(value))
+    return next((e for e in found if e), None)
+
+
+def _listed(hint: Any, depth: int = 0) -> Any:
+    """The items' annotation of a list (``list[...]``, ``Sequence[...]``, ``tuple[..., ...]``; ``| None`` too) of
+    dataclasses or mappings holding an ``Enum`` (:func:`_mapping`: ``list[Look]``); None for any other annotation."""
+    parts = [
+        p for p in (typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)) if p is not type(None)
+    ]
+    origin, args = (typing.get_origin(parts[0]), typing.get_args(parts[0])) if len(parts) == 1 else (None, ())
+    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis):
+        return None
+    if origin not in (list, tuple, collections.abc.Sequence) or not args or depth > 4:
+        return None
+    return args[0] if _mapping(args[0], depth + 1) is not None else None
+
+
 class _Shape(typing.NamedTuple):
     """A mapping param's annotation: ``field``, each key's annotation (None for a key it names none of); ``keys``, the
     ``Enum`` naming its keys (``dict[Color, int]``); ``made``, the dataclass built of it (``look: Look``)."""
@@ -252,7 +280,11 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
         inner = list(each.values())
     else:
         return None
-    if made is None and keys is None and not any(_enum(h) is not None or _mapping(h, depth + 1) for h in inner):
+    if (
+        made is None
+        and keys is None
+        and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) for h in inner)
+    ):
         return None
     return _Shape(each.get if each is not None else (lambda _key: inner[0]), keys, made)
 
@@ -320,7 +352,8 @@ def _built(hint: Any, value: Any, depth: int = 0) -> Any:
     if slot is None:
         shape = _mapping(hint, depth) if isinstance(value, dict) else None
         if shape is None:
-            return value
+            item = _listed(hint, depth) if isinstance(value, list | tuple) else None
+            return value if item is None else [_built(item, v, depth + 1) for v in value]
         made = {
             k if shape.keys is None else _built_item(shape.keys, (), k): v
             if (h := shape.field(k)) is None

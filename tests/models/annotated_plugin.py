@@ -71,7 +71,7 @@ class AnnotatedModel(EmbeddingModel):
         look: Look | None = None, hue: Color | str = "plain", mixed: list[Color | int] | None = None,
         either: Color | list[Color] = Color.RED, holes: list[Color | None] | None = None,
         weights: dict[Color, int] | None = None, pick: Literal["auto", "off"] | Color = "auto", box: Box | None = None,
-        frame: Frame | None = None, **params,
+        frame: Frame | None = None, looks: list[Look] | None = None, **params,
     ):
         super().__init__(**params)
         if pooling not in ("mean", "max") or not isinstance(mode, Color):
@@ -80,7 +80,7 @@ class AnnotatedModel(EmbeddingModel):
         self.given = (shade, palette, accent, tint, levels)
         self.held = (styles, look, hue)
         self.mixed = mixed
-        self.more = dict(either=either, holes=holes, weights=weights, pick=pick, box=box, frame=frame)
+        self.more = dict(either=either, holes=holes, weights=weights, pick=pick, box=box, frame=frame, looks=looks)
         self.since = since
 
     def embed(self, audio):

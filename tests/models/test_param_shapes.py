@@ -92,7 +92,7 @@ def test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked(tmp_path
     """``frame: Frame`` (a dataclass) got the mapping YAML reads — a ``dict``, where the model reads ``frame.look`` —
     and any field passed. The dataclass is built now, its dataclass fields too; a field it does not have, one without a
     default left out, a field's value of another kind and what its own ``__post_init__`` refuses are each refused by
-    ``repeval validate`` naming the field and the fix."""
+    ``repeval validate`` naming the field and the fix; a list of them (``looks: list[Look]``) alike, item by item."""
     from repeval.config import ConfigError, parse_config
 
     for frame, said in (
@@ -110,9 +110,17 @@ def test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked(tmp_path
         with pytest.raises(ConfigError) as refused:
             parse_config(annotated_config(tmp_path, {"frame": frame}))
         assert refused.value.problems == [f"{AT}.frame: annotated-model's {said}"]
-    got = _built(tmp_path, {"frame": {"look": {"color": "green"}, "corner": "br"}})
+    with pytest.raises(ConfigError) as refused:  # a list of them: each item
+        parse_config(annotated_config(tmp_path, {"looks": [{"color": "RED"}, {"color": "GREN"}], "frame": None}))
+    assert refused.value.problems == [
+        f"{AT}.looks: annotated-model's looks[1].color takes RED or GREEN, got 'GREN' — did you mean 'GREEN'?"
+    ]
+    got = _built(tmp_path, {"frame": {"look": {"color": "green"}, "corner": "br"}, "looks": [{"size": 3}]})
     look = ("Look", {"color": "Color.GREEN", "size": 1})
-    assert got == {"frame": ("Frame", {"look": look, "corner": "br", "margin": 0})}
+    assert got == {
+        "frame": ("Frame", {"look": look, "corner": "br", "margin": 0}),
+        "looks": [("Look", {"color": "Color.RED", "size": 3})],
+    }
 
 
 def _spec(tmp_path: Path, params: dict[str, Any]) -> Any:
@@ -160,12 +168,13 @@ def test_a_partition_stamped_when_the_model_got_these_shapes_as_text_or_a_mappin
         ({"frame": {"look": {"size": 2}}}, "8332c9c6e91d3e5b"),
         ({"look": {"color": "GREEN"}}, "11db2ff9a67c273e"),
         ({"frame": {"look": {"size": 2}}, "palette": ["GREEN"]}, "f1db57c40d962ee8"),  # the dataclass' param named
+        ({"looks": [{"color": "GREEN"}, {"size": 3}]}, "94c30f782d1f7e8d"),
     ):
         spec = _spec(tmp_path, params)
         key = next(iter(params))
         assert _conflict(tmp_path, spec, hashed_then).endswith(
             f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model param "
-            f"{key} as a mapping (a `dict`, not a `{key.title()}`): it builds the dataclass now, which a model may "
+            f"{key} as a mapping (a `dict`, not a `{key.title().rstrip('s')}`): it builds the dataclass now, which a model may "
             "read otherwise, so the partition's rows are not reused"
         )
     assert (
