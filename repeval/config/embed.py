@@ -160,7 +160,9 @@ class EmbeddingModelConfig(Strict):
     id: FileName
     #: registered model family to build (defaults to the id)
     type: str | None = None
-    #: the model's constructor parameters (``repeval models``)
+    #: the model's constructor parameters (``repeval models``), each of the kind its annotation says: an ``Enum``
+    #: member by its name (``mode: GREEN``; a list of them for ``list[Color]``, a mapping's keys for ``dict[Color,
+    #: int]``), a ``Literal``'s value, a mapping of its fields for a dataclass (``look: {color: GREEN, size: 2}``)
     params: dict[str, Any] = Field(default_factory=dict)
     #: tracks per inference batch (default: the model's)
     batch_size: int | None = Field(default=None, ge=1)

@@ -9,15 +9,14 @@ import dataclasses
 import enum
 import functools
 import inspect
-import itertools
-import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from repeval.registry import did_you_mean
+from repeval.words import named
 
 _UNIONS = (typing.Union, types.UnionType)
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
@@ -40,13 +39,16 @@ def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
     'b']]`` a list of them), naming the model ``name``: a plugin's ``pooling: 'median'`` was refused by its constructor
     in every embedding actor, not by ``repeval validate``; None when it is one (or the annotation is no ``Literal``:
     :func:`literal_annotated`, or names a kind not checked here beside it)."""
-    hint = _hint(cls, key)
+    return _literal_error(_hint(cls, key), f"{name}'s {key}", value)
+
+
+def _literal_error(hint: Any, param: str, value: Any) -> str | None:
     if value is None and _optional_list(hint) is not None:  # ``list[Literal['a', 'b']] | None``: null too
         return None
     hint = _optional_list(hint) or hint
     if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
         said = [repr(v) for v in allowed]
-        return _items_error(f"{name}'s {key}", value, lambda v: _among(v, allowed), said, allowed, repr(value))
+        return _items_error(param, value, lambda v: _among(v, allowed), said, allowed, repr(value))
     parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
     allowed = _literals(parts)
     others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
@@ -58,7 +60,7 @@ def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
     if _among(value, allowed) or any(_fits(value, kind) for kind in kinds):
         return None
     said = [repr(v) for v in allowed if v is not None] + [n for kind in kinds for n in _said(kind)]
-    return f"{name}'s {key} takes {_either(said + ['null'] * (None in allowed))}, got {value!r}{_close(value, allowed)}"
+    return f"{param} takes {_either(said + ['null'] * (None in allowed))}, got {value!r}{_close(value, allowed)}"
 
 
 def literal_annotated(cls: type, key: str) -> bool:
@@ -81,34 +83,52 @@ def _optional_list(hint: Any) -> Any:
 class _EnumSlot(typing.NamedTuple):
     """Where an ``Enum`` stands in a param's annotation: ``kind``, the class; ``listed``, the items of a list name its
     members (``list[Color]``); ``nullable``, null is allowed (``| None``); ``beside``, the kinds the annotation allows
-    beside it (``Color | int``: ``[int]``); ``items_beside``, those a list's items may be beside it (``list[Color |
-    int]``: ``[int]``)."""
+    beside it (``Color | int``: ``[int]``; ``Literal['a'] | Color``: a :class:`_Choice`); ``items_beside``, those a
+    list's items may be beside it (``list[Color | int]``: ``[int]``; ``list[Color | None]``: null); ``or_list``, a
+    member or a list of them (``Color | list[Color]``)."""
 
     kind: type[enum.Enum]
     listed: bool
     nullable: bool
     beside: list[Any]
     items_beside: tuple[Any, ...] = ()
+    or_list: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Choice:
+    """The values of a ``Literal[...]`` beside an ``Enum`` (``Literal['auto'] | Color``), as a kind: a value among them
+    stays as written."""
+
+    values: tuple[Any, ...]
 
 
 def _enum(hint: Any) -> _EnumSlot | None:
-    """The ``Enum`` ``hint`` names — alone or in a union (``Color``, ``Color | None``, ``Color | int``), or as a list's
-    items (``list[Color]``, ``list[Color | int]``, ``Sequence[Color]``, ``tuple[Color, ...]``; ``| None`` too); None
-    for any other annotation, or one with a kind beside it not checked here (a path, ``Any``)."""
+    """The ``Enum`` ``hint`` names — alone or in a union (``Color``, ``Color | None``, ``Color | int``, ``Literal['a']
+    | Color``), or as a list's items (``list[Color]``, ``list[Color | int]``, ``list[Color | None]``,
+    ``Sequence[Color]``, ``tuple[Color, ...]``; ``| None`` too), or either (``Color | list[Color]``); None for any
+    other annotation, or one with a kind beside it not checked here (a path, ``Any``)."""
     parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
     rest = [p for p in parts if p is not type(None)]
     found: list[tuple[Any, _EnumSlot | None]] = [(p, None) for p in rest if _is_enum(p)]
     found += [(p, item) for p in rest if (item := _items(p)) is not None]
-    if len(found) != 1:
+    either = len(found) == 2 and found[0][1] is None and found[1][1] is not None and found[1][1].kind is found[0][0]
+    if len(found) != 1 and not either:
         return None
-    slot, item = found[0]
-    each = [_kinds(p) for p in rest if p is not slot]
+    each = [_beside(p) for p in rest if all(p is not slot for slot, _ in found)]
     if None in each:
         return None
     beside = [k for ks in each if ks for k in ks]
+    nullable = len(rest) < len(parts)
+    slot, item = found[-1]
     if item is None:
-        return _EnumSlot(slot, False, len(rest) < len(parts), beside)
-    return _EnumSlot(item.kind, True, len(rest) < len(parts), beside, tuple(item.beside))
+        return _EnumSlot(slot, False, nullable, beside)
+    return _EnumSlot(item.kind, not either, nullable, beside, tuple(item.beside), either)
+
+
+def _beside(hint: Any) -> list[Any] | None:
+    """The kinds ``hint`` allows beside an ``Enum`` (:func:`_kinds`; a ``Literal``'s values as a :class:`_Choice`)."""
+    return [_Choice(typing.get_args(hint))] if typing.get_origin(hint) is typing.Literal else _kinds(hint)
 
 
 def _items(hint: Any) -> _EnumSlot | None:
@@ -120,7 +140,9 @@ def _items(hint: Any) -> _EnumSlot | None:
     if origin not in (list, tuple, collections.abc.Sequence) or not args:
         return None
     item = _enum(args[0])
-    return item if item is not None and not item.listed and not item.nullable else None
+    if item is None or item.listed or item.or_list:
+        return None
+    return item._replace(beside=[*item.beside, type(None)], nullable=False) if item.nullable else item
 
 
 def _is_enum(hint: Any) -> bool:
@@ -139,7 +161,7 @@ def _member(kind: type[enum.Enum], value: Any) -> enum.Enum | None:
 
 def enum_annotated(cls: type, key: str) -> bool:
     """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum`` (:func:`enum_error` judges it)."""
-    return _enum(_hint(cls, key)) is not None
+    return _enum(hint := _hint(cls, key)) is not None or _mapping(hint) is not None or _listed(hint) is not None
 
 
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -155,23 +177,30 @@ def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
 def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None:
     slot = _enum(hint)
     if slot is None:
-        fields = _fields(hint, depth)
-        if fields is None or (value is None and (depth == 0 or type(None) in typing.get_args(hint))):
+        shape = _mapping(hint, depth)
+        if shape is None:
+            return _listed_error(hint, param, value, depth)
+        if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
             return None  # (null at the top: a constructor's default of None, whatever its annotation says)
         if not isinstance(value, dict):
             return f"{param} takes a mapping (`key: value` lines), got {value!r}"
-        found = (_enum_error(fields(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
-        return next((e for e in found if e), None)
+        return _mapping_error(shape, param, value, depth) or _made_error(hint, shape, param, value, depth)
     if (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):
         return None
     names = [*slot.kind.__members__]
+    close = names + [v for kind in slot.beside if isinstance(kind, _Choice) for v in kind.values]
+    items = names + [n for kind in slot.items_beside for n in _said(kind)]
     if slot.listed:
-        said = names + [n for kind in slot.items_beside for n in _said(kind)]
-        return _items_error(param, value, lambda v: _member_or_beside(slot, v), said, names, value)
+        return _items_error(param, value, lambda v: _member_or_beside(slot, v), items, names, value)
+    said = names + [n for kind in slot.beside for n in _said(kind)]
+    said += [f"a list whose items are {_either(items)}"] * slot.or_list + ["null"] * slot.nullable
+    if slot.or_list and isinstance(value, list | tuple):
+        wrong = [v for v in value if not _member_or_beside(slot, v)]
+        why = f": {wrong[0]!r} is not one{_close(wrong[0], names)}" if wrong else ""
+        return f"{param} takes {_either(said)}, got {value!r}{why}" if wrong else None
     if _member(slot.kind, value) is not None:
         return None
-    said = names + [n for kind in slot.beside for n in _said(kind)] + ["null"] * slot.nullable
-    return f"{param} takes {_either(said)}, got {value!r}{_close(value, names)}"
+    return f"{param} takes {_either(said)}, got {value!r}{_close(value, close)}"
 
 
 def _member_or_beside(slot: _EnumSlot, item: Any) -> bool:
@@ -179,22 +208,71 @@ def _member_or_beside(slot: _EnumSlot, item: Any) -> bool:
     return _member(slot.kind, item) is not None or any(_fits(item, kind) for kind in slot.items_beside)
 
 
-def _fields(hint: Any, depth: int = 0) -> Callable[[Any], Any] | None:
-    """For a mapping annotation holding an ``Enum`` at some depth (``dict[str, Color]``, ``dict[str, list[Color]]``,
-    a ``TypedDict`` or dataclass with a ``Color`` field; ``| None`` too): each key's annotation (None for a key it
-    names none of); None for any other annotation."""
+def _field_error(hint: Any, param: str, value: Any) -> str | None:
+    """Why ``value`` does not fit a mapping's field (or value) annotated ``hint`` with a ``Literal`` or a kind checked
+    here (``size: int``: ``look.size takes an integer, got 'big'``); None when it does, or is of a kind not checked."""
+    if hint is None or (problem := _literal_error(hint, param, value)) is not None:
+        return None if hint is None else problem
+    kinds = _kinds(hint)
+    if kinds is None or any(_fits(value, kind) for kind in kinds):
+        return None
+    return f"{param} takes {_either([n for kind in kinds for n in _said(kind)])}, got {value!r}"
+
+
+def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
+    """Why ``value`` is not a list of what :func:`_listed` finds ``hint`` to list (``looks: list[Look]``: each item
+    checked as ``looks[0]``), or fits no field annotated ``hint`` (:func:`_field_error`); None when it fits."""
+    item = _listed(hint, depth)
+    if item is None:
+        return _field_error(hint, param, value) if depth else None
+    if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
+        return None
+    if not isinstance(value, list | tuple):
+        return f"{param} takes a list of mappings (`- key: value` items), got {value!r}"
+    found = (_enum_error(item, f"{param}[{i}]", v, depth + 1) for i, v in enumerate(value))
+    return next((e for e in found if e), None)
+
+
+def _listed(hint: Any, depth: int = 0) -> Any:
+    """The items' annotation of a list (``list[...]``, ``Sequence[...]``, ``tuple[..., ...]``; ``| None`` too) of
+    dataclasses or mappings holding an ``Enum`` (:func:`_mapping`: ``list[Look]``); None for any other annotation."""
+    parts = [
+        p for p in (typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)) if p is not type(None)
+    ]
+    origin, args = (typing.get_origin(parts[0]), typing.get_args(parts[0])) if len(parts) == 1 else (None, ())
+    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis):
+        return None
+    if origin not in (list, tuple, collections.abc.Sequence) or not args or depth > 4:
+        return None
+    return args[0] if _mapping(args[0], depth + 1) is not None else None
+
+
+class _Shape(typing.NamedTuple):
+    """A mapping param's annotation: ``field``, each key's annotation (None for a key it names none of); ``keys``, the
+    ``Enum`` naming its keys (``dict[Color, int]``); ``made``, the dataclass built of it (``look: Look``)."""
+
+    field: Callable[[Any], Any]
+    keys: type[enum.Enum] | None = None
+    made: type | None = None
+
+
+def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
+    """For a dataclass annotation (``look: Look``: built from the mapping, recursively) or a mapping annotation holding
+    an ``Enum`` at some depth (``dict[str, Color]``, ``dict[Color, int]``, ``dict[str, list[Color]]``, a ``TypedDict``
+    with a ``Color`` field; ``| None`` too): its :class:`_Shape`; None for any other annotation."""
     union = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
     parts = [p for p in union if p is not None and p is not type(None)]  # (None: a key the mapping names no field of)
     if depth > 4 or len(parts) != 1:
         return None
-    hint = parts[0]
+    hint, keys, made = parts[0], None, None
     if typing.get_origin(hint) in (dict, collections.abc.Mapping, collections.abc.MutableMapping):
         args = typing.get_args(hint)
         if len(args) != 2:
             return None
         each: dict[Any, Any] | None = None
         inner = [args[1]]
-    elif typing.is_typeddict(hint) or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        keys = args[0] if _is_enum(args[0]) else None
+    elif typing.is_typeddict(hint) or (made := _dataclass(hint)) is not None:
         try:
             each = typing.get_type_hints(hint)
         except Exception:
@@ -202,18 +280,69 @@ def _fields(hint: Any, depth: int = 0) -> Callable[[Any], Any] | None:
         inner = list(each.values())
     else:
         return None
-    if not any(_enum(h) is not None or _fields(h, depth + 1) is not None for h in inner):
+    if (
+        made is None
+        and keys is None
+        and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) for h in inner)
+    ):
         return None
-    return each.get if each is not None else (lambda _key: inner[0])
+    return _Shape(each.get if each is not None else (lambda _key: inner[0]), keys, made)
+
+
+def _dataclass(hint: Any) -> type | None:
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int) -> str | None:
+    """Why the mapping ``value`` does not fit ``shape``: a key naming no member (``dict[Color, int]``), a dataclass'
+    field it does not have or lacks, or a value its annotation refuses (``look.color``); None when it fits."""
+    if shape.keys is not None and (wrong := [k for k in value if _member(shape.keys, k) is None]):
+        names = [*shape.keys.__members__]
+        return f"{param} takes a mapping whose keys are {_either(names)}, got the key {wrong[0]!r}" + (
+            _close(wrong[0], names) or f": write {_either(names)}"
+        )
+    if shape.made is not None:
+        fields = [f for f in dataclasses.fields(shape.made) if f.init]
+        names = [f.name for f in fields]
+        if unknown := [k for k in value if k not in names]:
+            return (
+                f"{param} has no field {unknown[0]!r}: write one of {shape.made.__name__}'s fields ({', '.join(names)}), "
+                f"or remove it{_close(unknown[0], names)}"
+            )
+        empty = dataclasses.MISSING
+        if lacking := [
+            f.name for f in fields if f.default is empty and f.default_factory is empty and f.name not in value
+        ]:
+            added = ", ".join(f"`{f}: …`" for f in lacking)
+            return (
+                f"{param} lacks {named('field', lacking)}, which {shape.made.__name__} has no default for: add {added}"
+            )
+    found = (_enum_error(shape.field(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
+    return next((e for e in found if e), None)
+
+
+def _made_error(hint: Any, shape: _Shape, param: str, value: Any, depth: int) -> str | None:
+    """Why the dataclass ``param`` is annotated with cannot be built of ``value`` (its ``__post_init__`` refuses it:
+    its own words); None when it can, or it is no dataclass."""
+    if shape.made is None:
+        return None
+    try:
+        _built(hint, value, depth)
+    except Exception as exc:
+        return f"{param} does not build its {shape.made.__name__}: {exc}"
+    return None
 
 
 def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` as ``cls``'s constructor takes them: an ``Enum``-annotated param's name (as YAML and the stored
-    fingerprint hold it), or a member's value, as its member — a list's items each (``list[Color]``), a mapping's
-    values each (``dict[str, Color]``, a TypedDict's or dataclass' field: the mapping stays a ``dict``) —; a text
-    naming a member is the member whatever kinds the annotation allows beside it (``Color | str``: ``GREEN`` is
-    ``Color.GREEN``, ``blue`` the text), a value of another kind allowed beside it is as it is (``Color | int``:
-    ``1``; ``Level | int``: ``1`` too, though an ``IntEnum`` member has it); the others as they are."""
+    fingerprint hold it), or a member's value, as its member — a list's items each (``list[Color]``, ``list[Color |
+    None]``, ``Color | list[Color]``), a mapping's values or keys each (``dict[str, Color]``, ``dict[Color, int]``, a
+    TypedDict's field: the mapping stays a ``dict``) —; a dataclass-annotated param's mapping as the dataclass, its
+    fields built so too (``look: {color: GREEN}`` is ``Look(color=Color.GREEN)``); a text naming a member is the
+    member whatever kinds the annotation allows beside it (``Color | str``: ``GREEN`` is ``Color.GREEN``, ``blue`` the
+    text) but a ``Literal``'s value (``Literal['auto'] | Color``: ``auto``, text), a value of another kind allowed
+    beside it is as it is (``Color | int``: ``1``; ``Level | int``: ``1`` too, though an ``IntEnum`` member has it);
+    the others as they are."""
     return {key: _built(_hint(cls, key), value) for key, value in params.items()}
 
 
@@ -221,11 +350,18 @@ def _built(hint: Any, value: Any, depth: int = 0) -> Any:
     """``value`` as the constructor gets it under the annotation ``hint`` (:func:`as_built`)."""
     slot = _enum(hint) if value is not None else None
     if slot is None:
-        fields = _fields(hint, depth) if isinstance(value, dict) else None
-        if fields is None:
-            return value
-        return {k: v if (h := fields(k)) is None else _built(h, v, depth + 1) for k, v in value.items()}
-    if slot.listed:
+        shape = _mapping(hint, depth) if isinstance(value, dict) else None
+        if shape is None:
+            item = _listed(hint, depth) if isinstance(value, list | tuple) else None
+            return value if item is None else [_built(item, v, depth + 1) for v in value]
+        made = {
+            k if shape.keys is None else _built_item(shape.keys, (), k): v
+            if (h := shape.field(k)) is None
+            else _built(h, v, depth + 1)
+            for k, v in value.items()
+        }
+        return made if shape.made is None else shape.made(**made)
+    if slot.listed or (slot.or_list and isinstance(value, list | tuple)):
         if isinstance(value, list | tuple) and not any(_fits(value, kind) for kind in slot.beside):
             return [_built_item(slot.kind, slot.items_beside, v) for v in value]
         return value
@@ -233,130 +369,12 @@ def _built(hint: Any, value: Any, depth: int = 0) -> Any:
 
 
 def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any:
-    """``value`` as the member of ``kind`` it names — a text naming one whatever ``beside`` allows, a value of another
-    kind ``beside`` allows as it is — or as it is."""
-    if not isinstance(value, str) and any(_fits(value, k) for k in beside):
+    """``value`` as the member of ``kind`` it names — a text naming one whatever ``beside`` allows but a ``Literal``'s
+    value, a value of another kind ``beside`` allows as it is — or as it is."""
+    if any(_fits(value, k) for k in beside if isinstance(k, _Choice) or not isinstance(value, str)):
         return value
     member = _member(kind, value)
     return value if member is None else member  # (IntEnum's 0 is falsy)
-
-
-def given_as_text_before(cls: type, params: dict[str, Any]) -> list[str]:
-    """The keys of ``params`` holding an ``Enum`` member the model is built with where repeval gave it the text until
-    it built them as members: a member beside another kind (``Color | int``, ``Color | str``), a list's items
-    (``list[Color]``) and a mapping's values (``dict[str, Color]``) — only an ``Enum`` alone (``mode: Color``, ``|
-    None`` too) was built as its member before. A plugin may read the text otherwise than the member (``mode ==
-    Color.GREEN`` is false for ``'GREEN'``): rows a partition holds from then are not this model's, so such params are
-    fingerprinted in a form of their own (:func:`member_names`) and no earlier writing of them is reused."""
-    out = []
-    for key, value in as_built(cls, params).items():
-        slot = _enum(_hint(cls, key))
-        plain = slot is not None and not slot.listed and not slot.beside
-        if not plain and _holds_member(value):
-            out.append(key)
-    return out
-
-
-def first_given_as_text(cls: type, params: dict[str, Any]) -> tuple[Any, enum.Enum] | None:
-    """The first ``Enum`` member of ``params`` that repeval gave the model as text before
-    (:func:`given_as_text_before`), as ``(the text as written, the member)`` — what a conflict shows of it; None
-    when there is none."""
-    built = as_built(cls, params)
-    for key in given_as_text_before(cls, params):
-        if (found := _first_member(params[key], built[key])) is not None:
-            return found
-    return None
-
-
-def _first_member(written: Any, built: Any) -> tuple[Any, enum.Enum] | None:
-    if isinstance(built, enum.Enum):
-        return written, built
-    if isinstance(built, list | tuple) and isinstance(written, list | tuple):
-        pairs: Any = zip(written, built, strict=False)
-    elif isinstance(built, dict) and isinstance(written, dict):
-        pairs = ((written.get(k), v) for k, v in built.items())
-    else:
-        return None
-    return next((f for w, b in pairs if (f := _first_member(w, b)) is not None), None)
-
-
-def _holds_member(value: Any) -> bool:
-    if isinstance(value, enum.Enum):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_holds_member(v) for v in value)
-    return isinstance(value, dict) and any(_holds_member(v) for v in value.values())
-
-
-def member_names(cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` as the model gets them (:func:`as_built`), each ``Enum`` member written as its name: one form for
-    a member however it is written (``mode: GREEN``, or its value ``mode: green``), which a partition's fingerprint
-    hashes; equal to ``params`` when they name none (their hash as it always was). A member given as text before
-    (:func:`given_as_text_before`: ``palette: [GREEN]``, ``shade: GREEN``, ``styles: {a: GREEN}``) is written
-    ``{"Color": "GREEN"}``, a form no text takes, so a partition stamped when the model got ``'GREEN'`` conflicts."""
-    built = as_built(cls, params)
-    text = set(given_as_text_before(cls, params))
-    return {k: _marked(v) if k in text else _named(v) for k, v in built.items()}
-
-
-def _marked(value: Any) -> Any:
-    """``value`` with each ``Enum`` member in it (a list's item, a mapping's value) as ``{class name: its name}``."""
-    if isinstance(value, enum.Enum):
-        return {type(value).__name__: value.name}
-    if isinstance(value, list | tuple) and _holds_member(value):
-        return [_marked(v) for v in value]
-    if isinstance(value, dict) and _holds_member(value):
-        return {k: _marked(v) for k, v in value.items()}
-    return value
-
-
-def member_writings(cls: type, params: dict[str, Any], most: int = 64) -> list[dict[str, Any]]:
-    """Each way a configuration may have written ``params``' ``Enum`` members (a list's items each): by a name of the
-    member (an alias too) or by its value — where the value names that member, not another's name (``A = 'B'``) — as
-    a partition's fingerprint hashed them before members were hashed by name (:func:`member_names`, the first of
-    them). Mixed writings (``palette: [green, RED]``) are among them, up to ``most`` in all; beyond, each member by its
-    name or each by its value. (Only those of params without a member given as text before are reused:
-    :func:`given_as_text_before`; the others name why a partition stamped under one conflicts.)"""
-    built = as_built(cls, params)
-    spots: list[tuple[str, int | None, list[Any]]] = [
-        (k, None, _forms(v)) for k, v in built.items() if isinstance(v, enum.Enum)
-    ]
-    spots += [
-        (k, i, _forms(x))
-        for k, v in built.items()
-        if isinstance(v, list | tuple)
-        for i, x in enumerate(v)
-        if isinstance(x, enum.Enum)
-    ]
-    combos: Iterator[tuple[Any, ...]] = itertools.product(*(forms for _, _, forms in spots))
-    if math.prod(len(forms) for _, _, forms in spots) > most:
-        combos = iter([tuple(forms[0] for _, _, forms in spots), tuple(forms[-1] for _, _, forms in spots)])
-    out = []
-    for combo in combos:
-        written = {k: list(v) if isinstance(v, list | tuple) else v for k, v in built.items()}
-        for (key, i, _), form in zip(spots, combo, strict=True):
-            if i is None:
-                written[key] = form
-            else:
-                written[key][i] = form
-        out.append(written)
-    return out
-
-
-def _forms(member: enum.Enum) -> list[Any]:
-    """The ways a configuration names ``member``: its name, its aliases' names, and its value when that names it."""
-    kind = type(member)
-    names: list[Any] = [n for n, m in kind.__members__.items() if m is member]
-    return names + [member.value] * (_member(kind, member.value) is member and member.value not in names)
-
-
-def _named(value: Any) -> Any:
-    """``value`` with an ``Enum`` member (or each of a list's) as its name; anything else as it is."""
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, list | tuple) and any(isinstance(v, enum.Enum) for v in value):
-        return [_named(v) for v in value]
-    return value
 
 
 def _items_error(
@@ -428,6 +446,8 @@ def _kinds(hint: Any) -> list[Any] | None:
 
 
 def _fits(value: Any, kind: Any) -> bool:
+    if isinstance(kind, _Choice):
+        return _among(value, list(kind.values))
     if isinstance(kind, tuple):
         return isinstance(value, list | tuple) and all(_fits(v, kind[1]) for v in value)
     if kind is float:
@@ -439,6 +459,8 @@ def _fits(value: Any, kind: Any) -> bool:
 
 def _said(kind: Any) -> list[str]:
     """``kind`` in words, as items of the list of kinds allowed (``bool | None``: "true, false or null")."""
+    if isinstance(kind, _Choice):
+        return [repr(v) for v in kind.values]
     if isinstance(kind, tuple):
         return [f"a list of {_PLURALS[kind[1]]}"]
     return ["true", "false"] if kind is bool else [_NAMES[kind]]

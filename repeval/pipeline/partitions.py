@@ -20,7 +20,13 @@ from repeval.deformations import scenario_steps, track_level_steps
 from repeval.deformations.files import scenario_files
 from repeval.json_keys import json_text
 from repeval.models import resolve_model
-from repeval.models.param_kinds import given_as_text_before, member_names, member_writings
+from repeval.models.param_fingerprints import (
+    dataclass_params,
+    given_as_text_before,
+    mapping_forms,
+    member_names,
+    member_writings,
+)
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
     dataset_source,
@@ -150,7 +156,7 @@ def _without_window(params: dict[str, Any]) -> dict[str, Any]:
 
 def _fingerprinted(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The params a partition's fingerprint hashes: :func:`_as_written`, an ``Enum`` member as its name however it is
-    written (:func:`~repeval.models.param_kinds.member_names`: ``mode: GREEN`` and ``mode: green``, its value, build
+    written (:func:`~repeval.models.param_fingerprints.member_names`: ``mode: GREEN`` and ``mode: green``, its value, build
     the same model and share their partitions)."""
     return member_names(fam.cls, _as_written(fam, params))
 
@@ -272,13 +278,16 @@ class ModelSpec:
     params: dict[str, Any] = field(default_factory=dict)
     #: its params as fingerprinted before an ``Enum`` member was hashed by its name, where that differs from
     #: ``params``: as written (:func:`_as_written`), and each other writing of its members
-    #: (:func:`~repeval.models.param_kinds.member_writings`: by value, mixed; :meth:`PartitionSpec.stamped_before`)
+    #: (:func:`~repeval.models.param_fingerprints.member_writings`: by value, mixed; :meth:`PartitionSpec.stamped_before`)
     earlier: tuple[dict[str, Any], ...] = ()
     #: the params whose ``Enum`` members repeval gave the model as text before it built them as members
-    #: (:func:`~repeval.models.param_kinds.given_as_text_before`), and the writings it hashed then: never reused
-    #: (the model may read the text otherwise), named by a conflict with a partition stamped under one of them
+    #: (:func:`~repeval.models.param_fingerprints.given_as_text_before`; a dataclass it gave as the mapping), and the
+    #: writings it hashed then (:func:`~repeval.models.param_fingerprints.mapping_forms` too): never reused (the model
+    #: may read the text otherwise), named by a conflict with a partition stamped under one of them
     as_text: tuple[str, ...] = ()
     text_writings: tuple[dict[str, Any], ...] = ()
+    #: of those, the params holding a dataclass it gave the model as the mapping written, each with its class' name
+    as_mapping: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
@@ -309,7 +318,8 @@ class ModelSpec:
             hashed,
             tuple(p for i, p in enumerate(earlier) if p not in earlier[:i]),
             tuple(as_text),
-            tuple(writings) if as_text else (),
+            tuple(writings + mapping_forms(fam.cls, written)) if as_text else (),
+            dataclass_params(fam.cls, written) if as_text else (),
         )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:

@@ -1,7 +1,7 @@
 """A plugin's model whose constructor's params are annotated (``Literal[...]``, ``list[float]``, an ``Enum`` alone,
-beside another kind — text too — and as a list's items (beside another kind too) or a mapping's values, one whose values are its members'
-names, an ``IntEnum``'s) or not (``since``), and a configuration of it: the params tests' and the fingerprint
-tests'."""
+beside another kind — text too, a ``Literal`` —, as a list's items (beside another kind or null too), either, or a
+mapping's values or keys, one whose values are its members' names, an ``IntEnum``'s; a dataclass) or not
+(``since``), and a configuration of it: the params tests' and the fingerprint tests'."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 ANNOTATED_PLUGIN = """
 import dataclasses
 import enum
-from typing import Literal
+from typing import Literal, Optional, TypedDict
 
 import numpy as np
 
@@ -41,6 +41,22 @@ class Look:  # a mapping param's fields
     size: int = 1
 
 
+@dataclasses.dataclass
+class Frame:  # a dataclass param: a dataclass field without a default, a Literal's, a check of its own
+    look: Look
+    corner: Literal["tl", "br"] = "tl"
+    margin: int = 0
+
+    def __post_init__(self):
+        if self.margin < 0:
+            raise ValueError(f"margin {self.margin} is below 0")
+
+
+class Box(TypedDict):  # an Optional[Color] field
+    color: Optional[Color]
+    count: int
+
+
 @register_model("annotated-model")
 class AnnotatedModel(EmbeddingModel):
     sample_rate_hz = 16000
@@ -53,7 +69,9 @@ class AnnotatedModel(EmbeddingModel):
         palette: list[Color] = [Color.RED], accent: list[Color] | None = None, tint: Color | None = None, since=None,
         side: Side = Side.LEFT, levels: list[Level] = [], styles: dict[str, Color] | None = None,
         look: Look | None = None, hue: Color | str = "plain", mixed: list[Color | int] | None = None,
-        **params,
+        either: Color | list[Color] = Color.RED, holes: list[Color | None] | None = None,
+        weights: dict[Color, int] | None = None, pick: Literal["auto", "off"] | Color = "auto", box: Box | None = None,
+        frame: Frame | None = None, looks: list[Look] | None = None, **params,
     ):
         super().__init__(**params)
         if pooling not in ("mean", "max") or not isinstance(mode, Color):
@@ -62,6 +80,7 @@ class AnnotatedModel(EmbeddingModel):
         self.given = (shade, palette, accent, tint, levels)
         self.held = (styles, look, hue)
         self.mixed = mixed
+        self.more = dict(either=either, holes=holes, weights=weights, pick=pick, box=box, frame=frame, looks=looks)
         self.since = since
 
     def embed(self, audio):

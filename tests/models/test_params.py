@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import json
 from typing import Any
@@ -416,7 +417,8 @@ def test_an_enum_in_a_mapping_param_is_checked_and_built_and_a_text_naming_a_mem
     """``styles: dict[str, Color]`` took ``{a: BLUE}`` and the dataclass field of ``look: Look`` took ``{color: GREN}``,
     and the constructor got the texts: they are checked now as a param of its own is (its key named) and built with
     the members. ``hue: Color | str`` gave the constructor the text ``'GREEN'`` where ``shade: Color | int`` gave the
-    member: a text naming a member is the member now whatever kinds are beside it, any other text as it is."""
+    member: a text naming a member is the member now whatever kinds are beside it, any other text as it is. (The
+    dataclass is built: :func:`test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked`.)"""
     from repeval.config import ConfigError, parse_config
     from repeval.models import build_model
 
@@ -430,7 +432,7 @@ def test_an_enum_in_a_mapping_param_is_checked_and_built_and_a_text_naming_a_mem
     for params, held in (
         (
             {"styles": {"a": "GREEN", "b": "red"}, "look": {"color": "green", "size": 2}, "hue": "GREEN"},
-            ({"a": "Color.GREEN", "b": "Color.RED"}, {"color": "Color.GREEN", "size": 2}, "Color.GREEN"),
+            ({"a": "Color.GREEN", "b": "Color.RED"}, ("Look", {"color": "Color.GREEN", "size": 2}), "Color.GREEN"),
         ),
         ({"hue": "blue"}, (None, None, "blue")),
     ):
@@ -438,6 +440,8 @@ def test_an_enum_in_a_mapping_param_is_checked_and_built_and_a_text_naming_a_mem
         got = build_model(cfg).held  # type: ignore[attr-defined]
 
         def shown(v: Any) -> Any:
+            if dataclasses.is_dataclass(v) and not isinstance(v, type):
+                return (type(v).__name__, {f.name: shown(getattr(v, f.name)) for f in dataclasses.fields(v)})
             if isinstance(v, dict):
                 return {k: shown(x) for k, x in v.items()}
             return f"{type(v).__name__}.{v.name}" if type(v).__name__ == "Color" else v

@@ -1,0 +1,217 @@
+"""Model params of the shapes an ``Enum`` or a dataclass takes in an annotation — a member or a list of them, a list
+holding nulls, a mapping's keys, beside a ``Literal``, a dataclass built of a mapping —: checked by ``repeval
+validate``, built as the constructor takes them, and fingerprinted apart from what repeval gave the model before."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from pathlib import Path
+from typing import Any
+
+import pytest
+from annotated_plugin import annotated_config
+
+AT = "experiments[0].embedding_models[0].params"
+
+
+def _built(tmp_path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """What :data:`~annotated_plugin.ANNOTATED_PLUGIN`'s model got of ``params``' new shapes: each ``Enum`` member as
+    ``Class.NAME``, each dataclass as ``(Class, its fields)``."""
+    from repeval.config import parse_config
+    from repeval.models import build_model
+
+    def shown(v: Any) -> Any:
+        if isinstance(v, enum.Enum):
+            return f"{type(v).__name__}.{v.name}"
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return (type(v).__name__, {f.name: shown(getattr(v, f.name)) for f in dataclasses.fields(v)})
+        if isinstance(v, list):
+            return [shown(x) for x in v]
+        return {shown(k): shown(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    cfg = parse_config(annotated_config(tmp_path, params)).experiments[0].embedding_models[0]
+    more = build_model(cfg).more  # type: ignore[attr-defined]
+    return {k: shown(more[k]) for k in params}
+
+
+def test_an_enum_or_a_list_of_it_a_list_with_nulls_enum_keys_and_a_literal_beside_it_are_checked_and_built(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``either: Color | list[Color]``, ``holes: list[Color | None]``, ``weights: dict[Color, int]`` (its keys) and
+    ``pick: Literal['auto', 'off'] | Color`` took any value and the constructor got the text, in every embedding actor:
+    they are checked now as ``mode: Color`` is — one line naming the model, the param, the members and the fix —, and
+    the model gets the members (a ``Literal``'s value as its text; a TypedDict's ``Optional[Color]`` field null or a
+    member, its ``int`` field an integer)."""
+    from repeval.config import ConfigError, parse_config
+
+    wrong = {
+        "either": ["GREEN", "BLU"],
+        "holes": ["RED", None, "BLUE"],
+        "weights": {"GREEN": 1, "BLUE": 2},
+        "pick": "GREN",
+        "box": {"color": None, "count": "two"},
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, wrong))
+    assert refused.value.problems == [
+        f"{AT}.either: annotated-model's either takes RED, GREEN or a list whose items are RED or GREEN, got "
+        "['GREEN', 'BLU']: 'BLU' is not one",
+        f"{AT}.holes: annotated-model's holes takes a list whose items are RED, GREEN or null, got ['RED', None, "
+        "'BLUE']: 'BLUE' is not one",
+        f"{AT}.weights: annotated-model's weights takes a mapping whose keys are RED or GREEN, got the key 'BLUE': "
+        "write RED or GREEN",
+        f"{AT}.pick: annotated-model's pick takes RED, GREEN, 'auto' or 'off', got 'GREN' — did you mean 'GREEN'?",
+        f"{AT}.box: annotated-model's box.count takes an integer, got 'two'",
+    ]
+    with pytest.raises(ConfigError, match=r"either takes RED, GREEN or a list whose items are RED or GREEN, got 3$"):
+        parse_config(annotated_config(tmp_path, {"either": 3}))
+    good = {
+        "either": "green",
+        "holes": [None, "GREEN"],
+        "weights": {"RED": 1, "green": 2},
+        "pick": "off",
+        "box": {"color": None, "count": 2},
+    }
+    assert _built(tmp_path, good) == {
+        "either": "Color.GREEN",
+        "holes": [None, "Color.GREEN"],
+        "weights": {"Color.RED": 1, "Color.GREEN": 2},
+        "pick": "off",
+        "box": {"color": None, "count": 2},
+    }
+    again = {"either": ["RED", "green"], "pick": "GREEN", "box": {"color": "green", "count": 0}}
+    assert _built(tmp_path, again) == {
+        "either": ["Color.RED", "Color.GREEN"],
+        "pick": "Color.GREEN",
+        "box": {"color": "Color.GREEN", "count": 0},
+    }
+
+
+def test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked(tmp_path: Path, forget_plugins: None) -> None:
+    """``frame: Frame`` (a dataclass) got the mapping YAML reads — a ``dict``, where the model reads ``frame.look`` —
+    and any field passed. The dataclass is built now, its dataclass fields too; a field it does not have, one without a
+    default left out, a field's value of another kind and what its own ``__post_init__`` refuses are each refused by
+    ``repeval validate`` naming the field and the fix; a list of them (``looks: list[Look]``) alike, item by item."""
+    from repeval.config import ConfigError, parse_config
+
+    for frame, said in (
+        (
+            {"look": {"colour": "GREEN"}},
+            "frame.look has no field 'colour': write one of Look's fields (color, size), or remove it — did you "
+            "mean 'color'?",
+        ),
+        ({"corner": "tl"}, "frame lacks field look, which Frame has no default for: add `look: …`"),
+        ({"look": {}, "corner": "tr"}, "frame.corner takes 'tl' or 'br', got 'tr'"),
+        ({"look": {"size": "big"}}, "frame.look.size takes an integer, got 'big'"),
+        ({"look": {}, "margin": -1}, "frame does not build its Frame: margin -1 is below 0"),
+        ("tl", "frame takes a mapping (`key: value` lines), got 'tl'"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            parse_config(annotated_config(tmp_path, {"frame": frame}))
+        assert refused.value.problems == [f"{AT}.frame: annotated-model's {said}"]
+    with pytest.raises(ConfigError) as refused:  # a list of them: each item
+        parse_config(annotated_config(tmp_path, {"looks": [{"color": "RED"}, {"color": "GREN"}], "frame": None}))
+    assert refused.value.problems == [
+        f"{AT}.looks: annotated-model's looks[1].color takes RED or GREEN, got 'GREN' — did you mean 'GREEN'?"
+    ]
+    got = _built(tmp_path, {"frame": {"look": {"color": "green"}, "corner": "br"}, "looks": [{"size": 3}]})
+    look = ("Look", {"color": "Color.GREEN", "size": 1})
+    assert got == {
+        "frame": ("Frame", {"look": look, "corner": "br", "margin": 0}),
+        "looks": [("Look", {"color": "Color.RED", "size": 3})],
+    }
+
+
+def _spec(tmp_path: Path, params: dict[str, Any]) -> Any:
+    from repeval.config import parse_config
+    from repeval.pipeline.partitions import ModelSpec
+
+    cfg = parse_config(annotated_config(tmp_path, params))
+    exp = cfg.experiments[0]
+    return ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
+
+
+def _conflict(tmp_path: Path, spec: Any, params_hash: str) -> str:
+    """What the conflict of a partition stamped with ``spec``'s fingerprint but the params' hash ``params_hash`` says."""
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.store import EmbeddingStore, StoreConflict
+
+    part = EmbeddingStore(str(tmp_path / "store")).partition(params_hash, "annotated-model", "clean")
+    part.stamp({**spec.fingerprint, "model": {**spec.fingerprint["model"], "params": params_hash}}, described={})
+    with pytest.raises(StoreConflict) as err:
+        accepted_spec(part, spec)
+    return str(err.value)
+
+
+def test_a_partition_stamped_when_the_model_got_these_shapes_as_text_or_a_mapping_is_not_reused_saying_why(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """A partition embedded when the model got these params as written (the text ``'GREEN'``, a ``dict`` for a
+    dataclass) — or, for a dataclass holding an ``Enum``, a ``dict`` of its members, as session 59's repeval built it —
+    was reused under the same hash by the model built with members and dataclasses now: they are fingerprinted in
+    a form of their own, and such a partition conflicts, saying why."""
+    for params, hashed_then in (  # as 1673aaa hashed them
+        ({"either": "GREEN"}, "809499a57844330f"),
+        ({"holes": ["GREEN", None]}, "3ca4b04ddf228d36"),
+        ({"weights": {"GREEN": 2}}, "267cf7e7dacf015f"),
+        ({"pick": "GREEN"}, "fde42379be337dd0"),
+    ):
+        spec = _spec(tmp_path, params)
+        assert spec.fingerprint["model"]["params"] != hashed_then
+        key = next(iter(params))
+        assert _conflict(tmp_path, spec, hashed_then).endswith(
+            f"`Enum` members of param {key} as text (`'GREEN'`, not `Color.GREEN`): it builds them as members now, "
+            "which a model may read otherwise, so the partition's rows are not reused"
+        )
+    for params, hashed_then in (  # as 1673aaa hashed them: the mapping as written, its member as a member
+        ({"frame": {"look": {"size": 2}}}, "8332c9c6e91d3e5b"),
+        ({"look": {"color": "GREEN"}}, "11db2ff9a67c273e"),
+        ({"frame": {"look": {"size": 2}}, "palette": ["GREEN"]}, "f1db57c40d962ee8"),  # the dataclass' param named
+        ({"looks": [{"color": "GREEN"}, {"size": 3}]}, "94c30f782d1f7e8d"),
+    ):
+        spec = _spec(tmp_path, params)
+        key = next(iter(params))
+        assert _conflict(tmp_path, spec, hashed_then).endswith(
+            f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model param "
+            f"{key} as a mapping (a `dict`, not a `{key.title().rstrip('s')}`): it builds the dataclass now, which a model may "
+            "read otherwise, so the partition's rows are not reused"
+        )
+    assert (
+        _spec(tmp_path, {"pick": "auto"}).fingerprint["model"]["params"] == "99f4cc9ca34bfc15"
+    )  # a Literal's: as then
+
+
+def test_the_conflict_builds_the_params_once_to_show_what_the_model_got_as_text(
+    tmp_path: Path, forget_plugins: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Showing the text a partition's model got (``first_given_as_text``) built the params twice — once itself, once
+    to learn which held members given as text —: once is enough."""
+    import sys
+
+    from repeval.pipeline import partition_conflicts
+
+    shown = partition_conflicts.first_given_as_text
+    module = sys.modules[shown.__module__]
+    built = module.as_built  # type: ignore[attr-defined]
+    calls: list[dict[str, Any]] = []
+
+    def counted(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+        calls.append(params)
+        return built(cls, params)
+
+    spec = _spec(tmp_path, {"palette": ["GREEN"]})
+    monkeypatch.setattr(module, "as_built", counted)
+    found = shown(spec.model.family.cls, {"palette": ["GREEN"]})
+    assert found is not None and (found[0], found[1].name) == ("GREEN", "GREEN")
+    assert len(calls) == 1, calls
+
+
+def test_the_schema_says_how_params_of_each_annotated_kind_are_written() -> None:
+    """An editor's hover on a model's ``params`` (the JSON Schema, ``repeval schema``) said only "the model's
+    constructor parameters": it says how an ``Enum`` member, a list or mapping of them and a dataclass are written."""
+    from repeval.config.jsonschema import config_json_schema
+
+    said = config_json_schema()["$defs"]["EmbeddingModelConfig"]["properties"]["params"]["description"]
+    for written in ("`mode: GREEN`", "`dict[Color, int]`", "`Literal`", "dataclass (`look: {color: GREEN, size: 2}`)"):
+        assert written in said, said
