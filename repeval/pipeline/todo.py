@@ -95,6 +95,9 @@ class Stream:
     #: it failing on them again is no sign that it fails on every track (:class:`~repeval.pipeline.failing.
     #: FailingModel` leaves them out); in one of none, it is (a model that embeds nothing, retried: stopped as before)
     retrying: set[tuple[str, str]] = field(default_factory=set)
+    #: the partitions planned, each with what :meth:`~repeval.store.Partition.stamp` records in it: opened (marked
+    #: incomplete, stamped) as the stream starts (:meth:`open_parts`)
+    opening: dict[str, tuple[Any, tuple[Any, ...]]] = field(default_factory=dict)
     #: of the tracks it reuses, those whose stored rows were cut (under ``run.truncated_audio: error``)
     cut: CutReused = field(default_factory=CutReused)
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
@@ -103,6 +106,16 @@ class Stream:
     #: that share a dataset (whatever their rows: :func:`merge_todo`) merge their masks here, so a track one task
     #: wants clean and another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
     pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def open_parts(self) -> None:
+        """Mark the partitions planned incomplete and stamp them (:attr:`opening`), as the stream starts: not as they
+        are planned, or a run stopped before this stream (a model failing the check on the nodes, Ctrl-C, another
+        model's stream failing) would leave a complete partition incomplete though nothing in it changed (a retried
+        one: its error records as they were), and a new one as an empty, stamped folder."""
+        for part, args in self.opening.values():
+            part.reopen()  # a partition shared by several tasks (one dataset, other splits) may need more tracks
+            part.stamp(*args)
+        self.opening.clear()
 
     def clear_retried(self) -> None:
         """Delete the error records of the partitions :attr:`retried` (their tracks are this stream's to compute):
@@ -244,16 +257,12 @@ def plan_dataset(
                         part.add_sources(sources or [])
                 continue
             if key not in st.parts:
-                # a partition shared by several tasks (one dataset, other splits) may need more tracks
-                part.reopen()
-                part.stamp(
-                    fp,
+                provenance = (
                     {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()}
                     | ({"model_code": code} if code else {})
-                    | ({PARAMS_AS_APPLIED: True} if sid != CLEAN else {}),
-                    described=pspec.described,
-                    sources=sources,
+                    | ({PARAMS_AS_APPLIED: True} if sid != CLEAN else {})
                 )
+                st.opening[key] = (part, (fp, provenance, pspec.described, sources))  # as the stream starts
                 st.keys.append(key)
                 st.sids[key] = sid
                 st.parts[key] = part
