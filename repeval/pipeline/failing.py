@@ -61,6 +61,10 @@ class FailingModel:
         self.retried = retried
         self.watching = limit is not None
         self.failed: set[str] = set()
+        # not counted among :attr:`failed`: the retried tracks failing again, the tracks whose audio failed to decode
+        # or deform (the message says both, or "the first N tracks it was given" reads as all it was given)
+        self.again: set[tuple[str, str]] = set()
+        self.files: set[tuple[str, str]] = set()
         self.keys: set[str] = set()  # the stream keys of the partitions the failures were in
         self.records = 0
         self.reason = ""
@@ -76,7 +80,11 @@ class FailingModel:
             return
         self.records += len(errors)
         for tid, key, stage, reason in zip(errors.track_id, errors.scenario, errors.stage, errors.reason, strict=True):
-            if stage != "embed" or (str(key), str(tid)) in self.retried:  # a file's fault, or failed before
+            if stage != "embed":  # a file's fault
+                self.files.add((str(key), str(tid)))
+                continue
+            if (str(key), str(tid)) in self.retried:  # failed before
+                self.again.add((str(key), str(tid)))
                 continue
             shape = _shape(str(reason))
             if self._shape is None:
@@ -97,9 +105,13 @@ class FailingModel:
         from repeval.pipeline.embedder import validate_command
 
         first = (self.reason.strip().splitlines() or [""])[0]
+        besides = [f"{counted(len(self.again), 'retried track')} failing again as before"] * bool(self.again) + [
+            f"{counted(len(self.files), 'track')} whose audio failed to decode or deform"
+        ] * bool(self.files)
+        uncounted = f" (not counted: {' and '.join(besides)})" if besides else ""
         return (
             f"embedding model '{self.mcfg.id}' failed on each of the first {counted(len(self.failed), 'track')} it was "
-            f"given, with the same error, and embedded none: {first} — stopped early (its "
+            f"given, with the same error, and embedded none{uncounted}: {first} — stopped early (its "
             f"{counted(self.records, 'error record')} so far are kept); fix the model (`{validate_command(self.mcfg)}` "
             f"runs it on test audio and shows the traceback), then rerun with {retry_option(self.mcfg.id)} (it and the "
             "tracks it failed on; --retry-errors retries every model's error records); a model that fails only "
