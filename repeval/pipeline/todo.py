@@ -121,11 +121,13 @@ class Stream:
         """Delete the error records of the partitions :attr:`retried` (their tracks are this stream's to compute):
         not as they are planned, or a run stopped before its streams (a model failing the check on the nodes, Ctrl-C)
         would have deleted them without computing their tracks again."""
-        for key, (part, errors) in self.retried.items():
-            if part.counts()[0]:  # the model embeds tracks of it: failing again on those it failed on is no sign
-                self.retrying.update((key, str(t)) for t in errors.to_pylist())
-            part.clear_errors()
+        for part, errors in self.retried.values():
+            part.clear_errors(errors)  # their ids recorded in the partition until it is complete again
         self.retried.clear()
+        for key, part in self.parts.items():  # and those an interrupted retry, or `repeval store rm --track`, left
+            retried = part.retried_ids()
+            if len(retried) and part.counts()[0]:  # it embeds tracks of it: failing again on those is no sign
+                self.retrying.update((key, str(t)) for t in retried.to_pylist())
 
     def add_todo(self, piece: pa.Table) -> None:
         if self.todo is None:

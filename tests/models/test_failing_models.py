@@ -318,6 +318,12 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert (
         flaky.complete and flaky.read_errors().num_rows == failed and "stopped_failing" not in (flaky.stamped() or {})
     )
+    # those tracks removed (`repeval store rm … --track`; a --retry-model flaky stopped midway leaves them so): a
+    # plain run computes them again, and their failing again stopped the model — left out from then on
+    flaky.remove_tracks(flaky.error_ids())
+    assert not flaky.complete and flaky.retried_ids().to_pylist()
+    assert "flaky" not in runner.stage_embed(both).models_failed
+    assert flaky.complete and flaky.read_errors().num_rows == failed and not len(flaky.retried_ids())
     kept = broken.read_errors().num_rows
     # its plugin edited: run again, in the decode tasks (run.resources.embed_in_decode), and stopped again
     plugin = r.root / "failing_models.py"
