@@ -264,6 +264,12 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
         "once their files (or the model failing on them) are fixed, `repeval run --retry-errors` computes them again, "
         "or `--retry-model broken` those of that model alone (`repeval plan` with the same option says" in plain.text()
     ), plain.text()
+    # nor does it count the model's grid as to train, and its partition's missing tracks as to embed
+    assert "1 to train, 1 of broken, which `repeval run` leaves out (note below))" in plain.text(), plain.text()
+    assert (
+        f"0 of {2 * N_TRACKS} rows to embed, {N_TRACKS - kept} more of broken, which `repeval run` leaves out"
+        in plain.text()
+    ), plain.text()
     retried = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_models=frozenset({"broken"}))  # plan --retry-model
     assert not [n for n in retried.notes if "left out again" in n], retried.notes
     assert f"retry errors: notes/broken/clean: {counted(kept, 'error record')} deleted, " in retried.text()
