@@ -172,14 +172,15 @@ class Plan:
         if not left:
             return []
         records, tracks = sum(v[0] for v in left.values()), len(tracks_named)
-        models = sorted({name.split("/")[1] for name in left})  # a partition's name: dataset/model/scenario
-        options = ", ".join(f"`--retry-model {shlex.quote(m)}`" for m in models)
+        from repeval.pipeline.failing import retry_alone
+
+        one = len({name.split("/")[1] for name in left}) == 1  # a partition's name: dataset/model/scenario
         return [
             f"note: {counted(records, 'error record')} in {counted(len(left), 'partition')} ({_names(list(left))}), "
             f"{counted(tracks, 'track')} of this run: `repeval run` leaves them out of training and testing; once "
-            f"their files (or the {'model' if len(models) == 1 else 'models'} failing on them) are fixed, `repeval run "
-            f"--retry-errors` computes them again, or {options} those of {'that' if len(models) == 1 else 'one'} "
-            "model alone (`repeval plan` with the same option says what it would do)"
+            f"their files (or the {'model' if one else 'models'} failing on them) are fixed, `repeval run "
+            f"--retry-errors` computes them again{retry_alone(left)} (`repeval plan` with the same option says what it "
+            "would do)"
         ]
 
 

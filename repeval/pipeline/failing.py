@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from repeval.models import ModelUnavailable
@@ -124,6 +125,17 @@ def retry_option(model_id: str) -> str:
     """The option that runs a stopped model ``model_id`` again and computes its failed tracks again, leaving the other
     models' error records as they are (``--retry-errors`` retries every model's)."""
     return f"--retry-model {shlex.quote(model_id)}"
+
+
+def retry_alone(partitions: Iterable[str], code: Callable[[str], str] = lambda text: f"`{text}`") -> str:
+    """``, or `--retry-model a`, `--retry-model b` those of one model alone``: the options that retry the error records
+    of each model of ``partitions`` (names ``dataset/model/scenario``) alone, each quoted by ``code`` (Markdown's
+    backticks; the report's ``<code>``); ``""`` for none."""
+    models = sorted({name.split("/")[1] for name in partitions if name.count("/") == 2})
+    if not models:
+        return ""
+    options = ", ".join(code(retry_option(m)) for m in models)
+    return f", or {options} those of {'that' if len(models) == 1 else 'one'} model alone"
 
 
 def check_retry_models(cfg: Any, names: Any) -> frozenset[str]:

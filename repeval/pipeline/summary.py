@@ -403,10 +403,6 @@ def elapsed(seconds: int) -> str:
 def _retry_hint(partitions: list[str]) -> str:
     """What computes error records again: ``--retry-errors``, and ``--retry-model`` of the models of ``partitions``
     (names ``dataset/model/scenario``; none: ``--retry-errors`` alone) for one model's records alone."""
-    import shlex
+    from repeval.pipeline.failing import retry_alone
 
-    models = sorted({name.split("/")[1] for name in partitions})
-    if not models:
-        return "`--retry-errors` computes them again"
-    options = ", ".join(f"`--retry-model {shlex.quote(m)}`" for m in models)
-    return f"`--retry-errors` computes them again, or {options} those of {'that' if len(models) == 1 else 'one'} model alone"
+    return f"`--retry-errors` computes them again{retry_alone(partitions)}"
