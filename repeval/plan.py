@@ -25,6 +25,11 @@ class Plan:
     #: what the embedding stage computes (known when the rows could be read; with no store yet: every row)
     rows: int = 0
     rows_to_embed: int = 0
+    #: the embedding models `repeval run` would leave out again, not run (an earlier run stopped them: a note says
+    #: why), and, of the rows no partition holds and the grids not done, theirs: not embedded, not trained
+    left_out: set[str] = field(default_factory=set)
+    rows_left_out: int = 0
+    grids_left_out: int = 0
     #: store partitions the embedding stage would stop at: partition name → the error it would stop with
     conflicts: dict[str, str] = field(default_factory=dict)
     #: what the embedding stage would say of reused partitions computed from audio elsewhere (one note for them all)
@@ -104,12 +109,15 @@ class Plan:
             + ")",
             f"probe grids:        {self.grids:,} ({self.grids_done:,} done"
             + (f", {self.grids_retest:,} retest only" if self.grids_retest else "")
-            + f", {self.grids - self.grids_done - self.grids_retest:,} to train)",
+            + f", {self.grids - self.grids_done - self.grids_retest - self.grids_left_out:,} to train"
+            + (f", {self.grids_left_out:,} of {self._left_out()}" if self.grids_left_out else "")
+            + ")",
             f"test cells:         {self.test_cells:,} ({self.test_cells_done:,} done; training × clean + deformation "
             "scenarios)",
             f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete"
             + (f", {len(self.conflicts):,} conflicting" if self.conflicts else "")
             + (f"; {self.rows_to_embed:,} of {counted(self.rows, 'row')} to embed" if self.rows else "")
+            + (f", {self.rows_left_out:,} more of {self._left_out()}" if self.rows_left_out else "")
             + ")",
         ]
         if self.resources:
@@ -123,6 +131,11 @@ class Plan:
         warned = [f"warning: {w}" for w in self.warnings + self.memory_warnings]
         body = [*self.lines, *self.memory, *warned, *retests, *retrained, *retries, *conflicts, *notes]
         return "\n".join([*head, "", *body])
+
+    def _left_out(self) -> str:
+        """The embedding models `repeval run` would leave out again, not run (:attr:`left_out`), in a few words."""
+        models, one = ", ".join(sorted(self.left_out)), len(self.left_out) == 1
+        return f"{models}, which `repeval run` leaves out ({'note' if one else 'notes'} below)"
 
     def _retry_lines(self) -> list[str]:
         """What ``--retry-errors`` would do with the partitions' error records (:attr:`retries`): said under it, else a
@@ -159,11 +172,15 @@ class Plan:
         if not left:
             return []
         records, tracks = sum(v[0] for v in left.values()), len(tracks_named)
+        from repeval.pipeline.failing import retry_alone
+
+        one = len({name.split("/")[1] for name in left}) == 1  # a partition's name: dataset/model/scenario
         return [
             f"note: {counted(records, 'error record')} in {counted(len(left), 'partition')} ({_names(list(left))}), "
-            f"{counted(tracks, 'track')} "
-            "of this run: `repeval run` leaves them out of training and testing; once their files are fixed, `repeval "
-            "run --retry-errors` computes them again (`repeval plan --retry-errors` says what it would do)"
+            f"{counted(tracks, 'track')} of this run: `repeval run` leaves them out of training and testing; once "
+            f"their files (or the {'model' if one else 'models'} failing on them) are fixed, `repeval run "
+            f"--retry-errors` computes them again{retry_alone(left)} (`repeval plan` with the same option says what it "
+            "would do)"
         ]
 
 
@@ -243,7 +260,9 @@ def make_plan(
                         if not done and inputs is not None and None not in inputs["partitions"].values():
                             pending[name] = inputs
                             trains_on[name] = (ds.name, m.id)
-                    if not done:
+                    if not done and m.id in p.left_out:  # not trained: the run leaves the model out again
+                        p.grids_left_out += 1
+                    elif not done:
                         to_train.add((exp.task.name, ds.name, m.id))
                     p.trainings_done += trainings if done else 0
                     p.test_cells_done += cells * (1 + len(scen)) if done else 0

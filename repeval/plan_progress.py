@@ -113,7 +113,9 @@ def _progress(
                         if reused:
                             by_model.setdefault(m.id, {})[sid] = (recorded, reused)
     p.rows = sum(_distinct(arrays) for arrays in wanted_ids.values())
-    p.rows_to_embed = sum(_distinct(arrays) for arrays in todo_ids.values())
+    p.rows_to_embed = sum(_distinct(arrays) for key, arrays in todo_ids.items() if key[1] not in again)
+    p.rows_left_out = sum(_distinct(arrays) for key, arrays in todo_ids.items() if key[1] in again)
+    p.left_out = set(again)
     p.notes += list(code_notes.values())
     p.notes += list(again.values())
     p.notes += _failed_split_notes(ctx, store, states)

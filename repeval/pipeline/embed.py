@@ -160,6 +160,7 @@ def embed_experiments(
         for dataset, (cols, masks) in st.pending.items():
             spool_todo(st, dataset, cols, masks)
         st.pending.clear()
+        st.open_parts()  # marked incomplete and stamped now, not as planned: kept complete if a check stops the run
         clear_stops(st.parts.values())  # every check passed: it runs (a stop of this run records its own)
         st.clear_retried()  # and --retry-errors/--retry-model's error records go (not before: kept if a check stops)
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from repeval.models import ModelUnavailable
@@ -61,6 +62,10 @@ class FailingModel:
         self.retried = retried
         self.watching = limit is not None
         self.failed: set[str] = set()
+        # not counted among :attr:`failed`: the retried tracks failing again, the tracks whose audio failed to decode
+        # or deform (the message says both, or "the first N tracks it was given" reads as all it was given)
+        self.again: set[tuple[str, str]] = set()
+        self.files: set[tuple[str, str]] = set()
         self.keys: set[str] = set()  # the stream keys of the partitions the failures were in
         self.records = 0
         self.reason = ""
@@ -76,7 +81,11 @@ class FailingModel:
             return
         self.records += len(errors)
         for tid, key, stage, reason in zip(errors.track_id, errors.scenario, errors.stage, errors.reason, strict=True):
-            if stage != "embed" or (str(key), str(tid)) in self.retried:  # a file's fault, or failed before
+            if stage != "embed":  # a file's fault
+                self.files.add((str(key), str(tid)))
+                continue
+            if (str(key), str(tid)) in self.retried:  # failed before
+                self.again.add((str(key), str(tid)))
                 continue
             shape = _shape(str(reason))
             if self._shape is None:
@@ -97,9 +106,13 @@ class FailingModel:
         from repeval.pipeline.embedder import validate_command
 
         first = (self.reason.strip().splitlines() or [""])[0]
+        besides = [f"{counted(len(self.again), 'retried track')} failing again as before"] * bool(self.again) + [
+            f"{counted(len(self.files), 'track')} whose audio failed to decode or deform"
+        ] * bool(self.files)
+        uncounted = f" (not counted: {' and '.join(besides)})" if besides else ""
         return (
             f"embedding model '{self.mcfg.id}' failed on each of the first {counted(len(self.failed), 'track')} it was "
-            f"given, with the same error, and embedded none: {first} — stopped early (its "
+            f"given, with the same error, and embedded none{uncounted}: {first} — stopped early (its "
             f"{counted(self.records, 'error record')} so far are kept); fix the model (`{validate_command(self.mcfg)}` "
             f"runs it on test audio and shows the traceback), then rerun with {retry_option(self.mcfg.id)} (it and the "
             "tracks it failed on; --retry-errors retries every model's error records); a model that fails only "
@@ -112,6 +125,17 @@ def retry_option(model_id: str) -> str:
     """The option that runs a stopped model ``model_id`` again and computes its failed tracks again, leaving the other
     models' error records as they are (``--retry-errors`` retries every model's)."""
     return f"--retry-model {shlex.quote(model_id)}"
+
+
+def retry_alone(partitions: Iterable[str], code: Callable[[str], str] = lambda text: f"`{text}`") -> str:
+    """``, or `--retry-model a`, `--retry-model b` those of one model alone``: the options that retry the error records
+    of each model of ``partitions`` (names ``dataset/model/scenario``) alone, each quoted by ``code`` (Markdown's
+    backticks; the report's ``<code>``); ``""`` for none."""
+    models = sorted({name.split("/")[1] for name in partitions if name.count("/") == 2})
+    if not models:
+        return ""
+    options = ", ".join(code(retry_option(m)) for m in models)
+    return f", or {options} those of {'that' if len(models) == 1 else 'one'} model alone"
 
 
 def check_retry_models(cfg: Any, names: Any) -> frozenset[str]:

@@ -229,17 +229,16 @@ class EmbedSummary:
                 if len(text) > REASON_CHARS:
                     text = text[: REASON_CHARS - 1] + "…"
                 out.append(f"  {tid}  {partition}  {stage}: {text}")
-            fixed = "the files are fixed"
+            fixed, by_model = "the files are fixed", []
             if any(stage == "embed" for _, _, stage, _ in self.failures):  # the model's error: its frames, its raise
-                fixed = "the files (or, stage embed, the model) are fixed"
-            out.append(f"all of them (not evaluated; `--retry-errors` computes them again once {fixed}):")
+                fixed, by_model = "the files (or, stage embed, the model) are fixed", list(self.errors_by_partition)
+            out.append(f"all of them (not evaluated; once {fixed}, {_retry_hint(by_model)}):")
             out += self.show_commands(self.errors_by_partition)
         earlier = {p: self.earlier_errors[p] for p in self.in_order(self.earlier_errors) if self.earlier_errors[p]}
         if earlier:
             out.append(  # a track's record in each partition counted: one bad file under 3 scenarios is 3 records
                 f"{counted(sum(earlier.values()), 'error record')} of earlier runs kept for this run's tracks, in "
-                f"{counted(len(earlier), 'partition')} (not computed again, not evaluated; `--retry-errors` computes "
-                "them again):"
+                f"{counted(len(earlier), 'partition')} (not computed again, not evaluated; {_retry_hint(list(earlier))}):"
             )
             out += self.show_commands(earlier)
         return out
@@ -399,3 +398,11 @@ def duration(seconds: int, up: bool = True) -> str:
 def elapsed(seconds: int) -> str:
     """``45 s``, ``3 min``, ``2 h 05 min``: a time gone by, to the second under a minute, else to the whole minute."""
     return duration(seconds, up=False)
+
+
+def _retry_hint(partitions: list[str]) -> str:
+    """What computes error records again: ``--retry-errors``, and ``--retry-model`` of the models of ``partitions``
+    (names ``dataset/model/scenario``; none: ``--retry-errors`` alone) for one model's records alone."""
+    from repeval.pipeline.failing import retry_alone
+
+    return f"`--retry-errors` computes them again{retry_alone(partitions)}"

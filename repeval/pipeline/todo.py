@@ -95,6 +95,9 @@ class Stream:
     #: it failing on them again is no sign that it fails on every track (:class:`~repeval.pipeline.failing.
     #: FailingModel` leaves them out); in one of none, it is (a model that embeds nothing, retried: stopped as before)
     retrying: set[tuple[str, str]] = field(default_factory=set)
+    #: the partitions planned, each with what :meth:`~repeval.store.Partition.stamp` records in it: opened (marked
+    #: incomplete, stamped) as the stream starts (:meth:`open_parts`)
+    opening: dict[str, tuple[Any, tuple[Any, ...]]] = field(default_factory=dict)
     #: of the tracks it reuses, those whose stored rows were cut (under ``run.truncated_audio: error``)
     cut: CutReused = field(default_factory=CutReused)
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
@@ -104,15 +107,27 @@ class Stream:
     #: wants clean and another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
     pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
 
+    def open_parts(self) -> None:
+        """Mark the partitions planned incomplete and stamp them (:attr:`opening`), as the stream starts: not as they
+        are planned, or a run stopped before this stream (a model failing the check on the nodes, Ctrl-C, another
+        model's stream failing) would leave a complete partition incomplete though nothing in it changed (a retried
+        one: its error records as they were), and a new one as an empty, stamped folder."""
+        for part, args in self.opening.values():
+            part.reopen()  # a partition shared by several tasks (one dataset, other splits) may need more tracks
+            part.stamp(*args)
+        self.opening.clear()
+
     def clear_retried(self) -> None:
         """Delete the error records of the partitions :attr:`retried` (their tracks are this stream's to compute):
         not as they are planned, or a run stopped before its streams (a model failing the check on the nodes, Ctrl-C)
         would have deleted them without computing their tracks again."""
-        for key, (part, errors) in self.retried.items():
-            if part.counts()[0]:  # the model embeds tracks of it: failing again on those it failed on is no sign
-                self.retrying.update((key, str(t)) for t in errors.to_pylist())
-            part.clear_errors()
+        for part, errors in self.retried.values():
+            part.clear_errors(errors)  # their ids recorded in the partition until it is complete again
         self.retried.clear()
+        for key, part in self.parts.items():  # and those an interrupted retry, or `repeval store rm --track`, left
+            retried = part.retried_ids()
+            if len(retried) and part.counts()[0]:  # it embeds tracks of it: failing again on those is no sign
+                self.retrying.update((key, str(t)) for t in retried.to_pylist())
 
     def add_todo(self, piece: pa.Table) -> None:
         if self.todo is None:
@@ -244,16 +259,12 @@ def plan_dataset(
                         part.add_sources(sources or [])
                 continue
             if key not in st.parts:
-                # a partition shared by several tasks (one dataset, other splits) may need more tracks
-                part.reopen()
-                part.stamp(
-                    fp,
+                provenance = (
                     {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()}
                     | ({"model_code": code} if code else {})
-                    | ({PARAMS_AS_APPLIED: True} if sid != CLEAN else {}),
-                    described=pspec.described,
-                    sources=sources,
+                    | ({PARAMS_AS_APPLIED: True} if sid != CLEAN else {})
                 )
+                st.opening[key] = (part, (fp, provenance, pspec.described, sources))  # as the stream starts
                 st.keys.append(key)
                 st.sids[key] = sid
                 st.parts[key] = part

@@ -178,6 +178,18 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     )
 
 
+def _retry_note(partitions: list[str]) -> str:
+    """What computes the error records of ``partitions`` (names ``dataset/model/scenario``) again: ``--retry-errors``,
+    or ``--retry-model`` of each of their models for that model's alone."""
+    from repeval.pipeline.failing import retry_alone
+
+    alone = retry_alone(partitions, lambda text: f"<code>{e(text)}</code>")
+    return (
+        "Once their files (or the model failing on them) are fixed, <code>repeval run --retry-errors</code> computes "
+        f"them again{alone}."
+    )
+
+
 def _left_out_section(runs: list[Run]) -> str:
     """The tracks the runs left out of evaluation and why: rows their datasets dropped at load, and the error
     records of their store partitions (the first :data:`MAX_ERROR_ROWS`, with the total and the commands that list
@@ -216,7 +228,8 @@ def _left_out_section(runs: list[Run]) -> str:
             f'<h3>Error records ({total})</h3><p class="rv-note">these tracks failed to decode, deform or embed: '
             "they have no embedding in that partition, so no probe was trained or tested on them there (a clean "
             "record leaves the track out of training and of every test; a scenario's, of that scenario's test). "
-            f"Shown: {shown}; every record of a partition:</p><ul>{commands}</ul>"
+            f"{_retry_note([name for _, name, _ in counts])} Shown: {shown}; every record of a partition:</p>"
+            f"<ul>{commands}</ul>"
             f'{_controls("left-out-errors")}<div class="rv-scroll"><table class="rv-table sortable" '
             f'id="left-out-errors"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
         )

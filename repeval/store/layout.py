@@ -13,6 +13,11 @@ import pyarrow.parquet as pq
 MANIFEST = "_manifest.json"
 STAMP = "_stamp.json"
 ERRORS_DIR = "_errors"
+#: the track ids of error records deleted to compute them again (``--retry-errors``, ``--retry-model``, ``repeval store
+#: rm --track``), kept until the partition is complete again: a run finishing one that an interrupted retry (or a
+#: removal) left incomplete knows them as retried (:class:`repeval.pipeline.failing.FailingModel`); ``_``-named, so
+#: no Parquet reader of the partition reads it
+RETRIED = "_retried.parquet"
 #: bumped when the row schema changes so that rows written before cannot be read as rows written now; part of every
 #: partition's fingerprint. A nullable column added for what older rows never had (``audio_note``: null in their part
 #: files, which lack it) leaves it as it is, so the partitions written before are completed and read as they were

@@ -24,6 +24,7 @@ from repeval.store.layout import (
     ERROR_SCHEMA,
     ERRORS_DIR,
     MANIFEST,
+    RETRIED,
     STAMP,
     STORE_FORMAT,
     _atomic_write_bytes,
@@ -66,6 +67,13 @@ def _undeleted(named: str, where: str, exc: OSError) -> OSError:
     return said
 
 
+def _parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of a Parquet file."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def _is_cut(notes: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Which of ``notes`` (``audio_note`` values) say a file cut short (:data:`CUT`; null stays null)."""
     return pc.starts_with(notes, "cut ")
@@ -86,7 +94,7 @@ def _may_hold_note(meta: pq.FileMetaData) -> bool:
 
 @dataclass
 class Partition(PartitionStamp):
-    def clear_errors(self) -> int:
+    def clear_errors(self, ids: pa.Array | None = None) -> int:
         """Delete this partition's error records (``--retry-errors``) and mark it incomplete; returns how many.
 
         The tracks they named count as missing again, so the next stream recomputes them. Deleting first is
@@ -96,6 +104,7 @@ class Partition(PartitionStamp):
             return 0
         n = self._num_rows(files)
         self.reopen()
+        self.note_retried(self.error_ids() if ids is None else ids)  # ``ids``: theirs, read already
         for f in files:
             self.fs.delete_file(f)
         return n
@@ -121,12 +130,24 @@ class Partition(PartitionStamp):
             return Removed()
         self.reopen()  # first: stopped midway, the partition is incomplete, never complete with rows missing
         n_rows, stuck_rows = remove_rows(self.fs, self.path, rows, ids)
+        if errors:  # computed again by the next run, as --retry-errors computes them
+            failed = pa.chunked_array(list(errors.values()), pa.string()).combine_chunks()
+            self.note_retried(pc.filter(failed, pc.is_in(failed, value_set=ids)))
         n_errors, stuck_errors = remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids)
         if n_errors:
             self.record(STOPPED_FAILING, None)
         return Removed(
             n_rows, n_errors, {**stuck_rows, **{f"{ERRORS_DIR}/{n}": why for n, why in stuck_errors.items()}}
         )
+
+    def note_retried(self, ids: pa.Array) -> None:
+        """Add ``ids``, tracks whose error records are about to be deleted to compute them again, to the partition's
+        record of them (:data:`~repeval.store.layout.RETRIED`, read by :meth:`retried_ids`), which :meth:`finish`
+        deletes: a run that finishes the partition after an interrupted retry knows them as retried."""
+        before = self.retried_ids()
+        both = pc.unique(pa.chunked_array([before, ids.cast(pa.string())]).combine_chunks())
+        if len(both) > len(before):
+            _atomic_write_bytes(self.fs, f"{self.path}/{RETRIED}", _parquet_bytes(pa.table({"track_id": both})))
 
     def settle(self, say: bool = True) -> list[Settled]:
         """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records:
@@ -413,4 +434,10 @@ class Partition(PartitionStamp):
             "repeval_version": repeval_version(),
         }
         _atomic_write_bytes(self.fs, f"{self.path}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        try:  # complete again: its retried tracks computed (a later run's failures on them are that run's)
+            self.fs.delete_file(f"{self.path}/{RETRIED}")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a tidy-up: the partition is complete all the same
+            log.warning("store partition %s: could not delete its %s (%s)", self.name, RETRIED, exc)
         return manifest

@@ -21,6 +21,7 @@ from repeval.cloud_reach import refusal, refused
 from repeval.store.layout import (
     ERRORS_DIR,
     MANIFEST,
+    RETRIED,
     STAMP,
     DamagedPartFile,
     PartFileDenied,
@@ -244,6 +245,19 @@ class PartitionFiles:
     def error_ids(self) -> pa.Array:
         """Track ids of the error records, one per record (an Arrow array)."""
         return self._ids(self.error_files()).combine_chunks()
+
+    def retried_ids(self) -> pa.Array:
+        """The track ids whose error records were deleted to compute them again since the partition was last complete
+        (:data:`~repeval.store.layout.RETRIED`); one that cannot be read counts as none (a tidy-up's record)."""
+        where = f"{self.path}/{RETRIED}"
+        try:
+            if self.fs.get_file_info(where).type == pafs.FileType.NotFound:
+                return pa.array([], pa.string())
+            return read_parquet(self.fs, where, ["track_id"]).column(0).combine_chunks()
+        except (pa.ArrowException, OSError) as exc:
+            log.warning("store partition %s: %s is unreadable (%s); its tracks count as not retried", self.name,
+                        RETRIED, exc)  # fmt: skip
+            return pa.array([], pa.string())
 
     def done_track_ids(self) -> set[str]:
         """Like :meth:`done_ids`, as a Python set (small partitions, tools)."""

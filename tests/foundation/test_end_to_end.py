@@ -167,6 +167,10 @@ def test_full_run(ray_session, run_config):
         ["notes", "mfcc-stats", sid, "corrupt", "test", "decode"] for sid in ("clean", "D1")
     ], cells
     assert all(c[6] for c in cells) and "Error records (2)" in section and "Shown: all 2" in section
+    assert (  # what computes them again: it named --retry-errors (in the section's head) alone
+        "Once their files (or the model failing on them) are fixed, <code>repeval run --retry-errors</code> computes "
+        "them again, or <code>--retry-model mfcc-stats</code> those of that model alone." in section
+    ), section
     # `repeval runs` says them too, as the report counts them (it said the row dropped at load alone)
     from repeval.report.runs import runs_text
 

@@ -257,8 +257,19 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}
     runner.stage_embed(ctx, deformed_only=True)  # `repeval deform`, none to embed: it deleted the record
     assert json.loads((ctx.run_dir / LEFT_OUT).read_text()) == {"embed": {"broken": why}}  # its clean tracks: none
-    said = [n for n in make_plan(ctx.cfg, ctx.store, ctx.run_dir).notes if "left out again" in n]
+    plain = make_plan(ctx.cfg, ctx.store, ctx.run_dir)
+    said = [n for n in plain.notes if "left out again" in n]
     assert said == [f"`repeval run` would leave it out: {why}"], said  # the plan says it too, the store as it is
+    assert (  # its error records' note named --retry-errors alone
+        "once their files (or the model failing on them) are fixed, `repeval run --retry-errors` computes them again, "
+        "or `--retry-model broken` those of that model alone (`repeval plan` with the same option says" in plain.text()
+    ), plain.text()
+    # nor does it count the model's grid as to train, and its partition's missing tracks as to embed
+    assert "1 to train, 1 of broken, which `repeval run` leaves out (note below))" in plain.text(), plain.text()
+    assert (
+        f"0 of {2 * N_TRACKS} rows to embed, {N_TRACKS - kept} more of broken, which `repeval run` leaves out"
+        in plain.text()
+    ), plain.text()
     retried = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_models=frozenset({"broken"}))  # plan --retry-model
     assert not [n for n in retried.notes if "left out again" in n], retried.notes
     assert f"retry errors: notes/broken/clean: {counted(kept, 'error record')} deleted, " in retried.text()
@@ -271,7 +282,8 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     # an attempt that another model's check stops before any stream starts: its models_left_out.json says this
     # attempt, not an earlier one's (it kept it: `repeval runs` named models the latest attempt had not left out) ...
     needs = {"id": "no-extra", "type": "needs-extra"}
-    checked = runner.make_context(load_config(_config(r.root, r.notes, [models[0], needs], "checked")))
+    flaky_cfg = {"id": "flaky", "type": "sometimes-fails"}
+    checked = runner.make_context(load_config(_config(r.root, r.notes, [models[0], flaky_cfg, needs], "checked")))
     (checked.run_dir / LEFT_OUT).write_text(json.dumps({"embed": {"net-a": "an earlier attempt's"}}))
     with pytest.raises(ModelUnavailable, match="needs the 'nothing' extra"):
         runner.stage_embed(checked)
@@ -288,12 +300,16 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     # --retry-model broken stopped by that check keeps its error records: they were deleted as its partitions were
     # planned, before the check, and their tracks computed by no one
     with pytest.raises(ModelUnavailable, match="needs the 'nothing' extra"):
-        runner.stage_embed(checked, retry_models=frozenset({"broken"}))
+        runner.stage_embed(checked, retry_models=frozenset({"broken", "flaky"}))
     assert broken.read_errors().num_rows == kept and "stopped_failing" in (broken.stamped() or {})
+    # ... and a retried complete partition stays complete, its records as they were: it was marked incomplete as it
+    # was planned, before the check, and stayed so though nothing in it changed; the model the check stopped has no
+    # partition (it was stamped, an empty folder, as planned)
+    assert flaky.complete and flaky.read_errors().num_rows == failed
+    assert not (r.root / "store" / "notes" / "no-extra").exists()
     # --retry-model broken: it alone is tried again with the tracks it failed on (its error records deleted first: not
     # kept + STOP of them), another model's error records left as they are (--retry-errors, the only way, retried
     # those too)
-    flaky_cfg = {"id": "flaky", "type": "sometimes-fails"}
     both = runner.make_context(load_config(_config(r.root, r.notes, [models[0], flaky_cfg], "retry-one")))
     with pytest.raises(ValueError, match="--retry-model: the configuration has no embedding model 'brokn'; give the"):
         runner.stage_embed(both, retry_models=frozenset({"brokn"}))
@@ -308,6 +324,12 @@ def test_a_model_failing_on_every_track_is_stopped_early_and_one_failing_on_some
     assert (
         flaky.complete and flaky.read_errors().num_rows == failed and "stopped_failing" not in (flaky.stamped() or {})
     )
+    # those tracks removed (`repeval store rm … --track`; a --retry-model flaky stopped midway leaves them so): a
+    # plain run computes them again, and their failing again stopped the model — left out from then on
+    flaky.remove_tracks(flaky.error_ids())
+    assert not flaky.complete and flaky.retried_ids().to_pylist()
+    assert "flaky" not in runner.stage_embed(both).models_failed
+    assert flaky.complete and flaky.read_errors().num_rows == failed and not len(flaky.retried_ids())
     kept = broken.read_errors().num_rows
     # its plugin edited: run again, in the decode tasks (run.resources.embed_in_decode), and stopped again
     plugin = r.root / "failing_models.py"
@@ -402,6 +424,23 @@ def test_the_watch_stops_one_fault_whatever_its_numbers_and_never_a_model_failin
         "lists first is not broken: raise run.stop_model_after_failed_tracks (now 3), or set it to null never to stop "
         "a model"
     ), said
+    assert "and embedded none (not counted: 3 tracks whose audio failed to decode or deform): RuntimeError" in said
+    # retried tracks failing again are not counted either: the message said "the first 2 tracks it was given" of a
+    # model given 4, whose 4 error records it kept
+    retried = FailingModel(mcfg, limit=2, retried={("clean", "t0"), ("clean", "t1")})
+    retried.see(None, errors(*[f"RuntimeError: no accelerator for {n} samples" for n in (1, 2)]))
+    with pytest.raises(ModelFailing) as stopped:
+        retried.see(None, errors(*[f"RuntimeError: no accelerator for {n} samples" for n in (3, 4)], first=2))
+    said = str(stopped.value)
+    assert said.startswith(
+        "embedding model 'net' failed on each of the first 2 tracks it was given, with the same error, and embedded "
+        "none (not counted: 2 retried tracks failing again as before): RuntimeError: no accelerator for 3 samples — "
+        "stopped early (its 4 error records so far are kept)"
+    ), said
+    one = FailingModel(mcfg, limit=1, retried={("clean", "t0")})
+    one.see(None, errors("decode: no such file", stage="decode", first=5))
+    with pytest.raises(ModelFailing, match=r"\(not counted: 1 retried track failing again as before and 1 track whose"):
+        one.see(None, errors("RuntimeError: x", "RuntimeError: x"))
     never = FailingModel(mcfg, limit=None)  # run.stop_model_after_failed_tracks: null
     never.see(None, errors(*(f"RuntimeError: no accelerator for {n} samples" for n in range(40))))
     assert not never.watching and not never.failed

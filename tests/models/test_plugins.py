@@ -266,8 +266,9 @@ def test_frames_a_model_gets_wrong_are_error_records_naming_the_fix():
     assert len(said) <= REASON_CHARS  # a run's summary shows it whole
     summary = EmbedSummary()
     summary.add_failures("d/m/clean", ["t1"], ["embed"], [said])
-    assert "`--retry-errors` computes them again once the files (or, stage embed, the model) are fixed" in "\n".join(
-        summary.failure_lines()
+    assert (  # --retry-model, which retries that model's records alone, was not named
+        "all of them (not evaluated; once the files (or, stage embed, the model) are fixed, `--retry-errors` computes "
+        "them again, or `--retry-model m` those of that model alone):" in "\n".join(summary.failure_lines())
     )
 
 

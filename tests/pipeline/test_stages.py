@@ -533,7 +533,11 @@ def test_the_summary_line_says_what_it_counts_and_when_there_was_nothing_to_embe
         "nothing to embed: 1 partition already complete (1 row already in store)"
     )
     single.earlier_errors.update({"d/m/clean": 1})
-    assert "1 error record of earlier runs kept for this run's tracks, in 1 partition (" in single.failure_lines()[0]
+    assert single.failure_lines()[0] == (  # --retry-model, which retries that model's records alone, was not named
+        "1 error record of earlier runs kept for this run's tracks, in 1 partition (not computed again, not evaluated; "
+        "`--retry-errors` computes them again, or `--retry-model m` those of that model alone):"
+    )
+    assert "or `--retry-model m`, `--retry-model m1` those of one model alone):" in three.failure_lines()[-3]
     idle.partitions_completed.append("/s/d/m2/clean")  # held every track, not yet marked complete
     assert idle.line().endswith("; 1 marked complete") and "rows/s" not in idle.line()
 
