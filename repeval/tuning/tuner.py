@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from repeval.tuning.checkpoint import read_finished
-from repeval.tuning.tune_setup import _plain_trial_actors, _quiet_missing_metrics, quiet_restores
+from repeval.tuning.tune_setup import (
+    _plain_trial_actors,
+    _quiet_missing_metrics,
+    import_tensorboardx_locally,
+    quiet_restores,
+)
 from repeval.words import counted
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
@@ -215,6 +220,7 @@ def _fit_grid(tuner: Any, path: str) -> list[tuple[dict[str, Any], Any]]:
     :class:`TrialFilesCut` when Tune stops on a trial's file cut short (experiment ``path``)."""
     import pickle
 
+    import_tensorboardx_locally()  # before the fit imports it, with boto3 and google-cloud-storage it never uses
     with _plain_trial_actors():
         try:
             grid = tuner.fit()
