@@ -55,8 +55,9 @@ FUSED_MAX_BLOCK_ROWS = 256
 MAX_STREAM_BLOCKS = 4096
 #: half-length blocks at the end of an actor pool's stream, per actor (:func:`~repeval.pipeline.source.block_slices`):
 #: the actors take blocks as they free up, so the last block leaves the others idle while one embeds it. Simulated
-#: with each actor's speed off by 0–5% (2,000 clips, 2 actors, 2 blocks in flight each): the actors ended 0.4–0.6 s
-#: apart on average with two per actor, against 0.5–1.0 s with even blocks and 1.0–1.9 s with 31 of 64 and one of 16
+#: (2,000 clips of which 10% deformed, 2 actors, 2 blocks in flight each, the actors' speeds 0–5% apart): the actors
+#: ended 0.1–0.6 s apart on average, against 0.1–1.0 s with even blocks only and 0.9–1.9 s with 31 blocks of 64 and
+#: one of 16 (the stream 0.2–0.9 s shorter)
 TAIL_BLOCKS_PER_ACTOR = 2
 #: chunks per embedding call when the model config does not set ``batch_size`` (fewer in a short stream)
 DEFAULT_EMBED_BATCH = 32
