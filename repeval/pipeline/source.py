@@ -52,19 +52,47 @@ def _from_ipc(data: bytes) -> RowsPayload:
     return RowsPayload(pa.ipc.open_stream(data).read_all())
 
 
-def block_slices(n_rows: int, block_rows: int) -> list[tuple[int, int]]:
-    """(offset, length) of each block: ``block_rows`` rows each, the last one shorter."""
+def block_slices(n_rows: int, block_rows: int, tail: int = 0) -> list[tuple[int, int]]:
+    """(offset, length) of each block, in order: at most ``block_rows`` rows each, in as few blocks as that allows, as
+    even as they go — except the last ``tail`` blocks, about half as long as the others (one more block, or two, may
+    be needed); the lengths of the others, and of the last ones, differ by one row at most, the longer first.
+
+    An actor pool's actors take blocks as they free up: a short last block (2,000 rows in blocks of 64: 31 and one of
+    16) or the last of even blocks leaves one actor embedding it while the others have nothing left; half-length
+    blocks at the end halve that wait. The blocks' lengths change no embedding (a clip's is the same in any batch).
+    ``tail`` is left out where a block would have fewer than four rows: the stream is short."""
     if block_rows < 1:
         raise ValueError(f"block_rows must be at least 1, got {block_rows}")
-    return [(i, min(block_rows, n_rows - i)) for i in range(0, n_rows, block_rows)]
+    count = -(-n_rows // block_rows)
+    if count == 0:
+        return []
+    tail = min(tail, count - 1) if n_rows >= 4 * count else 0
+    while True:  # the tail's rows: its share at half a block each; the others' blocks within block_rows
+        tail_rows = n_rows * tail // (2 * count - tail)
+        if -(-(n_rows - tail_rows) // (count - tail)) <= block_rows:
+            break
+        count += 1
+    return _even(0, n_rows - tail_rows, count - tail) + _even(n_rows - tail_rows, tail_rows, tail)
+
+
+def _even(offset: int, n_rows: int, count: int) -> list[tuple[int, int]]:
+    """``n_rows`` from ``offset`` in ``count`` blocks whose lengths differ by one row at most, the longer first."""
+    size, longer = divmod(n_rows, count) if count else (0, 0)
+    slices = []
+    for i in range(count):
+        length = size + (i < longer)
+        slices.append((offset, length))
+        offset += length
+    return slices
 
 
 class TodoSource(Datasource):
-    """A Ray Data datasource over a to-do table: one read task (and one output block) per ``block_rows`` rows."""
+    """A Ray Data datasource over a to-do table: one read task (and one output block) per block of at most
+    ``block_rows`` rows, the last ``tail`` half as long (:func:`block_slices`)."""
 
-    def __init__(self, todo: pa.Table, block_rows: int) -> None:
+    def __init__(self, todo: pa.Table, block_rows: int, tail: int = 0) -> None:
         self.todo = todo
-        self.slices = block_slices(todo.num_rows, block_rows)
+        self.slices = block_slices(todo.num_rows, block_rows, tail)
 
     def get_name(self) -> str:
         return "Todo"
@@ -85,11 +113,13 @@ class TodoSource(Datasource):
         return tasks
 
 
-def read_todo(todo: pa.Table, block_rows: int, **read_args: Any) -> Any:
-    """The dataset of ``todo``'s rows in blocks of ``block_rows``. ``read_args`` go to
+def read_todo(todo: pa.Table, block_rows: int, tail: int = 0, **read_args: Any) -> Any:
+    """The dataset of ``todo``'s rows in blocks of at most ``block_rows``, the last ``tail`` of them half as long
+    (:func:`block_slices`).
+    ``read_args`` go to
     ``ray.data.read_datasource`` — give the next stage's ``num_cpus``, ``compute`` and ``runtime_env`` so the
     read fuses into it (one task per block)."""
     import ray.data
 
-    src = TodoSource(todo, block_rows)
+    src = TodoSource(todo, block_rows, tail)
     return ray.data.read_datasource(src, override_num_blocks=max(1, len(src.slices)), **read_args)

@@ -29,12 +29,26 @@ def todo(n: int) -> pa.Table:
     )
 
 
-@pytest.mark.parametrize("n, size", [(0, 5), (1, 5), (10, 5), (11, 5), (64, 64), (65, 64)])
-def test_block_slices_cover_the_rows_once_in_order(n, size):
-    slices = block_slices(n, size)
+@pytest.mark.parametrize(
+    "n, size, tail",
+    [(0, 5, 0), (1, 5, 0), (10, 5, 0), (11, 5, 0), (64, 64, 0), (65, 64, 0), (2000, 64, 0), (2000, 64, 4)],
+)
+def test_block_slices_cover_the_rows_once_in_order(n, size, tail):
+    slices = block_slices(n, size, tail)
     covered = [r for off, length in slices for r in range(off, off + length)]
     assert covered == list(range(n))
-    assert all(0 < length <= size for _, length in slices) and all(length == size for _, length in slices[:-1])
+    assert all(0 < length <= size for _, length in slices)
+
+
+def test_blocks_are_even_and_the_last_ones_half_as_long():
+    """An actor pool's actors take blocks as they free up: the last blocks are half as long (2,000 rows in blocks of at
+    most 64 with four such: 30 of 62–63, then 31–32), the others even (not 31 of 64 and one of 16), the longer first;
+    a short stream, whose blocks would have fewer than four rows, has even blocks only."""
+    assert [n for _, n in block_slices(2000, 64, 4)] == [63] * 15 + [62] * 15 + [32, 31, 31, 31]
+    assert [n for _, n in block_slices(2000, 64)] == [63] * 16 + [62] * 16
+    assert [n for _, n in block_slices(65, 64)] == [33, 32]
+    assert [n for _, n in block_slices(400, 50, 4)] == [50] * 6 + [25] * 4  # one block more than without the tail
+    assert [n for _, n in block_slices(10, 2, 4)] == [2] * 5
 
 
 def test_block_slices_reject_an_empty_block():
@@ -76,7 +90,8 @@ def test_read_todo_is_one_task_per_block_fused_into_the_next_stage(ray_session):
 
     ds = read_todo(table, 16, num_cpus=1).map_batches(look, batch_size=None, num_cpus=1)
     out = ds.take_all()
-    assert sorted(r["rows"] for r in out) == sorted([16] * 6 + [4])  # one batch per block, no block split or merged
+    # one batch per block (even blocks: 15 and 14 rows), no block split or merged
+    assert sorted(r["rows"] for r in out) == sorted([15] * 2 + [14] * 5)
     ids = [i for r in sorted(out, key=lambda r: r["first"]) for i in r["ids"].split(",")]
     assert ids == table.column("track_id").to_pylist()  # every row exactly once
     assert sum(r["n_scenarios"] for r in out) == len(table.column("scenarios").combine_chunks().values)

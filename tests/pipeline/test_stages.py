@@ -320,9 +320,22 @@ def test_blocks_longer_when_the_model_runs_in_the_decode_tasks() -> None:
         block_slices(2000, block_rows(2000, 2, MAX_BLOCK_ROWS)),
         block_slices(2000, block_rows(2000, 2, FUSED_MAX_BLOCK_ROWS)),
     )
-    assert [len(pool), len(fused)] == [32, 8] and {n for _, n in fused} == {250}
+    assert [len(pool), len(fused)] == [32, 8] and {n for _, n in fused} == {250} and {n for _, n in pool} == {62, 63}
     assert block_rows(10, 2, FUSED_MAX_BLOCK_ROWS) == 2  # five blocks of two rows
     assert len(block_slices(100_000, block_rows(100_000, 2, FUSED_MAX_BLOCK_ROWS))) == 391
+
+
+def test_an_actor_pools_stream_ends_in_half_length_blocks() -> None:
+    """The last blocks of a stream into an actor pool are half as long, two per actor (an actor that frees up while
+    another embeds the last block waits half as long); a model inside the decode tasks has even blocks."""
+    from repeval.pipeline.source import block_slices
+    from repeval.pipeline.stream import stream_blocks
+
+    pool = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=2, cluster_gpus=0)
+    fused = plan_resources(_CPU, ResourcesConfig(embed_in_decode="always"), cluster_cpus=2, cluster_gpus=0)
+    assert pool.n_actors == 2 and stream_blocks(2000, 2, pool) == (64, 4)
+    assert [n for _, n in block_slices(2000, *stream_blocks(2000, 2, pool))][-5:] == [62, 32, 31, 31, 31]
+    assert stream_blocks(2000, 2, fused) == (250, 0)
 
 
 def test_decode_embed_equals_decode_then_embed(files) -> None:
