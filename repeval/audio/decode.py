@@ -245,7 +245,18 @@ def _open_noting(path: str, truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO)
     except PermissionError:
         raise DecodeError(f"permission denied: {path}") from None
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
-        raise DecodeError(f"cannot decode {path}: {exc}") from None
+        said = str(exc).removeprefix(f"Error opening {path!r}: ")  # libsndfile's, the path said twice
+        # a file libsndfile cannot open: not audio it reads, or damaged beyond what the checks above name
+        fix = UNREADABLE_FIX if isinstance(exc, sf.LibsndfileError) else ""
+        said = said.rstrip(".") if fix else said
+        raise DecodeError(f"cannot decode {path}: {said}{fix}") from None
+
+
+#: what a file libsndfile cannot open needs (a DecodeError's reason, an error record's)
+UNREADABLE_FIX = (
+    " — not audio libsndfile reads (WAV, FLAC, Ogg, MP3, AIFF…) or damaged: replace it, or convert it to one of those "
+    "(`ffmpeg -i FILE FILE.flac`), then `--retry-errors` computes its track again"
+)
 
 
 #: a file that fails to decode and ends in at least this many zero bytes is named zero-filled (:func:`_why_corrupt`)

@@ -89,7 +89,14 @@ def data_render(
             raise ValueError(f"unknown --kind '{kind}'; valid: notes, mixtures, keys")
         typer.echo(rendered_text(kind, m, n, detail, counts["kept"]))
 
-    _guard(go)
+    _guard(go, storage_hint=RENDER_OUT_HINT)  # it writes no store or run directory: its own OUT folder
+
+
+#: what to check when ``repeval data render OUT`` cannot write there (``_guard``'s storage hint)
+RENDER_OUT_HINT = (
+    "OUT is not a writable folder with free space (or a file lies on its path): render into another folder, "
+    "`repeval data render DIR`, and give its manifest to the configuration"
+)
 
 
 @data_app.command("download")

@@ -77,7 +77,15 @@ def schema_cmd(
             path.write_text(schema_text())
             typer.echo(f"schema: {path} (first line of a config: `# yaml-language-server: $schema={path.name}`)")
 
-    _guard(go)
+    # it writes no store or run directory: the fix for a file it cannot write is its own --out
+    _guard(go, storage_hint=SCHEMA_OUT_HINT)
+
+
+#: what to check when ``repeval schema --out`` cannot write its file (``_guard``'s storage hint)
+SCHEMA_OUT_HINT = (
+    "the --out file's folder is not a writable directory with free space: give `repeval schema --out` another path, "
+    "or print it (`repeval schema > FILE`)"
+)
 
 
 @app.command("datasets")

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import field_validator, model_validator
 
-from repeval.config.base import Strict
+from repeval.config.base import Fault, Strict, raise_faults
 from repeval.config.data import DatasetConfig, TaskConfig
 from repeval.config.embed import DeformationScenario, EmbeddingModelConfig, scenario_ids
 from repeval.config.probe import PerTaskFault, ProbeConfig, resolve_per_task_values, set_aside_per_task_values
@@ -108,7 +108,15 @@ class ExperimentConfig(Strict):
             raise ValueError(f"metrics must be a list of metric names, got {v!r}: write it as a list, [{v}]")
         if not v:
             raise ValueError("metrics is empty: remove the key to use the task's defaults")
-        return tuple(canonical_metric_name(str(m)) for m in v)
+        names, faults = [], []
+        for i, m in enumerate(v):  # every unknown name said at its own index, not the first alone
+            try:
+                names.append(canonical_metric_name(str(m)))
+            except ValueError as exc:
+                faults.append(Fault("metric", str(exc), (i,), m))
+        if faults:
+            raise_faults("metrics", faults)
+        return tuple(names)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

@@ -24,6 +24,7 @@ writer in :mod:`~repeval.datasets.render_output`.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from functools import partial
 from pathlib import Path
@@ -111,13 +112,24 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None, progress: bo
     for row, split in zip(rows, _allocate(shuffled, len(rows), spec.split_ratios, rng), strict=True):
         row["split"] = split
     manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    # the same set rendered again leaves its manifest as it was: a new one's time read as an edit, and a run warned
+    # that the store's embeddings of it came from a manifest "edited" since
+    if not (manifest.is_file() and _read(manifest) == text.getvalue()):
+        with manifest.open("w", newline="") as fh:
+            fh.write(text.getvalue())
     _write_licence(out)
     log.debug("rendered %d notes into %s", len(rows), out)  # `repeval data render` prints the manifest itself
     return manifest
+
+
+def _read(path: Path) -> str:
+    """``path``'s text as written, its line ends kept (a csv's ``\r\n``)."""
+    with path.open(newline="") as fh:
+        return fh.read()
 
 
 # ------------------------------------------------------------------------------ mixtures and keys

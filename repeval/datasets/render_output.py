@@ -91,7 +91,11 @@ def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "", kept:
 
     what, label, task = KINDS[kind]
     out = manifest.parent
-    entry = {"name": kind, "type": "catalog", "manifest": str(manifest), "label_column": label}
+    config = SHIPPED.get(manifest.as_posix())
+    shipped = config is not None and Path(config).is_file()
+    # the shipped configuration's name for the set: an entry copied from here shares its store partitions
+    name = (_shipped_name(Path(config), manifest) if shipped and config else None) or kind
+    entry = {"name": name, "type": "catalog", "manifest": str(manifest), "label_column": label}
     if kind == "mixtures":
         entry["label_separator"] = "|"
     entry["split_column"] = "split"
@@ -104,7 +108,23 @@ def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "", kept:
         f"an experiment with a task of type {task} (label: {label}) reads it as one of its datasets:",
         f"  - {flow}",
     ]
-    config = SHIPPED.get(manifest.as_posix())
-    if config is not None and Path(config).is_file():
+    if shipped:
         lines.append(f"{config} reads it: `repeval run {config}`")
     return "\n".join(lines)
+
+
+def _shipped_name(config: Path, manifest: Path) -> str | None:
+    """The name ``config`` gives the catalog dataset that reads ``manifest`` (``rendered_notes``), if it has one."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    experiments = doc.get("experiments") if isinstance(doc, dict) else None
+    for exp in experiments if isinstance(experiments, list) else []:
+        datasets = exp.get("datasets") if isinstance(exp, dict) else None
+        for ds in datasets if isinstance(datasets, list) else []:
+            if isinstance(ds, dict) and ds.get("manifest") == manifest.as_posix() and ds.get("name"):
+                return str(ds["name"])
+    return None

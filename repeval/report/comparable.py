@@ -396,3 +396,17 @@ def lacking_note(df: pd.DataFrame, shown: Collection[str]) -> str:
         for s, runs in lacking_runs(rows, present).items():
             lacking[s] = list(dict.fromkeys([*lacking.get(s, []), *runs]))
     return f"runs without results on a scenario show –: {lacking_words(lacking)}" if lacking else ""
+
+
+def lacking_metric_note(df: pd.DataFrame, metrics: Sequence[str]) -> str:
+    """Why a metric's columns are empty for a run's rows: ``runs without a metric show – in its columns: f1_micro (not
+    computed in r2)`` — a metric only some runs' configurations list; empty when every run of ``df`` (one task/dataset's
+    rows) has every one of ``metrics``."""
+    run_ids = df["run_id"].astype(str)
+    runs = list(dict.fromkeys(run_ids))
+    if len(runs) < 2:
+        return ""
+    has = df.assign(run_id=run_ids).groupby("metric", sort=False)["run_id"].agg(set)
+    lacking = {m: [r for r in runs if r not in has.get(m, set())] for m in metrics}
+    said = [f"{m} (not computed in {' or '.join(r)})" for m, r in lacking.items() if r]
+    return f"runs without a metric show – in its columns: {', '.join(said)}" if said else ""

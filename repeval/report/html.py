@@ -307,7 +307,7 @@ def _group_section(
                 partial(plots.training_curves, history, task, dataset, tested=df), "training curves (tested probes)"
             )
         )
-    out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
+    out.append(f'<h3>Figures</h3>{_figures_note(metrics)}<div class="rv-figs">{"".join(figs)}</div>')
     if has_deform:
         out.append(curves_block(runs, df, task, dataset, validation, files))
     out.append(
@@ -445,3 +445,15 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         raise
     log.debug("wrote report for %s to %s", counted(len(runs), "run"), out)  # `repeval report` prints the path itself
     return out
+
+
+def _figures_note(metrics: list[str]) -> str:
+    """What the figures leave out: a task's metrics past its first two are in the tables alone (a third, accuracy,
+    had no heat map and no word of why)."""
+    if len(metrics) <= 2:
+        return ""
+    shown, rest = metrics[:2], metrics[2:]
+    return (
+        f'<p class="rv-note">figures of the first two metrics, {html.escape(" and ".join(shown))}; '
+        f"the tables above have {html.escape(', '.join(rest))} too</p>"
+    )

@@ -52,6 +52,7 @@ from repeval.report.comparable import (
     apart_note,
     apart_scenarios,
     differ_note,
+    lacking_metric_note,
     lacking_note,
     run_sets,
     set_label,
@@ -326,7 +327,8 @@ def make_table(
         if m in chosen
         for n in where.values()
     }
-    parts = [table.caption, *notes, overlap_note(df), apart, apart_note(df, split), lacking_note(df, shown)]
+    lacking = [lacking_note(df, shown), lacking_metric_note(df, chosen)]
+    parts = [table.caption, *notes, overlap_note(df), apart, apart_note(df, split), *lacking]
     table.caption = "; ".join(p for p in [*parts, *table.no_interval.values()] if p)
     return table
 

@@ -440,9 +440,11 @@ class _Group:
                     p["selected"] = True
             # configurations: a grid's points, or a search space's sampled points (which share their point)
             tried = {p["params"] for p in out.probes if p["spec"] == spec.name}
+            settings = {**pt.params, **sampled}  # what the name stands for: marble-4 is learning_rate=0.005
             log.info(
-                "%s: %s selected %s (%s %.4f%s, the mean over %s) among %s%s",
-                self.inp.name, spec.name, pt.name, named, crit, ", lower is better" if mode == "min" else "",
+                "%s: %s selected %s (%s%s %.4f%s, the mean over %s) among %s%s",
+                self.inp.name, spec.name, pt.name, f"{settings_said(settings)}; " if settings else "", named, crit,
+                ", lower is better" if mode == "min" else "",
                 counted(len(states), "seed"), counted(len(tried), "configuration"),
                 left_out(out.probes, spec.name),
             )  # fmt: skip
@@ -453,6 +455,18 @@ class _Group:
                     "%s: %s has no configuration to select and test: %s",
                     self.inp.name, spec.name, left_out(out.probes, spec.name, every=True),
                 )  # fmt: skip
+
+
+def settings_said(settings: dict[str, Any]) -> str:
+    """A configuration's own settings as a log line says them, ``learning_rate=0.005, hidden_units=[512]`` (a sampled
+    number to 4 significant digits)."""
+
+    def said(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return ", ".join(f"{k}={said(v)}" for k, v in settings.items())
 
 
 def left_out(probes: list[dict[str, Any]], spec: str, every: bool = False) -> str:

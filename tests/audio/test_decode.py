@@ -70,8 +70,12 @@ def test_decode_errors(tmp_path, content, match):
     p = tmp_path / "bad.wav"
     if content is not None:
         p.write_bytes(content)
-    with pytest.raises(DecodeError, match=match):
+    with pytest.raises(DecodeError, match=match) as said:
         decode(str(p), 22050)
+    # the path once (libsndfile's "Error opening '<path>': " repeated it) and, for a file it cannot read, the fix
+    assert str(said.value).count(str(p)) == 1, said.value
+    if match == "cannot decode":
+        assert str(said.value).endswith("then `--retry-errors` computes its track again"), said.value
 
 
 def test_zero_length_and_nan(tmp_path):

@@ -173,6 +173,17 @@ def test_schema_out_makes_its_folders(tmp_path):
     assert res.exit_code == 0 and f"schema: {written}" in res.output and json.loads(written.read_text()), res.output
 
 
+def test_a_command_that_cannot_write_its_output_names_its_own_option(tmp_path):
+    """`repeval schema --out` and `repeval data render OUT` where a file lies on the path said "check that run.store
+    and run.runs_dir are writable directories" — settings neither command reads. Each names its own output now."""
+    (tmp_path / "afile").write_text("x")
+    res = CliRunner().invoke(app, ["schema", "--out", str(tmp_path / "afile" / "s.json")])
+    assert res.exit_code == 1 and "`repeval schema --out` another path" in res.output, res.output
+    res = CliRunner().invoke(app, ["data", "render", str(tmp_path / "afile" / "notes")])
+    assert res.exit_code == 1 and "`repeval data render DIR`" in res.output, res.output
+    assert "run.store" not in res.output
+
+
 def test_an_interrupted_run_names_the_command_line_that_resumes_it(tmp_path, capsys):
     """Ctrl-C said "rerun the same command to resume" — but a configuration without ``run.run_id`` gives each
     command a new timestamped run, so the same command started another run and trained every grid again. The

@@ -497,6 +497,7 @@ def _every_fault(d: dict) -> None:
     exp["deformations"][0][0]["params"].update(max_gain="3", min_gain_db="-6dB")
     exp["embedding_models"] = [{"id": "mfcc-stats", "params": {"n_mfcc": "big", "n_mel": 32}}]
     exp["downstream_models"][0].update(learning_rat=0.1, epochs="many")
+    exp["metrics"] = ["f1_mikro", "accuracy", "acuracy"]  # each name at fault (the first alone was said)
 
 
 def test_every_problem_of_a_config_is_said_at_once():
@@ -512,6 +513,8 @@ def test_every_problem_of_a_config_is_said_at_once():
         "experiments[0].embedding_models[0].params.n_mel",
         "experiments[0].downstream_models[0]",
         "experiments[0].downstream_models[0].epochs",
+        "experiments[0].metrics[0]",
+        "experiments[0].metrics[2]",
     ]
     said = "\n".join(problems)
     for part in (
@@ -522,6 +525,8 @@ def test_every_problem_of_a_config_is_said_at_once():
         "n_mfcc: expected an integer, got 'big'",
         "mfcc-stats has no parameter 'n_mel' — did you mean 'n_mels'?",
         "unknown key 'learning_rat' — did you mean 'learning_rate'?",
+        "unknown metric 'f1_mikro' — did you mean 'f1_micro'?",
+        "unknown metric 'acuracy' — did you mean 'accuracy'?",
     ):
         assert part in said
 

@@ -38,6 +38,12 @@ def test_render_is_real_audio_with_labels_and_seeded_splits(tmp_path):
     pa_, _ = sf.read(tmp_path / "a" / piano["audio_path"])
     fl_, _ = sf.read(tmp_path / "a" / flute["audio_path"])
     assert not np.allclose(pa_, fl_)
+    # rendered again, the same set leaves its manifest as it was: a rewritten one's new time read as an edit, and the
+    # next run warned that the store's embeddings came from a manifest "edited" since
+    before = m1.stat().st_mtime_ns
+    assert render_dataset(tmp_path / "a", spec) == m1 and m1.stat().st_mtime_ns == before
+    assert render_dataset(tmp_path / "a", RenderSpec(instruments=("piano", "flute"), notes_per_instrument=10, seed=4))
+    assert m1.read_text() != m2.read_text()  # another set: a new manifest
 
 
 def _catalog_cfg(manifest, **ds):

@@ -447,6 +447,10 @@ def test_a_scenario_only_some_runs_tested_is_left_out_of_their_ranking_not_their
     plain = " ".join(table_command(dirs, "robustness", "plain", task=TASK).split())
     assert "runs without results on a scenario show –: D2 (no results in r2)" in plain
     assert "no results" not in make_table(df[df["run_id"] != "r2"], "robustness", task=TASK).caption
+    # a metric r2's configuration did not list: its columns '–' in r2's rows, which the caption said nothing of
+    caption = make_table(df[~(df["run_id"].eq("r2") & df["metric"].eq("f1_micro"))], "robustness", task=TASK).caption
+    assert "runs without a metric show – in its columns: f1_micro (not computed in r2)" in caption, caption
+    assert "without a metric" not in make_table(df, "robustness", task=TASK).caption
 
     # a model's failed cell is not a scenario its run lacks: it is named, not ranked, and D2 stays in the ranking
     failed = keyed[~(keyed["model"].eq("r3/B") & keyed["scenario"].eq("D1"))]

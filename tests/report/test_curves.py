@@ -214,7 +214,10 @@ def test_the_curves_render_in_chromium(series_report, tmp_path):
   var imgs = Array.prototype.slice.call(document.querySelectorAll('figure.rv-curve img'));
   var out = {n: imgs.length, decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 300; }).length,
     sections: imgs.map(function (i) { return i.closest('section').id; }),
-    tables: document.querySelectorAll('table.rv-curve').length};
+    tables: document.querySelectorAll('table.rv-curve').length,
+    // each table's box beside its figure: as wide as the table (a box of no width showed a 2-px sliver, no numbers)
+    shown: Array.prototype.map.call(document.querySelectorAll('table.rv-curve'), function (t) {
+      return Math.round(t.closest('.rv-scroll').clientWidth - t.getBoundingClientRect().width); })};
   var pre = document.createElement('pre'); pre.id = 'rv-selftest'; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
 });</script>"""
@@ -224,6 +227,7 @@ def test_the_curves_render_in_chromium(series_report, tmp_path):
     assert proc.returncode == 0 and not _console_problems(proc.stderr), proc.stderr[-2000:]
     seen = json.loads(html_lib.unescape(re.search(r'<pre id="rv-selftest">(.*?)</pre>', proc.stdout, re.S).group(1)))
     assert seen["n"] == seen["decoded"] == seen["tables"] == 2
+    assert len(seen["shown"]) == 2 and min(seen["shown"]) >= 0, seen  # every curve's numbers readable, not scrolled
     assert [s.split("-")[1] for s in seen["sections"]] == ["instrument", "autotagging"]
 
 

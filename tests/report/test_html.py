@@ -48,6 +48,9 @@ def test_report_content(report, run_dir):
     assert "std is the sample standard deviation, n − 1" in text  # which std the ± is, stated where it is read
     # each pair leads with who is best on clean audio and who survives its deformations best
     assert text.count("<span>best on clean ") == text.count('<div class="rv-card rv-robust"><span>most robust: ') == 2
+    # figures of a task's first two metrics: the third (the instruments' f1_micro) is said to be in the tables alone
+    assert text.count("figures of the first two metrics") == 1, re.findall(r"figures of the first[^<]*", text)
+    assert "figures of the first two metrics, accuracy and f1_macro; the tables above have f1_micro too" in text
 
 
 def _table(text: str, tid_start: str) -> str:

@@ -82,7 +82,12 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path, caplog):
         g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=boom_wrapper)
     assert "pick selected pick-" in caplog.text and "the mean over 2 seeds) among 2 configurations" in caplog.text
     # the value is named by its criterion: a val_loss (lower is better) beside an R² read as a score otherwise
-    assert re.search(r"pick selected pick-\d \(val_accuracy \d\.\d{4}, the mean over 2 seeds\)", caplog.text)
+    # …and what the name stands for, its learning rate (the grid point's name alone left it to probes.parquet)
+    assert re.search(
+        r"pick selected pick-(0 \(learning_rate=0\.0001|1 \(learning_rate=0\.003); val_accuracy \d\.\d{4}, the mean over 2 "
+        r"seeds\)",
+        caplog.text,
+    )
     failed = {(f["probe"], f["seed"]): f["reason"] for f in g.failed}
     assert set(failed) == {("nan", 0), ("nan", 1), ("boom", 0), ("boom", 1)}
     assert "non-finite loss" in failed[("nan", 0)] and "injected failure" in failed[("boom", 0)]
@@ -361,7 +366,9 @@ def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_sessi
     assert "warmup_steps (10) must be fewer than max_steps (5)" in failed["warm"][0]
     assert [(p["status"], p["criterion"]) for p in g.probes if p["spec"] == "warm"] == [("failed", "val_accuracy")]
     # select: best leaves out a configuration with a failed seed, and says so; with none left it says that
-    assert "sgd selected sgd-1 (val_accuracy " in caplog.text
+    assert re.search(
+        r"sgd selected sgd-1 \(learning_rate=0\.05, dropout=0\.\d+; val_accuracy ", caplog.text
+    )  # drawn too
     assert "among 2 configurations; left out: 1 configuration with a failed seed (failed.parquet says why)" in (
         caplog.text
     )
