@@ -26,6 +26,12 @@ def refused_said(refused: tuple[str, str, str], then: str = "") -> str:
     return f"{uri} is unreadable ({why}): {f'{then} — ' if then else ''}{fix}"
 
 
+def report_output(name: str) -> bool:
+    """Whether the run's file ``name`` (its path in the run) is one `repeval report` writes — ``report.html``, its
+    figures under ``plots/`` — not one it reads."""
+    return name == "report.html" or name.startswith("plots/")
+
+
 def open_run(run: str) -> RunLocation:
     """A run directory given whole — ``runs/r1``, ``s3://bucket/runs/r1?endpoint_override=…`` — as ``repeval
     table|report`` take it: a remote one is pulled into a local staging copy (everything but ``tune/``)."""

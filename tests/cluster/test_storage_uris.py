@@ -353,12 +353,13 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
         table.replace_schema_metadata({**(table.schema.metadata or {}), **recorded}), local / "results.parquet"
     )
     pq.write_table(pa.table({"x": [1]}).replace_schema_metadata({EVALUATION_KEY: b"e1"}), local / "summary.parquet")
+    (local / "report.html").write_text("an earlier report")  # the report's own: written anew, not read
     for run in ("curves", "results"):
         pafs.copy_files(str(local), f"repeval/refused/{run}", source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=s3["fs"])  # fmt: skip
     user = _user_denied(
         s3, "refused/curves/history.parquet", "refused/curves/config.yaml", "refused/curves/summary.parquet",
-        "refused/results/results.parquet",
+        "refused/curves/report.html", "refused/results/results.parquet",
     )  # fmt: skip
     for k, v in user.items():
         monkeypatch.setenv(k, v)
@@ -379,6 +380,7 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     config = "s3://repeval/refused/curves/config.yaml is unreadable (access denied): the report uses the configuration "
     assert caplog.text.count(config + "results.parquet recorded — this user may not read it") == 2, caplog.text
     assert "rewritten" not in caplog.text and "summary.parquet is missing" not in caplog.text, caplog.text
+    assert "report.html" not in caplog.text, caplog.text
     with s3["fs"].open_input_file("repeval/refused/curves/report.html") as f:
         assert "history.parquet is unreadable (access denied)" in f.read().decode()  # the report's notes say it too
     # refused results stop it: said so, not "left out"
