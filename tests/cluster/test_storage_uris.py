@@ -354,9 +354,10 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     )
     pq.write_table(pa.table({"x": [1]}).replace_schema_metadata({EVALUATION_KEY: b"e1"}), local / "summary.parquet")
     (local / "report.html").write_text("an earlier report")  # the report's own: written anew, not read
-    for run in ("curves", "results"):
+    for run in ("curves", "results", "stale"):
         pafs.copy_files(str(local), f"repeval/refused/{run}", source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=s3["fs"])  # fmt: skip
+    s3["fs"].delete_file("repeval/refused/stale/summary.parquet")  # an evaluation stopped before writing it
     user = _user_denied(
         s3, "refused/curves/history.parquet", "refused/curves/config.yaml", "refused/curves/summary.parquet",
         "refused/curves/report.html", "refused/results/results.parquet",
@@ -372,6 +373,7 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
         table = CliRunner().invoke(app, ["table", f"s3://repeval/refused/curves{s3['query']}", "--format", "csv"])
         report = CliRunner().invoke(app, ["report", f"s3://repeval/refused/curves{s3['query']}"])
         failed = CliRunner().invoke(app, ["table", f"s3://repeval/refused/results{s3['query']}"])
+        stale = CliRunner().invoke(app, ["table", f"s3://repeval/refused/stale{s3['query']}"])
     assert table.exit_code == 0 and "msd-musicnn" in table.stdout, table.output
     assert report.exit_code == 0, report.output
     assert caplog.text.count(said.format("curves/history")) == 2, caplog.text  # a warning each, as a local run's
@@ -379,8 +381,10 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     # command", no evaluation "stopped after writing results.parquet" to run again
     config = "s3://repeval/refused/curves/config.yaml is unreadable (access denied): the report uses the configuration "
     assert caplog.text.count(config + "results.parquet recorded — this user may not read it") == 2, caplog.text
-    assert "rewritten" not in caplog.text and "summary.parquet is missing" not in caplog.text, caplog.text
+    assert "rewritten" not in caplog.text and caplog.text.count("summary.parquet is missing") == 1, caplog.text
     assert "report.html" not in caplog.text, caplog.text
+    # a summary.parquet truly missing (the one above) is said of the run's URI, not of the folder staging it
+    assert stale.exit_code == 0 and "s3://repeval/refused/stale: summary.parquet is missing" in caplog.text, caplog.text
     with s3["fs"].open_input_file("repeval/refused/curves/report.html") as f:
         assert "history.parquet is unreadable (access denied)" in f.read().decode()  # the report's notes say it too
     # refused results stop it: said so, not "left out"
