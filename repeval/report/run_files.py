@@ -21,7 +21,7 @@ from repeval.cloud_reach import refusal, refused
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
 from repeval.run_open import refused_files, refused_said
-from repeval.rundir import LOAD_REPORT, json_read
+from repeval.rundir import LOAD_REPORT, json_read, staged_from
 from repeval.words import counted
 
 log = logging.getLogger("repeval.report.results")  # the warnings of the results it reads beside
@@ -67,7 +67,7 @@ def results_config(run_dir: Path, notes: list[str] | None = None) -> str:
     log.warning(
         "%s: config.yaml was rewritten by a later command that did not evaluate (see `repeval runs`); the results are "
         "of the experiments their evaluation recorded, which the report shows",
-        run_dir,
+        staged_from(run_dir) or run_dir,  # a bucket's run by its URI, not the temporary folder staging it
     )
     return yaml.safe_dump({**now, "experiments": then.get("experiments")}, sort_keys=False)
 

@@ -358,6 +358,8 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
         pafs.copy_files(str(local), f"repeval/refused/{run}", source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=s3["fs"])  # fmt: skip
     s3["fs"].delete_file("repeval/refused/stale/summary.parquet")  # an evaluation stopped before writing it
+    with s3["fs"].open_output_stream("repeval/refused/stale/config.yaml") as f:  # by a command that stopped after
+        f.write(b"experiments: []\n")
     user = _user_denied(
         s3, "refused/curves/history.parquet", "refused/curves/config.yaml", "refused/curves/summary.parquet",
         "refused/curves/report.html", "refused/results/results.parquet",
@@ -378,13 +380,17 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     assert report.exit_code == 0, report.output
     assert caplog.text.count(said.format("curves/history")) == 2, caplog.text  # a warning each, as a local run's
     # a refused config.yaml or summary.parquet is not taken for one missing: no configuration "rewritten by a later
-    # command", no evaluation "stopped after writing results.parquet" to run again
+    # command", no evaluation "stopped after writing results.parquet" to run again (only the stale run's, below)
     config = "s3://repeval/refused/curves/config.yaml is unreadable (access denied): the report uses the configuration "
     assert caplog.text.count(config + "results.parquet recorded — this user may not read it") == 2, caplog.text
-    assert "rewritten" not in caplog.text and caplog.text.count("summary.parquet is missing") == 1, caplog.text
+    assert caplog.text.count("config.yaml was rewritten") == caplog.text.count("summary.parquet is missing") == 1, (
+        caplog.text
+    )
     assert "report.html" not in caplog.text, caplog.text
-    # a summary.parquet truly missing (the one above) is said of the run's URI, not of the folder staging it
+    # a summary.parquet truly missing (the one above), a config.yaml truly rewritten: said of the run's URI, not of
+    # the folder staging it
     assert stale.exit_code == 0 and "s3://repeval/refused/stale: summary.parquet is missing" in caplog.text, caplog.text
+    assert "s3://repeval/refused/stale: config.yaml was rewritten by a later command" in caplog.text, caplog.text
     with s3["fs"].open_input_file("repeval/refused/curves/report.html") as f:
         assert "history.parquet is unreadable (access denied)" in f.read().decode()  # the report's notes say it too
     # refused results stop it: said so, not "left out"
