@@ -284,7 +284,7 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
     """Load several runs; the same run directory twice keeps the first and warns. Two directories whose runs share an
     id (``runs/quickstart`` and ``other/runs/quickstart``) are both kept, the later ones named ``<run_id>@<folder>``
     after their runs directory (as many parent folders as tell them apart; a bucket's run, staged locally by
-    :func:`~repeval.rundir.open_run`, after those of its URI: ``<run_id>@bucket/runs``; a copy in the same runs
+    :func:`~repeval.run_open.open_run`, after those of its URI: ``<run_id>@bucket/runs``; a copy in the same runs
     directory after its own folder)."""
     if not run_dirs:
         raise ValueError("no run directories given: pass one or more runs/<run_id> paths")
