@@ -293,12 +293,13 @@ class RunLocation:
                 out[p.relative_to(self.local).as_posix()] = (st.st_size, st.st_mtime_ns)
         return out
 
-    def pull(self, refused: dict[str, str] | None = None) -> int:
+    def pull(self, refused: dict[str, tuple[str, str, str]] | None = None) -> int:
         """Replace the staging directory with the remote run directory's files (not ``tune/``); returns the count.
         Each pulled file keeps the remote copy's modification time when the filesystem reports one (an object's
         upload time on a bucket): what tells an earlier repeval's group record from a partition embedded anew after
         it (:func:`repeval.run.groups.recorded_inputs`), which the pull's own time would hide. ``refused`` (a reader:
-        `repeval table|report`): a file this user may not read is left out, its path → why and the fix put there."""
+        `repeval table|report`): a file this user may not read is left out, its path → (its URI, why, the fix) put
+        there."""
         from repeval.cloud_reach import refusal
         from repeval.cloud_reach import refused as is_refused
 
@@ -316,7 +317,7 @@ class RunLocation:
             except OSError as exc:
                 if refused is None or not is_refused(exc):
                     raise
-                refused[rel] = "{} is unreadable ({}): left out — {}".format(self.file(rel), *refusal(exc))
+                refused[rel] = (self.file(rel), *refusal(exc))
                 dest.unlink(missing_ok=True)
                 continue
             if info.mtime_ns is not None:
@@ -357,33 +358,6 @@ def staged_from(local: Path) -> str | None:
     """The URI of the remote run directory ``local`` is the staging copy of (:meth:`RunLocation.open`), ``None`` for a
     run directory used in place: what to name a run by to the user, rather than its temporary folder."""
     return _STAGED.get(Path(local).resolve())
-
-
-#: each staging directory of a run given whole (:func:`open_run`) → its files this user may not read, left out of it
-#: (path in the run → what to say: the file's URI, why and the fix), for the report's notes as a local run's
-REFUSED: dict[Path, dict[str, str]] = {}
-
-
-def open_run(run: str) -> RunLocation:
-    """A run directory given whole — ``runs/r1``, ``s3://bucket/runs/r1?endpoint_override=…`` — as ``repeval
-    table|report`` take it: a remote one is pulled into a local staging copy (everything but ``tune/``)."""
-    if not is_uri(run):
-        p = Path(run).resolve()
-        return RunLocation.open(str(p.parent), p.name)
-    import shlex
-
-    base, sep, query = run.partition("?")
-    runs_dir, _, run_id = base.rstrip("/").rpartition("/")
-    if not run_id or runs_dir.endswith(":/"):
-        raise ValueError(f"{run}: give a run directory, <runs_dir>/<run_id>, not a bucket")
-    loc = RunLocation.open(f"{runs_dir}{sep}{query}", run_id, pull=False)
-    loc.pull(REFUSED.setdefault(loc.local.resolve(), {}))
-    if loc.staged and not any(loc.local.iterdir()) and not REFUSED[loc.local.resolve()]:
-        raise FileNotFoundError(
-            f"no run directory at {loc.display} (nothing there): check the bucket and the run id; `repeval runs "
-            f"{shlex.quote(runs_dir + sep + query)}` lists the runs there"
-        )
-    return loc
 
 
 class TuneStorage:

@@ -281,7 +281,7 @@ def table(
     prints (the best model with the probe chosen for it)."""
     from repeval.report.render import terminal_width
     from repeval.report.tables import table_command
-    from repeval.rundir import open_run
+    from repeval.run_open import open_run
 
     _guard(
         lambda: typer.echo(
@@ -321,7 +321,7 @@ def report(
 
     def go() -> None:
         from repeval.report.html import write_report
-        from repeval.rundir import open_run
+        from repeval.run_open import open_run
 
         locations = [open_run(r) for r in runs]
         first = locations[0]

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from repeval.run.status import command_line
-from repeval.rundir import REFUSED, join_uri, staged_from
+from repeval.run_open import refused_files, refused_said
+from repeval.rundir import join_uri, staged_from
 
 
 def results_file(run_dir: Path) -> Path:
@@ -26,8 +27,8 @@ def results_file(run_dir: Path) -> Path:
             f"{shown} cannot be read (permission denied): this user may not read it: check the owner and permissions "
             "of it and of the folders above it (`ls -ld`)"
         ) from None
-    denied = REFUSED.get(run_dir.resolve(), {}).get(path.name)  # a bucket's key these credentials may not read
-    raise ValueError(denied or f"no results.parquet in {shown}{no_results_hint(run_dir)}")
+    denied = refused_files(run_dir).get(path.name)  # a bucket's key these credentials may not read
+    raise ValueError(refused_said(denied) if denied else f"no results.parquet in {shown}{no_results_hint(run_dir)}")
 
 
 def _runs_there(runs_dir: Path) -> str:

@@ -46,7 +46,8 @@ from repeval.report.run_files import (
 from repeval.report.selection import load_validation
 from repeval.run.files import damaged, parquet_error
 from repeval.run.fold_overlap import fill_fold_overlap
-from repeval.rundir import REFUSED, evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
+from repeval.run_open import refused_files, refused_said, report_output
+from repeval.rundir import evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,10 @@ def load_run(run_dir: Path) -> Run:
     results = normalise_results(frame, source=str(res_path))
     results = fill_fold_overlap(results, run_dir)  # results evaluated before the folds' overlap was recorded
     unread: list[str] = []  # the run's files not read, what the report leaves out, and the fix: its notes
-    for said in REFUSED.get(run_dir.resolve(), {}).values():  # a bucket's keys these credentials may not read
-        say_unread(unread, said)
+    refused = refused_files(run_dir)  # a bucket's keys these credentials may not read: left out of its staged copy
+    for name, said in refused.items():  # (config.yaml: results_config says what stands in for it)
+        if name != "config.yaml" and not report_output(name):  # an earlier report's files: written anew, not read
+            say_unread(unread, refused_said(said, "left out"))
     config_text = results_config(run_dir, unread)
     try:
         config = yaml.safe_load(config_text) if config_text else None
@@ -218,9 +221,9 @@ def load_run(run_dir: Path) -> Run:
     from repeval.report.confusion import load_confusion  # it reads ConfusionKey from here
 
     confusion = load_confusion(run_dir, grids, unread)
-    stale = summary_mismatch(pafs.LocalFileSystem(), str(run_dir))
+    stale = None if "summary.parquet" in refused else summary_mismatch(pafs.LocalFileSystem(), str(run_dir))
     if stale is not None:  # this report reads results.parquet: it is right, a reader of summary.parquet is not
-        log.warning("%s: %s", run_dir, stale)
+        log.warning("%s: %s", staged_from(run_dir) or run_dir, stale)
     failed_path = run_dir / "failed.parquet"
     failed = (
         read_parquet_or_warn(failed_path, "the report does not list the run's failures", unread)
@@ -281,7 +284,7 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
     """Load several runs; the same run directory twice keeps the first and warns. Two directories whose runs share an
     id (``runs/quickstart`` and ``other/runs/quickstart``) are both kept, the later ones named ``<run_id>@<folder>``
     after their runs directory (as many parent folders as tell them apart; a bucket's run, staged locally by
-    :func:`~repeval.rundir.open_run`, after those of its URI: ``<run_id>@bucket/runs``; a copy in the same runs
+    :func:`~repeval.run_open.open_run`, after those of its URI: ``<run_id>@bucket/runs``; a copy in the same runs
     directory after its own folder)."""
     if not run_dirs:
         raise ValueError("no run directories given: pass one or more runs/<run_id> paths")

@@ -20,7 +20,8 @@ import yaml
 from repeval.cloud_reach import refusal, refused
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
-from repeval.rundir import LOAD_REPORT, json_read
+from repeval.run_open import refused_files, refused_said
+from repeval.rundir import LOAD_REPORT, json_read, staged_from
 from repeval.words import counted
 
 log = logging.getLogger("repeval.report.results")  # the warnings of the results it reads beside
@@ -36,6 +37,7 @@ def results_config(run_dir: Path, notes: list[str] | None = None) -> str:
 
     config_path = run_dir / "config.yaml"
     denied: PermissionError | None = None
+    refused = refused_files(run_dir).get("config.yaml")  # a bucket's key these credentials may not read: not staged
     try:
         text = config_path.read_text(errors="replace") if config_path.is_file() else ""
     except PermissionError as exc:  # another user's file: its content may be whole, its permissions are the fix
@@ -45,15 +47,19 @@ def results_config(run_dir: Path, notes: list[str] | None = None) -> str:
         then = yaml.safe_load(recorded.decode()) if recorded is not None else None
     except (OSError, pa.ArrowInvalid, yaml.YAMLError, UnicodeDecodeError):
         then = None
-        if denied is None:
+        if denied is None and refused is None:
             return text if yaml_reads(text) else ""
-    if denied is not None or not yaml_reads(text):  # the configuration the evaluation recorded stands in for it
-        why, fix = (
-            ("permission denied", damaged(denied, "")) if denied is not None
-            else ("cut short or corrupted", "`repeval run` on the run writes it anew")
-        )  # fmt: skip
+    if denied is not None or refused is not None or not yaml_reads(text):  # the one the evaluation recorded instead
         uses = "the configuration results.parquet recorded" if isinstance(then, dict) else "no configuration"
-        say_unread(notes, f"{config_path} is unreadable ({why}); the report uses {uses}; {fix}")
+        if refused is not None:
+            said = refused_said(refused, f"the report uses {uses}")
+        else:
+            why, fix = (
+                ("permission denied", damaged(denied, "")) if denied is not None
+                else ("cut short or corrupted", "`repeval run` on the run writes it anew")
+            )  # fmt: skip
+            said = f"{config_path} is unreadable ({why}); the report uses {uses}; {fix}"
+        say_unread(notes, said)
         return yaml.safe_dump(then, sort_keys=False) if isinstance(then, dict) else ""
     now = yaml.safe_load(text) if text else {}
     if not isinstance(then, dict) or not isinstance(now, dict) or then.get("experiments") == now.get("experiments"):
@@ -61,7 +67,7 @@ def results_config(run_dir: Path, notes: list[str] | None = None) -> str:
     log.warning(
         "%s: config.yaml was rewritten by a later command that did not evaluate (see `repeval runs`); the results are "
         "of the experiments their evaluation recorded, which the report shows",
-        run_dir,
+        staged_from(run_dir) or run_dir,  # a bucket's run by its URI, not the temporary folder staging it
     )
     return yaml.safe_dump({**now, "experiments": then.get("experiments")}, sort_keys=False)
 

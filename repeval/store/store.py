@@ -71,11 +71,10 @@ class EmbeddingStore:
             what = "URI" if "://" in root else "path"
             # where a relative path or a file:// URI is on this machine; a bucket's URI or an absolute path: as given
             local = isinstance(self.fs, pafs.LocalFileSystem) and self.root != (root.rstrip("/") or "/")
+            relative = "" if "://" in root or os.path.isabs(root) else ", relative to the current directory"
             raise FileNotFoundError(
                 f"no embedding store at {root}{f' ({self.root})' if local else ''}: check the {what} (a configuration's "
-                "run.store"
-                f"{'' if '://' in root else ', relative to the current directory'}), or embed into it with `repeval "
-                f"embed CONFIG --store {root}`"
+                f"run.store{relative}), or embed into it with `repeval embed CONFIG --store {root}`"
             )
 
     def __repr__(self) -> str:

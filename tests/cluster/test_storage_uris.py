@@ -256,7 +256,7 @@ def test_finished_checkpoints_are_found_and_opened_on_every_storage(kind: str, t
 
 def test_open_run_takes_a_run_directory_whole(s3: dict[str, Any], tmp_path: Path) -> None:
     """`repeval table|report RUN`: a path, a file:// URI (used in place) or a bucket URI (pulled, query kept)."""
-    from repeval.rundir import open_run
+    from repeval.run_open import open_run
 
     local = open_run(str(tmp_path / "runs" / "r1"))
     assert local.local == tmp_path / "runs" / "r1" and not local.staged
@@ -278,7 +278,7 @@ def test_a_bucket_run_sharing_an_id_is_labelled_by_its_uri(s3: dict[str, Any], t
     directories, but a bucket's run was labelled after the temporary folder it was staged in (``demo@tmp…``), and
     the same URI given twice was compared with itself. The label now comes from the URI the user gave."""
     from repeval.report.results import load_runs
-    from repeval.rundir import open_run
+    from repeval.run_open import open_run
     from repeval.testing.results import FakeRunSpec, make_run_dir
 
     spec = FakeRunSpec(run_id="demo", models=("msd-musicnn",), probes=("M1",), seeds=(0,), n_resamples=5)
@@ -338,6 +338,7 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     from typer.testing import CliRunner
 
     from repeval.cli import app
+    from repeval.rundir import CONFIG_KEY, EVALUATION_KEY
     from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
 
     spec = FakeRunSpec(
@@ -345,10 +346,24 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
         scenarios=("clean", "D1"), n_resamples=5, n_test=20,
     )  # fmt: skip
     local = make_run_dir(tmp_path / "runs", spec)
-    for run in ("curves", "results"):
+    # as an evaluation writes them: results.parquet records its configuration and its summary.parquet
+    table = pq.read_table(local / "results.parquet")
+    recorded = {CONFIG_KEY: (local / "config.yaml").read_bytes(), EVALUATION_KEY: b"e1"}
+    pq.write_table(
+        table.replace_schema_metadata({**(table.schema.metadata or {}), **recorded}), local / "results.parquet"
+    )
+    pq.write_table(pa.table({"x": [1]}).replace_schema_metadata({EVALUATION_KEY: b"e1"}), local / "summary.parquet")
+    (local / "report.html").write_text("an earlier report")  # the report's own: written anew, not read
+    for run in ("curves", "results", "stale"):
         pafs.copy_files(str(local), f"repeval/refused/{run}", source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=s3["fs"])  # fmt: skip
-    user = _user_denied(s3, "refused/curves/history.parquet", "refused/results/results.parquet")
+    s3["fs"].delete_file("repeval/refused/stale/summary.parquet")  # an evaluation stopped before writing it
+    with s3["fs"].open_output_stream("repeval/refused/stale/config.yaml") as f:  # by a command that stopped after
+        f.write(b"experiments: []\n")
+    user = _user_denied(
+        s3, "refused/curves/history.parquet", "refused/curves/config.yaml", "refused/curves/summary.parquet",
+        "refused/curves/report.html", "refused/results/results.parquet",
+    )  # fmt: skip
     for k, v in user.items():
         monkeypatch.setenv(k, v)
     said = (
@@ -360,9 +375,24 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
         table = CliRunner().invoke(app, ["table", f"s3://repeval/refused/curves{s3['query']}", "--format", "csv"])
         report = CliRunner().invoke(app, ["report", f"s3://repeval/refused/curves{s3['query']}"])
         failed = CliRunner().invoke(app, ["table", f"s3://repeval/refused/results{s3['query']}"])
+        stale = CliRunner().invoke(app, ["table", f"s3://repeval/refused/stale{s3['query']}"])
     assert table.exit_code == 0 and "msd-musicnn" in table.stdout, table.output
     assert report.exit_code == 0, report.output
     assert caplog.text.count(said.format("curves/history")) == 2, caplog.text  # a warning each, as a local run's
+    # a refused config.yaml or summary.parquet is not taken for one missing: no configuration "rewritten by a later
+    # command", no evaluation "stopped after writing results.parquet" to run again (only the stale run's, below)
+    config = "s3://repeval/refused/curves/config.yaml is unreadable (access denied): the report uses the configuration "
+    assert caplog.text.count(config + "results.parquet recorded — this user may not read it") == 2, caplog.text
+    assert caplog.text.count("config.yaml was rewritten") == caplog.text.count("summary.parquet is missing") == 1, (
+        caplog.text
+    )
+    assert "report.html" not in caplog.text, caplog.text
+    # a summary.parquet truly missing (the one above), a config.yaml truly rewritten: said of the run's URI, not of
+    # the folder staging it
+    assert stale.exit_code == 0 and "s3://repeval/refused/stale: summary.parquet is missing" in caplog.text, caplog.text
+    assert "s3://repeval/refused/stale: config.yaml was rewritten by a later command" in caplog.text, caplog.text
     with s3["fs"].open_input_file("repeval/refused/curves/report.html") as f:
         assert "history.parquet is unreadable (access denied)" in f.read().decode()  # the report's notes say it too
-    assert failed.exit_code == 1 and failed.stderr.startswith(f"error: {said.format('results/results')}"), failed.output
+    # refused results stop it: said so, not "left out"
+    results = said.format("results/results").replace("left out — ", "")
+    assert failed.exit_code == 1 and failed.stderr.startswith(f"error: {results}"), failed.output

@@ -49,6 +49,12 @@ def test_config_dash_reads_the_yaml_from_stdin_its_paths_from_the_current_direct
     assert recorded == config_yaml(parse_config(yaml.safe_load(RELATIVE))), recorded  # as a file's would be
     bad = CliRunner().invoke(app, ["validate", "-"], input="run: {run_id: r\n")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: stdin: not valid YAML at line 2"), bad.output
+    # nothing piped in (`cat typo.yaml | repeval validate -`): was "stdin: the file must be a mapping with an
+    # 'experiments:' list"
+    empty = CliRunner().invoke(app, ["validate", "-"], input="\n")
+    assert empty.exit_code == 2 and "standard input, but nothing came in (a command before the pipe failed" in (
+        empty.stderr
+    ), empty.output
 
 
 def test_config_dash_in_a_ray_job_is_refused_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

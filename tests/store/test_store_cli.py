@@ -66,7 +66,10 @@ def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path
     for args in (["store", "ls", str(missing)], ["store", "show", str(missing), "ds/m/clean"]):
         res = runner.invoke(app, args)
         said = " ".join(res.output.split())
-        assert res.exit_code == 1 and f"no embedding store at {missing}: check the path" in said, said  # named once
+        assert (
+            res.exit_code == 1
+            and f"no embedding store at {missing}: check the path (a configuration's run.store)" in (said)
+        ), said  # named once; an absolute path: not "relative to the current directory"
         assert f"embed into it with `repeval embed CONFIG --store {missing}`" in said, said  # not another store
     assert not missing.exists()  # the read-only tools create nothing
     # a file is not a store: said, with what to pass (for a file in a partition, its store)

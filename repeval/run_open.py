@@ -1,0 +1,55 @@
+"""A run directory given whole to `repeval table|report` (:func:`open_run`): a bucket's is pulled into a local
+staging copy, the files these credentials may not read left out of it and kept (:func:`refused_files`) for the
+readers to say so — not as missing (a `repeval evaluate` to run again, a configuration "rewritten")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repeval.rundir import RunLocation, is_uri
+
+#: each staging directory of a run given whole (:func:`open_run`) → its files this user may not read, left out of it:
+#: path in the run → (the file's URI, why, the fix)
+_REFUSED: dict[Path, dict[str, tuple[str, str, str]]] = {}
+
+
+def refused_files(run_dir: Path) -> dict[str, tuple[str, str, str]]:
+    """The files of the bucket's run staged at ``run_dir`` (:func:`open_run`) these credentials may not read: path in
+    the run → (its URI, why, the fix); none for a run used in place."""
+    return _REFUSED.get(Path(run_dir).resolve(), {})
+
+
+def refused_said(refused: tuple[str, str, str], then: str = "") -> str:
+    """What to say of a file the bucket refused (:func:`refused_files`'s): its URI, why, ``then`` (what is left out,
+    what stands in for it) and the fix."""
+    uri, why, fix = refused
+    return f"{uri} is unreadable ({why}): {f'{then} — ' if then else ''}{fix}"
+
+
+def report_output(name: str) -> bool:
+    """Whether the run's file ``name`` (its path in the run) is one `repeval report` writes — ``report.html``, its
+    figures under ``plots/`` — not one it reads."""
+    return name == "report.html" or name.startswith("plots/")
+
+
+def open_run(run: str) -> RunLocation:
+    """A run directory given whole — ``runs/r1``, ``s3://bucket/runs/r1?endpoint_override=…`` — as ``repeval
+    table|report`` take it: a remote one is pulled into a local staging copy (everything but ``tune/``)."""
+    if not is_uri(run):
+        p = Path(run).resolve()
+        return RunLocation.open(str(p.parent), p.name)
+    import shlex
+
+    base, sep, query = run.partition("?")
+    runs_dir, _, run_id = base.rstrip("/").rpartition("/")
+    if not run_id or runs_dir.endswith(":/"):
+        raise ValueError(f"{run}: give a run directory, <runs_dir>/<run_id>, not a bucket")
+    loc = RunLocation.open(f"{runs_dir}{sep}{query}", run_id, pull=False)
+    refused = _REFUSED.setdefault(loc.local.resolve(), {})
+    loc.pull(refused)
+    if loc.staged and not any(loc.local.iterdir()) and not refused:
+        raise FileNotFoundError(
+            f"no run directory at {loc.display} (nothing there): check the bucket and the run id; `repeval runs "
+            f"{shlex.quote(runs_dir + sep + query)}` lists the runs there"
+        )
+    return loc
