@@ -434,10 +434,13 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_
     straight across the gap (the table showing "–"), as if it were measured there. The line breaks there now, and a
     note below the curve names each missing point and why: the reason ``failed.parquet`` gives, else not run. The
     CSV left missing points out (a reader of it could not tell a gap from a level never tested); each is a row now,
-    its mean empty and why in ``missing``. A probe whose training failed (``failed.parquet``'s row without a
-    scenario: an exception or a NaN loss) was said not run; its reason is given now."""
+    its mean empty and why in ``missing``. A seed whose training failed (``failed.parquet``'s row without a scenario:
+    an exception or a NaN loss) is said beside the point's own reason — it was said alone, as if it were why the
+    other seeds had no value there. A model whose every training failed has no result: it had no line, and no note
+    said so; one says so now, and the CSV has its rows, its reason on one line (read by pandas and by duckdb)."""
     from dataclasses import replace
 
+    import duckdb
     import pandas as pd
 
     from repeval.report.curve_files import CurveFiles, write_curve_files
@@ -447,6 +450,7 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_
     df = run.results
     models = list(dict.fromkeys(df[df["task"] == TAGS]["model"]))
     failing, diverged, absent = models
+    untrainable = "untrainable"  # every training failed: no row in the results
     # diverged: seed 0's training failed (none of its rows), seed 1 stopped before D1
     gone = ((df["model"] == failing) & (df["scenario"] == "D1")) | ((df["model"] == absent) & (df["scenario"] == "D2"))
     gone |= (df["model"] == diverged) & ((df["seed"] == 0) | (df["scenario"] == "D1"))
@@ -457,6 +461,9 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_
           "scenario": "D1", "reason": "scores not finite"} for p in probes_of]
         + [{"task": TAGS, "dataset": TAGGED, "model": diverged, "probe": p, "seed": 0, "fold": None, "params": "{}",
             "scenario": None, "reason": nan_loss} for p in probes_of]
+        + [{"task": TAGS, "dataset": TAGGED, "model": untrainable, "probe": "M1", "seed": s, "fold": None,
+            "params": "{}", "scenario": None, "reason": 'RuntimeError: bad "value", 3\n  in layer 2 — fix it'}
+           for s in (1, 0)]
     )  # fmt: skip
     cut = replace(run, results=df[~gone].reset_index(drop=True), failed=failed)
     rows = cut.results[(cut.results["task"] == TAGS) & (cut.results["dataset"] == TAGGED)]
@@ -474,17 +481,24 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_
     (note,) = re.findall(r"\d+ points? missing[^<]*", page)
     assert note.startswith("3 points missing, each line broken there (– in the table): ")
     assert re.search(rf"{re.escape(failing)} · \S+ at D1 \(-6 dB\): failed \(scores not finite\)", note), note
-    said = "training failed: non-finite loss at epoch 3: the training diverged;"
-    assert re.search(rf"{re.escape(diverged)} · \S+ at D1 \(-6 dB\): {said}", note), note
+    said = "not run (no result: the run stopped before it, or no test track was embedded there), and training failed "
+    said += "(seed 0): non-finite loss at epoch 3: the training diverged"
+    assert re.search(rf"{re.escape(diverged)} · \S+ at D1 \(-6 dB\): {re.escape(said)};", note), note
+    (without,) = re.findall(r"\d+ models? without a line[^<]*", page)
+    trained = 'training failed (seeds 0, 1): RuntimeError: bad "value", 3 in layer 2'
+    assert without == f"1 model without a line (and in no table) — {untrainable} · M1: {trained}"
     assert re.search(rf"{re.escape(absent)} · \S+ at D2 \(-18 dB\): not run \(no result", note), note
     write_curve_files(files)
     csv_rows = pd.read_csv(tmp_path / CURVES_CSV)  # as a reader parses it: a gap's mean NaN, not the row left out
-    assert len(csv_rows) == 3 * 3 and csv_rows["mean"].dtype == float
-    gaps = csv_rows[csv_rows["mean"].isna()]
+    assert len(csv_rows) == 4 * 3 and csv_rows["mean"].dtype == float
+    assert duckdb.sql(f"select * from '{tmp_path / CURVES_CSV}'").df().equals(csv_rows)
+    gone = csv_rows[csv_rows["model"] == untrainable]
+    assert gone["level"].fillna(0).tolist() == [0, -6, -18] and set(gone["missing"]) == {trained}
+    gaps = csv_rows[csv_rows["mean"].isna() & (csv_rows["model"] != untrainable)]
     assert dict(zip(gaps["model"], gaps["level"], strict=True)) == want
     assert gaps["n"].tolist() == [0, 0, 0] and gaps["std"].isna().all()
     why = dict(zip(gaps["model"], gaps["missing"], strict=True))
-    assert why[failing] == "failed (scores not finite)" and why[diverged] == said[:-1]
+    assert why[failing] == "failed (scores not finite)" and why[diverged] == said
     assert why[absent].startswith("not run (no result")
     assert csv_rows[csv_rows["mean"].notna()]["missing"].isna().all()  # empty where the point has a value
 
