@@ -37,8 +37,8 @@ def missing_reasons(
     """Each point (model row, point column of ``curve``) a model's run tests but the curve has no value at — its line
     broken there, its table cell "–" — with why: the test cells ``failed.parquet`` names (its reason), else not run
     (no result: the run stopped before it, or no test track was embedded there); and the seeds whose training of the
-    probe failed (its reason, shortened). ``sids``: the scenario a column the runs define differently stands for in each run's
-    files (``D2 (r2)`` → ``D2``)."""
+    probe failed (its reason, shortened). ``sids``: the scenario a column the runs define differently stands for in
+    each run's files (``D2 (r2)`` → ``D2``)."""
     out = {}
     for i, (model, probe) in enumerate(curve.probes.items()):
         for j, scenario in enumerate(curve.scenarios):
@@ -95,17 +95,25 @@ def _why_missing(runs: Sequence[Run], model: str, probe: str, scenario: str, ser
 
 
 def _failures(runs: Sequence[Run], model: str, series: Series) -> pd.DataFrame:
-    """``failed.parquet``'s rows of ``model`` (``<run>/<model>`` over several runs) on the series' task and dataset,
-    with a ``scenario`` (none: a training that failed; every row of a run written before the column)."""
+    """``failed.parquet``'s rows of ``model`` (``<run>/<model>`` over several runs) on the series' task and dataset
+    (:func:`_failed_rows`)."""
     run_id, _, name = model.partition("/") if len(runs) > 1 else ("", "", model)
-    found = [pd.DataFrame(columns=["probe", "seed", "scenario", "reason"])]
-    for run in runs:
-        f = run.failed
-        if f is None or f.empty or (run_id and run.run_id != run_id):
-            continue
-        hit = f[(f["task"] == series.task) & (f["dataset"] == series.dataset) & (f["model"] == name)]
-        found.append(hit if "scenario" in hit.columns else hit.assign(scenario=None))
-    return pd.concat(found, ignore_index=True)
+    found = [_failed_rows(run, series) for run in runs if not run_id or run.run_id == run_id]
+    found = [f for f in found if not f.empty]
+    rows = pd.concat(found, ignore_index=True) if found else _NO_FAILURES
+    return rows[rows["model"] == name]
+
+
+#: no row of ``failed.parquet``
+_NO_FAILURES = pd.DataFrame(columns=["task", "dataset", "model", "probe", "seed", "scenario", "reason"])
+
+
+def _failed_rows(run: Run, series: Series) -> pd.DataFrame:
+    """``run``'s ``failed.parquet`` rows on the series' task and dataset, with a ``scenario`` (none: a training that
+    failed; so is every row of a run written before the column)."""
+    f = run.failed if run.failed is not None else _NO_FAILURES
+    f = f[(f["task"] == series.task) & (f["dataset"] == series.dataset)]
+    return f if "scenario" in f.columns else f.assign(scenario=None)
 
 
 def _training_failed(trainings: pd.DataFrame) -> str:
@@ -125,12 +133,8 @@ def untrained(
     multi = len(runs) > 1
     out: dict[str, dict[str, str]] = {}
     for run in runs:
-        f = run.failed
-        if f is None or f.empty:
-            continue
-        f = f[(f["task"] == curve.series.task) & (f["dataset"] == curve.series.dataset)]
-        f = f[f["scenario"].isna()] if "scenario" in f.columns else f
-        for (name, probe), trainings in f.groupby(["model", "probe"], sort=False):
+        f = _failed_rows(run, curve.series)
+        for (name, probe), trainings in f[f["scenario"].isna()].groupby(["model", "probe"], sort=False):
             model = f"{run.run_id}/{name}" if multi else str(name)
             if model not in probes and any(tests_point(model, s, definers) for s, _ in curve.series.points):
                 out.setdefault(model, {})[str(probe)] = _training_failed(trainings)
@@ -142,7 +146,7 @@ def untrained_note(gone: Mapping[str, Mapping[str, str]]) -> str:
     if not gone:
         return ""
     said = "; ".join(f"{model} · {probe}: {why}" for model, probes in gone.items() for probe, why in probes.items())
-    return f"{counted(len(gone), 'model')} without a line (and in no table) — {said}"
+    return f"{counted(len(gone), 'model')} without a line (nor a row in the table) — {said}"
 
 
 def missing_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:

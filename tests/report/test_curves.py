@@ -486,7 +486,7 @@ def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_
     assert re.search(rf"{re.escape(diverged)} · \S+ at D1 \(-6 dB\): {re.escape(said)};", note), note
     (without,) = re.findall(r"\d+ models? without a line[^<]*", page)
     trained = 'training failed (seeds 0, 1): RuntimeError: bad "value", 3 in layer 2'
-    assert without == f"1 model without a line (and in no table) — {untrainable} · M1: {trained}"
+    assert without == f"1 model without a line (nor a row in the table) — {untrainable} · M1: {trained}"
     assert re.search(rf"{re.escape(absent)} · \S+ at D2 \(-18 dB\): not run \(no result", note), note
     write_curve_files(files)
     csv_rows = pd.read_csv(tmp_path / CURVES_CSV)  # as a reader parses it: a gap's mean NaN, not the row left out
