@@ -29,13 +29,17 @@ class _FlagsWithoutType:
     """A command whose ``--help`` shows a flag as a flag (``--debug  show tracebacks``), not as an option taking a
     value: Typer 0.29's help panel gives every option its type, ``--debug <bool>``, even ``--help <bool>``, and has
     no setting to leave it out — an empty metavar is what it shows instead. Its usage line shows each argument plain
-    (:meth:`collect_usage_pieces`)."""
+    (:meth:`collect_usage_pieces`), and its help panel and usage errors name it so too (``CONFIG``, ``RUNS_DIR``:
+    Typer 0.29 names one without a metavar by its parameter's name, ``Missing argument 'config'.``, below a usage
+    line that says ``CONFIG``)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+            elif param.param_type_name == "argument" and param.metavar is None:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
         return params  # type: ignore[no-any-return]
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
@@ -47,10 +51,10 @@ class _FlagsWithoutType:
 
 
 def _plain_argument(param: Any) -> str:
-    """An argument as the usage line shows it: its metavar (else its name in capitals), in brackets when optional
-    (unless its metavar has them: ``[STORE] [PARTITION...]``), ``...`` after it when it takes several (unless its
-    metavar says so: ``[STORE] PARTITION...``)."""
-    name = param.metavar or param.name.upper()
+    """An argument as the usage line shows it: its metavar (:meth:`_FlagsWithoutType.get_params` gives each one), in
+    brackets when optional (unless its metavar has them: ``[STORE] [PARTITION...]``), ``...`` after it when it takes
+    several (unless its metavar says so: ``[STORE] PARTITION...``)."""
+    name = param.metavar
     if not param.required and not name.startswith("["):
         name = f"[{name}]"
     return name + ("..." if param.nargs != 1 and "..." not in name else "")

@@ -28,7 +28,7 @@ from repeval.pipeline.partitions import model_geometry
 from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
 from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
-from repeval.pipeline.stream_watch import StreamWatch, embed_actors
+from repeval.pipeline.stream_watch import StreamWatch, embed_actors, gcs_answers
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.pipeline.todo import Stream, todo_rows
 from repeval.store import PartitionWriter
@@ -363,12 +363,16 @@ def _kill_stray_embed_actors() -> None:
     stream holding their CPUs — the next model's stream, or the probes' trials, then waited for them forever. Streams
     run one at a time, so any left in this job are a failed stream's. Private in Ray 2.60 (pinned), like
     :func:`_embed_actors`; best effort. (The public ways do not reach them: ``ray.util.state.list_actors`` asks the
-    dashboard, which repeval's Ray runs without, and ``ray.kill`` takes a handle, which Ray Data never gave out.)"""
+    dashboard, which repeval's Ray runs without, and ``ray.kill`` takes a handle, which Ray Data never gave out.)
+    Nothing once the cluster's GCS no longer answers (Ray died under the run: :func:`gcs_answers`): the query of its
+    actors would wait for it until Ray ends the process, before the run says what happened."""
     import ray
 
     try:
         from ray._raylet import ActorID
 
+        if not gcs_answers():
+            return
         for actor_id in embed_actors():
             worker: Any = ray._private.worker.global_worker
             worker.core_worker.kill_actor(ActorID.from_hex(actor_id), True)

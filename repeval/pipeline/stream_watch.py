@@ -224,16 +224,16 @@ def loading_actors() -> set[tuple[str, int]]:
     return {(actor, int(pid)) for actor, _, pid in marks if pid.isdigit()}
 
 
-#: how long :func:`forget_marks` waits for the GCS (seconds): one request, answered in milliseconds by a live one
-FORGET_TIMEOUT_S = 5.0
+#: how long a request of the GCS at a stream's end waits (seconds): answered in milliseconds by a live GCS; a cluster
+#: whose GCS is gone (Ray died under the run) would hold it for a minute, and then Ray ends the process (exit status 1)
+#: before the run says what happened
+GCS_TIMEOUT_S = 5.0
 
 
 def forget_marks() -> None:
     """Delete this job's marks (:func:`mark_loading`) once its stream is over: those of actors killed mid-build (Ray
     Data releasing a pool whose model was still loading, a failed stream's teardown) would stay in the GCS of a
-    cluster for as long as it lives. One request of the GCS, given up after :data:`FORGET_TIMEOUT_S`: a cluster whose
-    GCS is gone (Ray died under the run) would hold it for a minute, and then Ray ends the process (exit status 1)
-    before the run says what happened. Best effort."""
+    cluster for as long as it lives. One request of the GCS, given up after :data:`GCS_TIMEOUT_S`. Best effort."""
     try:
         import ray
         from ray.experimental import internal_kv
@@ -242,8 +242,25 @@ def forget_marks() -> None:
             return
         gcs: Any = getattr(internal_kv, "global_gcs_client", None)
         if gcs is not None:
-            gcs.internal_kv_del(_job_prefix().encode(), True, LOADING_NAMESPACE.encode(), timeout=FORGET_TIMEOUT_S)
+            gcs.internal_kv_del(_job_prefix().encode(), True, LOADING_NAMESPACE.encode(), timeout=GCS_TIMEOUT_S)
         elif internal_kv._internal_kv_initialized():  # a Ray Client's driver (ray://): its server asks the GCS
             internal_kv._internal_kv_del(_job_prefix(), del_by_prefix=True, namespace=LOADING_NAMESPACE)
     except Exception as exc:  # the stream's rows matter, not its marks
         log.debug("could not delete the marks of the embedding actors' model loading: %s", exc)
+
+
+def gcs_answers() -> bool:
+    """Whether the cluster's GCS answers a request within :data:`GCS_TIMEOUT_S`: before a query of it that takes no
+    timeout (:func:`embed_actors`, at a failed stream's end). A Ray Client's driver (``ray://``, whose server asks
+    the GCS) is taken to have one that does."""
+    from ray.experimental import internal_kv
+
+    gcs: Any = getattr(internal_kv, "global_gcs_client", None)
+    if gcs is None:
+        return True
+    try:
+        gcs.internal_kv_exists(LOADING_PREFIX.encode(), LOADING_NAMESPACE.encode(), timeout=GCS_TIMEOUT_S)
+    except Exception as exc:  # ray.exceptions.RpcError: "Timed out while waiting for GCS to become available."
+        log.debug("the GCS does not answer: %s", exc)
+        return False
+    return True

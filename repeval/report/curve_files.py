@@ -23,24 +23,42 @@ CSV_COLUMNS = ["task", "dataset", "series", "transform", "param", "unit", "scena
                "metric", "mean", "std", "n", "missing"]  # fmt: skip
 
 
-def curve_csv_rows(curve: Curve, missing: Mapping[tuple[int, int], str]) -> list[list[object]]:
+def curve_csv_rows(
+    curve: Curve,
+    missing: Mapping[tuple[int, int], str],
+    gone: Mapping[str, Mapping[str, str]] | None = None,
+    definers: Mapping[str, set[str]] | None = None,
+) -> list[list[object]]:
     """The curve's numbers at full precision, a row per model and point (:data:`CSV_COLUMNS`; clean's level empty
     where the transform has no none value). A point its model's run tests without a value (``missing``: (model row,
     point column) → why, :func:`~repeval.report.curve_gaps.missing_reasons`) is a row too, its mean and std empty, its
-    n 0 and its ``missing`` why, as the note below the figure says; ``missing`` is empty in every other row."""
-    s = curve.series
+    n 0 and its ``missing`` why, as the note below the figure says; ``missing`` is empty in every other row. So is
+    each point of a model without a line (``gone``: model → probe → why, :func:`~repeval.report.curve_gaps.untrained`)
+    its run tests (``definers``, None for one run: :func:`~repeval.report.curve_gaps.tests_point`), a row per probe
+    whose every training failed."""
+    from repeval.report.curve_gaps import tests_point
+
     rows: list[list[object]] = []
     for i, (model, probe) in enumerate(curve.probes.items()):
-        for j, (scenario, level) in enumerate(zip(curve.scenarios, curve.levels, strict=True)):
-            mean, std = curve.mean[i, j], curve.std[i, j]
+        for j in range(len(curve.scenarios)):
             why = missing.get((i, j), "")
-            if not curve.n[i, j] and not why:
-                continue  # a level its run did not test (several runs)
-            rows.append([s.task, s.dataset, s.name, s.transform, s.param, s.unit, scenario,
-                         "" if level is None else repr(float(level)), model, probe, curve.metric,
-                         repr(float(mean)) if math.isfinite(mean) else "",
-                         repr(float(std)) if math.isfinite(std) else "", int(curve.n[i, j]), why])  # fmt: skip
+            if curve.n[i, j] or why:  # (none: a level its run did not test, over several runs)
+                rows.append(_row(curve, j, model, probe, curve.mean[i, j], curve.std[i, j], int(curve.n[i, j]), why))
+    for model, probes in (gone or {}).items():
+        for probe, why in probes.items():
+            for j, scenario in enumerate(curve.scenarios):
+                if tests_point(model, scenario, definers):
+                    rows.append(_row(curve, j, model, probe, math.nan, math.nan, 0, why))
     return rows
+
+
+def _row(curve: Curve, j: int, model: str, probe: str, mean: float, std: float, n: int, why: str) -> list[object]:
+    """The CSV row (:data:`CSV_COLUMNS`) of ``model``'s ``probe`` at the curve's point ``j``."""
+    s, scenario, level = curve.series, curve.scenarios[j], curve.levels[j]
+    return [s.task, s.dataset, s.name, s.transform, s.param, s.unit, scenario,
+            "" if level is None else repr(float(level)), model, probe, curve.metric,
+            repr(float(mean)) if math.isfinite(mean) else "", repr(float(std)) if math.isfinite(std) else "", n,
+            why]  # fmt: skip
 
 
 def curves_csv(rows: Iterable[Sequence[object]]) -> str:

@@ -1,6 +1,7 @@
 """A robustness curve's missing points: a level a model's run tests but the curve has no value at — its line broken
 there, its table cell "–" — and why (:func:`missing_reasons`, said below the curve by :func:`missing_note` and in
-its CSV rows): a failed test cell, a failed training of the probe, or not run."""
+its CSV rows): a failed test cell, or not run (and the seeds whose training failed); and the models without a line,
+every training of their probes failed (:func:`untrained`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from repeval.report.results import CLEAN, Run
-from repeval.words import counted
+from repeval.words import counted, named
 
 if TYPE_CHECKING:
     from repeval.report.curves import Curve, Series
@@ -21,19 +22,23 @@ if TYPE_CHECKING:
 def tested(curve: Curve, definers: Mapping[str, set[str]]) -> np.ndarray:
     """Per model (``<run>/<model>``) and point of ``curve``, whether the model's run tests it: clean, and the
     scenarios its ``config.yaml`` defines as the series has them."""
-    return np.array(
-        [[s == CLEAN or m.split("/")[0] in definers.get(s, set()) for s in curve.scenarios] for m in curve.probes]
-    )
+    return np.array([[tests_point(m, s, definers) for s in curve.scenarios] for m in curve.probes])
+
+
+def tests_point(model: str, scenario: str, definers: Mapping[str, set[str]] | None) -> bool:
+    """Whether ``model``'s run (``<run>/<model>``) tests ``scenario`` (:func:`tested`); ``None``: one run's model,
+    which tests every point."""
+    return definers is None or scenario == CLEAN or model.split("/")[0] in definers.get(scenario, set())
 
 
 def missing_reasons(
     curve: Curve, runs: Sequence[Run], sids: Mapping[str, str] | None = None
 ) -> dict[tuple[int, int], str]:
     """Each point (model row, point column of ``curve``) a model's run tests but the curve has no value at — its line
-    broken there, its table cell "–" — with why: the test cells ``failed.parquet`` names (its reason), the probe's
-    training that failed (its reason, shortened), else not run (no result: the run stopped before it, or no test
-    track was embedded there). ``sids``: the scenario a column the runs define differently stands for in each run's
-    files (``D2 (r2)`` → ``D2``)."""
+    broken there, its table cell "–" — with why: the test cells ``failed.parquet`` names (its reason), else not run
+    (no result: the run stopped before it, or no test track was embedded there); and the seeds whose training of the
+    probe failed (its reason, shortened). ``sids``: the scenario a column the runs define differently stands for in
+    each run's files (``D2 (r2)`` → ``D2``)."""
     out = {}
     for i, (model, probe) in enumerate(curve.probes.items()):
         for j, scenario in enumerate(curve.scenarios):
@@ -60,33 +65,88 @@ def missing_points(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> list
 SHORT_REASON = 120
 
 
+def one_line(reason: object) -> str:
+    """A failure's reason on one line (a traceback's lines, a reason a user wrote): a note's text, a CSV's field."""
+    return " ".join(str(reason).split())
+
+
 def short_reason(reason: str) -> str:
-    """A failure's reason without its fix (what follows " — ") and cut to :data:`SHORT_REASON` characters."""
-    said = str(reason).split(" — ", 1)[0].strip() or "no reason recorded"
+    """A failure's reason without its fix (what follows " — "), on one line and cut to :data:`SHORT_REASON`
+    characters."""
+    said = one_line(str(reason).split(" — ", 1)[0]) or "no reason recorded"
     return said if len(said) <= SHORT_REASON else said[: SHORT_REASON - 1].rstrip() + "…"
 
 
+#: why a point its model's run tests has no result, failed.parquet naming none of its test cells
+NOT_RUN = "not run (no result: the run stopped before it, or no test track was embedded there)"
+
+
 def _why_missing(runs: Sequence[Run], model: str, probe: str, scenario: str, series: Series) -> str:
+    """Why ``model``'s ``probe`` has no value at ``scenario``: its failed test cells (``failed.parquet``'s reason),
+    else not run — and the seeds whose training of it failed, when some did: a model with a line has a seed that
+    trained, which is not at ``scenario`` for one of those reasons (a training failed in every seed leaves its model
+    without a line: :func:`untrained`)."""
+    hit = _failures(runs, model, series)
+    hit = hit[hit["probe"] == probe]
+    cell = hit[hit["scenario"] == scenario]
+    why = f"failed ({one_line(cell['reason'].iloc[0])})" if not cell.empty else NOT_RUN
+    trainings = hit[hit["scenario"].isna()]
+    return why + (f", and {_training_failed(trainings)}" if not trainings.empty else "")
+
+
+def _failures(runs: Sequence[Run], model: str, series: Series) -> pd.DataFrame:
+    """``failed.parquet``'s rows of ``model`` (``<run>/<model>`` over several runs) on the series' task and dataset
+    (:func:`_failed_rows`)."""
     run_id, _, name = model.partition("/") if len(runs) > 1 else ("", "", model)
-    said = []
+    found = [_failed_rows(run, series) for run in runs if not run_id or run.run_id == run_id]
+    found = [f for f in found if not f.empty]
+    rows = pd.concat(found, ignore_index=True) if found else _NO_FAILURES
+    return rows[rows["model"] == name]
+
+
+#: no row of ``failed.parquet``
+_NO_FAILURES = pd.DataFrame(columns=["task", "dataset", "model", "probe", "seed", "scenario", "reason"])
+
+
+def _failed_rows(run: Run, series: Series) -> pd.DataFrame:
+    """``run``'s ``failed.parquet`` rows on the series' task and dataset, with a ``scenario`` (none: a training that
+    failed; so is every row of a run written before the column)."""
+    f = run.failed if run.failed is not None else _NO_FAILURES
+    f = f[(f["task"] == series.task) & (f["dataset"] == series.dataset)]
+    return f if "scenario" in f.columns else f.assign(scenario=None)
+
+
+def _training_failed(trainings: pd.DataFrame) -> str:
+    """``training failed (seeds 0, 2): <reason>`` of a probe's failed trainings (``failed.parquet``'s rows)."""
+    seeds = named("seed", [str(s) for s in sorted(set(trainings["seed"].dropna().astype(int)))])
+    return f"training failed ({seeds}): {short_reason(trainings['reason'].iloc[0])}"
+
+
+def untrained(
+    curve: Curve, runs: Sequence[Run], probes: Mapping[str, str], definers: Mapping[str, set[str]] | None
+) -> dict[str, dict[str, str]]:
+    """The models without a line on ``curve`` because every training of their probes failed (an exception, a
+    non-finite loss: ``failed.parquet``'s rows without a scenario): no result of theirs to choose a probe from
+    (``probes``: each model's chosen one), so no table or figure of the report has them. Per model (``<run>/<model>``
+    over several runs, of a run that tests the series: ``definers``, None for one run), each probe and why
+    (:func:`_training_failed`)."""
+    multi = len(runs) > 1
+    out: dict[str, dict[str, str]] = {}
     for run in runs:
-        f = run.failed
-        if f is None or f.empty or (run_id and run.run_id != run_id):
-            continue
-        hit = f[(f["task"] == series.task) & (f["dataset"] == series.dataset) & (f["model"] == name)]
-        hit = hit[hit["probe"] == probe]
-        # a row without a scenario (every row of a run written before the column) is a training that failed
-        if "scenario" in hit.columns:
-            trained, cell = hit["scenario"].isna(), hit[hit["scenario"] == scenario]
-        else:
-            trained, cell = pd.Series(True, index=hit.index), hit.iloc[:0]
-        if not cell.empty:
-            said.append(f"failed ({cell['reason'].iloc[0]})")
-        if trained.any():
-            said.append(f"training failed: {short_reason(hit[trained]['reason'].iloc[0])}")
-    if said:
-        return " and ".join(dict.fromkeys(said))
-    return "not run (no result: the run stopped before it, or no test track was embedded there)"
+        f = _failed_rows(run, curve.series)
+        for (name, probe), trainings in f[f["scenario"].isna()].groupby(["model", "probe"], sort=False):
+            model = f"{run.run_id}/{name}" if multi else str(name)
+            if model not in probes and any(tests_point(model, s, definers) for s, _ in curve.series.points):
+                out.setdefault(model, {})[str(probe)] = _training_failed(trainings)
+    return out
+
+
+def untrained_note(gone: Mapping[str, Mapping[str, str]]) -> str:
+    """What to say below a curve of the models without a line (``gone``: :func:`untrained`): empty when none is."""
+    if not gone:
+        return ""
+    said = "; ".join(f"{model} · {probe}: {why}" for model, probes in gone.items() for probe, why in probes.items())
+    return f"{counted(len(gone), 'model')} without a line (nor a row in the table) — {said}"
 
 
 def missing_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:

@@ -17,8 +17,9 @@ axis runs from high to low, and says so; a bitrate's on a log scale. A line runs
 none (an SNR, a bitrate: clean audio is no finite value of them) as a dashed line of each model's colour, never at a
 made-up x — and so where a scenario is at that level (a gain of 0 dB), rather than its point on top of clean's. Two
 scenarios at one level (the same deformation under two names) keep the series: the curve draws the first, and a note
-names the other. A level a model's run tests without a value (a failed test cell, a failed training, or not run) breaks
-its line there, and a note and the CSV's ``missing`` column say which and why (:mod:`~repeval.report.curve_gaps`).
+names the other. A level a model's run tests without a value (a failed test cell, or not run) breaks its line there,
+and a note and the CSV's ``missing`` column say which and why; a model whose every probe training failed, without a
+line, is named too (:mod:`~repeval.report.curve_gaps`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from matplotlib.figure import Figure
 from repeval.report.cells import _higher
 from repeval.report.comparable import _effective, apart_runs, apart_scenarios, scenario_definitions
 from repeval.report.curve_files import CURVES_CSV, CurveFiles, curve_csv_rows
-from repeval.report.curve_gaps import missing_note, missing_reasons, tested
+from repeval.report.curve_gaps import missing_note, missing_reasons, tested, untrained, untrained_note
 from repeval.report.curve_levels import LOG_PARAMS, severity
 from repeval.report.plots import _TEXT_IN_PER_CHAR, FIG_DPI, line_styles
 from repeval.report.precision import column_decimals
@@ -426,12 +427,14 @@ def curves_block(
         if multi:  # (before it is drawn: a level a model's run tests without a value breaks its line)
             curve = replace(curve, tested=tested(curve, definers))
         missing = missing_reasons(curve, runs, sids)
+        gone = untrained(curve, runs, probes, definers if multi else None)
         if files is not None:
-            files.rows += curve_csv_rows(curve, missing)
+            files.rows += curve_csv_rows(curve, missing, gone, definers if multi else None)
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
         ordered &= s.ordered
         repeats = f'<p class="rv-note">{_e(said)}</p>' if (said := repeats_note(s)) else ""
         repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, missing)) else ""
+        repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := untrained_note(gone)) else ""
         parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>{repeats}')
     if not parts:
         return ""

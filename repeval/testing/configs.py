@@ -60,3 +60,13 @@ def one_row_config(folder: Path, run_id: str | None = None) -> Path:
         "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
     )
     return cfg
+
+
+def snr_steps(db: float, p: float = 1) -> list[dict[str, Any]]:
+    """A scenario's steps: white noise at ``db`` dB SNR exactly (min = max), with probability ``p``."""
+    return [{"type": "AddGaussianSNR", "params": {"min_snr_db": db, "max_snr_db": db, "p": p}}]
+
+
+def gain_steps(db: float) -> list[dict[str, Any]]:
+    """A scenario's steps: a gain of ``db`` dB exactly (min = max)."""
+    return [{"type": "Gain", "params": {"min_gain_in_db": db, "max_gain_in_db": db, "p": 1}}]

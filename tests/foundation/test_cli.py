@@ -92,6 +92,20 @@ def test_usage_lines_show_arguments_plain():
     assert "Usage: root store [OPTIONS] COMMAND [ARGS]..." in said, said
 
 
+def test_a_usage_error_and_the_help_panel_name_an_argument_as_the_usage_line_does():
+    """The usage line says ``repeval run [OPTIONS] CONFIG`` and ``repeval runs [OPTIONS] [RUNS_DIR]``, but the usage
+    error below it said ``Missing argument 'config'.`` and the help panel ``config``, ``runs_dir`` (Typer 0.29 names an
+    argument without a metavar by its parameter's name): one argument, two names. They say ``CONFIG``, ``RUNS_DIR``."""
+    for args, name in ((["run"], "CONFIG"), (["data", "render"], "OUT"), (["validate-model"], "NAME")):
+        r = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        assert r.exit_code == 2 and f"Missing argument '{name}'." in r.output, r.output
+        assert re.search(rf"Usage: \S+ {' '.join(args)} \[OPTIONS\] {name}\n", r.output), r.output
+    said = CliRunner().invoke(app, ["runs", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"│ +RUNS_DIR +<str> +runs directory", said), said
+    said = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"│ +\* +CONFIG +<path> +experiment YAML file", said), said
+
+
 def test_a_bare_repeval_prints_its_help_and_exits_0_and_version_says_the_versions():
     """A bare ``repeval`` (or ``repeval data``, ``repeval store``) exited 2, a usage error (Typer's no_args_is_help
     under click 8.2): it now prints the help and exits 0, as git and ray do; ``repeval --version`` did not exist."""

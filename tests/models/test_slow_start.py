@@ -8,11 +8,17 @@ import csv
 import io
 import logging
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import yaml
+
+from repeval.testing.ahead import ahead_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -285,22 +291,27 @@ def test_an_actor_killed_mid_build_leaves_no_mark_that_says_loading(ray_session,
     assert loading_actors() == set()
 
 
-#: a driver whose cluster's GCS dies before its stream's end deletes its marks (:func:`forget_marks`), then says so
+#: a driver whose cluster's GCS dies before its stream's end deletes its marks (:func:`forget_marks`) and, a stream
+#: that failed, kills its stray embedding actors (:func:`_kill_stray_embed_actors`): it says each done
 GCS_GONE = r"""
 import os
+import sys
 
 import ray
 
-from repeval.pipeline import stream_watch
+from repeval.pipeline import stream, stream_watch
 
-stream_watch.FORGET_TIMEOUT_S = 1.0  # (5 s in a run)
-ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # its own cluster
+stream_watch.GCS_TIMEOUT_S = 1.0  # (5 s in a run)
+# its own cluster, in a temp folder of its own
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=sys.argv[1])
 node = ray._private.worker._global_node
 (gcs,) = node.all_processes["gcs_server"]
 gcs.process.kill()  # Ray died under the run
 gcs.process.wait()
 stream_watch.forget_marks()
 print("forgotten", flush=True)
+stream._kill_stray_embed_actors()
+print("strays killed", flush=True)
 for infos in node.all_processes.values():  # what is left of the cluster: this test's own, not the session's
     for info in infos:
         info.process.kill()
@@ -308,20 +319,32 @@ os._exit(0)
 """
 
 
-def test_a_stream_whose_cluster_died_ends_without_waiting_for_its_gcs() -> None:
-    """A stream's end deletes its actors' marks in the GCS (:func:`forget_marks`). With the GCS gone (Ray died under
-    the run) that request waited for it for a minute, and then Ray ended the process (exit status 1) before the run
-    could say what happened. The request gives up soon, and the driver goes on."""
-    import subprocess
-    import sys
-
+def gcs_gone_runs(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The ``GCS_GONE`` driver (~20 s, most of it its Ray's start), started as soon as the tests are collected
+    (``ahead_fixture``) — once more, in a fresh temp folder, if its Ray did not start in time."""
     from repeval.testing.processes import again_if_ray_timed_out
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # never the session's cluster
+    env = {k: v for k, v in environ.items() if not k.startswith("RAY_")}  # never the session's cluster
     env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", GCS_GONE], env=env, capture_output=True, text=True, timeout=300)
+        tmp = tempfile.mkdtemp(prefix="rv-gcs-", dir="/tmp")  # Ray's temp dir (short unix socket paths)
+        try:
+            args = [sys.executable, "-c", GCS_GONE, tmp]
+            return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
-    r = again_if_ray_timed_out(run)
-    assert r.returncode == 0 and r.stdout == "forgotten\n", (r.returncode, r.stdout, r.stderr[-2000:])
+    return again_if_ray_timed_out(run)
+
+
+gcs_gone = ahead_fixture("gcs_gone", gcs_gone_runs)
+
+
+def test_a_stream_whose_cluster_died_ends_without_waiting_for_its_gcs(gcs_gone) -> None:
+    """A stream's end deletes its actors' marks in the GCS (:func:`forget_marks`), and a failed stream's kills its
+    stray actors, which it finds by a query of the GCS. With the GCS gone (Ray died under the run) each request
+    waited for it for a minute, and then Ray ended the process (exit status 1) before the run could say what
+    happened. Each gives up soon (the query of the actors is not made), and the driver goes on."""
+    r = gcs_gone
+    assert r.returncode == 0 and r.stdout == "forgotten\nstrays killed\n", (r.returncode, r.stdout, r.stderr[-2000:])

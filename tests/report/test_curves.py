@@ -25,32 +25,12 @@ from repeval.report.curves import (
     repeats_note,
 )
 from repeval.report.results import CLEAN, load_run
+from repeval.testing.configs import gain_steps as _gain
+from repeval.testing.configs import snr_steps as _snr
 
 REPO = Path(__file__).parents[2]
 TASK, DATASET = "instrument_recognition", "tinysol"
 TAGS, TAGGED = "autotagging", "magnatagatune"
-
-
-def _snr(db: float, p: float = 1) -> list[dict[str, object]]:
-    return [{"type": "AddGaussianSNR", "params": {"min_snr_db": db, "max_snr_db": db, "p": p}}]
-
-
-def _gain(db: float) -> list[dict[str, object]]:
-    return [{"type": "Gain", "params": {"min_gain_in_db": db, "max_gain_in_db": db, "p": 1}}]
-
-
-@pytest.fixture(scope="module")
-def series_run(run_dir, tmp_path_factory) -> Path:
-    """The session's run (its D1 and D2 results, as the tuning stage writes them) with a ``config.yaml`` that says
-    what they were: white noise at 20 and 5 dB SNR for the instruments, a gain of −6 and −18 dB for the tags."""
-    run = tmp_path_factory.mktemp("series") / "demo"
-    shutil.copytree(run_dir, run)
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    levels = {TASK: [_snr(20), _snr(5)], TAGS: [_gain(-6), _gain(-18)]}
-    for exp in cfg["experiments"]:
-        exp["deformations"] = levels[exp["task"]["name"]]
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -431,127 +411,6 @@ def test_a_scenario_at_the_level_of_no_deformation_is_not_drawn_on_top_of_clean(
     dashed = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--")
     np.testing.assert_allclose(dashed, sorted(v[0] for v in clean.values()))
     assert ax.get_title().endswith("; dashed: clean")
-
-
-def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_which_and_why(series_run, tmp_path):
-    """A model without a value at a level its run tests — a failed test cell, or none at all — had its line drawn
-    straight across the gap (the table showing "–"), as if it were measured there. The line breaks there now, and a
-    note below the curve names each missing point and why: the reason ``failed.parquet`` gives, else not run. The
-    CSV left missing points out (a reader of it could not tell a gap from a level never tested); each is a row now,
-    its mean empty and why in ``missing``. A probe whose training failed (``failed.parquet``'s row without a
-    scenario: an exception or a NaN loss) was said not run; its reason is given now."""
-    from dataclasses import replace
-
-    import pandas as pd
-
-    from repeval.report.curve_files import CurveFiles, write_curve_files
-    from repeval.report.curves import curves_block
-
-    run = load_run(series_run)
-    df = run.results
-    models = list(dict.fromkeys(df[df["task"] == TAGS]["model"]))
-    failing, diverged, absent = models
-    # diverged: seed 0's training failed (none of its rows), seed 1 stopped before D1
-    gone = ((df["model"] == failing) & (df["scenario"] == "D1")) | ((df["model"] == absent) & (df["scenario"] == "D2"))
-    gone |= (df["model"] == diverged) & ((df["seed"] == 0) | (df["scenario"] == "D1"))
-    probes_of = df[(df["task"] == TAGS) & (df["model"] == failing)]["probe"].unique()
-    nan_loss = "non-finite loss at epoch 3: the training diverged — lower learning_rate, or set standardize: true"
-    failed = pd.DataFrame(
-        [{"task": TAGS, "dataset": TAGGED, "model": failing, "probe": p, "seed": 0, "fold": None, "params": "{}",
-          "scenario": "D1", "reason": "scores not finite"} for p in probes_of]
-        + [{"task": TAGS, "dataset": TAGGED, "model": diverged, "probe": p, "seed": 0, "fold": None, "params": "{}",
-            "scenario": None, "reason": nan_loss} for p in probes_of]
-    )  # fmt: skip
-    cut = replace(run, results=df[~gone].reset_index(drop=True), failed=failed)
-    rows = cut.results[(cut.results["task"] == TAGS) & (cut.results["dataset"] == TAGGED)]
-    (series,) = find_series(group_definitions([cut], cut.results, TAGS, TAGGED)[0], TAGS, TAGGED)
-    probes = plots.best_probes(cut.results, TAGS, TAGGED, "roc_auc_macro")
-    curve = curve_numbers(rows, series, "roc_auc_macro", probes)
-    ax = curve_figure(curve).axes[0]
-    want = {failing: -6, diverged: -6, absent: -18}
-    for container, model in zip(ax.containers, probes, strict=True):
-        x, y = container.lines[0].get_xdata(), container.lines[0].get_ydata()
-        np.testing.assert_allclose(x, [0, -6, -18])  # clean, D1, D2: each point in its place, a gap where missing
-        assert [float(v) for v, w in zip(x, y, strict=True) if not np.isfinite(w)] == [want[model]]
-    files = CurveFiles(tmp_path)
-    page = html_lib.unescape(curves_block([cut], cut.results, TAGS, TAGGED, None, files))
-    (note,) = re.findall(r"\d+ points? missing[^<]*", page)
-    assert note.startswith("3 points missing, each line broken there (– in the table): ")
-    assert re.search(rf"{re.escape(failing)} · \S+ at D1 \(-6 dB\): failed \(scores not finite\)", note), note
-    said = "training failed: non-finite loss at epoch 3: the training diverged;"
-    assert re.search(rf"{re.escape(diverged)} · \S+ at D1 \(-6 dB\): {said}", note), note
-    assert re.search(rf"{re.escape(absent)} · \S+ at D2 \(-18 dB\): not run \(no result", note), note
-    write_curve_files(files)
-    csv_rows = pd.read_csv(tmp_path / CURVES_CSV)  # as a reader parses it: a gap's mean NaN, not the row left out
-    assert len(csv_rows) == 3 * 3 and csv_rows["mean"].dtype == float
-    gaps = csv_rows[csv_rows["mean"].isna()]
-    assert dict(zip(gaps["model"], gaps["level"], strict=True)) == want
-    assert gaps["n"].tolist() == [0, 0, 0] and gaps["std"].isna().all()
-    why = dict(zip(gaps["model"], gaps["missing"], strict=True))
-    assert why[failing] == "failed (scores not finite)" and why[diverged] == said[:-1]
-    assert why[absent].startswith("not run (no result")
-    assert csv_rows[csv_rows["mean"].notna()]["missing"].isna().all()  # empty where the point has a value
-
-
-def test_over_several_runs_a_point_missing_for_a_model_breaks_its_line_in_the_reports_figure(series_run, tmp_path):
-    """Over several runs the report's figure was drawn before each model's levels were known: a point a model's run
-    tests without a value was bridged, the note below saying the line broke there. It breaks in the figure too."""
-    from dataclasses import replace
-
-    from repeval.report.curve_files import CurveFiles
-    from repeval.report.curves import curves_block
-    from repeval.report.results import combine_results
-
-    run = load_run(series_run)
-    df = run.results.assign(run_id="again")
-    model = str(df[df["task"] == TAGS]["model"].iloc[0])
-    again = replace(run, run_id="again", results=df[(df["model"] != model) | (df["scenario"] != "D1")])
-    both = combine_results([run, again])
-    both = both.assign(model=both["run_id"].astype(str) + "/" + both["model"])  # as the report names them
-    files = CurveFiles(tmp_path)
-    page = html_lib.unescape(curves_block([run, again], both, TAGS, TAGGED, None, files))
-    assert f"1 point missing, its line broken there (– in the table): again/{model} · " in page
-    ((fig, _),) = files.figures
-    ax = fig.axes[0]
-    names = [t.get_text().split(" · ")[0] for t in ax.get_legend().get_texts()]
-    lines = {name: c.lines[0] for c, name in zip(ax.containers, names, strict=True)}
-    for name, line in lines.items():  # clean (0 dB), D1 (−6 dB), D2 (−18 dB): D1 a gap in the line it is missing from
-        np.testing.assert_allclose(line.get_xdata(), [0, -6, -18])
-        assert np.isfinite(line.get_ydata()).tolist() == [True, name != f"again/{model}", True], name
-
-
-def test_a_point_failed_in_a_column_the_runs_define_differently_is_said_failed(series_run, tmp_path):
-    """Two runs defining D2 differently (5 and 10 dB SNR) have a column each, ``D2 (<run>)``: a point failed in one
-    of them was said not run, ``failed.parquet`` looked up under the column's name, not the run's scenario, D2."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from repeval.report.curves import curves_block
-    from repeval.report.results import combine_results, load_runs
-    from repeval.tuning.results import FAILED_SCHEMA
-
-    other = tmp_path / "other" / "demo"
-    shutil.copytree(series_run, other)
-    cfg = yaml.safe_load((other / "config.yaml").read_text())
-    cfg["experiments"][0]["deformations"] = [_snr(20), _snr(10)]
-    (other / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    df = pd.read_parquet(other / "results.parquet")
-    model = str(df[df["task"] == TASK]["model"].iloc[0])
-    df[(df["model"] != model) | (df["scenario"] != "D2")].to_parquet(other / "results.parquet", index=False)
-    failed = [{"task": TASK, "task_type": "multiclass_classification", "dataset": DATASET, "model": model, "probe": p,
-               "seed": 0, "params": "{}", "scenario": "D2", "reason": "scores not finite", "fold": None}
-              for p in df["probe"].unique()]  # fmt: skip
-    pq.write_table(pa.Table.from_pylist(failed, schema=FAILED_SCHEMA), other / "failed.parquet")
-    runs = load_runs([series_run, other])
-    both = combine_results(runs)
-    both = both.assign(model=both["run_id"].astype(str) + "/" + both["model"])  # as the report names them
-    page = html_lib.unescape(curves_block(runs, both, TASK, DATASET))
-    (note,) = re.findall(r"\d+ points? missing[^<]*", page)
-    second = re.escape(runs[1].run_id)
-    assert re.search(
-        rf"{second}/{re.escape(model)} · \S+ at D2 \({second}\) \(10 dB\): failed \(scores not finite\)", note
-    ), note
 
 
 def test_each_waveform_transform_parameter_with_a_clear_direction_runs_from_mild_to_severe():
