@@ -36,7 +36,6 @@ class PaddedSpectra(EmbeddingModel):
     description = "log spectra of clips zero-padded to the batch's longest"
     sample_rate_hz = 16000
     embedding_dim = 8
-    light = True
     batch_invariant = False
 
     def embed(self, audio):
