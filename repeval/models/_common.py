@@ -274,10 +274,15 @@ class WindowedModel(RebuildOnUnpickle, EmbeddingModel):
     between a run and its rerun or resume. Filling every call up to ``max_batch_windows`` instead cost 40 times the
     CPU time of CLMR (3 times crepe-full's) on one-second clips one at a time. A model whose outputs depend on a
     window's place in the call (onnxruntime's musicnn convolutions: by its index modulo 4) sets
-    ``max_batch_windows = 1``.
+    ``max_batch_windows = 1``, or :attr:`calls_per_clip` where one window a call is slower (TensorFlow's).
     """
 
     max_batch_windows: int = 64
+    #: each clip's windows in calls of their own, ``max_batch_windows`` at a time from its first: a window's place in
+    #: its call and the call's size then depend on its clip alone, not on the clips beside it (a clip of one window is
+    #: a call of one, always) — for a model whose outputs depend on a window's place in the call and that runs one
+    #: window a call slower
+    calls_per_clip: bool = False
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -307,16 +312,22 @@ class WindowedModel(RebuildOnUnpickle, EmbeddingModel):
         ]
         if n_frames is not None:
             wins = [w if int(n) < 0 else w[: max(1, int(n))] for w, n in zip(wins, n_frames, strict=True)]
+        step = max(1, int(self.max_batch_windows))
+        if self.calls_per_clip:
+            return [self._forward_all(w, step) for w in wins]
         counts = [len(w) for w in wins]
         stacked = np.concatenate(wins, axis=0)
-        step = max(1, int(self.max_batch_windows))
         if step > 1 and len(stacked) % step == 1:  # no window alone in a call: see the class docstring
             stacked = np.concatenate([stacked, np.zeros((1, *stacked.shape[1:]), stacked.dtype)])
-        outs = [
-            np.asarray(self._forward(stacked[i : i + step]), dtype=np.float32) for i in range(0, len(stacked), step)
-        ]
-        out = np.concatenate(outs, axis=0).reshape(len(stacked), -1)[: sum(counts)]
+        out = self._forward_all(stacked, step)[: sum(counts)]
         return [np.ascontiguousarray(x) for x in np.split(out, np.cumsum(counts)[:-1])]
+
+    def _forward_all(self, windows: np.ndarray, step: int) -> np.ndarray:
+        """``(n, embedding_dim)``: ``_forward`` on ``windows``, ``step`` at a time."""
+        outs = [
+            np.asarray(self._forward(windows[i : i + step]), dtype=np.float32) for i in range(0, len(windows), step)
+        ]
+        return np.ascontiguousarray(np.concatenate(outs, axis=0).reshape(len(windows), -1))
 
 
 def _not_saved_by_torch(path: Path) -> str | None:

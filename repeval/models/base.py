@@ -149,6 +149,13 @@ class EmbeddingModel:
     param_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: those of :attr:`param_choices` that take a list of one or more of their values (basic-pitch's ``outputs``)
     param_choice_lists: ClassVar[tuple[str, ...]] = ()
+    #: whether a clip's frames from :meth:`embed_batch` are the same bits whichever clips share the call and wherever
+    #: it sits in it (true of the default ``embed_batch``, which embeds each clip alone). A model whose own
+    #: ``embed_batch`` pads clips to the longest, or runs them through a framework that rounds an input by the
+    #: batch's size or its place in it (torch's and TensorFlow's CPU kernels do), sets it False: the pipeline then
+    #: calls ``embed_batch`` with one clip at a time, so a rerun and a resumed run — whose calls hold other clips —
+    #: store the bits of one uninterrupted run
+    batch_invariant: ClassVar[bool] = True
 
     sample_rate_hz: int
     embedding_dim: int

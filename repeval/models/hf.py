@@ -9,8 +9,9 @@
 - ``window_s`` (default 5 s, MERT's training context): audio is cut into windows so attention
   cost stays linear in clip length — the nearest whole number of equal windows (a 7-s clip is one window, 8 s two
   of 4 s), so that in ``window`` frames every window's frames weigh alike in the clip's mean, as in a mean over the
-  clip's frames; windows are batched by equal length (no padding masks). This is the one deliberate difference from
-  mir_ref's MERT embeddings, which attend over the whole clip at once (equal for clips up to 1.5 windows);
+  clip's frames; on a GPU windows of equal length share a forward pass (``max_batch_windows``, no padding masks),
+  on the CPU each window has one of its own (docs/store.md: bit-identical reruns). This is the one deliberate
+  difference from mir_ref's MERT embeddings, which attend over the whole clip at once (equal for clips up to 1.5 windows);
 - ``frames``: ``window`` (default) emits the mean over each window's frames, ``native`` every
   model frame (≈50–75 per second: large stores);
 - ``normalize``: zero-mean/unit-variance per window (default: the checkpoint's feature-extractor
@@ -179,7 +180,12 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         self.embedding_dim = int(cfg.hidden_size)
         self.window = max(MIN_SAMPLES, round(window_s * self.sample_rate_hz))
         self.frames = frames
-        self.max_batch_windows = max(1, int(max_batch_windows))
+        #: windows per forward pass: ``max_batch_windows`` on a GPU, one on the CPU — there a window's hidden states
+        #: depended on the windows beside it in the call (tiny data2vec-audio: up to 3.7e-6 in a native frame, by
+        #: its size and the window's place in it), so a rerun or a resumed run, whose calls hold other windows,
+        #: stored other bits; on one CPU thread a 5-s window of a HuBERT-base-sized encoder costs what it does among
+        #: 8 (960-1030 against 980-1060 ms)
+        self.max_batch_windows = max(1, int(max_batch_windows)) if str(self.device).startswith("cuda") else 1
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:

@@ -275,6 +275,10 @@ class _TFMusiCNN(MusiCNN):
     #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
     #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27)
     max_batch_windows = 8
+    #: TensorFlow's musicnn rounds a patch by its place in the run (up to 9.1e-6 by its index modulo 8; vgg only a
+    #: patch alone), so a clip's patches run apart from other clips' (a rerun or resumed run, whose runs hold other
+    #: clips, stored other bits): one patch a run would cost 52 against 41 ms a patch at 8 on one thread
+    calls_per_clip = True
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn")
 
     def _build(self) -> None:

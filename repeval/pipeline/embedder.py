@@ -180,7 +180,15 @@ class Embed:
         geometry ``stops`` — computing ``wanted`` of them (negative: all)."""
         t0 = time.perf_counter()
         try:
-            results: list[np.ndarray | Exception] = list(self.model.embed_batch(audios, **self._asks(offsets, wanted)))
+            if getattr(self.model, "batch_invariant", True):
+                results: list[np.ndarray | Exception] = list(
+                    self.model.embed_batch(audios, **self._asks(offsets, wanted))
+                )
+            else:  # one clip a call: its frames then depend on it alone (EmbeddingModel.batch_invariant)
+                results = [
+                    self.model.embed_batch([a], **self._asks([o], [n]))[0]
+                    for a, o, n in zip(audios, offsets, wanted, strict=True)
+                ]
             if len(results) != len(audios):
                 raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
         except Exception:

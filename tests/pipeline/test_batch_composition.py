@@ -1,36 +1,88 @@
 """A clip's embedding does not depend on which clips share its model call: a rerun, and a resumed run (which embeds
-only the missing tracks, in other batches), store the same bits on CPU."""
+only the missing tracks, in other batches), store the same bits on CPU — repeval's models (msd-musicnn on onnxruntime
+and on TensorFlow, crepe, a transformers encoder, the handcrafted statistics) and a plugin's model that declares its
+own ``embed_batch`` is not batch-invariant."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import soundfile as sf
 import yaml
 
 from repeval import runner
 from repeval.config import load_config
 from repeval.config.embed import EmbeddingModelConfig
-from repeval.models import build_model
+from repeval.models import EmbeddingModel, build_model
+from repeval.models.dummies import tiny_hf_model
 from repeval.testing.configs import notes_dataset, notes_manifest
+from repeval.testing.plugins import plugins_forgotten
+
+#: a plugin whose ``embed_batch`` pads the batch's clips to the longest and gives each its frames over the padded
+#: length — a clip's mean then depends on the clips beside it — and says so (``batch_invariant = False``)
+PADDING_PLUGIN = """
+import numpy as np
+
+from repeval.models import EmbeddingModel, register_model
 
 
-@pytest.mark.parametrize("model_id", ["msd-musicnn", "crepe-tiny"])
+@register_model("padded-spectra")
+class PaddedSpectra(EmbeddingModel):
+    description = "log spectra of clips zero-padded to the batch's longest"
+    sample_rate_hz = 16000
+    embedding_dim = 8
+    batch_invariant = False
+
+    def embed(self, audio):
+        return self.embed_batch([audio])[0]
+
+    def embed_batch(self, audios, offsets=None, n_frames=None):
+        longest = -(-max(len(a) for a in audios) // 512) * 512
+        frames = [np.pad(a, (0, longest - len(a))).reshape(-1, 512) for a in audios]
+        return [np.log1p(np.abs(np.fft.rfft(f, axis=1))[:, :8]).astype(np.float32) for f in frames]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_data2vec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random data2vec-audio encoder (save_pretrained): its windows rounded by the call's size and their place
+    in it, where wav2vec2's and HuBERT's tiny ones did not."""
+    return tiny_hf_model(tmp_path_factory.mktemp("hf") / "data2vec", "data2vec-audio")
+
+
+def _alone_and_together(model: EmbeddingModel, seconds: tuple[float, ...]) -> None:
+    """Each clip embedded alone, then all together in two orders: the same bits."""
+    embed = model.embed_batch
+    rng = np.random.default_rng(1)
+    sr = model.sample_rate_hz
+    clips = [(0.1 * rng.standard_normal(int(sr * s))).astype(np.float32) for s in seconds]
+    alone = [embed([c])[0] for c in clips]
+    for order in (list(range(len(clips))), [2, 0, 3, 1, *range(4, len(clips))]):
+        together = embed([clips[i] for i in order])
+        for i, frames in zip(order, together, strict=True):
+            np.testing.assert_array_equal(frames, alone[i], err_msg=f"clip {i} in batch order {order}")
+
+
+@pytest.mark.parametrize("frames", ["window", "native"])
+def test_a_transformers_window_is_the_same_alone_and_beside_others(tiny_data2vec: Path, frames: str) -> None:
+    """Equal windows of several clips shared a forward pass: data2vec-audio rounded a window by the pass's size and
+    its place in it (up to 3.7e-6 in a native frame). On the CPU each window now has a pass of its own."""
+    model = build_model(
+        EmbeddingModelConfig(id="d2v", type="hf-audio", params={"model": str(tiny_data2vec), "frames": frames})
+    )
+    _alone_and_together(model, (2.0, 2.0, 5.0, 2.0, 10.0, 2.0))
+
+
+@pytest.mark.parametrize("model_id", ["msd-musicnn", "crepe-tiny", "logmel-stats", "chroma-stats"])
 def test_a_clips_frames_are_the_same_alone_and_in_any_batch(model_id: str) -> None:
     """onnxruntime's musicnn rounded a patch by its place in the run (up to 1.9e-6), torch's crepe a window alone
     differently from one in a larger batch (1.5e-6: the 3.2-s clip's 33 windows alone end in a call of one)."""
-    model = build_model(EmbeddingModelConfig(id=model_id))
-    rng = np.random.default_rng(1)
-    sr = model.sample_rate_hz
-    clips = [(0.1 * rng.standard_normal(int(sr * s))).astype(np.float32) for s in (1.0, 3.2, 2.5, 4.0)]
-    alone = [model.embed_batch([c])[0] for c in clips]
-    for order in (list(range(len(clips))), [2, 0, 3, 1]):
-        together = model.embed_batch([clips[i] for i in order])
-        for i, frames in zip(order, together, strict=True):
-            np.testing.assert_array_equal(frames, alone[i], err_msg=f"clip {i} in batch order {order}")
+    _alone_and_together(build_model(EmbeddingModelConfig(id=model_id)), (1.0, 3.2, 2.5, 4.0))
 
 
 def test_a_short_clip_is_not_filled_up_to_a_full_model_call() -> None:
@@ -52,14 +104,15 @@ def test_a_short_clip_is_not_filled_up_to_a_full_model_call() -> None:
         assert len(out) == frames and sum(sizes) == frames + (frames % 32 == 1), (seconds, sizes)
 
 
-def _config(root: Path, manifest: Path, store: Path) -> Path:
+def _config(root: Path, manifest: Path, store: Path, models: list[dict[str, Any]], plugin: Path) -> Path:
     cfg = {
+        "plugins": [str(plugin)],
         "run": {"run_id": "t", "store": str(store), "runs_dir": str(root / "runs"), "part_rows": 4},
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification"},
                 "datasets": [notes_dataset(manifest)],
-                "embedding_models": [{"id": "msd-musicnn", "batch_size": 4}],
+                "embedding_models": models,
                 "downstream_models": [{"name": "linear", "hidden_units": []}],
                 "metrics": ["accuracy"],
             }
@@ -70,21 +123,48 @@ def _config(root: Path, manifest: Path, store: Path) -> Path:
     return path
 
 
-def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rendered_notes, tmp_path):
+def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rendered_notes, tiny_data2vec, tmp_path):
     """Every other track embedded first, the rest by the resumed run: each in other model calls (and places in them)
     than in one run of all. Before, resumed this way, 18 of 24 tracks' msd-musicnn embeddings differed by up to
-    9.5e-7 from an uninterrupted run's."""
+    9.5e-7 from an uninterrupted run's; so did those of musicnn on TensorFlow (a patch rounded by its place in the
+    session run), of a transformers encoder (data2vec-audio: by the forward pass's size and the window's place) and
+    of a plugin's model that pads a batch's clips to the longest (it says ``batch_invariant = False``: the pipeline
+    now calls it one clip at a time)."""
+    plugin = tmp_path / "padded_spectra.py"
+    plugin.write_text(PADDING_PLUGIN)
+    rng = np.random.default_rng(0)
+    extra = []
+    for name, seconds in (("short", 0.7), ("long", 2.3)):  # notes are 1.5 s: clips of other lengths beside them
+        path = tmp_path / f"{name}.wav"
+        sf.write(path, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+        extra.append((name, path, None))
     rows = list(csv.DictReader(rendered_notes.open()))[:4]
-    every = notes_manifest(rendered_notes, tmp_path / "all.csv", rows)
-    half = notes_manifest(rendered_notes, tmp_path / "half.csv", rows[1::2])
-    for manifest, store in ((every, "whole"), (half, "resumed"), (every, "resumed")):
-        runner.stage_embed(
-            runner.make_context(load_config(_config(tmp_path, manifest, tmp_path / store))), progress=False
+    every = notes_manifest(rendered_notes, tmp_path / "all.csv", rows, extra)
+    ids = [r["track_id"] for r in rows] + ["short", "long"]
+    half_rows = [r for r in csv.DictReader(every.open()) if r["track_id"] in ids[1::2]]
+    half = tmp_path / "half.csv"
+    with half.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(half_rows[0]))
+        w.writeheader()
+        w.writerows(half_rows)
+    models = [
+        {"id": "msd-musicnn", "batch_size": 4},
+        {"id": "musicnn-tf", "type": "msd-musicnn", "params": {"backend": "tf"}, "batch_size": 4},
+        {"id": "d2v", "type": "hf-audio", "params": {"model": str(tiny_data2vec), "frames": "native"}, "batch_size": 4},
+        {"id": "padded", "type": "padded-spectra", "batch_size": 4},
+    ]
+    with plugins_forgotten():
+        for manifest, store in ((every, "whole"), (half, "resumed"), (every, "resumed")):
+            cfg = load_config(_config(tmp_path, manifest, tmp_path / store, models, plugin))
+            runner.stage_embed(runner.make_context(cfg), progress=False)
+    differ = []
+    for model in ("msd-musicnn", "musicnn-tf", "d2v", "padded"):
+        whole, resumed = (
+            pq.read_table(tmp_path / store / "notes" / model / "clean").sort_by("track_id")
+            for store in ("whole", "resumed")
         )
-    whole, resumed = (
-        pq.read_table(tmp_path / store / "notes" / "msd-musicnn" / "clean").sort_by("track_id")
-        for store in ("whole", "resumed")
-    )
-    assert whole.num_rows == resumed.num_rows == len(rows)
-    for col in ("track_id", "embedding", "n_frames"):
-        assert whole.column(col).equals(resumed.column(col)), col
+        assert whole.num_rows == resumed.num_rows == len(ids), model
+        differ += [
+            (model, c) for c in ("track_id", "embedding", "n_frames") if not whole.column(c).equals(resumed.column(c))
+        ]
+    assert differ == []
