@@ -41,11 +41,12 @@ def given_as_mapping_before(built: dict[str, Any]) -> list[str]:
     return [key for key, value in built.items() if _holds_made(value)]
 
 
-def dataclass_params(cls: type, params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def dataclass_params(cls: type, params: dict[str, Any]) -> tuple[tuple[str, str, bool], ...]:
     """The params of ``params`` holding a dataclass built from the mapping written (:func:`given_as_mapping_before`),
-    each with the dataclass' name (``('look', 'Look')``; of a dataclass in a list or mapping, the first's)."""
+    each with the dataclass' name and whether it holds them in a list or mapping (``('look', 'Look', False)``,
+    ``('looks', 'Look', True)``: of a list or mapping of them, the first's name)."""
     built = as_built(cls, params)
-    return tuple((key, _first_made(built[key])) for key in given_as_mapping_before(built))
+    return tuple((key, _first_made(built[key]), not _made(built[key])) for key in given_as_mapping_before(built))
 
 
 def _first_made(value: Any) -> str:
@@ -119,8 +120,7 @@ def _marked(value: Any, written: Any) -> Any:
     if isinstance(value, enum.Enum):
         return {type(value).__name__: value.name}
     if _made(value):
-        fields = [f.name for f in dataclasses.fields(value) if isinstance(written, dict) and f.name in written]
-        return {_made_name(value): {f: _marked(getattr(value, f), written[f]) for f in fields}}
+        return {_made_name(value): {f: _marked(v, written[f]) for f, v in _given(value, written).items()}}
     if isinstance(value, list | tuple) and _holds_member(value):
         items = written if isinstance(written, list | tuple) and len(written) == len(value) else [None] * len(value)
         return [_marked(v, w) for v, w in zip(value, items, strict=True)]
@@ -129,6 +129,14 @@ def _marked(value: Any, written: Any) -> Any:
         each = list(written.values()) if same else [None] * len(value)
         return {_marked_key(k): _marked(v, w) for (k, v), w in zip(value.items(), each, strict=True)}
     return value
+
+
+def _given(value: Any, written: Any) -> dict[str, Any]:
+    """The fields of the dataclass instance ``value`` that ``written`` (the mapping it was built from) gives, as built;
+    an ``InitVar``, which the instance does not keep, as written."""
+    fields = {f.name for f in dataclasses.fields(value)}
+    given = written if isinstance(written, dict) else {}
+    return {f: getattr(value, f) if f in fields else w for f, w in given.items()}
 
 
 def _made_name(value: Any) -> str:
@@ -161,8 +169,8 @@ def mapping_forms(cls: type, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _as_mapping(value: Any, written: Any) -> Any:
     """``value`` with each dataclass in it as the mapping of the fields ``written`` names (what the model got)."""
-    if _made(value) and isinstance(written, dict):
-        return {f: _as_mapping(getattr(value, f), written[f]) for f in written if hasattr(value, f)}
+    if _made(value):
+        return {f: _as_mapping(v, written[f]) for f, v in _given(value, written).items()}
     if isinstance(value, list | tuple) and isinstance(written, list | tuple) and len(written) == len(value):
         return [_as_mapping(v, w) for v, w in zip(value, written, strict=True)]
     if isinstance(value, dict) and isinstance(written, dict) and len(written) == len(value):

@@ -9,7 +9,6 @@ import dataclasses
 import enum
 import functools
 import inspect
-import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -180,10 +179,10 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
         shape = _mapping(hint, depth)
         if shape is None:
             return _listed_error(hint, param, value, depth)
-        if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
-            return None  # (null at the top: a constructor's default of None, whatever its annotation says)
+        if value is None and type(None) in typing.get_args(hint):
+            return None  # (null for a default of None, whatever the annotation says: check_params lets it through)
         if not isinstance(value, dict):
-            return f"{param} takes a mapping (`key: value` lines), got {value!r}"
+            return f"{param} takes {_a_mapping(shape)}, {_got(value, depth)}"
         return _mapping_error(shape, param, value, depth) or _made_error(hint, shape, param, value, depth)
     if (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):
         return None
@@ -193,7 +192,7 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     if slot.listed:
         return _items_error(param, value, lambda v: _member_or_beside(slot, v), items, names, value)
     said = names + [n for kind in slot.beside for n in _said(kind)]
-    said += [f"a list whose items are {_either(items)}"] * slot.or_list + ["null"] * slot.nullable
+    said += ["null"] * slot.nullable + [f"a list whose items are {_either(items)}"] * slot.or_list  # (null not an item)
     if slot.or_list and isinstance(value, list | tuple):
         wrong = [v for v in value if not _member_or_beside(slot, v)]
         why = f": {wrong[0]!r} is not one{_close(wrong[0], names)}" if wrong else ""
@@ -225,10 +224,12 @@ def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
     item = _listed(hint, depth)
     if item is None:
         return _field_error(hint, param, value) if depth else None
-    if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
+    if value is None and type(None) in typing.get_args(hint):
         return None
     if not isinstance(value, list | tuple):
-        return f"{param} takes a list of mappings (`- key: value` items), got {value!r}"
+        shape = _mapping(item, depth + 1)
+        one = " (for one, write it as a list's item: `- key: value`)" if isinstance(value, dict) else ""
+        return f"{param} takes a list of {_a_mapping(shape, 'mappings')}, {_got(value, depth)}{one}"
     found = (_enum_error(item, f"{param}[{i}]", v, depth + 1) for i, v in enumerate(value))
     return next((e for e in found if e), None)
 
@@ -273,8 +274,11 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
         inner = [args[1]]
         keys = args[0] if _is_enum(args[0]) else None
     elif typing.is_typeddict(hint) or (made := _dataclass(hint)) is not None:
-        try:
-            each = typing.get_type_hints(hint)
+        try:  # (an InitVar's field as the kind it wraps)
+            each = {
+                k: getattr(h, "type", h) if isinstance(h, dataclasses.InitVar) else h
+                for k, h in typing.get_type_hints(hint).items()
+            }
         except Exception:
             return None
         inner = list(each.values())
@@ -287,6 +291,22 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
     ):
         return None
     return _Shape(each.get if each is not None else (lambda _key: inner[0]), keys, made)
+
+
+def _a_mapping(shape: _Shape | None, noun: str = "a mapping") -> str:
+    """What a mapping param takes, in words: ``a mapping (`key: value` lines)``, of a dataclass ``a mapping of Look's
+    fields``; ``noun`` ``mappings``: the items of a list of them (``- key: value`` items)."""
+    of = f" of {shape.made.__name__}'s fields" if shape is not None and shape.made is not None else ""
+    lines = "`- key: value` items" if noun == "mappings" else "`key: value` lines"
+    return f"{noun}{of} ({lines})"
+
+
+def _got(value: Any, depth: int) -> str:
+    """``got 'x'``; ``got null`` — and the fix where it is the param's own (``depth`` 0), a default of None passing
+    before (``check_params``): its annotation allows no null."""
+    if value is not None:
+        return f"got {value!r}"
+    return "got null" + ", which its annotation does not allow: leave it out for the model's default" * (not depth)
 
 
 def _dataclass(hint: Any) -> type | None:
@@ -302,23 +322,35 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
             _close(wrong[0], names) or f": write {_either(names)}"
         )
     if shape.made is not None:
-        fields = [f for f in dataclasses.fields(shape.made) if f.init]
-        names = [f.name for f in fields]
+        fields = init_fields(shape.made)
+        names = [*fields]
         if unknown := [k for k in value if k not in names]:
+            if unknown[0] in {f.name for f in dataclasses.fields(shape.made)}:  # field(init=False)
+                return f"{param}.{unknown[0]} is set by {shape.made.__name__} itself, not given: remove it"
             return (
                 f"{param} has no field {unknown[0]!r}: write one of {shape.made.__name__}'s fields ({', '.join(names)}), "
                 f"or remove it{_close(unknown[0], names)}"
             )
-        empty = dataclasses.MISSING
-        if lacking := [
-            f.name for f in fields if f.default is empty and f.default_factory is empty and f.name not in value
-        ]:
+        if lacking := [name for name, required in fields.items() if required and name not in value]:
             added = ", ".join(f"`{f}: …`" for f in lacking)
             return (
                 f"{param} lacks {named('field', lacking)}, which {shape.made.__name__} has no default for: add {added}"
             )
     found = (_enum_error(shape.field(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
     return next((e for e in found if e), None)
+
+
+def init_fields(made: type) -> dict[str, bool]:
+    """The fields a dataclass' constructor takes (an ``InitVar`` too; not a ``field(init=False)``), each with whether
+    it has no default (must be given)."""
+    try:
+        taken = inspect.signature(made).parameters.values()
+    except (TypeError, ValueError):
+        return {
+            f.name: f.default is f.default_factory is dataclasses.MISSING for f in dataclasses.fields(made) if f.init
+        }
+    named_ = (p for p in taken if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    return {p.name: p.default is p.empty for p in named_}
 
 
 def _made_error(hint: Any, shape: _Shape, param: str, value: Any, depth: int) -> str | None:
@@ -464,42 +496,3 @@ def _said(kind: Any) -> list[str]:
     if isinstance(kind, tuple):
         return [f"a list of {_PLURALS[kind[1]]}"]
     return ["true", "false"] if kind is bool else [_NAMES[kind]]
-
-
-def with_number_hint(problem: str, value: Any) -> str:
-    """``problem`` (a number expected), and the fix when ``value`` is a number YAML read as text: exponent notation
-    without a dot and a signed exponent (``hop_s: 1e-1``, ``n_fft: 2e3``; YAML 1.1 reads ``1.0e-1`` as a number) — or a
-    list holding such numbers (``rates: [1e-3, 1e-4]``), said as the list to write; not where what it would say to
-    write is refused too (``1e-1`` where an integer is expected, ``[1e-3, abc]``)."""
-    if isinstance(value, list | tuple):
-        if not any(_exponent(v) for v in value) or not (
-            "a list of integers" in problem or "a list of numbers" in problem
-        ):
-            return problem
-        integers = "a list of numbers" not in problem
-        items = [_written(v, integers) if _exponent(v) else v for v in value]
-        if not all(_number(x, integers) for x in items):
-            return problem
-        return f"{problem} (YAML reads exponent notation as text: write [{', '.join(map(str, items))}])"
-    if not _exponent(value) or ("an integer" not in problem and "a number" not in problem):
-        return problem
-    written = _written(value, integer := "a number" not in problem)
-    if not _number(written, integer):
-        return problem
-    return f"{problem} (YAML reads this exponent notation as text: write {written})"
-
-
-def _number(value: Any, integer: bool) -> bool:
-    """Whether ``value`` is a number (an integer, where ``integer``), as the problem's fix must write one."""
-    return isinstance(value, int if integer else int | float) and not isinstance(value, bool)
-
-
-def _exponent(value: Any) -> bool:
-    """Whether ``value`` is exponent notation YAML 1.1 reads as text (``1e-1``: no dot, or no sign to the exponent)."""
-    return isinstance(value, str) and bool(re.fullmatch(r"[+-]?[0-9]*\.?[0-9]+[eE][+-]?[0-9]+", value.strip()))
-
-
-def _written(value: str, integer: bool) -> int | float:
-    """``value`` (exponent notation) as the number to write: a whole one as an integer where one is ``integer``."""
-    number = float(value)
-    return int(number) if integer and number.is_integer() else number

@@ -72,11 +72,17 @@ def written_hint(part: Any, spec: PartitionSpec) -> str:
         then = next((o for o in spec.model.text_writings if held in (config_hash(o), config_hash(o, True))), None)
         if then is not None:  # the writing the partition was stamped under: what the model got then, as text
             if mapped := spec.model.as_mapping:  # a dataclass, given as the mapping then
-                kinds = " or ".join(dict.fromkeys(f"a `{kind}`" for _, kind in mapped))
+                each = [
+                    f"{k} as mappings (`dict`s, not `{kind}`s)"
+                    if many
+                    else f"{k} as a mapping (a `dict`, not a `{kind}`)"
+                    for k, kind, many in mapped
+                ]
                 return (
                     f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model "
-                    f"{named('param', [k for k, _ in mapped])} as a mapping (a `dict`, not {kinds}): it builds the "
-                    "dataclass now, which a model may read otherwise, so the partition's rows are not reused"
+                    f"{named('param', each)}: it builds "
+                    f"{'the dataclass' if len(mapped) == 1 and not mapped[0][2] else 'the dataclasses'} now, which a "
+                    "model may read otherwise, so the partition's rows are not reused"
                 )
             found = first_given_as_text(spec.model.family.cls, then)
             shown = f" (`{found[0]!r}`, not `{type(found[1]).__name__}.{found[1].name}`)" if found else ""

@@ -286,8 +286,9 @@ class ModelSpec:
     #: may read the text otherwise), named by a conflict with a partition stamped under one of them
     as_text: tuple[str, ...] = ()
     text_writings: tuple[dict[str, Any], ...] = ()
-    #: of those, the params holding a dataclass it gave the model as the mapping written, each with its class' name
-    as_mapping: tuple[tuple[str, str], ...] = ()
+    #: of those, the params holding a dataclass it gave the model as the mapping written, each with its class' name and
+    #: whether the param holds many (``looks: list[Look]``)
+    as_mapping: tuple[tuple[str, str, bool], ...] = ()
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:

@@ -105,7 +105,7 @@ def test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked(tmp_path
         ({"look": {}, "corner": "tr"}, "frame.corner takes 'tl' or 'br', got 'tr'"),
         ({"look": {"size": "big"}}, "frame.look.size takes an integer, got 'big'"),
         ({"look": {}, "margin": -1}, "frame does not build its Frame: margin -1 is below 0"),
-        ("tl", "frame takes a mapping (`key: value` lines), got 'tl'"),
+        ("tl", "frame takes a mapping of Frame's fields (`key: value` lines), got 'tl'"),
     ):
         with pytest.raises(ConfigError) as refused:
             parse_config(annotated_config(tmp_path, {"frame": frame}))
@@ -121,6 +121,45 @@ def test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked(tmp_path
         "frame": ("Frame", {"look": look, "corner": "br", "margin": 0}),
         "looks": [("Look", {"color": "Color.RED", "size": 3})],
     }
+
+
+def test_a_dataclass_init_var_is_taken_and_fingerprinted_and_a_field_it_sets_itself_refused(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``grid: Grid`` (a frozen, keyword-only dataclass) was refused its ``InitVar`` ``scale``, which its constructor
+    takes but no field keeps, as a field Grid has not: it is built now, and fingerprinted as written (``scale: 3`` and
+    ``scale: 5`` build other models); ``cells``, a ``field(init=False)`` Grid sets itself, is refused saying so."""
+    from repeval.config import ConfigError, parse_config
+
+    grid = {"color": "GREEN", "scale": 3}
+    assert _built(tmp_path, {"grid": grid}) == {"grid": ("Grid", {"color": "Color.GREEN", "steps": [], "cells": 6})}
+    hashed = [_spec(tmp_path, {"grid": {**grid, "scale": n}}).fingerprint["model"]["params"] for n in (3, 5)]
+    assert hashed[0] != hashed[1]
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"grid": {"color": "GREEN", "cells": 3}}))
+    assert refused.value.problems == [
+        f"{AT}.grid: annotated-model's grid.cells is set by Grid itself, not given: remove it"
+    ]
+
+
+def test_null_where_the_annotation_allows_none_and_one_mapping_for_a_list_of_dataclasses_are_refused_naming_the_fix(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``solid: Look = Look()`` took null and the constructor got None where it reads ``solid.size``; ``maybe: Color |
+    None | list[Color]`` was said to take "a list whose items are RED or GREEN or null"; ``looks: {color: RED}`` (one
+    Look, not a list) was told "a list of mappings", not of what nor how one is written."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"solid": None, "maybe": "BLU", "looks": {"color": "RED"}}))
+    assert refused.value.problems == [
+        f"{AT}.solid: annotated-model's solid takes a mapping of Look's fields (`key: value` lines), got null, which its "
+        "annotation does not allow: leave it out for the model's default",
+        f"{AT}.maybe: annotated-model's maybe takes RED, GREEN, null or a list whose items are RED or GREEN, got 'BLU'",
+        f"{AT}.looks: annotated-model's looks takes a list of mappings of Look's fields (`- key: value` items), got "
+        "{'color': 'RED'} (for one, write it as a list's item: `- key: value`)",
+    ]
+    assert _built(tmp_path, {"maybe": None, "looks": None}) == {"maybe": None, "looks": None}
 
 
 def _spec(tmp_path: Path, params: dict[str, Any]) -> Any:
@@ -164,18 +203,29 @@ def test_a_partition_stamped_when_the_model_got_these_shapes_as_text_or_a_mappin
             f"`Enum` members of param {key} as text (`'GREEN'`, not `Color.GREEN`): it builds them as members now, "
             "which a model may read otherwise, so the partition's rows are not reused"
         )
-    for params, hashed_then in (  # as 1673aaa hashed them: the mapping as written, its member as a member
-        ({"frame": {"look": {"size": 2}}}, "8332c9c6e91d3e5b"),
-        ({"look": {"color": "GREEN"}}, "11db2ff9a67c273e"),
-        ({"frame": {"look": {"size": 2}}, "palette": ["GREEN"]}, "f1db57c40d962ee8"),  # the dataclass' param named
-        ({"looks": [{"color": "GREEN"}, {"size": 3}]}, "94c30f782d1f7e8d"),
+    one, many = "as a mapping (a `dict`, not a `{}`)", "as mappings (`dict`s, not `{}`s)"
+    for params, hashed_then, said in (  # as 1673aaa hashed them: the mapping as written, its member as a member
+        ({"frame": {"look": {"size": 2}}}, "8332c9c6e91d3e5b", "param frame " + one.format("Frame")),
+        ({"look": {"color": "GREEN"}}, "11db2ff9a67c273e", "param look " + one.format("Look")),
+        (
+            {"frame": {"look": {"size": 2}}, "palette": ["GREEN"]},
+            "f1db57c40d962ee8",
+            "param frame " + one.format("Frame"),
+        ),
+        ({"looks": [{"color": "GREEN"}, {"size": 3}]}, "94c30f782d1f7e8d", "param looks " + many.format("Look")),
+        (
+            {"frame": {"look": {"size": 2}}, "looks": [{"size": 3}]},
+            "53cc027b91ce76a8",
+            f"params frame {one.format('Frame')}, looks {many.format('Look')}",
+        ),
     ):
         spec = _spec(tmp_path, params)
-        key = next(iter(params))
+        built = (
+            "the dataclass" if said.startswith("param frame") or said.startswith("param look ") else "the dataclasses"
+        )
         assert _conflict(tmp_path, spec, hashed_then).endswith(
-            f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model param "
-            f"{key} as a mapping (a `dict`, not a `{key.title().rstrip('s')}`): it builds the dataclass now, which a model may "
-            "read otherwise, so the partition's rows are not reused"
+            f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model {said}: "
+            f"it builds {built} now, which a model may read otherwise, so the partition's rows are not reused"
         )
     assert (
         _spec(tmp_path, {"pick": "auto"}).fingerprint["model"]["params"] == "99f4cc9ca34bfc15"
