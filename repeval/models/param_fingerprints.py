@@ -151,10 +151,13 @@ def _marked_key(key: Any) -> Any:
     return f'{{"{type(key).__name__}": "{key.name}"}}' if isinstance(key, enum.Enum) else key
 
 
-def mapping_forms(cls: type, params: dict[str, Any]) -> list[dict[str, Any]]:
+def mapping_forms(cls: type, params: dict[str, Any], most: int = 64) -> list[dict[str, Any]]:
     """The params a partition's fingerprint hashed when repeval gave a dataclass param (``look: Look``) as the mapping
-    written — its fields' ``Enum`` members as members (``{"Color": "GREEN"}`` in the hash) —, before it built the
-    dataclass: none when no param holds one."""
+    written — its fields' ``Enum`` members as members (``{"Color": "GREEN"}`` in the hash), or as written where it
+    gave them as text too (``looks: list[Look]``) —, before it built the dataclass: none when no param holds one. Each
+    other param holding a member given as text before is in either form: as hashed now (``palette: [GREEN]``, built
+    as members then too) or as written (``either: GREEN``, given as text then); each mix of them, up to ``most`` forms
+    in all (beyond, each in its first form or each as written)."""
     built = as_built(cls, params)
     keys = given_as_mapping_before(built)
     if not keys:
@@ -164,7 +167,11 @@ def mapping_forms(cls: type, params: dict[str, Any]) -> list[dict[str, Any]]:
     for key in keys:
         as_dict = _as_mapping(built[key], params[key])
         form[key] = _marked(as_dict, params[key]) if _holds_member(as_dict) else params[key]
-    return [form]
+    either = [k for k in form if k in text and form[k] != params[k]]
+    combos: Iterator[tuple[bool, ...]] = itertools.product((False, True), repeat=len(either))
+    if 2 ** len(either) > most:
+        combos = iter([(False,) * len(either), (True,) * len(either)])
+    return [{**form, **{k: params[k] for k, written in zip(either, combo, strict=True) if written}} for combo in combos]
 
 
 def _as_mapping(value: Any, written: Any) -> Any:

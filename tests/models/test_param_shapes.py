@@ -218,11 +218,16 @@ def test_a_partition_stamped_when_the_model_got_these_shapes_as_text_or_a_mappin
             "53cc027b91ce76a8",
             f"params frame {one.format('Frame')}, looks {many.format('Look')}",
         ),
+        (  # look's member as a member then, looks' and either's as text
+            {"look": {"color": "GREEN"}, "either": "GREEN", "looks": [{"color": "GREEN"}]},
+            "b3ad6bb17765f624",
+            f"params look {one.format('Look')}, looks {many.format('Look')} and the `Enum` members of param either as "
+            "text",
+        ),
     ):
         spec = _spec(tmp_path, params)
-        built = (
-            "the dataclass" if said.startswith("param frame") or said.startswith("param look ") else "the dataclasses"
-        )
+        built = "the dataclass" if said.startswith(("param frame", "param look ")) else "the dataclasses"
+        built += " and members" * ("`Enum`" in said)
         assert _conflict(tmp_path, spec, hashed_then).endswith(
             f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model {said}: "
             f"it builds {built} now, which a model may read otherwise, so the partition's rows are not reused"
