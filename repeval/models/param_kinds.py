@@ -14,8 +14,8 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from repeval.registry import did_you_mean
-from repeval.words import named
+from repeval.models.param_said import among, close_to, either_of, items_error, literals
+from repeval.words import counted, named
 
 _UNIONS = (typing.Union, types.UnionType)
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
@@ -29,7 +29,7 @@ def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     if said is None or any(_fits(value, kind) for kind in said):
         return None
     names = [n for kind in said if kind is not type(None) for n in _said(kind)] + ["null"] * (type(None) in said)
-    return f"expected {_either(names)}, got {value!r}"
+    return f"expected {either_of(names)}, got {value!r}"
 
 
 def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -45,21 +45,21 @@ def _literal_error(hint: Any, param: str, value: Any) -> str | None:
     if value is None and _optional_list(hint) is not None:  # ``list[Literal['a', 'b']] | None``: null too
         return None
     hint = _optional_list(hint) or hint
-    if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
+    if typing.get_origin(hint) is list and (allowed := literals(typing.get_args(hint)[:1])):
         said = [repr(v) for v in allowed]
-        return _items_error(param, value, lambda v: _among(v, allowed), said, allowed, repr(value))
+        return items_error(param, value, lambda v: among(v, allowed), said, allowed, repr(value))
     parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
-    allowed = _literals(parts)
+    allowed = literals(parts)
     others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
     each = [_kinds(p) for p in others]  # the kinds beside it (``Literal['auto'] | int``: an integer too)
     kinds = None if None in each else [k for ks in each if ks for k in ks]
     if not allowed or kinds is None:
         return None
     allowed += [None] * any(p is type(None) for p in parts)
-    if _among(value, allowed) or any(_fits(value, kind) for kind in kinds):
+    if among(value, allowed) or any(_fits(value, kind) for kind in kinds):
         return None
     said = [repr(v) for v in allowed if v is not None] + [n for kind in kinds for n in _said(kind)]
-    return f"{param} takes {_either(said + ['null'] * (None in allowed))}, got {value!r}{_close(value, allowed)}"
+    return f"{param} takes {either_of(said + ['null'] * (None in allowed))}, got {value!r}{close_to(value, allowed)}"
 
 
 def literal_annotated(cls: type, key: str) -> bool:
@@ -68,7 +68,7 @@ def literal_annotated(cls: type, key: str) -> bool:
     hint = _hint(cls, key)
     hint = _optional_list(hint) or hint
     parts = typing.get_args(hint) if typing.get_origin(hint) in (*_UNIONS, list) else (hint,)
-    return bool(_literals(parts))
+    return bool(literals(parts))
 
 
 def _optional_list(hint: Any) -> Any:
@@ -190,16 +190,18 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     close = names + [v for kind in slot.beside if isinstance(kind, _Choice) for v in kind.values]
     items = names + [n for kind in slot.items_beside for n in _said(kind)]
     if slot.listed:
-        return _items_error(param, value, lambda v: _member_or_beside(slot, v), items, names, value)
+        return items_error(param, value, lambda v: _member_or_beside(slot, v), items, names, value)
     said = names + [n for kind in slot.beside for n in _said(kind)]
-    said += ["null"] * slot.nullable + [f"a list whose items are {_either(items)}"] * slot.or_list  # (null not an item)
+    said += ["null"] * slot.nullable + [
+        f"a list whose items are {either_of(items)}"
+    ] * slot.or_list  # (null not an item)
     if slot.or_list and isinstance(value, list | tuple):
         wrong = [v for v in value if not _member_or_beside(slot, v)]
-        why = f": {wrong[0]!r} is not one{_close(wrong[0], names)}" if wrong else ""
-        return f"{param} takes {_either(said)}, got {value!r}{why}" if wrong else None
+        why = f": {wrong[0]!r} is not one{close_to(wrong[0], names)}" if wrong else ""
+        return f"{param} takes {either_of(said)}, got {value!r}{why}" if wrong else None
     if _member(slot.kind, value) is not None:
         return None
-    return f"{param} takes {_either(said)}, got {value!r}{_close(value, close)}"
+    return f"{param} takes {either_of(said)}, got {value!r}{close_to(value, close)}"
 
 
 def _member_or_beside(slot: _EnumSlot, item: Any) -> bool:
@@ -215,7 +217,7 @@ def _field_error(hint: Any, param: str, value: Any) -> str | None:
     kinds = _kinds(hint)
     if kinds is None or any(_fits(value, kind) for kind in kinds):
         return None
-    return f"{param} takes {_either([n for kind in kinds for n in _said(kind)])}, got {value!r}"
+    return f"{param} takes {either_of([n for kind in kinds for n in _said(kind)])}, got {value!r}"
 
 
 def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
@@ -318,9 +320,12 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
     field it does not have or lacks, or a value its annotation refuses (``look.color``); None when it fits."""
     if shape.keys is not None and (wrong := [k for k in value if _member(shape.keys, k) is None]):
         names = [*shape.keys.__members__]
-        return f"{param} takes a mapping whose keys are {_either(names)}, got the key {wrong[0]!r}" + (
-            _close(wrong[0], names) or f": write {_either(names)}"
+        return f"{param} takes a mapping whose keys are {either_of(names)}, got the key {wrong[0]!r}" + (
+            close_to(wrong[0], names) or f": write {either_of(names)}"
         )
+    if shape.keys is not None and (twice := _same_member(shape.keys, [*value])):
+        keys = ", ".join(map(repr, twice[1:]))
+        return f"{param} names {twice[0]} by {counted(len(twice) - 1, 'key')} ({keys}), which build one key: keep one"
     if shape.made is not None:
         fields = init_fields(shape.made)
         names = [*fields]
@@ -329,7 +334,7 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
                 return f"{param}.{unknown[0]} is set by {shape.made.__name__} itself, not given: remove it"
             return (
                 f"{param} has no field {unknown[0]!r}: write one of {shape.made.__name__}'s fields ({', '.join(names)}), "
-                f"or remove it{_close(unknown[0], names)}"
+                f"or remove it{close_to(unknown[0], names)}"
             )
         if lacking := [name for name, required in fields.items() if required and name not in value]:
             added = ", ".join(f"`{f}: …`" for f in lacking)
@@ -338,6 +343,15 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
             )
     found = (_enum_error(shape.field(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
     return next((e for e in found if e), None)
+
+
+def _same_member(kind: type[enum.Enum], keys: list[Any]) -> list[Any]:
+    """The name of the first member of ``kind`` that more than one of ``keys`` names (``GREEN`` and its value
+    ``green``: the built mapping would keep one), then those keys; empty when each names another."""
+    by: dict[Any, list[Any]] = {}
+    for key in keys:
+        by.setdefault(_member(kind, key), []).append(key)
+    return next(([m.name, *ks] for m, ks in by.items() if len(ks) > 1), [])
 
 
 def init_fields(made: type) -> dict[str, bool]:
@@ -409,42 +423,6 @@ def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any
     return value if member is None else member  # (IntEnum's 0 is falsy)
 
 
-def _items_error(
-    param: str, value: Any, takes: Callable[[Any], bool], said: list[str], close: list[Any], written: Any
-) -> str | None:
-    """Why ``value`` is not a list whose items ``param`` (``model's key``) each ``takes`` (a test; ``said``: its
-    values in words), the first wrong item named (and ``close`` one of the values it may mean), or a lone value it
-    takes said as a list (``written``, in it); None when it is such a list."""
-    items = value if isinstance(value, list | tuple) else None
-    wrong = [v for v in items if not takes(v)] if items is not None else [value]
-    if not wrong:
-        return None
-    why = f": {wrong[0]!r} is not one{_close(wrong[0], close)}" if items is not None else ""
-    why = f" (a list: write [{written}])" if items is None and takes(value) else why
-    return f"{param} takes a list whose items are {_either(said)}, got {value!r}{why}"
-
-
-def _literals(parts: Any) -> list[Any]:
-    """The values of the ``Literal[...]`` among ``parts`` (an annotation's union members)."""
-    return [v for p in parts if typing.get_origin(p) is typing.Literal for v in typing.get_args(p)]
-
-
-def _among(value: Any, allowed: list[Any]) -> bool:
-    """Whether ``value`` is one of ``allowed``, of its type too (``True`` is not ``1``)."""
-    return any(value == v and type(value) is type(v) for v in allowed)
-
-
-def _close(value: Any, allowed: list[Any]) -> str:
-    """`` — did you mean 'max'?`` for a text close to one of the texts ``allowed``, else empty."""
-    words = [v for v in allowed if isinstance(v, str)]
-    return did_you_mean(value, words) if isinstance(value, str) and words else ""
-
-
-def _either(names: list[str]) -> str:
-    """``a``, ``a or b``, ``a, b or c``."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-
-
 @functools.lru_cache(maxsize=4096)  # (read for each param by each fingerprint and check: get_type_hints is slow)
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
@@ -479,7 +457,7 @@ def _kinds(hint: Any) -> list[Any] | None:
 
 def _fits(value: Any, kind: Any) -> bool:
     if isinstance(kind, _Choice):
-        return _among(value, list(kind.values))
+        return among(value, list(kind.values))
     if isinstance(kind, tuple):
         return isinstance(value, list | tuple) and all(_fits(v, kind[1]) for v in value)
     if kind is float:

@@ -162,6 +162,18 @@ def test_null_where_the_annotation_allows_none_and_one_mapping_for_a_list_of_dat
     assert _built(tmp_path, {"maybe": None, "looks": None}) == {"maybe": None, "looks": None}
 
 
+def test_a_member_named_by_two_keys_of_a_mapping_is_refused(tmp_path: Path, forget_plugins: None) -> None:
+    """``weights: {GREEN: 1, green: 2}`` (``dict[Color, int]``: ``green`` is GREEN's value) built one key, the other's
+    value lost without a word: it is refused, naming the keys."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"weights": {"RED": 0, "GREEN": 1, "green": 2}}))
+    assert refused.value.problems == [
+        f"{AT}.weights: annotated-model's weights names GREEN by 2 keys ('GREEN', 'green'), which build one key: keep one"
+    ]
+
+
 def _spec(tmp_path: Path, params: dict[str, Any]) -> Any:
     from repeval.config import parse_config
     from repeval.pipeline.partitions import ModelSpec
