@@ -170,7 +170,12 @@ def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
     — ``dict[str, Color]``, a TypedDict's or dataclass' field — each as its annotation says: ``styles.a``, and no
     mapping refused), naming the model ``name`` and the members' names: any value passed and the constructor got a
     string; None when it names one (or no ``Enum``)."""
-    return _enum_error(_hint(cls, key), f"{name}'s {key}", value)
+    problem = _enum_error(_hint(cls, key), f"{name}'s {key}", value)
+    if value is None and problem is not None and problem.endswith(_NO_NULL):  # the fix: its default, if it has one
+        init = _init_of(cls, key)
+        given = init is None or _params(init)[key].default is inspect.Parameter.empty
+        problem += ": write it (the model has no default for it)" if given else ": leave it out for the model's default"
+    return problem
 
 
 def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None:
@@ -303,12 +308,16 @@ def _a_mapping(shape: _Shape | None, noun: str = "a mapping") -> str:
     return f"{noun}{of} ({lines})"
 
 
+#: what :func:`_got` says of a param's own null (:func:`enum_error` adds the fix)
+_NO_NULL = ", which its annotation does not allow"
+
+
 def _got(value: Any, depth: int) -> str:
-    """``got 'x'``; ``got null`` — and the fix where it is the param's own (``depth`` 0), a default of None passing
-    before (``check_params``): its annotation allows no null."""
+    """``got 'x'``; ``got null`` — and, where it is the param's own (``depth`` 0: a default of None passes before,
+    ``check_params``), that its annotation allows no null."""
     if value is not None:
         return f"got {value!r}"
-    return "got null" + ", which its annotation does not allow: leave it out for the model's default" * (not depth)
+    return "got null" + _NO_NULL * (not depth)
 
 
 def _dataclass(hint: Any) -> type | None:
@@ -427,11 +436,16 @@ def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
     essentia's graph_path); None without one, or when it does not resolve here (not ours to judge)."""
-    init = next((i for k in cls.__mro__ if key in _params(i := vars(k).get("__init__"))), None)
+    init = _init_of(cls, key)
     try:
         return typing.get_type_hints(init).get(key) if init is not None else None
     except Exception:
         return None
+
+
+def _init_of(cls: type, key: str) -> Any:
+    """The ``__init__`` of the first class of ``cls.__mro__`` whose own constructor names ``key`` (None: none)."""
+    return next((i for k in cls.__mro__ if key in _params(i := vars(k).get("__init__"))), None)
 
 
 def _params(init: Any) -> Any:
