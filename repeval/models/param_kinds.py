@@ -262,6 +262,8 @@ class _Shape(typing.NamedTuple):
     field: Callable[[Any], Any]
     keys: type[enum.Enum] | None = None
     made: type | None = None
+    #: the dataclass or ``TypedDict`` naming its fields (``Box``: its keys checked, the dict kept)
+    fields: type | None = None
 
 
 def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
@@ -297,7 +299,9 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
         and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) for h in inner)
     ):
         return None
-    return _Shape(each.get if each is not None else (lambda _key: inner[0]), keys, made)
+    return _Shape(
+        each.get if each is not None else (lambda _key: inner[0]), keys, made, hint if each is not None else None
+    )
 
 
 def _a_mapping(shape: _Shape | None, noun: str = "a mapping") -> str:
@@ -335,21 +339,24 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
     if shape.keys is not None and (twice := _same_member(shape.keys, [*value])):
         keys = ", ".join(map(repr, twice[1:]))
         return f"{param} names {twice[0]} by {counted(len(twice) - 1, 'key')} ({keys}), which build one key: keep one"
-    if shape.made is not None:
-        fields = init_fields(shape.made)
+    if (kind := shape.fields) is not None:
+        fields = (
+            init_fields(kind)
+            if shape.made
+            else {k: k in getattr(kind, "__required_keys__", ()) for k in typing.get_type_hints(kind)}
+        )
         names = [*fields]
         if unknown := [k for k in value if k not in names]:
-            if unknown[0] in {f.name for f in dataclasses.fields(shape.made)}:  # field(init=False)
-                return f"{param}.{unknown[0]} is set by {shape.made.__name__} itself, not given: remove it"
+            if shape.made and unknown[0] in {f.name for f in dataclasses.fields(kind)}:  # field(init=False)
+                return f"{param}.{unknown[0]} is set by {kind.__name__} itself, not given: remove it"
             return (
-                f"{param} has no field {unknown[0]!r}: write one of {shape.made.__name__}'s fields ({', '.join(names)}), "
+                f"{param} has no field {unknown[0]!r}: write one of {kind.__name__}'s fields ({', '.join(names)}), "
                 f"or remove it{close_to(unknown[0], names)}"
             )
         if lacking := [name for name, required in fields.items() if required and name not in value]:
             added = ", ".join(f"`{f}: …`" for f in lacking)
-            return (
-                f"{param} lacks {named('field', lacking)}, which {shape.made.__name__} has no default for: add {added}"
-            )
+            why = "has no default for" if shape.made else "requires"
+            return f"{param} lacks {named('field', lacking)}, which {kind.__name__} {why}: add {added}"
     found = (_enum_error(shape.field(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
     return next((e for e in found if e), None)
 

@@ -174,6 +174,25 @@ def test_a_member_named_by_two_keys_of_a_mapping_is_refused(tmp_path: Path, forg
     ]
 
 
+def test_a_typeddict_param_lacking_a_key_or_with_one_it_has_not_is_refused(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``box: Box`` (a TypedDict with an ``Enum`` field) took ``{color: GREEN}`` without its ``count`` and ``{…, size:
+    2}``, a key Box has not, and the constructor got them: each is refused as a dataclass' field is."""
+    from repeval.config import ConfigError, parse_config
+
+    for box, said in (
+        ({"color": "GREEN"}, "box lacks field count, which Box requires: add `count: …`"),
+        (
+            {"color": None, "count": 1, "cout": 2},
+            "box has no field 'cout': write one of Box's fields (color, count), or remove it — did you mean 'count'?",
+        ),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            parse_config(annotated_config(tmp_path, {"box": box}))
+        assert refused.value.problems == [f"{AT}.box: annotated-model's {said}"]
+
+
 def _spec(tmp_path: Path, params: dict[str, Any]) -> Any:
     from repeval.config import parse_config
     from repeval.pipeline.partitions import ModelSpec
