@@ -293,6 +293,31 @@ def test_the_conflict_builds_the_params_once_to_show_what_the_model_got_as_text(
     assert len(calls) == 1, calls
 
 
+def test_a_model_spec_builds_the_params_once_for_its_forms(
+    tmp_path: Path, forget_plugins: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ModelSpec.of`` built the params (each dataclass, its ``__post_init__`` run) once for each form it keeps — the
+    fingerprint's, the writings, the forms hashed before, the dataclass params: six times. It builds them for the
+    model's fingerprint and once for the rest."""
+    from repeval.config import parse_config
+    from repeval.models import param_fingerprints
+    from repeval.models.param_kinds import as_built
+    from repeval.pipeline import partitions
+
+    cfg = parse_config(annotated_config(tmp_path, {"frame": {"look": {"color": "GREEN"}}, "either": "GREEN"}))
+    calls: list[dict[str, Any]] = []
+
+    def counted(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+        calls.append(params)
+        return as_built(cls, params)
+
+    for module in (partitions, param_fingerprints):
+        monkeypatch.setattr(module, "as_built", counted, raising=False)
+    spec = partitions.ModelSpec.of(cfg, cfg.experiments[0].embedding_models[0])
+    assert spec.as_mapping == (("frame", "Frame", False),) and spec.as_text == ("frame", "either")
+    assert len(calls) == 2, calls
+
+
 def test_the_schema_says_how_params_of_each_annotated_kind_are_written() -> None:
     """An editor's hover on a model's ``params`` (the JSON Schema, ``repeval schema``) said only "the model's
     constructor parameters": it says how an ``Enum`` member, a list or mapping of them and a dataclass are written."""
