@@ -27,8 +27,8 @@ from repeval.models.param_kinds import (
     enum_error,
     literal_annotated,
     literal_error,
-    with_number_hint,
 )
+from repeval.models.param_numbers import with_number_hint
 from repeval.registry import ParamProblems, Registry, did_you_mean, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``

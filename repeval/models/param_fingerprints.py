@@ -41,11 +41,15 @@ def given_as_mapping_before(built: dict[str, Any]) -> list[str]:
     return [key for key, value in built.items() if _holds_made(value)]
 
 
-def dataclass_params(cls: type, params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def dataclass_params(
+    cls: type, params: dict[str, Any], built: dict[str, Any] | None = None
+) -> tuple[tuple[str, str, bool], ...]:
     """The params of ``params`` holding a dataclass built from the mapping written (:func:`given_as_mapping_before`),
-    each with the dataclass' name (``('look', 'Look')``; of a dataclass in a list or mapping, the first's)."""
-    built = as_built(cls, params)
-    return tuple((key, _first_made(built[key])) for key in given_as_mapping_before(built))
+    each with the dataclass' name and whether it holds them in a list or mapping (``('look', 'Look', False)``,
+    ``('looks', 'Look', True)``: of a list or mapping of them, the first's name). ``built``: as in
+    :func:`given_as_text_before`."""
+    built = as_built(cls, params) if built is None else built
+    return tuple((key, _first_made(built[key]), not _made(built[key])) for key in given_as_mapping_before(built))
 
 
 def _first_made(value: Any) -> str:
@@ -99,15 +103,16 @@ def _made(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
-def member_names(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+def member_names(cls: type, params: dict[str, Any], built: dict[str, Any] | None = None) -> dict[str, Any]:
     """``params`` as the model gets them (:func:`as_built`), each ``Enum`` member written as its name: one form for
     a member however it is written (``mode: GREEN``, or its value ``mode: green``), which a partition's fingerprint
     hashes; equal to ``params`` when they name none (their hash as it always was). A member given as text before
     (:func:`given_as_text_before`: ``palette: [GREEN]``, ``shade: GREEN``, ``styles: {a: GREEN}``) is written
     ``{"Color": "GREEN"}``, a form no text takes, so a partition stamped when the model got ``'GREEN'`` conflicts; a
     mapping's key so (``dict[Color, int]``) as ``'{"Color": "GREEN"}'``, and a dataclass as ``{"Look()": {its fields as
-    written}}`` (a key no field's name is, where the mapping repeval gave before had its fields)."""
-    built = as_built(cls, params)
+    written}}`` (a key no field's name is, where the mapping repeval gave before had its fields). ``built``: as in
+    :func:`given_as_text_before`."""
+    built = as_built(cls, params) if built is None else built
     text = set(given_as_text_before(cls, params, built))
     return {k: _marked(v, params[k]) if k in text else _named(v) for k, v in built.items()}
 
@@ -119,8 +124,7 @@ def _marked(value: Any, written: Any) -> Any:
     if isinstance(value, enum.Enum):
         return {type(value).__name__: value.name}
     if _made(value):
-        fields = [f.name for f in dataclasses.fields(value) if isinstance(written, dict) and f.name in written]
-        return {_made_name(value): {f: _marked(getattr(value, f), written[f]) for f in fields}}
+        return {_made_name(value): {f: _marked(v, written[f]) for f, v in _given(value, written).items()}}
     if isinstance(value, list | tuple) and _holds_member(value):
         items = written if isinstance(written, list | tuple) and len(written) == len(value) else [None] * len(value)
         return [_marked(v, w) for v, w in zip(value, items, strict=True)]
@@ -129,6 +133,14 @@ def _marked(value: Any, written: Any) -> Any:
         each = list(written.values()) if same else [None] * len(value)
         return {_marked_key(k): _marked(v, w) for (k, v), w in zip(value.items(), each, strict=True)}
     return value
+
+
+def _given(value: Any, written: Any) -> dict[str, Any]:
+    """The fields of the dataclass instance ``value`` that ``written`` (the mapping it was built from) gives, as built;
+    an ``InitVar``, which the instance does not keep, as written."""
+    fields = {f.name for f in dataclasses.fields(value)}
+    given = written if isinstance(written, dict) else {}
+    return {f: getattr(value, f) if f in fields else w for f, w in given.items()}
 
 
 def _made_name(value: Any) -> str:
@@ -143,11 +155,16 @@ def _marked_key(key: Any) -> Any:
     return f'{{"{type(key).__name__}": "{key.name}"}}' if isinstance(key, enum.Enum) else key
 
 
-def mapping_forms(cls: type, params: dict[str, Any]) -> list[dict[str, Any]]:
+def mapping_forms(
+    cls: type, params: dict[str, Any], most: int = 64, built: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The params a partition's fingerprint hashed when repeval gave a dataclass param (``look: Look``) as the mapping
-    written — its fields' ``Enum`` members as members (``{"Color": "GREEN"}`` in the hash) —, before it built the
-    dataclass: none when no param holds one."""
-    built = as_built(cls, params)
+    written — its fields' ``Enum`` members as members (``{"Color": "GREEN"}`` in the hash), or as written where it
+    gave them as text too (``looks: list[Look]``) —, before it built the dataclass: none when no param holds one. Each
+    other param holding a member given as text before is in either form: as hashed now (``palette: [GREEN]``, built
+    as members then too) or as written (``either: GREEN``, given as text then); each mix of them, up to ``most`` forms
+    in all (beyond, each in its first form or each as written). ``built``: as in :func:`given_as_text_before`."""
+    built = as_built(cls, params) if built is None else built
     keys = given_as_mapping_before(built)
     if not keys:
         return []
@@ -156,13 +173,17 @@ def mapping_forms(cls: type, params: dict[str, Any]) -> list[dict[str, Any]]:
     for key in keys:
         as_dict = _as_mapping(built[key], params[key])
         form[key] = _marked(as_dict, params[key]) if _holds_member(as_dict) else params[key]
-    return [form]
+    either = [k for k in form if k in text and form[k] != params[k]]
+    combos: Iterator[tuple[bool, ...]] = itertools.product((False, True), repeat=len(either))
+    if 2 ** len(either) > most:
+        combos = iter([(False,) * len(either), (True,) * len(either)])
+    return [{**form, **{k: params[k] for k, written in zip(either, combo, strict=True) if written}} for combo in combos]
 
 
 def _as_mapping(value: Any, written: Any) -> Any:
     """``value`` with each dataclass in it as the mapping of the fields ``written`` names (what the model got)."""
-    if _made(value) and isinstance(written, dict):
-        return {f: _as_mapping(getattr(value, f), written[f]) for f in written if hasattr(value, f)}
+    if _made(value):
+        return {f: _as_mapping(v, written[f]) for f, v in _given(value, written).items()}
     if isinstance(value, list | tuple) and isinstance(written, list | tuple) and len(written) == len(value):
         return [_as_mapping(v, w) for v, w in zip(value, written, strict=True)]
     if isinstance(value, dict) and isinstance(written, dict) and len(written) == len(value):
@@ -170,14 +191,16 @@ def _as_mapping(value: Any, written: Any) -> Any:
     return value
 
 
-def member_writings(cls: type, params: dict[str, Any], most: int = 64) -> list[dict[str, Any]]:
+def member_writings(
+    cls: type, params: dict[str, Any], most: int = 64, built: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Each way a configuration may have written ``params``' ``Enum`` members (a list's items each): by a name of the
     member (an alias too) or by its value — where the value names that member, not another's name (``A = 'B'``) — as
     a partition's fingerprint hashed them before members were hashed by name (:func:`member_names`, the first of
     them). Mixed writings (``palette: [green, RED]``) are among them, up to ``most`` in all; beyond, each member by its
     name or each by its value. (Only those of params without a member given as text before are reused:
-    :func:`given_as_text_before`; the others name why a partition stamped under one conflicts.)"""
-    built = as_built(cls, params)
+    :func:`given_as_text_before`; the others name why a partition stamped under one conflicts.) ``built``: as there."""
+    built = as_built(cls, params) if built is None else built
     spots: list[tuple[str, int | None, list[Any]]] = [
         (k, None, _forms(v)) for k, v in built.items() if isinstance(v, enum.Enum)
     ]

@@ -9,14 +9,13 @@ import dataclasses
 import enum
 import functools
 import inspect
-import re
 import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from repeval.registry import did_you_mean
-from repeval.words import named
+from repeval.models.param_said import among, close_to, either_of, items_error, literals
+from repeval.words import counted, named
 
 _UNIONS = (typing.Union, types.UnionType)
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
@@ -30,7 +29,7 @@ def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     if said is None or any(_fits(value, kind) for kind in said):
         return None
     names = [n for kind in said if kind is not type(None) for n in _said(kind)] + ["null"] * (type(None) in said)
-    return f"expected {_either(names)}, got {value!r}"
+    return f"expected {either_of(names)}, got {value!r}"
 
 
 def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -46,21 +45,21 @@ def _literal_error(hint: Any, param: str, value: Any) -> str | None:
     if value is None and _optional_list(hint) is not None:  # ``list[Literal['a', 'b']] | None``: null too
         return None
     hint = _optional_list(hint) or hint
-    if typing.get_origin(hint) is list and (allowed := _literals(typing.get_args(hint)[:1])):
+    if typing.get_origin(hint) is list and (allowed := literals(typing.get_args(hint)[:1])):
         said = [repr(v) for v in allowed]
-        return _items_error(param, value, lambda v: _among(v, allowed), said, allowed, repr(value))
+        return items_error(param, value, lambda v: among(v, allowed), said, allowed, repr(value))
     parts = typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
-    allowed = _literals(parts)
+    allowed = literals(parts)
     others = [p for p in parts if typing.get_origin(p) is not typing.Literal and p is not type(None)]
     each = [_kinds(p) for p in others]  # the kinds beside it (``Literal['auto'] | int``: an integer too)
     kinds = None if None in each else [k for ks in each if ks for k in ks]
     if not allowed or kinds is None:
         return None
     allowed += [None] * any(p is type(None) for p in parts)
-    if _among(value, allowed) or any(_fits(value, kind) for kind in kinds):
+    if among(value, allowed) or any(_fits(value, kind) for kind in kinds):
         return None
     said = [repr(v) for v in allowed if v is not None] + [n for kind in kinds for n in _said(kind)]
-    return f"{param} takes {_either(said + ['null'] * (None in allowed))}, got {value!r}{_close(value, allowed)}"
+    return f"{param} takes {either_of(said + ['null'] * (None in allowed))}, got {value!r}{close_to(value, allowed)}"
 
 
 def literal_annotated(cls: type, key: str) -> bool:
@@ -69,7 +68,7 @@ def literal_annotated(cls: type, key: str) -> bool:
     hint = _hint(cls, key)
     hint = _optional_list(hint) or hint
     parts = typing.get_args(hint) if typing.get_origin(hint) in (*_UNIONS, list) else (hint,)
-    return bool(_literals(parts))
+    return bool(literals(parts))
 
 
 def _optional_list(hint: Any) -> Any:
@@ -171,7 +170,12 @@ def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
     — ``dict[str, Color]``, a TypedDict's or dataclass' field — each as its annotation says: ``styles.a``, and no
     mapping refused), naming the model ``name`` and the members' names: any value passed and the constructor got a
     string; None when it names one (or no ``Enum``)."""
-    return _enum_error(_hint(cls, key), f"{name}'s {key}", value)
+    problem = _enum_error(_hint(cls, key), f"{name}'s {key}", value)
+    if value is None and problem is not None and problem.endswith(_NO_NULL):  # the fix: its default, if it has one
+        init = _init_of(cls, key)
+        given = init is None or _params(init)[key].default is inspect.Parameter.empty
+        problem += ": write it (the model has no default for it)" if given else ": leave it out for the model's default"
+    return problem
 
 
 def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None:
@@ -180,10 +184,10 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
         shape = _mapping(hint, depth)
         if shape is None:
             return _listed_error(hint, param, value, depth)
-        if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
-            return None  # (null at the top: a constructor's default of None, whatever its annotation says)
+        if value is None and type(None) in typing.get_args(hint):
+            return None  # (null for a default of None, whatever the annotation says: check_params lets it through)
         if not isinstance(value, dict):
-            return f"{param} takes a mapping (`key: value` lines), got {value!r}"
+            return f"{param} takes {_a_mapping(shape)}, {_got(value, depth)}"
         return _mapping_error(shape, param, value, depth) or _made_error(hint, shape, param, value, depth)
     if (value is None and slot.nullable) or any(_fits(value, kind) for kind in slot.beside):
         return None
@@ -191,16 +195,18 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     close = names + [v for kind in slot.beside if isinstance(kind, _Choice) for v in kind.values]
     items = names + [n for kind in slot.items_beside for n in _said(kind)]
     if slot.listed:
-        return _items_error(param, value, lambda v: _member_or_beside(slot, v), items, names, value)
+        return items_error(param, value, lambda v: _member_or_beside(slot, v), items, names, value)
     said = names + [n for kind in slot.beside for n in _said(kind)]
-    said += [f"a list whose items are {_either(items)}"] * slot.or_list + ["null"] * slot.nullable
+    said += ["null"] * slot.nullable + [
+        f"a list whose items are {either_of(items)}"
+    ] * slot.or_list  # (null not an item)
     if slot.or_list and isinstance(value, list | tuple):
         wrong = [v for v in value if not _member_or_beside(slot, v)]
-        why = f": {wrong[0]!r} is not one{_close(wrong[0], names)}" if wrong else ""
-        return f"{param} takes {_either(said)}, got {value!r}{why}" if wrong else None
+        why = f": {wrong[0]!r} is not one{close_to(wrong[0], names)}" if wrong else ""
+        return f"{param} takes {either_of(said)}, got {value!r}{why}" if wrong else None
     if _member(slot.kind, value) is not None:
         return None
-    return f"{param} takes {_either(said)}, got {value!r}{_close(value, close)}"
+    return f"{param} takes {either_of(said)}, got {value!r}{close_to(value, close)}"
 
 
 def _member_or_beside(slot: _EnumSlot, item: Any) -> bool:
@@ -216,7 +222,7 @@ def _field_error(hint: Any, param: str, value: Any) -> str | None:
     kinds = _kinds(hint)
     if kinds is None or any(_fits(value, kind) for kind in kinds):
         return None
-    return f"{param} takes {_either([n for kind in kinds for n in _said(kind)])}, got {value!r}"
+    return f"{param} takes {either_of([n for kind in kinds for n in _said(kind)])}, got {value!r}"
 
 
 def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
@@ -225,10 +231,12 @@ def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
     item = _listed(hint, depth)
     if item is None:
         return _field_error(hint, param, value) if depth else None
-    if value is None and (depth == 0 or type(None) in typing.get_args(hint)):
+    if value is None and type(None) in typing.get_args(hint):
         return None
     if not isinstance(value, list | tuple):
-        return f"{param} takes a list of mappings (`- key: value` items), got {value!r}"
+        shape = _mapping(item, depth + 1)
+        one = " (for one, write it as a list's item: `- key: value`)" if isinstance(value, dict) else ""
+        return f"{param} takes a list of {_a_mapping(shape, 'mappings')}, {_got(value, depth)}{one}"
     found = (_enum_error(item, f"{param}[{i}]", v, depth + 1) for i, v in enumerate(value))
     return next((e for e in found if e), None)
 
@@ -254,6 +262,8 @@ class _Shape(typing.NamedTuple):
     field: Callable[[Any], Any]
     keys: type[enum.Enum] | None = None
     made: type | None = None
+    #: the dataclass or ``TypedDict`` naming its fields (``Box``: its keys checked, the dict kept)
+    fields: type | None = None
 
 
 def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
@@ -273,8 +283,11 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
         inner = [args[1]]
         keys = args[0] if _is_enum(args[0]) else None
     elif typing.is_typeddict(hint) or (made := _dataclass(hint)) is not None:
-        try:
-            each = typing.get_type_hints(hint)
+        try:  # (an InitVar's field as the kind it wraps)
+            each = {
+                k: getattr(h, "type", h) if isinstance(h, dataclasses.InitVar) else h
+                for k, h in typing.get_type_hints(hint).items()
+            }
         except Exception:
             return None
         inner = list(each.values())
@@ -286,7 +299,29 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
         and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) for h in inner)
     ):
         return None
-    return _Shape(each.get if each is not None else (lambda _key: inner[0]), keys, made)
+    return _Shape(
+        each.get if each is not None else (lambda _key: inner[0]), keys, made, hint if each is not None else None
+    )
+
+
+def _a_mapping(shape: _Shape | None, noun: str = "a mapping") -> str:
+    """What a mapping param takes, in words: ``a mapping (`key: value` lines)``, of a dataclass ``a mapping of Look's
+    fields``; ``noun`` ``mappings``: the items of a list of them (``- key: value`` items)."""
+    of = f" of {shape.made.__name__}'s fields" if shape is not None and shape.made is not None else ""
+    lines = "`- key: value` items" if noun == "mappings" else "`key: value` lines"
+    return f"{noun}{of} ({lines})"
+
+
+#: what :func:`_got` says of a param's own null (:func:`enum_error` adds the fix)
+_NO_NULL = ", which its annotation does not allow"
+
+
+def _got(value: Any, depth: int) -> str:
+    """``got 'x'``; ``got null`` — and, where it is the param's own (``depth`` 0: a default of None passes before,
+    ``check_params``), that its annotation allows no null."""
+    if value is not None:
+        return f"got {value!r}"
+    return "got null" + _NO_NULL * (not depth)
 
 
 def _dataclass(hint: Any) -> type | None:
@@ -298,27 +333,54 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
     field it does not have or lacks, or a value its annotation refuses (``look.color``); None when it fits."""
     if shape.keys is not None and (wrong := [k for k in value if _member(shape.keys, k) is None]):
         names = [*shape.keys.__members__]
-        return f"{param} takes a mapping whose keys are {_either(names)}, got the key {wrong[0]!r}" + (
-            _close(wrong[0], names) or f": write {_either(names)}"
+        return f"{param} takes a mapping whose keys are {either_of(names)}, got the key {wrong[0]!r}" + (
+            close_to(wrong[0], names) or f": write {either_of(names)}"
         )
-    if shape.made is not None:
-        fields = [f for f in dataclasses.fields(shape.made) if f.init]
-        names = [f.name for f in fields]
+    if shape.keys is not None and (twice := _same_member(shape.keys, [*value])):
+        keys = ", ".join(map(repr, twice[1:]))
+        return f"{param} names {twice[0]} by {counted(len(twice) - 1, 'key')} ({keys}), which build one key: keep one"
+    if (kind := shape.fields) is not None:
+        fields = (
+            init_fields(kind)
+            if shape.made
+            else {k: k in getattr(kind, "__required_keys__", ()) for k in typing.get_type_hints(kind)}
+        )
+        names = [*fields]
         if unknown := [k for k in value if k not in names]:
+            if shape.made and unknown[0] in {f.name for f in dataclasses.fields(kind)}:  # field(init=False)
+                return f"{param}.{unknown[0]} is set by {kind.__name__} itself, not given: remove it"
             return (
-                f"{param} has no field {unknown[0]!r}: write one of {shape.made.__name__}'s fields ({', '.join(names)}), "
-                f"or remove it{_close(unknown[0], names)}"
+                f"{param} has no field {unknown[0]!r}: write one of {kind.__name__}'s fields ({', '.join(names)}), "
+                f"or remove it{close_to(unknown[0], names)}"
             )
-        empty = dataclasses.MISSING
-        if lacking := [
-            f.name for f in fields if f.default is empty and f.default_factory is empty and f.name not in value
-        ]:
+        if lacking := [name for name, required in fields.items() if required and name not in value]:
             added = ", ".join(f"`{f}: …`" for f in lacking)
-            return (
-                f"{param} lacks {named('field', lacking)}, which {shape.made.__name__} has no default for: add {added}"
-            )
+            why = "has no default for" if shape.made else "requires"
+            return f"{param} lacks {named('field', lacking)}, which {kind.__name__} {why}: add {added}"
     found = (_enum_error(shape.field(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
     return next((e for e in found if e), None)
+
+
+def _same_member(kind: type[enum.Enum], keys: list[Any]) -> list[Any]:
+    """The name of the first member of ``kind`` that more than one of ``keys`` names (``GREEN`` and its value
+    ``green``: the built mapping would keep one), then those keys; empty when each names another."""
+    by: dict[Any, list[Any]] = {}
+    for key in keys:
+        by.setdefault(_member(kind, key), []).append(key)
+    return next(([m.name, *ks] for m, ks in by.items() if len(ks) > 1), [])
+
+
+def init_fields(made: type) -> dict[str, bool]:
+    """The fields a dataclass' constructor takes (an ``InitVar`` too; not a ``field(init=False)``), each with whether
+    it has no default (must be given)."""
+    try:
+        taken = inspect.signature(made).parameters.values()
+    except (TypeError, ValueError):
+        return {
+            f.name: f.default is f.default_factory is dataclasses.MISSING for f in dataclasses.fields(made) if f.init
+        }
+    named_ = (p for p in taken if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    return {p.name: p.default is p.empty for p in named_}
 
 
 def _made_error(hint: Any, shape: _Shape, param: str, value: Any, depth: int) -> str | None:
@@ -377,51 +439,20 @@ def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any
     return value if member is None else member  # (IntEnum's 0 is falsy)
 
 
-def _items_error(
-    param: str, value: Any, takes: Callable[[Any], bool], said: list[str], close: list[Any], written: Any
-) -> str | None:
-    """Why ``value`` is not a list whose items ``param`` (``model's key``) each ``takes`` (a test; ``said``: its
-    values in words), the first wrong item named (and ``close`` one of the values it may mean), or a lone value it
-    takes said as a list (``written``, in it); None when it is such a list."""
-    items = value if isinstance(value, list | tuple) else None
-    wrong = [v for v in items if not takes(v)] if items is not None else [value]
-    if not wrong:
-        return None
-    why = f": {wrong[0]!r} is not one{_close(wrong[0], close)}" if items is not None else ""
-    why = f" (a list: write [{written}])" if items is None and takes(value) else why
-    return f"{param} takes a list whose items are {_either(said)}, got {value!r}{why}"
-
-
-def _literals(parts: Any) -> list[Any]:
-    """The values of the ``Literal[...]`` among ``parts`` (an annotation's union members)."""
-    return [v for p in parts if typing.get_origin(p) is typing.Literal for v in typing.get_args(p)]
-
-
-def _among(value: Any, allowed: list[Any]) -> bool:
-    """Whether ``value`` is one of ``allowed``, of its type too (``True`` is not ``1``)."""
-    return any(value == v and type(value) is type(v) for v in allowed)
-
-
-def _close(value: Any, allowed: list[Any]) -> str:
-    """`` — did you mean 'max'?`` for a text close to one of the texts ``allowed``, else empty."""
-    words = [v for v in allowed if isinstance(v, str)]
-    return did_you_mean(value, words) if isinstance(value, str) and words else ""
-
-
-def _either(names: list[str]) -> str:
-    """``a``, ``a or b``, ``a, b or c``."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-
-
 @functools.lru_cache(maxsize=4096)  # (read for each param by each fingerprint and check: get_type_hints is slow)
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
     essentia's graph_path); None without one, or when it does not resolve here (not ours to judge)."""
-    init = next((i for k in cls.__mro__ if key in _params(i := vars(k).get("__init__"))), None)
+    init = _init_of(cls, key)
     try:
         return typing.get_type_hints(init).get(key) if init is not None else None
     except Exception:
         return None
+
+
+def _init_of(cls: type, key: str) -> Any:
+    """The ``__init__`` of the first class of ``cls.__mro__`` whose own constructor names ``key`` (None: none)."""
+    return next((i for k in cls.__mro__ if key in _params(i := vars(k).get("__init__"))), None)
 
 
 def _params(init: Any) -> Any:
@@ -447,7 +478,7 @@ def _kinds(hint: Any) -> list[Any] | None:
 
 def _fits(value: Any, kind: Any) -> bool:
     if isinstance(kind, _Choice):
-        return _among(value, list(kind.values))
+        return among(value, list(kind.values))
     if isinstance(kind, tuple):
         return isinstance(value, list | tuple) and all(_fits(v, kind[1]) for v in value)
     if kind is float:
@@ -464,42 +495,3 @@ def _said(kind: Any) -> list[str]:
     if isinstance(kind, tuple):
         return [f"a list of {_PLURALS[kind[1]]}"]
     return ["true", "false"] if kind is bool else [_NAMES[kind]]
-
-
-def with_number_hint(problem: str, value: Any) -> str:
-    """``problem`` (a number expected), and the fix when ``value`` is a number YAML read as text: exponent notation
-    without a dot and a signed exponent (``hop_s: 1e-1``, ``n_fft: 2e3``; YAML 1.1 reads ``1.0e-1`` as a number) — or a
-    list holding such numbers (``rates: [1e-3, 1e-4]``), said as the list to write; not where what it would say to
-    write is refused too (``1e-1`` where an integer is expected, ``[1e-3, abc]``)."""
-    if isinstance(value, list | tuple):
-        if not any(_exponent(v) for v in value) or not (
-            "a list of integers" in problem or "a list of numbers" in problem
-        ):
-            return problem
-        integers = "a list of numbers" not in problem
-        items = [_written(v, integers) if _exponent(v) else v for v in value]
-        if not all(_number(x, integers) for x in items):
-            return problem
-        return f"{problem} (YAML reads exponent notation as text: write [{', '.join(map(str, items))}])"
-    if not _exponent(value) or ("an integer" not in problem and "a number" not in problem):
-        return problem
-    written = _written(value, integer := "a number" not in problem)
-    if not _number(written, integer):
-        return problem
-    return f"{problem} (YAML reads this exponent notation as text: write {written})"
-
-
-def _number(value: Any, integer: bool) -> bool:
-    """Whether ``value`` is a number (an integer, where ``integer``), as the problem's fix must write one."""
-    return isinstance(value, int if integer else int | float) and not isinstance(value, bool)
-
-
-def _exponent(value: Any) -> bool:
-    """Whether ``value`` is exponent notation YAML 1.1 reads as text (``1e-1``: no dot, or no sign to the exponent)."""
-    return isinstance(value, str) and bool(re.fullmatch(r"[+-]?[0-9]*\.?[0-9]+[eE][+-]?[0-9]+", value.strip()))
-
-
-def _written(value: str, integer: bool) -> int | float:
-    """``value`` (exponent notation) as the number to write: a whole one as an integer where one is ``integer``."""
-    number = float(value)
-    return int(number) if integer and number.is_integer() else number

@@ -71,13 +71,8 @@ def written_hint(part: Any, spec: PartitionSpec) -> str:
         held = model.get("params")
         then = next((o for o in spec.model.text_writings if held in (config_hash(o), config_hash(o, True))), None)
         if then is not None:  # the writing the partition was stamped under: what the model got then, as text
-            if mapped := spec.model.as_mapping:  # a dataclass, given as the mapping then
-                kinds = " or ".join(dict.fromkeys(f"a `{kind}`" for _, kind in mapped))
-                return (
-                    f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model "
-                    f"{named('param', [k for k, _ in mapped])} as a mapping (a `dict`, not {kinds}): it builds the "
-                    "dataclass now, which a model may read otherwise, so the partition's rows are not reused"
-                )
+            if spec.model.as_mapping:  # a dataclass, given as the mapping then
+                return _as_mapping_hint(spec, then)
             found = first_given_as_text(spec.model.family.cls, then)
             shown = f" (`{found[0]!r}`, not `{type(found[1]).__name__}.{found[1].name}`)" if found else ""
             return (
@@ -141,3 +136,24 @@ def _compatible(part: Any, spec: PartitionSpec) -> bool:
     except StoreConflict:
         return False
     return True
+
+
+def _as_mapping_hint(spec: PartitionSpec, then: dict[str, Any]) -> str:
+    """What a conflict adds of a partition stamped when repeval gave the model its dataclass params as the mapping
+    written (``spec.model.as_mapping``), the params' writing ``then`` — and, where ``then`` holds them as written, the
+    ``Enum`` members of others as text."""
+    assert spec.model is not None
+    mapped = spec.model.as_mapping
+    each = [
+        f"{k} as mappings (`dict`s, not `{kind}`s)" if many else f"{k} as a mapping (a `dict`, not a `{kind}`)"
+        for k, kind, many in mapped
+    ]
+    dataclasses = {k for k, _, _ in mapped}
+    text = [k for k in spec.model.as_text if k not in dataclasses and then.get(k) != spec.model.params.get(k)]
+    as_text = f" and the `Enum` members of {named('param', text)} as text" * bool(text)
+    built = "the dataclass" if len(mapped) == 1 and not mapped[0][2] else "the dataclasses"
+    return (
+        f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model "
+        f"{named('param', each)}{as_text}: it builds {built}{' and members' * bool(text)} now, which a model may read "
+        "otherwise, so the partition's rows are not reused"
+    )

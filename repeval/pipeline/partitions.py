@@ -27,6 +27,7 @@ from repeval.models.param_fingerprints import (
     member_names,
     member_writings,
 )
+from repeval.models.param_kinds import as_built
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,
     dataset_source,
@@ -286,23 +287,26 @@ class ModelSpec:
     #: may read the text otherwise), named by a conflict with a partition stamped under one of them
     as_text: tuple[str, ...] = ()
     text_writings: tuple[dict[str, Any], ...] = ()
-    #: of those, the params holding a dataclass it gave the model as the mapping written, each with its class' name
-    as_mapping: tuple[tuple[str, str], ...] = ()
+    #: of those, the params holding a dataclass it gave the model as the mapping written, each with its class' name and
+    #: whether the param holds many (``looks: list[Look]``)
+    as_mapping: tuple[tuple[str, str, bool], ...] = ()
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         fp = model_fingerprint(mcfg)
-        hashed, written = _fingerprinted(fam, params), _as_written(fam, params)
-        writings = [p for p in (written, *member_writings(fam.cls, written)) if p != hashed]
+        written = _as_written(fam, params)
+        built = as_built(fam.cls, written)  # (once: a dataclass param's __post_init__ runs each time)
+        hashed = member_names(fam.cls, written, built)
+        writings = [p for p in (written, *member_writings(fam.cls, written, built=built)) if p != hashed]
         # Reused only where the model was built alike then: an Enum alone was built as its member before its member
         # was hashed by name (by its value too), so a partition stamped under any writing of it holds this model's
         # rows. A member given as text before (a list's item, beside another kind, a mapping's value) is not: a
         # plugin may read 'GREEN' otherwise than Color.GREEN, and such rows are not the model's as it is built now.
         # (An Enum alone was given as text too before repeval checked it, commit 85382a1: a partition stamped then
         # under its name's hash cannot be told from one stamped since, and is reused; by its value's, it is too.)
-        as_text = given_as_text_before(fam.cls, written)
+        as_text = given_as_text_before(fam.cls, written, built)
         earlier = [] if as_text else writings
         overlapped = model_geometry(fam, params) is not None
         raised_chunk_s(cfg, mcfg)
@@ -318,8 +322,8 @@ class ModelSpec:
             hashed,
             tuple(p for i, p in enumerate(earlier) if p not in earlier[:i]),
             tuple(as_text),
-            tuple(writings + mapping_forms(fam.cls, written)) if as_text else (),
-            dataclass_params(fam.cls, written) if as_text else (),
+            tuple(writings + mapping_forms(fam.cls, written, built=built)) if as_text else (),
+            dataclass_params(fam.cls, written, built) if as_text else (),
         )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:

@@ -1,6 +1,7 @@
 """A plugin's model whose constructor's params are annotated (``Literal[...]``, ``list[float]``, an ``Enum`` alone,
 beside another kind — text too, a ``Literal`` —, as a list's items (beside another kind or null too), either, or a
-mapping's values or keys, one whose values are its members' names, an ``IntEnum``'s; a dataclass) or not
+mapping's values or keys, one whose values are its members' names, an ``IntEnum``'s; a dataclass, one with an
+``InitVar``) or not
 (``since``), and a configuration of it: the params tests' and the fingerprint tests'."""
 
 from __future__ import annotations
@@ -52,6 +53,17 @@ class Frame:  # a dataclass param: a dataclass field without a default, a Litera
             raise ValueError(f"margin {self.margin} is below 0")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Grid:  # an InitVar, a field it sets itself, a default_factory's
+    color: Color
+    steps: list[int] = dataclasses.field(default_factory=list)
+    scale: dataclasses.InitVar[int] = 1
+    cells: int = dataclasses.field(init=False, default=0)
+
+    def __post_init__(self, scale):
+        object.__setattr__(self, "cells", scale * 2)
+
+
 class Box(TypedDict):  # an Optional[Color] field
     color: Optional[Color]
     count: int
@@ -71,7 +83,8 @@ class AnnotatedModel(EmbeddingModel):
         look: Look | None = None, hue: Color | str = "plain", mixed: list[Color | int] | None = None,
         either: Color | list[Color] = Color.RED, holes: list[Color | None] | None = None,
         weights: dict[Color, int] | None = None, pick: Literal["auto", "off"] | Color = "auto", box: Box | None = None,
-        frame: Frame | None = None, looks: list[Look] | None = None, **params,
+        frame: Frame | None = None, looks: list[Look] | None = None, grid: Grid | None = None, solid: Look = Look(),
+        maybe: Color | None | list[Color] = None, **params,
     ):
         super().__init__(**params)
         if pooling not in ("mean", "max") or not isinstance(mode, Color):
@@ -81,6 +94,7 @@ class AnnotatedModel(EmbeddingModel):
         self.held = (styles, look, hue)
         self.mixed = mixed
         self.more = dict(either=either, holes=holes, weights=weights, pick=pick, box=box, frame=frame, looks=looks)
+        self.more.update(grid=grid, solid=solid, maybe=maybe)
         self.since = since
 
     def embed(self, audio):

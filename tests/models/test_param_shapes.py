@@ -105,7 +105,7 @@ def test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked(tmp_path
         ({"look": {}, "corner": "tr"}, "frame.corner takes 'tl' or 'br', got 'tr'"),
         ({"look": {"size": "big"}}, "frame.look.size takes an integer, got 'big'"),
         ({"look": {}, "margin": -1}, "frame does not build its Frame: margin -1 is below 0"),
-        ("tl", "frame takes a mapping (`key: value` lines), got 'tl'"),
+        ("tl", "frame takes a mapping of Frame's fields (`key: value` lines), got 'tl'"),
     ):
         with pytest.raises(ConfigError) as refused:
             parse_config(annotated_config(tmp_path, {"frame": frame}))
@@ -121,6 +121,76 @@ def test_a_dataclass_param_is_built_from_its_mapping_its_fields_checked(tmp_path
         "frame": ("Frame", {"look": look, "corner": "br", "margin": 0}),
         "looks": [("Look", {"color": "Color.RED", "size": 3})],
     }
+
+
+def test_a_dataclass_init_var_is_taken_and_fingerprinted_and_a_field_it_sets_itself_refused(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``grid: Grid`` (a frozen, keyword-only dataclass) was refused its ``InitVar`` ``scale``, which its constructor
+    takes but no field keeps, as a field Grid has not: it is built now, and fingerprinted as written (``scale: 3`` and
+    ``scale: 5`` build other models); ``cells``, a ``field(init=False)`` Grid sets itself, is refused saying so."""
+    from repeval.config import ConfigError, parse_config
+
+    grid = {"color": "GREEN", "scale": 3}
+    assert _built(tmp_path, {"grid": grid}) == {"grid": ("Grid", {"color": "Color.GREEN", "steps": [], "cells": 6})}
+    hashed = [_spec(tmp_path, {"grid": {**grid, "scale": n}}).fingerprint["model"]["params"] for n in (3, 5)]
+    assert hashed[0] != hashed[1]
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"grid": {"color": "GREEN", "cells": 3}}))
+    assert refused.value.problems == [
+        f"{AT}.grid: annotated-model's grid.cells is set by Grid itself, not given: remove it"
+    ]
+
+
+def test_null_where_the_annotation_allows_none_and_one_mapping_for_a_list_of_dataclasses_are_refused_naming_the_fix(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``solid: Look = Look()`` took null and the constructor got None where it reads ``solid.size``; ``maybe: Color |
+    None | list[Color]`` was said to take "a list whose items are RED or GREEN or null"; ``looks: {color: RED}`` (one
+    Look, not a list) was told "a list of mappings", not of what nor how one is written."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"solid": None, "maybe": "BLU", "looks": {"color": "RED"}}))
+    assert refused.value.problems == [
+        f"{AT}.solid: annotated-model's solid takes a mapping of Look's fields (`key: value` lines), got null, which its "
+        "annotation does not allow: leave it out for the model's default",
+        f"{AT}.maybe: annotated-model's maybe takes RED, GREEN, null or a list whose items are RED or GREEN, got 'BLU'",
+        f"{AT}.looks: annotated-model's looks takes a list of mappings of Look's fields (`- key: value` items), got "
+        "{'color': 'RED'} (for one, write it as a list's item: `- key: value`)",
+    ]
+    assert _built(tmp_path, {"maybe": None, "looks": None}) == {"maybe": None, "looks": None}
+
+
+def test_a_member_named_by_two_keys_of_a_mapping_is_refused(tmp_path: Path, forget_plugins: None) -> None:
+    """``weights: {GREEN: 1, green: 2}`` (``dict[Color, int]``: ``green`` is GREEN's value) built one key, the other's
+    value lost without a word: it is refused, naming the keys."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"weights": {"RED": 0, "GREEN": 1, "green": 2}}))
+    assert refused.value.problems == [
+        f"{AT}.weights: annotated-model's weights names GREEN by 2 keys ('GREEN', 'green'), which build one key: keep one"
+    ]
+
+
+def test_a_typeddict_param_lacking_a_key_or_with_one_it_has_not_is_refused(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``box: Box`` (a TypedDict with an ``Enum`` field) took ``{color: GREEN}`` without its ``count`` and ``{…, size:
+    2}``, a key Box has not, and the constructor got them: each is refused as a dataclass' field is."""
+    from repeval.config import ConfigError, parse_config
+
+    for box, said in (
+        ({"color": "GREEN"}, "box lacks field count, which Box requires: add `count: …`"),
+        (
+            {"color": None, "count": 1, "cout": 2},
+            "box has no field 'cout': write one of Box's fields (color, count), or remove it — did you mean 'count'?",
+        ),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            parse_config(annotated_config(tmp_path, {"box": box}))
+        assert refused.value.problems == [f"{AT}.box: annotated-model's {said}"]
 
 
 def _spec(tmp_path: Path, params: dict[str, Any]) -> Any:
@@ -164,18 +234,34 @@ def test_a_partition_stamped_when_the_model_got_these_shapes_as_text_or_a_mappin
             f"`Enum` members of param {key} as text (`'GREEN'`, not `Color.GREEN`): it builds them as members now, "
             "which a model may read otherwise, so the partition's rows are not reused"
         )
-    for params, hashed_then in (  # as 1673aaa hashed them: the mapping as written, its member as a member
-        ({"frame": {"look": {"size": 2}}}, "8332c9c6e91d3e5b"),
-        ({"look": {"color": "GREEN"}}, "11db2ff9a67c273e"),
-        ({"frame": {"look": {"size": 2}}, "palette": ["GREEN"]}, "f1db57c40d962ee8"),  # the dataclass' param named
-        ({"looks": [{"color": "GREEN"}, {"size": 3}]}, "94c30f782d1f7e8d"),
+    one, many = "as a mapping (a `dict`, not a `{}`)", "as mappings (`dict`s, not `{}`s)"
+    for params, hashed_then, said in (  # as 1673aaa hashed them: the mapping as written, its member as a member
+        ({"frame": {"look": {"size": 2}}}, "8332c9c6e91d3e5b", "param frame " + one.format("Frame")),
+        ({"look": {"color": "GREEN"}}, "11db2ff9a67c273e", "param look " + one.format("Look")),
+        (
+            {"frame": {"look": {"size": 2}}, "palette": ["GREEN"]},
+            "f1db57c40d962ee8",
+            "param frame " + one.format("Frame"),
+        ),
+        ({"looks": [{"color": "GREEN"}, {"size": 3}]}, "94c30f782d1f7e8d", "param looks " + many.format("Look")),
+        (
+            {"frame": {"look": {"size": 2}}, "looks": [{"size": 3}]},
+            "53cc027b91ce76a8",
+            f"params frame {one.format('Frame')}, looks {many.format('Look')}",
+        ),
+        (  # look's member as a member then, looks' and either's as text
+            {"look": {"color": "GREEN"}, "either": "GREEN", "looks": [{"color": "GREEN"}]},
+            "b3ad6bb17765f624",
+            f"params look {one.format('Look')}, looks {many.format('Look')} and the `Enum` members of param either as "
+            "text",
+        ),
     ):
         spec = _spec(tmp_path, params)
-        key = next(iter(params))
+        built = "the dataclass" if said.startswith(("param frame", "param look ")) else "the dataclasses"
+        built += " and members" * ("`Enum`" in said)
         assert _conflict(tmp_path, spec, hashed_then).endswith(
-            f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model param "
-            f"{key} as a mapping (a `dict`, not a `{key.title().rstrip('s')}`): it builds the dataclass now, which a model may "
-            "read otherwise, so the partition's rows are not reused"
+            f". The stored model.params hash is this configuration's as repeval hashed it when it gave the model {said}: "
+            f"it builds {built} now, which a model may read otherwise, so the partition's rows are not reused"
         )
     assert (
         _spec(tmp_path, {"pick": "auto"}).fingerprint["model"]["params"] == "99f4cc9ca34bfc15"
@@ -205,6 +291,31 @@ def test_the_conflict_builds_the_params_once_to_show_what_the_model_got_as_text(
     found = shown(spec.model.family.cls, {"palette": ["GREEN"]})
     assert found is not None and (found[0], found[1].name) == ("GREEN", "GREEN")
     assert len(calls) == 1, calls
+
+
+def test_a_model_spec_builds_the_params_once_for_its_forms(
+    tmp_path: Path, forget_plugins: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ModelSpec.of`` built the params (each dataclass, its ``__post_init__`` run) once for each form it keeps — the
+    fingerprint's, the writings, the forms hashed before, the dataclass params: six times. It builds them for the
+    model's fingerprint and once for the rest."""
+    from repeval.config import parse_config
+    from repeval.models import param_fingerprints
+    from repeval.models.param_kinds import as_built
+    from repeval.pipeline import partitions
+
+    cfg = parse_config(annotated_config(tmp_path, {"frame": {"look": {"color": "GREEN"}}, "either": "GREEN"}))
+    calls: list[dict[str, Any]] = []
+
+    def counted(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+        calls.append(params)
+        return as_built(cls, params)
+
+    for module in (partitions, param_fingerprints):
+        monkeypatch.setattr(module, "as_built", counted, raising=False)
+    spec = partitions.ModelSpec.of(cfg, cfg.experiments[0].embedding_models[0])
+    assert spec.as_mapping == (("frame", "Frame", False),) and spec.as_text == ("frame", "either")
+    assert len(calls) == 2, calls
 
 
 def test_the_schema_says_how_params_of_each_annotated_kind_are_written() -> None:

@@ -77,7 +77,7 @@ def test_a_number_yaml_read_as_text_is_refused_naming_how_to_write_it() -> None:
     check said "expected a number, got '1e-1'" — a number, to whoever wrote it. It now says how to write it."""
     import yaml
 
-    from repeval.models.param_kinds import with_number_hint
+    from repeval.models.param_numbers import with_number_hint
 
     params = yaml.safe_load("{hop_s: 1e-1, n_mfcc: 2e1}")
     with pytest.raises(ValueError) as refused:
@@ -478,6 +478,6 @@ def test_a_mapping_param_holding_an_enum_given_no_mapping_is_refused(tmp_path: A
     at = "experiments[0].embedding_models[0].params"
     assert refused.value.problems == [
         f"{at}.styles: annotated-model's styles takes a mapping (`key: value` lines), got 'GREEN'",
-        f"{at}.look: annotated-model's look takes a mapping (`key: value` lines), got ['GREEN']",
+        f"{at}.look: annotated-model's look takes a mapping of Look's fields (`key: value` lines), got ['GREEN']",
     ]
     parse_config(annotated_config(tmp_path, {"styles": None, "look": None}))
