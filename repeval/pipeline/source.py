@@ -55,8 +55,8 @@ def _from_ipc(data: bytes) -> RowsPayload:
 def block_slices(n_rows: int, block_rows: int, tail: int = 0, tail_min: int = 1) -> list[tuple[int, int]]:
     """(offset, length) of each block, in order: at most ``block_rows`` rows each, in as few blocks as that allows, as
     even as they go — except the last ``tail`` blocks, about half as long as the others but at least ``tail_min`` rows
-    (one more block, or two, may be needed); the lengths of the others, and of the last ones, differ by one row at
-    most, the longer first.
+    (a block more for every two of them, at most); the lengths of the others, and of the last ones, differ by one row
+    at most, the longer first.
 
     An actor pool's actors take blocks as they free up: a short last block (2,000 rows in blocks of 64: 31 and one of
     16) or the last of even blocks leaves one actor embedding it while the others have nothing left; half-length
