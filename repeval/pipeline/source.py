@@ -52,26 +52,32 @@ def _from_ipc(data: bytes) -> RowsPayload:
     return RowsPayload(pa.ipc.open_stream(data).read_all())
 
 
-def block_slices(n_rows: int, block_rows: int, tail: int = 0) -> list[tuple[int, int]]:
+def block_slices(n_rows: int, block_rows: int, tail: int = 0, tail_min: int = 1) -> list[tuple[int, int]]:
     """(offset, length) of each block, in order: at most ``block_rows`` rows each, in as few blocks as that allows, as
-    even as they go — except the last ``tail`` blocks, about half as long as the others (one more block, or two, may
-    be needed); the lengths of the others, and of the last ones, differ by one row at most, the longer first.
+    even as they go — except the last ``tail`` blocks, about half as long as the others but at least ``tail_min`` rows
+    (a block more for every two of them, at most); the lengths of the others, and of the last ones, differ by one row
+    at most, the longer first.
 
     An actor pool's actors take blocks as they free up: a short last block (2,000 rows in blocks of 64: 31 and one of
     16) or the last of even blocks leaves one actor embedding it while the others have nothing left; half-length
     blocks at the end halve that wait. The blocks' lengths change no embedding (a clip's is the same in any batch).
-    ``tail`` is left out where a block would have fewer than four rows: the stream is short."""
+    ``tail`` is left out where a block would have fewer than four rows (the stream is short), and where the last
+    blocks, at ``tail_min`` rows, would be no shorter than the others: an actor pool bundles the blocks that give it
+    fewer rows than its ``batch_size`` with the next ones, so shorter blocks would reach the actors merged."""
     if block_rows < 1:
         raise ValueError(f"block_rows must be at least 1, got {block_rows}")
     count = -(-n_rows // block_rows)
     if count == 0:
         return []
     tail = min(tail, count - 1) if n_rows >= 4 * count else 0
-    while True:  # the tail's rows: its share at half a block each; the others' blocks within block_rows
-        tail_rows = n_rows * tail // (2 * count - tail)
+    tail_rows = 0
+    while tail:  # the tail's rows: its share at half a block each; the others' blocks within block_rows
+        tail_rows = max(n_rows * tail // (2 * count - tail), tail * tail_min)
         if -(-(n_rows - tail_rows) // (count - tail)) <= block_rows:
             break
         count += 1
+    if tail and -(-tail_rows // tail) >= (n_rows - tail_rows) // (count - tail):
+        return _even(0, n_rows, -(-n_rows // block_rows))  # no shorter blocks at the end
     return _even(0, n_rows - tail_rows, count - tail) + _even(n_rows - tail_rows, tail_rows, tail)
 
 
@@ -88,11 +94,11 @@ def _even(offset: int, n_rows: int, count: int) -> list[tuple[int, int]]:
 
 class TodoSource(Datasource):
     """A Ray Data datasource over a to-do table: one read task (and one output block) per block of at most
-    ``block_rows`` rows, the last ``tail`` half as long (:func:`block_slices`)."""
+    ``block_rows`` rows, the last ``tail`` half as long, at least ``tail_min`` rows (:func:`block_slices`)."""
 
-    def __init__(self, todo: pa.Table, block_rows: int, tail: int = 0) -> None:
+    def __init__(self, todo: pa.Table, block_rows: int, tail: int = 0, tail_min: int = 1) -> None:
         self.todo = todo
-        self.slices = block_slices(todo.num_rows, block_rows, tail)
+        self.slices = block_slices(todo.num_rows, block_rows, tail, tail_min)
 
     def get_name(self) -> str:
         return "Todo"
@@ -113,13 +119,11 @@ class TodoSource(Datasource):
         return tasks
 
 
-def read_todo(todo: pa.Table, block_rows: int, tail: int = 0, **read_args: Any) -> Any:
-    """The dataset of ``todo``'s rows in blocks of at most ``block_rows``, the last ``tail`` of them half as long
-    (:func:`block_slices`).
-    ``read_args`` go to
-    ``ray.data.read_datasource`` — give the next stage's ``num_cpus``, ``compute`` and ``runtime_env`` so the
-    read fuses into it (one task per block)."""
+def read_todo(todo: pa.Table, block_rows: int, tail: int = 0, tail_min: int = 1, **read_args: Any) -> Any:
+    """The dataset of ``todo``'s rows in blocks of at most ``block_rows``, the last ``tail`` of them half as long, at
+    least ``tail_min`` rows (:func:`block_slices`). ``read_args`` go to ``ray.data.read_datasource`` — give the next
+    stage's ``num_cpus``, ``compute`` and ``runtime_env`` so the read fuses into it (one task per block)."""
     import ray.data
 
-    src = TodoSource(todo, block_rows, tail)
+    src = TodoSource(todo, block_rows, tail, tail_min)
     return ray.data.read_datasource(src, override_num_blocks=max(1, len(src.slices)), **read_args)

@@ -77,12 +77,18 @@ def block_rows(n_rows: int, n_cpus: float, max_rows: int = MAX_BLOCK_ROWS) -> in
     return max(size, math.ceil(n_rows / MAX_STREAM_BLOCKS))
 
 
-def stream_blocks(n_rows: int, n_cpus: float, res: EmbedResources) -> tuple[int, int]:
-    """A stream's rows per block (:func:`block_rows`) and its half-length blocks at the end (``tail`` of
-    :func:`~repeval.pipeline.source.block_slices`: :data:`TAIL_BLOCKS_PER_ACTOR` per embedding actor; none when the
-    model runs in the decode tasks)."""
+def stream_blocks(
+    n_rows: int, n_cpus: float, res: EmbedResources, batch_size: int, n_expected: int
+) -> tuple[int, int, int]:
+    """A stream's rows per block (:func:`block_rows`), then ``tail`` and ``tail_min`` of
+    :func:`~repeval.pipeline.source.block_slices`: :data:`TAIL_BLOCKS_PER_ACTOR` half-length blocks per embedding
+    actor at the end (none when the model runs in the decode tasks), each of tracks enough for one embedding call of
+    ``batch_size`` chunks — an actor pool bundles a block of fewer chunks with the next one. A track gives a chunk or
+    an error record in each of its scenarios: the ``n_rows`` tracks give ``n_expected`` or more."""
     rows = block_rows(n_rows, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
-    return rows, 0 if res.fused else TAIL_BLOCKS_PER_ACTOR * res.n_actors
+    if res.fused:
+        return rows, 0, 1
+    return rows, TAIL_BLOCKS_PER_ACTOR * res.n_actors, max(1, math.ceil(batch_size * n_rows / max(n_expected, n_rows)))
 
 
 def stream_settings(ds: Any, progress: bool | None) -> Any:
@@ -127,10 +133,10 @@ def run_pipeline(
     n_cpus = cluster_cpus()
     summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(n_cpus))
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
-    rows, tail = stream_blocks(inp.num_rows, n_cpus, res)
+    blocks = stream_blocks(inp.num_rows, n_cpus, res, batch_size, n_expected)
     # the read runs with the decode stage's arguments, so it fuses into it: one task per block
-    decode_kw = res.decode_kwargs(n_blocks=len(block_slices(inp.num_rows, rows, tail)))  # the read's blocks
-    ds: Any = stream_settings(read_todo(inp, rows, tail, **decode_kw), progress)
+    decode_kw = res.decode_kwargs(n_blocks=len(block_slices(inp.num_rows, *blocks)))  # the read's blocks
+    ds: Any = stream_settings(read_todo(inp, *blocks, **decode_kw), progress)
     decode = DecodeDeform(
         st.sample_rate,
         st.steps,

@@ -51,6 +51,23 @@ def test_blocks_are_even_and_the_last_ones_half_as_long():
     assert [n for _, n in block_slices(10, 2, 4)] == [2] * 5
 
 
+def test_blocks_cover_the_rows_and_the_last_ones_are_shorter_but_not_below_their_least():
+    """Over many stream lengths: every row once, in order, in blocks of at most ``block_rows``; the blocks even
+    (lengths one row apart) but for at most ``tail`` last ones, shorter, even among themselves, of ``tail_min`` rows
+    or more."""
+    for n in range(0, 400, 3):
+        for size, tail, tail_min in [(5, 4, 1), (13, 4, 6), (13, 4, 7), (64, 4, 32), (16, 8, 3), (7, 200, 2)]:
+            slices = block_slices(n, size, tail, tail_min)
+            lengths = [length for _, length in slices]
+            assert [off for off, _ in slices] == [sum(lengths[:i]) for i in range(len(lengths))]
+            assert sum(lengths) == n and all(0 < length <= size for length in lengths), (n, size, tail, lengths)
+            last = [length for length in lengths if length < lengths[0] - 1]
+            others = lengths[: len(lengths) - len(last)]
+            assert max(others, default=0) - min(others, default=0) <= 1, lengths
+            assert not last or (lengths[-len(last) :] == last and len(last) <= tail and max(last) - min(last) <= 1)
+            assert min(last, default=tail_min) >= tail_min, (n, size, tail, tail_min, lengths)
+
+
 def test_block_slices_reject_an_empty_block():
     with pytest.raises(ValueError, match="at least 1"):
         block_slices(10, 0)

@@ -333,9 +333,24 @@ def test_an_actor_pools_stream_ends_in_half_length_blocks() -> None:
 
     pool = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=2, cluster_gpus=0)
     fused = plan_resources(_CPU, ResourcesConfig(embed_in_decode="always"), cluster_cpus=2, cluster_gpus=0)
-    assert pool.n_actors == 2 and stream_blocks(2000, 2, pool) == (64, 4)
-    assert [n for _, n in block_slices(2000, *stream_blocks(2000, 2, pool))][-5:] == [62, 32, 31, 31, 31]
-    assert stream_blocks(2000, 2, fused) == (250, 0)
+    assert pool.n_actors == 2 and stream_blocks(2000, 2, pool, 16, 4000) == (64, 4, 8)
+    assert [n for _, n in block_slices(2000, *stream_blocks(2000, 2, pool, 16, 4000))][-5:] == [62, 32, 31, 31, 31]
+    assert stream_blocks(2000, 2, fused, 16, 4000) == (250, 0, 1)
+
+
+def test_the_last_blocks_hold_an_embedding_call_each() -> None:
+    """An actor pool bundles a block that gives it fewer chunks than its ``batch_size`` with the next one: the last
+    blocks hold enough tracks for one call each (a track gives a chunk or an error record per scenario), or the
+    stream has even blocks only when they would be no shorter than the others."""
+    from repeval.pipeline.source import block_slices
+    from repeval.pipeline.stream import stream_blocks
+
+    pool = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=2, cluster_gpus=0)
+    # 2,000 tracks in one scenario, 32 chunks per call: the last four blocks of 32 tracks, not 31
+    assert [n for _, n in block_slices(2000, *stream_blocks(2000, 2, pool, 32, 2000))][-5:] == [62, 32, 32, 32, 32]
+    # the medley slice's 97 tracks, 113 rows, 15 per call: half-length blocks of 6 tracks would be merged in pairs
+    assert [n for _, n in block_slices(97, *stream_blocks(97, 2, pool, 15, 113))] == [13] + [12] * 7
+    assert [n for _, n in block_slices(97, *stream_blocks(97, 2, pool, 15, 339))][-4:] == [6] * 4  # three scenarios
 
 
 def test_decode_embed_equals_decode_then_embed(files) -> None:
