@@ -1,5 +1,6 @@
 """How Ray Tune is run by :mod:`repeval.tuning.tuner`: its log lines about a restored experiment's unfinished trials
-silenced, and its trial actors let into Ray's prestarted workers."""
+silenced, its trial actors let into Ray's prestarted workers, and tensorboardX imported for its TensorBoard logger
+without its cloud back ends."""
 
 from __future__ import annotations
 
