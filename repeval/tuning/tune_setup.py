@@ -1,5 +1,6 @@
 """How Ray Tune is run by :mod:`repeval.tuning.tuner`: its log lines about a restored experiment's unfinished trials
-silenced, and its trial actors let into Ray's prestarted workers."""
+silenced, its trial actors let into Ray's prestarted workers, and tensorboardX imported for its TensorBoard logger
+without its cloud back ends."""
 
 from __future__ import annotations
 
@@ -92,31 +93,71 @@ def _plain_trial_actors() -> Iterator[None]:
         defaults.update(saved)
 
 
-#: the optional cloud back ends tensorboardX's record writer imports when they are installed (its ``s3://`` and
-#: ``gs://`` event-file writers), which Tune's TensorBoard logger never uses: it writes each trial's events under the
-#: trial's local directory, and Tune copies them to the experiment's storage itself
-TBX_CLOUD_MODULES = ("boto3", "google.cloud.storage")
+#: tensorboardX's record writer's optional imports of its ``s3://`` and ``gs://`` event-file writers' back ends (the
+#: module its ``import`` statement names -> the package installed, its name in the record writer, and the switch it sets),
+#: which Tune's TensorBoard logger never uses: it writes each trial's events under the trial's local directory, and Tune
+#: copies them to the experiment's storage itself
+TBX_CLOUD_IMPORTS = {
+    "boto3": ("boto3", "boto3", "S3_ENABLED"),
+    "google.cloud": ("google.cloud.storage", "storage", "GCS_ENABLED"),
+}
+#: the tensorboardX module that makes those imports
+TBX_RECORD_WRITER = "tensorboardX.record_writer"
+
+
+class _OnFirstUse:
+    """A module imported when one of its attributes is first read: a cloud back end of tensorboardX's record writer."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self.name), attr)
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # its parent package is not installed either
+        return False
 
 
 def import_tensorboardx_locally() -> None:
-    """Import tensorboardX for Tune's default TensorBoard logger without its cloud back ends (:data:`TBX_CLOUD_MODULES`).
+    """Import tensorboardX for Tune's default TensorBoard logger with its cloud back ends (:data:`TBX_CLOUD_IMPORTS`)
+    imported on first use instead of at once.
 
     Tune's ``TBXLoggerCallback`` imports tensorboardX in the driver as a fit starts, before it submits a trial actor,
     and tensorboardX's record writer imports boto3 and google-cloud-storage when they are installed (~370 modules,
-    0.2–0.3 s of CPU, then a full collection of the driver's grown heap) — the trial actors waited for it. Hidden from
-    that import only (``sys.modules[name] = None`` makes it fail as a missing package does; put back afterwards), so
-    they stay importable by anything else. Nothing when tensorboardX is imported already (it keeps what it found), or
-    when Tune's default loggers are off (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``); without tensorboardX Tune says so."""
+    0.2–0.3 s of CPU, then a full collection of the driver's grown heap) — the trial actors waited for it. Only the
+    record writer's own two imports are skipped (by the importer's module name: another thread's imports meanwhile are
+    not touched), and the installed back ends are given to it as modules imported when first used, so an ``s3://`` or
+    ``gs://`` SummaryWriter of anything else in the process works as before. Nothing when tensorboardX is imported
+    already (it keeps what it found), or when Tune's default loggers are off (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``);
+    without tensorboardX Tune says so."""
+    import builtins
+
     if "tensorboardX" in sys.modules or os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0") == "1":
         return
-    hidden = [name for name in TBX_CLOUD_MODULES if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
+    real_import = builtins.__import__
+
+    def skipping(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if name in TBX_CLOUD_IMPORTS and not level and (globals or {}).get("__name__") == TBX_RECORD_WRITER:
+            raise ImportError(f"{name} is imported on first use", name=name)
+        return real_import(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = skipping
     try:
-        import tensorboardX  # noqa: F401
+        from tensorboardX import record_writer
     except ImportError:  # not installed: Tune's logger says how to install it
-        pass
+        return
     finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
+        if builtins.__import__ is skipping:
+            builtins.__import__ = real_import
+    for package, name, switch in TBX_CLOUD_IMPORTS.values():
+        if not getattr(record_writer, switch) and _installed(package):
+            setattr(record_writer, name, _OnFirstUse(package))
+            setattr(record_writer, switch, True)

@@ -220,7 +220,7 @@ def _fit_grid(tuner: Any, path: str) -> list[tuple[dict[str, Any], Any]]:
     :class:`TrialFilesCut` when Tune stops on a trial's file cut short (experiment ``path``)."""
     import pickle
 
-    import_tensorboardx_locally()  # before the fit imports it, with boto3 and google-cloud-storage it never uses
+    import_tensorboardx_locally()  # before the fit imports it with boto3 and google-cloud-storage, which it never uses
     with _plain_trial_actors():
         try:
             grid = tuner.fit()

@@ -148,6 +148,8 @@ def test_run_with_store_runs_and_tune_on_s3(
     assert any(f.startswith(f"{run}/groups/") for f in files)
     tune = [f for f in files if f.startswith(f"{run}/tune/instrument__notes__mfcc-stats")]
     assert any("/checkpoint_" in f for f in tune), "Tune did not persist checkpoints to the bucket"
+    # Tune's TensorBoard files (written locally by tensorboardX without its own s3:// writer) are synced to the bucket
+    assert any("/events.out.tfevents" in f for f in tune), "Tune did not sync its TensorBoard files to the bucket"
     assert not [p.name for p in tmp.iterdir() if p.name.startswith(("s3:", "file:"))], "a URI became a local path"
     with s3["fs"].open_input_file(f"repeval/e2e/{run}/results.parquet") as f:
         results = pq.read_table(f).to_pylist()

@@ -206,38 +206,73 @@ def test_incomplete_copies_are_kept_while_a_rerun_needs_them(tmp_path, caplog):
     } | {"u2": reusable["u2"]}
 
 
-#: a fit's driver as :func:`repeval.tuning.tuner._fit_grid` starts it, then Tune's own TensorBoard logger and the
-#: tensorboardX writer it uses, writing one scalar; prints the record writer's cloud switches and the modules imported
+#: a fit's driver as :func:`repeval.tuning.tuner._fit_grid` starts it: tensorboardX imported for Tune's TensorBoard logger,
+#: while another thread imports google-cloud-storage (as tensorboardX's record writer reaches its next import); then an
+#: ``s3://`` SummaryWriter of the same process writing to a moto bucket (copied to ``argv[1]``/s3) and a local one to
+#: ``argv[1]``/local. Prints what the other thread got, the boto3 modules the import loaded, and the record writer's switches
 TBX_SCRIPT = r"""
-import json, sys
-from ray.tune.logger.tensorboardx import TBXLoggerCallback
+import importlib, importlib.machinery, json, os, re, sys, threading
+from pathlib import Path
 from repeval.tuning.tune_setup import import_tensorboardx_locally
 
-import_tensorboardx_locally()
-callback = TBXLoggerCallback()  # what Tune's fit builds by default: it imports tensorboardX
-from tensorboardX import record_writer
+beside = {}
 
-writer = callback._summary_writer_cls(sys.argv[1])
-writer.add_scalar("ray/tune/val_accuracy", 0.5, global_step=3)
-writer.close()
-loaded = sorted(m for m in sys.modules if m.split(".")[0] == "boto3" or m.startswith("google.cloud.storage"))
-import boto3  # noqa: F401  — still importable afterwards
-print(json.dumps([record_writer.S3_ENABLED, record_writer.GCS_ENABLED, loaded]))
+def import_gcs():
+    try:
+        beside["gcs"] = importlib.import_module("google.cloud.storage").__name__
+    except ImportError as e:
+        beside["gcs"] = repr(e)
+
+class Beside:  # the other thread, run as the record writer's next import runs (no global import lock held then)
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorboardX.crc32c":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        exec_module = spec.loader.exec_module
+
+        def exec_beside(module):
+            thread = threading.Thread(target=import_gcs)
+            thread.start()
+            thread.join()
+            exec_module(module)
+
+        spec.loader.exec_module = exec_beside
+        return spec
+
+sys.meta_path.insert(0, Beside())
+import_tensorboardx_locally()
+boto3_loaded = sorted(m for m in sys.modules if m.split(".")[0] == "boto3")
+from tensorboardX import SummaryWriter, record_writer
+import pyarrow.fs as pafs
+from repeval.testing.s3 import moto_s3
+
+out = Path(sys.argv[1])
+with moto_s3() as s3:
+    os.environ["S3_ENDPOINT"] = "http://" + re.search(r"endpoint_override=([^&]+)", s3["query"]).group(1)
+    for logdir in ("s3://repeval/tb", out / "local"):
+        with SummaryWriter(str(logdir)) as writer:
+            writer.add_scalar("ray/tune/val_accuracy", 0.5, global_step=3)
+    (info,) = s3["fs"].get_file_info(pafs.FileSelector("repeval/tb"))
+    (out / "s3").mkdir()
+    (out / "s3" / info.base_name).write_bytes(s3["fs"].open_input_file(info.path).read())
+print(json.dumps([beside["gcs"], boto3_loaded, record_writer.S3_ENABLED, record_writer.GCS_ENABLED]))
 """
 
 
-def test_tunes_tensorboard_logger_starts_without_tensorboardx_cloud_writers(tmp_path):
+def test_tensorboardx_is_imported_without_its_cloud_writers_for_tune(tmp_path):
     """Tune's TensorBoard logger imports tensorboardX in the driver as a fit starts, before it submits a trial actor,
     and tensorboardX's record writer imported boto3 and google-cloud-storage for ``s3://`` and ``gs://`` writers that
     Tune never uses (it writes each trial's events locally): 0.2–0.3 s of the driver's CPU and a full collection of its
-    heap, on the M1–M5 benchmark's critical path. The fit's driver imports tensorboardX without them; Tune's writer still
-    writes TensorBoard-readable events, and boto3 stays importable for anything else."""
+    heap. The fit's driver skips those two imports of the record writer's only — another thread importing
+    google-cloud-storage meanwhile gets it — and an ``s3://`` SummaryWriter of anything else in the process still
+    writes (boto3 imported then); both its events and a local writer's are TensorBoard-readable."""
     import subprocess
 
     from test_events import read_events, scalars
 
     out = subprocess.run([sys.executable, "-c", TBX_SCRIPT, str(tmp_path)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.splitlines()[-1]) == [False, False, []]
-    (events,) = tmp_path.glob("events.out.tfevents*")
-    assert scalars(read_events(events)) == [("ray/tune/val_accuracy", 0.5, 3)]
+    assert json.loads(out.stdout.splitlines()[-1]) == ["google.cloud.storage", [], True, True]
+    for where in ("local", "s3"):
+        (events,) = (tmp_path / where).glob("events.out.tfevents*")
+        assert scalars(read_events(events)) == [("ray/tune/val_accuracy", 0.5, 3)]
