@@ -26,10 +26,12 @@ def refused_said(refused: tuple[str, str, str], then: str = "") -> str:
     return f"{uri} is unreadable ({why}): {f'{then} — ' if then else ''}{fix}"
 
 
-def report_output(name: str) -> bool:
-    """Whether the run's file ``name`` (its path in the run) is one `repeval report` writes — ``report.html``, its
-    figures under ``plots/`` — not one it reads."""
-    return name == "report.html" or name.startswith("plots/")
+def not_read(name: str) -> bool:
+    """Whether `repeval table|report` leave the run's file ``name`` (its path in the run) unread: one the report
+    writes (``report.html``, its figures under ``plots/``), a grid's results and records under ``groups/``
+    (``results.parquet`` holds them), ``environment.json`` and ``status.json`` (read only of a run without results,
+    which stops them)."""
+    return name in ("report.html", "environment.json", "status.json") or name.startswith(("plots/", "groups/"))
 
 
 def open_run(run: str) -> RunLocation:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from repeval.cloud_reach import GCS_SCHEMES, filesystem
-from repeval.run.files import damaged, parquet_error
+from repeval.run.files import copy_hashed, damaged, file_hash, parquet_error
 from repeval.run.status import STATUS, command_line
 from repeval.words import counted
 
@@ -224,6 +224,9 @@ class RunLocation:
     local: Path
     staged: bool
     _synced: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    #: each file's sha256 as last pulled or pushed: a file written anew with the same bytes (a resumed run's
+    #: evaluation rewriting its results) is not uploaded again
+    _hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, runs_dir: str, run_id: str, pull: bool = True) -> RunLocation:
@@ -307,16 +310,23 @@ class RunLocation:
             return 0
         for child in self.local.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+        self._hashes.clear()
         n = 0
         for rel, info in self._remote_files():
             dest = self.local / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with self.fs.open_input_stream(f"{self.path}/{rel}") as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                    self._hashes[rel] = copy_hashed(src, out)
             except OSError as exc:
-                if refused is None or not is_refused(exc):
+                if not is_refused(exc):
                     raise
+                if refused is None:  # a command going on with the run: it stops, naming the file, not pyarrow's key
+                    why, fix = refusal(exc)
+                    raise PermissionError(
+                        f"{self.file(rel)} is unreadable ({why}): a file of run {self.display}, which this command "
+                        f"copies here to go on with the run, so it stops before changing anything — {fix}"
+                    ) from None
                 refused[rel] = (self.file(rel), *refusal(exc))
                 dest.unlink(missing_ok=True)
                 continue
@@ -334,6 +344,10 @@ class RunLocation:
             return 0
         now = self._local_files()
         changed = sorted(rel for rel, sig in now.items() if self._synced.get(rel) != sig)
+        for rel in [r for r in changed if r in self._hashes and self._synced[r][0] == now[r][0]]:
+            if file_hash(self.local / rel) == self._hashes[rel]:  # written anew with the bytes it had: not uploaded
+                changed.remove(rel)
+                self._synced[rel] = now[rel]
         # results.parquet last: it is what tells a reader that the run is complete
         changed.sort(key=lambda rel: rel == "results.parquet")
         made: set[str] = set()
@@ -343,7 +357,7 @@ class RunLocation:
                 self.fs.create_dir(parent, recursive=True)
                 made.add(parent)
             with open(self.local / rel, "rb") as src, self.fs.open_output_stream(f"{self.path}/{rel}") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                self._hashes[rel] = copy_hashed(src, out)
             self._synced[rel] = now[rel]
         if changed:
             log.info("pushed %s to %s", counted(len(changed), "file"), self.display)

@@ -46,7 +46,7 @@ from repeval.report.run_files import (
 from repeval.report.selection import load_validation
 from repeval.run.files import damaged, parquet_error
 from repeval.run.fold_overlap import fill_fold_overlap
-from repeval.run_open import refused_files, refused_said, report_output
+from repeval.run_open import not_read, refused_files, refused_said
 from repeval.rundir import evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
@@ -183,7 +183,7 @@ def load_run(run_dir: Path) -> Run:
     unread: list[str] = []  # the run's files not read, what the report leaves out, and the fix: its notes
     refused = refused_files(run_dir)  # a bucket's keys these credentials may not read: left out of its staged copy
     for name, said in refused.items():  # (config.yaml: results_config says what stands in for it)
-        if name != "config.yaml" and not report_output(name):  # an earlier report's files: written anew, not read
+        if name != "config.yaml" and not not_read(name):  # an earlier report's files, groups/: not read
             say_unread(unread, refused_said(said, "left out"))
     config_text = results_config(run_dir, unread)
     try:

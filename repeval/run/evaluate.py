@@ -97,6 +97,18 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
             ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
         )  # fmt: skip
     missing = sorted(wanted - have - _left_out_groups(ctx))  # a model left out is said as such (models_left_out.json)
+    failed = _failed_trainings(ctx.run_dir, set(missing)) if missing and len(missing) < len(wanted) else {}
+    if failed:  # trained, every training failed: trained again as configured, they fail alike
+        one = len(failed) == 1
+        log.warning(
+            "%s of this configuration %s trained but every training failed: %s — the results lack %s; trained "
+            "again as configured %s alike: change what the reason names (the probe's settings in the "
+            "configuration), then `repeval run` trains %s again",
+            counted(len(failed), "probe grid"), "was" if one else "were",
+            "; ".join(f"{g} ({why})" for g, why in list(failed.items())[:5]) + ("; …" if len(failed) > 5 else ""),
+            "it" if one else "them", "it fails" if one else "they fail", "it" if one else "them",
+        )  # fmt: skip
+        missing = [g for g in missing if g not in failed]
     if missing and len(missing) < len(wanted):
         fix = (
             getattr(ctx, "untrained_fix", "")
@@ -108,6 +120,19 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
             ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""), fix,
         )  # fmt: skip
     return [f for f in files if f.stem in wanted]
+
+
+def _failed_trainings(run_dir: Path, grids: set[str]) -> dict[str, str]:
+    """Of ``grids`` (without results), those whose trainings ``failed.parquet`` records as failed, each with its
+    first failure: ``probe M1, seed 0: <reason>``."""
+    from repeval.run.train import read_failed
+
+    said: dict[str, str] = {}
+    for r in read_failed(run_dir / "failed.parquet"):
+        name = grid_name(r["task"], r["dataset"], r["model"], r["fold"])
+        if name in grids and r.get("scenario") is None and name not in said:
+            said[name] = f"probe {r['probe']}, seed {r['seed']}: {r['reason']}"
+    return dict(sorted(said.items()))
 
 
 def _left_out_groups(ctx: RunContext) -> set[str]:

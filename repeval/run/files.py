@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -78,3 +79,18 @@ def _write_text_atomic(path: Path, text: str) -> None:
 def _tmp_name(path: Path) -> Path:
     """``.<name>.tmp`` beside ``path`` (what syncing a run directory skips)."""
     return path.with_name(f".{path.name}.tmp")
+
+
+def copy_hashed(src: Any, out: Any) -> str:
+    """Copy ``src`` to ``out`` in 1 MiB chunks; the sha256 of what was copied."""
+    digest = hashlib.sha256()
+    while chunk := src.read(1 << 20):
+        digest.update(chunk)
+        out.write(chunk)
+    return digest.hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    """The sha256 of the file at ``path``."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -157,8 +158,18 @@ def test_run_with_store_runs_and_tune_on_s3(
 
     # a rerun from a clean machine state: everything comes back from the bucket, nothing is recomputed (in this
     # process, on the session's Ray, which has seen nothing of the first run: a process of its own cost ~20 s)
+    def uploaded() -> dict[str, int | None]:  # each of the run's files in the bucket (not tune/'s): its upload time
+        found = s3["fs"].get_file_info(pafs.FileSelector("repeval/e2e/runs/s3run-smoke", recursive=True))
+        return {i.path: i.mtime_ns for i in found if i.type == pafs.FileType.File and "/tune/" not in i.path}
+
+    before = uploaded()
     again = _cli(["run", "s3.yaml", "--smoke-test", *uris])
     assert again.exit_code == 0, again.output[-5000:]
+    # only what the rerun changed is uploaded again (its state, its training session's record): it pushed more,
+    # files written anew with the bytes they had
+    now = uploaded()
+    pushed = sorted(p.rsplit("/s3run-smoke/", 1)[1] for p in now if now[p] != before.get(p))
+    assert pushed == ["environment.json", "status.json"], pushed
     assert "nothing to embed: 2 partitions already complete" in again.stdout, again.stdout[-2000:]
     assert "nothing to train: 1 probe grid already done" in again.stdout, again.stdout[-2000:]
 

@@ -120,6 +120,12 @@ def test_run_directory_staging_round_trip_on_s3(s3: dict[str, Any], caplog: pyte
     assert {rel: (again.local / rel).stat().st_mtime_ns for rel in remote} == remote and None not in remote.values()
     assert pq.read_table(again.local / "groups" / "g.parquet").column("x").to_pylist() == [1, 2]
     assert again.push() == 0
+    # a file written anew with the bytes it had (a resumed run's evaluation rewriting its results) is not uploaded
+    # again: a finished run resumed said "pushed 7 files" of files it had not changed
+    for text, pushed in (("a: 2\n", 0), ("a: 3\n", 1), ("a: 3\n", 0)):  # as pulled, then changed, then as pushed
+        (again.local / "config.yaml").write_text(text)
+        assert again.push() == pushed, text
+    assert s3["fs"].open_input_stream("repeval/unit/runs/r1/config.yaml").read() == b"a: 3\n"
 
 
 def test_a_pulled_group_record_keeps_its_time_against_a_partition_embedded_anew(
@@ -354,6 +360,9 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     )
     pq.write_table(pa.table({"x": [1]}).replace_schema_metadata({EVALUATION_KEY: b"e1"}), local / "summary.parquet")
     (local / "report.html").write_text("an earlier report")  # the report's own: written anew, not read
+    (local / "groups").mkdir()  # files the report does not read (results.parquet holds the grids' results)
+    (local / "groups" / "g.parquet").write_bytes(b"a grid's results")
+    (local / "environment.json").write_text("[]")
     for run in ("curves", "results", "stale"):
         pafs.copy_files(str(local), f"repeval/refused/{run}", source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=s3["fs"])  # fmt: skip
@@ -362,7 +371,8 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
         f.write(b"experiments: []\n")
     user = _user_denied(
         s3, "refused/curves/history.parquet", "refused/curves/config.yaml", "refused/curves/summary.parquet",
-        "refused/curves/report.html", "refused/results/results.parquet",
+        "refused/curves/report.html", "refused/curves/groups/g.parquet", "refused/curves/environment.json",
+        "refused/results/results.parquet",
     )  # fmt: skip
     for k, v in user.items():
         monkeypatch.setenv(k, v)
@@ -387,6 +397,8 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
         caplog.text
     )
     assert "report.html" not in caplog.text, caplog.text
+    # nor of those they never read: a local run's unreadable groups/ file or environment.json is not said either
+    assert "groups/g.parquet" not in caplog.text and "environment.json" not in caplog.text, caplog.text
     # a summary.parquet truly missing (the one above), a config.yaml truly rewritten: said of the run's URI, not of
     # the folder staging it
     assert stale.exit_code == 0 and "s3://repeval/refused/stale: summary.parquet is missing" in caplog.text, caplog.text
@@ -396,3 +408,32 @@ def test_a_bucket_run_file_these_credentials_may_not_read_is_noted_and_the_rest_
     # refused results stop it: said so, not "left out"
     results = said.format("results/results").replace("left out — ", "")
     assert failed.exit_code == 1 and failed.stderr.startswith(f"error: {results}"), failed.output
+
+
+def test_a_bucket_run_with_a_file_these_credentials_may_not_read_stops_naming_it(
+    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval run` going on with a bucket's run one of whose files these credentials may not read stopped on
+    pyarrow's "When reading information for key …", with the fix of a bucket that cannot be listed, read and written:
+    it now names the run's file, the run, and that this user may not read it."""
+    from moto.core.authorization import enable_iam_authentication
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.testing.configs import one_row_config
+
+    with s3["fs"].open_output_stream("repeval/stops/runs/r/environment.json") as f:
+        f.write(b"[]")
+    for k, v in _user_denied(s3, "stops/runs/r/environment.json").items():
+        monkeypatch.setenv(k, v)
+    cfg = one_row_config(tmp_path, "r")
+    with enable_iam_authentication():
+        res = CliRunner().invoke(app, ["run", str(cfg), "--runs-dir", f"s3://repeval/stops/runs{s3['query']}"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1, said
+    assert said.startswith(
+        "error: s3://repeval/stops/runs/r/environment.json is unreadable (access denied): a file of run "
+        "s3://repeval/stops/runs/r, which this command copies here to go on with the run, so it stops before changing "
+        "anything — this user may not read it: check the S3 credentials (AWS_ACCESS_KEY_ID"
+    ), said
+    assert "When reading information for key" not in said and "read and write the bucket" not in said, said
