@@ -190,7 +190,9 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path, mon
         write_status(runs / run_id, command, state)
     assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}
     # the runs by their directories: `repeval table RUN`, given the id, looked for ./ID ("no results.parquet in ./e")
-    assert f"3 runs in {runs}/; `repeval table {runs}/RUN` / `repeval report {runs}/RUN` show one" in runs_text(str(runs))
+    assert f"3 runs in {runs}/; `repeval table {runs}/RUN` / `repeval report {runs}/RUN` show one" in runs_text(
+        str(runs)
+    )
     monkeypatch.chdir(tmp_path)  # a relative folder: "3 runs — runs;" read as a word said twice
     assert "3 runs in runs/; `repeval table runs/RUN` / `repeval report runs/RUN` show one" in runs_text("runs")
     for run_id in "ds":
