@@ -20,11 +20,11 @@ from repeval.uri_text import shown
 _state: dict[str, Any] = {"debug": False}
 
 
-def _fail(exc: BaseException, code: int = 2) -> None:
+def _fail(exc: BaseException, code: int = 2, fix: str = "") -> None:
     if _state["debug"]:
         traceback.print_exception(exc)
     # a URI as the user wrote it (s3://b/my folder/m.csv), not as pyarrow parses it (my%20folder)
-    typer.secho(f"error: {shown(_with_root(exc, str(exc)))}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {shown(_with_root(exc, str(exc)))}{fix}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -152,7 +152,11 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True
         raise
     except ModelsLeftOut as exc:  # the others done: the run is incomplete, as --strict says of tracks
         _fail(exc, LEFT_OUT_EXIT_STATUS)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except FileNotFoundError as exc:
+        # a folder a command's own output cannot be made in (under /proc, a mount gone): a bare "[Errno 2]" said no fix
+        own_output = storage_hint != STORE_AND_RUNS_HINT and str(exc).startswith("[Errno")
+        _fail(exc, 1, f" — {storage_hint}" if own_output else "")
+    except (ConfigError, ValueError, RuntimeError) as exc:
         _fail(exc, 1)
     except EOFError as exc:  # a file read back cut short (pickle, a library's own): Typer said only "Aborted."
         if _state["debug"]:

@@ -83,13 +83,30 @@ def validate(
     warnings += fold_split_warnings(cfg, data_checked=checked)
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {shown(line)}", fg=typer.colors.YELLOW, err=True)
-    notes = unchecked_files_notes(cfg.experiments) if skip_data_check else []
+    notes = unchecked_files_notes(cfg.experiments) if skip_data_check else _guard(lambda: data_load_notes(cfg))
     for line in notes + cfg.smoke_asha_notes(smoke_test):  # a smoke test runs without them: a full run would be refused
         typer.echo(f"note: {shown(line)}")
     if problems:
         raise typer.Exit(1)
     if said:
         typer.echo(said)
+
+
+def data_load_notes(cfg: Any) -> list[str]:
+    """What the datasets' load would drop (missing audio, duplicate ids, unknown splits or labels) and its other
+    findings, as `repeval plan` and `repeval run` say them: a valid file's rows a run would leave out were said by
+    plan alone."""
+    import logging
+
+    from repeval.plan_progress import load_notes
+
+    logger = logging.getLogger("repeval")
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))  # the loads' own lines: the notes say them
+    try:
+        return load_notes(cfg)
+    finally:
+        logger.setLevel(level)
 
 
 def _check_models(cfg: Any) -> tuple[str, list[str]]:

@@ -438,7 +438,10 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
         ):
             folds.append(fold)
     if unlisted:
-        report.add("other", f"{unlisted} tracks are in no file of the official split (not part of it, dropped)")
+        verb = "is" if unlisted == 1 else "are"  # "1 tracks are": a count said as it reads
+        report.add(
+            "other", f"{counted(unlisted, 'track')} {verb} in no file of the official split (not part of it, dropped)"
+        )
     rows = require_rows(
         collector.table(), ds.name, report, f"check dataset.dir ({dataset.data_home}) and dataset.index_path"
     )

@@ -38,7 +38,6 @@ from repeval.datasets.render_scores import _key_score, _mixture_score
 from repeval.datasets.render_specs import (
     DYNAMICS,
     INSTRUMENTS,
-    MANIFEST_FORMATS,
     PITCH_CLASSES,
     KeySpec,
     MixtureSpec,
@@ -212,8 +211,8 @@ def _render_set(
     record = json.dumps({"kind": type(spec).__name__, "spec": audio_spec, "format": 1}, sort_keys=True)
     marker = out / RENDER_RECORD
     reuse = marker.is_file() and marker.read_text() == record
-    for fmt in MANIFEST_FORMATS:  # until this render is whole, no manifest describes the folder's files
-        (out / f"manifest.{fmt}").unlink(missing_ok=True)
+    # until this render is whole, no manifest describes the folder's files (an earlier one is set aside)
+    writer = _ManifestWriter(out, ["track_id", "audio_path", *fields, "split"], spec.manifest_format)
     marker.write_text(record)
     render = partial(_render_folder, out, spec, reuse=reuse)
     # a part of a folder at a time: the progress moves every few seconds, not every 1,000 clips
@@ -223,7 +222,6 @@ def _render_set(
         for s in range(f0, min(f0 + FILES_PER_DIR, len(labels)), RENDER_STEP)
     ]
     chunks = [(s, f"{s // FILES_PER_DIR:04d}", labels[s:e], splits[s:e]) for s, e in bounds]
-    writer = _ManifestWriter(out, ["track_id", "audio_path", *fields, "split"], spec.manifest_format)
     bar = Progress(len(labels), f"render {out.name}", progress, unit="clip")
     n = kept = 0
 

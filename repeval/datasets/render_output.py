@@ -5,18 +5,28 @@ Parquet), and the SoundFont's licence, ``LICENSE-AUDIO.txt`` (:func:`_write_lice
 from __future__ import annotations
 
 import csv
+import filecmp
 from pathlib import Path
 from typing import Any
+
+from repeval.datasets.render_specs import MANIFEST_FORMATS
 
 
 class _ManifestWriter:
     """Rows written as they come: a CSV stream, or Parquet in row groups of ``group`` rows, into a temporary file
-    that :meth:`close` renames to ``manifest.<fmt>`` only when the set is whole (``commit``)."""
+    that :meth:`close` renames to ``manifest.<fmt>`` only when the set is whole (``commit``). An earlier render's
+    manifest is set aside meanwhile (no manifest describes a half-written folder) and, when the new one is the same
+    bytes, put back as it was: its time unchanged, a run does not take the same set rendered again for an edited
+    manifest."""
 
     def __init__(self, out: Path, fields: list[str], fmt: str, group: int = 8192) -> None:
         self.fields, self.fmt, self.group = fields, fmt, group
         self.path = out / f"manifest.{fmt}"
         self.partial = out / f".manifest.{fmt}.partial"
+        self.asides = {f: out / f".manifest.{f}.previous" for f in MANIFEST_FORMATS}
+        for f, aside in self.asides.items():  # an interrupted render's aside is kept: the manifest is not there
+            if (out / f"manifest.{f}").is_file():
+                (out / f"manifest.{f}").replace(aside)
         self.rows: list[dict[str, Any]] = []
         self._fh: Any = None
         self._csv: Any = None
@@ -54,10 +64,17 @@ class _ManifestWriter:
                 self._flush()
             if self._pq is not None:
                 self._pq.close()
-        if commit:
-            self.partial.replace(self.path)
-        else:
+        if not commit:
             self.partial.unlink(missing_ok=True)
+            return
+        previous = self.asides[self.fmt]
+        if previous.is_file() and filecmp.cmp(previous, self.partial, shallow=False):
+            previous.replace(self.path)  # the same manifest: the earlier file, its time kept
+            self.partial.unlink()
+        else:
+            self.partial.replace(self.path)
+        for aside in self.asides.values():
+            aside.unlink(missing_ok=True)
 
 
 def _write_licence(out: Path) -> None:

@@ -165,6 +165,8 @@ def build_transform(type_: str, params: dict[str, Any], files: bool = True) -> A
     try:
         return cls(**_defaults(cls, params if files else with_stand_ins(params)))
     except Exception as exc:  # audiomentations raises AssertionError/ValueError/TypeError
+        if problems := _check_problems(type_, sig, params, exc):
+            raise ParamProblems(problems) from None
         raise ValueError(f"{type_}({json_text(params)}): {_reason(exc)}") from None
 
 
@@ -229,6 +231,31 @@ def _reason(exc: BaseException) -> str:
         where = frames[-1]
         return f"its check `{line.removeprefix('assert ')}` failed ({Path(where.filename).name}:{where.lineno})"
     return type(exc).__name__
+
+
+def _check_problems(
+    type_: str, sig: inspect.Signature, params: dict[str, Any], exc: BaseException
+) -> list[tuple[str, str]]:
+    """A bare ``assert`` of audiomentations that failed on parameters the configuration gives (``assert 0 <= p <=
+    1``), said at the first one's key with its value, the check and the fix — not the check's source line
+    (``transforms_interface.py:41``); ``[]`` for any other failure."""
+    import re
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    line = (frames[-1].line or "") if frames and isinstance(exc, AssertionError) and not str(exc) else ""
+    check = line.removeprefix("assert ").replace("self.", "").strip()
+    names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w*", check)) if n in params] if line else []
+    if not names:
+        return []
+    key = names[0]
+    given = " and ".join(f"{n} {params[n]!r}" for n in names[1:])
+    default = sig.parameters[key].default if key in sig.parameters else inspect.Parameter.empty
+    example = (
+        f" (e.g. {key}: {default!r}, its default)" if len(names) == 1 and default is not inspect.Parameter.empty else ""
+    )
+    fix = f"give {key} a value that passes it{example}" if len(names) == 1 else "change them so they pass it"
+    return [(key, f"{type_}.{key} is {params[key]!r}{', ' + given if given else ''}: it must pass `{check}` — {fix}")]
 
 
 #: a transform's attributes that are frequencies in Hz: each must stay below the Nyquist frequency of the rate the

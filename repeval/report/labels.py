@@ -116,7 +116,7 @@ def per_label_block(
     about = (
         f"each cell one label's own value, the average over labels it enters in brackets: {spread}{thresholds}{over}; "
         f"each row a label, the worst first (by its mean over the row, which a click on a header sorts again); "
-        f"bold: the best model of the label; hover a cell for its std, n and {level} interval, the "
+        f"bold: the best model of the label (none where every model ties); hover a cell for its std, n and {level} interval, the "
         f"{ci_tip(level, max_fold_overlap(per) > 0, has_folds(per))}"
     ) + (f"; –: {NO_VALUE}" if dashed[0] or gone else "")
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
@@ -154,7 +154,7 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
             about: str, mark_best: bool, gone: dict[str, None], dashed: list[bool]) -> str:  # fmt: skip
     """A label × ``columns`` table of ``metric``: a row per label of ``vocab`` with a value, the worst first by its
     mean over the columns (first after the label); ``about``: the id of the note that says what they are;
-    ``mark_best``: each row's best value bold. The labels it leaves out (no value) are added to ``gone``, and
+    ``mark_best``: each row's best value bold (none when every value ties). The labels it leaves out (no value) are added to ``gone``, and
     ``dashed[0]`` set when a cell has none: the section says them once."""
     higher = _higher(metric)
     recs = [[lookup.get((*key, label, metric)) for _, _, key in columns] for label in vocab]
@@ -178,6 +178,8 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
     for i in shown:
         row = means[i]
         best = (row == (np.nanmax(row) if higher else np.nanmin(row))) if mark_best and len(columns) > 1 else None
+        if best is not None and best[np.isfinite(row)].all():  # every model ties (each 1.0): none is the best
+            best = None
         cells = f'<td>{e(vocab[i])}</td><td class="num" data-value="{avg[i]:.6g}">{fmt_number(avg[i], decimals=d)}</td>'
         for j, rec in enumerate(recs[i]):
             if rec is None or not math.isfinite(rec["mean"]):

@@ -485,6 +485,8 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
                 "show it once its test stage has written results (it has none yet)"  # they said "no results.parquet"
             )
         lines.append(
-            f"{counted(len(infos), 'run')} — {runs_dir}; `repeval table {one}` / `repeval report {one}` {shown}"
+            # "3 runs in runs/": a relative folder said as one ("3 runs — runs" read as a word repeated)
+            f"{counted(len(infos), 'run')} in {in_folder(runs_dir, '')}; `repeval table {one}` / `repeval report {one}` "
+            f"{shown}"
         )
     return "\n".join(lines)

@@ -195,6 +195,11 @@ def test_a_command_that_cannot_write_its_output_names_its_own_option(tmp_path):
     res = CliRunner().invoke(app, ["data", "render", str(tmp_path / "afile" / "notes")])
     assert res.exit_code == 1 and "`repeval data render DIR`" in res.output, res.output
     assert "run.store" not in res.output
+    # a folder that cannot be made at all (ENOENT under /proc) was a bare "[Errno 2] No such file or directory"
+    res = CliRunner().invoke(app, ["schema", "--out", "/proc/no-such-folder/s.json"])
+    assert res.exit_code == 1 and "`repeval schema --out` another path" in res.output, res.output
+    res = CliRunner().invoke(app, ["data", "render", "/proc/no-such-folder/notes"])
+    assert res.exit_code == 1 and "`repeval data render DIR`" in res.output, res.output
 
 
 def test_an_interrupted_run_names_the_command_line_that_resumes_it(tmp_path, capsys):

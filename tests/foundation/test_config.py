@@ -287,6 +287,22 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0]["deformations"][0][0]["params"].update(min_gain=1),
             "Gain has no parameter 'min_gain'",
         ),
+        # a bare assert of audiomentations on a value out of range was said as "its check `0 <= p <= 1` failed
+        # (transforms_interface.py:41)", a file of a library's, not the parameter, its value and the fix
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(
+                type="Mp3Compression", params={"min_bitrate": 32, "max_bitrate": 32, "p": 2}
+            ),
+            "deformations[0].steps[0].params.p: Mp3Compression.p is 2: it must pass `0 <= p <= 1` — give p a value "
+            "that passes it (e.g. p: 0.5, its default)",
+        ),
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(
+                type="ClippingDistortion", params={"min_percentile_threshold": 50, "max_percentile_threshold": 10}
+            ),
+            "params.min_percentile_threshold: ClippingDistortion.min_percentile_threshold is 50, max_percentile_threshold "
+            "10: it must pass `min_percentile_threshold <= max_percentile_threshold` — change them so they pass it",
+        ),
         # Lambda was "unknown deformation 'Lambda'", though audiomentations has it: it is refused, and why
         (
             lambda d: d["experiments"][0]["deformations"][0][0].update(type="Lambda", params={"p": 1}),

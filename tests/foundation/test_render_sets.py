@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -465,3 +466,17 @@ def test_the_note_sets_progress_bar_is_closed_when_rendering_fails(tmp_path: Pat
         render_dataset(out, RenderSpec(instruments=("piano",), notes_per_instrument=2), progress=True)
     assert failed.traceback  # the bar referenced by the error's frames, as when the error is shown
     assert [bar for bar in list(tqdm._instances) if bar.desc == "render n"] == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_rendering_the_same_set_again_keeps_its_manifest_as_it_was(tmp_path, fmt):
+    """The same spec rendered again leaves its manifest untouched (a new file's time read as an edited manifest, and
+    the next run warned of it); another spec writes its own, and no set-aside file is left."""
+    first = render_keys(tmp_path / "k", KeySpec(clips=6, seed=1, manifest_format=fmt))
+    stamp = first.stat().st_mtime_ns
+    os.utime(first, ns=(stamp - 10**9, stamp - 10**9))  # a second older: a rewrite would show
+    assert render_keys(tmp_path / "k", KeySpec(clips=6, seed=1, manifest_format=fmt)) == first
+    assert first.stat().st_mtime_ns == stamp - 10**9
+    render_keys(tmp_path / "k", KeySpec(clips=6, seed=2, manifest_format=fmt))
+    assert first.stat().st_mtime_ns != stamp - 10**9
+    assert not [p.name for p in (tmp_path / "k").iterdir() if p.name.startswith(".")]

@@ -195,7 +195,7 @@ CASES: dict[str, tuple[Any, list[str]]] = {
     ),
     "transform_probability_out_of_range": (
         lambda d: _exp(d)["deformations"][0][0]["params"].update(p=5),
-        ["experiments[0].deformations[0]", "Gain(", "its check `0 <= p <= 1` failed"],
+        ["experiments[0].deformations[0].steps[0].params.p: Gain.p is 5: it must pass `0 <= p <= 1` — give p a value"],
     ),
     "deformation_param_not_a_number": (  # was Python's "'>' not supported between instances of 'str' and 'int'"
         lambda d: _exp(d)["deformations"][0][0]["params"].update(min_gain_db="-6dB"),
@@ -411,8 +411,7 @@ CASES: dict[str, tuple[Any, list[str]]] = {
     "a_problem_of_a_shared_deformation_said_once": (  # was one line per experiment sharing it
         lambda d: (_exp(d)["deformations"][0][0]["params"].update(p=5), _second_experiment(d)),
         [
-            "experiments[0].deformations[0].steps[0]: Gain(",
-            "its check `0 <= p <= 1` failed",
+            "experiments[0].deformations[0].steps[0].params.p: Gain.p is 5: it must pass `0 <= p <= 1`",
             "(the same at experiments[1])",
         ],
     ),

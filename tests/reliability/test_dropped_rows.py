@@ -372,3 +372,15 @@ def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped
     retry = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_errors=True)  # computes them again: no stop foreseen
     assert not [n for n in retry.notes if "would stop" in n], retry.notes
     assert "4 error records deleted, 2 tracks of this run they name computed again" in retry.text()
+
+
+def test_validate_says_the_rows_a_datasets_load_drops(tmp_path):
+    """`repeval validate` said "valid" of a configuration whose catalog has rows its load drops (missing audio, a
+    duplicate id): only `repeval plan` and the run named them. validate says them now, as plan does. No Ray."""
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.1, extra=GHOSTS)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])
+    res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-model-check"])
+    assert res.exit_code == 0, res.output
+    [note] = [line for line in res.stdout.splitlines() if " at load " in line]
+    assert note.startswith("note: dataset tones at load (4 rows kept): 2 missing audio files: ghost-1 (row "), note
+    assert "1 duplicate id: low-000 (row " in note and "3 rows not evaluated" in note, note

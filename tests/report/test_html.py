@@ -476,6 +476,11 @@ def test_a_report_it_cannot_write_names_reports_own_out_option(run_dir, tmp_path
     assert "--out FILE.html" in res.output and "run.store" not in res.output, res.output
     assert str(blocker) in res.output  # the path it could not make
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    # a folder that cannot be made at all (ENOENT under /proc) was a bare "[Errno 2] No such file or directory"
+    res = CliRunner().invoke(app, ["report", str(run_dir), "--out", "/proc/no-such-folder/report.html"])
+    assert res.exit_code == 1, res.output
+    assert "/proc/no-such-folder' — the report's folder is not a writable directory" in res.output, res.output
+    assert "--out FILE.html" in res.output, res.output
 
 
 def test_the_interval_tip_says_folds_combined_only_of_rows_with_folds():

@@ -39,7 +39,7 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
         assert note and html.unescape(note.group(1)) == (
             "each cell one label's own value, the average over labels it enters in brackets: mean ± std over 2 seeds; "
             "each row a label, the worst first (by its mean over the row, which a click on a header sorts again); "
-            "bold: the best model of the label; hover a cell for its std, n and 95% interval, the 95% bootstrap CI of "
+            "bold: the best model of the label (none where every model ties); hover a cell for its std, n and 95% interval, the 95% bootstrap CI of "
             "the mean (seeds averaged)"
         )
 
@@ -228,3 +228,22 @@ def test_labels_left_out_are_said_once_a_section_a_few_named_and_the_cells_toolt
     ), caption
     assert block.count(NO_VALUE) == 2  # the label tables' note and every value's
     assert block.count(f'title="{NO_VALUE_TIP}">–</td>') == block.count("–</td>") > 0
+
+
+def test_a_label_every_model_ties_on_has_no_best_model_bold():
+    """A label on which every model scores alike (each 1.0: an easy class) had every cell bold, each model "the
+    best"; none is bold now, while a row with one best value still marks it."""
+    from repeval.report.labels import _matrix
+
+    columns = [(m, m, ("t", "d", m)) for m in ("a", "b", "c")]
+    values = {"easy": (1.0, 1.0, 1.0), "hard": (0.5, 0.7, 0.7), "gap": (0.4, float("nan"), 0.4)}
+    lookup = {
+        ("t", "d", m, label, "accuracy"): {"mean": v, "std": 0.0, "n": 1, "n_seeds": 1, "n_folds": 1, "lo": v, "hi": v}
+        for label, vs in values.items()
+        for m, v in zip("abc", vs, strict=True)
+    }
+    table = _matrix("x", "accuracy", vocab=list(values), columns=columns, lookup=lookup, level="95%", about="n",
+                    mark_best=True, gone={}, dashed=[False])  # fmt: skip
+    rows = dict(re.findall(r"<tr><td>(\w+)</td>(.*?)</tr>", table))
+    assert "best" not in rows["easy"] and "best" not in rows["gap"]  # ties: the finite values all alike
+    assert rows["hard"].count('class="num best"') == 2  # the two tied best of three

@@ -176,7 +176,7 @@ class _CountingFS(pafs.FileSystemHandler):
     ) = open_append_stream = _read_only
 
 
-def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
+def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path, monkeypatch):
     """A run directory whose `repeval embed` (or `deform`) had finished was listed as ``started`` by `repeval runs`,
     as if that command were still running or had been killed; it now says ``embedded`` (``deformed``). A command
     still going, or killed hard, still reads ``started``."""
@@ -190,13 +190,17 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
         write_status(runs / run_id, command, state)
     assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}
     # the runs by their directories: `repeval table RUN`, given the id, looked for ./ID ("no results.parquet in ./e")
-    assert f"3 runs — {runs}; `repeval table {runs}/RUN` / `repeval report {runs}/RUN` show one" in runs_text(str(runs))
+    assert f"3 runs in {runs}/; `repeval table {runs}/RUN` / `repeval report {runs}/RUN` show one" in runs_text(
+        str(runs)
+    )
+    monkeypatch.chdir(tmp_path)  # a relative folder: "3 runs — runs;" read as a word said twice
+    assert "3 runs in runs/; `repeval table runs/RUN` / `repeval report runs/RUN` show one" in runs_text("runs")
     for run_id in "ds":
         shutil.rmtree(runs / run_id)
     said = runs_text(str(runs))
     # "1 run(s)"; an embedded run has no results to show ("no results.parquet in …")
     assert said.endswith(
-        f"1 run — {runs}; `repeval table {runs}/e` / `repeval report {runs}/e` show it once its test stage has written "
+        f"1 run in {runs}/; `repeval table {runs}/e` / `repeval report {runs}/e` show it once its test stage has written "
         "results (it has none yet)"
     ), said
     uri = f"file://{runs}?x=1&y=2"  # a URI's query kept, quoted for the shell
