@@ -63,9 +63,10 @@ class FailingModel:
         self.watching = limit is not None
         self.failed: set[str] = set()
         # not counted among :attr:`failed`: the retried tracks failing again, the tracks whose audio failed to decode
-        # or deform (the message says both, or "the first N tracks it was given" reads as all it was given)
-        self.again: set[tuple[str, str]] = set()
-        self.files: set[tuple[str, str]] = set()
+        # or deform (the message says both, or "the first N tracks it was given" reads as all it was given); track ids,
+        # as :attr:`failed`: a file that failed to decode has a record in each scenario, and is one track
+        self.again: set[str] = set()
+        self.files: set[str] = set()
         self.keys: set[str] = set()  # the stream keys of the partitions the failures were in
         self.records = 0
         self.reason = ""
@@ -82,10 +83,10 @@ class FailingModel:
         self.records += len(errors)
         for tid, key, stage, reason in zip(errors.track_id, errors.scenario, errors.stage, errors.reason, strict=True):
             if stage != "embed":  # a file's fault
-                self.files.add((str(key), str(tid)))
+                self.files.add(str(tid))
                 continue
             if (str(key), str(tid)) in self.retried:  # failed before
-                self.again.add((str(key), str(tid)))
+                self.again.add(str(tid))
                 continue
             shape = _shape(str(reason))
             if self._shape is None:

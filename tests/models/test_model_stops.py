@@ -56,6 +56,16 @@ def test_the_watch_stops_one_fault_whatever_its_numbers_and_never_a_model_failin
     one.see(None, errors("decode: no such file", stage="decode", first=5))
     with pytest.raises(ModelFailing, match=r"\(not counted: 1 retried track failing again as before and 1 track whose"):
         one.see(None, errors("RuntimeError: x", "RuntimeError: x"))
+    # counted as tracks, as the stopping count is: a file that failed to decode has a record in each scenario (it
+    # said "3 tracks whose audio failed to decode" of one file under 3 scenarios), a retried track too
+    scenarios = FailingModel(mcfg, limit=1, retried={(sid, "t0") for sid in ("clean", "D1", "D2")})
+    bad = ErrorBlock()
+    for sid in ("clean", "D1", "D2"):
+        bad.add("t0", "train", sid, "embed", "RuntimeError: x")
+        bad.add("t1", "train", sid, "decode", "decode: no such file")
+    scenarios.see(None, bad)
+    with pytest.raises(ModelFailing, match=r"\(not counted: 1 retried track failing again as before and 1 track whose"):
+        scenarios.see(None, errors("RuntimeError: x", first=2))
     never = FailingModel(mcfg, limit=None)  # run.stop_model_after_failed_tracks: null
     never.see(None, errors(*(f"RuntimeError: no accelerator for {n} samples" for n in range(40))))
     assert not never.watching and not never.failed
