@@ -132,11 +132,16 @@ def retry_alone(partitions: Iterable[str], code: Callable[[str], str] = lambda t
     """``, or `--retry-model a`, `--retry-model b` those of one model alone``: the options that retry the error records
     of each model of ``partitions`` (names ``dataset/model/scenario``) alone, each quoted by ``code`` (Markdown's
     backticks; the report's ``<code>``); ``""`` for none."""
-    models = sorted({name.split("/")[1] for name in partitions if name.count("/") == 2})
+    models = partition_models(partitions)
     if not models:
         return ""
     options = ", ".join(code(retry_option(m)) for m in models)
     return f", or {options} those of {'that' if len(models) == 1 else 'one'} model alone"
+
+
+def partition_models(partitions: Iterable[str]) -> list[str]:
+    """The models of ``partitions`` (names ``dataset/model/scenario``), sorted, each once."""
+    return sorted({name.split("/")[1] for name in partitions if name.count("/") == 2})
 
 
 def check_retry_models(cfg: Any, names: Any) -> frozenset[str]:
