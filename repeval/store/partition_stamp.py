@@ -114,7 +114,8 @@ class PartitionStamp(PartitionFiles):
         ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
         error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
         too (partitions stamped before it was kept: the hashes)."""
-        stamp = self.stamped()
+        written = super().stamped()
+        stamp = written if written is not None else self._planned
         if stamp is None:
             self._check_unstamped_rows(fingerprint)
             return False
@@ -143,6 +144,13 @@ class PartitionStamp(PartitionFiles):
                         " (run.seed also draws each track's deformation: another run.seed deforms the tracks anew; for "
                         f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
                     )
+            if written is None:  # a stamp this run planned: nothing stored, two of its experiments differ
+                raise StoreConflict(
+                    f"store partition {self.path}: two experiments of this run compute it differently — {diff} "
+                    "(stored: as an earlier experiment of the configuration plans it; nothing is stored yet); give "
+                    f"the {'model' if old.get('model') != fingerprint.get('model') else 'model or scenario'} a new id "
+                    "in one of them"
+                )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; "
                 f"{self._conflict_fix(old, fingerprint)}"

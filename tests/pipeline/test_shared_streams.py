@@ -200,7 +200,9 @@ def test_one_model_id_computed_two_ways_by_two_tasks_of_a_dataset_is_refused_bef
     two[1]["embedding_models"] = [other]
     with pytest.raises(
         StoreConflict,
-        match=r"low/mfcc-fast/clean was computed with a different configuration — model\.params\.n_mfcc: stored 8, now 12",
+        match=r"low/mfcc-fast/clean: two experiments of this run compute it differently — model\.params\.n_mfcc: "
+        r"stored 8, now 12 \(stored: as an earlier experiment of the configuration plans it; nothing is stored yet\); "
+        "give the model a new id in one of them$",
     ):
         embed(tmp_path, "two-ways", two)
     assert not (tmp_path / "store-two-ways" / "low").exists()
