@@ -23,7 +23,7 @@ from typing import Any
 from repeval.models import ModelUnavailable
 from repeval.pipeline.todo import stream_key
 from repeval.store.partition_stamp import STOPPED_FAILING
-from repeval.words import counted, named
+from repeval.words import counted, each_of_first, named
 
 #: the default of ``run.stop_model_after_failed_tracks``: a stream whose first this many tracks all failed in the model,
 #: with one reason, none embedded, is stopped
@@ -112,9 +112,9 @@ class FailingModel:
         ] * bool(self.files)
         uncounted = f" (not counted: {' and '.join(besides)})" if besides else ""
         return (
-            f"embedding model '{self.mcfg.id}' failed on each of the first {counted(len(self.failed), 'track')} it was "
+            f"embedding model '{self.mcfg.id}' failed on {each_of_first(len(self.failed), 'track')} it was "
             f"given, with the same error, and embedded none{uncounted}: {first} — stopped early (its "
-            f"{counted(self.records, 'error record')} so far are kept); fix the model (`{validate_command(self.mcfg)}` "
+            f"{counted(self.records, 'error record')} so far {'is' if self.records == 1 else 'are'} kept); fix the model (`{validate_command(self.mcfg)}` "
             f"runs it on test audio and shows the traceback), then rerun with {retry_option(self.mcfg.id)} (it and the "
             "tracks it failed on; --retry-errors retries every model's error records); a model that fails only "
             "on some kind of track (the longest: out of memory, a length limit) that the dataset lists first is not "
@@ -218,7 +218,7 @@ def _again(
     ) + ("; a plain run after a change to its plugin's files tries it too, without those tracks" if code else "")
     return (
         f"embedding model '{mcfg.id}' left out again, not run: a run stopped it at {when} (store partition "
-        f"{part.name}) when it failed on each of the first {counted(failed, 'track')} it was given, with the same "
+        f"{part.name}) when it failed on {each_of_first(failed, 'track')} it was given, with the same "
         f"error, and embedded none: {stop['error']} — fix the model (`{validate_command(mcfg)}` runs it on test "
         f"audio and shows the traceback), {fix}; a model that fails only on some kind of track the dataset lists first "
         f"runs again under a {SETTING} above {failed} (now {limit}), or null"

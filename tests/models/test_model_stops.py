@@ -66,6 +66,10 @@ def test_the_watch_stops_one_fault_whatever_its_numbers_and_never_a_model_failin
     scenarios.see(None, bad)
     with pytest.raises(ModelFailing, match=r"\(not counted: 1 retried track failing again as before and 1 track whose"):
         scenarios.see(None, errors("RuntimeError: x", first=2))
+    with pytest.raises(ModelFailing, match=r"^embedding model 'net' failed on the first track it was given, with the"):
+        FailingModel(mcfg, limit=1).see(None, errors("RuntimeError: x"))  # not "each of the first 1 track"
+    with pytest.raises(ModelFailing, match=r"stopped early \(its 1 error record so far is kept\)"):  # not "are"
+        FailingModel(mcfg, limit=1).see(None, errors("RuntimeError: x"))
     never = FailingModel(mcfg, limit=None)  # run.stop_model_after_failed_tracks: null
     never.see(None, errors(*(f"RuntimeError: no accelerator for {n} samples" for n in range(40))))
     assert not never.watching and not never.failed
