@@ -172,9 +172,9 @@ class Plan:
         if not left:
             return []
         records, tracks = sum(v[0] for v in left.values()), len(tracks_named)
-        from repeval.pipeline.failing import retry_alone
+        from repeval.pipeline.failing import partition_models, retry_alone
 
-        one = len({name.split("/")[1] for name in left}) == 1  # a partition's name: dataset/model/scenario
+        one = len(partition_models(left)) == 1
         return [
             f"note: {counted(records, 'error record')} in {counted(len(left), 'partition')} ({_names(list(left))}), "
             f"{counted(tracks, 'track')} of this run: `repeval run` leaves them out of training and testing; once "

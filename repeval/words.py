@@ -17,3 +17,8 @@ def named(noun: str, names: Iterable[str], plural: str | None = None) -> str:
     is one: "scenario D2", "scenarios D1, D2" — not "scenario(s) D1, D2"."""
     names = list(names)
     return f"{noun if len(names) == 1 else plural or noun + 's'} {', '.join(names)}"
+
+
+def each_of_first(n: int, noun: str) -> str:
+    """``each of the first 3 tracks``; ``the first track`` (not "each of the first 1 track")."""
+    return f"the first {noun}" if n == 1 else f"each of the first {counted(n, noun)}"

@@ -23,7 +23,7 @@ from typing import Any
 from repeval.models import ModelUnavailable
 from repeval.pipeline.todo import stream_key
 from repeval.store.partition_stamp import STOPPED_FAILING
-from repeval.words import counted, named
+from repeval.words import counted, each_of_first, named
 
 #: the default of ``run.stop_model_after_failed_tracks``: a stream whose first this many tracks all failed in the model,
 #: with one reason, none embedded, is stopped
@@ -63,9 +63,10 @@ class FailingModel:
         self.watching = limit is not None
         self.failed: set[str] = set()
         # not counted among :attr:`failed`: the retried tracks failing again, the tracks whose audio failed to decode
-        # or deform (the message says both, or "the first N tracks it was given" reads as all it was given)
-        self.again: set[tuple[str, str]] = set()
-        self.files: set[tuple[str, str]] = set()
+        # or deform (the message says both, or "the first N tracks it was given" reads as all it was given); track ids,
+        # as :attr:`failed`: a file that failed to decode has a record in each scenario, and is one track
+        self.again: set[str] = set()
+        self.files: set[str] = set()
         self.keys: set[str] = set()  # the stream keys of the partitions the failures were in
         self.records = 0
         self.reason = ""
@@ -82,10 +83,10 @@ class FailingModel:
         self.records += len(errors)
         for tid, key, stage, reason in zip(errors.track_id, errors.scenario, errors.stage, errors.reason, strict=True):
             if stage != "embed":  # a file's fault
-                self.files.add((str(key), str(tid)))
+                self.files.add(str(tid))
                 continue
             if (str(key), str(tid)) in self.retried:  # failed before
-                self.again.add((str(key), str(tid)))
+                self.again.add(str(tid))
                 continue
             shape = _shape(str(reason))
             if self._shape is None:
@@ -111,9 +112,9 @@ class FailingModel:
         ] * bool(self.files)
         uncounted = f" (not counted: {' and '.join(besides)})" if besides else ""
         return (
-            f"embedding model '{self.mcfg.id}' failed on each of the first {counted(len(self.failed), 'track')} it was "
+            f"embedding model '{self.mcfg.id}' failed on {each_of_first(len(self.failed), 'track')} it was "
             f"given, with the same error, and embedded none{uncounted}: {first} — stopped early (its "
-            f"{counted(self.records, 'error record')} so far are kept); fix the model (`{validate_command(self.mcfg)}` "
+            f"{counted(self.records, 'error record')} so far {'is' if self.records == 1 else 'are'} kept); fix the model (`{validate_command(self.mcfg)}` "
             f"runs it on test audio and shows the traceback), then rerun with {retry_option(self.mcfg.id)} (it and the "
             "tracks it failed on; --retry-errors retries every model's error records); a model that fails only "
             "on some kind of track (the longest: out of memory, a length limit) that the dataset lists first is not "
@@ -131,11 +132,16 @@ def retry_alone(partitions: Iterable[str], code: Callable[[str], str] = lambda t
     """``, or `--retry-model a`, `--retry-model b` those of one model alone``: the options that retry the error records
     of each model of ``partitions`` (names ``dataset/model/scenario``) alone, each quoted by ``code`` (Markdown's
     backticks; the report's ``<code>``); ``""`` for none."""
-    models = sorted({name.split("/")[1] for name in partitions if name.count("/") == 2})
+    models = partition_models(partitions)
     if not models:
         return ""
     options = ", ".join(code(retry_option(m)) for m in models)
     return f", or {options} those of {'that' if len(models) == 1 else 'one'} model alone"
+
+
+def partition_models(partitions: Iterable[str]) -> list[str]:
+    """The models of ``partitions`` (names ``dataset/model/scenario``), sorted, each once."""
+    return sorted({name.split("/")[1] for name in partitions if name.count("/") == 2})
 
 
 def check_retry_models(cfg: Any, names: Any) -> frozenset[str]:
@@ -212,7 +218,7 @@ def _again(
     ) + ("; a plain run after a change to its plugin's files tries it too, without those tracks" if code else "")
     return (
         f"embedding model '{mcfg.id}' left out again, not run: a run stopped it at {when} (store partition "
-        f"{part.name}) when it failed on each of the first {counted(failed, 'track')} it was given, with the same "
+        f"{part.name}) when it failed on {each_of_first(failed, 'track')} it was given, with the same "
         f"error, and embedded none: {stop['error']} — fix the model (`{validate_command(mcfg)}` runs it on test "
         f"audio and shows the traceback), {fix}; a model that fails only on some kind of track the dataset lists first "
         f"runs again under a {SETTING} above {failed} (now {limit}), or null"

@@ -182,6 +182,17 @@ def stream_key(dataset: str, sid: str) -> str:
     return f"{dataset}{KEY_SEP}{sid}"
 
 
+def _planned_part(streams: dict[str, Stream], key: str, model_id: str) -> Any:
+    """The partition ``key`` of model ``model_id`` as a stream planned it already (its stamp planned, not yet written:
+    :meth:`~repeval.store.Partition.plan_stamp`), else ``None``. Another experiment on the dataset plans it again, its
+    model perhaps computed otherwise under the same id: checked against that stamp, as against a written one."""
+    for st in streams.values():
+        part = st.parts.get(key)
+        if part is not None and part.model == model_id:
+            return part
+    return None
+
+
 def plan_dataset(
     cfg: Config,
     exp: ExperimentConfig,
@@ -220,7 +231,7 @@ def plan_dataset(
         moved: dict[str, tuple[Any, int]] = {}  # scenario → (the sources its reused rows were computed from, tracks)
         for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
             key = stream_key(ds.name, sid)
-            part = store.partition(ds.name, mcfg.id, sid)
+            part = _planned_part(streams, key, mcfg.id) or store.partition(ds.name, mcfg.id, sid)
             summary.partition_order[part.name] = None  # the configuration's order, which the summary's lists follow
             pspec = accepted_spec(part, spec.partition(cfg, exp, ds, sid))  # stored with frames: completed with them
             fp = pspec.fingerprint
@@ -264,7 +275,8 @@ def plan_dataset(
                     | ({"model_code": code} if code else {})
                     | ({PARAMS_AS_APPLIED: True} if sid != CLEAN else {})
                 )
-                st.opening[key] = (part, (fp, provenance, pspec.described, sources))  # as the stream starts
+                part.plan_stamp(fp, provenance, pspec.described, sources)  # checked by a later plan of it, not written
+                st.opening[key] = (part, (fp, provenance, pspec.described, sources))  # written as the stream starts
                 st.keys.append(key)
                 st.sids[key] = sid
                 st.parts[key] = part

@@ -181,12 +181,13 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
 def _retry_note(partitions: list[str]) -> str:
     """What computes the error records of ``partitions`` (names ``dataset/model/scenario``) again: ``--retry-errors``,
     or ``--retry-model`` of each of their models for that model's alone."""
-    from repeval.pipeline.failing import retry_alone
+    from repeval.pipeline.failing import partition_models, retry_alone
 
     alone = retry_alone(partitions, lambda text: f"<code>{e(text)}</code>")
+    models = "model" if len(partition_models(partitions)) <= 1 else "models"
     return (
-        "Once their files (or the model failing on them) are fixed, <code>repeval run --retry-errors</code> computes "
-        f"them again{alone}."
+        f"Once their files (or the {models} failing on them) are fixed, <code>repeval run --retry-errors</code> "
+        f"computes them again{alone}."
     )
 
 

@@ -27,7 +27,7 @@ from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
-from repeval.words import counted
+from repeval.words import counted, each_of_first
 
 
 def utc_time(ts: Any) -> str:
@@ -306,7 +306,7 @@ def stopped_text(part: Partition, stop: dict[str, Any]) -> str:
     """What ``store show`` and ``store ls`` say of a partition whose model a run stopped (``stop``: its
     ``stopped_failing``): why, and that runs leave the model out until it is fixed and retried."""
     return (
-        f"a run stopped its model when it failed on each of the first {counted(stop['tracks'], 'track')} it was "
+        f"a run stopped its model when it failed on {each_of_first(stop['tracks'], 'track')} it was "
         f"given, with the same error: {stop['error']}; runs leave the model out, not run, until it is fixed — then "
         f"rerun with --retry-model {shlex.quote(part.model)}"
     )

@@ -62,6 +62,22 @@ FILES_HINTS = {
 MODEL_DIFFERS = "every scenario of this model differs alike"
 
 
+def _new_stamp(
+    fingerprint: dict[str, Any],
+    provenance: dict[str, Any] | None,
+    described: dict[str, Any] | None,
+    sources: list[dict[str, Any]] | None,
+    held: Any = None,
+) -> dict[str, Any]:
+    """The entries :meth:`PartitionStamp.stamp` writes into a new stamp (``held``: the ``sources`` it has already)."""
+    body: dict[str, Any] = {**(provenance or {}), "fingerprint": fingerprint}
+    if described:
+        body["described"] = described
+    if sources:
+        body["sources"] = merge_sources(held, sources)
+    return body
+
+
 @dataclass
 class PartitionStamp(PartitionFiles):
     """A store partition's configuration: checked against a run's (:meth:`check_compatible`), then stamped."""
@@ -69,6 +85,25 @@ class PartitionStamp(PartitionFiles):
     # the fingerprint :meth:`check_compatible` last accepted by the windowing rule (:meth:`_only_windowing_added`):
     # :meth:`stamp` and :meth:`restamp` need not read every part file's ``n_chunks`` again
     _windowing_accepted: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # the stamp a run planned (:meth:`plan_stamp`), not yet written: what :meth:`stamped` says of a partition with none
+    _planned: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def stamped(self) -> dict[str, Any] | None:
+        """What the partition was stamped with (its manifest, else its stamp), else the stamp a run planned for it."""
+        found = super().stamped()
+        return found if found is not None else self._planned
+
+    def plan_stamp(
+        self,
+        fingerprint: dict[str, Any],
+        provenance: dict[str, Any] | None = None,
+        described: dict[str, Any] | None = None,
+        sources: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """What :meth:`stamp` will record, known now without writing it (a run stamps a partition as its model's stream
+        starts): checked as the stamp would be (:meth:`check_compatible`) where the run plans the partition again — an
+        experiment sharing the dataset, with the same model id computed otherwise — so that its rows never join these."""
+        self._planned = _new_stamp(fingerprint, provenance, described, sources)
 
     def check_compatible(self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None) -> bool:
         """Refuse to mix rows computed under another configuration into this partition.
@@ -79,7 +114,8 @@ class PartitionStamp(PartitionFiles):
         ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
         error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
         too (partitions stamped before it was kept: the hashes)."""
-        stamp = self.stamped()
+        written = super().stamped()
+        stamp = written if written is not None else self._planned
         if stamp is None:
             self._check_unstamped_rows(fingerprint)
             return False
@@ -108,6 +144,13 @@ class PartitionStamp(PartitionFiles):
                         " (run.seed also draws each track's deformation: another run.seed deforms the tracks anew; for "
                         f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
                     )
+            if written is None:  # a stamp this run planned: nothing stored, two of its experiments differ
+                raise StoreConflict(
+                    f"store partition {self.path}: two experiments of this run compute it differently — {diff} "
+                    "(stored: as an earlier experiment of the configuration plans it; nothing is stored yet); give "
+                    f"the {'model' if old.get('model') != fingerprint.get('model') else 'model or scenario'} a new id "
+                    "in one of them"
+                )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; "
                 f"{self._conflict_fix(old, fingerprint)}"
@@ -200,11 +243,7 @@ class PartitionStamp(PartitionFiles):
                 )
             return
         self.fs.create_dir(self.path, recursive=True)
-        body = {**body, **(provenance or {}), "fingerprint": fingerprint}
-        if described:
-            body["described"] = described
-        if sources:
-            body["sources"] = merge_sources(body.get("sources"), sources)
+        body = {**body, **_new_stamp(fingerprint, provenance, described, sources, body.get("sources"))}
         _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
 
     def sources(self) -> list[dict[str, Any]] | None:

@@ -549,3 +549,14 @@ def test_the_report_says_why_r2_has_no_interval_on_a_small_test_set(tmp_path):
     text = build_report_html([load_run(tmp_path / "tiny")])
     assert "no bootstrap interval" not in text
     assert "no bootstrap interval" not in table_command([tmp_path / "tiny"], fmt="html")
+
+
+def test_the_error_records_note_names_each_models_retry_option_and_agrees_with_their_number():
+    """The "Error records" section of the records of two models said "(or the model failing on them)"."""
+    from repeval.report.html import _retry_note
+
+    assert _retry_note(["d/m/clean", "d/n/clean"]) == (
+        "Once their files (or the models failing on them) are fixed, <code>repeval run --retry-errors</code> computes "
+        "them again, or <code>--retry-model m</code>, <code>--retry-model n</code> those of one model alone."
+    )
+    assert _retry_note(["d/m/clean", "d/m/D1"]).startswith("Once their files (or the model failing on them) are")

@@ -311,3 +311,22 @@ def test_store_commands_refused_for_a_store_in_use_say_to_run_themselves_again_q
             again = shlex.join(["repeval", *args])
             assert f"wait for it to finish, then run `{again}` again" in said and "run.store" not in said, said
     assert f"{store.uri}'" in again and "'a b'" in shlex.join(["repeval", *commands["rm"]])  # quoted, as run
+
+
+def test_removed_error_records_are_known_as_retried_until_the_partition_is_complete_again(store):
+    """The tracks whose error records `repeval store rm … --track` removed are computed again by the next run, as
+    `--retry-errors` computes them: their failing again there is no sign of a model failing on every track, which
+    stopped it (and left it out of every later run, its embedded tracks unused). The partition records their ids
+    (``_retried.parquet``, a track's removed rows not among them) — never read as rows — until it is complete again."""
+    from repeval.pipeline.todo import Stream, stream_key
+
+    part = store.partition("ds", "m", "clean")
+    assert part.remove_tracks(_ids(["a", "x"])).errors == 1
+    assert part.retried_ids().to_pylist() == ["x"] and not part.complete
+    assert pq.read_table(part.path).num_rows == 4  # a plain reader of the folder reads the rows alone
+    key = stream_key("ds", "clean")
+    st = Stream(None, 16000, None, parts={key: part})
+    st.clear_retried()  # as the stream of the run that computes them again starts
+    assert st.retrying == {(key, "x")}
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean"})
+    assert not len(part.retried_ids()) and "_retried.parquet" not in _state(part)[2]
