@@ -20,6 +20,7 @@ from repeval.config import load_config
 from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import EmbeddingModel, build_model
 from repeval.models.dummies import tiny_hf_model
+from repeval.models.validate import ValidationReport, _run_checks
 from repeval.testing.configs import notes_dataset, notes_manifest
 from repeval.testing.plugins import plugins_forgotten
 
@@ -123,13 +124,13 @@ def _config(root: Path, manifest: Path, store: Path, models: list[dict[str, Any]
     return path
 
 
-def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rendered_notes, tiny_data2vec, tmp_path):
+def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rendered_notes, tmp_path):
     """Every other track embedded first, the rest by the resumed run: each in other model calls (and places in them)
     than in one run of all. Before, resumed this way, 18 of 24 tracks' msd-musicnn embeddings differed by up to
     9.5e-7 from an uninterrupted run's; so did those of musicnn on TensorFlow (a patch rounded by its place in the
-    session run), of a transformers encoder (data2vec-audio: by the forward pass's size and the window's place) and
-    of a plugin's model that pads a batch's clips to the longest (it says ``batch_invariant = False``: the pipeline
-    now calls it one clip at a time)."""
+    session run) and of a plugin's model that pads a batch's clips to the longest (it says ``batch_invariant =
+    False``: the pipeline now calls it one clip at a time). A transformers encoder is checked in one process above
+    (its engine run cost this test a third of its time)."""
     plugin = tmp_path / "padded_spectra.py"
     plugin.write_text(PADDING_PLUGIN)
     rng = np.random.default_rng(0)
@@ -150,7 +151,6 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
     models = [
         {"id": "msd-musicnn", "batch_size": 4},
         {"id": "musicnn-tf", "type": "msd-musicnn", "params": {"backend": "tf"}, "batch_size": 4},
-        {"id": "d2v", "type": "hf-audio", "params": {"model": str(tiny_data2vec), "frames": "native"}, "batch_size": 4},
         {"id": "padded", "type": "padded-spectra", "batch_size": 4},
     ]
     with plugins_forgotten():
@@ -158,7 +158,7 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
             cfg = load_config(_config(tmp_path, manifest, tmp_path / store, models, plugin))
             runner.stage_embed(runner.make_context(cfg), progress=False)
     differ = []
-    for model in ("msd-musicnn", "musicnn-tf", "d2v", "padded"):
+    for model in ("msd-musicnn", "musicnn-tf", "padded"):
         whole, resumed = (
             pq.read_table(tmp_path / store / "notes" / model / "clean").sort_by("track_id")
             for store in ("whole", "resumed")
@@ -168,3 +168,25 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
             (model, c) for c in ("track_id", "embedding", "n_frames") if not whole.column(c).equals(resumed.column(c))
         ]
     assert differ == []
+
+
+def test_validate_model_checks_embed_batch_as_a_run_calls_it_and_names_batch_invariant() -> None:
+    """`repeval validate-model` called embed_batch with several clips whatever the model declared: a plugin that pads
+    a call's clips to the longest and says ``batch_invariant = False`` (a run calls it one clip at a time) failed
+    "embed_batch == embed", and one that does not say so was not told of the declaration."""
+    namespace: dict[str, Any] = {}
+    with plugins_forgotten():
+        exec(PADDING_PLUGIN, namespace)  # the plugin source above, as a user file holds it
+    padded = namespace["PaddedSpectra"]
+
+    class Unsaid(padded):  # type: ignore[misc, valid-type]
+        batch_invariant = True
+
+    for cls, ok in ((padded, True), (type("Inherited", (padded,), {}), True), (Unsaid, False)):
+        report = ValidationReport(cls.__name__, cls.__name__, "default")
+        _run_checks(report, cls(), {}, ((0.3, 16000), (1.1, 16000)), 0)
+        check = next(c for c in report.checks if c.name == "embed_batch == embed")
+        assert check.ok is ok, (cls.__name__, check.detail)
+    assert check.detail.endswith(
+        "set batch_invariant = False on the model's class: a run then calls it one clip at a time"
+    )
