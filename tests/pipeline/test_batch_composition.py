@@ -1,7 +1,7 @@
 """A clip's embedding does not depend on which clips share its model call: a rerun, and a resumed run (which embeds
-only the missing tracks, in other batches), store the same bits on CPU — repeval's models (msd-musicnn on onnxruntime
-and on TensorFlow, crepe, a transformers encoder, the handcrafted statistics) and a plugin's model that declares its
-own ``embed_batch`` is not batch-invariant."""
+only the missing tracks, in other batches), store the same bits on CPU — repeval's models (msd-musicnn on onnxruntime,
+crepe, a transformers encoder, the handcrafted statistics; musicnn on TensorFlow: tests/models/test_families.py) and a
+plugin's model that declares its own ``embed_batch`` is not batch-invariant."""
 
 from __future__ import annotations
 
@@ -127,10 +127,10 @@ def _config(root: Path, manifest: Path, store: Path, models: list[dict[str, Any]
 def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rendered_notes, tmp_path):
     """Every other track embedded first, the rest by the resumed run: each in other model calls (and places in them)
     than in one run of all. Before, resumed this way, 18 of 24 tracks' msd-musicnn embeddings differed by up to
-    9.5e-7 from an uninterrupted run's; so did those of musicnn on TensorFlow (a patch rounded by its place in the
-    session run) and of a plugin's model that pads a batch's clips to the longest (it says ``batch_invariant =
-    False``: the pipeline now calls it one clip at a time). A transformers encoder is checked in one process above
-    (its engine run cost this test a third of its time)."""
+    9.5e-7 from an uninterrupted run's; so did those of a plugin's model that pads a batch's clips to the longest (it
+    says ``batch_invariant = False``: the pipeline now calls it one clip at a time). A transformers encoder is checked
+    in one process above, musicnn on TensorFlow in tests/models/test_families.py (their engine runs tripled this
+    test's CPU time)."""
     plugin = tmp_path / "padded_spectra.py"
     plugin.write_text(PADDING_PLUGIN)
     rng = np.random.default_rng(0)
@@ -150,7 +150,6 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
         w.writerows(half_rows)
     models = [
         {"id": "msd-musicnn", "batch_size": 4},
-        {"id": "musicnn-tf", "type": "msd-musicnn", "params": {"backend": "tf"}, "batch_size": 4},
         {"id": "padded", "type": "padded-spectra", "batch_size": 4},
     ]
     with plugins_forgotten():
@@ -158,7 +157,7 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
             cfg = load_config(_config(tmp_path, manifest, tmp_path / store, models, plugin))
             runner.stage_embed(runner.make_context(cfg), progress=False)
     differ = []
-    for model in ("msd-musicnn", "musicnn-tf", "padded"):
+    for model in ("msd-musicnn", "padded"):
         whole, resumed = (
             pq.read_table(tmp_path / store / "notes" / model / "clean").sort_by("track_id")
             for store in ("whole", "resumed")
