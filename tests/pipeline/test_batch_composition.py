@@ -21,6 +21,7 @@ from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import EmbeddingModel, build_model
 from repeval.models.dummies import tiny_hf_model
 from repeval.models.validate import ValidationReport, _run_checks
+from repeval.pipeline.embedder import Embed
 from repeval.testing.configs import notes_dataset, notes_manifest
 from repeval.testing.plugins import plugins_forgotten
 
@@ -189,3 +190,34 @@ def test_validate_model_checks_embed_batch_as_a_run_calls_it_and_names_batch_inv
     assert check.detail.endswith(
         "set batch_invariant = False on the model's class: a run then calls it one clip at a time"
     )
+
+
+class _BatchOnly(EmbeddingModel):
+    """A plugin's model that defines ``embed_batch`` alone (``embed`` is the base class's, not implemented) and says
+    its clips' frames depend on the call's others; it cannot embed a clip under 0.1 s."""
+
+    sample_rate_hz = 16000
+    embedding_dim = 8
+    batch_invariant = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed_batch(self, audios: list, offsets: Any = None, n_frames: Any = None) -> list:
+        self.calls += 1
+        if min(len(a) for a in audios) < 1600:
+            raise ValueError("clip too short")
+        return [np.full((1, 8), len(a), np.float32) for a in audios]
+
+
+@pytest.mark.parametrize("invariant", [False, True])
+def test_a_clip_that_fails_alone_fails_alone(invariant: bool) -> None:
+    """A batch whose call raised on one clip had each of its clips embedded again through ``embed`` — a plugin that
+    defines ``embed_batch`` alone then gave every clip an error record (NotImplementedError); with ``batch_invariant
+    = False`` each clip's call ran twice. Each clip is now called alone through ``embed_batch``, once, its error its
+    own."""
+    emb = Embed(EmbeddingModelConfig(id="logmel-stats"))
+    emb.model = model = type("Said", (_BatchOnly,), {"batch_invariant": invariant})()
+    got = emb._embed_all([np.zeros(n, np.float32) for n in (16000, 800, 3200)], [0, 0, 0], [-1, -1, -1])
+    assert [type(g).__name__ for g in got] == ["ndarray", "ValueError", "ndarray"], got
+    assert model.calls == 3 + invariant  # the batch's call, then each clip's
