@@ -179,28 +179,25 @@ class Embed:
         offsets — a model whose frame geometry has no ``align`` need not take them) and — a model whose frame
         geometry ``stops`` — computing ``wanted`` of them (negative: all)."""
         t0 = time.perf_counter()
-        try:
-            if getattr(self.model, "batch_invariant", True):
-                results: list[np.ndarray | Exception] = list(
-                    self.model.embed_batch(audios, **self._asks(offsets, wanted))
-                )
-            else:  # one clip a call: its frames then depend on it alone (EmbeddingModel.batch_invariant)
-                results = [
-                    self.model.embed_batch([a], **self._asks([o], [n]))[0]
-                    for a, o, n in zip(audios, offsets, wanted, strict=True)
-                ]
-            if len(results) != len(audios):
-                raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
-        except Exception:
-            results = []
-            for a, o, n in zip(audios, offsets, wanted, strict=True):
-                try:
-                    asks = self._asks([o], [n])
-                    results.append(self.model.embed_batch([a], **asks)[0] if asks else self.model.embed(a))
-                except Exception as exc:
-                    results.append(exc)
+        results: list[np.ndarray | Exception] | None = None
+        if getattr(self.model, "batch_invariant", True):
+            try:
+                results = list(self.model.embed_batch(audios, **self._asks(offsets, wanted)))
+                if len(results) != len(audios):
+                    raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
+            except Exception:
+                results = None  # each clip alone, below: one clip's error is its own
+        if results is None:  # also a model whose clips' frames depend on the call's others (batch_invariant)
+            results = [self._embed_one(a, o, n) for a, o, n in zip(audios, offsets, wanted, strict=True)]
         self.compute_s += time.perf_counter() - t0
         return results
+
+    def _embed_one(self, audio: np.ndarray, offset: int, wanted: int) -> np.ndarray | Exception:
+        """One clip's frames, through ``embed_batch`` (a plugin may define it alone), or the error it raised."""
+        try:
+            return self.model.embed_batch([audio], **self._asks([offset], [wanted]))[0]
+        except Exception as exc:
+            return exc
 
     def _asks(self, offsets: list[int], wanted: list[int]) -> dict[str, list[int]]:
         """``embed_batch``'s keywords, given only what the model takes: ``offsets`` when one is not 0, ``n_frames``

@@ -631,6 +631,16 @@ def _musicnn_lines(shared_data: Path, tmp: Path, environ: dict[str, str]) -> tup
         "load = (time.process_time() - c) / (time.perf_counter() - t)\n"
         "print(small.shape, float(np.abs(small - large).max()), float(np.abs(small - one).max()))\n"
         "print('CPU_PER_WALL', load)\n"
+        # backend: tf, a clip of 1, 2 and 9 patches: the session calls each runs in, and its frames alone and together
+        "sizes, tf_forward = [], tfm._forward\n"
+        "tfm._forward = lambda w: (sizes.append(len(w)), tf_forward(w))[1]\n"
+        "noise = np.random.default_rng(2)\n"
+        "tf_clips = [0.1 * noise.standard_normal(n).astype(np.float32) for n in (9000, 16000 * 7, 16000 * 28)]\n"
+        "alone = [tfm.embed_batch([c])[0] for c in tf_clips]\n"
+        "sizes.clear()\n"
+        "together = tfm.embed_batch(tf_clips)\n"
+        "print('TF_CALLS', sizes, [bool(np.array_equal(a, b)) for a, b in zip(alone, together)])\n"
+        "tfm._forward = tf_forward\n"
         # the reference: musicnn's own patches (its batch_data, on a file at 16 kHz) through musicnn's graph built as
         # its extractor() builds it, read at the node Essentia's msd-musicnn-1.pb (mir_ref's) takes embeddings from
         "import soundfile as sf, tensorflow as tf, musicnn\n"
@@ -720,6 +730,17 @@ def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_c
     shape, d_large, d_one = batches.rsplit(" ", 2)
     assert shape == "(14, 200)"  # 2 + 7 + 1 (zero-padded) + 4 patches of 3 s: at 8, two calls, the second clip in both
     assert float(d_large) <= 1e-5 and float(d_one) <= 1e-5, batches
+
+
+def test_musicnn_on_tensorflow_runs_each_clips_patches_in_calls_of_their_own(musicnn_process: tuple[str, ...]) -> None:
+    """TensorFlow's musicnn rounds a patch by its place in the session call (up to 9.1e-6), and a batch's patches ran
+    8 a call whichever clip they came from — a clip's frames then depended on the clips before it in the batch, and a
+    rerun or resumed run, whose batches hold other clips, stored other bits (the engine's check of it took a third
+    of tests/pipeline/test_batch_composition.py's time). Each clip's patches now run in calls of their own, 8 at a
+    time from its first: a clip of 1, 2 and 9 patches in one batch runs 1, 2, 8 and 1 a call, each clip's frames
+    the bits it gets alone."""
+    calls = next(line for line in musicnn_process if line.startswith("TF_CALLS"))
+    assert calls == "TF_CALLS [1, 2, 8, 1] [True, True, True]"
 
 
 def test_a_musicnn_actor_builds_the_inference_graph_alone(musicnn_process: tuple[str, ...]) -> None:
