@@ -29,10 +29,21 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 POLL_S = 0.1
 
 
+#: the ports :func:`free_port` gave out in this process: never given twice
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now that this process has not been given before. Each node's ports are picked here before its
+    processes bind them, so one node's could be another's, picked earlier and not yet bound: a worker node's raylet
+    then sent its runtime-env request to another node's metrics server (HTTP 405, the actor's runtime env failed)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 class LocalNode:

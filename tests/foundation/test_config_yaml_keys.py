@@ -310,7 +310,7 @@ def test_a_problem_many_experiments_share_names_five_other_places_and_counts_the
     with pytest.raises(ConfigError) as err:
         parse_config(data)
     (said,) = err.value.problems
-    assert said.startswith("experiments[0].deformations[0].steps[0]: Gain(")
+    assert said.startswith("experiments[0].deformations[0].steps[0].params.p: Gain.p is 5: it must pass")
     assert said.endswith(
         "(the same at experiments[1], experiments[2], experiments[3], experiments[4], experiments[5] and 14 more)"
     ), said

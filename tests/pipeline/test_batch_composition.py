@@ -128,10 +128,9 @@ def _config(root: Path, manifest: Path, store: Path, models: list[dict[str, Any]
 def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rendered_notes, tmp_path):
     """Every other track embedded first, the rest by the resumed run: each in other model calls (and places in them)
     than in one run of all. Before, resumed this way, 18 of 24 tracks' msd-musicnn embeddings differed by up to
-    9.5e-7 from an uninterrupted run's; so did those of a plugin's model that pads a batch's clips to the longest (it
-    says ``batch_invariant = False``: the pipeline now calls it one clip at a time). A transformers encoder is checked
-    in one process above, musicnn on TensorFlow in tests/models/test_families.py (their engine runs tripled this
-    test's CPU time)."""
+    9.5e-7 from an uninterrupted run's. A plugin's model that pads a batch's clips to the longest is checked through
+    the embedding stage in one process below, a transformers encoder above, musicnn on TensorFlow in
+    tests/models/test_families.py (each model through the engine is three more streams, each starting its actors)."""
     plugin = tmp_path / "padded_spectra.py"
     plugin.write_text(PADDING_PLUGIN)
     rng = np.random.default_rng(0)
@@ -149,16 +148,13 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
         w = csv.DictWriter(fh, fieldnames=list(half_rows[0]))
         w.writeheader()
         w.writerows(half_rows)
-    models = [
-        {"id": "msd-musicnn", "batch_size": 4},
-        {"id": "padded", "type": "padded-spectra", "batch_size": 4},
-    ]
+    models = [{"id": "msd-musicnn", "batch_size": 4}]
     with plugins_forgotten():
         for manifest, store in ((every, "whole"), (half, "resumed"), (every, "resumed")):
             cfg = load_config(_config(tmp_path, manifest, tmp_path / store, models, plugin))
             runner.stage_embed(runner.make_context(cfg), progress=False)
     differ = []
-    for model in ("msd-musicnn", "padded"):
+    for model in ("msd-musicnn",):
         whole, resumed = (
             pq.read_table(tmp_path / store / "notes" / model / "clean").sort_by("track_id")
             for store in ("whole", "resumed")
@@ -221,3 +217,22 @@ def test_a_clip_that_fails_alone_fails_alone(invariant: bool) -> None:
     got = emb._embed_all([np.zeros(n, np.float32) for n in (16000, 800, 3200)], [0, 0, 0], [-1, -1, -1])
     assert [type(g).__name__ for g in got] == ["ndarray", "ValueError", "ndarray"], got
     assert model.calls == 3 + invariant  # the batch's call, then each clip's
+
+
+def test_the_embedding_stage_calls_a_model_that_is_not_batch_invariant_one_clip_at_a_time() -> None:
+    """A plugin's model that pads a call's clips to the longest says ``batch_invariant = False``: the embedding stage
+    (actors and decode tasks alike) calls it one clip at a time, so each clip's frames are those it has alone —
+    whichever clips share its batch in a run, a rerun or a resumed run. Before, it got the batch in one call: the
+    short clips' frames were those of the longest clip's length (a resumed run stored other rows)."""
+    namespace: dict[str, Any] = {}
+    with plugins_forgotten():
+        exec(PADDING_PLUGIN, namespace)  # the plugin source above, as a user file holds it
+    emb = Embed(EmbeddingModelConfig(id="logmel-stats"))
+    emb.model = model = namespace["PaddedSpectra"]()
+    rng = np.random.default_rng(2)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (11200, 36800, 4000)]
+    alone = [model.embed_batch([c])[0] for c in clips]
+    got = emb._embed_all(clips, [0, 0, 0], [-1, -1, -1])
+    for i, frames in enumerate(got):
+        assert isinstance(frames, np.ndarray), frames
+        np.testing.assert_array_equal(frames, alone[i], err_msg=f"clip {i}")
