@@ -273,7 +273,8 @@ def test_an_actor_killed_mid_build_leaves_no_mark_that_says_loading(ray_session,
     CrashesMidBuild.__name__ = CrashesMidBuild.__qualname__ = EMBED_ACTOR_CLASS
     watch = StreamWatch(summary.Progress(8, "write notes/crash", clock=Clock()), "notes/crash", 1, {"CPU": 0.01}, {})
     watch.before = set(embed_actors())
-    actor = ray_session.remote(num_cpus=0.01, max_restarts=1)(CrashesMidBuild).remote()
+    # a task sent while the actor restarts fails (ActorUnavailableError) unless it may be retried
+    actor = ray_session.remote(num_cpus=0.01, max_restarts=1, max_task_retries=-1)(CrashesMidBuild).remote()
     try:
         wait_for(restarted)
         deadline = time.monotonic() + 60
