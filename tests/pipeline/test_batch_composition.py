@@ -106,9 +106,8 @@ def test_a_short_clip_is_not_filled_up_to_a_full_model_call() -> None:
         assert len(out) == frames and sum(sizes) == frames + (frames % 32 == 1), (seconds, sizes)
 
 
-def _config(root: Path, manifest: Path, store: Path, models: list[dict[str, Any]], plugin: Path) -> Path:
+def _config(root: Path, manifest: Path, store: Path, models: list[dict[str, Any]]) -> Path:
     cfg = {
-        "plugins": [str(plugin)],
         "run": {"run_id": "t", "store": str(store), "runs_dir": str(root / "runs"), "part_rows": 4},
         "experiments": [
             {
@@ -131,8 +130,6 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
     9.5e-7 from an uninterrupted run's. A plugin's model that pads a batch's clips to the longest is checked through
     the embedding stage in one process below, a transformers encoder above, musicnn on TensorFlow in
     tests/models/test_families.py (each model through the engine is three more streams, each starting its actors)."""
-    plugin = tmp_path / "padded_spectra.py"
-    plugin.write_text(PADDING_PLUGIN)
     rng = np.random.default_rng(0)
     extra = []
     for name, seconds in (("short", 0.7), ("long", 2.3)):  # notes are 1.5 s: clips of other lengths beside them
@@ -149,10 +146,9 @@ def test_a_resumed_run_stores_the_bits_of_an_uninterrupted_one(ray_session, rend
         w.writeheader()
         w.writerows(half_rows)
     models = [{"id": "msd-musicnn", "batch_size": 4}]
-    with plugins_forgotten():
-        for manifest, store in ((every, "whole"), (half, "resumed"), (every, "resumed")):
-            cfg = load_config(_config(tmp_path, manifest, tmp_path / store, models, plugin))
-            runner.stage_embed(runner.make_context(cfg), progress=False)
+    for manifest, store in ((every, "whole"), (half, "resumed"), (every, "resumed")):
+        cfg = load_config(_config(tmp_path, manifest, tmp_path / store, models))
+        runner.stage_embed(runner.make_context(cfg), progress=False)
     differ = []
     for model in ("msd-musicnn",):
         whole, resumed = (
