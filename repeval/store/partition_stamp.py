@@ -9,7 +9,7 @@ import logging
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow.compute as pc
 
@@ -62,20 +62,23 @@ FILES_HINTS = {
 MODEL_DIFFERS = "every scenario of this model differs alike"
 
 
-def _new_stamp(
-    fingerprint: dict[str, Any],
-    provenance: dict[str, Any] | None,
-    described: dict[str, Any] | None,
-    sources: list[dict[str, Any]] | None,
-    held: Any = None,
-) -> dict[str, Any]:
-    """The entries :meth:`PartitionStamp.stamp` writes into a new stamp (``held``: the ``sources`` it has already)."""
-    body: dict[str, Any] = {**(provenance or {}), "fingerprint": fingerprint}
-    if described:
-        body["described"] = described
-    if sources:
-        body["sources"] = merge_sources(held, sources)
-    return body
+class NewStamp(NamedTuple):
+    """What :meth:`PartitionStamp.stamp` records in a new stamp (its arguments): a run plans it as it plans the
+    partition (:meth:`PartitionStamp.plan_stamp`) and writes it as the partition's stream starts."""
+
+    fingerprint: dict[str, Any]
+    provenance: dict[str, Any] | None = None
+    described: dict[str, Any] | None = None
+    sources: list[dict[str, Any]] | None = None
+
+    def body(self, held: Any = None) -> dict[str, Any]:
+        """The entries it writes into a new stamp (``held``: the ``sources`` the stamp has already)."""
+        body: dict[str, Any] = {**(self.provenance or {}), "fingerprint": self.fingerprint}
+        if self.described:
+            body["described"] = self.described
+        if self.sources:
+            body["sources"] = merge_sources(held, self.sources)
+        return body
 
 
 @dataclass
@@ -93,17 +96,11 @@ class PartitionStamp(PartitionFiles):
         found = super().stamped()
         return found if found is not None else self._planned
 
-    def plan_stamp(
-        self,
-        fingerprint: dict[str, Any],
-        provenance: dict[str, Any] | None = None,
-        described: dict[str, Any] | None = None,
-        sources: list[dict[str, Any]] | None = None,
-    ) -> None:
+    def plan_stamp(self, new: NewStamp) -> None:
         """What :meth:`stamp` will record, known now without writing it (a run stamps a partition as its model's stream
         starts): checked as the stamp would be (:meth:`check_compatible`) where the run plans the partition again — an
         experiment sharing the dataset, with the same model id computed otherwise — so that its rows never join these."""
-        self._planned = _new_stamp(fingerprint, provenance, described, sources)
+        self._planned = new.body()
 
     def check_compatible(self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None) -> bool:
         """Refuse to mix rows computed under another configuration into this partition.
@@ -243,7 +240,7 @@ class PartitionStamp(PartitionFiles):
                 )
             return
         self.fs.create_dir(self.path, recursive=True)
-        body = {**body, **_new_stamp(fingerprint, provenance, described, sources, body.get("sources"))}
+        body = {**body, **NewStamp(fingerprint, provenance, described, sources).body(body.get("sources"))}
         _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
 
     def sources(self) -> list[dict[str, Any]] | None:
