@@ -18,7 +18,9 @@ from repeval.store.fingerprint import (
     WINDOWING_HINTS,
     StoreConflict,
     _described_diff,
+    computed_twice,
     merge_sources,
+    new_model_id,
 )
 from repeval.store.layout import MANIFEST, STAMP, _atomic_write_bytes
 from repeval.store.partition_files import PartitionFiles
@@ -60,6 +62,12 @@ FILES_HINTS = {
 
 #: what a conflict of a changed model says of its other scenarios (``repeval plan`` says their conflicts once)
 MODEL_DIFFERS = "every scenario of this model differs alike"
+
+
+def _family(fingerprint: dict[str, Any]) -> Any:
+    """The registered model family a partition's fingerprint records (``None``: none)."""
+    model = fingerprint.get("model")
+    return model.get("family") if isinstance(model, dict) else None
 
 
 class NewStamp(NamedTuple):
@@ -142,11 +150,10 @@ class PartitionStamp(PartitionFiles):
                         f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
                     )
             if written is None:  # a stamp this run planned: nothing stored, two of its experiments differ
+                model = old.get("model") != fingerprint.get("model")
+                new_id = new_model_id(self.model, _family(fingerprint)) if model else None
                 raise StoreConflict(
-                    f"store partition {self.path}: two experiments of this run compute it differently — {diff} "
-                    "(stored: as an earlier experiment of the configuration plans it; nothing is stored yet); give "
-                    f"the {'model' if old.get('model') != fingerprint.get('model') else 'model or scenario'} a new id "
-                    "in one of them"
+                    computed_twice(self.path, diff, "an earlier experiment of the configuration", new_id)
                 )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; "
@@ -162,12 +169,10 @@ class PartitionStamp(PartitionFiles):
                 "give the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
                 f"it (`{self.rm_command()}`)"
             )
-        now = fingerprint.get("model")
-        family = now.get("family") if isinstance(now, dict) else None
         every = f"{self.name.rsplit('/', 1)[0]}/*"
         return (
-            f"give the model a new id (in embedding_models, `id: {self.model}-2`{f' with `type: {family}`' * bool(family)}"
-            f"), point run.store elsewhere, or delete the partition to recompute it (`{self.rm_command()}`) — "
+            f"give the model a new id ({new_model_id(self.model, _family(fingerprint))}), point run.store elsewhere, "
+            f"or delete the partition to recompute it (`{self.rm_command()}`) — "
             f"{MODEL_DIFFERS}: `repeval store rm {shlex.quote(self.store.uri)} "
             f"{shlex.quote(every)} --yes` deletes them all"
         )
