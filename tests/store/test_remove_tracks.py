@@ -358,3 +358,25 @@ def test_a_retried_record_left_in_a_complete_partition_goes_as_it_is_opened_agai
     st.clear_retried()
     assert st.retrying == set() and not len(part.retried_ids())
     assert "_retried.parquet" not in _state(part)[2]
+
+
+def test_store_show_says_what_became_of_the_retried_tracks_of_an_incomplete_partition(store):
+    """`repeval store show` of a partition whose retry was stopped midway said only "incomplete … rerun to finish it":
+    not that tracks of it were retried, nor how many were embedded since, failed again or are still to compute."""
+    part = _partition(store, "D1", [["a"]], ["x", "y", "z"])
+    part.remove_tracks(_ids(["x", "y", "z"]))  # as --retry-errors deletes them (noted alike)
+    w = PartitionWriter(part, embedding_schema(DIM), 10_000)
+    w.add_table(rows_table(_block(["x"]), embedding_schema(DIM), PROV))  # embedded this time
+    errs = ErrorBlock()
+    errs.add("y", "test", "D1", "decode", "cannot decode")  # failed again
+    w.add_errors(errors_table(errs, ERROR_SCHEMA, PROV))
+    w.flush()  # stopped here: z not computed yet
+    res = CliRunner().invoke(app, ["store", "show", store.uri, "ds/m/D1"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "(incomplete: no manifest yet; rerun to finish it)" in said, res.output
+    assert (
+        "3 tracks of it retried (their error records deleted by --retry-errors, --retry-model or `repeval store rm … "
+        "--track` to compute them again): 1 embedded since, 1 failed again, 1 still to compute"
+    ) in said
+    part.finish({"dataset": "ds", "model": "m", "scenario": "D1"})
+    assert "retried" not in CliRunner().invoke(app, ["store", "show", store.uri, "ds/m/D1"]).output
