@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from repeval.config.base import Fault, Strict, raise_faults
 from repeval.config.data import DatasetConfig, TaskConfig
-from repeval.config.embed import DeformationScenario
+from repeval.config.embed import DeformationScenario, EmbeddingModelConfig
 from repeval.config.experiment import ExperimentConfig
 from repeval.config.run import RunConfig
 from repeval.registry import closest
@@ -247,6 +247,27 @@ class Config(Strict):
                             "the store keeps one partition per dataset, model and scenario, and results compare "
                             f"scenarios by name: give one of them another name (name: …), or define {sid!r} alike"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _one_model_per_partition(self) -> Config:
+        """The store keeps one partition per dataset, model and scenario: experiments that list one dataset with one
+        embedding model id must compute it alike (its ``type`` and ``params`` as the partition's fingerprint records
+        them), or the run would refuse it as it plans the partitions, after loading the data — said here, in the
+        run's words (:func:`~repeval.pipeline.partition_conflicts.computed_twice_problem`)."""
+        seen: dict[tuple[str, str], tuple[str, ExperimentConfig, DatasetConfig, EmbeddingModelConfig]] = {}
+        for ei, exp in enumerate(self.experiments):
+            for ds in exp.datasets:
+                for mi, m in enumerate(exp.embedding_models):
+                    here = (f"experiments[{ei}].embedding_models[{mi}]", exp, ds, m)
+                    first = seen.setdefault((ds.name, m.id), here)
+                    if first[3].model_copy(update={"batch_size": None}) == m.model_copy(update={"batch_size": None}):
+                        continue
+                    from repeval.pipeline.partition_conflicts import computed_twice_problem
+
+                    problem = computed_twice_problem(self, first, here)
+                    if problem:
+                        raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

@@ -11,10 +11,20 @@ from repeval.config.loader import config_hash
 from repeval.json_keys import date_values, other_keys
 from repeval.models.param_fingerprints import first_given_as_text
 from repeval.store import StoreConflict
+from repeval.store.fingerprint import _described_diff, computed_twice, new_model_id
+from repeval.store.layout import stored_name
 from repeval.words import named
 
 if TYPE_CHECKING:
+    from repeval.config import Config
     from repeval.pipeline.partitions import PartitionSpec
+
+#: why two fingerprints of the same values differ (:func:`written_hint`, :func:`computed_twice_problem`)
+WRITTEN_OTHERWISE = (
+    "(the values, with the model's defaults, keys as text) but are written otherwise: a value at its default written "
+    "out or left unset, a key written as a number, null or date (`1:`) or as text (`'1':`), or a date value unquoted "
+    "(`2024-01-01`) or quoted (`'2024-01-01'`)"
+)
 
 
 def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
@@ -110,13 +120,37 @@ def written_hint(part: Any, spec: PartitionSpec) -> str:
     if alike := [
         p for p, (held, hashed, _) in sides.items() if held != hashed and p in told and told[p] == spec.described.get(p)
     ]:
-        return (
-            f". Its {' and '.join(alike)} read as this configuration's (the values, with the model's defaults, keys as "
-            "text) but are written otherwise: a value at its default written out or left unset, a key written as a "
-            "number, null or date (`1:`) or as text (`'1':`), or a date value unquoted (`2024-01-01`) or quoted "
-            "(`'2024-01-01'`)"
-        )
+        return f". Its {' and '.join(alike)} read as this configuration's {WRITTEN_OTHERWISE}"
     return ""
+
+
+def computed_twice_problem(
+    cfg: Config, first: tuple[str, Any, Any, Any], here: tuple[str, Any, Any, Any]
+) -> str | None:
+    """The error of two experiments of ``cfg`` that list one dataset with one embedding model id computed otherwise
+    (``first``, ``here``: each the model's key path, its experiment, the dataset and the model): the store partitions
+    of that dataset and model would hold the rows of both, so the run refuses it as it plans them
+    (:meth:`~repeval.store.Partition.check_compatible`), in these words; ``None`` when their clean partition's
+    fingerprints, as the run computes them, are the same (a ``batch_size`` differs: one stream uses the smaller)."""
+    from repeval.pipeline.partitions import ModelSpec
+    from repeval.pipeline.stages import CLEAN
+
+    (where, *was), (at, *now) = first, here
+    a, b = (ModelSpec.of(cfg, m).partition(cfg, exp, ds, CLEAN) for exp, ds, m in (was, now))
+    if a.fingerprint == b.fingerprint:
+        return None
+    diff = _described_diff(a.fingerprint, b.fingerprint, a.described, b.described)
+    ds, model = now[1].name, now[2].id
+    said = computed_twice(
+        "/".join(map(stored_name, (ds, model, CLEAN))),
+        diff,
+        where,
+        new_model_id(model, b.fingerprint["model"]["family"]),
+    )
+    alike = a.fingerprint["model"] != b.fingerprint["model"] and a.described == b.described
+    return f"{at}: {said}" + (
+        f" — their model.params read alike {WRITTEN_OTHERWISE}: write them alike" if alike else ""
+    )
 
 
 def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:

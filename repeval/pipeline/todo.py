@@ -35,6 +35,7 @@ from repeval.pipeline.summary import EmbedSummary
 from repeval.store import EmbeddingStore
 from repeval.store.layout import repeval_version
 from repeval.store.params import PARAMS_AS_APPLIED, mend_skipped_params
+from repeval.store.partition_stamp import NewStamp
 from repeval.warn import warn_once
 from repeval.words import counted
 
@@ -97,7 +98,7 @@ class Stream:
     retrying: set[tuple[str, str]] = field(default_factory=set)
     #: the partitions planned, each with what :meth:`~repeval.store.Partition.stamp` records in it: opened (marked
     #: incomplete, stamped) as the stream starts (:meth:`open_parts`)
-    opening: dict[str, tuple[Any, tuple[Any, ...]]] = field(default_factory=dict)
+    opening: dict[str, tuple[Any, NewStamp]] = field(default_factory=dict)
     #: of the tracks it reuses, those whose stored rows were cut (under ``run.truncated_audio: error``)
     cut: CutReused = field(default_factory=CutReused)
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
@@ -275,8 +276,9 @@ def plan_dataset(
                     | ({"model_code": code} if code else {})
                     | ({PARAMS_AS_APPLIED: True} if sid != CLEAN else {})
                 )
-                part.plan_stamp(fp, provenance, pspec.described, sources)  # checked by a later plan of it, not written
-                st.opening[key] = (part, (fp, provenance, pspec.described, sources))  # written as the stream starts
+                new = NewStamp(fp, provenance, pspec.described, sources)
+                part.plan_stamp(new)  # checked by a later plan of it, not written
+                st.opening[key] = (part, new)  # written as the stream starts
                 st.keys.append(key)
                 st.sids[key] = sid
                 st.parts[key] = part

@@ -85,3 +85,27 @@ def merge_sources(recorded: Any, sources: list[dict[str, Any]] | None) -> Any:
     old = recorded if isinstance(recorded, list) else []
     new = [s for s in sources or [] if s not in old]
     return [*old, *new] if new else recorded
+
+
+def new_model_id(model: str, family: Any) -> str:
+    """Where and how to give embedding model ``model`` (of registered family ``family``, when known) a new id."""
+    return f"in embedding_models, `id: {model}-2`" + (
+        f" with `type: {family}`" if isinstance(family, str) and family else ""
+    )
+
+
+def computed_twice(partition: str, diff: str, planned_by: str, new_id: str | None) -> str:
+    """The error of store partition ``partition`` that two experiments of one run compute differently (``diff``, the
+    first's fingerprint said as stored: :func:`fingerprint_diff`) — one model id under other ``params`` on a dataset —
+    in the words of both checks that refuse it: the configuration's (``repeval validate``, ``plan``, a run's start;
+    ``planned_by``: the first's embedding model) and a run's plan of the partition's stamp (``planned_by``: an earlier
+    experiment). ``new_id``: :func:`new_model_id` where the model differs (``None``: the scenario's entries)."""
+    fix = (
+        f"give the model a new id in one of them ({new_id})"
+        if new_id
+        else "give the model or scenario a new id in one of them"
+    )
+    return (
+        f"store partition {partition}: two experiments of this run compute it differently — {diff} (stored: as "
+        f"{planned_by} plans it; nothing is stored yet); {fix}"
+    )

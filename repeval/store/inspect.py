@@ -302,6 +302,23 @@ def _incomplete(part: Partition) -> str:
     return f"(incomplete: {stopped_text(part, stop)})"
 
 
+def retried_note(part: Partition) -> str | None:
+    """What ``store show`` says of an incomplete partition whose error records were deleted to compute their tracks
+    again (:meth:`~repeval.store.partition.Partition.note_retried`): how many of those tracks were embedded since,
+    failed again, or are still to compute (a retry stopped midway); ``None`` when none were."""
+    retried = part.retried_ids()
+    if not len(retried):
+        return None
+    embedded = pc.is_in(retried, value_set=part.embedded_ids()).to_numpy(zero_copy_only=False)
+    failed = pc.is_in(retried, value_set=part.error_ids()).to_numpy(zero_copy_only=False) & ~embedded
+    left = len(retried) - int(embedded.sum()) - int(failed.sum())
+    return (
+        f"{counted(len(retried), 'track')} of it retried (their error records deleted by --retry-errors, --retry-model "
+        f"or `repeval store rm … --track` to compute them again): {int(embedded.sum()):,} embedded since, "
+        f"{int(failed.sum()):,} failed again, {left:,} still to compute"
+    )
+
+
 def stopped_text(part: Partition, stop: dict[str, Any]) -> str:
     """What ``store show`` and ``store ls`` say of a partition whose model a run stopped (``stop``: its
     ``stopped_failing``): why, and that runs leave the model out until it is fixed and retried."""
@@ -319,6 +336,9 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     out = [f"partition {part.name} at {part.path}"]
     m = part.manifest()
     out.append(json.dumps(m, indent=1, sort_keys=True) if m else _incomplete(part))
+    retried = None if m else retried_note(part)  # complete: its retried tracks' record is gone (or stale, not said)
+    if retried:
+        out.append(retried)
     left = part.unsettled()
     if left is not None:
         out.append(unsettled_note(part, left))

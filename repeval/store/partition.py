@@ -192,8 +192,12 @@ class Partition(PartitionStamp):
 
     def reopen(self) -> None:
         """Mark a complete partition incomplete again before adding rows to it (and finish a track removal that was
-        stopped: :meth:`settle`)."""
+        stopped: :meth:`settle`). A complete partition's retried tracks' record (:meth:`note_retried`) is one that
+        :meth:`finish` left — the run killed between its manifest and the record's delete, a delete the storage refused
+        — of tracks computed since: deleted first, so this run does not take them as retried."""
         self.store.check_lock()
+        if self.complete:
+            self._drop_retried()
         self._unmark()
         self.settle()
 
@@ -434,10 +438,14 @@ class Partition(PartitionStamp):
             "repeval_version": repeval_version(),
         }
         _atomic_write_bytes(self.fs, f"{self.path}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
-        try:  # complete again: its retried tracks computed (a later run's failures on them are that run's)
+        self._drop_retried()  # complete again: its retried tracks computed (a later run's failures on them are that run's)
+        return manifest
+
+    def _drop_retried(self) -> None:
+        """Delete the partition's record of retried tracks (:meth:`note_retried`), if any."""
+        try:
             self.fs.delete_file(f"{self.path}/{RETRIED}")
         except FileNotFoundError:
             pass
-        except OSError as exc:  # a tidy-up: the partition is complete all the same
+        except OSError as exc:  # a tidy-up: its tracks are computed (or to compute) all the same
             log.warning("store partition %s: could not delete its %s (%s)", self.name, RETRIED, exc)
-        return manifest

@@ -9,7 +9,7 @@ import logging
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow.compute as pc
 
@@ -18,7 +18,9 @@ from repeval.store.fingerprint import (
     WINDOWING_HINTS,
     StoreConflict,
     _described_diff,
+    computed_twice,
     merge_sources,
+    new_model_id,
 )
 from repeval.store.layout import MANIFEST, STAMP, _atomic_write_bytes
 from repeval.store.partition_files import PartitionFiles
@@ -62,20 +64,29 @@ FILES_HINTS = {
 MODEL_DIFFERS = "every scenario of this model differs alike"
 
 
-def _new_stamp(
-    fingerprint: dict[str, Any],
-    provenance: dict[str, Any] | None,
-    described: dict[str, Any] | None,
-    sources: list[dict[str, Any]] | None,
-    held: Any = None,
-) -> dict[str, Any]:
-    """The entries :meth:`PartitionStamp.stamp` writes into a new stamp (``held``: the ``sources`` it has already)."""
-    body: dict[str, Any] = {**(provenance or {}), "fingerprint": fingerprint}
-    if described:
-        body["described"] = described
-    if sources:
-        body["sources"] = merge_sources(held, sources)
-    return body
+def _family(fingerprint: dict[str, Any]) -> Any:
+    """The registered model family a partition's fingerprint records (``None``: none)."""
+    model = fingerprint.get("model")
+    return model.get("family") if isinstance(model, dict) else None
+
+
+class NewStamp(NamedTuple):
+    """What :meth:`PartitionStamp.stamp` records in a new stamp (its arguments): a run plans it as it plans the
+    partition (:meth:`PartitionStamp.plan_stamp`) and writes it as the partition's stream starts."""
+
+    fingerprint: dict[str, Any]
+    provenance: dict[str, Any] | None = None
+    described: dict[str, Any] | None = None
+    sources: list[dict[str, Any]] | None = None
+
+    def body(self, held: Any = None) -> dict[str, Any]:
+        """The entries it writes into a new stamp (``held``: the ``sources`` the stamp has already)."""
+        body: dict[str, Any] = {**(self.provenance or {}), "fingerprint": self.fingerprint}
+        if self.described:
+            body["described"] = self.described
+        if self.sources:
+            body["sources"] = merge_sources(held, self.sources)
+        return body
 
 
 @dataclass
@@ -93,17 +104,11 @@ class PartitionStamp(PartitionFiles):
         found = super().stamped()
         return found if found is not None else self._planned
 
-    def plan_stamp(
-        self,
-        fingerprint: dict[str, Any],
-        provenance: dict[str, Any] | None = None,
-        described: dict[str, Any] | None = None,
-        sources: list[dict[str, Any]] | None = None,
-    ) -> None:
+    def plan_stamp(self, new: NewStamp) -> None:
         """What :meth:`stamp` will record, known now without writing it (a run stamps a partition as its model's stream
         starts): checked as the stamp would be (:meth:`check_compatible`) where the run plans the partition again — an
         experiment sharing the dataset, with the same model id computed otherwise — so that its rows never join these."""
-        self._planned = _new_stamp(fingerprint, provenance, described, sources)
+        self._planned = new.body()
 
     def check_compatible(self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None) -> bool:
         """Refuse to mix rows computed under another configuration into this partition.
@@ -145,11 +150,10 @@ class PartitionStamp(PartitionFiles):
                         f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
                     )
             if written is None:  # a stamp this run planned: nothing stored, two of its experiments differ
+                model = old.get("model") != fingerprint.get("model")
+                new_id = new_model_id(self.model, _family(fingerprint)) if model else None
                 raise StoreConflict(
-                    f"store partition {self.path}: two experiments of this run compute it differently — {diff} "
-                    "(stored: as an earlier experiment of the configuration plans it; nothing is stored yet); give "
-                    f"the {'model' if old.get('model') != fingerprint.get('model') else 'model or scenario'} a new id "
-                    "in one of them"
+                    computed_twice(self.path, diff, "an earlier experiment of the configuration", new_id)
                 )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; "
@@ -165,12 +169,10 @@ class PartitionStamp(PartitionFiles):
                 "give the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
                 f"it (`{self.rm_command()}`)"
             )
-        now = fingerprint.get("model")
-        family = now.get("family") if isinstance(now, dict) else None
         every = f"{self.name.rsplit('/', 1)[0]}/*"
         return (
-            f"give the model a new id (in embedding_models, `id: {self.model}-2`{f' with `type: {family}`' * bool(family)}"
-            f"), point run.store elsewhere, or delete the partition to recompute it (`{self.rm_command()}`) — "
+            f"give the model a new id ({new_model_id(self.model, _family(fingerprint))}), point run.store elsewhere, "
+            f"or delete the partition to recompute it (`{self.rm_command()}`) — "
             f"{MODEL_DIFFERS}: `repeval store rm {shlex.quote(self.store.uri)} "
             f"{shlex.quote(every)} --yes` deletes them all"
         )
@@ -243,7 +245,7 @@ class PartitionStamp(PartitionFiles):
                 )
             return
         self.fs.create_dir(self.path, recursive=True)
-        body = {**body, **_new_stamp(fingerprint, provenance, described, sources, body.get("sources"))}
+        body = {**body, **NewStamp(fingerprint, provenance, described, sources).body(body.get("sources"))}
         _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
 
     def sources(self) -> list[dict[str, Any]] | None:

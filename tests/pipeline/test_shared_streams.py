@@ -187,27 +187,6 @@ def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_s
     assert scans == [["pitch"], ["pitch_noise"]]
 
 
-def test_one_model_id_computed_two_ways_by_two_tasks_of_a_dataset_is_refused_before_embedding(tmp_path):
-    """Two tasks of one dataset, each with model id mfcc-fast under other params: one store partition cannot hold both.
-    A run whose partitions were stamped as its streams started (not as planned) embedded both into the new partition
-    and kept one's rows for both tasks ("dropped 6 duplicate rows"); the second plan is checked against the stamp the
-    first planned, as against a written one: refused, nothing written."""
-    from repeval.store import StoreConflict
-
-    low = catalog(tmp_path / "low", 220.0)
-    other = {**MODEL, "params": {**MODEL["params"], "n_mfcc": 12}}
-    two = [experiment("pitch", [dataset("low", low)], []), experiment("again", [dataset("low", low)], [])]
-    two[1]["embedding_models"] = [other]
-    with pytest.raises(
-        StoreConflict,
-        match=r"low/mfcc-fast/clean: two experiments of this run compute it differently — model\.params\.n_mfcc: "
-        r"stored 8, now 12 \(stored: as an earlier experiment of the configuration plans it; nothing is stored yet\); "
-        "give the model a new id in one of them$",
-    ):
-        embed(tmp_path, "two-ways", two)
-    assert not (tmp_path / "store-two-ways" / "low").exists()
-
-
 def test_two_batch_sizes_for_one_model_use_the_smaller_and_say_so(ray_session, tmp_path, caplog):
     low = catalog(tmp_path / "low", 220.0)
     exps = [experiment("pitch", [dataset("low", low)], []), experiment("pitch_again", [dataset("low", low)], [])]

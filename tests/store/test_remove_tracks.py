@@ -330,3 +330,53 @@ def test_removed_error_records_are_known_as_retried_until_the_partition_is_compl
     assert st.retrying == {(key, "x")}
     part.finish({"dataset": "ds", "model": "m", "scenario": "clean"})
     assert not len(part.retried_ids()) and "_retried.parquet" not in _state(part)[2]
+
+
+def test_a_retried_record_left_in_a_complete_partition_goes_as_it_is_opened_again(store):
+    """A run killed after it marked a retried partition complete, before it deleted ``_retried.parquet`` (or whose
+    delete the storage refused), left the record in the complete partition: a later run that opened it again (more
+    tracks, `store rm --track`) took its tracks as retried, and the model failing on them — a track it had embedded
+    after the retry, its rows removed since — counted toward no stop. Opening a complete partition deletes it first."""
+    from repeval.pipeline.todo import Stream, stream_key
+    from repeval.store.partition_stamp import NewStamp
+
+    part = store.partition("ds", "m", "clean")
+    part.remove_tracks(_ids(["x"]))  # x's error record removed: computed again by the next run
+    record = f"{part.path}/_retried.parquet"
+    left = part.fs.open_input_stream(record).readall()
+    w = PartitionWriter(part, embedding_schema(DIM), 10_000)
+    w.add_table(rows_table(_block(["x"]), embedding_schema(DIM), PROV))  # the retry embedded it
+    w.flush()
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean"})
+    with part.fs.open_output_stream(record) as out:  # killed before the record's delete: it is left
+        out.write(left)
+    assert part.complete and part.retried_ids().to_pylist() == ["x"]
+    part.remove_tracks(_ids(["x"]))  # its rows removed: the next run computes it again, not as a retried track
+    key = stream_key("ds", "clean")
+    st = Stream(None, 16000, None, parts={key: part}, opening={key: (part, NewStamp({"fp": 1}))})
+    st.open_parts()
+    st.clear_retried()
+    assert st.retrying == set() and not len(part.retried_ids())
+    assert "_retried.parquet" not in _state(part)[2]
+
+
+def test_store_show_says_what_became_of_the_retried_tracks_of_an_incomplete_partition(store):
+    """`repeval store show` of a partition whose retry was stopped midway said only "incomplete … rerun to finish it":
+    not that tracks of it were retried, nor how many were embedded since, failed again or are still to compute."""
+    part = _partition(store, "D1", [["a"]], ["x", "y", "z"])
+    part.remove_tracks(_ids(["x", "y", "z"]))  # as --retry-errors deletes them (noted alike)
+    w = PartitionWriter(part, embedding_schema(DIM), 10_000)
+    w.add_table(rows_table(_block(["x"]), embedding_schema(DIM), PROV))  # embedded this time
+    errs = ErrorBlock()
+    errs.add("y", "test", "D1", "decode", "cannot decode")  # failed again
+    w.add_errors(errors_table(errs, ERROR_SCHEMA, PROV))
+    w.flush()  # stopped here: z not computed yet
+    res = CliRunner().invoke(app, ["store", "show", store.uri, "ds/m/D1"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and "(incomplete: no manifest yet; rerun to finish it)" in said, res.output
+    assert (
+        "3 tracks of it retried (their error records deleted by --retry-errors, --retry-model or `repeval store rm … "
+        "--track` to compute them again): 1 embedded since, 1 failed again, 1 still to compute"
+    ) in said
+    part.finish({"dataset": "ds", "model": "m", "scenario": "D1"})
+    assert "retried" not in CliRunner().invoke(app, ["store", "show", store.uri, "ds/m/D1"]).output

@@ -204,3 +204,23 @@ def test_a_partition_embedded_window_by_window_alone_is_refused_for_tracks_of_se
     with pytest.raises(StoreConflict, match="windows: not set when it was embedded, now") as err:
         several.check_compatible(now)
     assert "embedded window by window alone" in str(err.value) and "store rm" in str(err.value)
+
+
+def test_a_planned_stamp_refuses_another_experiments_model_naming_the_new_id(tmp_path):
+    """The stamp a run plans for a partition (written as its stream starts) refuses another experiment of the run that
+    computes it otherwise (the configuration's check refuses one model id under other params first: the run's plan is
+    the last guard), in the configuration check's words — nothing written."""
+    from repeval.store.partition_stamp import NewStamp
+
+    part = EmbeddingStore(str(tmp_path / "s")).partition("low", "m", "clean")
+    fp = {"model": {"family": "mfcc-stats", "params": "aaa"}, "chunk_s": 10}
+    part.plan_stamp(NewStamp(fp, {"config_hash": "x"}, {"model.params": {"n_mfcc": 8}}))
+    part.check_compatible(fp)
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible({**fp, "model": {**fp["model"], "params": "bbb"}}, {"model.params": {"n_mfcc": 12}})
+    assert str(err.value) == (
+        f"store partition {part.path}: two experiments of this run compute it differently — model.params.n_mfcc: "
+        "stored 8, now 12 (stored: as an earlier experiment of the configuration plans it; nothing is stored yet); "
+        "give the model a new id in one of them (in embedding_models, `id: m-2` with `type: mfcc-stats`)"
+    )
+    assert not (tmp_path / "s" / "low").exists()

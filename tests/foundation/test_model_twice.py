@@ -1,0 +1,71 @@
+"""One embedding model id that two experiments of a configuration compute otherwise on one dataset: the store keeps
+one partition per dataset, model and scenario, so ``repeval validate`` and ``repeval plan`` refuse it as the run does,
+in the same words, naming the fix. No Ray: the commands stop at the configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from repeval.cli import app
+from repeval.config import ConfigError, load_config
+from repeval.testing.configs import one_row_config
+
+MODEL = {"id": "m", "type": "mfcc-stats", "params": {"n_mfcc": 8}}
+
+
+def _two_tasks(tmp_path: Path, other: dict, dataset: str = "d") -> Path:
+    """``exp.yaml`` with a second task on the dataset (or on a dataset named ``dataset``), its model ``other``."""
+    cfg = one_row_config(tmp_path)
+    d = yaml.safe_load(cfg.read_text())
+    first = d["experiments"][0]
+    first["embedding_models"] = [MODEL]
+    second = {**first, "task": {**first["task"], "name": "t2"}, "embedding_models": [other]}
+    second["datasets"] = [{**first["datasets"][0], "name": dataset}]
+    d["experiments"].append(second)
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    return cfg
+
+
+def test_validate_and_plan_refuse_one_model_id_computed_two_ways_on_a_dataset_as_the_run_does(tmp_path):
+    """Two tasks on one dataset, each with model id m under other params: `repeval validate` said the configuration
+    was valid and `repeval plan` planned it, while `repeval run` refused it once it had loaded the data; all say it
+    now, naming what differs and the fix."""
+    cfg = _two_tasks(tmp_path, {**MODEL, "params": {"n_mfcc": 12}})
+    said = (
+        "experiments[1].embedding_models[0]: store partition d/m/clean: two experiments of this run compute it "
+        "differently — model.params.n_mfcc: stored 8, now 12 (stored: as experiments[0].embedding_models[0] plans "
+        "it; nothing is stored yet); give the model a new id in one of them (in embedding_models, `id: m-2` with "
+        "`type: mfcc-stats`)"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert err.value.problems == [said]
+    for command in (["validate", str(cfg), "--skip-data-check"], ["plan", str(cfg)]):
+        res = CliRunner().invoke(app, command)
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), (command, res.output)
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    ("other", "dataset"),
+    [
+        ({**MODEL, "batch_size": 2}, "d"),  # computed alike: one stream, the smaller batch
+        ({**MODEL, "params": {"n_mfcc": 12}}, "other"),  # another dataset: another partition
+    ],
+)
+def test_one_model_id_computed_alike_or_on_another_dataset_is_valid(tmp_path, other, dataset):
+    cfg = load_config(_two_tasks(tmp_path, other, dataset))
+    assert [e.embedding_models[0].id for e in cfg.experiments] == ["m", "m"]
+
+
+def test_one_model_id_written_otherwise_on_a_dataset_says_so(tmp_path):
+    """A param at its default written out in one task, left unset in the other: hashed otherwise (the run refuses it
+    too), and said as written otherwise, with the fix."""
+    cfg = _two_tasks(tmp_path, {**MODEL, "params": {"n_mfcc": 8, "n_mels": 64}})  # n_mels: 64 is the default
+    with pytest.raises(ConfigError, match=r"their model\.params read alike .* a value at its default written out or "
+                       "left unset.*: write them alike$"):  # fmt: skip
+        load_config(cfg)
