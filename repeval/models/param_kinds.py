@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from repeval.models.param_said import among, close_to, either_of, items_error, literals
+from repeval.models.param_values import _Choice, _fits, _kinds, _said
 from repeval.words import counted, named
 
 _UNIONS = (typing.Union, types.UnionType)
-_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
-_PLURALS = {bool: "true or false values", int: "integers", float: "numbers", str: "strings"}
 
 
 def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
@@ -94,14 +93,6 @@ class _EnumSlot(typing.NamedTuple):
     or_list: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class _Choice:
-    """The values of a ``Literal[...]`` beside an ``Enum`` (``Literal['auto'] | Color``), as a kind: a value among them
-    stays as written."""
-
-    values: tuple[Any, ...]
-
-
 def _enum(hint: Any) -> _EnumSlot | None:
     """The ``Enum`` ``hint`` names — alone or in a union (``Color``, ``Color | None``, ``Color | int``, ``Literal['a']
     | Color``), or as a list's items (``list[Color]``, ``list[Color | int]``, ``list[Color | None]``,
@@ -160,7 +151,8 @@ def _member(kind: type[enum.Enum], value: Any) -> enum.Enum | None:
 
 def enum_annotated(cls: type, key: str) -> bool:
     """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum`` (:func:`enum_error` judges it)."""
-    return _enum(hint := _hint(cls, key)) is not None or _mapping(hint) is not None or _listed(hint) is not None
+    hint = _hint(cls, key)
+    return any(found(hint) is not None for found in (_enum, _mapping, _listed, _unions().union_of))
 
 
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -182,6 +174,8 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     slot = _enum(hint)
     if slot is None:
         shape = _mapping(hint, depth)
+        if shape is None and (union := _unions().union_of(hint, depth)) is not None:
+            return _unions().union_error(union, param, value, depth)  # (``Look | str``, ``list[Look] | Look``)
         if shape is None:
             return _listed_error(hint, param, value, depth)
         if value is None and type(None) in typing.get_args(hint):
@@ -296,7 +290,7 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
     if (
         made is None
         and keys is None
-        and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) for h in inner)
+        and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) or _unions().union_of(h) for h in inner)
     ):
         return None
     return _Shape(
@@ -413,6 +407,8 @@ def _built(hint: Any, value: Any, depth: int = 0) -> Any:
     slot = _enum(hint) if value is not None else None
     if slot is None:
         shape = _mapping(hint, depth) if isinstance(value, dict) else None
+        if shape is None and (union := _unions().union_of(hint, depth)) is not None:
+            return _unions().union_built(union, value, depth)
         if shape is None:
             item = _listed(hint, depth) if isinstance(value, list | tuple) else None
             return value if item is None else [_built(item, v, depth + 1) for v in value]
@@ -439,6 +435,13 @@ def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any
     return value if member is None else member  # (IntEnum's 0 is falsy)
 
 
+def _unions() -> Any:
+    """:mod:`repeval.models.param_unions` (which builds on this module): a union holding a dataclass."""
+    from repeval.models import param_unions
+
+    return param_unions
+
+
 @functools.lru_cache(maxsize=4096)  # (read for each param by each fingerprint and check: get_type_hints is slow)
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
@@ -461,37 +464,3 @@ def _params(init: Any) -> Any:
         return inspect.signature(init).parameters if init is not None else {}
     except (TypeError, ValueError):  # a builtin's, without a signature
         return {}
-
-
-def _kinds(hint: Any) -> list[Any] | None:
-    """The kinds ``hint`` allows (a scalar type, or ``(list, scalar type)``), or None when one is not checked here."""
-    if hint in _NAMES:
-        return [hint]
-    origin = typing.get_origin(hint)
-    if origin in _UNIONS:
-        parts = [_kinds(a) for a in typing.get_args(hint)]
-        return None if any(p is None for p in parts) else [k for p in parts if p for k in p]
-    if origin in (list, tuple) and (args := typing.get_args(hint)) and args[0] in _PLURALS:
-        return [(list, args[0])] if origin is list or (len(args) == 2 and args[1] is Ellipsis) else None
-    return None
-
-
-def _fits(value: Any, kind: Any) -> bool:
-    if isinstance(kind, _Choice):
-        return among(value, list(kind.values))
-    if isinstance(kind, tuple):
-        return isinstance(value, list | tuple) and all(_fits(v, kind[1]) for v in value)
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _said(kind: Any) -> list[str]:
-    """``kind`` in words, as items of the list of kinds allowed (``bool | None``: "true, false or null")."""
-    if isinstance(kind, _Choice):
-        return [repr(v) for v in kind.values]
-    if isinstance(kind, tuple):
-        return [f"a list of {_PLURALS[kind[1]]}"]
-    return ["true", "false"] if kind is bool else [_NAMES[kind]]

@@ -1,0 +1,154 @@
+"""Model params annotated with a union holding a dataclass beside other members (``Look | str``, ``list[Look] | Look``,
+``Color | Look``): built as the dataclass of a mapping that fits it, the other members' values kept as they are built,
+and a value that fits no member refused naming the members and the bad key — by ``repeval validate`` and by
+``repeval validate-model --param`` alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from annotated_plugin import annotated_config, model_got
+
+AT = "experiments[0].embedding_models[0].params"
+
+#: a plugin whose params are unions holding a dataclass
+UNION_PLUGIN = """
+from __future__ import annotations  # (its annotations are text, resolved by repeval)
+
+import dataclasses
+import enum
+
+import numpy as np
+
+from repeval.models import EmbeddingModel, register_model
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+@dataclasses.dataclass
+class Look:
+    color: Color = Color.RED
+    size: int = 1
+
+    def __post_init__(self):
+        if self.size < 0:
+            raise ValueError(f"size {self.size} is below 0")
+
+
+@register_model("union-model")
+class UnionModel(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 2
+
+    def __init__(
+        self, look: Look | str = "plain", looks: list[Look] | Look | None = None, hue: Color | Look | None = None,
+        **params,
+    ):
+        super().__init__(**params)
+        self.got = dict(look=look, looks=looks, hue=hue)
+
+    def embed(self, audio):
+        if len(audio) == 0:
+            raise ValueError("no audio")
+        return np.zeros((1, 2), np.float32)
+"""
+
+
+def _config(tmp_path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    return annotated_config(tmp_path, params, UNION_PLUGIN, "union-model")
+
+
+def _got(tmp_path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """What the model got of ``params`` (checked as ``repeval validate`` checks them)."""
+    return model_got(_config(tmp_path, params), "got")
+
+
+def test_a_union_holding_a_dataclass_builds_it_of_a_mapping_and_keeps_its_other_members(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``look: Look | str`` given a mapping, ``looks: list[Look] | Look`` given one mapping or a list of them and
+    ``hue: Color | Look`` given a mapping: the model got the mapping (a ``dict``), where ``Look | None`` built it; now
+    the dataclass, and a text, a member's name or null as before."""
+    assert _got(tmp_path, {"look": {"color": "GREEN"}, "looks": {"size": 2}, "hue": {"size": 3}}) == {
+        "look": ("Look", {"color": "Color.GREEN", "size": 1}),
+        "looks": ("Look", {"color": "Color.RED", "size": 2}),
+        "hue": ("Look", {"color": "Color.RED", "size": 3}),
+    }
+    assert _got(tmp_path, {"look": "dotted", "looks": [{"color": "green"}, {}], "hue": "GREEN"}) == {
+        "look": "dotted",
+        "looks": [("Look", {"color": "Color.GREEN", "size": 1}), ("Look", {"color": "Color.RED", "size": 1})],
+        "hue": "Color.GREEN",
+    }
+    assert _got(tmp_path, {"looks": None, "hue": None}) == {"looks": None, "hue": None}
+
+
+def test_a_value_fitting_no_member_of_a_union_holding_a_dataclass_is_refused_naming_them_and_the_bad_key(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """A mapping no member builds (a field the dataclass has not, a value its field refuses, one its ``__post_init__``
+    refuses), a list of such mappings or a value of no member's kind passed, and the constructor got it as it was:
+    each is one line naming the members and why the mapping builds none."""
+    from repeval.config import ConfigError, parse_config
+
+    wrong = {
+        "look": {"colour": "GREEN"},
+        "looks": [{"size": 1}, {"size": "big"}],
+        "hue": {"size": -1},
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, wrong))
+    mapping, items = "a mapping of Look's fields (`key: value` lines)", "a list of mappings of Look's fields"
+    assert refused.value.problems == [
+        f"{AT}.look: union-model's look takes {mapping} or a string, got {{'colour': 'GREEN'}}: as a Look, it has no "
+        "field 'colour': write one of Look's fields (color, size), or remove it — did you mean 'color'?",
+        f"{AT}.looks: union-model's looks takes {mapping}, {items} (`- key: value` items) or null, got [{{'size': 1}}, "
+        "{'size': 'big'}]: as a list of Looks, item 1's size takes an integer, got 'big'",
+        f"{AT}.hue: union-model's hue takes {mapping}, RED, GREEN or null, got {{'size': -1}}: as a Look, it does not "
+        "build: size -1 is below 0",
+    ]
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, {"look": 3, "hue": "GREN"}))
+    assert refused.value.problems == [
+        f"{AT}.look: union-model's look takes {mapping} or a string, got 3",
+        f"{AT}.hue: union-model's hue takes {mapping}, RED, GREEN or null, got 'GREN' — did you mean 'GREEN'?",
+    ]
+
+
+def test_a_union_param_is_fingerprinted_as_the_dataclass_built(tmp_path: Path, forget_plugins: None) -> None:
+    """A union param built as its dataclass is hashed as one (``{"Look()": {…}}``), apart from the mapping the model
+    got before: a partition stamped then is not reused (it conflicts, naming the param)."""
+    from repeval.config import parse_config
+    from repeval.models import resolve_model
+    from repeval.models.param_fingerprints import dataclass_params, member_names
+
+    cfg = parse_config(_config(tmp_path, {"look": {"color": "GREEN"}, "hue": "GREEN"}))
+    fam, params = resolve_model(cfg.experiments[0].embedding_models[0])
+    assert member_names(fam.cls, params) == {
+        "look": {"Look()": {"color": {"Color": "GREEN"}}},
+        "hue": {"Color": "GREEN"},
+    }
+    assert dataclass_params(fam.cls, params) == (("look", "Look", False),)
+
+
+def test_validate_model_param_says_what_repeval_validate_says_of_a_union(tmp_path: Path, forget_plugins: None) -> None:
+    """``repeval validate-model --param`` refuses a union param's value with the configuration check's words."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    plugin = Path(_config(tmp_path, {})["plugins"][0])
+    base = ["validate-model", "union-model", "--plugin", str(plugin)]
+    r = CliRunner().invoke(app, [*base, "--param", "look={colour: GREEN}"])
+    assert r.exit_code == 1
+    assert (
+        "union-model's look takes a mapping of Look's fields (`key: value` lines) or a string, got {'colour': "
+        in r.output
+    )
+    assert "'GREEN'}: as a Look, it has no field 'colour'" in r.output
+    r = CliRunner().invoke(app, [*base, "--param", "look={color: GREEN}", "--param", "looks=[{size: 2}]"])
+    assert r.exit_code == 0, r.output
