@@ -14,6 +14,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from repeval.models.param_fields import Unresolved, field_hints, unresolved_error
 from repeval.models.param_said import among, close_to, either_of, items_error, literals
 from repeval.models.param_values import _Choice, _fits, _kinds, _said
 from repeval.words import counted, named
@@ -277,10 +278,10 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
         inner = [args[1]]
         keys = args[0] if _is_enum(args[0]) else None
     elif typing.is_typeddict(hint) or (made := _dataclass(hint)) is not None:
-        try:  # (an InitVar's field as the kind it wraps)
+        try:  # (an InitVar's field as the kind it wraps; one not resolved as Unresolved: refused when given)
             each = {
                 k: getattr(h, "type", h) if isinstance(h, dataclasses.InitVar) else h
-                for k, h in typing.get_type_hints(hint).items()
+                for k, h in field_hints(hint).items()
             }
         except Exception:
             return None
@@ -337,7 +338,7 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
         fields = (
             init_fields(kind)
             if shape.made
-            else {k: k in getattr(kind, "__required_keys__", ()) for k in typing.get_type_hints(kind)}
+            else {k: k in getattr(kind, "__required_keys__", ()) for k in field_hints(kind)}
         )
         names = [*fields]
         if unknown := [k for k in value if k not in names]:
@@ -351,6 +352,8 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
             added = ", ".join(f"`{f}: …`" for f in lacking)
             why = "has no default for" if shape.made else "requires"
             return f"{param} lacks {named('field', lacking)}, which {kind.__name__} {why}: add {added}"
+        if (bad := next((k for k in value if isinstance(shape.field(k), Unresolved)), None)) is not None:
+            return unresolved_error(param, kind, bad, shape.field(bad), fields[bad])
     found = (_enum_error(shape.field(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
     return next((e for e in found if e), None)
 

@@ -1,7 +1,8 @@
 """Model params annotated with a union holding a dataclass beside other members (``Look | str``, ``list[Look] | Look``,
 ``Color | Look``): built as the dataclass of a mapping that fits it, the other members' values kept as they are built,
-and a value that fits no member refused naming the members and the bad key — by ``repeval validate`` and by
-``repeval validate-model --param`` alike."""
+and a value that fits no member refused naming the members and the bad key; a dataclass whose field's annotation does
+not resolve (``Price.amount``) built, a value for that field refused — by ``repeval validate`` and by ``repeval
+validate-model --param`` alike."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ from __future__ import annotations  # (its annotations are text, resolved by rep
 
 import dataclasses
 import enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from repeval.models import EmbeddingModel, register_model
+
+if TYPE_CHECKING:  # (not imported when repeval checks the params: Price.amount's annotation does not resolve)
+    from decimal import Decimal
 
 
 class Color(enum.Enum):
@@ -40,6 +45,12 @@ class Look:
             raise ValueError(f"size {self.size} is below 0")
 
 
+@dataclasses.dataclass
+class Price:
+    amount: Decimal | None = None
+    currency: str = "EUR"
+
+
 @register_model("union-model")
 class UnionModel(EmbeddingModel):
     sample_rate_hz = 16000
@@ -47,10 +58,10 @@ class UnionModel(EmbeddingModel):
 
     def __init__(
         self, look: Look | str = "plain", looks: list[Look] | Look | None = None, hue: Color | Look | None = None,
-        **params,
+        price: Price | None = None, **params,
     ):
         super().__init__(**params)
-        self.got = dict(look=look, looks=looks, hue=hue)
+        self.got = dict(look=look, looks=looks, hue=hue, price=price)
 
     def embed(self, audio):
         if len(audio) == 0:
@@ -152,3 +163,30 @@ def test_validate_model_param_says_what_repeval_validate_says_of_a_union(tmp_pat
     assert "'GREEN'}: as a Look, it has no field 'colour'" in r.output
     r = CliRunner().invoke(app, [*base, "--param", "look={color: GREEN}", "--param", "looks=[{size: 2}]"])
     assert r.exit_code == 0, r.output
+
+
+def test_a_dataclass_field_whose_annotation_does_not_resolve_is_refused_when_given(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``Price.amount: Decimal | None``, ``Decimal`` imported only for type checkers: no field of ``Price`` resolved,
+    and ``price: {amount: 1.5}`` (or ``{currency: USD}``) reached the model as the mapping, unchecked; now its other
+    fields are checked and built, and a value for ``amount`` is refused naming the field and the fix."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.config import ConfigError, parse_config
+
+    assert _got(tmp_path, {"price": {"currency": "USD"}}) == {"price": ("Price", {"amount": None, "currency": "USD"})}
+    said = (
+        "union-model's price.amount cannot be checked: Price's field amount is annotated 'Decimal | None', which does "
+        f"not resolve in {tmp_path / f'annotated_{tmp_path.name}.py'} (NameError: name 'Decimal' is not defined): import "
+        "Decimal at the top of that module, not only under `if TYPE_CHECKING:` (or leave amount out for its default)"
+    )
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, {"price": {"amount": 1.5, "currency": "USD"}}))
+    assert refused.value.problems == [f"{AT}.price: {said}"]
+    with pytest.raises(ConfigError, match=r"price.currency takes a string, got 3$"):
+        parse_config(_config(tmp_path, {"price": {"currency": 3}}))
+    plugin = _config(tmp_path, {})["plugins"][0]
+    r = CliRunner().invoke(app, ["validate-model", "union-model", "--plugin", plugin, "--param", "price={amount: 1}"])
+    assert r.exit_code == 1 and said in " ".join(r.output.split()), r.output
