@@ -16,7 +16,7 @@ from typing import Any
 
 from repeval.models.param_fields import Unresolved, field_hints, unresolved_error
 from repeval.models.param_said import among, close_to, either_of, items_error, literals
-from repeval.models.param_values import _Choice, _fits, _kinds, _said
+from repeval.models.param_values import _Choice, _fits, _kinds, _said, fixed_why, sequence_of
 from repeval.words import counted, named
 
 _UNIONS = (typing.Union, types.UnionType)
@@ -29,7 +29,7 @@ def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     if said is None or any(_fits(value, kind) for kind in said):
         return None
     names = [n for kind in said if kind is not type(None) for n in _said(kind)] + ["null"] * (type(None) in said)
-    return f"expected {either_of(names)}, got {value!r}"
+    return f"expected {either_of(names)}, got {value!r}{fixed_why(value, said)}"
 
 
 def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -217,7 +217,9 @@ def _field_error(hint: Any, param: str, value: Any) -> str | None:
     kinds = _kinds(hint)
     if kinds is None or any(_fits(value, kind) for kind in kinds):
         return None
-    return f"{param} takes {either_of([n for kind in kinds for n in _said(kind)])}, got {value!r}"
+    return (
+        f"{param} takes {either_of([n for kind in kinds for n in _said(kind)])}, got {value!r}{fixed_why(value, kinds)}"
+    )
 
 
 def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
@@ -406,7 +408,14 @@ def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _built(hint: Any, value: Any, depth: int = 0) -> Any:
-    """``value`` as the constructor gets it under the annotation ``hint`` (:func:`as_built`)."""
+    """``value`` as the constructor gets it under the annotation ``hint`` (:func:`as_built`): a list as a tuple where
+    the annotation allows tuples alone (``tuple[int, int]``, ``tuple[Color, ...]``)."""
+    built = _built_items(hint, value, depth)
+    return tuple(built) if isinstance(built, list) and sequence_of(hint) is tuple else built
+
+
+def _built_items(hint: Any, value: Any, depth: int) -> Any:
+    """:func:`_built`, a list as a list."""
     slot = _enum(hint) if value is not None else None
     if slot is None:
         shape = _mapping(hint, depth) if isinstance(value, dict) else None

@@ -1,7 +1,8 @@
 """Model params annotated with a union holding a dataclass beside other members (``Look | str``, ``list[Look] | Look``,
 ``Color | Look``): built as the dataclass of a mapping that fits it, the other members' values kept as they are built,
 and a value that fits no member refused naming the members and the bad key; a dataclass whose field's annotation does
-not resolve (``Price.amount``) built, a value for that field refused — by ``repeval validate`` and by ``repeval
+not resolve (``Price.amount``) built, a value for that field refused; a tuple param (``tuple[int, int]``,
+``tuple[float, ...]``) built as a tuple, its length and items checked — by ``repeval validate`` and by ``repeval
 validate-model --param`` alike."""
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class Price:
     currency: str = "EUR"
 
 
+@dataclasses.dataclass
+class Spot:
+    at: tuple[int, int] = (0, 0)
+
+
 @register_model("union-model")
 class UnionModel(EmbeddingModel):
     sample_rate_hz = 16000
@@ -58,10 +64,14 @@ class UnionModel(EmbeddingModel):
 
     def __init__(
         self, look: Look | str = "plain", looks: list[Look] | Look | None = None, hue: Color | Look | None = None,
-        price: Price | None = None, **params,
+        price: Price | None = None, pair: tuple[int, int] = (1, 2), scales: tuple[float, ...] = (1.0,),
+        span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None, **params,
     ):
         super().__init__(**params)
+        if not isinstance(pair, tuple) or isinstance(look, dict):  # (validate-model's build: a tuple, a Look)
+            raise TypeError(f"pair {pair!r}, look {look!r}")
         self.got = dict(look=look, looks=looks, hue=hue, price=price)
+        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot)
 
     def embed(self, audio):
         if len(audio) == 0:
@@ -146,22 +156,25 @@ def test_a_union_param_is_fingerprinted_as_the_dataclass_built(tmp_path: Path, f
     assert dataclass_params(fam.cls, params) == (("look", "Look", False),)
 
 
-def test_validate_model_param_says_what_repeval_validate_says_of_a_union(tmp_path: Path, forget_plugins: None) -> None:
-    """``repeval validate-model --param`` refuses a union param's value with the configuration check's words."""
+def test_validate_model_param_says_what_repeval_validate_says(tmp_path: Path, forget_plugins: None) -> None:
+    """``repeval validate-model --param`` refuses a union param's and a tuple param's value with the configuration
+    check's words, and builds the model with the dataclass and the tuple (its constructor refuses a mapping or a
+    list)."""
     from typer.testing import CliRunner
 
     from repeval.cli import app
 
-    plugin = Path(_config(tmp_path, {})["plugins"][0])
-    base = ["validate-model", "union-model", "--plugin", str(plugin)]
-    r = CliRunner().invoke(app, [*base, "--param", "look={colour: GREEN}"])
+    plugin = _config(tmp_path, {})["plugins"][0]
+    base = ["validate-model", "union-model", "--plugin", plugin]
+    r = CliRunner().invoke(app, [*base, "--param", "look={colour: GREEN}", "--param", "pair=[1]"])
+    said = " ".join(r.output.split())
     assert r.exit_code == 1
     assert (
-        "union-model's look takes a mapping of Look's fields (`key: value` lines) or a string, got {'colour': "
-        in r.output
+        "params.look: union-model's look takes a mapping of Look's fields (`key: value` lines) or a string, got "
+        "{'colour': 'GREEN'}: as a Look, it has no field 'colour'" in said
     )
-    assert "'GREEN'}: as a Look, it has no field 'colour'" in r.output
-    r = CliRunner().invoke(app, [*base, "--param", "look={color: GREEN}", "--param", "looks=[{size: 2}]"])
+    assert "params.pair: expected a list of 2 integers, got [1] (1 item, not 2)" in said
+    r = CliRunner().invoke(app, [*base, "--param", "look={color: GREEN}", "--param", "pair=[1, 2]"])
     assert r.exit_code == 0, r.output
 
 
@@ -190,3 +203,47 @@ def test_a_dataclass_field_whose_annotation_does_not_resolve_is_refused_when_giv
     plugin = _config(tmp_path, {})["plugins"][0]
     r = CliRunner().invoke(app, ["validate-model", "union-model", "--plugin", plugin, "--param", "price={amount: 1}"])
     assert r.exit_code == 1 and said in " ".join(r.output.split()), r.output
+
+
+def test_a_tuple_param_is_built_as_a_tuple_its_length_and_items_checked(tmp_path: Path, forget_plugins: None) -> None:
+    """``pair: tuple[int, int]``, ``scales: tuple[float, ...]``, ``hues: tuple[Color, ...]`` and a dataclass' ``at:
+    tuple[int, int]`` field: the model got the list written, and a list of any length or items passed (``[1]``,
+    ``[1, 'b']``); now a tuple, and a list of the wrong length or an item of the wrong kind is refused at its key."""
+    from repeval.config import ConfigError, parse_config
+
+    given = {"pair": [3, 4], "scales": [1, 2.5], "span": [1, None], "hues": ["GREEN", "red"], "spot": {"at": [1, 2]}}
+    assert _got(tmp_path, given) == {
+        "pair": (3, 4),
+        "scales": (1, 2.5),
+        "span": (1, None),
+        "hues": ("Color.GREEN", "Color.RED"),
+        "spot": ("Spot", {"at": (1, 2)}),
+    }
+    wrong = {"pair": [1], "scales": ["a"], "span": [1, 2], "spot": {"at": [1, 2, 3]}}
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, wrong))
+    assert refused.value.problems == [
+        f"{AT}.pair: expected a list of 2 integers, got [1] (1 item, not 2)",
+        f"{AT}.scales: expected a list of numbers, got ['a']",
+        f"{AT}.span: expected a list of 2 items (an integer, a string or null) or null, got [1, 2]: item 1 (2) is not a "
+        "string or null",
+        f"{AT}.spot: union-model's spot.at takes a list of 2 integers, got [1, 2, 3] (3 items, not 2)",
+    ]
+    with pytest.raises(
+        ConfigError, match=r"pair: expected a list of 2 integers, got \[1, 'b'\]: item 1 \('b'\) is not an"
+    ):
+        parse_config(_config(tmp_path, {"pair": [1, "b"]}))
+
+
+def test_a_tuple_param_keeps_the_fingerprint_of_the_list_written(tmp_path: Path, forget_plugins: None) -> None:
+    """A tuple param is hashed as the list written (the form a partition stamped before tuples were built holds):
+    its partitions keep their fingerprint, and no earlier writing of them is looked for."""
+    from repeval.config import parse_config
+    from repeval.config.loader import config_hash
+    from repeval.pipeline.partitions import ModelSpec
+
+    written = {"pair": [3, 4], "scales": [0.5]}
+    cfg = parse_config(_config(tmp_path, written))
+    spec = ModelSpec.of(cfg, cfg.experiments[0].embedding_models[0])
+    assert spec.params == written and type(spec.params["pair"]) is list
+    assert spec.fingerprint["params"] == config_hash(written) and spec.earlier == ()
