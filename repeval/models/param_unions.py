@@ -80,6 +80,8 @@ def union_error(union: Union, param: str, value: Any, depth: int) -> str | None:
         return None
     names = [n for p in _parts(union.rest) if _is_enum(p) for n in p.__members__]
     close = close_to(value, names + literals(_parts(union.rest))) if not why else ""
+    if isinstance(value, dict) and union.lists and not union.mappings:  # (``list[Look] | str`` given one mapping)
+        close = " (for one, write it as a list's item: `- key: value`)"
     return f"{param} takes {either_of(said or [])}, {_got(value, depth)}{close}" + (": " + "; ".join(why)) * bool(why)
 
 

@@ -64,19 +64,18 @@ def sequence_of(hint: Any) -> type | None:
 
 
 def fixed_why(value: Any, kinds: list[Any]) -> str:
-    """Why the list ``value`` is not the one tuple of fixed length ``kinds`` allows (``: 3 items, not 2``, ``: item 1
-    ('b') is not an integer``); empty when ``kinds`` allows no such tuple, or more than one kind, or ``value`` is no
-    list."""
+    """Why the list ``value`` is not the one tuple of fixed length ``kinds`` allows (`` (3 items, not 2)``, ``: item 1
+    ('b') is not an integer``); empty when ``kinds`` allows no such tuple, or more than one, or ``value`` is no list."""
     fixed = [k for k in kinds if isinstance(k, _Fixed)]
     if len(fixed) != 1 or not isinstance(value, list | tuple):
         return ""
     items = fixed[0].items
     if len(value) != len(items):
         return f" ({counted(len(value), 'item')}, not {len(items)})"
-    i, v, each = next(
-        (i, v, k) for i, (v, k) in enumerate(zip(value, items, strict=True)) if not any(_fits(v, x) for x in k)
-    )
-    return f": item {i} ({v!r}) is not {either_of([n for k in each for n in _said(k)])}"
+    for i, (v, each) in enumerate(zip(value, items, strict=True)):
+        if not any(_fits(v, k) for k in each):
+            return f": item {i} ({v!r}) is not {either_of([n for k in each for n in _said(k)])}"
+    return ""
 
 
 def _fits(value: Any, kind: Any) -> bool:
@@ -105,7 +104,7 @@ def _said(kind: Any) -> list[str]:
         return [f"a list of {_PLURALS[kind[1]]}"]
     if isinstance(kind, _Fixed):
         each = [either_of([n for k in item for n in _said(k)]) for item in kind.items]
-        if len(set(each)) == 1 and len(kind.items[0]) == 1 and kind.items[0][0] in _PLURALS:
+        if len(each) > 1 and len(set(each)) == 1 and len(kind.items[0]) == 1 and kind.items[0][0] in _PLURALS:
             return [f"a list of {len(each)} {_PLURALS[kind.items[0][0]]}"]
-        return [f"a list of {len(each)} items ({', '.join(each)})"]
+        return [f"a list of {counted(len(each), 'item')} ({', '.join(each)})"]
     return ["true", "false"] if kind is bool else [_NAMES[kind]]

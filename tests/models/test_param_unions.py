@@ -64,6 +64,7 @@ class UnionModel(EmbeddingModel):
 
     def __init__(
         self, look: Look | str = "plain", looks: list[Look] | Look | None = None, hue: Color | Look | None = None,
+        lines: list[Look] | str = "none",
         price: Price | None = None, pair: tuple[int, int] = (1, 2), scales: tuple[float, ...] = (1.0,),
         span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None, **params,
     ):
@@ -133,10 +134,12 @@ def test_a_value_fitting_no_member_of_a_union_holding_a_dataclass_is_refused_nam
         "build: size -1 is below 0",
     ]
     with pytest.raises(ConfigError) as refused:
-        parse_config(_config(tmp_path, {"look": 3, "hue": "GREN"}))
+        parse_config(_config(tmp_path, {"look": 3, "hue": "GREN", "lines": {"size": 2}}))
     assert refused.value.problems == [
         f"{AT}.look: union-model's look takes {mapping} or a string, got 3",
         f"{AT}.hue: union-model's hue takes {mapping}, RED, GREEN or null, got 'GREN' — did you mean 'GREEN'?",
+        f"{AT}.lines: union-model's lines takes {items} (`- key: value` items) or a string, got {{'size': 2}} (for "
+        "one, write it as a list's item: `- key: value`)",
     ]
 
 
