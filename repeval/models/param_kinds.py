@@ -151,7 +151,8 @@ def _member(kind: type[enum.Enum], value: Any) -> enum.Enum | None:
 
 
 def enum_annotated(cls: type, key: str) -> bool:
-    """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum`` (:func:`enum_error` judges it)."""
+    """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum``, a dataclass or a union holding one
+    (:func:`enum_error` judges it)."""
     hint = _hint(cls, key)
     return any(found(hint) is not None for found in (_enum, _mapping, _listed, _unions().union_of))
 
@@ -293,7 +294,9 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
     if (
         made is None
         and keys is None
-        and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) or _unions().union_of(h) for h in inner)
+        and not any(
+            _enum(h) or _mapping(h, depth + 1) or _listed(h, depth) or _unions().union_of(h, depth + 1) for h in inner
+        )
     ):
         return None
     return _Shape(
@@ -403,7 +406,9 @@ def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     member whatever kinds the annotation allows beside it (``Color | str``: ``GREEN`` is ``Color.GREEN``, ``blue`` the
     text) but a ``Literal``'s value (``Literal['auto'] | Color``: ``auto``, text), a value of another kind allowed
     beside it is as it is (``Color | int``: ``1``; ``Level | int``: ``1`` too, though an ``IntEnum`` member has it);
-    the others as they are."""
+    a union holding a dataclass: a mapping as the dataclass it fits (:mod:`~repeval.models.param_unions`: ``Look |
+    str``); a list as a tuple where the annotation allows tuples alone (``tuple[int, int]``); the others as they
+    are."""
     return {key: _built(_hint(cls, key), value) for key, value in params.items()}
 
 

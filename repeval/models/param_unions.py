@@ -46,11 +46,13 @@ def union_of(hint: Any, depth: int = 0) -> Union | None:
     if typing.get_origin(hint) not in _UNIONS or depth > 4:
         return None
     parts = [p for p in typing.get_args(hint) if p is not type(None)]
+    if len(parts) < 2:
+        return None
     mappings = tuple((p, shape) for p in parts if (shape := _mapping(p, depth)) is not None)
     lists = tuple(p for p in parts if _listed(p, depth) is not None)
-    others = [p for p in parts if all(p is not m for m, _ in mappings) and p not in lists]
-    if len(parts) < 2 or not (mappings or lists):
+    if not (mappings or lists):
         return None
+    others = [p for p in parts if all(p is not m for m, _ in mappings) and p not in lists]
     rest = typing.Union[tuple(others)] if others else None  # noqa: UP007 (members as a tuple)
     return Union(mappings, lists, rest, len(parts) < len(typing.get_args(hint)))
 
