@@ -30,13 +30,19 @@ def field_hints(kind: type) -> dict[str, Any]:
     for klass in reversed(kind.__mro__):
         module = getattr(sys.modules.get(klass.__module__), "__dict__", {})
         for name, written in vars(klass).get("__annotations__", {}).items():
-            alone = type("_Field", (), {"__annotations__": {name: written}, "__module__": klass.__module__})
-            try:
-                hints[name] = typing.get_type_hints(alone, dict(module), dict(vars(klass)))[name]
-            except Exception as exc:
-                text = getattr(written, "__forward_arg__", written)  # (a TypedDict's: a ForwardRef)
-                hints[name] = Unresolved(str(text), getattr(exc, "name", None), f"{type(exc).__name__}: {exc}")
+            hints[name] = resolved(name, written, module, dict(vars(klass)))
     return hints
+
+
+def resolved(name: str, written: Any, module: dict[str, Any], local: dict[str, Any] | None = None) -> Any:
+    """The annotation ``written`` (of ``name``: a field, a param) resolved in its module's names ``module`` (and
+    ``local``, its class'), or :class:`Unresolved`."""
+    alone = type("_Annotated", (), {"__annotations__": {name: written}})
+    try:
+        return typing.get_type_hints(alone, dict(module), local or {})[name]
+    except Exception as exc:
+        text = getattr(written, "__forward_arg__", written)  # (a TypedDict's: a ForwardRef)
+        return Unresolved(str(text), getattr(exc, "name", None), f"{type(exc).__name__}: {exc}")
 
 
 def unresolved_error(param: str, kind: type, key: str, hint: Unresolved, required: bool) -> str:

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from repeval.models.param_fields import Unresolved, field_hints, unresolved_error
+from repeval.models.param_fields import Unresolved, field_hints, resolved, unresolved_error
 from repeval.models.param_said import among, close_to, either_of, items_error, literals
 from repeval.models.param_values import _Choice, _fits, _kinds, _said, fixed_why, sequence_of
 from repeval.words import counted, named
@@ -462,12 +462,16 @@ def _unions() -> Any:
 @functools.lru_cache(maxsize=4096)  # (read for each param by each fingerprint and check: get_type_hints is slow)
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
-    essentia's graph_path); None without one, or when it does not resolve here (not ours to judge)."""
+    essentia's graph_path); None without one, or when it does not resolve here (not ours to judge) — its own, not
+    another param's: one annotated with a name imported only under ``if TYPE_CHECKING:`` left every param of the
+    constructor unchecked and unbuilt (a dataclass param's mapping reached the model)."""
     init = _init_of(cls, key)
     try:
         return typing.get_type_hints(init).get(key) if init is not None else None
     except Exception:
-        return None
+        written = getattr(init, "__annotations__", {}).get(key)
+        hint = None if written is None else resolved(key, written, getattr(init, "__globals__", {}))
+        return None if isinstance(hint, Unresolved) else hint
 
 
 def _init_of(cls: type, key: str) -> Any:

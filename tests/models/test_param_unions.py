@@ -78,6 +78,13 @@ class UnionModel(EmbeddingModel):
         if len(audio) == 0:
             raise ValueError("no audio")
         return np.zeros((1, 2), np.float32)
+
+
+@register_model("loose-model")
+class LooseModel(UnionModel):  # a param annotated with a name imported only for type checkers, beside a dataclass
+    def __init__(self, look: Look | None = None, rate: Decimal | None = None, **params):
+        super().__init__(**params)
+        self.got = dict(look=look, rate=rate)
 """
 
 
@@ -250,3 +257,18 @@ def test_a_tuple_param_keeps_the_fingerprint_of_the_list_written(tmp_path: Path,
     spec = ModelSpec.of(cfg, cfg.experiments[0].embedding_models[0])
     assert spec.params == written and type(spec.params["pair"]) is list
     assert spec.fingerprint["params"] == config_hash(written) and spec.earlier == ()
+
+
+def test_a_param_whose_annotation_does_not_resolve_leaves_the_others_checked_and_built(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``rate: Decimal | None`` (``Decimal`` imported only for type checkers) beside ``look: Look | None``: no param of
+    the constructor resolved, so ``look``'s mapping reached the model unbuilt and unchecked; now ``look`` is built and
+    checked, and ``rate`` passes as written (not ours to judge)."""
+    from repeval.config import ConfigError, parse_config
+
+    config = annotated_config(tmp_path, {"look": {"color": "GREEN"}, "rate": 1.5}, UNION_PLUGIN, "loose-model")
+    assert model_got(config, "got") == {"look": ("Look", {"color": "Color.GREEN", "size": 1}), "rate": 1.5}
+    config["experiments"][0]["embedding_models"][0]["params"] = {"look": {"size": "big"}}
+    with pytest.raises(ConfigError, match=r"params.look: loose-model's look.size takes an integer, got 'big'$"):
+        parse_config(config)
