@@ -234,9 +234,10 @@ def _forms(member: enum.Enum) -> list[Any]:
 
 
 def _named(value: Any) -> Any:
-    """``value`` with an ``Enum`` member (or each of a list's) as its name; anything else as it is."""
+    """``value`` with an ``Enum`` member (or each of a list's) as its name, and a tuple (``tuple[int, int]``, built of
+    the list written) as that list, as the fingerprint hashed it before tuples were built; anything else as it is."""
     if isinstance(value, enum.Enum):
         return value.name
-    if isinstance(value, list | tuple) and any(isinstance(v, enum.Enum) for v in value):
+    if isinstance(value, tuple) or (isinstance(value, list) and any(isinstance(v, enum.Enum | tuple) for v in value)):
         return [_named(v) for v in value]
     return value

@@ -14,12 +14,12 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from repeval.models.param_fields import Unresolved, field_hints, resolved, unresolved_error
 from repeval.models.param_said import among, close_to, either_of, items_error, literals
+from repeval.models.param_values import _Choice, _fits, _kinds, _said, fixed_why, sequence_of
 from repeval.words import counted, named
 
 _UNIONS = (typing.Union, types.UnionType)
-_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
-_PLURALS = {bool: "true or false values", int: "integers", float: "numbers", str: "strings"}
 
 
 def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
@@ -29,7 +29,7 @@ def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
     if said is None or any(_fits(value, kind) for kind in said):
         return None
     names = [n for kind in said if kind is not type(None) for n in _said(kind)] + ["null"] * (type(None) in said)
-    return f"expected {either_of(names)}, got {value!r}"
+    return f"expected {either_of(names)}, got {value!r}{fixed_why(value, said)}"
 
 
 def literal_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -94,14 +94,6 @@ class _EnumSlot(typing.NamedTuple):
     or_list: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class _Choice:
-    """The values of a ``Literal[...]`` beside an ``Enum`` (``Literal['auto'] | Color``), as a kind: a value among them
-    stays as written."""
-
-    values: tuple[Any, ...]
-
-
 def _enum(hint: Any) -> _EnumSlot | None:
     """The ``Enum`` ``hint`` names — alone or in a union (``Color``, ``Color | None``, ``Color | int``, ``Literal['a']
     | Color``), or as a list's items (``list[Color]``, ``list[Color | int]``, ``list[Color | None]``,
@@ -159,8 +151,10 @@ def _member(kind: type[enum.Enum], value: Any) -> enum.Enum | None:
 
 
 def enum_annotated(cls: type, key: str) -> bool:
-    """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum`` (:func:`enum_error` judges it)."""
-    return _enum(hint := _hint(cls, key)) is not None or _mapping(hint) is not None or _listed(hint) is not None
+    """Whether ``cls.__init__``'s parameter ``key`` is annotated with an ``Enum``, a dataclass or a union holding one
+    (:func:`enum_error` judges it)."""
+    hint = _hint(cls, key)
+    return any(found(hint) is not None for found in (_enum, _mapping, _listed, _unions().union_of))
 
 
 def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
@@ -182,6 +176,8 @@ def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None
     slot = _enum(hint)
     if slot is None:
         shape = _mapping(hint, depth)
+        if shape is None and (union := _unions().union_of(hint, depth)) is not None:
+            return _unions().union_error(union, param, value, depth)  # (``Look | str``, ``list[Look] | Look``)
         if shape is None:
             return _listed_error(hint, param, value, depth)
         if value is None and type(None) in typing.get_args(hint):
@@ -222,7 +218,9 @@ def _field_error(hint: Any, param: str, value: Any) -> str | None:
     kinds = _kinds(hint)
     if kinds is None or any(_fits(value, kind) for kind in kinds):
         return None
-    return f"{param} takes {either_of([n for kind in kinds for n in _said(kind)])}, got {value!r}"
+    return (
+        f"{param} takes {either_of([n for kind in kinds for n in _said(kind)])}, got {value!r}{fixed_why(value, kinds)}"
+    )
 
 
 def _listed_error(hint: Any, param: str, value: Any, depth: int) -> str | None:
@@ -283,10 +281,10 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
         inner = [args[1]]
         keys = args[0] if _is_enum(args[0]) else None
     elif typing.is_typeddict(hint) or (made := _dataclass(hint)) is not None:
-        try:  # (an InitVar's field as the kind it wraps)
+        try:  # (an InitVar's field as the kind it wraps; one not resolved as Unresolved: refused when given)
             each = {
                 k: getattr(h, "type", h) if isinstance(h, dataclasses.InitVar) else h
-                for k, h in typing.get_type_hints(hint).items()
+                for k, h in field_hints(hint).items()
             }
         except Exception:
             return None
@@ -296,7 +294,9 @@ def _mapping(hint: Any, depth: int = 0) -> _Shape | None:
     if (
         made is None
         and keys is None
-        and not any(_enum(h) or _mapping(h, depth + 1) or _listed(h, depth) for h in inner)
+        and not any(
+            _enum(h) or _mapping(h, depth + 1) or _listed(h, depth) or _unions().union_of(h, depth + 1) for h in inner
+        )
     ):
         return None
     return _Shape(
@@ -343,7 +343,7 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
         fields = (
             init_fields(kind)
             if shape.made
-            else {k: k in getattr(kind, "__required_keys__", ()) for k in typing.get_type_hints(kind)}
+            else {k: k in getattr(kind, "__required_keys__", ()) for k in field_hints(kind)}
         )
         names = [*fields]
         if unknown := [k for k in value if k not in names]:
@@ -357,6 +357,8 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
             added = ", ".join(f"`{f}: …`" for f in lacking)
             why = "has no default for" if shape.made else "requires"
             return f"{param} lacks {named('field', lacking)}, which {kind.__name__} {why}: add {added}"
+        if (bad := next((k for k in value if isinstance(shape.field(k), Unresolved)), None)) is not None:
+            return unresolved_error(param, kind, bad, shape.field(bad), fields[bad])
     found = (_enum_error(shape.field(k), f"{param}.{k}", v, depth + 1) for k, v in value.items())
     return next((e for e in found if e), None)
 
@@ -404,15 +406,26 @@ def as_built(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     member whatever kinds the annotation allows beside it (``Color | str``: ``GREEN`` is ``Color.GREEN``, ``blue`` the
     text) but a ``Literal``'s value (``Literal['auto'] | Color``: ``auto``, text), a value of another kind allowed
     beside it is as it is (``Color | int``: ``1``; ``Level | int``: ``1`` too, though an ``IntEnum`` member has it);
-    the others as they are."""
+    a union holding a dataclass: a mapping as the dataclass it fits (:mod:`~repeval.models.param_unions`: ``Look |
+    str``); a list as a tuple where the annotation allows tuples alone (``tuple[int, int]``); the others as they
+    are."""
     return {key: _built(_hint(cls, key), value) for key, value in params.items()}
 
 
 def _built(hint: Any, value: Any, depth: int = 0) -> Any:
-    """``value`` as the constructor gets it under the annotation ``hint`` (:func:`as_built`)."""
+    """``value`` as the constructor gets it under the annotation ``hint`` (:func:`as_built`): a list as a tuple where
+    the annotation allows tuples alone (``tuple[int, int]``, ``tuple[Color, ...]``)."""
+    built = _built_items(hint, value, depth)
+    return tuple(built) if isinstance(built, list) and sequence_of(hint) is tuple else built
+
+
+def _built_items(hint: Any, value: Any, depth: int) -> Any:
+    """:func:`_built`, a list as a list."""
     slot = _enum(hint) if value is not None else None
     if slot is None:
         shape = _mapping(hint, depth) if isinstance(value, dict) else None
+        if shape is None and (union := _unions().union_of(hint, depth)) is not None:
+            return _unions().union_built(union, value, depth)
         if shape is None:
             item = _listed(hint, depth) if isinstance(value, list | tuple) else None
             return value if item is None else [_built(item, v, depth + 1) for v in value]
@@ -439,15 +452,26 @@ def _built_item(kind: type[enum.Enum], beside: Sequence[Any], value: Any) -> Any
     return value if member is None else member  # (IntEnum's 0 is falsy)
 
 
+def _unions() -> Any:
+    """:mod:`repeval.models.param_unions` (which builds on this module): a union holding a dataclass."""
+    from repeval.models import param_unions
+
+    return param_unions
+
+
 @functools.lru_cache(maxsize=4096)  # (read for each param by each fingerprint and check: get_type_hints is slow)
 def _hint(cls: type, key: str) -> Any:
     """The annotation of ``key`` in the constructor of ``cls`` that names it (a base's, as model_parameters reads it:
-    essentia's graph_path); None without one, or when it does not resolve here (not ours to judge)."""
+    essentia's graph_path); None without one, or when it does not resolve here (not ours to judge) — its own, not
+    another param's: one annotated with a name imported only under ``if TYPE_CHECKING:`` left every param of the
+    constructor unchecked and unbuilt (a dataclass param's mapping reached the model)."""
     init = _init_of(cls, key)
     try:
         return typing.get_type_hints(init).get(key) if init is not None else None
     except Exception:
-        return None
+        written = getattr(init, "__annotations__", {}).get(key)
+        hint = None if written is None else resolved(key, written, getattr(init, "__globals__", {}))
+        return None if isinstance(hint, Unresolved) else hint
 
 
 def _init_of(cls: type, key: str) -> Any:
@@ -461,37 +485,3 @@ def _params(init: Any) -> Any:
         return inspect.signature(init).parameters if init is not None else {}
     except (TypeError, ValueError):  # a builtin's, without a signature
         return {}
-
-
-def _kinds(hint: Any) -> list[Any] | None:
-    """The kinds ``hint`` allows (a scalar type, or ``(list, scalar type)``), or None when one is not checked here."""
-    if hint in _NAMES:
-        return [hint]
-    origin = typing.get_origin(hint)
-    if origin in _UNIONS:
-        parts = [_kinds(a) for a in typing.get_args(hint)]
-        return None if any(p is None for p in parts) else [k for p in parts if p for k in p]
-    if origin in (list, tuple) and (args := typing.get_args(hint)) and args[0] in _PLURALS:
-        return [(list, args[0])] if origin is list or (len(args) == 2 and args[1] is Ellipsis) else None
-    return None
-
-
-def _fits(value: Any, kind: Any) -> bool:
-    if isinstance(kind, _Choice):
-        return among(value, list(kind.values))
-    if isinstance(kind, tuple):
-        return isinstance(value, list | tuple) and all(_fits(v, kind[1]) for v in value)
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def _said(kind: Any) -> list[str]:
-    """``kind`` in words, as items of the list of kinds allowed (``bool | None``: "true, false or null")."""
-    if isinstance(kind, _Choice):
-        return [repr(v) for v in kind.values]
-    if isinstance(kind, tuple):
-        return [f"a list of {_PLURALS[kind[1]]}"]
-    return ["true", "false"] if kind is bool else [_NAMES[kind]]

@@ -6,6 +6,8 @@ mapping's values or keys, one whose values are its members' names, an ``IntEnum`
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from typing import Any
 
 #: a plugin whose constructor's params are annotated ``Literal[...]``, ``list[float]`` and an ``Enum`` (no
@@ -102,11 +104,14 @@ class AnnotatedModel(EmbeddingModel):
 """
 
 
-def annotated_config(tmp_path: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """A configuration (as YAML reads one) of :data:`ANNOTATED_PLUGIN`'s model with ``params``."""
+def annotated_config(
+    tmp_path: Any, params: dict[str, Any], plugin_text: str = ANNOTATED_PLUGIN, model_id: str = "annotated-model"
+) -> dict[str, Any]:
+    """A configuration (as YAML reads one) of :data:`ANNOTATED_PLUGIN`'s model (or ``model_id`` of the plugin
+    ``plugin_text``) with ``params``."""
     plugin = tmp_path / f"annotated_{tmp_path.name}.py"  # (one module name per test: a plugin's is its file's)
-    plugin.write_text(ANNOTATED_PLUGIN)
-    model = {"id": "annotated-model", "params": params}
+    plugin.write_text(plugin_text)
+    model = {"id": model_id, "params": params}
     exp = {
         "task": {"name": "t", "type": "multiclass_classification"},
         "datasets": [{"name": "n", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
@@ -114,3 +119,26 @@ def annotated_config(tmp_path: Any, params: dict[str, Any]) -> dict[str, Any]:
         "downstream_models": [{}],
     }
     return {"plugins": [str(plugin)], "experiments": [exp]}
+
+
+def shown(v: Any) -> Any:
+    """``v`` (what a model got of a param) with each ``Enum`` member as ``Class.NAME`` and each dataclass as ``(Class,
+    its fields)``, a list's and a tuple's items and a mapping's keys and values so too."""
+    if isinstance(v, enum.Enum):
+        return f"{type(v).__name__}.{v.name}"
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return (type(v).__name__, {f.name: shown(getattr(v, f.name)) for f in dataclasses.fields(v)})
+    if isinstance(v, list | tuple):
+        return type(v)(shown(x) for x in v)
+    return {shown(k): shown(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+
+def model_got(config: dict[str, Any], attr: str = "more") -> dict[str, Any]:
+    """What the model of ``config`` (its only one, checked as ``repeval validate`` checks it) got of each of its
+    params — held in its attribute ``attr`` (a mapping of them) —, :func:`shown`."""
+    from repeval.config import parse_config
+    from repeval.models import build_model
+
+    cfg = parse_config(config).experiments[0].embedding_models[0]
+    got = getattr(build_model(cfg), attr)
+    return {k: shown(got[k]) for k in cfg.params}

@@ -4,13 +4,11 @@ validate``, built as the constructor takes them, and fingerprinted apart from wh
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 from pathlib import Path
 from typing import Any
 
 import pytest
-from annotated_plugin import annotated_config
+from annotated_plugin import annotated_config, model_got
 
 AT = "experiments[0].embedding_models[0].params"
 
@@ -18,21 +16,7 @@ AT = "experiments[0].embedding_models[0].params"
 def _built(tmp_path: Path, params: dict[str, Any]) -> dict[str, Any]:
     """What :data:`~annotated_plugin.ANNOTATED_PLUGIN`'s model got of ``params``' new shapes: each ``Enum`` member as
     ``Class.NAME``, each dataclass as ``(Class, its fields)``."""
-    from repeval.config import parse_config
-    from repeval.models import build_model
-
-    def shown(v: Any) -> Any:
-        if isinstance(v, enum.Enum):
-            return f"{type(v).__name__}.{v.name}"
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return (type(v).__name__, {f.name: shown(getattr(v, f.name)) for f in dataclasses.fields(v)})
-        if isinstance(v, list):
-            return [shown(x) for x in v]
-        return {shown(k): shown(x) for k, x in v.items()} if isinstance(v, dict) else v
-
-    cfg = parse_config(annotated_config(tmp_path, params)).experiments[0].embedding_models[0]
-    more = build_model(cfg).more  # type: ignore[attr-defined]
-    return {k: shown(more[k]) for k in params}
+    return model_got(annotated_config(tmp_path, params))
 
 
 def test_an_enum_or_a_list_of_it_a_list_with_nulls_enum_keys_and_a_literal_beside_it_are_checked_and_built(
