@@ -118,12 +118,16 @@ class TodoSource(Datasource):
             tasks.append(ReadTask(RowsPayload(rows), meta, per_task_row_limit=per_task_row_limit))
         return tasks
 
+    def read(self, **read_args: Any) -> Any:
+        """The dataset of the to-do table's rows, one block per slice. ``read_args`` go to
+        ``ray.data.read_datasource`` — give the next stage's ``num_cpus``, ``compute`` and ``runtime_env`` so the read
+        fuses into it (one task per block)."""
+        import ray.data
+
+        return ray.data.read_datasource(self, override_num_blocks=max(1, len(self.slices)), **read_args)
+
 
 def read_todo(todo: pa.Table, block_rows: int, tail: int = 0, tail_min: int = 1, **read_args: Any) -> Any:
     """The dataset of ``todo``'s rows in blocks of at most ``block_rows``, the last ``tail`` of them half as long, at
-    least ``tail_min`` rows (:func:`block_slices`). ``read_args`` go to ``ray.data.read_datasource`` — give the next
-    stage's ``num_cpus``, ``compute`` and ``runtime_env`` so the read fuses into it (one task per block)."""
-    import ray.data
-
-    src = TodoSource(todo, block_rows, tail, tail_min)
-    return ray.data.read_datasource(src, override_num_blocks=max(1, len(src.slices)), **read_args)
+    least ``tail_min`` rows (:func:`block_slices`); ``read_args`` as :meth:`TodoSource.read`."""
+    return TodoSource(todo, block_rows, tail, tail_min).read(**read_args)

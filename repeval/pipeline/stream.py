@@ -115,7 +115,7 @@ def run_pipeline(
     progress: bool | None,
     label: str,
 ) -> dict[str, str]:
-    from repeval.pipeline.source import block_slices, read_todo
+    from repeval.pipeline.source import TodoSource
     from repeval.ray_utils import cluster_cpus, prompt_stream_limits
 
     prompt_stream_limits()  # parallel tasks from the stream's start, not 1–2 s into it
@@ -133,10 +133,10 @@ def run_pipeline(
     n_cpus = cluster_cpus()
     summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(n_cpus))
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
-    blocks = stream_blocks(inp.num_rows, n_cpus, res, batch_size, n_expected)
+    src = TodoSource(inp, *stream_blocks(inp.num_rows, n_cpus, res, batch_size, n_expected))
     # the read runs with the decode stage's arguments, so it fuses into it: one task per block
-    decode_kw = res.decode_kwargs(n_blocks=len(block_slices(inp.num_rows, *blocks)))  # the read's blocks
-    ds: Any = stream_settings(read_todo(inp, *blocks, **decode_kw), progress)
+    decode_kw = res.decode_kwargs(n_blocks=len(src.slices))
+    ds: Any = stream_settings(src.read(**decode_kw), progress)
     decode = DecodeDeform(
         st.sample_rate,
         st.steps,
