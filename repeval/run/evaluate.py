@@ -35,6 +35,11 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     wanted = None if cfg is None else _wanted_groups(cfg)  # None: a bare run directory, every group in it
     files = _configured_groups(ctx, found, wanted)
     if not files:
+        # every grid trained, every training of each failed: no step out of order — trained again they fail alike
+        left = wanted - _left_out_groups(ctx) if wanted is not None else set()
+        failed = _failed_trainings(ctx.run_dir, left) if left else {}
+        if failed and set(failed) == left:
+            raise ValueError(f"nothing to evaluate in {ctx.run_dir}: {every_training_failed(failed)}")
         other = f" of this configuration ({len(found)} of another, named above)" if found else ""
         raise EarlierStageUnfinished(
             f"no trained probe grid{other} in {ctx.run_dir}: train them first — `repeval train CONFIG`, or `repeval run "

@@ -19,13 +19,15 @@ DIVERGED = "non-finite loss at epoch 1: the training diverged — lower learning
 
 
 def _evaluated(run_dir: Path, run: Path, models: list[str]) -> tuple[str, str]:
-    """``run``, a copy of ``run_dir`` with msd-musicnn's grid trained and every training of chroma-stats' failed,
-    evaluated with a configuration of ``models``; its task and dataset."""
+    """``run``, a copy of ``run_dir`` with msd-musicnn's grid trained (when among ``models``) and every training of
+    chroma-stats' failed, evaluated with a configuration of ``models``; its task and dataset."""
     shutil.copytree(run_dir, run)
     (run / "groups").mkdir()
-    res = pq.read_table(run / "results.parquet")
+    (run / "results.parquet").rename(run / "earlier.parquet")  # (not the evaluation's own)
+    res = pq.read_table(run / "earlier.parquet")
     task, dataset = res["task"][0].as_py(), res["dataset"][0].as_py()
-    pq.write_table(res.filter(res["model"].to_numpy() == "msd-musicnn"), run / "groups" / f"{task}__{dataset}__msd-musicnn.parquet")  # fmt: skip
+    if "msd-musicnn" in models:
+        pq.write_table(res.filter(res["model"].to_numpy() == "msd-musicnn"), run / "groups" / f"{task}__{dataset}__msd-musicnn.parquet")  # fmt: skip
     failures = [{"task": task, "task_type": "multiclass_classification", "dataset": dataset, "model": "chroma-stats",
                  "probe": "M1", "seed": seed, "params": "{}", "scenario": None, "reason": DIVERGED, "fold": None}
                 for seed in (0, 1)]  # fmt: skip
@@ -83,3 +85,23 @@ def test_repeval_runs_says_a_grid_whose_every_training_failed_failed(run_dir: Pa
         "configured it fails alike: change what the reason names (the probe's settings in the configuration), then "
         "`repeval run CONFIG` with the run's configuration trains it again"
     ) in " ".join(listed.split()), listed
+
+
+def test_evaluating_a_run_whose_every_training_failed_says_so_not_to_train_first(run_dir: Path, tmp_path: Path) -> None:
+    """A run whose every probe training failed (each grid's trainings diverged) has no grid's results, and evaluating
+    it said "no trained probe grid …: train them first — `repeval train CONFIG`", a step out of order: it was
+    trained, and trained again as configured it fails alike. It says every training failed, why, and what to do."""
+    import pytest
+
+    from repeval.rundir import EarlierStageUnfinished
+
+    with pytest.raises(ValueError) as refused:
+        _evaluated(run_dir, tmp_path / "r", ["chroma-stats"])
+    assert not isinstance(refused.value, EarlierStageUnfinished)
+    said = " ".join(str(refused.value).split())
+    assert said.startswith(f"nothing to evaluate in {tmp_path / 'r'}: 1 probe grid of this configuration was trained ")
+    assert (
+        f"every training failed, no probe of it trained: instrument_recognition__tinysol__chroma-stats (probe M1, seed 0: {DIVERGED})"
+        in said
+    )
+    assert "train them first" not in said and not (tmp_path / "r" / "results.parquet").exists()
