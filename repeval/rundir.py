@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,32 @@ UNTRAINED_KEY = b"repeval.untrained"
 def grid_name(task: str, dataset: str, model: str, fold: Any = None) -> str:
     """A probe grid's name, ``<task>__<dataset>__<model>[__fold<k>]`` (``groups/<name>.parquet``; NaN: no fold)."""
     return f"{task}__{dataset}__{model}" + ("" if fold is None or fold != fold else f"__fold{int(fold)}")
+
+
+def first_failures(rows: Iterable[Mapping[str, Any]], grids: set[str]) -> dict[str, str]:
+    """Of ``grids``, those whose probe trainings ``failed.parquet``'s ``rows`` record as failed (a row without a
+    ``scenario``), each with its first failure: ``probe M1, seed 0: <reason>``, in order of the grids' names."""
+    said: dict[str, str] = {}
+    for r in rows:
+        name = grid_name(r["task"], r["dataset"], r["model"], r.get("fold"))
+        if name in grids and r.get("scenario") is None and name not in said:
+            said[name] = f"probe {r.get('probe')}, seed {r.get('seed')}: {r.get('reason')}"
+    return dict(sorted(said.items()))
+
+
+def every_training_failed(failed: Mapping[str, str], whose: str = "this", line: str = "`repeval run`") -> str:
+    """What to say of the grids of a configuration (``whose``: ``this``, ``its``) trained but without results, every
+    training of theirs failed (``failed``: :func:`first_failures`): no probe of them trained, why, and the fix —
+    trained again as configured they fail alike, so change what the reason names, then ``line`` trains them."""
+    one = len(failed) == 1
+    named = "; ".join(f"{g} ({why})" for g, why in list(failed.items())[:5]) + ("; …" if len(failed) > 5 else "")
+    it = "it" if one else "them"
+    return (
+        f"{counted(len(failed), 'probe grid')} of {whose} configuration {'was' if one else 'were'} trained but every "
+        f"training failed, no probe of {it} trained: {named} — the results lack {it} (failed.parquet has each "
+        f"failure); trained again as configured {'it fails' if one else 'they fail'} alike: change what the reason "
+        f"names (the probe's settings in the configuration), then {line} trains {it} again"
+    )
 
 
 def recorded_grids(footer: Any) -> set[str] | None:

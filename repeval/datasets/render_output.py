@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import csv
 import filecmp
+import logging
 from pathlib import Path
 from typing import Any
 
 from repeval.datasets.render_specs import MANIFEST_FORMATS
+
+log = logging.getLogger(__name__)
 
 
 class _ManifestWriter:
@@ -17,7 +20,9 @@ class _ManifestWriter:
     that :meth:`close` renames to ``manifest.<fmt>`` only when the set is whole (``commit``). An earlier render's
     manifest is set aside meanwhile (no manifest describes a half-written folder) and, when the new one is the same
     bytes, put back as it was: its time unchanged, a run does not take the same set rendered again for an edited
-    manifest."""
+    manifest. A manifest of the other format (``manifest.csv`` beside a Parquet render) is put back as it was when it
+    lists the same rows — the same clips, which a configuration reading it still reads —, else it no longer describes
+    the audio and is kept as ``manifest.<csv|parquet>.replaced``, with a warning: never deleted."""
 
     def __init__(self, out: Path, fields: list[str], fmt: str, group: int = 8192) -> None:
         self.fields, self.fmt, self.group = fields, fmt, group
@@ -73,8 +78,42 @@ class _ManifestWriter:
             self.partial.unlink()
         else:
             self.partial.replace(self.path)
-        for aside in self.asides.values():
-            aside.unlink(missing_ok=True)
+        self.asides[self.fmt].unlink(missing_ok=True)
+        for f, aside in self.asides.items():
+            if f != self.fmt and aside.is_file():
+                self._other_manifest(f, aside)
+
+    def _other_manifest(self, fmt: str, aside: Path) -> None:
+        """Put back the manifest of format ``fmt`` an earlier render (or a user) wrote, set aside at ``aside``, when it
+        lists the rows of the one written: else keep it as ``manifest.<fmt>.replaced``, said in a warning."""
+        kept = self.path.with_name(f"manifest.{fmt}")
+        if _same_rows(aside, fmt, self.path, self.fmt):
+            aside.replace(kept)
+            return
+        replaced = kept.with_name(f"{kept.name}.replaced")
+        aside.replace(replaced)
+        log.warning(
+            "%s listed other clips than this render's %s (an earlier render of another spec, or an edit): it no "
+            "longer describes the audio in %s, so it is kept as %s — a configuration that read %s reads this set "
+            "with manifest: %s",
+            kept, self.path.name, kept.parent, replaced.name, kept.name, self.path,
+        )  # fmt: skip
+
+
+def _same_rows(a: Path, fmt_a: str, b: Path, fmt_b: str) -> bool:
+    """Whether manifests ``a`` and ``b`` (each CSV or Parquet, ``fmt_*``) list the same rows, every cell as text; not
+    when either cannot be read."""
+    import pandas as pd
+
+    def rows(path: Path, fmt: str) -> pd.DataFrame:
+        if fmt == "csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_parquet(path).astype(str)
+
+    try:
+        return rows(a, fmt_a).equals(rows(b, fmt_b))
+    except (OSError, ValueError):
+        return False
 
 
 def _write_licence(out: Path) -> None:
@@ -103,15 +142,20 @@ def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "", kept:
     notes' instruments) — and, when ``kept`` of them were already there from a render of the same spec and kept, how
     many it rendered —, where, and how to use them — the catalog dataset entry that reads them (its manifest as
     given: relative paths start from the current directory, as a configuration's do), and, for a set rendered where a
-    shipped configuration reads it (:data:`SHIPPED`) from this directory, the command that runs that one."""
+    shipped configuration reads it (:data:`SHIPPED`) from this directory, the command that runs that one. A manifest
+    of the other format beside it lists the same clips (:class:`_ManifestWriter` keeps no other): said, either reads
+    the set; a Parquet render where a shipped configuration reads the CSV says whether that CSV is there (the same
+    clips) or to point the configuration at the Parquet manifest."""
     import yaml
 
     what, label, task = KINDS[kind]
     out = manifest.parent
-    config = SHIPPED.get(manifest.as_posix())
+    # a shipped configuration reads the CSV manifest: of a Parquet render where it reads one, it reads the CSV twin
+    twin = manifest.with_name("manifest.csv")
+    config = SHIPPED.get(manifest.as_posix()) or SHIPPED.get(twin.as_posix())
     shipped = config is not None and Path(config).is_file()
     # the shipped configuration's name for the set: an entry copied from here shares its store partitions
-    name = (_shipped_name(Path(config), manifest) if shipped and config else None) or kind
+    name = (_shipped_name(Path(config), twin) if shipped and config else None) or kind
     entry = {"name": name, "type": "catalog", "manifest": str(manifest), "label_column": label}
     if kind == "mixtures":
         entry["label_separator"] = "|"
@@ -125,8 +169,17 @@ def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "", kept:
         f"an experiment with a task of type {task} (label: {label}) reads it as one of its datasets:",
         f"  - {flow}",
     ]
-    if shipped:
+    others = [p for f in MANIFEST_FORMATS if (p := manifest.with_name(f"manifest.{f}")) != manifest and p.is_file()]
+    lines += [f"{p} beside it lists the same clips (an earlier render's, kept): either reads this set" for p in others]
+    if shipped and twin == manifest:
         lines.append(f"{config} reads it: `repeval run {config}`")
+    elif shipped and twin.is_file():
+        lines.append(f"{config} reads {twin}, the same clips: `repeval run {config}`")
+    elif shipped:
+        lines.append(
+            f"{config} reads {twin}, which this render did not write: set its manifest to {manifest} (or render with "
+            f"--format csv), then `repeval run {config}`"
+        )
     return "\n".join(lines)
 
 

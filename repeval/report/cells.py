@@ -243,14 +243,16 @@ def overlap_note(df: pd.DataFrame) -> str:
 
 
 def best_mask(mean: np.ndarray, higher: Sequence[bool]) -> np.ndarray:
-    """Flag the best finite value of each column (every tied value)."""
+    """Flag the best finite value of each column (every tied value); none where every finite value ties — each model
+    at 1.0, or one value alone: no row is the best (as the per-label tables, :func:`repeval.report.labels._matrix`)."""
     out = np.zeros(mean.shape, dtype=bool)
     for j, hi in enumerate(higher):
         col = mean[:, j]
         ok = np.isfinite(col)
         if ok.any():
             target = col[ok].max() if hi else col[ok].min()
-            out[:, j] = ok & np.isclose(col, target, rtol=0, atol=1e-12)
+            best = ok & np.isclose(col, target, rtol=0, atol=1e-12)
+            out[:, j] = best if not best[ok].all() else False
     return out
 
 

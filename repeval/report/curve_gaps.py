@@ -157,3 +157,78 @@ def missing_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:
     said = "; ".join(f"{who} at {at}: {why}" for who, at, why in found)
     broken = "its line" if len(found) == 1 else "each line"
     return f"{counted(len(found), 'point')} missing, {broken} broken there (– in the table): {said}"
+
+
+def expected_replicates(curve: Curve, runs: Sequence[Run], rows: pd.DataFrame) -> np.ndarray:
+    """Per model of ``curve``, the replicates its run has of the curve's task and dataset: its seeds — those with a
+    result (``rows``: the group's aggregate rows, every model's), and those whose trainings ``failed.parquet`` names —
+    times its folds (one without). A point over fewer has a seed (or fold) without a value there (:func:`fewer_seeds`)."""
+    from repeval.report.selection import split_run
+
+    multi = len(runs) > 1
+    per_run = {}
+    for run in runs:
+        mine = rows[rows["run_id"].astype(str) == run.run_id] if multi and "run_id" in rows.columns else rows
+        failed = _failed_rows(run, curve.series)["seed"]
+        seeds = set(mine["seed"].dropna().astype(int)) | set(failed.dropna().astype(int))
+        folds = int(mine["fold"].dropna().nunique()) if "fold" in mine.columns else 0
+        per_run[run.run_id] = len(seeds) * max(1, folds)
+    ids = [r.run_id for r in runs]
+    return np.array([per_run.get(split_run(m, ids)[0] if multi else ids[0], 0) for m in curve.probes], dtype=int)
+
+
+def fewer_seeds(curve: Curve) -> np.ndarray:
+    """Per model and point of ``curve``, whether its value is over fewer replicates than its run has
+    (:attr:`~repeval.report.curves.Curve.expected`): a seed's training or test cell failed, or did not run — drawn
+    hollow, its table cell says ``n=… of …``."""
+    if curve.expected is None:
+        return np.zeros(curve.n.shape, dtype=bool)
+    return (curve.n > 0) & (curve.n < curve.expected[:, None])
+
+
+def fewer_reasons(
+    curve: Curve, runs: Sequence[Run], sids: Mapping[str, str] | None = None
+) -> dict[tuple[int, int], str]:
+    """Each point (model row, point column) of ``curve`` over fewer replicates than its run has (:func:`fewer_seeds`),
+    with how many and why: the seeds whose test cell there failed (``failed.parquet``'s reason), those whose training
+    of the probe failed, else not run."""
+    out = {}
+    fewer = fewer_seeds(curve)
+    of = "seeds × folds" if curve.folds else "seeds"
+    for i, (model, probe) in enumerate(curve.probes.items()):
+        for j, scenario in enumerate(curve.scenarios):
+            if not fewer[i, j] or curve.expected is None:
+                continue
+            hit = _failures(runs, model, curve.series)
+            hit = hit[hit["probe"] == probe]
+            cells = hit[hit["scenario"] == (sids or {}).get(scenario, scenario)]
+            trainings = hit[hit["scenario"].isna()]
+            why = [_cell_failed(cells)] if not cells.empty else []
+            why += [_training_failed(trainings)] if not trainings.empty else []
+            said = "; ".join(why) or "the rest not run: no result"
+            out[i, j] = f"{int(curve.n[i, j])} of {int(curve.expected[i])} {of} ({said})"
+    return out
+
+
+def _cell_failed(cells: pd.DataFrame) -> str:
+    """``test failed (seed 1): <reason>`` of a point's failed test cells (``failed.parquet``'s rows)."""
+    seeds = named("seed", [str(s) for s in sorted(set(cells["seed"].dropna().astype(int)))])
+    return f"test failed ({seeds}): {short_reason(cells['reason'].iloc[0])}"
+
+
+def fewer_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:
+    """What to say below a curve of its points over fewer seeds than their run has (``reasons``:
+    :func:`fewer_reasons`), each model's points of one reason together: empty when none is."""
+    if not reasons:
+        return ""
+    unit = f" {curve.series.unit}" if curve.series.unit else ""
+    names = [f"{model} · {probe}" for model, probe in curve.probes.items()]
+    grouped: dict[tuple[int, str], list[str]] = {}
+    for (i, j), why in sorted(reasons.items()):
+        level = curve.levels[j]
+        grouped.setdefault((i, why), []).append(curve.scenarios[j] + ("" if level is None else f" ({level:g}{unit})"))
+    said = "; ".join(f"{names[i]} at {', '.join(at)}: {why}" for (i, why), at in grouped.items())
+    return (
+        f"{counted(len(reasons), 'point')} over fewer {curve.over} than {'its' if len(reasons) == 1 else 'their'} run "
+        f"has (hollow in the figure, n=… of … in the table): {said}"
+    )

@@ -40,7 +40,17 @@ from matplotlib.figure import Figure
 from repeval.report.cells import _higher
 from repeval.report.comparable import _effective, apart_runs, apart_scenarios, scenario_definitions
 from repeval.report.curve_files import CURVES_CSV, CurveFiles, curve_csv_rows
-from repeval.report.curve_gaps import missing_note, missing_reasons, tested, untrained, untrained_note
+from repeval.report.curve_gaps import (
+    expected_replicates,
+    fewer_note,
+    fewer_reasons,
+    fewer_seeds,
+    missing_note,
+    missing_reasons,
+    tested,
+    untrained,
+    untrained_note,
+)
 from repeval.report.curve_levels import LOG_PARAMS, severity
 from repeval.report.plots import _TEXT_IN_PER_CHAR, FIG_DPI, line_styles
 from repeval.report.precision import column_decimals
@@ -278,6 +288,9 @@ class Curve:
     #: defines only some levels): a point it tests without a value breaks its line
     #: (:func:`~repeval.report.curve_gaps.missing_reasons`)
     tested: np.ndarray | None = None
+    #: per model, the replicates (seeds × folds) its run has (:func:`~repeval.report.curve_gaps.expected_replicates`;
+    #: None: not known): a point over fewer is drawn hollow (:func:`~repeval.report.curve_gaps.fewer_seeds`)
+    expected: np.ndarray | None = None
 
     @property
     def over(self) -> str:
@@ -336,6 +349,7 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     drawn, xs = [j for j, _ in placed], [x for _, x in placed]
     spread = bool((curve.n > 1).any())
     tested = curve.tested  # None: one run's models, each testing every point (several runs: each its own run's)
+    fewer = fewer_seeds(curve)
     for i, (model, name) in enumerate(zip(models, names, strict=True)):
         style = styles[model]
         # a run's model at the levels its run tests (several runs); one it tests without a value (failed, not run)
@@ -344,6 +358,10 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
         err = np.where(curve.n[i, drawn] > 1, np.nan_to_num(curve.std[i, drawn]), 0.0)[has]
         ax.errorbar(np.array(xs, dtype=float)[has], curve.mean[i, drawn][has], yerr=err, capsize=2, markersize=4, label=name,
                     **style)  # type: ignore[arg-type]  # fmt: skip
+        few = fewer[i, drawn] & np.isfinite(curve.mean[i, drawn])
+        if few.any():  # over fewer seeds than its run has: hollow, so a mean of one seed does not pass for all of them
+            ax.plot(np.array(xs, dtype=float)[few], curve.mean[i, drawn][few], linestyle="none", marker=style["marker"],
+                    markersize=6, markerfacecolor="white", markeredgecolor=style["color"], zorder=3)  # fmt: skip
         if clean is not None and levels[clean] is None and math.isfinite(curve.mean[i, clean]):
             ax.axhline(curve.mean[i, clean], color=str(style["color"]), linestyle=(0, (4, 3)), lw=0.9, alpha=0.8)
     if s.log:
@@ -359,18 +377,26 @@ def curve_figure(curve: Curve, run_prefixed: bool = False, run_ids: Iterable[str
     detail = f" [{s.detail}]" if s.detail else ""
     ax.set_title(f"{s.task} / {s.dataset}: {curve.metric} under {s.transform}{detail}{clean_note}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    handles, labels = ax.get_legend_handles_labels()
+    if fewer[:, drawn].any():
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="0.3"))
+        labels.append(f"hollow: over fewer {curve.over} than\nits run has (n=… of … in the table)")
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
 def curve_table_html(curve: Curve, caption: str) -> str:
     """The curve's numbers as a table: a row per model · probe, a column per point (clean first), ``mean ± std``
-    (``(n=…)`` where a point has fewer replicates than the row's most)."""
+    (``(n=… of …)`` where a point has fewer replicates than its run has, :attr:`Curve.expected`; ``(n=…)`` where it
+    has fewer than the row's most)."""
     digits = column_decimals(curve.mean[np.isfinite(curve.mean)])
     unit = f" {curve.series.unit}" if curve.series.unit else ""
     heads = [s if x is None else f"{s} ({x:g}{unit})" for s, x in zip(curve.scenarios, curve.levels, strict=True)]
     th = "".join(f'<th scope="col">{_e(h)}</th>' for h in ["model · probe", *heads])
     body = []
+    fewer = fewer_seeds(curve)
     for i, (model, probe) in enumerate(curve.probes.items()):
         cells = []
         most = int(curve.n[i].max()) if curve.n.size else 0
@@ -379,7 +405,9 @@ def curve_table_html(curve: Curve, caption: str) -> str:
             text = fmt_number(mean, decimals=digits)
             if n > 1 and math.isfinite(curve.std[i, j]):
                 text += f" ±\u00a0{fmt_number(curve.std[i, j], decimals=digits)}"
-            if 0 < n < most:
+            if fewer[i, j] and curve.expected is not None:
+                text += f" (n={n} of {int(curve.expected[i])})"
+            elif 0 < n < most:
                 text += f" (n={n})"
             value = f"{mean:.7g}" if math.isfinite(mean) else ""
             cells.append(f'<td class="num" data-value="{value}">{_e(text)}</td>')
@@ -423,17 +451,20 @@ def curves_block(
         if not curve.probes:
             continue
         caption = f"{metric} against {s.name} ({', '.join(p for p, _ in s.points)})"
-        table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
         if multi:  # (before it is drawn: a level a model's run tests without a value breaks its line)
             curve = replace(curve, tested=tested(curve, definers))
+        curve = replace(curve, expected=expected_replicates(curve, runs, agg))
         missing = missing_reasons(curve, runs, sids)
+        fewer = fewer_reasons(curve, runs, sids)
         gone = untrained(curve, runs, probes, definers if multi else None)
+        table = curve_table_html(curve, f"{caption}: mean ± std over {curve.over}")
         if files is not None:
             files.rows += curve_csv_rows(curve, missing, gone, definers if multi else None)
         img = _figure_html(curve, caption, multi, [r.run_id for r in runs], files)
         ordered &= s.ordered
         repeats = f'<p class="rv-note">{_e(said)}</p>' if (said := repeats_note(s)) else ""
         repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := missing_note(curve, missing)) else ""
+        repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := fewer_note(curve, fewer)) else ""
         repeats += f'<p class="rv-note">{_e(said)}</p>' if (said := untrained_note(gone)) else ""
         parts.append(f'<div class="rv-figs">{img}<div class="rv-scroll">{table}</div></div>{repeats}')
     if not parts:

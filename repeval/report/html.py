@@ -375,7 +375,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report", files: 
         f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {counted(len(pairs), 'task/dataset pair')}"
         f" · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
-        'best per column highlighted<span class="rv-screen">, click a header to sort (best first). '
+        'best per column highlighted (none where every row ties)<span class="rv-screen">, click a header to sort (best first). '
         f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks</span>.</p>{_withheld_notes(runs)}{_unread_notes(runs)}"
         "</header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'

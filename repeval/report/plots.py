@@ -203,8 +203,8 @@ def probe_capacity_curves(
 ) -> Figure:
     """One line per model across probes (M1 → M5), mean ± std over seeds (× folds), as the tables have them; each model
     its own colour and style (:func:`line_styles`; ``run_prefixed``: models named ``<run>/<model>``), its points
-    shifted a little sideways so that the error bars of models at one probe do not hide each other, the legend beside
-    the plot, not over its lines."""
+    shifted a little sideways where there are error bars so that those of models at one probe do not hide each other
+    (each point at its probe without them), the legend beside the plot, not over its lines."""
     df = _group(results, task, dataset)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
@@ -217,14 +217,17 @@ def probe_capacity_curves(
     fig = Figure(figsize=(6.4 + legend_in, max(3.8, 1.2 + 0.2 * len(models))), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(probes))
-    dodge = np.linspace(-0.2, 0.2, len(models)) if len(models) > 1 else np.zeros(1)
-    spread = False
-    for model, shift in zip(models, dodge, strict=True):
+    per_model = {}
+    for model in models:
         mine = df[df["model"] == model]
         fold = mine["fold"].fillna(-1) if "fold" in mine.columns else -1
         replicates = mine.assign(_fold=fold).groupby(["probe", "seed", "_fold"])["value"].mean()
-        stats = replicates.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
-        spread = spread or bool(stats["std"].notna().any())
+        per_model[model] = replicates.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
+    spread = any(bool(stats["std"].notna().any()) for stats in per_model.values())
+    # error bars: the models' points 0.1 of a probe's step apart about its tick (0.4 at most in all); none: at it
+    step = min(0.1, 0.4 / (len(models) - 1)) if spread and len(models) > 1 else 0.0
+    dodge = (np.arange(len(models)) - (len(models) - 1) / 2) * step
+    for (model, stats), shift in zip(per_model.items(), dodge, strict=True):
         ax.errorbar(x + shift, stats["mean"], yerr=stats["std"].fillna(0), capsize=2, markersize=4, label=model,
                     **styles[model])  # type: ignore[arg-type]  # fmt: skip
     ax.set_xticks(x, probes)

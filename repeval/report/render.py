@@ -306,7 +306,7 @@ def render_terminal(
 
     if color is None:
         color = sys.stdout.isatty()
-    best = f"bold green: {t.best_legend}" if color else f"* {t.best_legend}"
+    best = "" if not t.best.any() else f"bold green: {t.best_legend}" if color else f"* {t.best_legend}"
     caption = "; ".join([c for c in (t.full_caption, best) if c])
     texts = []
     digits, factors = table_decimals(t, scale=scale, decimals=decimals), column_scales(t, scale)

@@ -32,7 +32,9 @@ from repeval.rundir import (
     CONFIG_KEY,
     LOAD_REPORT,
     evaluate_fix,
+    every_training_failed,
     filesystem_of,
+    first_failures,
     folder_of,
     grid_name,
     in_folder,
@@ -86,6 +88,23 @@ def _failed(
         rows = [r for r in rows if grid_name(r["task"], r["dataset"], r["model"], r["fold"]) in grids]
     trainings = sum(r.get("scenario") is None for r in rows)
     return trainings, len(rows) - trainings, None
+
+
+def _every_training_failed(fs: pafs.FileSystem, path: str, grids: set[str]) -> dict[str, str]:
+    """Of ``grids`` (of the configuration, without results), those whose every training ``failed.parquet`` records as
+    failed, each with its first failure (:func:`~repeval.rundir.first_failures`); none when it cannot be read
+    (:func:`_failed` says so)."""
+    try:
+        with fs.open_input_file(f"{path}/failed.parquet") as fh:
+            pf = pq.ParquetFile(fh)
+            names = pf.schema_arrow.names
+            if not {"task", "dataset", "model"} <= set(names):
+                return {}
+            wanted = ["task", "dataset", "model", "fold", "probe", "seed", "scenario", "reason"]
+            rows = pf.read(columns=[c for c in wanted if c in names]).to_pylist()
+    except (OSError, pa.ArrowInvalid):
+        return {}
+    return first_failures(rows, grids)
 
 
 def _failed_unreadable(exc: BaseException | None) -> str | None:
@@ -170,6 +189,8 @@ def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
         "grids_untrained": [],
         "trains_untrained": None,
         "resubmit_untrained": None,
+        "grids_failed": {},
+        "trains_failed": None,
         "result_rows": None,
         "failed_trainings": None,
         "failed_cells": None,
@@ -252,9 +273,14 @@ def run_info(
     failed, failed_cells, failed_error = _failed(fs, path, recorded_grids(footer))
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     untrained = recorded_untrained(footer)  # grids of the configuration the results lack: not trained when evaluated
+    # of those, the grids trained whose every training failed: not "partly trained", which `repeval run` would finish
+    every_failed = _every_training_failed(fs, path, set(untrained)) if untrained else {}
+    untrained = [g for g in untrained if g not in every_failed]
     state = "evaluated" if results is not None else (f"{counted(len(groups), 'grid')} trained" if groups else "started")
     if results is not None and untrained:
         state = "partly trained"
+    elif results is not None and every_failed:
+        state = f"evaluated, {counted(len(every_failed), 'grid')} failed"
     status, status_refused = json_read(fs, path, STATUS)
     unreadable = None
     if cut is not None:  # cut short or corrupted (a copy, a full disk), or another user's: its rows are not counted
@@ -306,6 +332,11 @@ def run_info(
         "trains_untrained": command_line(status, "run") if untrained else None,
         #: for a run a ``ray job submit`` job started, the job that trains them (``None``: none recorded)
         "resubmit_untrained": job_resubmit(status, "run") if untrained else None,
+        #: the configuration's grids trained whose every training failed (no probe of them trained, the results lack
+        #: them), each with its first failure (``probe M1, seed 0: <reason>``; failed.parquet has each)
+        "grids_failed": every_failed,
+        #: the command line that trains them again once the configuration changes what the reason names
+        "trains_failed": command_line(status, "run") if every_failed else None,
         "result_rows": results,
         "failed_trainings": failed,
         "failed_cells": failed_cells,
@@ -431,6 +462,16 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         + _trains_untrained(i)
         for i in infos
         if i["grids_untrained"]
+    ]
+    lines += [
+        f"{i['run']}: "
+        + every_training_failed(
+            i["grids_failed"],
+            "its",
+            f"`{i['trains_failed']}`" if i["trains_failed"] else "`repeval run CONFIG` with the run's configuration",
+        )
+        for i in infos
+        if i["grids_failed"]
     ]
     lines += [
         f"{i['run']}: {counted(i['rows_not_evaluated'], 'dataset row')} dropped at load, not evaluated ({LOAD_REPORT})"

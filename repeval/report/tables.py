@@ -15,8 +15,8 @@ Presets (one task and dataset per table, unless said otherwise; ``table_command`
   aggregation; ``table_command`` makes one table per dataset that two or more tasks share.
 
 Every cell is the mean over seeds (and folds of a k-fold dataset) with the standard deviation
-when there are several; the best value of each column is flagged (direction from ``higher_is_better``). Results of
-several runs can be combined: rows then start with the run id. A multilabel table's caption says how its metrics
+when there are several; the best value of each column is flagged (direction from ``higher_is_better``; none where
+every value ties). Results of several runs can be combined: rows then start with the run id. A multilabel table's caption says how its metrics
 were computed (:func:`metric_notes`): at which decision threshold F1, precision and recall predict a tag, and, where
 the data set annotates some tags per track (``unannotated: mask``), that they are over the annotated pairs only.
 """

@@ -19,6 +19,8 @@ from repeval.rundir import (
     GROUPS_KEY,
     UNTRAINED_KEY,
     EarlierStageUnfinished,
+    every_training_failed,
+    first_failures,
     grid_name,
 )
 from repeval.words import counted
@@ -33,6 +35,11 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     wanted = None if cfg is None else _wanted_groups(cfg)  # None: a bare run directory, every group in it
     files = _configured_groups(ctx, found, wanted)
     if not files:
+        # every grid trained, every training of each failed: no step out of order — trained again they fail alike
+        left = wanted - _left_out_groups(ctx) if wanted is not None else set()
+        failed = _failed_trainings(ctx.run_dir, left) if left else {}
+        if failed and set(failed) == left:
+            raise ValueError(f"nothing to evaluate in {ctx.run_dir}: {every_training_failed(failed)}")
         other = f" of this configuration ({len(found)} of another, named above)" if found else ""
         raise EarlierStageUnfinished(
             f"no trained probe grid{other} in {ctx.run_dir}: train them first — `repeval train CONFIG`, or `repeval run "
@@ -99,15 +106,7 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
     missing = sorted(wanted - have - _left_out_groups(ctx))  # a model left out is said as such (models_left_out.json)
     failed = _failed_trainings(ctx.run_dir, set(missing)) if missing and len(missing) < len(wanted) else {}
     if failed:  # trained, every training failed: trained again as configured, they fail alike
-        one = len(failed) == 1
-        log.warning(
-            "%s of this configuration %s trained but every training failed: %s — the results lack %s; trained "
-            "again as configured %s alike: change what the reason names (the probe's settings in the "
-            "configuration), then `repeval run` trains %s again",
-            counted(len(failed), "probe grid"), "was" if one else "were",
-            "; ".join(f"{g} ({why})" for g, why in list(failed.items())[:5]) + ("; …" if len(failed) > 5 else ""),
-            "it" if one else "them", "it fails" if one else "they fail", "it" if one else "them",
-        )  # fmt: skip
+        log.warning("%s", every_training_failed(failed))
         missing = [g for g in missing if g not in failed]
     if missing and len(missing) < len(wanted):
         fix = (
@@ -127,12 +126,7 @@ def _failed_trainings(run_dir: Path, grids: set[str]) -> dict[str, str]:
     first failure: ``probe M1, seed 0: <reason>``."""
     from repeval.run.train import read_failed
 
-    said: dict[str, str] = {}
-    for r in read_failed(run_dir / "failed.parquet"):
-        name = grid_name(r["task"], r["dataset"], r["model"], r["fold"])
-        if name in grids and r.get("scenario") is None and name not in said:
-            said[name] = f"probe {r['probe']}, seed {r['seed']}: {r['reason']}"
-    return dict(sorted(said.items()))
+    return first_failures(read_failed(run_dir / "failed.parquet"), grids)
 
 
 def _left_out_groups(ctx: RunContext) -> set[str]:

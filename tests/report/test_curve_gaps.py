@@ -18,6 +18,8 @@ from repeval.testing.configs import snr_steps
 
 TASK, DATASET = "instrument_recognition", "tinysol"
 TAGS, TAGGED = "autotagging", "magnatagatune"
+#: a ``failed.parquet`` row of the tags' group, its model, probe, seed, scenario and reason to be given
+FAILED_ROW = {"task": TAGS, "dataset": TAGGED, "fold": None, "params": "{}"}
 
 
 def test_a_point_missing_for_a_model_breaks_its_line_and_the_report_and_csv_say_which_and_why(series_run, tmp_path):
@@ -153,3 +155,55 @@ def test_a_point_failed_in_a_column_the_runs_define_differently_is_said_failed(s
     assert re.search(
         rf"{second}/{re.escape(model)} · \S+ at D2 \({second}\) \(10 dB\): failed \(scores not finite\)", note
     ), note
+
+
+def test_a_point_over_fewer_seeds_than_its_run_has_is_hollow_and_said_in_the_table_and_a_note(series_run):
+    """A probe whose test cell failed in one seed, or whose training failed in one seed, has points over fewer seeds
+    than its run has: the figure drew them as every other point (a mean of one seed passing for the mean of two) and
+    the table said nothing of a row whose every point lost the seed (``(n=…)`` was against the row's most). Such a
+    point is hollow now, the legend says what hollow means, its table cell says ``n=1 of 2``, and a note below the
+    curve says which points and why."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from repeval.report.curve_files import CurveFiles
+    from repeval.report.curves import curves_block
+
+    run = load_run(series_run)
+    df = run.results
+    cell, seed, whole = list(dict.fromkeys(df[df["task"] == TAGS]["model"]))
+    gone = ((df["model"] == cell) & (df["seed"] == 1) & (df["scenario"] == "D1")) | (
+        (df["model"] == seed) & (df["seed"] == 0)
+    )
+    nan_loss = "non-finite loss at epoch 3: the training diverged — lower learning_rate, or set standardize: true"
+    failed = pd.DataFrame(
+        [
+            {**FAILED_ROW, "model": model, "probe": p, "seed": s, "scenario": scenario, "reason": why}
+            for model, s, scenario, why in [(cell, 1, "D1", "scores not finite"), (seed, 0, None, nan_loss)]
+            for p in df[df["task"] == TAGS]["probe"].unique()
+        ]
+    )
+    cut = replace(run, results=df[~gone].reset_index(drop=True), failed=failed)
+    files = CurveFiles(series_run / "unused")  # (the figures kept, not written)
+    page = html_lib.unescape(curves_block([cut], cut.results, TAGS, TAGGED, None, files))
+    ((fig, _),) = files.figures
+    ax = fig.axes[0]
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
+    colours = {c.lines[0].get_color(): name.get_text().split(" · ")[0]
+               for c, name in zip(ax.containers, ax.get_legend().get_texts(), strict=False)}  # fmt: skip
+    drawn = {colours[line.get_markeredgecolor()]: line.get_xdata().tolist() for line in hollow}
+    assert drawn == {cell: [-6.0], seed: [0.0, -6.0, -18.0]}  # clean, D1, D2 of the model that lost a seed's training
+    assert ax.get_legend().get_texts()[-1].get_text().startswith("hollow: over fewer seeds than")
+    rows = {r.split(" · ")[0]: r for r in re.findall(r"<tr><td>([^<]*</td>.*?)</tr>", page)}
+    assert rows[cell].count("(n=1 of 2)") == 1 and rows[seed].count("(n=1 of 2)") == 3
+    assert "(n=" not in rows[whole]
+    (note,) = re.findall(r"\d+ points? over fewer[^<]*", page)
+    assert note.startswith(
+        "4 points over fewer seeds than their run has (hollow in the figure, n=… of … in the table): "
+    )
+    assert re.search(
+        rf"{re.escape(cell)} · \S+ at D1 \(-6 dB\): 1 of 2 seeds \(test failed \(seed 1\): scores not finite\)", note
+    ), note
+    trained = r"1 of 2 seeds \(training failed \(seed 0\): non-finite loss at epoch 3: the training diverged\)"
+    assert re.search(rf"{re.escape(seed)} · \S+ at clean \(0 dB\), D1 \(-6 dB\), D2 \(-18 dB\): {trained}", note), note

@@ -345,3 +345,24 @@ def test_a_see_through_figures_translucent_fills_keep_their_detail_in_the_palett
     assert (np.asarray(small)[..., 3][np.asarray(truth)[..., 3] == 255] == 255).all()
     err, err_joint = (np.abs(on_white(i) - on_white(truth)).mean() for i in (small, joint))
     assert err <= 1.05 * err_joint, (err, err_joint)
+
+
+def test_probe_capacity_shifts_points_only_to_keep_error_bars_apart_and_a_little(run):
+    """The points of each model were shifted sideways to keep error bars apart — with one seed too, where there are
+    none, and by ±0.2 of a probe's step for two models: the quickstart's second model's last point sat past the last
+    probe's tick, as if at another probe. Without error bars each point is at its probe; with them, two models' are
+    0.1 of a step apart, and never spread over more than 0.4 of one."""
+    df = run.results
+    one_seed = plots.probe_capacity_curves(df[df["seed"] == df["seed"].min()], TASK, DATASET, "f1_macro")
+    for c in one_seed.axes[0].containers:
+        np.testing.assert_allclose(c.lines[0].get_xdata(), np.arange(len(c.lines[0].get_xdata())))
+    two = df[df["model"].isin(list(dict.fromkeys(df["model"]))[:2])]
+    xs = [
+        c.lines[0].get_xdata() for c in plots.probe_capacity_curves(two, TASK, DATASET, "f1_macro").axes[0].containers
+    ]
+    np.testing.assert_allclose(xs[1] - xs[0], 0.1)
+    np.testing.assert_allclose((xs[0] + xs[1]) / 2, np.arange(len(xs[0])))  # about each probe's tick
+    every = [
+        c.lines[0].get_xdata()[0] for c in plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro").axes[0].containers
+    ]
+    assert max(every) - min(every) <= 0.4 + 1e-9

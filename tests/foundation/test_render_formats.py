@@ -1,0 +1,60 @@
+"""`repeval data render --format` over a set rendered in the other format: the manifest it did not write is kept —
+as it was when it lists the same clips, else as ``manifest.<fmt>.replaced`` — and what reads which is said."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_rendering_another_manifest_format_keeps_the_manifest_it_did_not_write(tmp_path, monkeypatch, caplog):
+    """`repeval data render --format parquet` over a CSV render deleted ``manifest.csv``, which the shipped
+    configuration reads: its next run found no manifest. The same clips in another format keep the CSV as it was
+    (its time too), and the render says both read the set; a render of other clips keeps the CSV, which no longer
+    describes the audio, as ``manifest.csv.replaced`` with a warning, and says to point the configuration at the new
+    manifest."""
+    from repeval.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    shutil.copy(REPO / "configs" / "key_estimation.yaml", tmp_path / "configs")
+
+    def render(fmt: str, seed: int = 0) -> str:
+        args = ["data", "render", "data/keys", "--kind", "keys", "--clips", "6", "--workers", "1", "--seed", str(seed)]
+        r = CliRunner().invoke(app, [*args, "--format", fmt])
+        assert r.exit_code == 0, r.output
+        return " ".join(r.output.split())
+
+    out = Path("data/keys")
+    render("csv")
+    first = out / "manifest.csv"
+    stamp = first.stat().st_mtime_ns - 10**9
+    os.utime(first, ns=(stamp, stamp))  # a second older: a rewrite would show
+    said = render("parquet")
+    assert first.stat().st_mtime_ns == stamp  # kept as it was
+    rows = pd.read_csv(first, dtype=str)
+    assert rows.equals(pd.read_parquet(out / "manifest.parquet").astype(str))
+    assert f"{first} beside it lists the same clips (an earlier render's, kept): either reads this set" in said, said
+    assert (
+        f"configs/key_estimation.yaml reads {first}, the same clips: `repeval run configs/key_estimation.yaml`" in said
+    )
+    caplog.set_level("WARNING", logger="repeval")
+    said = render("parquet", seed=1)  # other clips: the CSV describes audio no longer there
+    assert not first.exists() and pd.read_csv(out / "manifest.csv.replaced", dtype=str).equals(rows)
+    warned = " ".join(caplog.text.split())
+    assert "data/keys/manifest.csv listed other clips than this render's manifest.parquet" in warned, warned
+    assert (
+        "kept as manifest.csv.replaced" in warned
+        and "reads this set with manifest: data/keys/manifest.parquet" in warned
+    )
+    assert (
+        f"configs/key_estimation.yaml reads {first}, which this render did not write: set its manifest to "
+        "data/keys/manifest.parquet (or render with --format csv), then `repeval run configs/key_estimation.yaml`"
+    ) in said, said
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no set-aside file left
