@@ -270,15 +270,22 @@ class RunLocation:
 
     # --- staging ------------------------------------------------------------------------------
 
-    def _remote_files(self, sub: str = "") -> list[tuple[str, pafs.FileInfo]]:
-        """(relative path, info) of every remote file except under ``tune/`` (which can be large)."""
+    def _remote_files(
+        self, sub: str = "", skip: Callable[[str], bool] | None = None, skipped: list[str] | None = None
+    ) -> list[tuple[str, pafs.FileInfo]]:
+        """(relative path, info) of every remote file except under ``tune/`` (which can be large) and those ``skip``
+        takes (given each file's path in the run, and each folder's ending in ``/``: a folder it takes is not listed);
+        the paths left out (``tune/``'s too) are put in ``skipped``."""
         out: list[tuple[str, pafs.FileInfo]] = []
         base = f"{self.path}/{sub}".rstrip("/")
         for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
             rel = info.path[len(self.path) :].strip("/")
-            if info.type == pafs.FileType.Directory:
-                if rel != TUNE_DIR:
-                    out.extend(self._remote_files(rel))
+            is_dir = info.type == pafs.FileType.Directory
+            if rel == TUNE_DIR or (skip is not None and skip(f"{rel}/" if is_dir else rel)):
+                if skipped is not None:
+                    skipped.append(f"{rel}/" if is_dir else rel)
+            elif is_dir:
+                out.extend(self._remote_files(rel, skip, skipped))
             elif info.type == pafs.FileType.File:
                 out.append((rel, info))
         return out
@@ -296,13 +303,20 @@ class RunLocation:
                 out[p.relative_to(self.local).as_posix()] = (st.st_size, st.st_mtime_ns)
         return out
 
-    def pull(self, refused: dict[str, tuple[str, str, str]] | None = None) -> int:
+    def pull(
+        self,
+        refused: dict[str, tuple[str, str, str]] | None = None,
+        skip: Callable[[str], bool] | None = None,
+        skipped: list[str] | None = None,
+    ) -> int:
         """Replace the staging directory with the remote run directory's files (not ``tune/``); returns the count.
         Each pulled file keeps the remote copy's modification time when the filesystem reports one (an object's
         upload time on a bucket): what tells an earlier repeval's group record from a partition embedded anew after
         it (:func:`repeval.run.groups.recorded_inputs`), which the pull's own time would hide. ``refused`` (a reader:
         `repeval table|report`): a file this user may not read is left out, its path → (its URI, why, the fix) put
-        there."""
+        there. ``skip`` (a reader's): the files and folders it takes — given each file's path in the run, each
+        folder's ending in ``/`` — are neither listed nor pulled (:meth:`_remote_files`), their paths put in
+        ``skipped``."""
         from repeval.cloud_reach import refusal
         from repeval.cloud_reach import refused as is_refused
 
@@ -312,7 +326,7 @@ class RunLocation:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         self._hashes.clear()
         n = 0
-        for rel, info in self._remote_files():
+        for rel, info in self._remote_files(skip=skip, skipped=skipped):
             dest = self.local / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:

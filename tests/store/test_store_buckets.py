@@ -277,3 +277,53 @@ def test_a_bucket_run_without_results_is_named_by_its_uri_not_its_staging_folder
         f"error: no results.parquet in {runs}: it is a runs directory; pass one of its runs ({runs}/r1); `repeval runs "
         f"{runs}` lists them\n"
     ), res.output
+
+
+def test_table_and_report_of_a_bucket_run_pull_only_what_they_read(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`repeval table|report` of a bucket's run downloaded every file of it but ``tune/``: each grid's results under
+    ``groups/`` (``results.parquet`` holds them), an earlier report and its figures (drawn anew), ``environment.json``
+    — none of which they read. They now list and fetch only the files they read; the report still replaces the one in
+    the bucket, and a runs directory given as a run is no longer pulled with each run's ``tune/``."""
+    import repeval.rundir
+    from repeval.testing.fs import Counting
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    exp = FakeExperiment("instrument_recognition", "multiclass_classification", "tinysol", 3, ("accuracy",))
+    spec = FakeRunSpec(run_id="r1", experiments=(exp,), models=("m",), probes=("M1",), seeds=(0,), n_resamples=10)
+    run = make_run_dir(tmp_path / "runs", spec, scenarios=("clean",))
+    (run / "status.json").write_text(json.dumps({"state": "finished", "command": "run"}))
+    read = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file())  # what they read
+    unread = {"groups/instrument_recognition__tinysol__m.parquet": b"PAR1", "groups/g2.json": b"{}",
+              "plots/old.png": b"png", "report.html": b"old report", "environment.json": b"{}",
+              "tune/exp/trial/result.json": b"{}"}  # fmt: skip
+    for rel, body in unread.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(body)
+    pafs.copy_files(str(run), "repeval/reads/runs/r1", destination_filesystem=s3["fs"])
+    handler = Counting(s3["fs"])
+    counted = pafs.PyFileSystem(handler)
+    real = repeval.rundir.filesystem
+    monkeypatch.setattr(repeval.rundir, "filesystem", lambda uri: (counted, real(uri)[1]))
+    uri = f"s3://repeval/reads/runs/r1{s3['query']}"
+
+    res = CliRunner().invoke(app, ["table", uri])
+    assert res.exit_code == 0 and "accuracy" in res.stdout, res.output
+    assert sorted(p.removeprefix("repeval/reads/runs/r1/") for p in handler.opened) == read, handler.opened
+    listed = handler.n["list"]
+    assert listed == 1 + len({r.split("/")[0] for r in read if "/" in r}), handler.n  # the run, each folder read
+
+    handler.clear()
+    res = CliRunner().invoke(app, ["report", uri])
+    assert res.exit_code == 0 and res.stdout == "report: s3://repeval/reads/runs/r1/report.html\n", res.output
+    assert sorted(p.removeprefix("repeval/reads/runs/r1/") for p in handler.opened) == read, handler.opened
+    with s3["fs"].open_input_stream("repeval/reads/runs/r1/report.html") as fh:
+        assert fh.read().startswith(b"<!doctype html>")  # the report written anew, in the bucket
+    with s3["fs"].open_input_stream("repeval/reads/runs/r1/groups/g2.json") as fh:
+        assert fh.read() == b"{}"  # left as it was
+
+    handler.clear()
+    res = CliRunner().invoke(app, ["table", f"s3://repeval/reads/runs{s3['query']}"])  # the runs directory
+    assert res.exit_code == 1 and "it is a runs directory; pass one of its runs" in res.stderr, res.output
+    assert not [p for p in handler.opened if "/tune/" in p or "/groups/" in p], handler.opened
