@@ -47,6 +47,14 @@ def test_config_dash_reads_the_yaml_from_stdin_its_paths_from_the_current_direct
     assert train.exit_code == 1 and "no embedding store at" in train.output, train.output
     recorded = (tmp_path / "runs" / "r" / "config.yaml").read_text()
     assert recorded == config_yaml(parse_config(yaml.safe_load(RELATIVE))), recorded  # as a file's would be
+    # the command lines it names for this run name that copy (were `repeval embed -`: the YAML to pipe in again); a
+    # command takes it
+    kept = tmp_path / "runs" / "r" / "config.yaml"
+    assert f"run `repeval embed {kept}` (or `repeval run {kept}`) with this configuration" in train.stderr, train.output
+    again = CliRunner().invoke(app, ["train", str(kept)])
+    assert again.exit_code == 1 and f"`repeval embed {kept}`" in again.stderr and kept.read_text() == recorded, (
+        again.output
+    )
     bad = CliRunner().invoke(app, ["validate", "-"], input="run: {run_id: r\n")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: stdin: not valid YAML at line 2"), bad.output
     # nothing piped in (`cat typo.yaml | repeval validate -`): was "stdin: the file must be a mapping with an
