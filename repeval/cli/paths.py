@@ -58,13 +58,18 @@ def each_windows_checked(values: list[str] | None) -> list[str] | None:
     return None if values is None else [windows_checked(v) for v in values]
 
 
-def config_path(value: Path) -> Path:
+def config_path(value: str | Path) -> Path:
     """A command's CONFIG read as the other paths given on the command line are (:func:`cli_path`): a quoted
     ``'~/exp.yaml'`` was "config file not found: ~/exp.yaml", a Windows path (``C:\\exp.yaml``) on Linux or macOS
-    "not found — check the path" without the fix."""
+    "not found — check the path" without the fix. ``-`` reads standard input; a file named ``-`` given any other way
+    (``./-``), which ``Path`` makes ``-``, is that file, by its absolute path (``ConfigArg`` gives the text as typed)."""
+    from repeval.config.stdin import STDIN
+
     text = str(value)
+    if str(Path(text)) == STDIN and text != STDIN:
+        return Path(text).absolute()
     if "://" in text:  # not a local file: the load says what it reads
-        return value
+        return Path(text)
     try:
         return Path(cli_path(text) or text)
     except typer.BadParameter as exc:

@@ -55,6 +55,10 @@ def test_config_dash_reads_the_yaml_from_stdin_its_paths_from_the_current_direct
     assert again.exit_code == 1 and f"`repeval embed {kept}`" in again.stderr and kept.read_text() == recorded, (
         again.output
     )
+    # a file named `-`: `./-` (was standard input, as `Path("./-")` is `-`), by its path
+    (tmp_path / "-").write_text(RELATIVE)
+    named = CliRunner().invoke(app, ["validate", "./-", "--skip-model-check"], input="not: [the file\n")
+    assert named.exit_code == 0 and named.stdout.startswith(f"{tmp_path / '-'}: valid (1 experiment)"), named.output
     bad = CliRunner().invoke(app, ["validate", "-"], input="run: {run_id: r\n")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: stdin: not valid YAML at line 2"), bad.output
     # nothing piped in (`cat typo.yaml | repeval validate -`): was "stdin: the file must be a mapping with an
