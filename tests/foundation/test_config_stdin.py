@@ -77,3 +77,27 @@ def test_config_dash_in_a_ray_job_is_refused_naming_the_fix(monkeypatch: pytest.
     assert "a `ray job submit` job has no standard input of its own to read it from: put the configuration in a " in (
         res.stderr
     ), res.output
+
+
+def test_a_config_uri_is_read_from_a_file_uri_and_refused_from_a_bucket_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CONFIG `s3://b/exp.yaml` said "s3:/b/exp.yaml: config file not found — check the path" (its `//` lost) and
+    `file:///…/exp.yaml` likewise: a `file://` URI is now its local file, a bucket's refused saying where a
+    configuration is read from and how to pipe it in."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    (tmp_path / "my exp.yaml").write_text(RELATIVE)
+    uri = (tmp_path / "my exp.yaml").as_uri()
+    read = CliRunner().invoke(app, ["validate", uri, "--skip-model-check"])
+    assert read.exit_code == 0 and read.stdout.startswith(f"{tmp_path / 'my exp.yaml'}: valid"), read.output
+    refused = CliRunner().invoke(app, ["data", "check", "s3://b/exp.yaml"], env={"COLUMNS": "400"})
+    said = " ".join(refused.stderr.replace("│", " ").split())
+    assert (
+        refused.exit_code == 2
+        and (
+            "Invalid value for CONFIG: s3://b/exp.yaml is a URI, and a configuration is read from a local file or standard "
+            "input: copy it to this machine and give its path, or pipe it in (`cat exp.yaml | repeval data check -`)"
+        )
+        in said
+    ), said
