@@ -318,7 +318,6 @@ class RunLocation:
         folder's ending in ``/`` — are neither listed nor pulled (:meth:`_remote_files`), their paths put in
         ``skipped``."""
         from repeval.cloud_reach import refusal
-        from repeval.cloud_reach import refused as is_refused
 
         if not self.staged:
             return 0
@@ -326,15 +325,8 @@ class RunLocation:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         self._hashes.clear()
         n = 0
-        for rel, info in self._remote_files(skip=skip, skipped=skipped):
-            dest = self.local / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with self.fs.open_input_stream(f"{self.path}/{rel}") as src, open(dest, "wb") as out:
-                    self._hashes[rel] = copy_hashed(src, out)
-            except OSError as exc:
-                if not is_refused(exc):
-                    raise
+        for rel, info, digest, exc in self._fetched(self._remote_files(skip=skip, skipped=skipped)):
+            if exc is not None:
                 if refused is None:  # a command going on with the run: it stops, naming the file, not pyarrow's key
                     why, fix = refusal(exc)
                     raise PermissionError(
@@ -342,15 +334,45 @@ class RunLocation:
                         f"copies here to go on with the run, so it stops before changing anything — {fix}"
                     ) from None
                 refused[rel] = (self.file(rel), *refusal(exc))
-                dest.unlink(missing_ok=True)
                 continue
+            self._hashes[rel] = digest
             if info.mtime_ns is not None:
-                os.utime(dest, ns=(info.mtime_ns, info.mtime_ns))
+                os.utime(self.local / rel, ns=(info.mtime_ns, info.mtime_ns))
             n += 1
         self._synced = self._local_files()
         if n:
             log.info("pulled %s of %s into %s", counted(n, "file"), self.display, self.local)
         return n
+
+    def _fetched(self, files: list[tuple[str, pafs.FileInfo]]) -> list[tuple[str, pafs.FileInfo, str, OSError | None]]:
+        """Each of ``files`` (path in the run, info) copied from the remote run directory into the staging one,
+        :data:`PULL_THREADS` at a time (on a bucket each is a round trip): (path, info, its sha256, ``None``), or
+        (path, info, ``""``, the error) for a file this user may not read (left out); another error raises, the
+        copies not begun cancelled."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from repeval.cloud_reach import refused
+
+        def fetch(item: tuple[str, pafs.FileInfo]) -> tuple[str, pafs.FileInfo, str, OSError | None]:
+            rel, info = item
+            dest = self.local / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with self.fs.open_input_stream(f"{self.path}/{rel}") as src, open(dest, "wb") as out:
+                    return rel, info, copy_hashed(src, out), None
+            except OSError as exc:
+                if not refused(exc):
+                    raise
+                dest.unlink(missing_ok=True)
+                return rel, info, "", exc
+
+        if len(files) < 2:
+            return [fetch(f) for f in files]
+        pool = ThreadPoolExecutor(min(PULL_THREADS, len(files)), thread_name_prefix="repeval-pull")
+        try:
+            return list(pool.map(fetch, files))
+        finally:
+            pool.shutdown(cancel_futures=True)
 
     def push(self) -> int:
         """Upload the staged files that are new or changed since the last pull/push; returns the count."""
@@ -377,6 +399,10 @@ class RunLocation:
             log.info("pushed %s to %s", counted(len(changed), "file"), self.display)
         return len(changed)
 
+
+#: the files :meth:`RunLocation.pull` copies from a bucket at once (each a round trip: a run of a few hundred grids'
+#: ``groups/`` files took seconds one at a time)
+PULL_THREADS = 8
 
 #: each staging directory of this process → the URI of the run directory it is a copy of (without its query)
 _STAGED: dict[Path, str] = {}

@@ -327,3 +327,41 @@ def test_table_and_report_of_a_bucket_run_pull_only_what_they_read(
     res = CliRunner().invoke(app, ["table", f"s3://repeval/reads/runs{s3['query']}"])  # the runs directory
     assert res.exit_code == 1 and "it is a runs directory; pass one of its runs" in res.stderr, res.output
     assert not [p for p in handler.opened if "/tune/" in p or "/groups/" in p], handler.opened
+
+
+def test_a_bucket_run_is_pulled_several_files_at_a_time(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bucket's run was pulled one file after another, each a round trip: a run of a few hundred grids waited
+    seconds on its ``groups/`` at every command. Files are fetched several at a time, each whole, with its time."""
+    import threading
+    import time
+
+    import repeval.rundir
+    from repeval.rundir import RunLocation
+    from repeval.testing.fs import Counting
+
+    bodies = {f"groups/g{i}.parquet": f"grid {i}".encode() * 100 for i in range(12)} | {"config.yaml": b"x: 1\n"}
+    for rel, body in bodies.items():
+        with s3["fs"].open_output_stream(f"repeval/many/runs/r1/{rel}") as fh:
+            fh.write(body)
+    at_once, most, lock = [0], [0], threading.Lock()
+
+    class Slow(Counting):  # a round trip's wait in each open: how many are waited on together
+        def open_input_stream(self, path: str) -> Any:
+            with lock:
+                at_once[0] += 1
+                most[0] = max(most[0], at_once[0])
+            time.sleep(0.05)
+            with lock:
+                at_once[0] -= 1
+            return super().open_input_stream(path)
+
+    slow = pafs.PyFileSystem(Slow(s3["fs"]))
+    real = repeval.rundir.filesystem
+    monkeypatch.setattr(repeval.rundir, "filesystem", lambda uri: (slow, real(uri)[1]))
+    loc = RunLocation.open(f"s3://repeval/many/runs{s3['query']}", "r1")
+    pulled = {p.relative_to(loc.local).as_posix(): p.read_bytes() for p in loc.local.rglob("*") if p.is_file()}
+    assert pulled == bodies and most[0] > 1, (sorted(pulled), most)
+    remote = s3["fs"].get_file_info("repeval/many/runs/r1/groups/g3.parquet").mtime_ns
+    assert (loc.local / "groups" / "g3.parquet").stat().st_mtime_ns == remote
