@@ -346,7 +346,7 @@ class RunLocation:
 
     def _fetched(self, files: list[tuple[str, pafs.FileInfo]]) -> list[tuple[str, pafs.FileInfo, str, OSError | None]]:
         """Each of ``files`` (path in the run, info) copied from the remote run directory into the staging one,
-        :data:`PULL_THREADS` at a time (on a bucket each is a round trip): (path, info, its sha256, ``None``), or
+        :data:`COPY_THREADS` at a time (on a bucket each is a round trip): (path, info, its sha256, ``None``), or
         (path, info, ``""``, the error) for a file this user may not read (left out); another error raises, the
         copies not begun cancelled."""
         from concurrent.futures import ThreadPoolExecutor
@@ -368,7 +368,7 @@ class RunLocation:
 
         if len(files) < 2:
             return [fetch(f) for f in files]
-        pool = ThreadPoolExecutor(min(PULL_THREADS, len(files)), thread_name_prefix="repeval-pull")
+        pool = ThreadPoolExecutor(min(COPY_THREADS, len(files)), thread_name_prefix="repeval-pull")
         try:
             return list(pool.map(fetch, files))
         finally:
@@ -384,25 +384,43 @@ class RunLocation:
             if file_hash(self.local / rel) == self._hashes[rel]:  # written anew with the bytes it had: not uploaded
                 changed.remove(rel)
                 self._synced[rel] = now[rel]
-        # results.parquet last: it is what tells a reader that the run is complete
-        changed.sort(key=lambda rel: rel == "results.parquet")
-        made: set[str] = set()
-        for rel in changed:
-            parent = f"{self.path}/{rel}".rsplit("/", 1)[0]
-            if parent not in made:
-                self.fs.create_dir(parent, recursive=True)
-                made.add(parent)
-            with open(self.local / rel, "rb") as src, self.fs.open_output_stream(f"{self.path}/{rel}") as out:
-                self._hashes[rel] = copy_hashed(src, out)
-            self._synced[rel] = now[rel]
+        for parent in dict.fromkeys(f"{self.path}/{rel}".rsplit("/", 1)[0] for rel in changed):
+            self.fs.create_dir(parent, recursive=True)
+        # results.parquet last, once every other file is up: it is what tells a reader that the run is complete
+        self._uploaded([rel for rel in changed if rel != "results.parquet"], now)
+        self._uploaded([rel for rel in changed if rel == "results.parquet"], now)
         if changed:
             log.info("pushed %s to %s", counted(len(changed), "file"), self.display)
         return len(changed)
 
+    def _uploaded(self, rels: list[str], now: dict[str, tuple[int, int]]) -> None:
+        """Upload the staged files ``rels`` (paths in the run; ``now``: their size and time), :data:`COPY_THREADS` at
+        a time; each one uploaded is recorded as pushed, and the first error, if any, raised once the others are
+        up (a stage that failed still pushes all it can: finished groups are never lost)."""
+        from concurrent.futures import ThreadPoolExecutor
 
-#: the files :meth:`RunLocation.pull` copies from a bucket at once (each a round trip: a run of a few hundred grids'
-#: ``groups/`` files took seconds one at a time)
-PULL_THREADS = 8
+        def upload(rel: str) -> str:
+            with open(self.local / rel, "rb") as src, self.fs.open_output_stream(f"{self.path}/{rel}") as out:
+                return copy_hashed(src, out)
+
+        if not rels:
+            return
+        error: OSError | None = None
+        with ThreadPoolExecutor(min(COPY_THREADS, len(rels)), thread_name_prefix="repeval-push") as pool:
+            for rel, done in [(rel, pool.submit(upload, rel)) for rel in rels]:
+                try:
+                    self._hashes[rel] = done.result()
+                except OSError as exc:
+                    error = error or exc
+                    continue
+                self._synced[rel] = now[rel]
+        if error is not None:
+            raise error
+
+
+#: the files :class:`RunLocation` copies to or from a bucket at once (each a round trip: a run of a few hundred
+#: grids' ``groups/`` files took seconds one at a time)
+COPY_THREADS = 8
 
 #: each staging directory of this process → the URI of the run directory it is a copy of (without its query)
 _STAGED: dict[Path, str] = {}

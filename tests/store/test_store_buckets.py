@@ -332,8 +332,9 @@ def test_table_and_report_of_a_bucket_run_pull_only_what_they_read(
 def test_a_bucket_run_is_pulled_several_files_at_a_time(
     s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A bucket's run was pulled one file after another, each a round trip: a run of a few hundred grids waited
-    seconds on its ``groups/`` at every command. Files are fetched several at a time, each whole, with its time."""
+    """A bucket's run was pulled and pushed one file after another, each a round trip: a run of a few hundred grids
+    waited seconds on its ``groups/`` at every command. Files are copied several at a time, each whole (pulled with its
+    time), ``results.parquet`` pushed last."""
     import threading
     import time
 
@@ -347,15 +348,26 @@ def test_a_bucket_run_is_pulled_several_files_at_a_time(
             fh.write(body)
     at_once, most, lock = [0], [0], threading.Lock()
 
-    class Slow(Counting):  # a round trip's wait in each open: how many are waited on together
+    written: list[str] = []
+
+    def round_trip() -> None:  # a round trip's wait: how many are waited on together
+        with lock:
+            at_once[0] += 1
+            most[0] = max(most[0], at_once[0])
+        time.sleep(0.05)
+        with lock:
+            at_once[0] -= 1
+
+    class Slow(Counting):
         def open_input_stream(self, path: str) -> Any:
-            with lock:
-                at_once[0] += 1
-                most[0] = max(most[0], at_once[0])
-            time.sleep(0.05)
-            with lock:
-                at_once[0] -= 1
+            round_trip()
             return super().open_input_stream(path)
+
+        def open_output_stream(self, path: str, metadata: Any) -> Any:
+            round_trip()
+            with lock:
+                written.append(path.rsplit("/r1/", 1)[1])
+            return self.local.open_output_stream(path, metadata=metadata)
 
     slow = pafs.PyFileSystem(Slow(s3["fs"]))
     real = repeval.rundir.filesystem
@@ -365,3 +377,11 @@ def test_a_bucket_run_is_pulled_several_files_at_a_time(
     assert pulled == bodies and most[0] > 1, (sorted(pulled), most)
     remote = s3["fs"].get_file_info("repeval/many/runs/r1/groups/g3.parquet").mtime_ns
     assert (loc.local / "groups" / "g3.parquet").stat().st_mtime_ns == remote
+    # pushed likewise, results.parquet once every other file is up (it tells a reader the run is complete)
+    most[0] = 0
+    for i in range(12, 20):
+        (loc.local / "groups" / f"g{i}.parquet").write_bytes(b"new grid")
+    (loc.local / "results.parquet").write_bytes(b"results")
+    assert loc.push() == 9 and most[0] > 1 and written[-1] == "results.parquet", (written, most)
+    with s3["fs"].open_input_stream("repeval/many/runs/r1/groups/g19.parquet") as fh:
+        assert fh.read() == b"new grid"
