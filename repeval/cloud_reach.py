@@ -140,6 +140,26 @@ def _time_or_token(text: str) -> str | None:
     return next((fix for marks, fix in _S3_TIME_OR_TOKEN if any(m in text for m in marks)), None)
 
 
+def head_cause(fs: pafs.FileSystem, path: str, exc: OSError) -> OSError:
+    """``exc``, or — when it is S3's answer to a HeadObject of ``path`` on ``fs`` (or to a HeadBucket of its bucket,
+    which making a folder asks first) without a body: ``ACCESS_DENIED`` or ``UNKNOWN (HTTP status 400)`` … ``No
+    response body``, S3's answer to a HEAD refused for this machine's clock or an expired session token as for the
+    rights, pyarrow's error keeping none of its headers — the error of one listing under ``path``, whose answer has
+    S3's code in its body, when that names the clock or the token (:data:`_S3_TIME_OR_TOKEN`). A command whose first
+    request is a HEAD (`repeval store ls`, `repeval runs`, a run making its store) names the fix, as one whose first
+    request is a listing does."""
+    text = _unquoted(exc)
+    head = "during HeadObject operation" in text or "during HeadBucket operation" in text
+    if "AWS Error" not in text or not head or "No response body" not in text:
+        return exc
+    try:
+        fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except OSError as again:
+        if _time_or_token(_unquoted(again)) is not None:
+            return again
+    return exc
+
+
 #: each bucket client's mark in its errors (pyarrow's words), and the credentials a refusal of it says to check
 _CREDENTIALS = (
     ("AWS Error", "the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role)"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repeval.rundir import RunLocation, is_uri
+from repeval.rundir import TUNE_DIR, RunLocation, is_uri
 
 #: each staging directory of a run given whole (:func:`open_run`) → its files this user may not read, left out of it:
 #: path in the run → (the file's URI, why, the fix)
@@ -34,9 +34,30 @@ def not_read(name: str) -> bool:
     return name in ("report.html", "environment.json", "status.json") or name.startswith(("plots/", "groups/"))
 
 
+#: the folders of a run `repeval table|report` never read, not pulled from a bucket: a grid's results and records
+#: (``groups/``: ``results.parquet`` holds them), an earlier report's figures (``plots/``: drawn anew) and Ray Tune's
+#: experiments (``tune/``)
+UNPULLED_FOLDERS = ("groups", "plots", TUNE_DIR)
+#: the files of a run `repeval table|report` never read, not pulled from a bucket: an earlier report (written anew) and
+#: the run's environment
+UNPULLED_FILES = ("report.html", "environment.json")
+
+
+def unpulled(rel: str) -> bool:
+    """Whether `repeval table|report` leave the file or folder ``rel`` (its path in the run, a folder's ending in
+    ``/``) of a bucket's run in the bucket (:data:`UNPULLED_FOLDERS`, :data:`UNPULLED_FILES`): the run's own, and
+    each run's of a runs directory given in place of a run (its runs are named from their ``results.parquet`` and
+    ``status.json``). ``status.json`` is pulled: the command line it records is the fix named of a summary or
+    results to write anew."""
+    parts = rel.rstrip("/").split("/")
+    names = UNPULLED_FOLDERS if rel.endswith("/") else UNPULLED_FILES
+    return len(parts) <= 2 and parts[-1] in names
+
+
 def open_run(run: str) -> RunLocation:
     """A run directory given whole — ``runs/r1``, ``s3://bucket/runs/r1?endpoint_override=…`` — as ``repeval
-    table|report`` take it: a remote one is pulled into a local staging copy (everything but ``tune/``)."""
+    table|report`` take it: a remote one is pulled into a local staging copy, all but what they never read
+    (:func:`unpulled`)."""
     if not is_uri(run):
         p = Path(run).resolve()
         return RunLocation.open(str(p.parent), p.name)
@@ -48,8 +69,9 @@ def open_run(run: str) -> RunLocation:
         raise ValueError(f"{run}: give a run directory, <runs_dir>/<run_id>, not a bucket")
     loc = RunLocation.open(f"{runs_dir}{sep}{query}", run_id, pull=False)
     refused = _REFUSED.setdefault(loc.local.resolve(), {})
-    loc.pull(refused)
-    if loc.staged and not any(loc.local.iterdir()) and not refused:
+    left: list[str] = []
+    loc.pull(refused, skip=unpulled, skipped=left)
+    if loc.staged and not any(loc.local.iterdir()) and not refused and not left:
         raise FileNotFoundError(
             f"no run directory at {loc.display} (nothing there): check the bucket and the run id; `repeval runs "
             f"{shlex.quote(runs_dir + sep + query)}` lists the runs there"

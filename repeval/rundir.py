@@ -296,15 +296,22 @@ class RunLocation:
 
     # --- staging ------------------------------------------------------------------------------
 
-    def _remote_files(self, sub: str = "") -> list[tuple[str, pafs.FileInfo]]:
-        """(relative path, info) of every remote file except under ``tune/`` (which can be large)."""
+    def _remote_files(
+        self, sub: str = "", skip: Callable[[str], bool] | None = None, skipped: list[str] | None = None
+    ) -> list[tuple[str, pafs.FileInfo]]:
+        """(relative path, info) of every remote file except under ``tune/`` (which can be large) and those ``skip``
+        takes (given each file's path in the run, and each folder's ending in ``/``: a folder it takes is not listed);
+        the paths left out (``tune/``'s too) are put in ``skipped``."""
         out: list[tuple[str, pafs.FileInfo]] = []
         base = f"{self.path}/{sub}".rstrip("/")
         for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
             rel = info.path[len(self.path) :].strip("/")
-            if info.type == pafs.FileType.Directory:
-                if rel != TUNE_DIR:
-                    out.extend(self._remote_files(rel))
+            is_dir = info.type == pafs.FileType.Directory
+            if rel == TUNE_DIR or (skip is not None and skip(f"{rel}/" if is_dir else rel)):
+                if skipped is not None:
+                    skipped.append(f"{rel}/" if is_dir else rel)
+            elif is_dir:
+                out.extend(self._remote_files(rel, skip, skipped))
             elif info.type == pafs.FileType.File:
                 out.append((rel, info))
         return out
@@ -322,15 +329,21 @@ class RunLocation:
                 out[p.relative_to(self.local).as_posix()] = (st.st_size, st.st_mtime_ns)
         return out
 
-    def pull(self, refused: dict[str, tuple[str, str, str]] | None = None) -> int:
+    def pull(
+        self,
+        refused: dict[str, tuple[str, str, str]] | None = None,
+        skip: Callable[[str], bool] | None = None,
+        skipped: list[str] | None = None,
+    ) -> int:
         """Replace the staging directory with the remote run directory's files (not ``tune/``); returns the count.
         Each pulled file keeps the remote copy's modification time when the filesystem reports one (an object's
         upload time on a bucket): what tells an earlier repeval's group record from a partition embedded anew after
         it (:func:`repeval.run.groups.recorded_inputs`), which the pull's own time would hide. ``refused`` (a reader:
         `repeval table|report`): a file this user may not read is left out, its path → (its URI, why, the fix) put
-        there."""
+        there. ``skip`` (a reader's): the files and folders it takes — given each file's path in the run, each
+        folder's ending in ``/`` — are neither listed nor pulled (:meth:`_remote_files`), their paths put in
+        ``skipped``."""
         from repeval.cloud_reach import refusal
-        from repeval.cloud_reach import refused as is_refused
 
         if not self.staged:
             return 0
@@ -338,15 +351,8 @@ class RunLocation:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         self._hashes.clear()
         n = 0
-        for rel, info in self._remote_files():
-            dest = self.local / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with self.fs.open_input_stream(f"{self.path}/{rel}") as src, open(dest, "wb") as out:
-                    self._hashes[rel] = copy_hashed(src, out)
-            except OSError as exc:
-                if not is_refused(exc):
-                    raise
+        for rel, info, digest, exc in self._fetched(self._remote_files(skip=skip, skipped=skipped)):
+            if exc is not None:
                 if refused is None:  # a command going on with the run: it stops, naming the file, not pyarrow's key
                     why, fix = refusal(exc)
                     raise PermissionError(
@@ -354,15 +360,45 @@ class RunLocation:
                         f"copies here to go on with the run, so it stops before changing anything — {fix}"
                     ) from None
                 refused[rel] = (self.file(rel), *refusal(exc))
-                dest.unlink(missing_ok=True)
                 continue
+            self._hashes[rel] = digest
             if info.mtime_ns is not None:
-                os.utime(dest, ns=(info.mtime_ns, info.mtime_ns))
+                os.utime(self.local / rel, ns=(info.mtime_ns, info.mtime_ns))
             n += 1
         self._synced = self._local_files()
         if n:
             log.info("pulled %s of %s into %s", counted(n, "file"), self.display, self.local)
         return n
+
+    def _fetched(self, files: list[tuple[str, pafs.FileInfo]]) -> list[tuple[str, pafs.FileInfo, str, OSError | None]]:
+        """Each of ``files`` (path in the run, info) copied from the remote run directory into the staging one,
+        :data:`COPY_THREADS` at a time (on a bucket each is a round trip): (path, info, its sha256, ``None``), or
+        (path, info, ``""``, the error) for a file this user may not read (left out); another error raises, the
+        copies not begun cancelled."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from repeval.cloud_reach import refused
+
+        def fetch(item: tuple[str, pafs.FileInfo]) -> tuple[str, pafs.FileInfo, str, OSError | None]:
+            rel, info = item
+            dest = self.local / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with self.fs.open_input_stream(f"{self.path}/{rel}") as src, open(dest, "wb") as out:
+                    return rel, info, copy_hashed(src, out), None
+            except OSError as exc:
+                if not refused(exc):
+                    raise
+                dest.unlink(missing_ok=True)
+                return rel, info, "", exc
+
+        if len(files) < 2:
+            return [fetch(f) for f in files]
+        pool = ThreadPoolExecutor(min(COPY_THREADS, len(files)), thread_name_prefix="repeval-pull")
+        try:
+            return list(pool.map(fetch, files))
+        finally:
+            pool.shutdown(cancel_futures=True)
 
     def push(self) -> int:
         """Upload the staged files that are new or changed since the last pull/push; returns the count."""
@@ -374,21 +410,43 @@ class RunLocation:
             if file_hash(self.local / rel) == self._hashes[rel]:  # written anew with the bytes it had: not uploaded
                 changed.remove(rel)
                 self._synced[rel] = now[rel]
-        # results.parquet last: it is what tells a reader that the run is complete
-        changed.sort(key=lambda rel: rel == "results.parquet")
-        made: set[str] = set()
-        for rel in changed:
-            parent = f"{self.path}/{rel}".rsplit("/", 1)[0]
-            if parent not in made:
-                self.fs.create_dir(parent, recursive=True)
-                made.add(parent)
-            with open(self.local / rel, "rb") as src, self.fs.open_output_stream(f"{self.path}/{rel}") as out:
-                self._hashes[rel] = copy_hashed(src, out)
-            self._synced[rel] = now[rel]
+        for parent in dict.fromkeys(f"{self.path}/{rel}".rsplit("/", 1)[0] for rel in changed):
+            self.fs.create_dir(parent, recursive=True)
+        # results.parquet last, once every other file is up: it is what tells a reader that the run is complete
+        self._uploaded([rel for rel in changed if rel != "results.parquet"], now)
+        self._uploaded([rel for rel in changed if rel == "results.parquet"], now)
         if changed:
             log.info("pushed %s to %s", counted(len(changed), "file"), self.display)
         return len(changed)
 
+    def _uploaded(self, rels: list[str], now: dict[str, tuple[int, int]]) -> None:
+        """Upload the staged files ``rels`` (paths in the run; ``now``: their size and time), :data:`COPY_THREADS` at
+        a time; each one uploaded is recorded as pushed, and the first error, if any, raised once the others are
+        up (a stage that failed still pushes all it can: finished groups are never lost)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def upload(rel: str) -> str:
+            with open(self.local / rel, "rb") as src, self.fs.open_output_stream(f"{self.path}/{rel}") as out:
+                return copy_hashed(src, out)
+
+        if not rels:
+            return
+        error: OSError | None = None
+        with ThreadPoolExecutor(min(COPY_THREADS, len(rels)), thread_name_prefix="repeval-push") as pool:
+            for rel, done in [(rel, pool.submit(upload, rel)) for rel in rels]:
+                try:
+                    self._hashes[rel] = done.result()
+                except OSError as exc:
+                    error = error or exc
+                    continue
+                self._synced[rel] = now[rel]
+        if error is not None:
+            raise error
+
+
+#: the files :class:`RunLocation` copies to or from a bucket at once (each a round trip: a run of a few hundred
+#: grids' ``groups/`` files took seconds one at a time)
+COPY_THREADS = 8
 
 #: each staging directory of this process → the URI of the run directory it is a copy of (without its query)
 _STAGED: dict[Path, str] = {}

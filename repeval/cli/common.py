@@ -27,7 +27,13 @@ log = logging.getLogger("repeval")
 
 
 ConfigArg = Annotated[
-    Path, typer.Argument(callback=config_path, help="experiment YAML file (-: read it from standard input)")
+    Path,
+    typer.Argument(
+        path_type=str,  # as typed: `Path` makes `./-` (a file) `-` (standard input)
+        callback=config_path,
+        metavar="CONFIG",
+        help="experiment YAML file (-: read it from standard input; ./-: a file named -)",
+    ),
 ]
 RunIdOpt = Annotated[
     str | None,

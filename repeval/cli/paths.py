@@ -58,15 +58,53 @@ def each_windows_checked(values: list[str] | None) -> list[str] | None:
     return None if values is None else [windows_checked(v) for v in values]
 
 
-def config_path(value: Path) -> Path:
+def config_path(ctx: typer.Context, value: str | Path) -> Path:
     """A command's CONFIG read as the other paths given on the command line are (:func:`cli_path`): a quoted
     ``'~/exp.yaml'`` was "config file not found: ~/exp.yaml", a Windows path (``C:\\exp.yaml``) on Linux or macOS
-    "not found — check the path" without the fix."""
+    "not found — check the path" without the fix. ``-`` reads standard input; a file named ``-`` given any other way
+    (``./-``), which ``Path`` makes ``-``, is that file, by its absolute path (``ConfigArg`` gives the text as typed)."""
+    from repeval.config.stdin import STDIN
+
     text = str(value)
-    if "://" in text:  # not a local file: the load says what it reads
-        return value
+    if str(Path(text)) == STDIN and text != STDIN:
+        return Path(text).absolute()
+    if "://" in text:
+        return _config_uri(text, _subcommand(ctx))
     try:
         return Path(cli_path(text) or text)
     except typer.BadParameter as exc:
         exc.param_hint = "CONFIG"
         raise
+
+
+def _subcommand(ctx: typer.Context) -> str:
+    """The command ``ctx`` runs, below ``repeval`` (``data check``, ``run``)."""
+    names: list[str] = []
+    at: Any = ctx
+    while at.parent is not None:
+        names.insert(0, at.info_name or "")
+        at = at.parent
+    return " ".join(names) or "run"
+
+
+def _config_uri(text: str, command: str) -> Path:
+    """CONFIG given as a URI: a ``file://`` one is its local path; another (``s3://b/exp.yaml``) is refused with the
+    fix, ``command``'s line reading standard input — a configuration is read from a local file or standard input (it
+    was "s3:/b/exp.yaml: config file not found — check the path", the URI's ``//`` lost)."""
+    from urllib.parse import unquote, urlsplit
+
+    from repeval.uri_text import windows_fix, windows_unread
+
+    if windows_unread(text):  # file:///C:/exp.yaml on Linux or macOS
+        exc = typer.BadParameter(windows_fix(text))
+    else:
+        parts = urlsplit(text)
+        if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost"):
+            return Path(unquote(parts.path))
+        exc = typer.BadParameter(
+            f"{text} is a URI, and a configuration is read from a local file or standard input: copy it to this "
+            f"machine and give its path, or pipe it in (`cat exp.yaml | repeval {command} -`); the data, store and "
+            "runs directory it names may be in a bucket"
+        )
+    exc.param_hint = "CONFIG"
+    raise exc

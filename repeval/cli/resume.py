@@ -23,12 +23,16 @@ def resume_command(
     name this run and where it lives — ``--run-id`` when it was given, or when the configuration sets no
     ``run.run_id`` (the same command without it would start another, timestamped run), ``--store``,
     ``--runs-dir`` and ``--smoke-test`` as given — and the options of ``flags`` (``--strict``, ``--retry-errors``:
-    :data:`~repeval.run.status.RESUMED_FLAGS`) that ``command`` takes."""
+    :data:`~repeval.run.status.RESUMED_FLAGS`) that ``command`` takes. A configuration read from standard input
+    (CONFIG ``-``) is named by the copy the run keeps, its ``config.yaml`` — the YAML need not be piped in again —
+    unless the run is in a bucket (``repeval run`` reads a local file)."""
     import shlex
 
+    from repeval.config.stdin import STDIN
     from repeval.run.status import for_command
 
-    words = ["repeval", command, str(config)]
+    kept = str(config) == STDIN and ctx.location is not None and not ctx.location.staged
+    words = ["repeval", command, str(ctx.run_dir / "config.yaml") if kept else str(config)]
     if smoke_test:
         words.append("--smoke-test")
     if run_id:

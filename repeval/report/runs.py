@@ -362,8 +362,14 @@ def list_runs(runs_dir: str) -> list[dict[str, Any]]:
     """Every run directory under ``runs_dir``, sorted by run id — an entry this user may not look at (a symbolic link
     into another user's folder) as a run nothing is known of; ``FileNotFoundError`` naming it if it is absent, a
     ``ValueError`` naming it and the fix if this user may not list it (another user's: not a full disk's fix)."""
+    from repeval.cloud_reach import head_cause
+
     fs, path = filesystem_of(runs_dir)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
+    try:
+        kind = fs.get_file_info(path).type
+    except OSError as exc:
+        raise head_cause(fs, path, exc) from None  # S3's clock or token, which a HEAD's answer hides
+    if kind != pafs.FileType.Directory:
         raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
     unseen: list[tuple[str, OSError]] = []
     try:

@@ -64,7 +64,10 @@ class EmbeddingStore:
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
         if create:
-            self.fs.create_dir(self.root, recursive=True)
+            try:
+                self.fs.create_dir(self.root, recursive=True)
+            except OSError as exc:  # S3's clock or token, which its HeadBucket's answer hides
+                raise cloud_reach.head_cause(self.fs, self.root, exc) from None
         elif (kind := self._root_type()) == pafs.FileType.File:
             raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
         elif must_exist and kind != pafs.FileType.Directory:
@@ -104,9 +107,10 @@ class EmbeddingStore:
         reach is pyarrow's error, which the command's error line names what to check of."""
         try:
             return self.fs.get_file_info(self.root).type
-        except OSError as exc:
+        except OSError as refused:
+            exc = cloud_reach.head_cause(self.fs, self.root, refused)  # S3's clock or token, which a HEAD hides
             if not cloud_reach.refused(exc):
-                raise
+                raise exc from None
             import errno
 
             why, fix = cloud_reach.refusal(exc)

@@ -95,12 +95,14 @@ def faulty_fs(
 
 
 class Counting(Faulty):
-    """The local filesystem, refusing nothing, counting the requests made of it by kind (``open``: a file opened for
-    reading, ``info``: a file's metadata asked, ``list``: a folder listed) and the files opened (``opened``): on object
-    storage each is a round trip."""
+    """The local filesystem (or ``base``, a bucket's), refusing nothing, counting the requests made of it by kind
+    (``open``: a file opened for reading, ``info``: a file's metadata asked, ``list``: a folder listed) and the files
+    opened (``opened``): on object storage each is a round trip."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: pafs.FileSystem | None = None) -> None:
         super().__init__()
+        if base is not None:
+            self.local = base
         self.n: Counter[str] = Counter()
         self.opened: Counter[str] = Counter()
 

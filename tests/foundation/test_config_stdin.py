@@ -47,6 +47,18 @@ def test_config_dash_reads_the_yaml_from_stdin_its_paths_from_the_current_direct
     assert train.exit_code == 1 and "no embedding store at" in train.output, train.output
     recorded = (tmp_path / "runs" / "r" / "config.yaml").read_text()
     assert recorded == config_yaml(parse_config(yaml.safe_load(RELATIVE))), recorded  # as a file's would be
+    # the command lines it names for this run name that copy (were `repeval embed -`: the YAML to pipe in again); a
+    # command takes it
+    kept = tmp_path / "runs" / "r" / "config.yaml"
+    assert f"run `repeval embed {kept}` (or `repeval run {kept}`) with this configuration" in train.stderr, train.output
+    again = CliRunner().invoke(app, ["train", str(kept)])
+    assert again.exit_code == 1 and f"`repeval embed {kept}`" in again.stderr and kept.read_text() == recorded, (
+        again.output
+    )
+    # a file named `-`: `./-` (was standard input, as `Path("./-")` is `-`), by its path
+    (tmp_path / "-").write_text(RELATIVE)
+    named = CliRunner().invoke(app, ["validate", "./-", "--skip-model-check"], input="not: [the file\n")
+    assert named.exit_code == 0 and named.stdout.startswith(f"{tmp_path / '-'}: valid (1 experiment)"), named.output
     bad = CliRunner().invoke(app, ["validate", "-"], input="run: {run_id: r\n")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: stdin: not valid YAML at line 2"), bad.output
     # nothing piped in (`cat typo.yaml | repeval validate -`): was "stdin: the file must be a mapping with an
@@ -65,3 +77,27 @@ def test_config_dash_in_a_ray_job_is_refused_naming_the_fix(monkeypatch: pytest.
     assert "a `ray job submit` job has no standard input of its own to read it from: put the configuration in a " in (
         res.stderr
     ), res.output
+
+
+def test_a_config_uri_is_read_from_a_file_uri_and_refused_from_a_bucket_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CONFIG `s3://b/exp.yaml` said "s3:/b/exp.yaml: config file not found — check the path" (its `//` lost) and
+    `file:///…/exp.yaml` likewise: a `file://` URI is now its local file, a bucket's refused saying where a
+    configuration is read from and how to pipe it in."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    (tmp_path / "my exp.yaml").write_text(RELATIVE)
+    uri = (tmp_path / "my exp.yaml").as_uri()
+    read = CliRunner().invoke(app, ["validate", uri, "--skip-model-check"])
+    assert read.exit_code == 0 and read.stdout.startswith(f"{tmp_path / 'my exp.yaml'}: valid"), read.output
+    refused = CliRunner().invoke(app, ["data", "check", "s3://b/exp.yaml"], env={"COLUMNS": "400"})
+    said = " ".join(refused.stderr.replace("│", " ").split())
+    assert (
+        refused.exit_code == 2
+        and (
+            "Invalid value for CONFIG: s3://b/exp.yaml is a URI, and a configuration is read from a local file or standard "
+            "input: copy it to this machine and give its path, or pipe it in (`cat exp.yaml | repeval data check -`)"
+        )
+        in said
+    ), said

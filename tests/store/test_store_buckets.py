@@ -277,3 +277,111 @@ def test_a_bucket_run_without_results_is_named_by_its_uri_not_its_staging_folder
         f"error: no results.parquet in {runs}: it is a runs directory; pass one of its runs ({runs}/r1); `repeval runs "
         f"{runs}` lists them\n"
     ), res.output
+
+
+def test_table_and_report_of_a_bucket_run_pull_only_what_they_read(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`repeval table|report` of a bucket's run downloaded every file of it but ``tune/``: each grid's results under
+    ``groups/`` (``results.parquet`` holds them), an earlier report and its figures (drawn anew), ``environment.json``
+    — none of which they read. They now list and fetch only the files they read; the report still replaces the one in
+    the bucket, and a runs directory given as a run is no longer pulled with each run's ``tune/``."""
+    import repeval.rundir
+    from repeval.testing.fs import Counting
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    exp = FakeExperiment("instrument_recognition", "multiclass_classification", "tinysol", 3, ("accuracy",))
+    spec = FakeRunSpec(run_id="r1", experiments=(exp,), models=("m",), probes=("M1",), seeds=(0,), n_resamples=10)
+    run = make_run_dir(tmp_path / "runs", spec, scenarios=("clean",))
+    (run / "status.json").write_text(json.dumps({"state": "finished", "command": "run"}))
+    read = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file())  # what they read
+    unread = {"groups/instrument_recognition__tinysol__m.parquet": b"PAR1", "groups/g2.json": b"{}",
+              "plots/old.png": b"png", "report.html": b"old report", "environment.json": b"{}",
+              "tune/exp/trial/result.json": b"{}"}  # fmt: skip
+    for rel, body in unread.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(body)
+    pafs.copy_files(str(run), "repeval/reads/runs/r1", destination_filesystem=s3["fs"])
+    handler = Counting(s3["fs"])
+    counted = pafs.PyFileSystem(handler)
+    real = repeval.rundir.filesystem
+    monkeypatch.setattr(repeval.rundir, "filesystem", lambda uri: (counted, real(uri)[1]))
+    uri = f"s3://repeval/reads/runs/r1{s3['query']}"
+
+    res = CliRunner().invoke(app, ["table", uri])
+    assert res.exit_code == 0 and "accuracy" in res.stdout, res.output
+    assert sorted(p.removeprefix("repeval/reads/runs/r1/") for p in handler.opened) == read, handler.opened
+    listed = handler.n["list"]
+    assert listed == 1 + len({r.split("/")[0] for r in read if "/" in r}), handler.n  # the run, each folder read
+
+    handler.clear()
+    res = CliRunner().invoke(app, ["report", uri])
+    assert res.exit_code == 0 and res.stdout == "report: s3://repeval/reads/runs/r1/report.html\n", res.output
+    assert sorted(p.removeprefix("repeval/reads/runs/r1/") for p in handler.opened) == read, handler.opened
+    with s3["fs"].open_input_stream("repeval/reads/runs/r1/report.html") as fh:
+        assert fh.read().startswith(b"<!doctype html>")  # the report written anew, in the bucket
+    with s3["fs"].open_input_stream("repeval/reads/runs/r1/groups/g2.json") as fh:
+        assert fh.read() == b"{}"  # left as it was
+
+    handler.clear()
+    res = CliRunner().invoke(app, ["table", f"s3://repeval/reads/runs{s3['query']}"])  # the runs directory
+    assert res.exit_code == 1 and "it is a runs directory; pass one of its runs" in res.stderr, res.output
+    assert not [p for p in handler.opened if "/tune/" in p or "/groups/" in p], handler.opened
+
+
+def test_a_bucket_run_is_pulled_several_files_at_a_time(
+    s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bucket's run was pulled and pushed one file after another, each a round trip: a run of a few hundred grids
+    waited seconds on its ``groups/`` at every command. Files are copied several at a time, each whole (pulled with its
+    time), ``results.parquet`` pushed last."""
+    import threading
+    import time
+
+    import repeval.rundir
+    from repeval.rundir import RunLocation
+    from repeval.testing.fs import Counting
+
+    bodies = {f"groups/g{i}.parquet": f"grid {i}".encode() * 100 for i in range(12)} | {"config.yaml": b"x: 1\n"}
+    for rel, body in bodies.items():
+        with s3["fs"].open_output_stream(f"repeval/many/runs/r1/{rel}") as fh:
+            fh.write(body)
+    at_once, most, lock = [0], [0], threading.Lock()
+
+    written: list[str] = []
+
+    def round_trip() -> None:  # a round trip's wait: how many are waited on together
+        with lock:
+            at_once[0] += 1
+            most[0] = max(most[0], at_once[0])
+        time.sleep(0.05)
+        with lock:
+            at_once[0] -= 1
+
+    class Slow(Counting):
+        def open_input_stream(self, path: str) -> Any:
+            round_trip()
+            return super().open_input_stream(path)
+
+        def open_output_stream(self, path: str, metadata: Any) -> Any:
+            round_trip()
+            with lock:
+                written.append(path.rsplit("/r1/", 1)[1])
+            return self.local.open_output_stream(path, metadata=metadata)
+
+    slow = pafs.PyFileSystem(Slow(s3["fs"]))
+    real = repeval.rundir.filesystem
+    monkeypatch.setattr(repeval.rundir, "filesystem", lambda uri: (slow, real(uri)[1]))
+    loc = RunLocation.open(f"s3://repeval/many/runs{s3['query']}", "r1")
+    pulled = {p.relative_to(loc.local).as_posix(): p.read_bytes() for p in loc.local.rglob("*") if p.is_file()}
+    assert pulled == bodies and most[0] > 1, (sorted(pulled), most)
+    remote = s3["fs"].get_file_info("repeval/many/runs/r1/groups/g3.parquet").mtime_ns
+    assert (loc.local / "groups" / "g3.parquet").stat().st_mtime_ns == remote
+    # pushed likewise, results.parquet once every other file is up (it tells a reader the run is complete)
+    most[0] = 0
+    for i in range(12, 20):
+        (loc.local / "groups" / f"g{i}.parquet").write_bytes(b"new grid")
+    (loc.local / "results.parquet").write_bytes(b"results")
+    assert loc.push() == 9 and most[0] > 1 and written[-1] == "results.parquet", (written, most)
+    with s3["fs"].open_input_stream("repeval/many/runs/r1/groups/g19.parquet") as fh:
+        assert fh.read() == b"new grid"
