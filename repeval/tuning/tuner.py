@@ -86,8 +86,6 @@ def _fit(
     # Tune's "new output" engine prints a configuration box and result paths even with verbose=0; the legacy
     # reporter honours verbose=0 (repeval prints its own summary; failures are recorded with their reason)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # small grids snapshot their state often; Tune's warning about it is advice for long experiments
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune catches Ctrl-C itself, stops its trials and returns normally: the grid would be collected with the units
     # that happened to finish and committed as trained (the rest lost for good). Without its handler Ctrl-C raises
     # KeyboardInterrupt here: nothing is committed, and the rerun restores the experiment, reusing every trial
@@ -177,7 +175,13 @@ def _fit(
             verbose=0,
             callbacks=[trials],
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES, fail_fast=False),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # a trial reports one checkpoint (a trial restored from it reports it once more), so none needs deleting:
+            # no num_to_keep, which made Tune save and sync its experiment state after every trial checkpoint (Ray
+            # 2.60's sync_every_n_trial_checkpoints), the driver's work while the other trials train. The state is
+            # saved as the fit starts, on Tune's period and at its end; a driver killed between saves leaves one older
+            # than trials it finished: the rerun restores it and reports their checkpoints instead of training them
+            # (_reusable, resuming)
+            checkpoint_config=tune.CheckpointConfig(),
             sync_config=tune.SyncConfig(sync_artifacts=True),
         ),
     )

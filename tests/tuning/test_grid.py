@@ -407,7 +407,7 @@ sys.path.insert(0, {tests!r})
 import test_grid as tg
 cloudpickle.register_pickle_by_value(tg)
 ray.init(address={address!r}, log_to_driver=False)  # a second driver on the session's Ray
-# Tune snapshots its experiment state after each trial checkpoint and every 10 s: snapshot often, so the state the test
+# Tune snapshots its experiment state as it starts, every 10 s and at the end: snapshot often, so the state the test
 # waits for (trials recorded as finished) is on disk as soon as it holds, not up to 10 s later
 os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0.2"
 data = tg.resume_data()

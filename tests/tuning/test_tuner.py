@@ -206,6 +206,56 @@ def test_incomplete_copies_are_kept_while_a_rerun_needs_them(tmp_path, caplog):
     } | {"u2": reusable["u2"]}
 
 
+def test_tune_saves_its_state_on_its_period_and_a_snapshot_older_than_finished_trials_resumes(
+    ray_session, tmp_path, monkeypatch, caplog
+):
+    """``CheckpointConfig(num_to_keep=1)`` made Tune save and sync its experiment state after every trial checkpoint
+    (a save in the driver per trial, while the others train), though a trial reports one checkpoint. Now the state is
+    saved as it starts, on Tune's period and at the end — so a driver killed mid-run leaves a snapshot older than the
+    trials it finished. The rerun restores that snapshot (not moved aside) and reports those trials' checkpoints
+    instead of training them: the first run's results."""
+    import shutil
+
+    from ray.tune.execution.tune_controller import TuneController
+
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "600")  # no save on Tune's timer: only those it must make
+    marks, storage, snaps = tmp_path / "marks", tmp_path / "tune", tmp_path / "snaps"
+    marks.mkdir()
+    recorded: list[int] = []  # per save of the state: trials it records a checkpoint of
+    save = TuneController.save_to_dir
+
+    def save_and_copy(self):  # the state as a driver killed after this save would leave it
+        save(self)
+        recorded.append(sum(t.checkpoint is not None for t in self.get_trials()))
+        staged = Path(self._storage.experiment_driver_staging_path)
+        to = snaps / str(len(recorded))
+        to.mkdir(parents=True)
+        for f in staged.iterdir():
+            if f.is_file():
+                shutil.copy2(f, to / f.name)
+
+    cfg = resume_config()  # probes p2 … p5, a trial each, two at a time
+    with monkeypatch.context() as m:
+        m.setattr(TuneController, "save_to_dir", save_and_copy)
+        first = run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage),
+                          wrap_trainable=marker_wrapper(str(marks)))  # fmt: skip
+    assert len(list(marks.glob("ran-*"))) == 4 and not first.failed
+    assert recorded == [0, 4]  # as Tune started and at the end: none after each trial's checkpoint
+    (exp,) = [d for d in storage.iterdir() if d.is_dir()]
+    assert len(list(exp.glob("*/checkpoint_*/summary.json"))) == 4
+    for f in (snaps / "1").iterdir():  # the driver killed after the last trial's checkpoint: the first save is on disk
+        shutil.copy2(f, exp / f.name)
+    for p in marks.iterdir():
+        p.unlink()
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        again = run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage),
+                          wrap_trainable=marker_wrapper(str(marks)))  # fmt: skip
+    assert "resuming Tune experiment" in caplog.text and "running it again" not in caplog.text, caplog.text
+    assert not list(storage.glob("*.incomplete-*"))  # restored whole, not moved aside
+    assert not list(marks.glob("ran-*")) and again.reused_trials == 4  # nothing trained again
+    assert values(again) == values(first)
+
+
 #: a fit's driver as :func:`repeval.tuning.tuner._fit_grid` starts it: tensorboardX imported for Tune's TensorBoard logger,
 #: while another thread imports google-cloud-storage (as tensorboardX's record writer reaches its next import); then an
 #: ``s3://`` SummaryWriter of the same process writing to a moto bucket (copied to ``argv[1]``/s3) and a local one to
