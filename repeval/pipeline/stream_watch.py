@@ -20,7 +20,7 @@ import math
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from repeval.pipeline.summary import Progress, elapsed
 from repeval.words import counted
@@ -72,7 +72,8 @@ class StreamWatch:
 
     def stop(self) -> None:
         """Stop watching; and delete the marks of the stream's actors (:func:`forget_marks`): called again after a
-        failed stream's teardown, once its actors are killed."""
+        failed stream's teardown, once its actors are killed. The thread ends within a request of the GCS (each given
+        up after :data:`GCS_TIMEOUT_S`)."""
         self.stopped.set()
         if self.thread.is_alive():
             self.thread.join(timeout=10)
@@ -83,6 +84,8 @@ class StreamWatch:
         while not self.stopped.wait(WATCH_TICK_S):
             try:
                 self.check()
+            except GcsTimeout as exc:  # the GCS does not answer: no line
+                log.debug("the GCS did not answer the stream's watch: %s", exc)
             except Exception as exc:  # the stream is what matters: a look that fails says nothing
                 log.debug("could not look at the stream's state: %s", exc)
 
@@ -136,12 +139,12 @@ class StreamWatch:
         """What a waiting actor waits for: a node with its resources free — and, when no node of the cluster has them
         (:func:`~repeval.ray_fit.request_misfit`), why and the fix; under ``use_gpu: always`` on a cluster that may
         grow, the autoscaler (:meth:`autoscaler`)."""
-        from repeval.ray_fit import _amounts, alive_node_resources, asks, may_grow, request_misfit
+        from repeval.ray_fit import _amounts, asks, may_grow, request_misfit
 
         free = f"a node with {_amounts(self.actor)} free"
         one = self.n_actors == 1
         what = f"the embedding {'actor' if one else 'actors'} of {self.label}"
-        nodes, grow = alive_node_resources(), may_grow()
+        nodes, grow = node_resources(), may_grow()
         misfit = request_misfit(what, self.actor, self.settings, nodes, grow, one)
         if misfit and grow and self.always and self.actor.get("GPU", 0) > 0:
             return f"{free} — {what} {asks(one)} {_amounts(self.actor)}, {self.autoscaler(len(nodes))}"
@@ -166,20 +169,80 @@ class StreamWatch:
         )
 
 
+class GcsTimeout(RuntimeError):
+    """The cluster's GCS did not answer a request within :data:`GCS_TIMEOUT_S`."""
+
+
+def _gcs_client() -> Any:
+    """This driver's client of the GCS, whose requests take a timeout; None for a Ray Client's driver (``ray://``:
+    its server asks the GCS)."""
+    from ray.experimental import internal_kv
+
+    return getattr(internal_kv, "global_gcs_client", None)
+
+
+def _timed(request: Any) -> Any:
+    """``request()``'s answer; :class:`GcsTimeout` when the GCS did not give it within :data:`GCS_TIMEOUT_S` (Ray's
+    ``RpcError``: "Timed out while waiting for GCS to become available")."""
+    try:
+        return request()
+    except Exception as exc:
+        if type(exc).__name__ == "RpcError":
+            raise GcsTimeout(str(exc)) from exc
+        raise
+
+
 def embed_actors() -> dict[str, dict[str, Any]]:
     """This job's embedding actors not dead, by id, as the GCS has them (``State``: ``ALIVE`` once its model is
     built; else ``Pid`` 0 until a node has room for it). One query of the GCS, for this job's actors only: the whole
     table of a shared cluster holds every job's actors, dead ones included (3,000 of another job's: 65 ms of the
-    driver's CPU a query, against 0.3 ms). Private in Ray 2.60 (pinned), as
+    driver's CPU a query, against 0.3 ms) — given up after :data:`GCS_TIMEOUT_S` (:class:`GcsTimeout`): a GCS gone
+    under the run held it until Ray ended the process. Private in Ray 2.60 (pinned), as
     :func:`~repeval.pipeline.stream._kill_stray_embed_actors` reads it."""
+    import asyncio
+
     import ray
+    from ray.core.generated import gcs_pb2
 
     job = ray.get_runtime_context().get_job_id()
+    gcs = _gcs_client()
+    if gcs is None:  # a Ray Client's driver
+        found = ray._private.state.actors(job_id=ray.JobID.from_hex(job))
+    else:
+
+        async def query() -> Any:
+            return await gcs.async_get_all_actor_info(job_id=ray.JobID.from_hex(job), timeout=GCS_TIMEOUT_S)
+
+        state = cast(Any, gcs_pb2).ActorTableData.ActorState.Name
+        found = {
+            actor_id.hex(): {
+                "ActorClassName": data.class_name,
+                "JobID": data.job_id.hex(),
+                "State": state(data.state),
+                "Pid": data.pid,
+            }
+            for actor_id, data in _timed(lambda: asyncio.run(query())).items()
+        }
     return {
         actor_id: info
-        for actor_id, info in ray._private.state.actors(job_id=ray.JobID.from_hex(job)).items()
+        for actor_id, info in found.items()
         if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job and info.get("State") != "DEAD"
     }
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Each live node's resources (:func:`~repeval.ray_fit.alive_node_resources`), the request given up after
+    :data:`GCS_TIMEOUT_S` (:class:`GcsTimeout`)."""
+    from repeval.ray_fit import alive_node_resources
+
+    gcs = _gcs_client()
+    if gcs is None:
+        return alive_node_resources()
+    from ray.core.generated import gcs_pb2
+
+    alive = cast(Any, gcs_pb2).GcsNodeInfo.GcsNodeState.Value("ALIVE")
+    nodes = _timed(lambda: gcs.get_all_node_info(timeout=GCS_TIMEOUT_S)).values()
+    return [{k: float(v) for k, v in n.resources_total.items()} for n in nodes if n.state == alive]
 
 
 def mark_loading(loading: bool) -> None:
@@ -215,11 +278,16 @@ def _job_prefix() -> str:
 
 def loading_actors() -> set[tuple[str, int]]:
     """This job's embedding actors that marked that they build their model (:func:`mark_loading`), as (actor id,
-    worker process id): one query of the GCS."""
+    worker process id): one query of the GCS, given up after :data:`GCS_TIMEOUT_S` (:class:`GcsTimeout`)."""
     from ray.experimental import internal_kv
 
     prefix = _job_prefix()
-    keys = internal_kv._internal_kv_list(prefix, namespace=LOADING_NAMESPACE)
+    gcs = _gcs_client()
+    if gcs is None:  # a Ray Client's driver
+        keys = internal_kv._internal_kv_list(prefix, namespace=LOADING_NAMESPACE)
+    else:
+        ask = prefix.encode(), LOADING_NAMESPACE.encode()
+        keys = _timed(lambda: gcs.internal_kv_keys(*ask, timeout=GCS_TIMEOUT_S))
     marks = (k.decode()[len(prefix) :].rpartition(":") for k in keys)
     return {(actor, int(pid)) for actor, _, pid in marks if pid.isdigit()}
 
