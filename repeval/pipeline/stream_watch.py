@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 from repeval.pipeline.summary import Progress, elapsed
@@ -231,6 +231,21 @@ def _timed(request: Any) -> Any:
         raise
 
 
+def _awaited(coroutine: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """What ``coroutine()`` returns, run to its end in an event loop of its own — in a thread of its own when this
+    one runs a loop already (a notebook's), where ``asyncio.run`` refuses to start another."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # none here: the usual case
+        return asyncio.run(coroutine())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="repeval-gcs-query") as pool:
+        return pool.submit(lambda: asyncio.run(coroutine())).result()
+
+
 def embed_actors() -> dict[str, dict[str, Any]]:
     """This job's embedding actors not dead, by id, as the GCS has them (``State``: ``ALIVE`` once its model is
     built; else ``Pid`` 0 until a node has room for it). One query of the GCS, for this job's actors only: the whole
@@ -238,8 +253,6 @@ def embed_actors() -> dict[str, dict[str, Any]]:
     driver's CPU a query, against 0.3 ms) — given up after :data:`GCS_TIMEOUT_S` (:class:`GcsTimeout`): a GCS gone
     under the run held it until Ray ended the process. Private in Ray 2.60 (pinned), as
     :func:`~repeval.pipeline.stream._kill_stray_embed_actors` reads it."""
-    import asyncio
-
     import ray
     from ray.core.generated import gcs_pb2
 
@@ -260,7 +273,7 @@ def embed_actors() -> dict[str, dict[str, Any]]:
                 "State": state(data.state),
                 "Pid": data.pid,
             }
-            for actor_id, data in _timed(lambda: asyncio.run(query())).items()
+            for actor_id, data in _timed(lambda: _awaited(query)).items()
         }
     return {
         actor_id: info

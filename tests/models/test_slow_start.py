@@ -4,6 +4,7 @@ stream's first line to its first progress line, or for as long as no rows came."
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -357,3 +358,15 @@ def test_a_stream_whose_cluster_died_ends_without_waiting_for_its_gcs(gcs_gone) 
     r = gcs_gone
     said = "forgotten\nstrays killed\nwatch stopped\n"
     assert r.returncode == 0 and r.stdout == said, (r.returncode, r.stdout, r.stderr[-2000:])
+
+
+def test_the_jobs_embedding_actors_are_read_where_an_event_loop_runs(ray_session) -> None:
+    """The stream's query of its actors runs an event loop of its own (the GCS client's request takes a timeout only
+    so): where one runs already — a notebook's thread —, as anywhere else, and not refused by ``asyncio.run`` (the
+    failed stream's stray actors were then never killed)."""
+    from repeval.pipeline.stream_watch import embed_actors
+
+    async def in_a_loop() -> dict:
+        return embed_actors()
+
+    assert asyncio.run(in_a_loop()) == embed_actors()
