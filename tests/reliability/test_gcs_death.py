@@ -68,7 +68,8 @@ def embed_then_kill_gcs(environ: dict[str, str]) -> Iterator[GcsKilled]:
                     raise
             shutil.rmtree(root / "store", ignore_errors=True)
             shutil.rmtree(root / "runs", ignore_errors=True)
-        (gcs,) = [pid for pid, cmd in live_processes(lambda stat: stat[3] == p.pid) if "gcs_server" in cmd.split()[0]]
+        session = live_processes(lambda stat: stat[3] == p.pid)  # the command's Ray: its GCS is ray/core/…/gcs_server
+        (gcs,) = [pid for pid, cmd in session if cmd.split(" ", 1)[0].endswith("/gcs_server")]
         os.kill(gcs, signal.SIGKILL)
         at_kill, killed_at = sum(check_store(root / "store", expected).values()), time.monotonic()
         status = p.wait(timeout=300)
