@@ -11,6 +11,7 @@ import typer
 
 from repeval.cloud_reach import bucket_error, forget_limits
 from repeval.config import ConfigError
+from repeval.pipeline.stream_watch import ClusterLost
 from repeval.run.left_out import LEFT_OUT_EXIT_STATUS, ModelsLeftOut
 from repeval.uri_text import shown
 
@@ -156,6 +157,8 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True
         # a folder a command's own output cannot be made in (under /proc, a mount gone): a bare "[Errno 2]" said no fix
         own_output = storage_hint != STORE_AND_RUNS_HINT and str(exc).startswith("[Errno")
         _fail(exc, 1, f" — {storage_hint}" if own_output else "")
+    except ClusterLost as exc:  # Ray died under the run: how to resume this very command
+        _fail(exc, 1, f" ({_resume_hint()})")
     except (ConfigError, ValueError, RuntimeError) as exc:
         _fail(exc, 1)
     except EOFError as exc:  # a file read back cut short (pickle, a library's own): Typer said only "Aborted."

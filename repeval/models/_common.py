@@ -9,6 +9,7 @@ process that already imported tensorflow 2.x, and vice versa.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import importlib.util
 import os
@@ -197,14 +198,43 @@ def cut_windows(audio: np.ndarray, window: int, hop: int) -> np.ndarray:
     return audio[idx]
 
 
+#: whether a model built in this context may take a GPU its ``params.device: auto`` finds: ``False`` in a stream's
+#: embedding actor or decode task that Ray granted no GPU (:func:`gpu_granted`), ``None`` (no say) elsewhere
+_GPU_GRANTED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("repeval_gpu_granted", default=None)
+
+
+@contextlib.contextmanager
+def gpu_granted(granted: bool | None) -> Iterator[None]:
+    """Build models under ``granted``: ``False`` when this process was granted no GPU (a stream's actor under
+    ``run.resources.use_gpu: never``), so that ``params.device: auto`` picks the CPU (:func:`pick_device`)."""
+    token = _GPU_GRANTED.set(granted)
+    try:
+        yield
+    finally:
+        _GPU_GRANTED.reset(token)
+
+
+def pick_device(requested: str | None, cuda_available: bool, granted: bool | None = None) -> str:
+    """The device ``params.device`` = ``requested`` names; ``auto`` (or none): ``cuda`` when torch sees a GPU
+    (``cuda_available``) and this process may take it, else ``cpu``. ``granted`` false (by default, as
+    :func:`gpu_granted` set it): Ray granted the process no GPU — under ``run.resources.use_gpu: never`` Ray leaves
+    ``CUDA_VISIBLE_DEVICES`` as it is, so torch on a GPU node sees every GPU, and the model took one that the run
+    said not to use (and that another actor may hold)."""
+    granted = _GPU_GRANTED.get() if granted is None else granted
+    if requested in (None, "", "auto"):
+        return "cuda" if cuda_available and granted is not False else "cpu"
+    return str(requested)
+
+
 def choose_device(requested: str | None) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``. A ``cuda`` device asked for (``params.device``) where
-    torch cannot use one raises :class:`~repeval.models.base.ModelUnavailable` naming the fix — torch's own error
-    ("Torch not compiled with CUDA enabled") killed the embedding actor, its traceback in the job's log."""
+    """``auto`` → ``cuda`` when a GPU is visible and may be used (:func:`pick_device`, :func:`gpu_granted`), else
+    ``cpu``. A ``cuda`` device asked for (``params.device``) where torch cannot use one raises
+    :class:`~repeval.models.base.ModelUnavailable` naming the fix — torch's own error ("Torch not compiled with CUDA
+    enabled") killed the embedding actor, its traceback in the job's log."""
     import torch
 
     if requested in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return pick_device(requested, torch.cuda.is_available())
     reason = device_unusable(requested)
     if reason:
         raise ModelUnavailable(reason)

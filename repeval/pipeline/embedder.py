@@ -126,6 +126,7 @@ class Embed:
     ) -> None:
         from repeval.cpu import keep_freed_memory
         from repeval.models import ModelUnavailable, build_model
+        from repeval.models._common import gpu_granted
         from repeval.models.plugins import PluginError, load_plugins
         from repeval.quiet_exit import quiet_exit_requests_in_callbacks
 
@@ -138,7 +139,8 @@ class Embed:
         self.unavailable: ModelUnavailable | None = None
         try:
             load_plugins(plugins)  # the configuration's own models: registered in this worker process too
-            self.model = build_model(model_config_for_build(model_cfg), where=this_node())
+            with gpu_granted(granted_gpu()):  # params.device: auto on the CPU when Ray granted this process no GPU
+                self.model = build_model(model_config_for_build(model_cfg), where=this_node())
         except PluginError as exc:  # a plugin this node cannot import: said as the model's unavailability
             self.unavailable = ModelUnavailable(f"embedding model '{model_cfg.id}' cannot run {this_node()}: {exc}")
             return
@@ -299,6 +301,16 @@ def warn_if_granted_gpu_unused(model_id: str, model: Any) -> None:
         "run.resources.use_gpu: never to embed on CPUs alone",
         model_id, this_node(), why,
     )  # fmt: skip
+
+
+def granted_gpu() -> bool | None:
+    """Whether Ray granted this worker process a GPU (a stream's embedding actor asks for one unless
+    ``run.resources.use_gpu`` is ``never`` or the cluster has none); ``None`` outside a Ray worker (a model built by
+    the driver, a test, a benchmark: no say)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or ray._private.worker.global_worker.mode != ray.WORKER_MODE:
+        return None
+    return bool(ray.get_gpu_ids())
 
 
 def this_node() -> str:

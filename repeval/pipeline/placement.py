@@ -262,11 +262,14 @@ class PackedPool:
             "up then)"
         )
 
-    def close(self) -> None:
-        """Stop the watch and remove the group (its actors with it). Best effort: the stream's own error comes first."""
+    def close(self, remove: bool = True) -> None:
+        """Stop the watch and remove the group (its actors with it; not ``remove``: a cluster whose GCS is gone, which
+        the request would wait for until Ray ended the process). Best effort: the stream's own error comes first."""
         from ray.util.placement_group import remove_placement_group
 
         self._done.set()
+        if not remove:  # (its watch, a daemon thread, may be waiting for the GCS too)
+            return
         if self._thread is not None:
             self._thread.join(timeout=10 * PACK_POLL_S)
         try:

@@ -28,7 +28,7 @@ from repeval.pipeline.partitions import model_geometry
 from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
 from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
-from repeval.pipeline.stream_watch import StreamWatch, embed_actors, gcs_answers
+from repeval.pipeline.stream_watch import ClusterLost, StreamWatch, embed_actors, gcs_answers
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.pipeline.todo import Stream, todo_rows
 from repeval.store import PartitionWriter
@@ -188,7 +188,8 @@ def run_pipeline(
             )
         if pool is not None:  # a packed pool whose node died and cannot be placed again stops the stream (never a hang)
             pool.watch(lambda: halt_stream(ds, pool.error))
-        waits.start()  # says what the stream waits for when no rows come for a minute
+        # says what the stream waits for when no rows come for a minute; stops it once the cluster's GCS is gone
+        waits.start(lambda exc: halt_stream(ds, exc, wake=True))
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             if first:
                 summary.startup_s += time.perf_counter() - t_start
@@ -226,13 +227,18 @@ def run_pipeline(
                 summary.audio_seconds += float(block.audio_seconds.sum())
             bar.update((len(block) if block is not None else 0) + len(errors))
             watch.see(block, errors)
-        if pool is not None and pool.error is not None:  # the stream was stopped, not finished
+        if waits.gone is not None:  # the stream was stopped, not finished
+            raise waits.lost()
+        if pool is not None and pool.error is not None:
             raise pool.error
         summary.operators = _operators(ds)
         if os.environ.get("REPEVAL_DATA_STATS") == "1":  # Ray Data's per-operator timing breakdown
             log.warning("%s", ds.stats())
     except BaseException as exc:
         waits.stop()  # before the teardown (up to STREAM_STOP_S): no line of a stream already broken off
+        if waits.gone is not None:  # nothing to release on a cluster whose GCS is gone: each request of it would wait
+            held.release(drop=True)  # (Ray Data's lines of the stream it stopped) until Ray ended the process
+            raise waits.lost() from (None if isinstance(exc, ClusterLost) else exc)
         for a in _embed_actors(ds):  # those still in the pool, if Ray Data has not released them yet
             actors.setdefault(a._actor_id.hex(), a)
         _stop_stream(ds, exc)
@@ -246,7 +252,7 @@ def run_pipeline(
     finally:
         waits.stop()
         if pool is not None:
-            pool.close()
+            pool.close(remove=waits.gone is None)
         held.release()
         # everything finished so far is kept, even when the stream fails part-way
         summary.abandoned += assembler.abandon()
@@ -339,15 +345,20 @@ def _stop_stream(ds: Any, exc: BaseException) -> None:
         log.debug("could not stop the broken-off stream's executor: %s", err)
 
 
-def halt_stream(ds: Any, exc: BaseException | None) -> bool:
+def halt_stream(ds: Any, exc: BaseException | None, wake: bool = False) -> bool:
     """Stop a running stream from another thread (a packed pool's watch:
     :class:`~repeval.pipeline.placement.PackedPool`): its loop over the batches then ends, and the caller raises
-    ``exc``. ``True`` once stopped; ``False`` while the stream has not started. Private in Ray 2.60 (pinned), like
-    :func:`_stop_stream`."""
+    ``exc``. ``wake``: the loop raises ``exc`` at once, without waiting for the executor's scheduling thread to end
+    it — which a GCS gone holds in a request of it (Ray Data's look at the draining nodes) until Ray ends the
+    process (:class:`~repeval.pipeline.stream_watch.ClusterLost`). ``True`` once stopped; ``False`` while the stream
+    has not started. Private in Ray 2.60 (pinned), like :func:`_stop_stream`."""
     executor = getattr(ds, "_current_executor", None)
     if executor is None:
         return False
     executor.shutdown(force=True, exception=exc)
+    if wake and isinstance(exc, Exception):
+        _, state = executor._output_node
+        state.mark_finished(exc)
     return True
 
 

@@ -19,8 +19,8 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, cast
 
 from repeval.pipeline.summary import Progress, elapsed
 from repeval.words import counted
@@ -59,10 +59,21 @@ class StreamWatch:
         #: embedding actors alive before the stream's (an earlier stream's, being released): not counted
         self.before: set[str] = set()
         self.thread = threading.Thread(target=self._run, name="repeval-stream-watch", daemon=True)
+        #: the cluster's GCS seen gone while the stream ran (:class:`GcsLiveness`), and how: the stream was stopped
+        self.gone: ClusterLost | None = None
+        self.gone_how = ""
+        self.halt: Callable[[BaseException], bool] | None = None
+        self.liveness: GcsLiveness | None = None
 
-    def start(self) -> StreamWatch:
-        if self.bar.wait_lines:
-            if self.n_actors:
+    def start(self, halt: Callable[[BaseException], bool] | None = None) -> StreamWatch:
+        """Watch from a thread: lines while the bar says them (``wait_lines``); and, given ``halt`` (the stream's
+        stop: ``True`` once stopped), whether the cluster's GCS is still there (:class:`GcsLiveness`), stopping the
+        stream at once with :class:`ClusterLost` once it is gone — Ray would end the process a minute later, the
+        rows not yet written lost and nothing said."""
+        self.halt = halt
+        self.liveness = GcsLiveness.of_this_ray() if halt is not None else None
+        if self.bar.wait_lines or self.liveness is not None:
+            if self.n_actors and self.bar.wait_lines:
                 try:
                     self.before = set(embed_actors())
                 except Exception as exc:  # nothing left out then
@@ -72,19 +83,50 @@ class StreamWatch:
 
     def stop(self) -> None:
         """Stop watching; and delete the marks of the stream's actors (:func:`forget_marks`): called again after a
-        failed stream's teardown, once its actors are killed."""
+        failed stream's teardown, once its actors are killed. Nothing is asked of a GCS seen gone. The thread ends
+        within a request of the GCS (each given up after :data:`GCS_TIMEOUT_S`)."""
         self.stopped.set()
-        if self.thread.is_alive():
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout=10)
-        if self.n_actors:
+        if self.n_actors and self.gone is None:
             forget_marks()
 
     def _run(self) -> None:
         while not self.stopped.wait(WATCH_TICK_S):
+            if self.gone is not None:  # the stream not stopped yet (its executor not started): again
+                if self._halt(self.gone):
+                    return
+                continue
+            how = self.liveness.gone() if self.liveness is not None else None
+            if how is not None:
+                self.gone_how = how
+                self.gone = cluster_lost(how, self.bar, self.label)
+                # said at once (the stream's teardown may take seconds), and said again with the rows written
+                log.warning("the Ray cluster's GCS is gone (%s): stopping the stream of %s", how, self.label)
+                if self._halt(self.gone):
+                    return
+                continue
+            if not self.bar.wait_lines:
+                continue
             try:
                 self.check()
+            except GcsTimeout as exc:  # the GCS does not answer: no line
+                log.debug("the GCS did not answer the stream's watch: %s", exc)
             except Exception as exc:  # the stream is what matters: a look that fails says nothing
                 log.debug("could not look at the stream's state: %s", exc)
+
+    def lost(self) -> ClusterLost:
+        """What the stream raises once stopped for its GCS gone (:attr:`gone`), counting the rows written by then."""
+        assert self.gone is not None
+        return cluster_lost(self.gone_how, self.bar, self.label)
+
+    def _halt(self, gone: ClusterLost) -> bool:
+        """Stop the stream (its loop then ends, and the stream raises ``gone``): ``True`` once stopped."""
+        try:
+            return self.halt is None or bool(self.halt(gone))
+        except Exception as exc:  # tried again at the next tick
+            log.debug("could not stop the stream of a cluster whose GCS is gone: %s", exc)
+            return False
 
     def check(self) -> None:
         """Say what the stream waits for, when a line is due (:meth:`Progress.quiet_for`)."""
@@ -136,12 +178,12 @@ class StreamWatch:
         """What a waiting actor waits for: a node with its resources free — and, when no node of the cluster has them
         (:func:`~repeval.ray_fit.request_misfit`), why and the fix; under ``use_gpu: always`` on a cluster that may
         grow, the autoscaler (:meth:`autoscaler`)."""
-        from repeval.ray_fit import _amounts, alive_node_resources, asks, may_grow, request_misfit
+        from repeval.ray_fit import _amounts, asks, may_grow, request_misfit
 
         free = f"a node with {_amounts(self.actor)} free"
         one = self.n_actors == 1
         what = f"the embedding {'actor' if one else 'actors'} of {self.label}"
-        nodes, grow = alive_node_resources(), may_grow()
+        nodes, grow = node_resources(), may_grow()
         misfit = request_misfit(what, self.actor, self.settings, nodes, grow, one)
         if misfit and grow and self.always and self.actor.get("GPU", 0) > 0:
             return f"{free} — {what} {asks(one)} {_amounts(self.actor)}, {self.autoscaler(len(nodes))}"
@@ -166,20 +208,93 @@ class StreamWatch:
         )
 
 
+class GcsTimeout(RuntimeError):
+    """The cluster's GCS did not answer a request within :data:`GCS_TIMEOUT_S`."""
+
+
+def _gcs_client() -> Any:
+    """This driver's client of the GCS, whose requests take a timeout; None for a Ray Client's driver (``ray://``:
+    its server asks the GCS)."""
+    from ray.experimental import internal_kv
+
+    return getattr(internal_kv, "global_gcs_client", None)
+
+
+def _timed(request: Any) -> Any:
+    """``request()``'s answer; :class:`GcsTimeout` when the GCS did not give it within :data:`GCS_TIMEOUT_S` (Ray's
+    ``RpcError``: "Timed out while waiting for GCS to become available")."""
+    try:
+        return request()
+    except Exception as exc:
+        if type(exc).__name__ == "RpcError":
+            raise GcsTimeout(str(exc)) from exc
+        raise
+
+
+def _awaited(coroutine: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """What ``coroutine()`` returns, run to its end in an event loop of its own — in a thread of its own when this
+    one runs a loop already (a notebook's), where ``asyncio.run`` refuses to start another."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # none here: the usual case
+        return asyncio.run(coroutine())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="repeval-gcs-query") as pool:
+        return pool.submit(lambda: asyncio.run(coroutine())).result()
+
+
 def embed_actors() -> dict[str, dict[str, Any]]:
     """This job's embedding actors not dead, by id, as the GCS has them (``State``: ``ALIVE`` once its model is
     built; else ``Pid`` 0 until a node has room for it). One query of the GCS, for this job's actors only: the whole
     table of a shared cluster holds every job's actors, dead ones included (3,000 of another job's: 65 ms of the
-    driver's CPU a query, against 0.3 ms). Private in Ray 2.60 (pinned), as
+    driver's CPU a query, against 0.3 ms) — given up after :data:`GCS_TIMEOUT_S` (:class:`GcsTimeout`): a GCS gone
+    under the run held it until Ray ended the process. Private in Ray 2.60 (pinned), as
     :func:`~repeval.pipeline.stream._kill_stray_embed_actors` reads it."""
     import ray
+    from ray.core.generated import gcs_pb2
 
     job = ray.get_runtime_context().get_job_id()
+    gcs = _gcs_client()
+    if gcs is None:  # a Ray Client's driver
+        found = ray._private.state.actors(job_id=ray.JobID.from_hex(job))
+    else:
+
+        async def query() -> Any:
+            return await gcs.async_get_all_actor_info(job_id=ray.JobID.from_hex(job), timeout=GCS_TIMEOUT_S)
+
+        state = cast(Any, gcs_pb2).ActorTableData.ActorState.Name
+        found = {
+            actor_id.hex(): {
+                "ActorClassName": data.class_name,
+                "JobID": data.job_id.hex(),
+                "State": state(data.state),
+                "Pid": data.pid,
+            }
+            for actor_id, data in _timed(lambda: _awaited(query)).items()
+        }
     return {
         actor_id: info
-        for actor_id, info in ray._private.state.actors(job_id=ray.JobID.from_hex(job)).items()
+        for actor_id, info in found.items()
         if info.get("ActorClassName") == EMBED_ACTOR_CLASS and info.get("JobID") == job and info.get("State") != "DEAD"
     }
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Each live node's resources (:func:`~repeval.ray_fit.alive_node_resources`), the request given up after
+    :data:`GCS_TIMEOUT_S` (:class:`GcsTimeout`)."""
+    from repeval.ray_fit import alive_node_resources
+
+    gcs = _gcs_client()
+    if gcs is None:
+        return alive_node_resources()
+    from ray.core.generated import gcs_pb2
+
+    alive = cast(Any, gcs_pb2).GcsNodeInfo.GcsNodeState.Value("ALIVE")
+    nodes = _timed(lambda: gcs.get_all_node_info(timeout=GCS_TIMEOUT_S)).values()
+    return [{k: float(v) for k, v in n.resources_total.items()} for n in nodes if n.state == alive]
 
 
 def mark_loading(loading: bool) -> None:
@@ -215,11 +330,16 @@ def _job_prefix() -> str:
 
 def loading_actors() -> set[tuple[str, int]]:
     """This job's embedding actors that marked that they build their model (:func:`mark_loading`), as (actor id,
-    worker process id): one query of the GCS."""
+    worker process id): one query of the GCS, given up after :data:`GCS_TIMEOUT_S` (:class:`GcsTimeout`)."""
     from ray.experimental import internal_kv
 
     prefix = _job_prefix()
-    keys = internal_kv._internal_kv_list(prefix, namespace=LOADING_NAMESPACE)
+    gcs = _gcs_client()
+    if gcs is None:  # a Ray Client's driver
+        keys = internal_kv._internal_kv_list(prefix, namespace=LOADING_NAMESPACE)
+    else:
+        ask = prefix.encode(), LOADING_NAMESPACE.encode()
+        keys = _timed(lambda: gcs.internal_kv_keys(*ask, timeout=GCS_TIMEOUT_S))
     marks = (k.decode()[len(prefix) :].rpartition(":") for k in keys)
     return {(actor, int(pid)) for actor, _, pid in marks if pid.isdigit()}
 
@@ -264,3 +384,101 @@ def gcs_answers() -> bool:
         log.debug("the GCS does not answer: %s", exc)
         return False
     return True
+
+
+class ClusterLost(RuntimeError):
+    """The cluster's GCS went away while a stream ran (:class:`GcsLiveness`): Ray died under the run. The stream was
+    stopped, and what it had written is kept."""
+
+
+#: whether Ray may bring back a GCS that went away (GCS fault tolerance: its tables kept in Redis — the head's
+#: ``RAY_REDIS_ADDRESS``, which a ``ray job submit`` driver inherits —, or, as KubeRay sets on such a cluster's pods,
+#: ``RAY_gcs_rpc_server_reconnect_timeout_s`` raised above Ray's 60 s): then a GCS that refuses connections may be
+#: restarting, and Ray's own wait for it decides
+GCS_RESTARTS_ENV = ("RAY_REDIS_ADDRESS", "RAY_gcs_rpc_server_reconnect_timeout_s")
+#: Ray's default ``gcs_rpc_server_reconnect_timeout_s``: how long a Ray process waits for a GCS gone before it ends
+RAY_GCS_RECONNECT_S = 60.0
+
+
+def gcs_may_restart(environ: Mapping[str, str]) -> bool:
+    """Whether the cluster's GCS may come back after it went away (:data:`GCS_RESTARTS_ENV`)."""
+    redis, reconnect = (environ.get(k, "") for k in GCS_RESTARTS_ENV)
+    try:
+        raised = float(reconnect) > RAY_GCS_RECONNECT_S if reconnect else False
+    except ValueError:
+        raised = False
+    return bool(redis) or raised
+
+
+def refuses(address: str) -> bool:
+    """Whether nothing listens at ``address`` (``host:port``) — the connection refused at once, which no GCS that is
+    merely slow or busy does (its port still takes connections); a timeout or another error is not a refusal."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+class GcsLiveness:
+    """Whether the GCS of the running Ray is still there, looked at every tick of a stream's watch, cheaply (no
+    request of the GCS). It is gone once
+
+    - the GCS process of the driver's own Ray (``ray.init`` started it: ``process``) has ended — nothing restarts it;
+    - a cluster's GCS at ``address`` refuses connections at two looks in a row: no process listens there. Without
+      GCS fault tolerance Ray cannot carry on with a GCS that came back (it knows neither the nodes nor this job), so
+      the stream is stopped at once — Ray would end the process a minute later
+      (``gcs_rpc_server_reconnect_timeout_s``), losing the rows not yet written and saying only "Failed to connect to
+      GCS within 60 seconds". Not with fault tolerance (:func:`gcs_may_restart`): Ray's own wait then lets the driver
+      carry on once the GCS is back.
+
+    A GCS that is slow to answer, or a head node out of reach (a connection timing out), is never taken to be gone:
+    Ray's own timeouts decide, as they would for a healthy cluster under load."""
+
+    def __init__(self, process: Any = None, address: str = "", may_restart: bool = False) -> None:
+        self.process, self.address, self.may_restart = process, address, may_restart
+        self.refused = 0
+
+    @classmethod
+    def of_this_ray(cls) -> GcsLiveness | None:
+        """The liveness of the running Ray's GCS; None when there is none to look at (a Ray Client's driver)."""
+        try:
+            import ray
+
+            node = getattr(ray._private.worker, "_global_node", None)
+            if node is not None and node.head:  # this driver's own Ray (address=local)
+                (info, *_) = node.all_processes.get(ray._private.ray_constants.PROCESS_TYPE_GCS_SERVER) or [None]
+                if info is not None and info.process is not None:
+                    return cls(process=info.process)
+            gcs = _gcs_client()
+            if gcs is None:
+                return None
+            return cls(address=str(gcs.address), may_restart=gcs_may_restart(os.environ))
+        except Exception as exc:  # the stream runs all the same, as before the look existed
+            log.debug("cannot look at the GCS's liveness: %s", exc)
+            return None
+
+    def gone(self) -> str | None:
+        """How the GCS is gone (said in :class:`ClusterLost`), or None while it may be there."""
+        if self.process is not None:
+            status = self.process.poll()
+            return None if status is None else f"its process (pid {self.process.pid}) ended with exit status {status}"
+        if self.may_restart or not self.address:
+            return None
+        self.refused = self.refused + 1 if refuses(self.address) else 0
+        return f"nothing listens at {self.address} any longer" if self.refused >= 2 else None
+
+
+def cluster_lost(how: str, bar: Progress, label: str) -> ClusterLost:
+    """:class:`ClusterLost` of the GCS gone ``how``, naming the stream ``label`` and what ``bar`` counts as written."""
+    written = f"{bar.done:,} of {counted(bar.total, bar.unit)} written" if bar.total else "none to write"
+    return ClusterLost(
+        f"the Ray cluster's GCS is gone ({how}): Ray died under the run, so the stream of {label} was stopped "
+        f"({written}) — everything finished so far is kept in the store; start Ray again (a cluster: its head "
+        "node) and run the command again"
+    )

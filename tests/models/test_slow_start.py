@@ -4,6 +4,7 @@ stream's first line to its first progress line, or for as long as no rows came."
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -297,10 +298,11 @@ def test_an_actor_killed_mid_build_leaves_no_mark_that_says_loading(ray_session,
 GCS_GONE = r"""
 import os
 import sys
+import time
 
 import ray
 
-from repeval.pipeline import stream, stream_watch
+from repeval.pipeline import stream, stream_watch, summary
 
 stream_watch.GCS_TIMEOUT_S = 1.0  # (5 s in a run)
 # its own cluster, in a temp folder of its own
@@ -313,6 +315,11 @@ stream_watch.forget_marks()
 print("forgotten", flush=True)
 stream._kill_stray_embed_actors()
 print("strays killed", flush=True)
+summary.PROGRESS_EVERY_S, stream_watch.WATCH_TICK_S = 0.0, 0.05  # a line due at each look
+watch = stream_watch.StreamWatch(summary.Progress(4, "write t", None), "t", 1, {"CPU": 1.0}, {}).start()
+time.sleep(0.5)  # the watch asks the GCS for the pool's actors
+watch.stop()
+print("watch stopped" if not watch.thread.is_alive() else "watch left waiting", flush=True)
 for infos in node.all_processes.values():  # what is left of the cluster: this test's own, not the session's
     for info in infos:
         info.process.kill()
@@ -346,6 +353,20 @@ def test_a_stream_whose_cluster_died_ends_without_waiting_for_its_gcs(gcs_gone) 
     """A stream's end deletes its actors' marks in the GCS (:func:`forget_marks`), and a failed stream's kills its
     stray actors, which it finds by a query of the GCS. With the GCS gone (Ray died under the run) each request
     waited for it for a minute, and then Ray ended the process (exit status 1) before the run could say what
-    happened. Each gives up soon (the query of the actors is not made), and the driver goes on."""
+    happened. Each gives up soon (the query of the actors is not made), and the driver goes on. So do the stream
+    watch's queries of the pool's actors, which held its thread past the stream's end."""
     r = gcs_gone
-    assert r.returncode == 0 and r.stdout == "forgotten\nstrays killed\n", (r.returncode, r.stdout, r.stderr[-2000:])
+    said = "forgotten\nstrays killed\nwatch stopped\n"
+    assert r.returncode == 0 and r.stdout == said, (r.returncode, r.stdout, r.stderr[-2000:])
+
+
+def test_the_jobs_embedding_actors_are_read_where_an_event_loop_runs(ray_session) -> None:
+    """The stream's query of its actors runs an event loop of its own (the GCS client's request takes a timeout only
+    so): where one runs already — a notebook's thread —, as anywhere else, and not refused by ``asyncio.run`` (the
+    failed stream's stray actors were then never killed)."""
+    from repeval.pipeline.stream_watch import embed_actors
+
+    async def in_a_loop() -> dict:
+        return embed_actors()
+
+    assert asyncio.run(in_a_loop()) == embed_actors()
