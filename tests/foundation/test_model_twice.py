@@ -1,6 +1,6 @@
 """One embedding model id that two experiments of a configuration compute otherwise on one dataset: the store keeps
 one partition per dataset, model and scenario, so ``repeval validate`` and ``repeval plan`` refuse it as the run does,
-in the same words, naming the fix. No Ray: the commands stop at the configuration."""
+in the same words, naming the fix; the run's own check stays the last guard. No Ray: each stops before embedding."""
 
 from __future__ import annotations
 
@@ -69,3 +69,36 @@ def test_one_model_id_written_otherwise_on_a_dataset_says_so(tmp_path):
     with pytest.raises(ConfigError, match=r"their model\.params read alike .* a value at its default written out or "
                        "left unset.*: write them alike$"):  # fmt: skip
         load_config(cfg)
+
+
+def test_the_run_refuses_one_model_id_computed_two_ways_by_experiments_of_two_configurations(tmp_path):
+    """The run's own check, the last guard: a library caller's work items (`embed_experiments`) may come from two
+    configurations, each valid alone, that the configuration's check never saw together — the second plan of the
+    partition is checked against the stamp the first planned, refused before anything is written or Ray is needed."""
+    import pyarrow as pa
+
+    from repeval.config import parse_config
+    from repeval.pipeline.embed import embed_experiments
+    from repeval.store import EmbeddingStore, StoreConflict
+
+    d = yaml.safe_load(one_row_config(tmp_path).read_text())
+    first, second = (
+        parse_config({**d, "experiments": [{**d["experiments"][0], "embedding_models": [model]}]})
+        for model in (MODEL, {**MODEL, "params": {"n_mfcc": 12}})
+    )
+    rows = pa.table({"track_id": ["a"], "audio_path": [str(tmp_path / "a.wav")], "split": ["test"]})
+    work = [(cfg.experiments[0], {"d": rows}, None) for cfg in (first, second)]
+    store = EmbeddingStore(str(tmp_path / "store"))
+
+    def no_ray() -> None:
+        raise AssertionError("the run went on to embed")
+
+    with pytest.raises(StoreConflict) as err:
+        embed_experiments(first, work, store, start_ray=no_ray)
+    assert str(err.value) == (
+        f"store partition {store.partition('d', 'm', 'clean').path}: two experiments of this run compute it "
+        "differently — model.params.n_mfcc: stored 8, now 12 (stored: as an earlier experiment of the configuration "
+        "plans it; nothing is stored yet); give the model a new id in one of them (in embedding_models, `id: m-2` "
+        "with `type: mfcc-stats`)"
+    )
+    assert not (tmp_path / "store" / "d").exists()
