@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from repeval.config.loader import config_hash
-from repeval.json_keys import date_values, other_keys
+from repeval.json_keys import date_values, json_text, other_keys, sorted_json
 from repeval.models.param_fingerprints import first_given_as_text
 from repeval.store import StoreConflict
 from repeval.store.fingerprint import _described_diff, computed_twice, new_model_id
@@ -131,7 +131,8 @@ def computed_twice_problem(
     (``first``, ``here``: each the model's key path, its experiment, the dataset and the model): the store partitions
     of that dataset and model would hold the rows of both, so the run refuses it as it plans them
     (:meth:`~repeval.store.Partition.check_compatible`), in these words; ``None`` when their clean partition's
-    fingerprints, as the run computes them, are the same (a ``batch_size`` differs: one stream uses the smaller)."""
+    fingerprints, as the run computes them, are the same (a ``batch_size`` differs: one stream uses the smaller).
+    Params that read alike but are hashed apart are named as written, the fix to write them alike first."""
     from repeval.pipeline.partitions import ModelSpec
     from repeval.pipeline.stages import CLEAN
 
@@ -139,18 +140,34 @@ def computed_twice_problem(
     a, b = (ModelSpec.of(cfg, m).partition(cfg, exp, ds, CLEAN) for exp, ds, m in (was, now))
     if a.fingerprint == b.fingerprint:
         return None
-    diff = _described_diff(a.fingerprint, b.fingerprint, a.described, b.described)
     ds, model = now[1].name, now[2].id
-    said = computed_twice(
-        "/".join(map(stored_name, (ds, model, CLEAN))),
-        diff,
-        where,
-        new_model_id(model, b.fingerprint["model"]["family"]),
-    )
-    alike = a.fingerprint["model"] != b.fingerprint["model"] and a.described == b.described
-    return f"{at}: {said}" + (
-        f" — their model.params read alike {WRITTEN_OTHERWISE}: write them alike" if alike else ""
-    )
+    partition = "/".join(map(stored_name, (ds, model, CLEAN)))
+    taken = [m.id for exp in cfg.experiments for m in exp.embedding_models]
+    new_id = new_model_id(model, b.fingerprint["model"]["family"], taken)
+    written = _written_otherwise(a, b, where)
+    if written:
+        return f"{at}: {computed_twice(partition, written, where, new_id, WRITTEN_OTHERWISE)}"
+    diff = _described_diff(a.fingerprint, b.fingerprint, a.described, b.described)
+    return f"{at}: {computed_twice(partition, diff, where, new_id)}"
+
+
+def _written_otherwise(a: PartitionSpec, b: PartitionSpec, where: str) -> str:
+    """The params, as written, of two specs of one partition whose fingerprints differ in their params' hash alone
+    while the params read alike (``described``; ``where``: the first's key path): each written in one alone, or
+    written otherwise in both (a key as a number or as text, a date quoted or not); ``""`` when they differ otherwise."""
+    fa, fb = ({**fp, "model": {**fp["model"], "params": None}} for fp in (a.fingerprint, b.fingerprint))
+    if fa != fb or a.described != b.described or a.model is None or b.model is None:
+        return ""
+    was, now = a.model.params, b.model.params
+    said = []
+    for key in sorted(set(was) | set(now), key=str):
+        if key not in was:
+            said.append(f"model.params.{key}: {json_text(now[key])} here, not written in {where}")
+        elif key not in now:
+            said.append(f"model.params.{key}: not written here, {json_text(was[key])} in {where}")
+        elif sorted_json(was[key]) != sorted_json(now[key]):
+            said.append(f"model.params.{key}: written otherwise here than in {where}")
+    return "; ".join(said)
 
 
 def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:

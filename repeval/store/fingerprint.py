@@ -4,7 +4,10 @@ windowing entries a stamp from before them is accepted without, and the ``source
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
+
+from repeval.store.layout import stored_name
 
 #: fingerprint entries that only say how a track longer than one analysis window is processed (a deformation scenario
 #: applied to the whole track, then cut into windows; windows that reach the model with the context its frames need
@@ -87,25 +90,31 @@ def merge_sources(recorded: Any, sources: list[dict[str, Any]] | None) -> Any:
     return [*old, *new] if new else recorded
 
 
-def new_model_id(model: str, family: Any) -> str:
-    """Where and how to give embedding model ``model`` (of registered family ``family``, when known) a new id."""
-    return f"in embedding_models, `id: {model}-2`" + (
+def new_model_id(model: str, family: Any, taken: Iterable[str] = ()) -> str:
+    """Where and how to give embedding model ``model`` (of registered family ``family``, when known) a new id: the
+    first of ``model-2``, ``model-3``, … that none of ``taken`` (the ids a configuration uses) is stored as."""
+    used = {stored_name(t).casefold() for t in taken}
+    n = 2
+    while stored_name(f"{model}-{n}").casefold() in used:
+        n += 1
+    return f"in embedding_models, `id: {model}-{n}`" + (
         f" with `type: {family}`" if isinstance(family, str) and family else ""
     )
 
 
-def computed_twice(partition: str, diff: str, planned_by: str, new_id: str | None) -> str:
+def computed_twice(partition: str, diff: str, planned_by: str, new_id: str | None, alike: str = "") -> str:
     """The error of store partition ``partition`` that two experiments of one run compute differently (``diff``, the
     first's fingerprint said as stored: :func:`fingerprint_diff`) — one model id under other ``params`` on a dataset —
     in the words of both checks that refuse it: the configuration's (``repeval validate``, ``plan``, a run's start;
     ``planned_by``: the first's embedding model) and a run's plan of the partition's stamp (``planned_by``: an earlier
-    experiment). ``new_id``: :func:`new_model_id` where the model differs (``None``: the scenario's entries)."""
+    experiment). ``new_id``: :func:`new_model_id` where the model differs (``None``: the scenario's entries).
+    ``alike``: why params that read alike are hashed apart — ``diff`` names them as written —, whose fix comes first."""
     fix = (
         f"give the model a new id in one of them ({new_id})"
         if new_id
         else "give the model or scenario a new id in one of them"
     )
-    return (
-        f"store partition {partition}: two experiments of this run compute it differently — {diff} (stored: as "
-        f"{planned_by} plans it; nothing is stored yet); {fix}"
-    )
+    said = f"store partition {partition}: two experiments of this run compute it differently — {diff}"
+    if alike:
+        return f"{said}; their model.params read alike {alike}: write them alike, or {fix}"
+    return f"{said} (stored: as {planned_by} plans it; nothing is stored yet); {fix}"

@@ -311,11 +311,13 @@ def retried_note(part: Partition) -> str | None:
         return None
     embedded = pc.is_in(retried, value_set=part.embedded_ids()).to_numpy(zero_copy_only=False)
     failed = pc.is_in(retried, value_set=part.error_ids()).to_numpy(zero_copy_only=False) & ~embedded
-    left = len(retried) - int(embedded.sum()) - int(failed.sum())
+    n, n_embedded, n_failed = len(retried), int(embedded.sum()), int(failed.sum())
+    became = {"embedded since": n_embedded, "failed again": n_failed, "still to compute": n - n_embedded - n_failed}
+    one = n == 1
     return (
-        f"{counted(len(retried), 'track')} of it retried (their error records deleted by --retry-errors, --retry-model "
-        f"or `repeval store rm … --track` to compute them again): {int(embedded.sum()):,} embedded since, "
-        f"{int(failed.sum()):,} failed again, {left:,} still to compute"
+        f"{counted(n, 'track')} of it retried ({'its error record' if one else 'their error records'} deleted by "
+        f"--retry-errors, --retry-model or `repeval store rm … --track` to compute {'it' if one else 'them'} again): "
+        + (next(k for k, v in became.items() if v) if one else ", ".join(f"{v:,} {k}" for k, v in became.items()))
     )
 
 

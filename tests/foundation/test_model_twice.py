@@ -1,6 +1,6 @@
 """One embedding model id that two experiments of a configuration compute otherwise on one dataset: the store keeps
 one partition per dataset, model and scenario, so ``repeval validate`` and ``repeval plan`` refuse it as the run does,
-in the same words, naming the fix. No Ray: the commands stop at the configuration."""
+in the same words, naming the fix; the run's own check stays the last guard. No Ray: each stops before embedding."""
 
 from __future__ import annotations
 
@@ -62,10 +62,70 @@ def test_one_model_id_computed_alike_or_on_another_dataset_is_valid(tmp_path, ot
     assert [e.embedding_models[0].id for e in cfg.experiments] == ["m", "m"]
 
 
-def test_one_model_id_written_otherwise_on_a_dataset_says_so(tmp_path):
+def test_one_model_id_written_otherwise_on_a_dataset_names_the_params_and_the_fix(tmp_path):
     """A param at its default written out in one task, left unset in the other: hashed otherwise (the run refuses it
-    too), and said as written otherwise, with the fix."""
+    too, as a later run of either would refuse the other's partition), said as written otherwise with the fix first.
+    It said `model.params: stored "673d…", now "993e…"`, named no param, and gave the new id before writing them
+    alike."""
     cfg = _two_tasks(tmp_path, {**MODEL, "params": {"n_mfcc": 8, "n_mels": 64}})  # n_mels: 64 is the default
-    with pytest.raises(ConfigError, match=r"their model\.params read alike .* a value at its default written out or "
-                       "left unset.*: write them alike$"):  # fmt: skip
+    with pytest.raises(ConfigError) as err:
         load_config(cfg)
+    assert err.value.problems == [
+        "experiments[1].embedding_models[0]: store partition d/m/clean: two experiments of this run compute it "
+        "differently — model.params.n_mels: 64 here, not written in experiments[0].embedding_models[0]; their "
+        "model.params read alike (the values, with the model's defaults, keys as text) but are written otherwise: a "
+        "value at its default written out or left unset, a key written as a number, null or date (`1:`) or as text "
+        "(`'1':`), or a date value unquoted (`2024-01-01`) or quoted (`'2024-01-01'`): write them alike, or give the "
+        "model a new id in one of them (in embedding_models, `id: m-2` with `type: mfcc-stats`)"
+    ]
+    d = yaml.safe_load(cfg.read_text())  # each writes out a default the other leaves unset: both named
+    d["experiments"][0]["embedding_models"][0]["params"] = {"n_mfcc": 8, "n_mels": 64}
+    d["experiments"][1]["embedding_models"][0]["params"] = {"n_mfcc": 8, "hop_s": 0.5}
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"— model\.params\.hop_s: 0\.5 here, not written in experiments\[0\]\."
+                       r"embedding_models\[0\]; model\.params\.n_mels: not written here, 64 in experiments\[0\]\."
+                       r"embedding_models\[0\]; their model\.params read alike"):  # fmt: skip
+        load_config(cfg)
+
+
+def test_the_new_id_a_refusal_names_is_not_one_the_configuration_uses(tmp_path):
+    """It named `id: m-2` where the configuration uses m-2 already: following it gave another refusal."""
+    cfg = _two_tasks(tmp_path, {**MODEL, "params": {"n_mfcc": 12}})
+    d = yaml.safe_load(cfg.read_text())
+    d["experiments"][1]["embedding_models"].append({**MODEL, "id": "M-2", "params": {"n_mfcc": 16}})
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"give the model a new id in one of them \(in embedding_models, `id: m-3` "):
+        load_config(cfg)
+
+
+def test_the_run_refuses_one_model_id_computed_two_ways_by_experiments_of_two_configurations(tmp_path):
+    """The run's own check, the last guard: a library caller's work items (`embed_experiments`) may come from two
+    configurations, each valid alone, that the configuration's check never saw together — the second plan of the
+    partition is checked against the stamp the first planned, refused before anything is written or Ray is needed."""
+    import pyarrow as pa
+
+    from repeval.config import parse_config
+    from repeval.pipeline.embed import embed_experiments
+    from repeval.store import EmbeddingStore, StoreConflict
+
+    d = yaml.safe_load(one_row_config(tmp_path).read_text())
+    first, second = (
+        parse_config({**d, "experiments": [{**d["experiments"][0], "embedding_models": [model]}]})
+        for model in (MODEL, {**MODEL, "params": {"n_mfcc": 12}})
+    )
+    rows = pa.table({"track_id": ["a"], "audio_path": [str(tmp_path / "a.wav")], "split": ["test"]})
+    work = [(cfg.experiments[0], {"d": rows}, None) for cfg in (first, second)]
+    store = EmbeddingStore(str(tmp_path / "store"))
+
+    def no_ray() -> None:
+        raise AssertionError("the run went on to embed")
+
+    with pytest.raises(StoreConflict) as err:
+        embed_experiments(first, work, store, start_ray=no_ray)
+    assert str(err.value) == (
+        f"store partition {store.partition('d', 'm', 'clean').path}: two experiments of this run compute it "
+        "differently — model.params.n_mfcc: stored 8, now 12 (stored: as an earlier experiment of the configuration "
+        "plans it; nothing is stored yet); give the model a new id in one of them (in embedding_models, `id: m-2` "
+        "with `type: mfcc-stats`)"
+    )
+    assert not (tmp_path / "store" / "d").exists()

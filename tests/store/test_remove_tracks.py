@@ -380,3 +380,15 @@ def test_store_show_says_what_became_of_the_retried_tracks_of_an_incomplete_part
     ) in said
     part.finish({"dataset": "ds", "model": "m", "scenario": "D1"})
     assert "retried" not in CliRunner().invoke(app, ["store", "show", store.uri, "ds/m/D1"]).output
+
+
+def test_store_show_says_one_retried_track_in_the_singular(store):
+    """One retried track read "1 track of it retried (their error records deleted … to compute them again): 0 embedded
+    since, 1 failed again, 0 still to compute"; it says what became of it, in the singular."""
+    part = _partition(store, "D1", [["a"]], ["x"])
+    part.remove_tracks(_ids(["x"]))
+    said = " ".join(CliRunner().invoke(app, ["store", "show", store.uri, "ds/m/D1"]).output.split())
+    assert (
+        "1 track of it retried (its error record deleted by --retry-errors, --retry-model or `repeval store rm … "
+        "--track` to compute it again): still to compute"
+    ) in said, said
