@@ -300,10 +300,8 @@ def test_a_node_that_joins_later_is_checked_at_its_actors_start_and_a_stopped_jo
             assert status not in TERMINAL, f"job ended ({status}):\n{cluster.logs(submission_id)[-4000:]}"
             time.sleep(POLL_S)
 
-    from ray.job_submission import JobSubmissionClient
-
     submit_until_embedding("late-1")
-    JobSubmissionClient(cluster.dashboard).stop_job("late-1")
+    cluster.jobs().stop_job("late-1")
     status, logs = cluster.wait_job("late-1"), cluster.logs("late-1")
     assert status == "STOPPED", logs[-3000:]
     last = logs.rstrip().splitlines()[-1]  # how to resume: resubmit the job (or `repeval run …` from the checkout)

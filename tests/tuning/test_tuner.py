@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import grid_cases
 import pytest
-import test_grid
-from test_grid import marker_wrapper, resume_config, resume_data
+from grid_cases import marker_wrapper, resume_config, resume_data
 
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.tuning.grid import run_group
@@ -19,10 +19,10 @@ from repeval.tuning.grid import run_group
 def pickle_by_value():
     from ray import cloudpickle
 
-    for module in (test_grid, sys.modules[__name__]):  # Ray workers cannot import test modules
+    for module in (grid_cases, sys.modules[__name__]):  # Ray workers cannot import test modules
         cloudpickle.register_pickle_by_value(module)
     yield
-    for module in (test_grid, sys.modules[__name__]):
+    for module in (grid_cases, sys.modules[__name__]):
         cloudpickle.unregister_pickle_by_value(module)
 
 
@@ -78,8 +78,8 @@ def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_f
     the data from there on — so other data is not resumed after. Unless a store partition its trials read was
     embedded anew after the marker was written (a row part file of a later time): then its trials are of the old
     embeddings, and trained again."""
+    from grid_cases import reporting_trainable
     from ray import tune
-    from test_grid import reporting_trainable
 
     from repeval.tuning.tuner import _fit
 
