@@ -72,6 +72,10 @@ def test_ctrl_c_while_pushing_stops_the_uploads_not_begun(tmp_path: Path) -> Non
         time.sleep(0.3)  # each upload under way then
 
     loc, remote = _staged(tmp_path, before_write)
-    with pytest.raises(KeyboardInterrupt):
-        loc.push()
+    held = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, whatever ran before
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loc.push()
+    finally:
+        signal.signal(signal.SIGINT, held)
     assert sent.is_set() and len(_up(remote)) <= COPY_THREADS and "results.parquet" not in _up(remote), _up(remote)
