@@ -399,7 +399,7 @@ class RunLocation:
         """Upload the staged files ``rels`` (paths in the run; ``now``: their size and time), :data:`COPY_THREADS` at
         a time; each one uploaded is recorded as pushed, and the first error, if any, raised once the others are
         up (a stage that failed still pushes all it can: finished groups are never lost), after a warning naming the
-        files not uploaded (and ``held``: what is then not uploaded). Ctrl-C (or another error) stops it: the uploads
+        files not uploaded and ``held`` (what is then not uploaded) unless the error says it all (one file, none held). Ctrl-C (or another error) stops it: the uploads
         under way end, those not begun are not begun."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -421,7 +421,7 @@ class RunLocation:
                 self._synced[rel] = now[rel]
         finally:  # Python's exit, too, would wait for every upload queued
             pool.shutdown(cancel_futures=True)
-        if failed:
+        if len(failed) > 1 or (failed and held):  # one file alone, nothing held back: its error says it all
             left = [rel for rel, _ in failed[:5]] + (["…"] if len(failed) > 5 else [])
             log.warning(
                 "%s of run %s %s not uploaded (%s)%s; %s error follows",
@@ -432,6 +432,7 @@ class RunLocation:
                 held,
                 "its" if len(failed) == 1 else "the first one's",
             )
+        if failed:
             raise failed[0][1]
 
 
