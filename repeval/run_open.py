@@ -29,8 +29,9 @@ def refused_said(refused: tuple[str, str, str], then: str = "") -> str:
 def not_read(name: str) -> bool:
     """Whether `repeval table|report` leave the run's file ``name`` (its path in the run) unread: one the report
     writes (``report.html``, its figures under ``plots/``), a grid's results and records under ``groups/``
-    (``results.parquet`` holds them), ``environment.json`` and ``status.json`` (read only of a run without results,
-    which stops them)."""
+    (``results.parquet`` holds them), ``environment.json`` — and ``status.json``, read only for the command line it
+    records, the fix named of a run without results or of results or a summary to write anew (unreadable, the fix
+    says `repeval evaluate` on the run): nothing the report or the table shows is left out without it."""
     return name in ("report.html", "environment.json", "status.json") or name.startswith(("plots/", "groups/"))
 
 

@@ -413,16 +413,20 @@ class RunLocation:
         for parent in dict.fromkeys(f"{self.path}/{rel}".rsplit("/", 1)[0] for rel in changed):
             self.fs.create_dir(parent, recursive=True)
         # results.parquet last, once every other file is up: it is what tells a reader that the run is complete
-        self._uploaded([rel for rel in changed if rel != "results.parquet"], now)
-        self._uploaded([rel for rel in changed if rel == "results.parquet"], now)
+        last = [rel for rel in changed if rel == "results.parquet"]
+        held = ", nor its results.parquet, which is uploaded once every other file is up" if last else ""
+        self._uploaded([rel for rel in changed if rel != "results.parquet"], now, held)
+        self._uploaded(last, now)
         if changed:
             log.info("pushed %s to %s", counted(len(changed), "file"), self.display)
         return len(changed)
 
-    def _uploaded(self, rels: list[str], now: dict[str, tuple[int, int]]) -> None:
+    def _uploaded(self, rels: list[str], now: dict[str, tuple[int, int]], held: str = "") -> None:
         """Upload the staged files ``rels`` (paths in the run; ``now``: their size and time), :data:`COPY_THREADS` at
         a time; each one uploaded is recorded as pushed, and the first error, if any, raised once the others are
-        up (a stage that failed still pushes all it can: finished groups are never lost)."""
+        up (a stage that failed still pushes all it can: finished groups are never lost), after a warning naming the
+        files not uploaded and ``held`` (what is then not uploaded) unless the error says it all (one file, none held). Ctrl-C (or another error) stops it: the uploads
+        under way end, those not begun are not begun."""
         from concurrent.futures import ThreadPoolExecutor
 
         def upload(rel: str) -> str:
@@ -431,17 +435,31 @@ class RunLocation:
 
         if not rels:
             return
-        error: OSError | None = None
-        with ThreadPoolExecutor(min(COPY_THREADS, len(rels)), thread_name_prefix="repeval-push") as pool:
+        failed: list[tuple[str, OSError]] = []
+        pool = ThreadPoolExecutor(min(COPY_THREADS, len(rels)), thread_name_prefix="repeval-push")
+        try:
             for rel, done in [(rel, pool.submit(upload, rel)) for rel in rels]:
                 try:
                     self._hashes[rel] = done.result()
                 except OSError as exc:
-                    error = error or exc
+                    failed.append((rel, exc))
                     continue
                 self._synced[rel] = now[rel]
-        if error is not None:
-            raise error
+        finally:  # Python's exit, too, would wait for every upload queued
+            pool.shutdown(cancel_futures=True)
+        if len(failed) > 1 or (failed and held):  # one file alone, nothing held back: its error says it all
+            left = [rel for rel, _ in failed[:5]] + (["…"] if len(failed) > 5 else [])
+            log.warning(
+                "%s of run %s %s not uploaded (%s)%s; %s error follows",
+                counted(len(failed), "file"),
+                self.display,
+                "was" if len(failed) == 1 else "were",
+                ", ".join(left),
+                held,
+                "its" if len(failed) == 1 else "the first one's",
+            )
+        if failed:
+            raise failed[0][1]
 
 
 #: the files :class:`RunLocation` copies to or from a bucket at once (each a round trip: a run of a few hundred

@@ -103,8 +103,29 @@ def _config_uri(text: str, command: str) -> Path:
             return Path(unquote(parts.path))
         exc = typer.BadParameter(
             f"{text} is a URI, and a configuration is read from a local file or standard input: copy it to this "
-            f"machine and give its path, or pipe it in (`cat exp.yaml | repeval {command} -`); the data, store and "
-            "runs directory it names may be in a bucket"
+            f"machine and give its path, or pipe it in (`{_piped(parts)} | repeval {command} -`); the data, "
+            "store and runs directory it names may be in a bucket"
         )
     exc.param_hint = "CONFIG"
     raise exc
+
+
+def _piped(parts: Any) -> str:
+    """The command that writes the configuration at a URI (``parts``: its ``urlsplit``) to standard output:
+    ``aws s3 cp s3://b/exp.yaml -`` (an S3-compatible server's ``--endpoint-url`` from its ``endpoint_override``),
+    ``gcloud storage cat gs://b/exp.yaml``; ``cat exp.yaml`` for another scheme."""
+    import shlex
+    from urllib.parse import parse_qs
+
+    scheme = parts.scheme.lower()
+    where = f"{parts.netloc.rpartition('@')[2]}{parts.path}"  # without the query, nor keys given in it
+    if scheme == "s3":
+        bare = shlex.quote(f"s3://{where}")
+        query = parse_qs(parts.query)
+        host = (query.get("endpoint_override") or [""])[0]
+        if host and "://" not in host:
+            host = f"{(query.get('scheme') or ['https'])[0]}://{host}"
+        return f"aws s3 cp {bare} -" + (f" --endpoint-url {shlex.quote(host)}" if host else "")
+    if scheme in ("gs", "gcs"):
+        return f"gcloud storage cat {shlex.quote(f'gs://{where}')}"
+    return "cat exp.yaml"

@@ -91,13 +91,21 @@ def test_a_config_uri_is_read_from_a_file_uri_and_refused_from_a_bucket_naming_t
     uri = (tmp_path / "my exp.yaml").as_uri()
     read = CliRunner().invoke(app, ["validate", uri, "--skip-model-check"])
     assert read.exit_code == 0 and read.stdout.startswith(f"{tmp_path / 'my exp.yaml'}: valid"), read.output
-    refused = CliRunner().invoke(app, ["data", "check", "s3://b/exp.yaml"], env={"COLUMNS": "400"})
-    said = " ".join(refused.stderr.replace("│", " ").split())
-    assert (
-        refused.exit_code == 2
-        and (
-            "Invalid value for CONFIG: s3://b/exp.yaml is a URI, and a configuration is read from a local file or standard "
-            "input: copy it to this machine and give its path, or pipe it in (`cat exp.yaml | repeval data check -`)"
-        )
-        in said
-    ), said
+    # piped in by the bucket's own client (was `cat exp.yaml`, a local file's), an S3-compatible server's endpoint
+    # given, keys in the URI not
+    for given, piped in (
+        ("s3://b/exp.yaml", "aws s3 cp s3://b/exp.yaml -"),
+        ("s3://K:S@b/e.yaml?endpoint_override=127.0.0.1:9000&scheme=http",
+         "aws s3 cp s3://b/e.yaml - --endpoint-url http://127.0.0.1:9000"),
+        ("gs://b/exp.yaml", "gcloud storage cat gs://b/exp.yaml"),
+    ):  # fmt: skip
+        refused = CliRunner().invoke(app, ["data", "check", given], env={"COLUMNS": "400"})
+        said = " ".join(refused.stderr.replace("│", " ").split())
+        assert (
+            refused.exit_code == 2
+            and (
+                f"Invalid value for CONFIG: {given} is a URI, and a configuration is read from a local file or standard "
+                f"input: copy it to this machine and give its path, or pipe it in (`{piped} | repeval data check -`)"
+            )
+            in said
+        ), said
