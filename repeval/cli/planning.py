@@ -64,6 +64,7 @@ def validate(
     whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
     from repeval.config.embed import default_p_warnings, deform_splits_warnings, unchecked_files_notes
     from repeval.config.loader import decimal_warnings, fold_split_warnings
+    from repeval.pipeline.partition_conflicts import one_stream_notes
 
     cfg = _load(config, check_data=not skip_data_check, smoke_test=smoke_test, files=not skip_data_check)
     n = len(cfg.experiments)
@@ -84,6 +85,7 @@ def validate(
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {shown(line)}", fg=typer.colors.YELLOW, err=True)
     notes = unchecked_files_notes(cfg.experiments) if skip_data_check else _guard(lambda: data_load_notes(cfg))
+    notes += one_stream_notes(cfg)  # one model id under other backends: which one runs
     for line in notes + cfg.smoke_asha_notes(smoke_test):  # a smoke test runs without them: a full run would be refused
         typer.echo(f"note: {shown(line)}")
     if problems:
@@ -242,8 +244,9 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
     says these rather than failing on them."""
     from repeval.config import ConfigError
     from repeval.config.loader import check_data_paths
+    from repeval.pipeline.partition_conflicts import one_stream_notes
 
-    notes = []
+    notes = [f"note: {line}" for line in one_stream_notes(cfg)]
     if no_store:
         note = f"note: no embedding store at {st_root} yet: nothing is embedded there"
         if "://" not in st_root and not Path(st_root).is_absolute():

@@ -291,6 +291,12 @@ class ModelSpec:
     #: whether the param holds many (``looks: list[Look]``)
     as_mapping: tuple[tuple[str, str, bool], ...] = ()
 
+    def stream_name(self) -> str:
+        """The embedding stream that computes this model's partitions (:func:`~repeval.pipeline.todo.plan_dataset`):
+        one per model id computed alike, whatever the datasets and experiments that list it."""
+        fp = {"model": self.model_id, **self.fingerprint, "sample_rate_hz": self.sample_rate_hz}
+        return config_hash({**fp, "chunk_s": self.chunk_s})
+
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)

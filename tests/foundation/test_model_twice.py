@@ -129,3 +129,61 @@ def test_the_run_refuses_one_model_id_computed_two_ways_by_experiments_of_two_co
         "with `type: mfcc-stats`)"
     )
     assert not (tmp_path / "store" / "d").exists()
+
+
+def test_validate_and_plan_name_the_backend_one_model_id_runs_with_when_two_experiments_set_it_otherwise(tmp_path):
+    """musicnn's `backend` is left out of the store's fingerprint (its backends' embeddings agree): two tasks listing
+    model m with backend onnx and tf share m's stream, which ran with the first's backend, silently; `repeval
+    validate` and `plan` now say which one runs and how to run each with its own."""
+    musicnn = {"id": "m", "type": "msd-musicnn"}
+    cfg = _two_tasks(tmp_path, {**musicnn, "params": {"backend": "tf"}}, "other")
+    d = yaml.safe_load(cfg.read_text())
+    d["experiments"][0]["embedding_models"] = [musicnn]  # the default backend: onnx
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    said = (
+        "note: experiments[1].embedding_models[0]: model 'm' is embedded with params.backend: \"onnx\", as "
+        'experiments[0].embedding_models[0] leaves it, not "tf" as set here — one stream embeds the tracks of both '
+        "(params.backend says how, not what, the model computes, and the store's fingerprint leaves it out: the "
+        "embeddings are the same either way); to run each with its own, give the model a new id in one of them (in "
+        "embedding_models, `id: m-2` with `type: msd-musicnn`)"
+    )
+    for command in (["validate", str(cfg), "--skip-data-check", "--skip-model-check"], ["plan", str(cfg)]):
+        res = CliRunner().invoke(app, command)
+        assert res.exit_code == 0 and said in " ".join(res.output.split()), (command, res.output)
+    d["experiments"][1]["embedding_models"] = [{**musicnn, "params": {"backend": "onnx"}}]  # alike: nothing to say
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check", "--skip-model-check"])
+    assert res.exit_code == 0 and "one stream" not in res.output, res.output
+
+
+def test_the_run_warns_which_backend_the_shared_stream_of_one_model_id_runs_with(tmp_path, caplog):
+    """The run says it too as it plans the stream (it ran the first's backend, silently), before Ray is needed."""
+    import pyarrow as pa
+
+    from repeval.config import parse_config
+    from repeval.pipeline.embed import embed_experiments
+    from repeval.store import EmbeddingStore
+
+    d = yaml.safe_load(one_row_config(tmp_path).read_text())
+    exp = d["experiments"][0]
+    cfg = parse_config(
+        {
+            **d,
+            "experiments": [
+                {**exp, "task": {**exp["task"], "name": name}, "embedding_models": [model]}
+                for name, model in (
+                    ("t1", {"id": "m", "type": "msd-musicnn"}),
+                    ("t2", {"id": "m", "type": "msd-musicnn", "params": {"backend": "tf"}}),
+                )
+            ],
+        }
+    )
+    rows = pa.table({"track_id": ["a"], "audio_path": [str(tmp_path / "a.wav")], "split": ["test"]})
+    work = [(e, {"d": rows}, None) for e in cfg.experiments]
+
+    def no_ray() -> None:
+        raise RuntimeError("planned")
+
+    with caplog.at_level("WARNING", logger="repeval.pipeline.embed"), pytest.raises(RuntimeError, match="planned"):
+        embed_experiments(cfg, work, EmbeddingStore(str(tmp_path / "store")), start_ray=no_ray)
+    assert 'm: experiments set params.backend "onnx" and "tf"; its one stream uses "onnx", the first\'s' in caplog.text
