@@ -225,7 +225,7 @@ def _written_otherwise(a: PartitionSpec, b: PartitionSpec, where: str) -> str:
 def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
     framed = spec.with_frames()
     try:
-        kept = part.check_compatible(spec.fingerprint, spec.described)
+        kept = part.check_compatible(spec.fingerprint, spec.described, spec.taken)
     except StoreConflict:
         if spec.frames or not _compatible(part, framed):
             raise
@@ -235,7 +235,7 @@ def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
 
 def _compatible(part: Any, spec: PartitionSpec) -> bool:
     try:
-        part.check_compatible(spec.fingerprint, spec.described)
+        part.check_compatible(spec.fingerprint, spec.described, spec.taken)
     except StoreConflict:
         return False
     return True
