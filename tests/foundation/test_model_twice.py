@@ -187,3 +187,16 @@ def test_the_run_warns_which_backend_the_shared_stream_of_one_model_id_runs_with
     with caplog.at_level("WARNING", logger="repeval.pipeline.embed"), pytest.raises(RuntimeError, match="planned"):
         embed_experiments(cfg, work, EmbeddingStore(str(tmp_path / "store")), start_ray=no_ray)
     assert 'm: experiments set params.backend "onnx" and "tf"; its one stream uses "onnx", the first\'s' in caplog.text
+
+
+def test_one_model_id_of_two_types_on_a_dataset_is_said_to_differ_in_type_not_in_unset_params(tmp_path):
+    """Model m an mfcc-stats in one task and a chroma-stats in the other: the refusal listed the first type's params
+    as `now not set (the model's default)`, as if the second had left them unset; it says the types differ."""
+    with pytest.raises(ConfigError) as err:
+        load_config(_two_tasks(tmp_path, {"id": "m", "type": "chroma-stats"}))
+    assert err.value.problems == [
+        "experiments[1].embedding_models[0]: store partition d/m/clean: two experiments of this run compute it "
+        'differently — the model\'s type: stored "mfcc-stats", now "chroma-stats": the types differ, each with '
+        "params of its own (stored: as experiments[0].embedding_models[0] plans it; nothing is stored yet); give the "
+        "model a new id in one of them (in embedding_models, `id: m-2` with `type: chroma-stats`)"
+    ]

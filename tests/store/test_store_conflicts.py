@@ -252,3 +252,15 @@ def test_a_model_conflict_names_a_new_id_neither_the_store_nor_the_configuration
     store.partition("other", "M-2", "clean").stamp(stored.fingerprint)  # another dataset's, in another case
     with pytest.raises(StoreConflict, match=r"give the model a new id \(in embedding_models, `id: m-4` with "):
         accepted_spec(store.partition("d", "m", "clean"), spec({"n_mfcc": 12}, ("m-3",)))
+
+
+def test_a_partition_stored_by_another_type_is_said_to_differ_in_type_not_in_unset_params(tmp_path):
+    """A partition of model m stamped as an mfcc-stats, the run's m a chroma-stats: the conflict listed the stored
+    type's params as `now not set (the model's default)`."""
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    part.stamp({"model": {"family": "mfcc-stats", "params": "aaa"}}, described={"model.params": {"n_mfcc": 8}})
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible({"model": {"family": "chroma-stats", "params": "bbb"}}, {"model.params": {"hop_s": 1}})
+    said = str(err.value)
+    assert 'different configuration — the model\'s type: stored "mfcc-stats", now "chroma-stats": the types ' in said
+    assert "differ, each with params of its own; give the model a new id" in said and "not set" not in said, said
