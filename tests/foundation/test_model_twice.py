@@ -200,3 +200,46 @@ def test_one_model_id_of_two_types_on_a_dataset_is_said_to_differ_in_type_not_in
         "params of its own (stored: as experiments[0].embedding_models[0] plans it; nothing is stored yet); give the "
         "model a new id in one of them (in embedding_models, `id: m-2` with `type: chroma-stats`)"
     ]
+
+
+#: a plugin model whose `how` param is left out of the store's fingerprint, and which cannot run with `how: remote`
+HOW_MODEL = """
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("how-model")
+class HowModel(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 3
+    fingerprint_exempt = ("how",)
+
+    def __init__(self, how="local"):
+        super().__init__(how=how)
+
+    @classmethod
+    def availability(cls, params):
+        return "the remote service is down" if params.get("how") == "remote" else None
+
+    def embed(self, audio):
+        return audio[:3].reshape(1, 3).astype("float32")
+"""
+
+
+def test_validate_checks_the_model_the_shared_stream_runs_not_the_last_experiment_s(tmp_path):
+    """Two tasks list model m, with `how` (left out of the fingerprint) local and remote: the run builds the first's,
+    which runs here; `repeval validate` checked the last's (the id's last configuration) and said m cannot run."""
+    from repeval.testing.plugins import plugins_forgotten
+
+    (tmp_path / "how_model.py").write_text(HOW_MODEL)
+    cfg = _two_tasks(tmp_path, {"id": "m", "type": "how-model", "params": {"how": "remote"}}, "other")
+    d = yaml.safe_load(cfg.read_text())
+    d["plugins"] = [str(tmp_path / "how_model.py")]
+    d["experiments"][0]["embedding_models"] = [{"id": "m", "type": "how-model"}]
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    with plugins_forgotten():
+        res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check"])
+        assert res.exit_code == 0 and "models: 1 checked on this machine" in res.output, res.output
+        assert 'is embedded with params.how: "local"' in " ".join(res.output.split()), res.output
+        d["experiments"] = d["experiments"][::-1]  # the remote one first: it is the one that runs
+        cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+        res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check"])
+        assert res.exit_code == 1 and "'m' cannot run here: the remote service is down" in res.output, res.output
