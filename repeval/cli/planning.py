@@ -64,6 +64,7 @@ def validate(
     whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
     from repeval.config.embed import default_p_warnings, deform_splits_warnings, unchecked_files_notes
     from repeval.config.loader import decimal_warnings, fold_split_warnings
+    from repeval.pipeline.partition_conflicts import one_stream_notes
 
     cfg = _load(config, check_data=not skip_data_check, smoke_test=smoke_test, files=not skip_data_check)
     n = len(cfg.experiments)
@@ -84,6 +85,7 @@ def validate(
     for line in warnings + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {shown(line)}", fg=typer.colors.YELLOW, err=True)
     notes = unchecked_files_notes(cfg.experiments) if skip_data_check else _guard(lambda: data_load_notes(cfg))
+    notes += one_stream_notes(cfg)  # one model id under other backends: which one runs
     for line in notes + cfg.smoke_asha_notes(smoke_test):  # a smoke test runs without them: a full run would be refused
         typer.echo(f"note: {shown(line)}")
     if problems:
@@ -115,10 +117,10 @@ def _check_models(cfg: Any) -> tuple[str, list[str]]:
     or how many models cannot run where (``2 of its 3 embedding models cannot run on this machine``) and each one's
     line (:func:`~repeval.pipeline.preflight.unavailable_lines`)."""
     from repeval.models.plugins import plugins_of
-    from repeval.pipeline.preflight import models_on_nodes, unavailable_here, unavailable_lines
+    from repeval.pipeline.preflight import built_models, models_on_nodes, unavailable_here, unavailable_lines
 
-    models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
-    n, later = len(models), ""
+    models = built_models(cfg)
+    n, later = len({m.id for m in models}), ""
     if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: what each node has
         from repeval.ray_utils import init_ray
 
@@ -128,7 +130,7 @@ def _check_models(cfg: Any) -> tuple[str, list[str]]:
         lines = unavailable_lines(problems, here=False)
         where = f"on {counted(len(found.checked), 'node')}"
         if found.unplaced:
-            n -= len(found.unplaced)
+            n -= len(set(found.unplaced))
             later = (
                 f"; not {', '.join(found.unplaced)}: no live node has the resources its actors request (the nodes "
                 "the autoscaler adds check it when its actors start)"
@@ -143,7 +145,7 @@ def _check_models(cfg: Any) -> tuple[str, list[str]]:
     if lines:
         bad = len({model_id for model_id, _ in problems})  # (a model with two reasons, on two nodes: counted once)
         where = "on this machine" if where == "on this machine" else "on the cluster's nodes"
-        return f"{bad} of its {counted(len(models), 'embedding model')} cannot run {where}", lines
+        return f"{bad} of its {counted(len({m.id for m in models}), 'embedding model')} cannot run {where}", lines
     return f"models: {n} checked {where}{later}", []
 
 
@@ -242,8 +244,9 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
     says these rather than failing on them."""
     from repeval.config import ConfigError
     from repeval.config.loader import check_data_paths
+    from repeval.pipeline.partition_conflicts import one_stream_notes
 
-    notes = []
+    notes = [f"note: {line}" for line in one_stream_notes(cfg)]
     if no_store:
         note = f"note: no embedding store at {st_root} yet: nothing is embedded there"
         if "://" not in st_root and not Path(st_root).is_absolute():
@@ -254,9 +257,9 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
     except ConfigError as exc:
         notes += [f"note: `repeval run` would stop here: {problem}" for problem in exc.problems]
     if not os.environ.get("RAY_ADDRESS"):  # on a cluster its nodes answer, at `repeval validate` and the run's start
-        from repeval.pipeline.preflight import unavailable_here, unavailable_lines
+        from repeval.pipeline.preflight import built_models, unavailable_here, unavailable_lines
 
-        models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
+        models = built_models(cfg)
         problems: dict[tuple[str, str], list[str]] = {(m, why): [] for m, why in unavailable_here(models).items()}
         notes += [
             f"note: {line} (`repeval run` stops on it while the model has tracks to embed)"

@@ -151,6 +151,58 @@ def computed_twice_problem(
     return f"{at}: {computed_twice(partition, diff, where, new_id)}"
 
 
+def exempt_differences(fam: Any, there: dict[str, Any], here: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The params family ``fam`` leaves out of the store's fingerprint (its ``fingerprint_exempt``: how, not what, it
+    computes) that two of its configurations' ``params`` (``there``, ``here``) run with otherwise: each ``(name, the
+    value there, here)``, a param left unset as its default."""
+    from repeval.models.base import param_or_default
+
+    out = []
+    for key in getattr(fam.cls, "fingerprint_exempt", ()):
+        a, b = (param_or_default(fam.cls, p, key) for p in (there, here))
+        if sorted_json(a) != sorted_json(b):
+            out.append((key, a, b))
+    return out
+
+
+def one_stream_notes(cfg: Config) -> list[str]:
+    """Each embedding model that two experiments of ``cfg`` list under one id, computed alike but for params its
+    family leaves out of the store's fingerprint (:func:`exempt_differences`: musicnn's ``backend``, basic-pitch's
+    ``max_batch_windows``): one stream embeds the tracks of both, with the first's values (the embeddings are the
+    same either way) — said as a note by ``repeval validate`` and ``plan``, naming the values that run and how to
+    run each with its own."""
+    from repeval.models import resolve_model
+    from repeval.pipeline.partitions import ModelSpec
+
+    firsts: dict[str, tuple[str, Any]] = {}
+    taken = [m.id for exp in cfg.experiments for m in exp.embedding_models]
+    notes = []
+    for ei, exp in enumerate(cfg.experiments):
+        for mi, m in enumerate(exp.embedding_models):
+            fam, params = resolve_model(m)
+            if not getattr(fam.cls, "fingerprint_exempt", ()):
+                continue
+            where = f"experiments[{ei}].embedding_models[{mi}]"
+            first, was = firsts.setdefault(ModelSpec.of(cfg, m).stream_name(), (where, m))
+            differ = exempt_differences(fam, resolve_model(was)[1], params) if first != where else []
+            if not differ:
+                continue
+            runs = ", ".join(
+                f"params.{k}: {json_text(a)}, as {first} {'sets' if k in was.params else 'leaves'} it, "
+                f"not {json_text(b)} as {'set' if k in m.params else 'left unset'} here"
+                for k, a, b in differ
+            )
+            one = len(differ) == 1
+            how = " and ".join(f"params.{k}" for k, _, _ in differ)
+            notes.append(
+                f"{where}: model {m.id!r} is embedded with {runs} — one stream embeds the tracks of both ({how} "
+                f"{'says' if one else 'say'} how, not what, the model computes, and the store's fingerprint leaves "
+                f"{'it' if one else 'them'} out: the embeddings are the same either way); to run each with its own, "
+                f"give the model a new id in one of them ({new_model_id(m.id, fam.name, taken)})"
+            )
+    return notes
+
+
 def _written_otherwise(a: PartitionSpec, b: PartitionSpec, where: str) -> str:
     """The params, as written, of two specs of one partition whose fingerprints differ in their params' hash alone
     while the params read alike (``described``; ``where``: the first's key path): each written in one alone, or
@@ -173,7 +225,7 @@ def _written_otherwise(a: PartitionSpec, b: PartitionSpec, where: str) -> str:
 def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
     framed = spec.with_frames()
     try:
-        kept = part.check_compatible(spec.fingerprint, spec.described)
+        kept = part.check_compatible(spec.fingerprint, spec.described, spec.taken)
     except StoreConflict:
         if spec.frames or not _compatible(part, framed):
             raise
@@ -183,7 +235,7 @@ def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
 
 def _compatible(part: Any, spec: PartitionSpec) -> bool:
     try:
-        part.check_compatible(spec.fingerprint, spec.described)
+        part.check_compatible(spec.fingerprint, spec.described, spec.taken)
     except StoreConflict:
         return False
     return True

@@ -199,6 +199,8 @@ class PartitionSpec:
     #: the run's other scenarios of the dataset, ``(id, scenario)``: which one a conflict holds (:func:`renumbered_hint`,
     #: which hashes them — hashed here, every partition hashed every scenario: 125,000 hashes for 500 partitions)
     others: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+    #: the embedding model ids of the run's configuration: a new id a conflict names is none of them
+    taken: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def frames(self) -> bool:
@@ -206,7 +208,8 @@ class PartitionSpec:
         return bool(self.fingerprint["keep_frames"])
 
     def with_frames(self) -> PartitionSpec:
-        return PartitionSpec(self.sid, {**self.fingerprint, "keep_frames": True}, self.described, self.model)
+        framed = {**self.fingerprint, "keep_frames": True}
+        return PartitionSpec(self.sid, framed, self.described, self.model, self.others, self.taken)
 
     def stamped_before(self, stamp: Any) -> list[PartitionSpec]:
         """This partition as repeval fingerprinted it before fingerprints recorded the windows used — the params'
@@ -291,6 +294,12 @@ class ModelSpec:
     #: whether the param holds many (``looks: list[Look]``)
     as_mapping: tuple[tuple[str, str, bool], ...] = ()
 
+    def stream_name(self) -> str:
+        """The embedding stream that computes this model's partitions (:func:`~repeval.pipeline.todo.plan_dataset`):
+        one per model id computed alike, whatever the datasets and experiments that list it."""
+        fp = {"model": self.model_id, **self.fingerprint, "sample_rate_hz": self.sample_rate_hz}
+        return config_hash({**fp, "chunk_s": self.chunk_s})
+
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)
@@ -353,7 +362,8 @@ class ModelSpec:
                 # scenarios whole) differs on every track longer than a window, and is not completed with these rows
                 fp["deformed"] = "whole track"
         others = tuple((o, sc) for o, sc in exp.scenarios_for(ds).items() if o != sid)
-        return PartitionSpec(sid, fp, described, self, others)
+        taken = tuple(dict.fromkeys(m.id for e in cfg.experiments for m in e.embedding_models))
+        return PartitionSpec(sid, fp, described, self, others, taken)
 
 
 def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, deform_ids: Any) -> dict[str, np.ndarray]:

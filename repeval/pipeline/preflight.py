@@ -30,6 +30,19 @@ from repeval.words import named
 log = logging.getLogger("repeval.pipeline.embed")
 
 
+def built_models(cfg: Config) -> list[Any]:
+    """The embedding model configurations a run of ``cfg`` builds, for the checks that they can run (``repeval
+    validate``, ``plan``): one per stream (:meth:`~repeval.pipeline.partitions.ModelSpec.stream_name`), the first
+    experiment's — experiments listing a model id alike but for the params its family leaves out of the store's
+    fingerprint (musicnn's ``backend``) share its stream, which runs with the first's (the last's was checked)."""
+    first: dict[tuple[str, str, str], Any] = {}
+    for m in (m for exp in cfg.experiments for m in exp.embedding_models):
+        fam, params = resolve_model(m)
+        exempt = set(getattr(fam.cls, "fingerprint_exempt", ()))
+        first.setdefault((m.id, fam.name, sorted_json({k: v for k, v in params.items() if k not in exempt})), m)
+    return list(first.values())
+
+
 def check_scenarios_at_model_rates(cfg: Config, experiments: Sequence[ExperimentConfig]) -> None:
     """Every deformation scenario tried at the rate of each model that hears it, before the store is touched: the
     configuration was validated at 44.1 kHz, and a filter frequency above a 16 kHz model's Nyquist frequency (or a

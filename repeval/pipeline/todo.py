@@ -20,9 +20,10 @@ from repeval.datasets import spill
 from repeval.datasets.audio_paths import same_files
 from repeval.datasets.spill import TableSpool
 from repeval.deformations import scenario_steps
+from repeval.json_keys import json_text
 from repeval.models import resolve_model
 from repeval.models.provenance import changed_code_note, plugin_code
-from repeval.pipeline.partition_conflicts import accepted_spec
+from repeval.pipeline.partition_conflicts import accepted_spec, exempt_differences
 from repeval.pipeline.partitions import (
     CutReused,
     ModelSpec,
@@ -151,6 +152,23 @@ def _stream_batch_size(current: Any, other: Any) -> Any:
     return current if use == a else current.model_copy(update={"batch_size": use})
 
 
+def _say_exempt(current: Any, other: Any) -> None:
+    """Warn once that a shared stream runs with ``current``'s values of the params its family leaves out of the store's
+    fingerprint where ``other`` (an experiment's model under the same id) sets them otherwise (``repeval validate`` and
+    ``plan`` note it: :func:`~repeval.pipeline.partition_conflicts.one_stream_notes`)."""
+    if current is other or current.params == other.params:
+        return
+    fam, params = resolve_model(current)
+    for key, used, asked in exempt_differences(fam, params, resolve_model(other)[1]):
+        warn_once(
+            log,
+            ("exempt", current.id, key, json_text(used), json_text(asked)),
+            "%s: experiments set params.%s %s and %s; its one stream uses %s, the first's (the embeddings are the "
+            "same either way)",
+            current.id, key, json_text(used), json_text(asked), json_text(used),
+        )  # fmt: skip
+
+
 KEY_SEP = "\x1f"
 
 
@@ -225,8 +243,8 @@ def plan_dataset(
         spec = ModelSpec.of(cfg, mcfg)
         code = plugin_code(*resolve_model(mcfg))  # a plugin's model: its files' digests, recorded and compared
         sample_rate, chunk_s = spec.sample_rate_hz, spec.chunk_s
-        name = config_hash({"model": mcfg.id, **spec.fingerprint, "sample_rate_hz": sample_rate, "chunk_s": chunk_s})
-        st = streams.setdefault(name, Stream(mcfg, sample_rate, chunk_s))
+        st = streams.setdefault(spec.stream_name(), Stream(mcfg, sample_rate, chunk_s))
+        _say_exempt(st.mcfg, mcfg)
         st.mcfg = _stream_batch_size(st.mcfg, mcfg)
         masks: dict[str, np.ndarray] = {}
         moved: dict[str, tuple[Any, int]] = {}  # scenario → (the sources its reused rows were computed from, tracks)

@@ -38,8 +38,11 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
     """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values);
     a key only one side has is said to be not set there, and so is a model parameter that is null (its constructor's
     default: the model chooses) — ``model.params.patchHopSize: not set when it was embedded (the model's default),
-    now 31``, not ``stored null``."""
+    now 31``, not ``stored null``; the model's type where it differs (``model.family``), its params then not compared
+    (another type's are its own: not "not set")."""
     if isinstance(old, dict) and isinstance(new, dict):
+        if not path and _other_type(old, new):  # one type's params are not the other's: not compared
+            old, new = ({**fp, "model": {"family": fp["model"]["family"]}} for fp in (old, new))
         parts = []
         for key in sorted(set(old) | set(new), key=str):
             a, b = old.get(key, _UNSET), new.get(key, _UNSET)
@@ -51,6 +54,8 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
         text = json.dumps(v, sort_keys=True, default=str)
         return text if len(text) <= 120 else text[:117] + "..."
 
+    if path == "model.family":  # the configuration's `type`
+        return f"the model's type: stored {short(old)}, now {short(new)}: the types differ, each with params of its own"
     if path == "model.version":  # the model's embedding_version, absent at "1" (pipeline.partitions.model_fingerprint)
         old, new = (None if v is _UNSET else v for v in (old, new))
         return f"the model's embedding_version: stored {short(old or '1')}, now {short(new or '1')}"
@@ -62,6 +67,14 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
     then = f"{gone} when it was embedded{default}" if old in unset else f"stored {short(old)}"
     now = f"now {gone}{default}" if new in unset else f"now {short(new)}"
     return f"{path or 'fingerprint'}: {then}, {now}"
+
+
+def _other_type(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two fingerprints record models of other registered families (types)."""
+    a, b = old.get("model"), new.get("model")
+    return (
+        isinstance(a, dict) and isinstance(b, dict) and "family" in a and "family" in b and a["family"] != b["family"]
+    )
 
 
 def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_described: dict[str, Any] | None) -> str:

@@ -110,7 +110,9 @@ class PartitionStamp(PartitionFiles):
         experiment sharing the dataset, with the same model id computed otherwise — so that its rows never join these."""
         self._planned = new.body()
 
-    def check_compatible(self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None) -> bool:
+    def check_compatible(
+        self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None, taken: tuple[str, ...] = ()
+    ) -> bool:
         """Refuse to mix rows computed under another configuration into this partition.
 
         Returns ``True`` when the partition differs only by keeping frames that ``fingerprint`` does not ask for
@@ -118,7 +120,8 @@ class PartitionStamp(PartitionFiles):
         embedding stage completes it with frames: :func:`repeval.pipeline.partition_conflicts.accepted_spec`).
         ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
         error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
-        too (partitions stamped before it was kept: the hashes)."""
+        too (partitions stamped before it was kept: the hashes). ``taken``: the run configuration's model ids, none of
+        which the new id a conflict names is (:meth:`_new_id`)."""
         written = super().stamped()
         stamp = written if written is not None else self._planned
         if stamp is None:
@@ -151,17 +154,27 @@ class PartitionStamp(PartitionFiles):
                     )
             if written is None:  # a stamp this run planned: nothing stored, two of its experiments differ
                 model = old.get("model") != fingerprint.get("model")
-                new_id = new_model_id(self.model, _family(fingerprint)) if model else None
+                new_id = self._new_id(fingerprint, taken) if model else None
                 raise StoreConflict(
                     computed_twice(self.path, diff, "an earlier experiment of the configuration", new_id)
                 )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; "
-                f"{self._conflict_fix(old, fingerprint)}"
+                f"{self._conflict_fix(old, fingerprint, taken)}"
             )
         return False
 
-    def _conflict_fix(self, old: Any, fingerprint: dict[str, Any]) -> str:
+    def _new_id(self, fingerprint: dict[str, Any], taken: tuple[str, ...]) -> str:
+        """Where and how to give this partition's model a new id (:func:`~repeval.store.fingerprint.new_model_id`): one
+        that neither ``taken`` (the configuration's model ids) nor a model folder of the store holds, whose partitions
+        would refuse the model's rows too (or the listing refused: the configuration's ids alone)."""
+        try:
+            stored = [p.model for p in self.store.partitions([])]
+        except OSError:  # a store the user may not list: the id named may be stored already
+            stored = []
+        return new_model_id(self.model, _family(fingerprint), [*taken, *stored])
+
+    def _conflict_fix(self, old: Any, fingerprint: dict[str, Any], taken: tuple[str, ...] = ()) -> str:
         """How to go on from a partition stamped ``old``: when the model differs, every scenario of it differs alike
         (the run stops at the first), so the id to give it and the command that deletes them all are named too."""
         if not (isinstance(old, dict) and old.get("model") != fingerprint.get("model")):
@@ -171,7 +184,7 @@ class PartitionStamp(PartitionFiles):
             )
         every = f"{self.name.rsplit('/', 1)[0]}/*"
         return (
-            f"give the model a new id ({new_model_id(self.model, _family(fingerprint))}), point run.store elsewhere, "
+            f"give the model a new id ({self._new_id(fingerprint, taken)}), point run.store elsewhere, "
             f"or delete the partition to recompute it (`{self.rm_command()}`) — "
             f"{MODEL_DIFFERS}: `repeval store rm {shlex.quote(self.store.uri)} "
             f"{shlex.quote(every)} --yes` deletes them all"

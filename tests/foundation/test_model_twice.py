@@ -129,3 +129,117 @@ def test_the_run_refuses_one_model_id_computed_two_ways_by_experiments_of_two_co
         "with `type: mfcc-stats`)"
     )
     assert not (tmp_path / "store" / "d").exists()
+
+
+def test_validate_and_plan_name_the_backend_one_model_id_runs_with_when_two_experiments_set_it_otherwise(tmp_path):
+    """musicnn's `backend` is left out of the store's fingerprint (its backends' embeddings agree): two tasks listing
+    model m with backend onnx and tf share m's stream, which ran with the first's backend, silently; `repeval
+    validate` and `plan` now say which one runs and how to run each with its own."""
+    musicnn = {"id": "m", "type": "msd-musicnn"}
+    cfg = _two_tasks(tmp_path, {**musicnn, "params": {"backend": "tf"}}, "other")
+    d = yaml.safe_load(cfg.read_text())
+    d["experiments"][0]["embedding_models"] = [musicnn]  # the default backend: onnx
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    said = (
+        "note: experiments[1].embedding_models[0]: model 'm' is embedded with params.backend: \"onnx\", as "
+        'experiments[0].embedding_models[0] leaves it, not "tf" as set here — one stream embeds the tracks of both '
+        "(params.backend says how, not what, the model computes, and the store's fingerprint leaves it out: the "
+        "embeddings are the same either way); to run each with its own, give the model a new id in one of them (in "
+        "embedding_models, `id: m-2` with `type: msd-musicnn`)"
+    )
+    for command in (["validate", str(cfg), "--skip-data-check", "--skip-model-check"], ["plan", str(cfg)]):
+        res = CliRunner().invoke(app, command)
+        assert res.exit_code == 0 and said in " ".join(res.output.split()), (command, res.output)
+    d["experiments"][1]["embedding_models"] = [{**musicnn, "params": {"backend": "onnx"}}]  # alike: nothing to say
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check", "--skip-model-check"])
+    assert res.exit_code == 0 and "one stream" not in res.output, res.output
+
+
+def test_the_run_warns_which_backend_the_shared_stream_of_one_model_id_runs_with(tmp_path, caplog):
+    """The run says it too as it plans the stream (it ran the first's backend, silently), before Ray is needed."""
+    import pyarrow as pa
+
+    from repeval.config import parse_config
+    from repeval.pipeline.embed import embed_experiments
+    from repeval.store import EmbeddingStore
+
+    d = yaml.safe_load(one_row_config(tmp_path).read_text())
+    exp = d["experiments"][0]
+    cfg = parse_config(
+        {
+            **d,
+            "experiments": [
+                {**exp, "task": {**exp["task"], "name": name}, "embedding_models": [model]}
+                for name, model in (
+                    ("t1", {"id": "m", "type": "msd-musicnn"}),
+                    ("t2", {"id": "m", "type": "msd-musicnn", "params": {"backend": "tf"}}),
+                )
+            ],
+        }
+    )
+    rows = pa.table({"track_id": ["a"], "audio_path": [str(tmp_path / "a.wav")], "split": ["test"]})
+    work = [(e, {"d": rows}, None) for e in cfg.experiments]
+
+    def no_ray() -> None:
+        raise RuntimeError("planned")
+
+    with caplog.at_level("WARNING", logger="repeval.pipeline.embed"), pytest.raises(RuntimeError, match="planned"):
+        embed_experiments(cfg, work, EmbeddingStore(str(tmp_path / "store")), start_ray=no_ray)
+    assert 'm: experiments set params.backend "onnx" and "tf"; its one stream uses "onnx", the first\'s' in caplog.text
+
+
+def test_one_model_id_of_two_types_on_a_dataset_is_said_to_differ_in_type_not_in_unset_params(tmp_path):
+    """Model m an mfcc-stats in one task and a chroma-stats in the other: the refusal listed the first type's params
+    as `now not set (the model's default)`, as if the second had left them unset; it says the types differ."""
+    with pytest.raises(ConfigError) as err:
+        load_config(_two_tasks(tmp_path, {"id": "m", "type": "chroma-stats"}))
+    assert err.value.problems == [
+        "experiments[1].embedding_models[0]: store partition d/m/clean: two experiments of this run compute it "
+        'differently — the model\'s type: stored "mfcc-stats", now "chroma-stats": the types differ, each with '
+        "params of its own (stored: as experiments[0].embedding_models[0] plans it; nothing is stored yet); give the "
+        "model a new id in one of them (in embedding_models, `id: m-2` with `type: chroma-stats`)"
+    ]
+
+
+#: a plugin model whose `how` param is left out of the store's fingerprint, and which cannot run with `how: remote`
+HOW_MODEL = """
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("how-model")
+class HowModel(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 3
+    fingerprint_exempt = ("how",)
+
+    def __init__(self, how="local"):
+        super().__init__(how=how)
+
+    @classmethod
+    def availability(cls, params):
+        return "the remote service is down" if params.get("how") == "remote" else None
+
+    def embed(self, audio):
+        return audio[:3].reshape(1, 3).astype("float32")
+"""
+
+
+def test_validate_checks_the_model_the_shared_stream_runs_not_the_last_experiment_s(tmp_path):
+    """Two tasks list model m, with `how` (left out of the fingerprint) local and remote: the run builds the first's,
+    which runs here; `repeval validate` checked the last's (the id's last configuration) and said m cannot run."""
+    from repeval.testing.plugins import plugins_forgotten
+
+    (tmp_path / "how_model.py").write_text(HOW_MODEL)
+    cfg = _two_tasks(tmp_path, {"id": "m", "type": "how-model", "params": {"how": "remote"}}, "other")
+    d = yaml.safe_load(cfg.read_text())
+    d["plugins"] = [str(tmp_path / "how_model.py")]
+    d["experiments"][0]["embedding_models"] = [{"id": "m", "type": "how-model"}]
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    with plugins_forgotten():
+        res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check"])
+        assert res.exit_code == 0 and "models: 1 checked on this machine" in res.output, res.output
+        assert 'is embedded with params.how: "local"' in " ".join(res.output.split()), res.output
+        d["experiments"] = d["experiments"][::-1]  # the remote one first: it is the one that runs
+        cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+        res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check"])
+        assert res.exit_code == 1 and "'m' cannot run here: the remote service is down" in res.output, res.output

@@ -224,3 +224,43 @@ def test_a_planned_stamp_refuses_another_experiments_model_naming_the_new_id(tmp
         "give the model a new id in one of them (in embedding_models, `id: m-2` with `type: mfcc-stats`)"
     )
     assert not (tmp_path / "s" / "low").exists()
+
+
+def test_a_model_conflict_names_a_new_id_neither_the_store_nor_the_configuration_holds(tmp_path):
+    """The id a conflict with a stored partition named (`id: m-2`) was not looked for: a store already holding m-2
+    partitions (a model renamed before) or a configuration listing m-2 gave the user another conflict or refusal."""
+    import yaml
+
+    from repeval.config import parse_config
+    from repeval.pipeline.partition_conflicts import accepted_spec
+    from repeval.pipeline.partitions import ModelSpec
+    from repeval.testing.configs import one_row_config
+
+    d = yaml.safe_load(one_row_config(tmp_path).read_text())
+    exp = d["experiments"][0]
+    m = {"id": "m", "type": "mfcc-stats"}
+
+    def spec(params: dict, ids: tuple[str, ...] = ()) -> tuple:
+        models = [{**m, "params": params}] + [{**m, "id": i} for i in ids]
+        cfg = parse_config({**d, "experiments": [{**exp, "embedding_models": models}]})
+        e = cfg.experiments[0]
+        return ModelSpec.of(cfg, e.embedding_models[0]).partition(cfg, e, e.datasets[0], "clean")
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    stored = spec({"n_mfcc": 8})
+    store.partition("d", "m", "clean").stamp(stored.fingerprint, described=stored.described)
+    store.partition("other", "M-2", "clean").stamp(stored.fingerprint)  # another dataset's, in another case
+    with pytest.raises(StoreConflict, match=r"give the model a new id \(in embedding_models, `id: m-4` with "):
+        accepted_spec(store.partition("d", "m", "clean"), spec({"n_mfcc": 12}, ("m-3",)))
+
+
+def test_a_partition_stored_by_another_type_is_said_to_differ_in_type_not_in_unset_params(tmp_path):
+    """A partition of model m stamped as an mfcc-stats, the run's m a chroma-stats: the conflict listed the stored
+    type's params as `now not set (the model's default)`."""
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    part.stamp({"model": {"family": "mfcc-stats", "params": "aaa"}}, described={"model.params": {"n_mfcc": 8}})
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible({"model": {"family": "chroma-stats", "params": "bbb"}}, {"model.params": {"hop_s": 1}})
+    said = str(err.value)
+    assert 'different configuration — the model\'s type: stored "mfcc-stats", now "chroma-stats": the types ' in said
+    assert "differ, each with params of its own; give the model a new id" in said and "not set" not in said, said
