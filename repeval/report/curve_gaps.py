@@ -162,17 +162,19 @@ def missing_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:
 def expected_replicates(curve: Curve, runs: Sequence[Run], rows: pd.DataFrame) -> np.ndarray:
     """Per model of ``curve``, the replicates its run has of the curve's task and dataset: its seeds — those with a
     result (``rows``: the group's aggregate rows, every model's), and those whose trainings ``failed.parquet`` names —
-    times its folds (one without). A point over fewer has a seed (or fold) without a value there (:func:`fewer_seeds`)."""
+    times its folds (one without), those with a result and those ``failed.parquet`` names (a fold whose every training
+    failed has no result). A point over fewer has a seed (or fold) without a value there (:func:`fewer_seeds`)."""
     from repeval.report.selection import split_run
+
+    def found(column: str, *frames: pd.DataFrame) -> set[int]:
+        return {int(v) for f in frames if column in f.columns for v in f[column].dropna()}
 
     multi = len(runs) > 1
     per_run = {}
     for run in runs:
         mine = rows[rows["run_id"].astype(str) == run.run_id] if multi and "run_id" in rows.columns else rows
-        failed = _failed_rows(run, curve.series)["seed"]
-        seeds = set(mine["seed"].dropna().astype(int)) | set(failed.dropna().astype(int))
-        folds = int(mine["fold"].dropna().nunique()) if "fold" in mine.columns else 0
-        per_run[run.run_id] = len(seeds) * max(1, folds)
+        failed = _failed_rows(run, curve.series)
+        per_run[run.run_id] = len(found("seed", mine, failed)) * max(1, len(found("fold", mine, failed)))
     ids = [r.run_id for r in runs]
     return np.array([per_run.get(split_run(m, ids)[0] if multi else ids[0], 0) for m in curve.probes], dtype=int)
 

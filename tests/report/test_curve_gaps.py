@@ -207,3 +207,31 @@ def test_a_point_over_fewer_seeds_than_its_run_has_is_hollow_and_said_in_the_tab
     ), note
     trained = r"1 of 2 seeds \(training failed \(seed 0\): non-finite loss at epoch 3: the training diverged\)"
     assert re.search(rf"{re.escape(seed)} · \S+ at clean \(0 dB\), D1 \(-6 dB\), D2 \(-18 dB\): {trained}", note), note
+
+
+def test_a_fold_whose_every_training_failed_counts_among_the_replicates_its_run_has(series_run):
+    """A k-fold dataset's fold whose every probe training failed, in each model, has no result at all: the replicates
+    a run has were counted from its results' folds (seeds × 1 here), so no point was over fewer than that — every
+    point, a mean over one fold of two, was drawn as whole. The folds ``failed.parquet`` names count too (as its
+    seeds do): each point is hollow, over 2 of 4 seeds × folds."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from repeval.report.curves import curves_block
+
+    run = load_run(series_run)
+    df = run.results.assign(fold=0)  # fold 0 of two: fold 1 trained, every training of it failed
+    tags = df[df["task"] == TAGS]
+    failed = pd.DataFrame(
+        [
+            {**FAILED_ROW, "fold": 1, "model": m, "probe": p, "seed": s, "scenario": None, "reason": "labels: none"}
+            for m in tags["model"].unique()
+            for p in tags["probe"].unique()
+            for s in (0, 1)
+        ]
+    )
+    page = html_lib.unescape(curves_block([replace(run, results=df, failed=failed)], df, TAGS, TAGGED))
+    rows = re.findall(r"<tr><td>([^<]*</td>.*?)</tr>", page)
+    assert rows and all(r.count("(n=2 of 4)") == 3 for r in rows), rows
+    assert "over fewer seeds × folds than their run has" in page
