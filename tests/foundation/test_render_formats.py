@@ -58,3 +58,23 @@ def test_rendering_another_manifest_format_keeps_the_manifest_it_did_not_write(t
         "data/keys/manifest.parquet (or render with --format csv), then `repeval run configs/key_estimation.yaml`"
     ) in said, said
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no set-aside file left
+    # the shipped configuration, run now, found no manifest and was told to render the CSV again (the clips rendered
+    # before, over the set there now): it names the manifest beside it and the one replaced
+    r = CliRunner().invoke(app, ["validate", "configs/key_estimation.yaml"])
+    said = " ".join(r.output.split())
+    assert (
+        r.exit_code != 0
+        and (
+            "— data/keys/manifest.parquet is beside it (`repeval data render --format parquet` kept this one as "
+            "manifest.csv.replaced, which lists clips rendered before): set manifest: data/keys/manifest.parquet"
+        )
+        in said
+    ), said
+    assert "write it first" not in said
+    (out / "manifest.parquet").unlink()  # a CSV render interrupted: its manifest set aside until it finishes
+    (out / "manifest.csv.replaced").rename(out / ".manifest.csv.previous")
+    said = " ".join(CliRunner().invoke(app, ["validate", "configs/key_estimation.yaml"]).output.split())
+    assert (
+        "— a `repeval data render` into data/keys was interrupted, its manifest set aside as .manifest.csv.previous: "
+        "render it again (the same command) to finish it"
+    ) in said, said
