@@ -117,9 +117,16 @@ def _failed_rows(run: Run, series: Series) -> pd.DataFrame:
 
 
 def _training_failed(trainings: pd.DataFrame) -> str:
-    """``training failed (seeds 0, 2): <reason>`` of a probe's failed trainings (``failed.parquet``'s rows)."""
-    seeds = named("seed", [str(s) for s in sorted(set(trainings["seed"].dropna().astype(int)))])
-    return f"training failed ({seeds}): {short_reason(trainings['reason'].iloc[0])}"
+    """``training failed (seeds 0, 2): <reason>`` of a probe's failed trainings (``failed.parquet``'s rows), with their
+    folds of a k-fold dataset: ``(seeds 0, 1; fold 2)``."""
+    return f"training failed ({_seeds_folds(trainings)}): {short_reason(trainings['reason'].iloc[0])}"
+
+
+def _seeds_folds(rows: pd.DataFrame) -> str:
+    """``seeds 0, 2`` of ``failed.parquet``'s ``rows``, and their folds of a k-fold dataset: ``seeds 0, 1; fold 2``."""
+    said = named("seed", [str(s) for s in sorted(set(rows["seed"].dropna().astype(int)))])
+    folds = sorted(set(rows["fold"].dropna().astype(int))) if "fold" in rows.columns else []
+    return said + (f"; {named('fold', [str(f) for f in folds])}" if folds else "")
 
 
 def untrained(
@@ -213,9 +220,9 @@ def fewer_reasons(
 
 
 def _cell_failed(cells: pd.DataFrame) -> str:
-    """``test failed (seed 1): <reason>`` of a point's failed test cells (``failed.parquet``'s rows)."""
-    seeds = named("seed", [str(s) for s in sorted(set(cells["seed"].dropna().astype(int)))])
-    return f"test failed ({seeds}): {short_reason(cells['reason'].iloc[0])}"
+    """``test failed (seed 1): <reason>`` of a point's failed test cells (``failed.parquet``'s rows; their folds too:
+    :func:`_seeds_folds`)."""
+    return f"test failed ({_seeds_folds(cells)}): {short_reason(cells['reason'].iloc[0])}"
 
 
 def fewer_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:

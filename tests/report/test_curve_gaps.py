@@ -235,3 +235,4 @@ def test_a_fold_whose_every_training_failed_counts_among_the_replicates_its_run_
     rows = re.findall(r"<tr><td>([^<]*</td>.*?)</tr>", page)
     assert rows and all(r.count("(n=2 of 4)") == 3 for r in rows), rows
     assert "over fewer seeds × folds than their run has" in page
+    assert ": 2 of 4 seeds × folds (training failed (seeds 0, 1; fold 1): labels: none)" in page  # which fold, too
