@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from repeval.report.results import CLEAN, Run
+from repeval.report.selection import split_run
 from repeval.words import counted, named
 
 if TYPE_CHECKING:
@@ -28,7 +29,10 @@ def tested(curve: Curve, definers: Mapping[str, set[str]]) -> np.ndarray:
 def tests_point(model: str, scenario: str, definers: Mapping[str, set[str]] | None) -> bool:
     """Whether ``model``'s run (``<run>/<model>``) tests ``scenario`` (:func:`tested`); ``None``: one run's model,
     which tests every point."""
-    return definers is None or scenario == CLEAN or model.split("/")[0] in definers.get(scenario, set())
+    if definers is None or scenario == CLEAN:
+        return True
+    # (the run's name may have a '/' of its own, ``demo@b/x/runs``, the model too, ``m-a-p/MERT-v1-95M``)
+    return split_run(model, set().union(*definers.values()))[0] in definers.get(scenario, set())
 
 
 def missing_reasons(
@@ -97,7 +101,7 @@ def _why_missing(runs: Sequence[Run], model: str, probe: str, scenario: str, ser
 def _failures(runs: Sequence[Run], model: str, series: Series) -> pd.DataFrame:
     """``failed.parquet``'s rows of ``model`` (``<run>/<model>`` over several runs) on the series' task and dataset
     (:func:`_failed_rows`)."""
-    run_id, _, name = model.partition("/") if len(runs) > 1 else ("", "", model)
+    run_id, name = split_run(model, [r.run_id for r in runs]) if len(runs) > 1 else ("", model)
     found = [_failed_rows(run, series) for run in runs if not run_id or run.run_id == run_id]
     found = [f for f in found if not f.empty]
     rows = pd.concat(found, ignore_index=True) if found else _NO_FAILURES
@@ -171,7 +175,6 @@ def expected_replicates(curve: Curve, runs: Sequence[Run], rows: pd.DataFrame) -
     result (``rows``: the group's aggregate rows, every model's), and those whose trainings ``failed.parquet`` names —
     times its folds (one without), those with a result and those ``failed.parquet`` names (a fold whose every training
     failed has no result). A point over fewer has a seed (or fold) without a value there (:func:`fewer_seeds`)."""
-    from repeval.report.selection import split_run
 
     def found(column: str, *frames: pd.DataFrame) -> set[int]:
         return {int(v) for f in frames if column in f.columns for v in f[column].dropna()}
