@@ -465,10 +465,13 @@ def _render_left(path: Path) -> str | None:
         return None
     other = path.with_name(_RENDER_TWINS[path.name])
     if other.is_file():
+        from repeval.datasets.render_output import last_replaced
+
+        kept = last_replaced(path)
         why = (
-            f"`repeval data render --format {other.suffix[1:]}` kept this one as {path.name}.replaced, which lists "
-            "clips rendered before"
-            if path.with_name(f"{path.name}.replaced").is_file()
+            f"`repeval data render --format {other.suffix[1:]}` kept this one as {kept.name}, which lists clips "
+            "rendered before"
+            if kept is not None
             else "the same folder's manifest in the other format"
         )
         return f"{other} is beside it ({why}): set manifest: {other}"
