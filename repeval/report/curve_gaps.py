@@ -171,10 +171,10 @@ def missing_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:
 
 
 def expected_replicates(curve: Curve, runs: Sequence[Run], rows: pd.DataFrame) -> np.ndarray:
-    """Per model of ``curve``, the replicates its run has of the curve's task and dataset: its seeds — those with a
-    result (``rows``: the group's aggregate rows, every model's), and those whose trainings ``failed.parquet`` names —
-    times its folds (one without), those with a result and those ``failed.parquet`` names (a fold whose every training
-    failed has no result). A point over fewer has a seed (or fold) without a value there (:func:`fewer_seeds`)."""
+    """Per model of ``curve``, the replicates its run has of the curve's task and dataset: its seeds times its folds
+    (one without) — of each, those with a result (``rows``: the group's aggregate rows, every model's) and those
+    ``failed.parquet`` names (a seed or fold whose every training failed has no result). A point over fewer has a
+    seed (or fold) without a value there (:func:`fewer_seeds`)."""
 
     def found(column: str, *frames: pd.DataFrame) -> set[int]:
         return {int(v) for f in frames if column in f.columns for v in f[column].dropna()}
