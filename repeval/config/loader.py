@@ -440,6 +440,8 @@ def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> tupl
     right path wrong — writing it relative to the config file (it is read from the current directory; a path with
     an environment variable is refused when the file is read: :data:`repeval.config.base.PathText`); and whether it
     is there, beside the config file."""
+    if not is_dir and (render := _render_left(path)):
+        return render, True
     if not path.is_absolute() and source is not None:
         beside = Path(source).parent / path
         if beside.resolve() != path.resolve() and (beside.is_dir() if is_dir else beside.exists()):
@@ -449,6 +451,36 @@ def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> tupl
                 "path from here or in full"
             ), True
     return f"fix the path (relative paths start from {Path.cwd()})", False
+
+
+#: each manifest ``repeval data render`` writes, with the one of the other ``--format``
+_RENDER_TWINS = {"manifest.csv": "manifest.parquet", "manifest.parquet": "manifest.csv"}
+
+
+def _render_left(path: Path) -> str | None:
+    """Where a manifest ``repeval data render`` wrote is, when it is not at ``path``: a render in the other format
+    listing other clips kept it as ``<name>.replaced`` (the set is now the other manifest's); an interrupted render set
+    it aside (the next render of its folder finishes it). ``None``: no render's trace."""
+    if path.name not in _RENDER_TWINS:
+        return None
+    other = path.with_name(_RENDER_TWINS[path.name])
+    if other.is_file():
+        from repeval.datasets.render_output import last_replaced
+
+        kept = last_replaced(path)
+        why = (
+            f"`repeval data render --format {other.suffix[1:]}` kept this one as {kept.name}, which lists clips "
+            "rendered before"
+            if kept is not None
+            else "the same folder's manifest in the other format"
+        )
+        return f"{other} is beside it ({why}): set manifest: {other}"
+    if path.with_name(f".{path.name}.previous").is_file():
+        return (
+            f"a `repeval data render` into {path.parent} was interrupted, its manifest set aside as .{path.name}.previous"
+            ": render it again (the same command) to finish it"
+        )
+    return None
 
 
 #: what ``repeval data render --kind`` writes for each task type, and the label columns of its manifest

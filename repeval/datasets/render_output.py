@@ -90,7 +90,7 @@ class _ManifestWriter:
         if _same_rows(aside, fmt, self.path, self.fmt):
             aside.replace(kept)
             return
-        replaced = kept.with_name(f"{kept.name}.replaced")
+        replaced = replaced_path(kept)
         aside.replace(replaced)
         log.warning(
             "%s listed other clips than this render's %s (an earlier render of another spec, or an edit): it no "
@@ -98,6 +98,28 @@ class _ManifestWriter:
             "with manifest: %s",
             kept, self.path.name, kept.parent, replaced.name, kept.name, self.path,
         )  # fmt: skip
+
+
+def replaced_path(manifest: Path) -> Path:
+    """Where a render keeps ``manifest`` it replaced (:class:`_ManifestWriter`): ``manifest.csv.replaced``, or
+    ``manifest.csv.replaced-2``, ``-3``, … when an earlier one is kept there — never over it (a manifest a user edited,
+    replaced before)."""
+    path, n = manifest.with_name(f"{manifest.name}.replaced"), 1
+    while path.exists():
+        n += 1
+        path = manifest.with_name(f"{manifest.name}.replaced-{n}")
+    return path
+
+
+def last_replaced(manifest: Path) -> Path | None:
+    """The last of the manifests a render kept in place of ``manifest`` (:func:`replaced_path`); ``None``: none."""
+
+    def number(path: Path) -> int:
+        tail = path.name.removeprefix(f"{manifest.name}.replaced")
+        return int(tail[1:]) if tail[:1] == "-" and tail[1:].isdigit() else 1
+
+    found = [p for p in manifest.parent.glob(f"{manifest.name}.replaced*") if p.is_file()]
+    return max(found, key=number, default=None)
 
 
 def _same_rows(a: Path, fmt_a: str, b: Path, fmt_b: str) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from repeval.report.results import CLEAN, Run
+from repeval.report.selection import split_run
 from repeval.words import counted, named
 
 if TYPE_CHECKING:
@@ -28,7 +29,10 @@ def tested(curve: Curve, definers: Mapping[str, set[str]]) -> np.ndarray:
 def tests_point(model: str, scenario: str, definers: Mapping[str, set[str]] | None) -> bool:
     """Whether ``model``'s run (``<run>/<model>``) tests ``scenario`` (:func:`tested`); ``None``: one run's model,
     which tests every point."""
-    return definers is None or scenario == CLEAN or model.split("/")[0] in definers.get(scenario, set())
+    if definers is None or scenario == CLEAN:
+        return True
+    # (the run's name may have a '/' of its own, ``demo@b/x/runs``, the model too, ``m-a-p/MERT-v1-95M``)
+    return split_run(model, set().union(*definers.values()))[0] in definers.get(scenario, set())
 
 
 def missing_reasons(
@@ -97,7 +101,7 @@ def _why_missing(runs: Sequence[Run], model: str, probe: str, scenario: str, ser
 def _failures(runs: Sequence[Run], model: str, series: Series) -> pd.DataFrame:
     """``failed.parquet``'s rows of ``model`` (``<run>/<model>`` over several runs) on the series' task and dataset
     (:func:`_failed_rows`)."""
-    run_id, _, name = model.partition("/") if len(runs) > 1 else ("", "", model)
+    run_id, name = split_run(model, [r.run_id for r in runs]) if len(runs) > 1 else ("", model)
     found = [_failed_rows(run, series) for run in runs if not run_id or run.run_id == run_id]
     found = [f for f in found if not f.empty]
     rows = pd.concat(found, ignore_index=True) if found else _NO_FAILURES
@@ -117,9 +121,16 @@ def _failed_rows(run: Run, series: Series) -> pd.DataFrame:
 
 
 def _training_failed(trainings: pd.DataFrame) -> str:
-    """``training failed (seeds 0, 2): <reason>`` of a probe's failed trainings (``failed.parquet``'s rows)."""
-    seeds = named("seed", [str(s) for s in sorted(set(trainings["seed"].dropna().astype(int)))])
-    return f"training failed ({seeds}): {short_reason(trainings['reason'].iloc[0])}"
+    """``training failed (seeds 0, 2): <reason>`` of a probe's failed trainings (``failed.parquet``'s rows), with their
+    folds of a k-fold dataset: ``(seeds 0, 1; fold 2)``."""
+    return f"training failed ({_seeds_folds(trainings)}): {short_reason(trainings['reason'].iloc[0])}"
+
+
+def _seeds_folds(rows: pd.DataFrame) -> str:
+    """``seeds 0, 2`` of ``failed.parquet``'s ``rows``, and their folds of a k-fold dataset: ``seeds 0, 1; fold 2``."""
+    said = named("seed", [str(s) for s in sorted(set(rows["seed"].dropna().astype(int)))])
+    folds = sorted(set(rows["fold"].dropna().astype(int))) if "fold" in rows.columns else []
+    return said + (f"; {named('fold', [str(f) for f in folds])}" if folds else "")
 
 
 def untrained(
@@ -160,19 +171,20 @@ def missing_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:
 
 
 def expected_replicates(curve: Curve, runs: Sequence[Run], rows: pd.DataFrame) -> np.ndarray:
-    """Per model of ``curve``, the replicates its run has of the curve's task and dataset: its seeds — those with a
-    result (``rows``: the group's aggregate rows, every model's), and those whose trainings ``failed.parquet`` names —
-    times its folds (one without). A point over fewer has a seed (or fold) without a value there (:func:`fewer_seeds`)."""
-    from repeval.report.selection import split_run
+    """Per model of ``curve``, the replicates its run has of the curve's task and dataset: its seeds times its folds
+    (one without) — of each, those with a result (``rows``: the group's aggregate rows, every model's) and those
+    ``failed.parquet`` names (a seed or fold whose every training failed has no result). A point over fewer has a
+    seed (or fold) without a value there (:func:`fewer_seeds`)."""
+
+    def found(column: str, *frames: pd.DataFrame) -> set[int]:
+        return {int(v) for f in frames if column in f.columns for v in f[column].dropna()}
 
     multi = len(runs) > 1
     per_run = {}
     for run in runs:
         mine = rows[rows["run_id"].astype(str) == run.run_id] if multi and "run_id" in rows.columns else rows
-        failed = _failed_rows(run, curve.series)["seed"]
-        seeds = set(mine["seed"].dropna().astype(int)) | set(failed.dropna().astype(int))
-        folds = int(mine["fold"].dropna().nunique()) if "fold" in mine.columns else 0
-        per_run[run.run_id] = len(seeds) * max(1, folds)
+        failed = _failed_rows(run, curve.series)
+        per_run[run.run_id] = len(found("seed", mine, failed)) * max(1, len(found("fold", mine, failed)))
     ids = [r.run_id for r in runs]
     return np.array([per_run.get(split_run(m, ids)[0] if multi else ids[0], 0) for m in curve.probes], dtype=int)
 
@@ -211,9 +223,9 @@ def fewer_reasons(
 
 
 def _cell_failed(cells: pd.DataFrame) -> str:
-    """``test failed (seed 1): <reason>`` of a point's failed test cells (``failed.parquet``'s rows)."""
-    seeds = named("seed", [str(s) for s in sorted(set(cells["seed"].dropna().astype(int)))])
-    return f"test failed ({seeds}): {short_reason(cells['reason'].iloc[0])}"
+    """``test failed (seed 1): <reason>`` of a point's failed test cells (``failed.parquet``'s rows; their folds too:
+    :func:`_seeds_folds`)."""
+    return f"test failed ({_seeds_folds(cells)}): {short_reason(cells['reason'].iloc[0])}"
 
 
 def fewer_note(curve: Curve, reasons: Mapping[tuple[int, int], str]) -> str:

@@ -207,3 +207,64 @@ def test_a_point_over_fewer_seeds_than_its_run_has_is_hollow_and_said_in_the_tab
     ), note
     trained = r"1 of 2 seeds \(training failed \(seed 0\): non-finite loss at epoch 3: the training diverged\)"
     assert re.search(rf"{re.escape(seed)} · \S+ at clean \(0 dB\), D1 \(-6 dB\), D2 \(-18 dB\): {trained}", note), note
+
+
+def test_a_fold_whose_every_training_failed_counts_among_the_replicates_its_run_has(series_run):
+    """A k-fold dataset's fold whose every probe training failed, in each model, has no result at all: the replicates
+    a run has were counted from its results' folds (seeds × 1 here), so no point was over fewer than that — every
+    point, a mean over one fold of two, was drawn as whole. The folds ``failed.parquet`` names count too (as its
+    seeds do): each point is hollow, over 2 of 4 seeds × folds."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from repeval.report.curves import curves_block
+
+    run = load_run(series_run)
+    df = run.results.assign(fold=0)  # fold 0 of two: fold 1 trained, every training of it failed
+    tags = df[df["task"] == TAGS]
+    failed = pd.DataFrame(
+        [
+            {**FAILED_ROW, "fold": 1, "model": m, "probe": p, "seed": s, "scenario": None, "reason": "labels: none"}
+            for m in tags["model"].unique()
+            for p in tags["probe"].unique()
+            for s in (0, 1)
+        ]
+    )
+    page = html_lib.unescape(curves_block([replace(run, results=df, failed=failed)], df, TAGS, TAGGED))
+    rows = re.findall(r"<tr><td>([^<]*</td>.*?)</tr>", page)
+    assert rows and all(r.count("(n=2 of 4)") == 3 for r in rows), rows
+    assert "over fewer seeds × folds than their run has" in page
+    assert ": 2 of 4 seeds × folds (training failed (seeds 0, 1; fold 1): labels: none)" in page  # which fold, too
+
+
+def test_a_point_of_a_run_shown_with_a_slash_in_its_name_says_why_it_is_over_fewer_seeds(series_run, tmp_path):
+    """Two runs of one id in folders of one name (``a/x/runs/demo``, ``b/x/runs/demo``) are shown as ``demo`` and
+    ``demo@b/x/runs``: a model of the second, ``demo@b/x/runs/<model>``, was split at its first '/', so its run was
+    not found: its failed training was said "not run: no result", and a point without a value was not said missing."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from repeval.report.curves import curves_block
+    from repeval.report.results import combine_results, load_runs
+    from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+    first, second = (shutil.copytree(series_run, tmp_path / side / "x" / "runs" / "demo") for side in "ab")
+    df = pq.read_table(second / "results.parquet").to_pandas()
+    model = str(df[df["task"] == TAGS]["model"].iloc[0])
+    lost = (df["model"] == model) & (df["seed"] == 0) & (df["task"] == TAGS)
+    hole = (df["model"] == model) & (df["scenario"] == "D2") & (df["task"] == TAGS)
+    table = pq.read_table(second / "results.parquet")
+    pq.write_table(table.filter(pd.Series(~(lost | hole)).to_numpy()), second / "results.parquet")
+    failed = [{**FAILED_ROW, "task_type": "multilabel_classification", "model": model, "probe": p, "seed": 0,
+               "scenario": None, "reason": "non-finite loss at epoch 3"} for p in df["probe"].unique()]  # fmt: skip
+    pq.write_table(typed_table(failed, FAILED_SCHEMA), second / "failed.parquet")
+    runs = load_runs([first, second])
+    assert runs[1].run_id == "demo@b/x/runs"
+    combined = combine_results(runs)
+    keyed = combined.assign(model=combined["run_id"] + "/" + combined["model"])
+    page = re.sub(r"<img [^>]*>", "", " ".join(html_lib.unescape(curves_block(runs, keyed, TAGS, TAGGED)).split()))
+    trained = "training failed (seed 0): non-finite loss at epoch 3"
+    assert f"demo@b/x/runs/{model} · " in page and "1 of 2 seeds (" + trained in page, page
+    gap = rf"demo@b/x/runs/{re.escape(model)} · \S+ at D2 \(-18 dB\): not run [^;]*, and {re.escape(trained)}"
+    assert re.search(gap, page), page
