@@ -21,7 +21,7 @@ from __future__ import annotations  # (its annotations are text, resolved by rep
 
 import dataclasses
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +53,12 @@ class Price:
 
 
 @dataclasses.dataclass
+class Fee:
+    amount: Decimal  # (no default: it must be given, and cannot be)
+    currency: str = "EUR"
+
+
+@dataclasses.dataclass
 class Spot:
     at: tuple[int, int] = (0, 0)
 
@@ -66,13 +72,14 @@ class UnionModel(EmbeddingModel):
         self, look: Look | str = "plain", looks: list[Look] | Look | None = None, hue: Color | Look | None = None,
         lines: list[Look] | str = "none",
         price: Price | None = None, pair: tuple[int, int] = (1, 2), scales: tuple[float, ...] = (1.0,),
-        span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None, **params,
+        span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None,
+        raw: Look | dict[str, Any] | None = None, fee: Fee | None = None, **params,
     ):
         super().__init__(**params)
         if not isinstance(pair, tuple) or isinstance(look, dict):  # (validate-model's build: a tuple, a Look)
             raise TypeError(f"pair {pair!r}, look {look!r}")
         self.got = dict(look=look, looks=looks, hue=hue, price=price)
-        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot)
+        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot, raw=raw, fee=fee)
 
     def embed(self, audio):
         if len(audio) == 0:
@@ -148,6 +155,14 @@ def test_a_value_fitting_no_member_of_a_union_holding_a_dataclass_is_refused_nam
         f"{AT}.lines: union-model's lines takes {items} (`- key: value` items) or a string, got {{'size': 2}} (for "
         "one, write it as a list's item: `- key: value`)",
     ]
+
+
+def test_a_mapping_its_dataclass_refuses_is_the_other_mapping_member_s(tmp_path: Path, forget_plugins: None) -> None:
+    """``raw: Look | dict[str, Any]`` given a mapping of Look's fields whose ``__post_init__`` refuses it: ``repeval
+    validate`` let it through (the dict member takes it), and building the model raised Look's error (``repeval run``
+    failed with "error: size -1 is below 0"); the model gets the mapping, and one Look takes, a Look."""
+    assert _got(tmp_path, {"raw": {"size": -1}}) == {"raw": {"size": -1}}
+    assert _got(tmp_path, {"raw": {"size": 2}}) == {"raw": ("Look", {"color": "Color.RED", "size": 2})}
 
 
 def test_a_union_param_is_fingerprinted_as_the_dataclass_built(tmp_path: Path, forget_plugins: None) -> None:
