@@ -354,6 +354,8 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
                 f"or remove it{close_to(unknown[0], names)}"
             )
         if lacking := [name for name, required in fields.items() if required and name not in value]:
+            if (odd := next((k for k in lacking if isinstance(shape.field(k), Unresolved)), None)) is not None:
+                return unresolved_error(param, kind, odd, shape.field(odd), True)  # (not "add it": refused when given)
             added = ", ".join(f"`{f}: …`" for f in lacking)
             why = "has no default for" if shape.made else "requires"
             return f"{param} lacks {named('field', lacking)}, which {kind.__name__} {why}: add {added}"

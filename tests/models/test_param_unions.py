@@ -230,6 +230,22 @@ def test_a_dataclass_field_whose_annotation_does_not_resolve_is_refused_when_giv
     assert r.exit_code == 1 and said in " ".join(r.output.split()), r.output
 
 
+def test_a_required_field_whose_annotation_does_not_resolve_is_refused_so_when_left_out(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``Fee.amount: Decimal`` (no default; ``Decimal`` imported only for type checkers) left out was refused saying
+    to add it, which is refused in turn: it says the import to move at once."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, {"fee": {"currency": "USD"}}))
+    assert refused.value.problems == [
+        f"{AT}.fee: union-model's fee.amount cannot be checked: Fee's field amount is annotated 'Decimal', which does "
+        f"not resolve in {tmp_path / f'annotated_{tmp_path.name}.py'} (NameError: name 'Decimal' is not defined): "
+        "import Decimal at the top of that module, not only under `if TYPE_CHECKING:`"
+    ]
+
+
 def test_a_tuple_param_is_built_as_a_tuple_its_length_and_items_checked(tmp_path: Path, forget_plugins: None) -> None:
     """``pair: tuple[int, int]``, ``scales: tuple[float, ...]``, ``hues: tuple[Color, ...]`` and a dataclass' ``at:
     tuple[int, int]`` field: the model got the list written, and a list of any length or items passed (``[1]``,
