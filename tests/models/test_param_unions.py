@@ -181,6 +181,35 @@ def test_a_union_param_is_fingerprinted_as_the_dataclass_built(tmp_path: Path, f
     assert dataclass_params(fam.cls, params) == (("look", "Look", False),)
 
 
+def test_a_partition_stamped_when_a_union_param_was_given_as_written_conflicts_saying_why(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """Partitions stamped by 27afef18's repeval, which gave these union params to the model as written (a ``dict``,
+    a list of them, the text ``'GREEN'``), are not reused by the model built with the dataclass or member now: each
+    conflicts, saying what the model got then."""
+    from test_param_shapes import _conflict
+
+    from repeval.config import parse_config
+    from repeval.pipeline.partitions import ModelSpec
+
+    mapping, text = "as a mapping (a `dict`, not a `Look`)", "the `Enum` members of param hue as text"
+    for params, hashed_then, said in (  # as 27afef18 hashed them
+        ({"looks": [{"size": 2}]}, "26a1e4965d12049b", "param looks as mappings (`dict`s, not `Look`s)"),
+        ({"looks": {"size": 2}}, "4d7d4713c1e4fe9d", f"param looks {mapping}"),
+        ({"hue": {"size": 3}}, "040408fd535d8077", f"param hue {mapping}"),
+        ({"hue": "GREEN"}, "68026480aa541c23", f"{text} (`'GREEN'`, not `Color.GREEN`)"),
+    ):
+        cfg = parse_config(_config(tmp_path, params))
+        exp = cfg.experiments[0]
+        spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
+        assert spec.fingerprint["model"]["params"] != hashed_then
+        built = "the dataclasses" if "mappings" in said else "them as members" if "Enum" in said else "the dataclass"
+        assert _conflict(tmp_path, spec, hashed_then).endswith(
+            f"hashed it when it gave the model {said}: it builds {built} now, which a model may read otherwise, so the "
+            "partition's rows are not reused"
+        )
+
+
 def test_validate_model_param_says_what_repeval_validate_says(tmp_path: Path, forget_plugins: None) -> None:
     """``repeval validate-model --param`` refuses a union param's and a tuple param's value with the configuration
     check's words, and builds the model with the dataclass and the tuple (its constructor refuses a mapping or a
