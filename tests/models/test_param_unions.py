@@ -73,13 +73,14 @@ class UnionModel(EmbeddingModel):
         lines: list[Look] | str = "none",
         price: Price | None = None, pair: tuple[int, int] = (1, 2), scales: tuple[float, ...] = (1.0,),
         span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None,
-        raw: Look | dict[str, Any] | None = None, fee: Fee | None = None, **params,
+        raw: Look | dict[str, Any] | None = None, fee: Fee | None = None, ends: tuple[Color, Color] | None = None,
+        twins: tuple[Look, Look] | None = None, **params,
     ):
         super().__init__(**params)
         if not isinstance(pair, tuple) or isinstance(look, dict):  # (validate-model's build: a tuple, a Look)
             raise TypeError(f"pair {pair!r}, look {look!r}")
         self.got = dict(look=look, looks=looks, hue=hue, price=price)
-        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot, raw=raw, fee=fee)
+        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot, raw=raw, fee=fee, ends=ends, twins=twins)
 
     def embed(self, audio):
         if len(audio) == 0:
@@ -184,8 +185,8 @@ def test_a_union_param_is_fingerprinted_as_the_dataclass_built(tmp_path: Path, f
 def test_a_partition_stamped_when_a_union_param_was_given_as_written_conflicts_saying_why(
     tmp_path: Path, forget_plugins: None
 ) -> None:
-    """Partitions stamped by 27afef18's repeval, which gave these union params to the model as written (a ``dict``,
-    a list of them, the text ``'GREEN'``), are not reused by the model built with the dataclass or member now: each
+    """Partitions stamped by 27afef18's repeval, which gave these union and tuple params to the model as written (a
+    ``dict``, a list of them, the text ``'GREEN'``), are not reused by the model built with the dataclass or member now: each
     conflicts, saying what the model got then."""
     from test_param_shapes import _conflict
 
@@ -198,6 +199,12 @@ def test_a_partition_stamped_when_a_union_param_was_given_as_written_conflicts_s
         ({"looks": {"size": 2}}, "4d7d4713c1e4fe9d", f"param looks {mapping}"),
         ({"hue": {"size": 3}}, "040408fd535d8077", f"param hue {mapping}"),
         ({"hue": "GREEN"}, "68026480aa541c23", f"{text} (`'GREEN'`, not `Color.GREEN`)"),
+        (
+            {"ends": ["GREEN", "red"]},
+            "cacfa9c64ce2d37e",
+            f"{text.replace('hue', 'ends')} (`'GREEN'`, not `Color.GREEN`)",
+        ),
+        ({"twins": [{"size": 2}, {}]}, "257cd38f6d729cc9", "param twins as mappings (`dict`s, not `Look`s)"),
     ):
         cfg = parse_config(_config(tmp_path, params))
         exp = cfg.experiments[0]
@@ -303,6 +310,28 @@ def test_a_tuple_param_is_built_as_a_tuple_its_length_and_items_checked(tmp_path
         ConfigError, match=r"pair: expected a list of 2 integers, got \[1, 'b'\]: item 1 \('b'\) is not an"
     ):
         parse_config(_config(tmp_path, {"pair": [1, "b"]}))
+
+
+def test_a_tuple_of_fixed_length_of_enum_members_or_dataclasses_is_built_and_checked(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``ends: tuple[Color, Color]``, ``twins: tuple[Look, Look]``: the model got a tuple of the texts and mappings
+    written, of any length, unchecked (``tuple[Color, ...]`` was built and checked); now of members and dataclasses,
+    their number and each item checked."""
+    from repeval.config import ConfigError, parse_config
+
+    assert _got(tmp_path, {"ends": ["GREEN", "red"], "twins": [{"size": 2}, {}]}) == {
+        "ends": ("Color.GREEN", "Color.RED"),
+        "twins": (("Look", {"color": "Color.RED", "size": 2}), ("Look", {"color": "Color.RED", "size": 1})),
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, {"ends": ["GREEN"], "twins": [{}, {"size": "big"}]}))
+    assert refused.value.problems == [
+        f"{AT}.ends: union-model's ends takes a list of 2 items, got ['GREEN'] (1 item, not 2)",
+        f"{AT}.twins: union-model's twins[1].size takes an integer, got 'big'",
+    ]
+    with pytest.raises(ConfigError, match=r"ends takes a list whose items are RED or GREEN, got \['GREEN', 'BLU'\]"):
+        parse_config(_config(tmp_path, {"ends": ["GREEN", "BLU"]}))
 
 
 def test_a_tuple_param_keeps_the_fingerprint_of_the_list_written(tmp_path: Path, forget_plugins: None) -> None:
