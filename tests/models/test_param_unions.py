@@ -282,6 +282,25 @@ def test_a_required_field_whose_annotation_does_not_resolve_is_refused_so_when_l
     ]
 
 
+def test_a_field_annotated_with_a_name_its_module_defines_nowhere_is_refused_saying_so(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``amount: Decmal | None`` in a module that imports ``Decimal`` and names no ``TYPE_CHECKING``: the refusal said
+    to import ``Decmal`` "not only under `if TYPE_CHECKING:`"; it says to define or import it, and the name meant."""
+    from repeval.config import ConfigError, parse_config
+
+    plugin = UNION_PLUGIN.replace("if TYPE_CHECKING:", "if True:").replace("TYPE_CHECKING", "Any")
+    plugin = plugin.replace("amount: Decimal | None = None", "amount: Decmal | None = None")
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"price": {"amount": 1}}, plugin, "union-model"))
+    assert refused.value.problems == [
+        f"{AT}.price: union-model's price.amount cannot be checked: Price's field amount is annotated 'Decmal | None', "
+        f"which does not resolve in {tmp_path / f'annotated_{tmp_path.name}.py'} (NameError: name 'Decmal' is not "
+        "defined): define or import Decmal in that module — did you mean 'Decimal'? (or leave amount out for its "
+        "default)"
+    ]
+
+
 def test_a_tuple_param_is_built_as_a_tuple_its_length_and_items_checked(tmp_path: Path, forget_plugins: None) -> None:
     """``pair: tuple[int, int]``, ``scales: tuple[float, ...]``, ``hues: tuple[Color, ...]`` and a dataclass' ``at:
     tuple[int, int]`` field: the model got the list written, and a list of any length or items passed (``[1]``,
