@@ -74,13 +74,13 @@ class UnionModel(EmbeddingModel):
         price: Price | None = None, pair: tuple[int, int] = (1, 2), scales: tuple[float, ...] = (1.0,),
         span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None,
         raw: Look | dict[str, Any] | None = None, fee: Fee | None = None, ends: tuple[Color, Color] | None = None,
-        twins: tuple[Look, Look] | None = None, **params,
+        twins: tuple[Look, Look] | None = None, duo: tuple[Look, Look] | Look | None = None, **params,
     ):
         super().__init__(**params)
         if not isinstance(pair, tuple) or isinstance(look, dict):  # (validate-model's build: a tuple, a Look)
             raise TypeError(f"pair {pair!r}, look {look!r}")
         self.got = dict(look=look, looks=looks, hue=hue, price=price)
-        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot, raw=raw, fee=fee, ends=ends, twins=twins)
+        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot, raw=raw, fee=fee, ends=ends, twins=twins, duo=duo)
 
     def embed(self, audio):
         if len(audio) == 0:
@@ -349,6 +349,11 @@ def test_a_tuple_of_fixed_length_of_enum_members_or_dataclasses_is_built_and_che
         f"{AT}.ends: union-model's ends takes a list of 2 items, got ['GREEN'] (1 item, not 2)",
         f"{AT}.twins: union-model's twins[1].size takes an integer, got 'big'",
     ]
+    with pytest.raises(ConfigError) as refused:  # (beside a dataclass too)
+        parse_config(_config(tmp_path, {"duo": [{}]}))
+    assert refused.value.problems[0].endswith(
+        "got [{}]: as a list of Looks, it takes a list of 2 items, got [{}] (1 item, not 2)"
+    )
     with pytest.raises(ConfigError, match=r"ends takes a list whose items are RED or GREEN, got \['GREEN', 'BLU'\]"):
         parse_config(_config(tmp_path, {"ends": ["GREEN", "BLU"]}))
 
