@@ -5,9 +5,12 @@ every field unresolved, and the mapping given reached the model unchecked and un
 
 from __future__ import annotations
 
+import inspect
 import sys
 import typing
 from typing import Any
+
+from repeval.models.param_said import close_to
 
 
 class Unresolved(typing.NamedTuple):
@@ -50,9 +53,21 @@ def unresolved_error(param: str, kind: type, key: str, hint: Unresolved, require
     does not resolve, so repeval can neither check its value nor build it as the annotation says."""
     what = hint.name or "the names it uses"
     out = f" (or leave {key} out for its default)" * (not required)
-    module = getattr(sys.modules.get(kind.__module__), "__file__", None) or kind.__module__  # (a plugin's: its file)
+    loaded = sys.modules.get(kind.__module__)
+    module = getattr(loaded, "__file__", None) or kind.__module__  # (a plugin's: its file)
+    fix = f"import {what} at the top of that module, not only under `if TYPE_CHECKING:`"
+    if not _checks_types(loaded):  # (a name it defines nowhere: a typo, a class not written yet)
+        fix = f"define or import {what} in that module{close_to(hint.name, [*getattr(loaded, '__dict__', {})])}"
     return (
         f"{param}.{key} cannot be checked: {kind.__name__}'s field {key} is annotated {hint.text!r}, which does not "
-        f"resolve in {module} ({hint.why}): import {what} at the top of that module, not only under "
-        f"`if TYPE_CHECKING:`{out}"
+        f"resolve in {module} ({hint.why}): {fix}{out}"
     )
+
+
+def _checks_types(module: Any) -> bool:
+    """Whether ``module``'s source names ``TYPE_CHECKING`` (an import under it is not made at run time); true when its
+    source cannot be read."""
+    try:
+        return "TYPE_CHECKING" in inspect.getsource(module)
+    except (OSError, TypeError):
+        return True

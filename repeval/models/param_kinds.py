@@ -16,7 +16,7 @@ from typing import Any
 
 from repeval.models.param_fields import Unresolved, field_hints, resolved, unresolved_error
 from repeval.models.param_said import among, close_to, either_of, items_error, literals
-from repeval.models.param_values import _Choice, _fits, _kinds, _said, fixed_why, sequence_of
+from repeval.models.param_values import _Choice, _fits, _kinds, _said, fixed_why, length_error, sequence_of
 from repeval.words import counted, named
 
 _UNIONS = (typing.Union, types.UnionType)
@@ -126,7 +126,7 @@ def _items(hint: Any) -> _EnumSlot | None:
     """The ``Enum`` a list's items name (``list[Color]``, ``list[Color | int]``, ``Sequence[Color]``, ``tuple[Color,
     ...]``), with the kinds beside it: None for any other annotation."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis):
+    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis) and len(set(args)) != 1:
         return None
     if origin not in (list, tuple, collections.abc.Sequence) or not args:
         return None
@@ -173,6 +173,8 @@ def enum_error(cls: type, name: str, key: str, value: Any) -> str | None:
 
 
 def _enum_error(hint: Any, param: str, value: Any, depth: int = 0) -> str | None:
+    if (short := length_error(hint, param, value)) is not None:  # (``tuple[Color, Color]``: its items below)
+        return short
     slot = _enum(hint)
     if slot is None:
         shape = _mapping(hint, depth)
@@ -246,7 +248,7 @@ def _listed(hint: Any, depth: int = 0) -> Any:
         p for p in (typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)) if p is not type(None)
     ]
     origin, args = (typing.get_origin(parts[0]), typing.get_args(parts[0])) if len(parts) == 1 else (None, ())
-    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis):
+    if origin is tuple and (len(args) != 2 or args[1] is not Ellipsis) and len(set(args)) != 1:
         return None
     if origin not in (list, tuple, collections.abc.Sequence) or not args or depth > 4:
         return None
@@ -354,6 +356,8 @@ def _mapping_error(shape: _Shape, param: str, value: dict[Any, Any], depth: int)
                 f"or remove it{close_to(unknown[0], names)}"
             )
         if lacking := [name for name, required in fields.items() if required and name not in value]:
+            if (odd := next((k for k in lacking if isinstance(shape.field(k), Unresolved)), None)) is not None:
+                return unresolved_error(param, kind, odd, shape.field(odd), True)  # (not "add it": refused when given)
             added = ", ".join(f"`{f}: …`" for f in lacking)
             why = "has no default for" if shape.made else "requires"
             return f"{param} lacks {named('field', lacking)}, which {kind.__name__} {why}: add {added}"

@@ -25,7 +25,7 @@ from repeval.models.param_kinds import (
     _Shape,
 )
 from repeval.models.param_said import close_to, either_of, literals
-from repeval.models.param_values import _kinds, _said
+from repeval.models.param_values import _kinds, _said, length_error
 
 
 class Union(typing.NamedTuple):
@@ -72,13 +72,13 @@ def union_error(union: Union, param: str, value: Any, depth: int) -> str | None:
             why.append(f"as {_kind_name(shape)}, {_relative(problem, param, shape)}")
     elif isinstance(value, list | tuple):
         for member in union.lists:
-            problem = _listed_error(member, param, value, depth)
+            problem = _list_error(member, param, value, depth)
             if problem is None:
                 return None
             items = _kind_name(_mapping(_listed(member, depth), depth + 1), "s")
             why.append(f"as a list of {items}, {_relative(problem, param)}")
     said = _members_said(union, depth)
-    if union.rest is not None and (said is None or _rest_error(union.rest, param, value, depth) is None):
+    if _rest_takes(union, value, depth):
         return None
     names = [n for p in _parts(union.rest) if _is_enum(p) for n in p.__members__]
     close = close_to(value, names + literals(_parts(union.rest))) if not why else ""
@@ -99,11 +99,11 @@ def union_built(union: Union, value: Any, depth: int) -> Any:
                 return _built(member, value, depth)
             except Exception as exc:  # (its __post_init__ refuses it: another member may take it)
                 failed = failed or exc
-        if failed is not None:
+        if failed is not None and not _rest_takes(union, value, depth):  # (``Look | dict[str, int]``: the dict)
             raise failed
     if isinstance(value, list | tuple):
         for member in union.lists:
-            if _listed_error(member, "", value, depth) is None:
+            if _list_error(member, "", value, depth) is None:
                 return _built(member, value, depth)
     return value if union.rest is None or value is None else _built(union.rest, value, depth)
 
@@ -112,6 +112,19 @@ def _parts(hint: Any) -> tuple[Any, ...]:
     if hint is None:
         return ()
     return typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)
+
+
+def _list_error(member: Any, param: str, value: Any, depth: int) -> str | None:
+    """Why ``value`` is not a list of the list ``member`` (``list[Look]``; ``tuple[Look, Look]``: of 2)."""
+    return length_error(member, param, value) or _listed_error(member, param, value, depth)
+
+
+def _rest_takes(union: Union, value: Any, depth: int) -> bool:
+    """Whether a member of ``union`` beside its dataclasses and lists takes ``value`` (one of a kind not checked here
+    takes anything)."""
+    if union.rest is None:
+        return False
+    return _members_said(union, depth) is None or _rest_error(union.rest, "", value, depth) is None
 
 
 def _rest_error(rest: Any, param: str, value: Any, depth: int) -> str | None:

@@ -63,6 +63,26 @@ def sequence_of(hint: Any) -> type | None:
     return tuple if kinds == {tuple} else None
 
 
+def length_error(hint: Any, param: str, value: Any) -> str | None:
+    """Why the list ``value`` is not a tuple of the one kind of items ``hint`` names, of fixed length (``tuple[Color,
+    Color]``, ``tuple[Look, Look] | None``; whose items are read as a list's): its length; None when it has that length
+    or ``hint`` names no such tuple (or one of plain items: :func:`fixed_why` says it of ``tuple[int, int]``)."""
+    parts = [
+        p for p in (typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,)) if p is not type(None)
+    ]
+    args = typing.get_args(parts[0]) if len(parts) == 1 and typing.get_origin(parts[0]) is tuple else ()
+    if not args or Ellipsis in args or len(set(args)) != 1 or _kinds(args[0]) or not isinstance(value, list | tuple):
+        return None
+    n = len(args)
+    return (
+        None if len(value) == n else f"{param} takes a list of {counted(n, 'item')}, got {value!r}{_length(value, n)}"
+    )
+
+
+def _length(value: Any, n: int) -> str:
+    return f" ({counted(len(value), 'item')}, not {n})"
+
+
 def fixed_why(value: Any, kinds: list[Any]) -> str:
     """Why the list ``value`` is not the one tuple of fixed length ``kinds`` allows (`` (3 items, not 2)``, ``: item 1
     ('b') is not an integer``); empty when ``kinds`` allows no such tuple, or more than one, or ``value`` is no list."""
@@ -71,7 +91,7 @@ def fixed_why(value: Any, kinds: list[Any]) -> str:
         return ""
     items = fixed[0].items
     if len(value) != len(items):
-        return f" ({counted(len(value), 'item')}, not {len(items)})"
+        return _length(value, len(items))
     for i, (v, each) in enumerate(zip(value, items, strict=True)):
         if not any(_fits(v, k) for k in each):
             return f": item {i} ({v!r}) is not {either_of([n for k in each for n in _said(k)])}"

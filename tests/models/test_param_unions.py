@@ -21,7 +21,7 @@ from __future__ import annotations  # (its annotations are text, resolved by rep
 
 import dataclasses
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +53,12 @@ class Price:
 
 
 @dataclasses.dataclass
+class Fee:
+    amount: Decimal  # (no default: it must be given, and cannot be)
+    currency: str = "EUR"
+
+
+@dataclasses.dataclass
 class Spot:
     at: tuple[int, int] = (0, 0)
 
@@ -66,13 +72,15 @@ class UnionModel(EmbeddingModel):
         self, look: Look | str = "plain", looks: list[Look] | Look | None = None, hue: Color | Look | None = None,
         lines: list[Look] | str = "none",
         price: Price | None = None, pair: tuple[int, int] = (1, 2), scales: tuple[float, ...] = (1.0,),
-        span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None, **params,
+        span: tuple[int, str | None] | None = None, hues: tuple[Color, ...] = (), spot: Spot | None = None,
+        raw: Look | dict[str, Any] | None = None, fee: Fee | None = None, ends: tuple[Color, Color] | None = None,
+        twins: tuple[Look, Look] | None = None, duo: tuple[Look, Look] | Look | None = None, **params,
     ):
         super().__init__(**params)
         if not isinstance(pair, tuple) or isinstance(look, dict):  # (validate-model's build: a tuple, a Look)
             raise TypeError(f"pair {pair!r}, look {look!r}")
         self.got = dict(look=look, looks=looks, hue=hue, price=price)
-        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot)
+        self.got.update(pair=pair, scales=scales, span=span, hues=hues, spot=spot, raw=raw, fee=fee, ends=ends, twins=twins, duo=duo)
 
     def embed(self, audio):
         if len(audio) == 0:
@@ -150,6 +158,14 @@ def test_a_value_fitting_no_member_of_a_union_holding_a_dataclass_is_refused_nam
     ]
 
 
+def test_a_mapping_its_dataclass_refuses_is_the_other_mapping_member_s(tmp_path: Path, forget_plugins: None) -> None:
+    """``raw: Look | dict[str, Any]`` given a mapping of Look's fields whose ``__post_init__`` refuses it: ``repeval
+    validate`` let it through (the dict member takes it), and building the model raised Look's error (``repeval run``
+    failed with "error: size -1 is below 0"); the model gets the mapping, and one Look takes, a Look."""
+    assert _got(tmp_path, {"raw": {"size": -1}}) == {"raw": {"size": -1}}
+    assert _got(tmp_path, {"raw": {"size": 2}}) == {"raw": ("Look", {"color": "Color.RED", "size": 2})}
+
+
 def test_a_union_param_is_fingerprinted_as_the_dataclass_built(tmp_path: Path, forget_plugins: None) -> None:
     """A union param built as its dataclass is hashed as one (``{"Look()": {…}}``), apart from the mapping the model
     got before: a partition stamped then is not reused (it conflicts, naming the param)."""
@@ -164,6 +180,41 @@ def test_a_union_param_is_fingerprinted_as_the_dataclass_built(tmp_path: Path, f
         "hue": {"Color": "GREEN"},
     }
     assert dataclass_params(fam.cls, params) == (("look", "Look", False),)
+
+
+def test_a_partition_stamped_when_a_union_param_was_given_as_written_conflicts_saying_why(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """Partitions stamped by 27afef18's repeval, which gave these union and tuple params to the model as written (a
+    ``dict``, a list of them, the text ``'GREEN'``), are not reused by the model built with the dataclass or member now: each
+    conflicts, saying what the model got then."""
+    from test_param_shapes import _conflict
+
+    from repeval.config import parse_config
+    from repeval.pipeline.partitions import ModelSpec
+
+    mapping, text = "as a mapping (a `dict`, not a `Look`)", "the `Enum` members of param hue as text"
+    for params, hashed_then, said in (  # as 27afef18 hashed them
+        ({"looks": [{"size": 2}]}, "26a1e4965d12049b", "param looks as mappings (`dict`s, not `Look`s)"),
+        ({"looks": {"size": 2}}, "4d7d4713c1e4fe9d", f"param looks {mapping}"),
+        ({"hue": {"size": 3}}, "040408fd535d8077", f"param hue {mapping}"),
+        ({"hue": "GREEN"}, "68026480aa541c23", f"{text} (`'GREEN'`, not `Color.GREEN`)"),
+        (
+            {"ends": ["GREEN", "red"]},
+            "cacfa9c64ce2d37e",
+            f"{text.replace('hue', 'ends')} (`'GREEN'`, not `Color.GREEN`)",
+        ),
+        ({"twins": [{"size": 2}, {}]}, "257cd38f6d729cc9", "param twins as mappings (`dict`s, not `Look`s)"),
+    ):
+        cfg = parse_config(_config(tmp_path, params))
+        exp = cfg.experiments[0]
+        spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
+        assert spec.fingerprint["model"]["params"] != hashed_then
+        built = "the dataclasses" if "mappings" in said else "them as members" if "Enum" in said else "the dataclass"
+        assert _conflict(tmp_path, spec, hashed_then).endswith(
+            f"hashed it when it gave the model {said}: it builds {built} now, which a model may read otherwise, so the "
+            "partition's rows are not reused"
+        )
 
 
 def test_validate_model_param_says_what_repeval_validate_says(tmp_path: Path, forget_plugins: None) -> None:
@@ -215,6 +266,41 @@ def test_a_dataclass_field_whose_annotation_does_not_resolve_is_refused_when_giv
     assert r.exit_code == 1 and said in " ".join(r.output.split()), r.output
 
 
+def test_a_required_field_whose_annotation_does_not_resolve_is_refused_so_when_left_out(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``Fee.amount: Decimal`` (no default; ``Decimal`` imported only for type checkers) left out was refused saying
+    to add it, which is refused in turn: it says the import to move at once."""
+    from repeval.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, {"fee": {"currency": "USD"}}))
+    assert refused.value.problems == [
+        f"{AT}.fee: union-model's fee.amount cannot be checked: Fee's field amount is annotated 'Decimal', which does "
+        f"not resolve in {tmp_path / f'annotated_{tmp_path.name}.py'} (NameError: name 'Decimal' is not defined): "
+        "import Decimal at the top of that module, not only under `if TYPE_CHECKING:`"
+    ]
+
+
+def test_a_field_annotated_with_a_name_its_module_defines_nowhere_is_refused_saying_so(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``amount: Decmal | None`` in a module that imports ``Decimal`` and names no ``TYPE_CHECKING``: the refusal said
+    to import ``Decmal`` "not only under `if TYPE_CHECKING:`"; it says to define or import it, and the name meant."""
+    from repeval.config import ConfigError, parse_config
+
+    plugin = UNION_PLUGIN.replace("if TYPE_CHECKING:", "if True:").replace("TYPE_CHECKING", "Any")
+    plugin = plugin.replace("amount: Decimal | None = None", "amount: Decmal | None = None")
+    with pytest.raises(ConfigError) as refused:
+        parse_config(annotated_config(tmp_path, {"price": {"amount": 1}}, plugin, "union-model"))
+    assert refused.value.problems == [
+        f"{AT}.price: union-model's price.amount cannot be checked: Price's field amount is annotated 'Decmal | None', "
+        f"which does not resolve in {tmp_path / f'annotated_{tmp_path.name}.py'} (NameError: name 'Decmal' is not "
+        "defined): define or import Decmal in that module — did you mean 'Decimal'? (or leave amount out for its "
+        "default)"
+    ]
+
+
 def test_a_tuple_param_is_built_as_a_tuple_its_length_and_items_checked(tmp_path: Path, forget_plugins: None) -> None:
     """``pair: tuple[int, int]``, ``scales: tuple[float, ...]``, ``hues: tuple[Color, ...]`` and a dataclass' ``at:
     tuple[int, int]`` field: the model got the list written, and a list of any length or items passed (``[1]``,
@@ -243,6 +329,33 @@ def test_a_tuple_param_is_built_as_a_tuple_its_length_and_items_checked(tmp_path
         ConfigError, match=r"pair: expected a list of 2 integers, got \[1, 'b'\]: item 1 \('b'\) is not an"
     ):
         parse_config(_config(tmp_path, {"pair": [1, "b"]}))
+
+
+def test_a_tuple_of_fixed_length_of_enum_members_or_dataclasses_is_built_and_checked(
+    tmp_path: Path, forget_plugins: None
+) -> None:
+    """``ends: tuple[Color, Color]``, ``twins: tuple[Look, Look]``: the model got a tuple of the texts and mappings
+    written, of any length, unchecked (``tuple[Color, ...]`` was built and checked); now of members and dataclasses,
+    their number and each item checked."""
+    from repeval.config import ConfigError, parse_config
+
+    assert _got(tmp_path, {"ends": ["GREEN", "red"], "twins": [{"size": 2}, {}]}) == {
+        "ends": ("Color.GREEN", "Color.RED"),
+        "twins": (("Look", {"color": "Color.RED", "size": 2}), ("Look", {"color": "Color.RED", "size": 1})),
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_config(_config(tmp_path, {"ends": ["GREEN"], "twins": [{}, {"size": "big"}]}))
+    assert refused.value.problems == [
+        f"{AT}.ends: union-model's ends takes a list of 2 items, got ['GREEN'] (1 item, not 2)",
+        f"{AT}.twins: union-model's twins[1].size takes an integer, got 'big'",
+    ]
+    with pytest.raises(ConfigError) as refused:  # (beside a dataclass too)
+        parse_config(_config(tmp_path, {"duo": [{}]}))
+    assert refused.value.problems[0].endswith(
+        "got [{}]: as a list of Looks, it takes a list of 2 items, got [{}] (1 item, not 2)"
+    )
+    with pytest.raises(ConfigError, match=r"ends takes a list whose items are RED or GREEN, got \['GREEN', 'BLU'\]"):
+        parse_config(_config(tmp_path, {"ends": ["GREEN", "BLU"]}))
 
 
 def test_a_tuple_param_keeps_the_fingerprint_of_the_list_written(tmp_path: Path, forget_plugins: None) -> None:
