@@ -243,7 +243,9 @@ def test_tune_saves_its_state_on_its_period_and_a_snapshot_older_than_finished_t
     assert recorded == [0, 4]  # as Tune started and at the end: none after each trial's checkpoint
     (exp,) = [d for d in storage.iterdir() if d.is_dir()]
     assert len(list(exp.glob("*/checkpoint_*/summary.json"))) == 4
-    for f in (snaps / "1").iterdir():  # the driver killed after the last trial's checkpoint: the first save is on disk
+    saved = list((snaps / "1").iterdir())
+    assert saved and all((exp / f.name).is_file() for f in saved)  # the files Tune restores from, replaced
+    for f in saved:  # the driver killed after the last trial's checkpoint: the first save is on disk
         shutil.copy2(f, exp / f.name)
     for p in marks.iterdir():
         p.unlink()
@@ -363,7 +365,9 @@ def test_a_trial_restored_from_the_checkpoint_tune_recorded_does_not_write_it_ag
         m.setattr(TuneController, "save_to_dir", save_and_copy)
         first = run()
     (exp,) = [d for d in storage.iterdir() if d.is_dir()]
-    for f in snap.glob("*.json"):  # the driver killed after that save
+    saved = list(snap.glob("*.json"))
+    assert saved and all((exp / f.name).is_file() for f in saved)  # the files Tune restores from, replaced
+    for f in saved:  # the driver killed after that save
         shutil.copy2(f, exp / f.name)
     with caplog.at_level("INFO", logger="repeval.tuning.grid"):
         again = run()
