@@ -72,7 +72,6 @@ from repeval.ray_utils import init_ray
 from repeval.tuning.search import expand_all
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def table(dim: int = 512, seed: int = 0) -> ProbeData:

@@ -121,13 +121,25 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None, *, 
     rerun's Tune records (and a scheduler that judges every report, ``judged``) see the same iterations as
     the first run did: ASHA compares each of them at its own rung and may stop the trial on the way, as it
     could have the first time. With ``judged``, a checkpoint that does not record them (written before they
-    were kept) is trained again rather than judged on its final result at its first iteration."""
+    were kept) is trained again rather than judged on its final result at its first iteration.
+
+    A trial Tune restored from its own checkpoint (its state saved between the trial's last report and its end, then
+    the driver killed; or its worker died there) reports its results again without it: Tune holds that checkpoint as
+    the trial's, and reporting it once more wrote a second copy beside it (``checkpoint_000001``)."""
     import pyarrow.fs as pafs
     from ray import tune
 
     from repeval.rundir import filesystem_of
 
     key = trial_key(config)
+    own = tune.get_checkpoint()
+    if own is not None:
+        try:
+            summary = read_finished(own.filesystem, own.path)
+        except OSError:
+            summary = None
+        if summary is not None and summary["key"] == key:
+            return _report_again(summary, None, judged)
     src = (finished or {}).get(key)
     if src is None:
         return False
@@ -143,19 +155,31 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None, *, 
         if summary is None or summary["key"] != key:
             log.warning("the checkpoint of an interrupted trial at %s is no longer whole; training the unit again", src)
             return False
-        reported = summary.get("reported")
-        if not isinstance(reported, list) or not all(isinstance(r, dict) for r in reported):
-            if judged:
-                return False
-            reported = []
-        for rec in reported:  # Tune numbers them 1, 2, ... as it did; a scheduler may stop the trial here
-            tune.report(rec)
-        first = summary["metrics"]  # what the interrupted run's trial reported; it trained for train_seconds
-        metrics = {
-            **first,
-            "train_seconds": 0.0,
-            "reused_train_seconds": first.get("train_seconds", 0.0),
-            "reused": True,
-        }
-        report_checkpoint(metrics, d)
+        return _report_again(summary, d, judged)
+
+
+def _report_again(summary: dict[str, Any], directory: str | None, judged: bool) -> bool:
+    """Report what a whole trial checkpoint's ``summary`` records — the results before its last, then its last — with
+    the checkpoint in ``directory`` (``None``: Tune holds it as the trial's already); ``False`` (nothing reported)
+    when ``judged`` and the summary does not record the results before its last (see :func:`_reuse_finished`)."""
+    from ray import tune
+
+    reported = summary.get("reported")
+    if not isinstance(reported, list) or not all(isinstance(r, dict) for r in reported):
+        if judged:
+            return False
+        reported = []
+    for rec in reported:  # Tune numbers them 1, 2, ... as it did; a scheduler may stop the trial here
+        tune.report(rec)
+    first = summary["metrics"]  # what the interrupted run's trial reported; it trained for train_seconds
+    metrics = {
+        **first,
+        "train_seconds": 0.0,
+        "reused_train_seconds": first.get("train_seconds", 0.0),
+        "reused": True,
+    }
+    if directory is None:
+        tune.report(metrics)
+    else:
+        report_checkpoint(metrics, directory)
     return True

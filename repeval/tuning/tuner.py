@@ -175,12 +175,12 @@ def _fit(
             verbose=0,
             callbacks=[trials],
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES, fail_fast=False),
-            # a trial reports one checkpoint (a trial restored from it reports it once more), so none needs deleting:
-            # no num_to_keep, which made Tune save and sync its experiment state after every trial checkpoint (Ray
-            # 2.60's sync_every_n_trial_checkpoints), the driver's work while the other trials train. The state is
-            # saved as the fit starts, on Tune's period and at its end; a driver killed between saves leaves one older
-            # than trials it finished: the rerun restores it and reports their checkpoints instead of training them
-            # (_reusable, resuming)
+            # a trial reports one checkpoint (one Tune restores from it reports its results again without it:
+            # _reuse_finished), so none needs deleting: no num_to_keep, which made Tune save and sync its experiment
+            # state after every trial checkpoint (Ray 2.60's sync_every_n_trial_checkpoints), the driver's work while
+            # the other trials train. The state is saved as the fit starts, on Tune's period and at its end; a driver
+            # killed between saves leaves one older than trials it finished: the rerun restores it and reports their
+            # checkpoints instead of training them (_reusable, resuming)
             checkpoint_config=tune.CheckpointConfig(),
             sync_config=tune.SyncConfig(sync_artifacts=True),
         ),

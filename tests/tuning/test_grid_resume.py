@@ -102,6 +102,8 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
     assert ran() == ["p2"]  # only the unit that never finished trained again
     # p4 and p5 restored as Tune recorded them, p3's persisted checkpoint reported instead: none trained again
     assert g.reused_trials == 3
+    # p3 restored from the checkpoint Tune recorded reports its results, not that checkpoint again (a second copy)
+    assert sorted(p.name for p in storage.glob("*/*/checkpoint_*")) == ["checkpoint_000000"] * 4
     assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"} and not g.failed
     assert {p["probe"]: p["status"] for p in g.probes} == {"p2": "ok", "p3": "ok", "p4": "ok", "p5": "ok"}
     # p3's actor restored it from its checkpoint without Tune's "Restored on <node> from checkpoint: Checkpoint(…)",

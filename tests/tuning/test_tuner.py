@@ -243,7 +243,9 @@ def test_tune_saves_its_state_on_its_period_and_a_snapshot_older_than_finished_t
     assert recorded == [0, 4]  # as Tune started and at the end: none after each trial's checkpoint
     (exp,) = [d for d in storage.iterdir() if d.is_dir()]
     assert len(list(exp.glob("*/checkpoint_*/summary.json"))) == 4
-    for f in (snaps / "1").iterdir():  # the driver killed after the last trial's checkpoint: the first save is on disk
+    saved = list((snaps / "1").iterdir())
+    assert saved and all((exp / f.name).is_file() for f in saved)  # the files Tune restores from, replaced
+    for f in saved:  # the driver killed after the last trial's checkpoint: the first save is on disk
         shutil.copy2(f, exp / f.name)
     for p in marks.iterdir():
         p.unlink()
@@ -326,3 +328,52 @@ def test_tensorboardx_is_imported_without_its_cloud_writers_for_tune(tmp_path):
     for where in ("local", "s3"):
         (events,) = (tmp_path / where).glob("events.out.tfevents*")
         assert scalars(read_events(events)) == [("ray/tune/val_accuracy", 0.5, 3)]
+
+
+def test_a_trial_restored_from_the_checkpoint_tune_recorded_does_not_write_it_again(
+    ray_session, tmp_path, monkeypatch, caplog
+):
+    """Tune's state saved between a trial's last report and its end (the trial running, its checkpoint recorded), then
+    the driver killed: the rerun restores the trial from that checkpoint, and its reuse reported the checkpoint once
+    more — a ``checkpoint_000001`` beside ``checkpoint_000000`` (``num_to_keep=1`` deleted the first; without it both
+    stayed, the trial's probes twice on disk or in the bucket). The trial reports its results again, not the checkpoint
+    Tune holds: one checkpoint per trial, the results and what the grid tested the first run's, and restored again."""
+    import shutil
+
+    from ray.tune.execution.tune_controller import TuneController
+
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")  # a save at each step of Tune's loop: also in that moment
+    marks, storage, snap = tmp_path / "marks", tmp_path / "tune", tmp_path / "snap"
+    marks.mkdir()
+    save = TuneController.save_to_dir
+
+    def save_and_copy(self):  # the last state with a running trial whose checkpoint it records
+        save(self)
+        if any(t.status == "RUNNING" and t.checkpoint is not None for t in self.get_trials()):
+            shutil.rmtree(snap, ignore_errors=True)
+            shutil.copytree(self._storage.experiment_driver_staging_path, snap)
+
+    cfg = resume_config(hidden=(2, 3))  # two trials, side by side
+
+    def run():
+        for p in marks.iterdir():
+            p.unlink()
+        return run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage),
+                         wrap_trainable=marker_wrapper(str(marks)))  # fmt: skip
+
+    with monkeypatch.context() as m:
+        m.setattr(TuneController, "save_to_dir", save_and_copy)
+        first = run()
+    (exp,) = [d for d in storage.iterdir() if d.is_dir()]
+    saved = list(snap.glob("*.json"))
+    assert saved and all((exp / f.name).is_file() for f in saved)  # the files Tune restores from, replaced
+    for f in saved:  # the driver killed after that save
+        shutil.copy2(f, exp / f.name)
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        again = run()
+    assert "resuming Tune experiment" in caplog.text and "running it again" not in caplog.text, caplog.text
+    assert not list(marks.glob("ran-*")) and again.reused_trials == 2 and values(again) == values(first)
+    assert sorted(p.name for p in exp.glob("*/checkpoint_*")) == ["checkpoint_000000"] * 2
+    assert {t["path"] for t in again.tested} == {t["path"] for t in first.tested}
+    third = run()  # the finished experiment restored: each trial's results read from the checkpoint Tune holds
+    assert not list(marks.glob("ran-*")) and values(third) == values(first)
