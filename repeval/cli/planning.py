@@ -130,9 +130,10 @@ def _check_models(cfg: Any) -> tuple[str, list[str]]:
         lines = unavailable_lines(problems, here=False)
         where = f"on {counted(len(found.checked), 'node')}"
         if found.unplaced:
-            n -= len(set(found.unplaced))
+            unplaced = list(dict.fromkeys(found.unplaced))  # an id two streams run (other datasets, params): once
+            n -= len(unplaced)
             later = (
-                f"; not {', '.join(found.unplaced)}: no live node has the resources its actors request (the nodes "
+                f"; not {', '.join(unplaced)}: no live node has the resources its actors request (the nodes "
                 "the autoscaler adds check it when its actors start)"
             )
     else:

@@ -5,9 +5,10 @@ values hashed by an earlier rule or written otherwise (:func:`written_hint`)."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
-from repeval.config.loader import config_hash
+from repeval.config.loader import _said_once, config_hash
 from repeval.json_keys import date_values, json_text, other_keys, sorted_json
 from repeval.models.param_fingerprints import first_given_as_text
 from repeval.store import StoreConflict
@@ -165,12 +166,16 @@ def exempt_differences(fam: Any, there: dict[str, Any], here: dict[str, Any]) ->
     return out
 
 
+#: the place of a note of :func:`one_stream_notes`: an experiment's embedding model
+_MODEL_PLACE = re.compile(r"^(experiments\[\d+\]\.embedding_models\[\d+\])(: .*)$", re.S)
+
+
 def one_stream_notes(cfg: Config) -> list[str]:
     """Each embedding model that two experiments of ``cfg`` list under one id, computed alike but for params its
     family leaves out of the store's fingerprint (:func:`exempt_differences`: musicnn's ``backend``, basic-pitch's
     ``max_batch_windows``): one stream embeds the tracks of both, with the first's values (the embeddings are the
     same either way) — said as a note by ``repeval validate`` and ``plan``, naming the values that run and how to
-    run each with its own."""
+    run each with its own; said once for the experiments that set them alike (the other places named)."""
     from repeval.models import resolve_model
     from repeval.pipeline.partitions import ModelSpec
 
@@ -200,7 +205,7 @@ def one_stream_notes(cfg: Config) -> list[str]:
                 f"{'it' if one else 'them'} out: the embeddings are the same either way); to run each with its own, "
                 f"give the model a new id in one of them ({new_model_id(m.id, fam.name, taken)})"
             )
-    return notes
+    return _said_once(notes, _MODEL_PLACE)  # a task grid setting it alike: one note, not one per experiment
 
 
 def _written_otherwise(a: PartitionSpec, b: PartitionSpec, where: str) -> str:

@@ -167,12 +167,8 @@ class PartitionStamp(PartitionFiles):
     def _new_id(self, fingerprint: dict[str, Any], taken: tuple[str, ...]) -> str:
         """Where and how to give this partition's model a new id (:func:`~repeval.store.fingerprint.new_model_id`): one
         that neither ``taken`` (the configuration's model ids) nor a model folder of the store holds, whose partitions
-        would refuse the model's rows too (or the listing refused: the configuration's ids alone)."""
-        try:
-            stored = [p.model for p in self.store.partitions([])]
-        except OSError:  # a store the user may not list: the id named may be stored already
-            stored = []
-        return new_model_id(self.model, _family(fingerprint), [*taken, *stored])
+        would refuse the model's rows too (a store that cannot be listed: the configuration's ids alone)."""
+        return new_model_id(self.model, _family(fingerprint), [*taken, *self.store.model_folders()])
 
     def _conflict_fix(self, old: Any, fingerprint: dict[str, Any], taken: tuple[str, ...] = ()) -> str:
         """How to go on from a partition stamped ``old``: when the model differs, every scenario of it differs alike

@@ -57,6 +57,7 @@ class EmbeddingStore:
         self.uri = root
         #: the lock this process holds on the store while it writes (:class:`~repeval.store.lock.StoreLock` sets it)
         self.lock: StoreLock | None = None
+        self._model_folders: frozenset[str] | None = None  # (:meth:`model_folders`)
         if filesystem is not None:
             self.fs, self.root = filesystem, root.rstrip("/") or "/"
         elif "://" in root:
@@ -215,12 +216,27 @@ class EmbeddingStore:
                     out.append(Partition(self, info.path, *rel))
         return sorted(out, key=lambda p: p.path)
 
-    def _walk(self, unlisted: list[tuple[str, OSError]]) -> list[pafs.FileInfo]:
-        """The folders of the store down to its partitions' (``dataset/model/scenario``), listed one level at a
-        time; those that cannot be listed are added to ``unlisted`` (the root's own error is raised)."""
+    def model_folders(self) -> frozenset[str]:
+        """The model folders of the store's datasets (``dataset/MODEL``), listed once for this store object, two levels
+        deep (one request for the root, one per dataset folder: not every file of the store, as :meth:`partitions`
+        lists it) — what a conflict checks the new model id it names against, for each conflicting partition. A
+        dataset folder that cannot be listed is left out, and so is every one when the root cannot be listed."""
+        if self._model_folders is None:
+            try:
+                infos = self._walk([], levels=2)
+            except OSError:  # a store the user may not list: none known
+                infos = []
+            self._model_folders = frozenset(
+                i.base_name for i in infos if len(i.path[len(self.root) :].strip("/").split("/")) == 2
+            )
+        return self._model_folders
+
+    def _walk(self, unlisted: list[tuple[str, OSError]], levels: int = 3) -> list[pafs.FileInfo]:
+        """The folders of the store down to its partitions' (``dataset/model/scenario``; ``levels`` deep), listed one
+        level at a time; those that cannot be listed are added to ``unlisted`` (the root's own error is raised)."""
         found: list[pafs.FileInfo] = []
         level = [self.root]
-        for depth in range(3):
+        for depth in range(levels):
             deeper = []
             for folder in level:
                 try:

@@ -156,6 +156,24 @@ def test_validate_and_plan_name_the_backend_one_model_id_runs_with_when_two_expe
     assert res.exit_code == 0 and "one stream" not in res.output, res.output
 
 
+def test_the_note_of_a_backend_several_experiments_set_alike_is_said_once(tmp_path):
+    """A task grid: the first task leaves musicnn's backend unset, three others set tf — one note naming the other
+    places, as a dataset several experiments share is said (it was three notes of 400 characters, alike)."""
+    musicnn = {"id": "m", "type": "msd-musicnn"}
+    cfg = _two_tasks(tmp_path, {**musicnn, "params": {"backend": "tf"}}, "other")
+    d = yaml.safe_load(cfg.read_text())
+    d["experiments"][0]["embedding_models"] = [musicnn]
+    d["experiments"] += [{**d["experiments"][1], "task": {**d["experiments"][1]["task"], "name": t}} for t in "34"]
+    cfg.write_text(yaml.safe_dump(d, sort_keys=False))
+    res = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check", "--skip-model-check"])
+    notes = [line for line in res.output.splitlines() if line.startswith("note: ")]
+    assert res.exit_code == 0 and len(notes) == 1, res.output
+    assert notes[0].startswith("note: experiments[1].embedding_models[0]: model 'm' is embedded with "), notes
+    assert notes[0].endswith("(the same at experiments[2].embedding_models[0], experiments[3].embedding_models[0])"), (
+        notes
+    )
+
+
 def test_the_run_warns_which_backend_the_shared_stream_of_one_model_id_runs_with(tmp_path, caplog):
     """The run says it too as it plans the stream (it ran the first's backend, silently), before Ray is needed."""
     import pyarrow as pa

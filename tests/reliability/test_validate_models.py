@@ -96,6 +96,14 @@ def test_validate_with_ray_address_checks_the_models_on_the_nodes(ray_session, f
     assert res.exit_code == 0, res.output
     said = res.stdout.splitlines()[-1]
     assert said.startswith("models: 1 checked on 1 node; not clmr-gpu: no live node has the resources"), said
+    # the id in two streams (another dataset, other params): said once (it was `not clmr-gpu, clmr-gpu`)
+    other = experiment(fault_catalog, [_clmr("clmr-gpu", tmp_path / "b.pt")], name="tones2")
+    other["task"]["name"] = "pitch2"
+    write_config(gpu, tmp_path, [experiment(fault_catalog, models), other], resources={"use_gpu": "always"})
+    res = CliRunner().invoke(app, ["validate", str(gpu)])
+    assert res.exit_code == 0, res.output
+    said = res.stdout.splitlines()[-1]
+    assert said.startswith("models: 1 checked on 1 node; not clmr-gpu: no live node has the resources"), said
 
     # a `repeval validate` of its own, as `ray job submit` starts it: attached to the running Ray (init_ray)
     env = {**cli_env(tmp_path), "RAY_ADDRESS": os.environ["RAY_ADDRESS"], "TMPDIR": os.environ.get("TMPDIR", "/tmp")}
