@@ -430,7 +430,8 @@ class GcsLiveness:
     request of the GCS). It is gone once
 
     - the GCS process of the driver's own Ray (``ray.init`` started it: ``process``) has ended — nothing restarts it;
-    - a cluster's GCS at ``address`` refuses connections at two looks in a row: no process listens there. Without
+    - a cluster's GCS at ``address`` refuses connections at two looks in a row, and then does not answer a request
+      (``answers``): no process listens there. Without
       GCS fault tolerance Ray cannot carry on with a GCS that came back (it knows neither the nodes nor this job), so
       the stream is stopped at once — Ray would end the process a minute later
       (``gcs_rpc_server_reconnect_timeout_s``), losing the rows not yet written and saying only "Failed to connect to
@@ -438,10 +439,20 @@ class GcsLiveness:
       carry on once the GCS is back.
 
     A GCS that is slow to answer, or a head node out of reach (a connection timing out), is never taken to be gone:
-    Ray's own timeouts decide, as they would for a healthy cluster under load."""
+    Ray's own timeouts decide, as they would for a healthy cluster under load. Nor is one whose address refuses new
+    connections while it still ``answers`` a request (:func:`gcs_answers`, asked only then) through the driver's
+    connection to it: a Kubernetes service whose head pod is marked not ready (its dashboard slow to answer the
+    readiness probe), a NAT's port, refuse new connections to a GCS that runs on."""
 
-    def __init__(self, process: Any = None, address: str = "", may_restart: bool = False) -> None:
+    def __init__(
+        self,
+        process: Any = None,
+        address: str = "",
+        may_restart: bool = False,
+        answers: Callable[[], bool] | None = None,
+    ) -> None:
         self.process, self.address, self.may_restart = process, address, may_restart
+        self.answers = gcs_answers if answers is None else answers
         self.refused = 0
 
     @classmethod
@@ -471,7 +482,9 @@ class GcsLiveness:
         if self.may_restart or not self.address:
             return None
         self.refused = self.refused + 1 if refuses(self.address) else 0
-        return f"nothing listens at {self.address} any longer" if self.refused >= 2 else None
+        if self.refused < 2 or self.answers():
+            return None
+        return f"nothing listens at {self.address} any longer, and it does not answer"
 
 
 def cluster_lost(how: str, bar: Progress, label: str) -> ClusterLost:
