@@ -393,21 +393,21 @@ class ClusterLost(RuntimeError):
 
 #: whether Ray may bring back a GCS that went away (GCS fault tolerance: its tables kept in Redis — the head's
 #: ``RAY_REDIS_ADDRESS``, which a ``ray job submit`` driver inherits —, or, as KubeRay sets on such a cluster's pods,
-#: ``RAY_gcs_rpc_server_reconnect_timeout_s`` raised above Ray's 60 s): then a GCS that refuses connections may be
-#: restarting, and Ray's own wait for it decides
-GCS_RESTARTS_ENV = ("RAY_REDIS_ADDRESS", "RAY_gcs_rpc_server_reconnect_timeout_s")
+#: ``RAY_gcs_rpc_server_reconnect_timeout_s`` raised above Ray's 60 s; or in RocksDB on the head's disk, Ray 2.60's
+#: ``RAY_gcs_storage=rocksdb``): then a GCS that refuses connections may be restarting, and Ray's own wait decides
+GCS_RESTARTS_ENV = ("RAY_REDIS_ADDRESS", "RAY_gcs_rpc_server_reconnect_timeout_s", "RAY_gcs_storage")
 #: Ray's default ``gcs_rpc_server_reconnect_timeout_s``: how long a Ray process waits for a GCS gone before it ends
 RAY_GCS_RECONNECT_S = 60.0
 
 
 def gcs_may_restart(environ: Mapping[str, str]) -> bool:
     """Whether the cluster's GCS may come back after it went away (:data:`GCS_RESTARTS_ENV`)."""
-    redis, reconnect = (environ.get(k, "") for k in GCS_RESTARTS_ENV)
+    redis, reconnect, storage = (environ.get(k, "") for k in GCS_RESTARTS_ENV)
     try:
         raised = float(reconnect) > RAY_GCS_RECONNECT_S if reconnect else False
     except ValueError:
         raised = False
-    return bool(redis) or raised
+    return bool(redis) or raised or storage.strip().lower() not in ("", "memory")  # rocksdb: tables on the head's disk
 
 
 def refuses(address: str) -> bool:

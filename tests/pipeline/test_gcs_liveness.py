@@ -64,3 +64,10 @@ def test_the_gcs_process_of_the_commands_own_ray_is_gone_once_it_ended() -> None
     finally:
         running.kill()
         running.wait()
+
+
+def test_a_gcs_that_keeps_its_tables_in_rocksdb_may_restart() -> None:
+    """Ray 2.60's GCS fault tolerance without Redis: the head's GCS keeps its tables on its disk
+    (``RAY_gcs_storage=rocksdb``, inherited by a ``ray job submit`` driver) and comes back after a restart."""
+    assert gcs_may_restart({"RAY_gcs_storage": "rocksdb", "RAY_gcs_storage_path": "/data/gcs"})
+    assert not gcs_may_restart({"RAY_gcs_storage": "memory"})  # Ray's default: a GCS restarted knows nothing
