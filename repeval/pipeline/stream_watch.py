@@ -86,8 +86,8 @@ class StreamWatch:
         failed stream's teardown, once its actors are killed. Nothing is asked of a GCS seen gone. The thread ends
         within a request of the GCS (each given up after :data:`GCS_TIMEOUT_S`)."""
         self.stopped.set()
-        if self.thread.is_alive() and self.thread is not threading.current_thread():
-            self.thread.join(timeout=10)
+        if self.thread.is_alive() and self.thread is not threading.current_thread() and self.gone is None:
+            self.thread.join(timeout=10)  # (a GCS gone: not waited for, held in the stream's shutdown, a daemon)
         if self.n_actors and self.gone is None:
             forget_marks()
 
@@ -106,8 +106,8 @@ class StreamWatch:
                 if self._halt(self.gone):
                     return
                 continue
-            if not self.bar.wait_lines:
-                continue
+            if not self.bar.wait_lines or (self.liveness is not None and self.liveness.refused):
+                continue  # (its GCS not asked once its address refused a connection: each look would wait 15 s)
             try:
                 self.check()
             except GcsTimeout as exc:  # the GCS does not answer: no line
