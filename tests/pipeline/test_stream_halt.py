@@ -30,7 +30,7 @@ def test_a_stream_halted_for_its_gcs_gone_raises_at_once_and_records_no_usage(ra
     from ray.data._internal.usage.collector import usage_collection_disabled
 
     monkeypatch.setenv("RAY_DATA_USAGE_DISABLED", "0")  # (as it was after the test: the halt sets it)
-    ds = ray_session.data.range(400, override_num_blocks=100).map_batches(
+    ds = ray_session.data.range(80, override_num_blocks=40).map_batches(
         lambda batch: time.sleep(0.05) or batch, batch_size=None
     )
     gone, raised = RuntimeError("the Ray cluster's GCS is gone"), []
