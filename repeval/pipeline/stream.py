@@ -350,15 +350,23 @@ def halt_stream(ds: Any, exc: BaseException | None, wake: bool = False) -> bool:
     :class:`~repeval.pipeline.placement.PackedPool`): its loop over the batches then ends, and the caller raises
     ``exc``. ``wake``: the loop raises ``exc`` at once, without waiting for the executor's scheduling thread to end
     it — which a GCS gone holds in a request of it (Ray Data's look at the draining nodes) until Ray ends the
-    process (:class:`~repeval.pipeline.stream_watch.ClusterLost`). ``True`` once stopped; ``False`` while the stream
+    process (:class:`~repeval.pipeline.stream_watch.ClusterLost`) —, and shuts the executor down itself, with Ray
+    Data's usage record (an actor created: a request of the GCS gone) turned off. ``True`` once stopped; ``False`` while the stream
     has not started. Private in Ray 2.60 (pinned), like :func:`_stop_stream`."""
     executor = getattr(ds, "_current_executor", None)
     if executor is None:
         return False
-    executor.shutdown(force=True, exception=exc)
     if wake and isinstance(exc, Exception):
-        _, state = executor._output_node
-        state.mark_finished(exc)
+        output = getattr(executor, "_output_node", None)
+        if output is None:  # not started yet
+            return False
+        # the stream's loop shuts the executor down as it raises: not here, where its lock would be held while a
+        # request of the GCS gone waits until Ray ends the process — Ray Data's record of the stream's usage (in an
+        # actor it creates) is made then, unless turned off (RAY_DATA_USAGE_DISABLED, read at each record)
+        os.environ["RAY_DATA_USAGE_DISABLED"] = "1"
+        output[1].mark_finished(exc)
+        return True
+    executor.shutdown(force=True, exception=exc)
     return True
 
 

@@ -86,8 +86,8 @@ class StreamWatch:
         failed stream's teardown, once its actors are killed. Nothing is asked of a GCS seen gone. The thread ends
         within a request of the GCS (each given up after :data:`GCS_TIMEOUT_S`)."""
         self.stopped.set()
-        if self.thread.is_alive() and self.thread is not threading.current_thread():
-            self.thread.join(timeout=10)
+        if self.thread.is_alive() and self.thread is not threading.current_thread() and self.gone is None:
+            self.thread.join(timeout=10)  # (a GCS gone: not waited for, held in the stream's shutdown, a daemon)
         if self.n_actors and self.gone is None:
             forget_marks()
 
@@ -106,8 +106,8 @@ class StreamWatch:
                 if self._halt(self.gone):
                     return
                 continue
-            if not self.bar.wait_lines:
-                continue
+            if not self.bar.wait_lines or (self.liveness is not None and self.liveness.refused):
+                continue  # (its GCS not asked once its address refused a connection: each look would wait 15 s)
             try:
                 self.check()
             except GcsTimeout as exc:  # the GCS does not answer: no line
@@ -393,21 +393,21 @@ class ClusterLost(RuntimeError):
 
 #: whether Ray may bring back a GCS that went away (GCS fault tolerance: its tables kept in Redis — the head's
 #: ``RAY_REDIS_ADDRESS``, which a ``ray job submit`` driver inherits —, or, as KubeRay sets on such a cluster's pods,
-#: ``RAY_gcs_rpc_server_reconnect_timeout_s`` raised above Ray's 60 s): then a GCS that refuses connections may be
-#: restarting, and Ray's own wait for it decides
-GCS_RESTARTS_ENV = ("RAY_REDIS_ADDRESS", "RAY_gcs_rpc_server_reconnect_timeout_s")
+#: ``RAY_gcs_rpc_server_reconnect_timeout_s`` raised above Ray's 60 s; or in RocksDB on the head's disk, Ray 2.60's
+#: ``RAY_gcs_storage=rocksdb``): then a GCS that refuses connections may be restarting, and Ray's own wait decides
+GCS_RESTARTS_ENV = ("RAY_REDIS_ADDRESS", "RAY_gcs_rpc_server_reconnect_timeout_s", "RAY_gcs_storage")
 #: Ray's default ``gcs_rpc_server_reconnect_timeout_s``: how long a Ray process waits for a GCS gone before it ends
 RAY_GCS_RECONNECT_S = 60.0
 
 
 def gcs_may_restart(environ: Mapping[str, str]) -> bool:
     """Whether the cluster's GCS may come back after it went away (:data:`GCS_RESTARTS_ENV`)."""
-    redis, reconnect = (environ.get(k, "") for k in GCS_RESTARTS_ENV)
+    redis, reconnect, storage = (environ.get(k, "") for k in GCS_RESTARTS_ENV)
     try:
         raised = float(reconnect) > RAY_GCS_RECONNECT_S if reconnect else False
     except ValueError:
         raised = False
-    return bool(redis) or raised
+    return bool(redis) or raised or storage.strip().lower() not in ("", "memory")  # rocksdb: tables on the head's disk
 
 
 def refuses(address: str) -> bool:
@@ -430,7 +430,8 @@ class GcsLiveness:
     request of the GCS). It is gone once
 
     - the GCS process of the driver's own Ray (``ray.init`` started it: ``process``) has ended — nothing restarts it;
-    - a cluster's GCS at ``address`` refuses connections at two looks in a row: no process listens there. Without
+    - a cluster's GCS at ``address`` refuses connections at two looks in a row, and then does not answer a request
+      (``answers``): no process listens there. Without
       GCS fault tolerance Ray cannot carry on with a GCS that came back (it knows neither the nodes nor this job), so
       the stream is stopped at once — Ray would end the process a minute later
       (``gcs_rpc_server_reconnect_timeout_s``), losing the rows not yet written and saying only "Failed to connect to
@@ -438,10 +439,20 @@ class GcsLiveness:
       carry on once the GCS is back.
 
     A GCS that is slow to answer, or a head node out of reach (a connection timing out), is never taken to be gone:
-    Ray's own timeouts decide, as they would for a healthy cluster under load."""
+    Ray's own timeouts decide, as they would for a healthy cluster under load. Nor is one whose address refuses new
+    connections while it still ``answers`` a request (:func:`gcs_answers`, asked only then) through the driver's
+    connection to it: a Kubernetes service whose head pod is marked not ready (its dashboard slow to answer the
+    readiness probe), a NAT's port, refuse new connections to a GCS that runs on."""
 
-    def __init__(self, process: Any = None, address: str = "", may_restart: bool = False) -> None:
+    def __init__(
+        self,
+        process: Any = None,
+        address: str = "",
+        may_restart: bool = False,
+        answers: Callable[[], bool] | None = None,
+    ) -> None:
         self.process, self.address, self.may_restart = process, address, may_restart
+        self.answers = gcs_answers if answers is None else answers
         self.refused = 0
 
     @classmethod
@@ -471,7 +482,9 @@ class GcsLiveness:
         if self.may_restart or not self.address:
             return None
         self.refused = self.refused + 1 if refuses(self.address) else 0
-        return f"nothing listens at {self.address} any longer" if self.refused >= 2 else None
+        if self.refused < 2 or self.answers():
+            return None
+        return f"nothing listens at {self.address} any longer, and it does not answer"
 
 
 def cluster_lost(how: str, bar: Progress, label: str) -> ClusterLost:

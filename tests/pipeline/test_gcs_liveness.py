@@ -1,7 +1,7 @@
 """When a stream's watch takes a cluster's GCS to be gone (:class:`~repeval.pipeline.stream_watch.GcsLiveness`): its
-address refusing connections at two looks in a row — not a GCS that takes connections (slow or busy), not one that
-may restart (GCS fault tolerance), and never by asking the GCS anything. Real sockets on this machine stand in for
-the GCS's port."""
+address refusing connections at two looks in a row, and then the GCS not answering the driver — not a GCS that takes
+connections (slow or busy), not one that may restart (GCS fault tolerance), not one that answers, and never by asking
+the GCS anything until its address refused. Real sockets on this machine stand in for the GCS's port."""
 
 from __future__ import annotations
 
@@ -22,9 +22,17 @@ def closed_port() -> str:
 def test_a_gcs_whose_address_refuses_connections_twice_in_a_row_is_gone() -> None:
     address = closed_port()
     assert refuses(address)
-    liveness = GcsLiveness(address=address)
+    liveness = GcsLiveness(address=address, answers=lambda: False)  # nor does it answer the driver's requests
     assert liveness.gone() is None  # one refusal: a port being taken again, say
-    assert liveness.gone() == f"nothing listens at {address} any longer"
+    assert liveness.gone() == f"nothing listens at {address} any longer, and it does not answer"
+
+
+def test_a_gcs_that_answers_the_driver_is_not_gone_when_its_address_refuses_new_connections(ray_session) -> None:
+    """A Kubernetes service whose head pod is marked not ready (its dashboard slow to answer the readiness probe)
+    refuses new connections while the GCS behind it runs on and answers through the driver's own connection: the
+    session's Ray's GCS answers here, an address where nothing listens stands in for the service's."""
+    liveness = GcsLiveness(address=closed_port())
+    assert liveness.gone() is None and liveness.gone() is None and liveness.gone() is None
 
 
 def test_a_gcs_that_takes_connections_or_may_restart_is_not_gone() -> None:
@@ -56,3 +64,10 @@ def test_the_gcs_process_of_the_commands_own_ray_is_gone_once_it_ended() -> None
     finally:
         running.kill()
         running.wait()
+
+
+def test_a_gcs_that_keeps_its_tables_in_rocksdb_may_restart() -> None:
+    """Ray 2.60's GCS fault tolerance without Redis: the head's GCS keeps its tables on its disk
+    (``RAY_gcs_storage=rocksdb``, inherited by a ``ray job submit`` driver) and comes back after a restart."""
+    assert gcs_may_restart({"RAY_gcs_storage": "rocksdb", "RAY_gcs_storage_path": "/data/gcs"})
+    assert not gcs_may_restart({"RAY_gcs_storage": "memory"})  # Ray's default: a GCS restarted knows nothing
