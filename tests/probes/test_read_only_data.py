@@ -117,22 +117,25 @@ def test_inputs_standardise_batches_like_a_preprocessed_copy_and_read_the_rows_i
 
 def test_standardisation_is_fitted_without_a_copy_of_the_training_split() -> None:
     """``Preprocess``'s means and standard deviations are those of the split in float64 (scikit-learn's), without a
-    split-sized temporary (tracemalloc sees numpy's allocations)."""
+    split-sized temporary — also for a split of fewer rows than a chunk of a narrow one holds, or a wide one (a float64
+    chunk of 8,192 rows of 2,048 dimensions was twice a 2,000-track split) — tracemalloc sees numpy's allocations."""
     import tracemalloc
 
-    from repeval.probes.inputs import STD_CHUNK_ROWS, column_stats
+    from repeval.probes.inputs import column_stats, stats_chunk_rows
 
     rng = np.random.default_rng(3)
-    for n, d in [(3 * STD_CHUNK_ROWS + 17, 64), (STD_CHUNK_ROWS + 1, 2), (5 * STD_CHUNK_ROWS, 1), (100, 9)]:
+    r64, r2, r1 = stats_chunk_rows(64), stats_chunk_rows(2), stats_chunk_rows(1)
+    for n, d in [(3 * r64 + 17, 64), (r2 + 1, 2), (2 * r1, 1), (100, 9), (1, 3)]:
         x = (rng.standard_normal((n, d)) * 40 + 1e3).astype(np.float32)
         mean, std = column_stats(x)
         np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-12)
-        np.testing.assert_allclose(std, x.astype(np.float64).std(0), rtol=1e-12)
-    x = rng.standard_normal((8 * STD_CHUNK_ROWS, 64)).astype(np.float32)
-    peaks = []
-    for fit in (lambda: x.std(0), lambda: Preprocess(x, True, None)):
-        tracemalloc.start()
-        fit()
-        peaks.append(tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    assert peaks[0] >= x.nbytes > 3 * peaks[1], peaks  # numpy's own: a copy; the fit: a chunk of rows
+        np.testing.assert_allclose(std, x.astype(np.float64).std(0), rtol=1e-9, atol=1e-9)
+    for n, d in [(8 * r64, 64), (2000, 2048)]:
+        x = rng.standard_normal((n, d)).astype(np.float32)
+        peaks = []
+        for numpy_std in (True, False):
+            tracemalloc.start()
+            x.std(0) if numpy_std else Preprocess(x, True, None)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        assert peaks[0] >= x.nbytes > 3 * peaks[1], (n, d, peaks)  # numpy's own: a copy; the fit: a chunk of rows

@@ -56,3 +56,18 @@ def test_a_large_training_split_is_standardised_as_sklearn_does_it():
     # a PCA centres on the same float64 mean
     centred = Preprocess(x, False, 2)
     np.testing.assert_allclose(centred.mean, scaler.mean_, rtol=0, atol=1e-3 * scaler.scale_.min())
+
+
+def test_a_column_constant_over_many_chunks_keeps_scale_1_and_standardises_to_exactly_0():
+    """Constant is told from the float64 statistics themselves (a std of exactly 0), over as many chunks as a split of
+    frames spans; a column differing in one row by one float32 step is not constant."""
+    from repeval.probes.inputs import stats_chunk_rows
+
+    n = 3 * stats_chunk_rows(4) + 5
+    x = np.random.default_rng(1).normal(0.0, 1.0, (n, 4)).astype(np.float32)
+    x[:, 1], x[:, 2] = np.float32(0.3), np.float32(-7e5)
+    x[:, 3] = np.float32(2.5)
+    x[-1, 3] = np.nextafter(np.float32(2.5), np.float32(3))
+    prep = Preprocess(x, True, None)
+    assert prep.std[1] == prep.std[2] == 1 and prep.std[3] < 1e-6
+    assert (prep(x)[:, 1:3] == 0).all() and prep(x)[-1, 3] > 1  # the row that differs stands out
