@@ -453,20 +453,16 @@ def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> tupl
     return f"fix the path (relative paths start from {Path.cwd()})", False
 
 
-#: each manifest ``repeval data render`` writes, with the one of the other ``--format``
-_RENDER_TWINS = {"manifest.csv": "manifest.parquet", "manifest.parquet": "manifest.csv"}
-
-
 def _render_left(path: Path) -> str | None:
     """Where a manifest ``repeval data render`` wrote is, when it is not at ``path``: a render in the other format
     listing other clips kept it as ``<name>.replaced`` (the set is now the other manifest's); an interrupted render set
     it aside (the next render of its folder finishes it). ``None``: no render's trace."""
-    if path.name not in _RENDER_TWINS:
-        return None
-    other = path.with_name(_RENDER_TWINS[path.name])
-    if other.is_file():
-        from repeval.datasets.render_output import last_replaced
+    from repeval.datasets.render_output import last_replaced, other_format, set_aside
 
+    other = other_format(path)
+    if other is None:
+        return None
+    if other.is_file():
         kept = last_replaced(path)
         why = (
             f"`repeval data render --format {other.suffix[1:]}` kept this one as {kept.name}, which lists clips "
@@ -475,9 +471,9 @@ def _render_left(path: Path) -> str | None:
             else "the same folder's manifest in the other format"
         )
         return f"{other} is beside it ({why}): set manifest: {other}"
-    if path.with_name(f".{path.name}.previous").is_file():
+    if (aside := set_aside(path)).is_file():
         return (
-            f"a `repeval data render` into {path.parent} was interrupted, its manifest set aside as .{path.name}.previous"
+            f"a `repeval data render` into {path.parent} was interrupted, its manifest set aside as {aside.name}"
             ": render it again (the same command) to finish it"
         )
     return None

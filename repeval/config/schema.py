@@ -357,6 +357,10 @@ class Config(Strict):
             for problem in self.asha_idle_problems()
         ]
 
+    def embedding_model_ids(self) -> tuple[str, ...]:
+        """The ids of the embedding models the experiments list, each once, in the order first listed."""
+        return tuple(dict.fromkeys(m.id for exp in self.experiments for m in exp.embedding_models))
+
     def keeps_frames(self, dataset: str, model: str) -> bool:
         """Whether the run stores frame-level embeddings in the partitions of ``dataset`` embedded by ``model`` (id):
         all of them with ``run.keep_frames: true``, else those a task with ``embedding_aggregation: prediction`` or

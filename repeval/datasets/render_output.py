@@ -28,7 +28,7 @@ class _ManifestWriter:
         self.fields, self.fmt, self.group = fields, fmt, group
         self.path = out / f"manifest.{fmt}"
         self.partial = out / f".manifest.{fmt}.partial"
-        self.asides = {f: out / f".manifest.{f}.previous" for f in MANIFEST_FORMATS}
+        self.asides = {f: set_aside(out / f"manifest.{f}") for f in MANIFEST_FORMATS}
         for f, aside in self.asides.items():  # an interrupted render's aside is kept: the manifest is not there
             if (out / f"manifest.{f}").is_file():
                 (out / f"manifest.{f}").replace(aside)
@@ -98,6 +98,22 @@ class _ManifestWriter:
             "with manifest: %s",
             kept, self.path.name, kept.parent, replaced.name, kept.name, self.path,
         )  # fmt: skip
+
+
+def set_aside(manifest: Path) -> Path:
+    """Where a render sets an earlier render's ``manifest`` aside while it writes (:class:`_ManifestWriter`): an
+    interrupted render leaves it there, and the next render of the folder puts it back or replaces it."""
+    return manifest.with_name(f".{manifest.name}.previous")
+
+
+def other_format(manifest: Path) -> Path | None:
+    """The manifest a render in the other ``--format`` writes beside ``manifest`` (``manifest.csv`` ↔
+    ``manifest.parquet``); ``None`` for a file no render writes."""
+    fmt = manifest.name.removeprefix("manifest.")
+    if manifest.name == fmt or fmt not in MANIFEST_FORMATS:
+        return None
+    (other,) = (f for f in MANIFEST_FORMATS if f != fmt)
+    return manifest.with_name(f"manifest.{other}")
 
 
 def replaced_path(manifest: Path) -> Path:

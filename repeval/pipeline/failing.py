@@ -147,7 +147,7 @@ def partition_models(partitions: Iterable[str]) -> list[str]:
 def check_retry_models(cfg: Any, names: Any) -> frozenset[str]:
     """``--retry-model``'s ``names``, each the id of an embedding model of ``cfg``'s experiments; else a
     :class:`ValueError` naming the unknown ones and the models there are."""
-    known = list(dict.fromkeys(m.id for exp in cfg.experiments for m in exp.embedding_models))
+    known = cfg.embedding_model_ids()
     unknown = [n for n in dict.fromkeys(names) if n not in known]
     if unknown:
         raise ValueError(

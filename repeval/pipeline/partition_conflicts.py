@@ -143,8 +143,7 @@ def computed_twice_problem(
         return None
     ds, model = now[1].name, now[2].id
     partition = "/".join(map(stored_name, (ds, model, CLEAN)))
-    taken = [m.id for exp in cfg.experiments for m in exp.embedding_models]
-    new_id = new_model_id(model, b.fingerprint["model"]["family"], taken)
+    new_id = new_model_id(model, b.fingerprint["model"]["family"], cfg.embedding_model_ids())
     written = _written_otherwise(a, b, where)
     if written:
         return f"{at}: {computed_twice(partition, written, where, new_id, WRITTEN_OTHERWISE)}"
@@ -180,7 +179,7 @@ def one_stream_notes(cfg: Config) -> list[str]:
     from repeval.pipeline.partitions import ModelSpec
 
     firsts: dict[str, tuple[str, Any]] = {}
-    taken = [m.id for exp in cfg.experiments for m in exp.embedding_models]
+    taken = cfg.embedding_model_ids()
     notes = []
     for ei, exp in enumerate(cfg.experiments):
         for mi, m in enumerate(exp.embedding_models):

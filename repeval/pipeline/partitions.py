@@ -362,8 +362,7 @@ class ModelSpec:
                 # scenarios whole) differs on every track longer than a window, and is not completed with these rows
                 fp["deformed"] = "whole track"
         others = tuple((o, sc) for o, sc in exp.scenarios_for(ds).items() if o != sid)
-        taken = tuple(dict.fromkeys(m.id for e in cfg.experiments for m in e.embedding_models))
-        return PartitionSpec(sid, fp, described, self, others, taken)
+        return PartitionSpec(sid, fp, described, self, others, cfg.embedding_model_ids())
 
 
 def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, deform_ids: Any) -> dict[str, np.ndarray]:
